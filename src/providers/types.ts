@@ -1,0 +1,84 @@
+// The provider adapter contract. Everything a provider differs in is data (its catalog);
+// everything the gateway asks of it is these four calls.
+import type { Readable } from 'node:stream';
+
+/** Output sizes, by orientation and tier (see docs/architecture.md, "Sizes and tiers"). */
+export const SIZES = ['1280x720', '720x1280', '1792x1024', '1024x1792'] as const;
+export type VideoSize = (typeof SIZES)[number];
+export type SizeTier = 'standard' | 'high';
+export const DURATIONS_S = [4, 8, 12] as const;
+export type DurationS = (typeof DURATIONS_S)[number];
+
+export function tierOfSize(size: VideoSize): SizeTier {
+  return size === '1792x1024' || size === '1024x1792' ? 'high' : 'standard';
+}
+
+/** One request, whatever front door it came through. */
+export interface NormalizedRequest {
+  model: string;
+  prompt: string;
+  size: VideoSize;
+  duration_s: DurationS;
+  image_url?: string;
+  resize_mode?: 'pad' | 'crop';
+}
+
+/** One model as one provider offers it. Prices are USD per generated second. */
+export interface ModelOffer {
+  model: string;
+  upstream_model: string;
+  sizes: VideoSize[];
+  durations_s: DurationS[];
+  image_input: boolean;
+  usd_per_second: { standard: number; high?: number };
+}
+
+export interface CallContext {
+  /** Stable across retries of the same attempt, so that a resubmission after a crash is not a second job. */
+  idempotencyKey?: string;
+  signal?: AbortSignal;
+}
+
+export type PollResult =
+  | { state: 'pending' | 'processing'; progress: number }
+  | { state: 'completed' }
+  | { state: 'failed'; error: ProviderError };
+
+export interface ProviderAdapter {
+  readonly id: string;
+  readonly kind: string;
+  readonly catalog: readonly ModelOffer[];
+  submit(request: NormalizedRequest, ctx: CallContext): Promise<{ upstreamId: string }>;
+  poll(upstreamId: string, ctx: CallContext): Promise<PollResult>;
+  /** The finished MP4 as a byte stream. */
+  download(upstreamId: string, ctx: CallContext): Promise<Readable>;
+  /** Absent where the provider cannot cancel. */
+  cancel?(upstreamId: string, ctx: CallContext): Promise<void>;
+}
+
+/**
+ * Every failure an adapter reports. `retryable` means the provider is at fault (network, timeout,
+ * 408, 429, 5xx, provider-side task errors): try again or elsewhere. Otherwise the request is at
+ * fault and retrying anywhere would fail the same way.
+ */
+export class ProviderError extends Error {
+  constructor(
+    readonly code: string,
+    message: string,
+    readonly retryable: boolean,
+    readonly retryAfterMs?: number,
+  ) {
+    super(message);
+    this.name = 'ProviderError';
+  }
+}
+
+export function offerFor(adapter: ProviderAdapter, request: NormalizedRequest): ModelOffer | undefined {
+  return adapter.catalog.find(
+    (o) =>
+      o.model === request.model &&
+      o.sizes.includes(request.size) &&
+      o.durations_s.includes(request.duration_s) &&
+      (!request.image_url || o.image_input),
+  );
+}
