@@ -1,0 +1,164 @@
+// The HTTP app: spec-validated routes, thin handlers over the task service, one error mapper.
+import fs from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import express, { type ErrorRequestHandler, type Request, type RequestHandler, type Response } from 'express';
+import * as OpenApiValidator from 'express-openapi-validator';
+import YAML from 'yaml';
+import type { components } from '../generated/vidgate-api';
+import type { Router } from '../routing/router';
+import type { Store, TaskStatus } from '../store/types';
+import { renderApiReference } from './api-reference';
+import { requireApiKey, type Caller } from './auth';
+import { ApiError, internalError } from './errors';
+import type { Logger } from './logger';
+import type { Metrics } from './metrics';
+import { normalizeGeneration } from './normalize';
+import { presentTask } from './present';
+import { describeCatalog } from './catalog';
+import type { TaskService } from './tasks';
+
+export const SPEC_PATH = fileURLToPath(new URL('../../openapi/vidgate.yaml', import.meta.url));
+
+export interface AppDeps {
+  store: Store;
+  router: Router;
+  tasks: TaskService;
+  metrics: Metrics;
+  log: Logger;
+  bodyLimitBytes: number;
+  publicUrl?: string;
+  retentionMs: number;
+  usdPerCredit: number;
+  isDraining: () => boolean;
+  /** Check every response against the spec too (tests turn this on). */
+  validateResponses?: boolean;
+}
+
+export function createApp(deps: AppDeps): express.Express {
+  const { tasks, metrics } = deps;
+  const spec = YAML.parse(fs.readFileSync(SPEC_PATH, 'utf8'));
+  const referenceHtml = renderApiReference(spec);
+  const app = express();
+  app.disable('x-powered-by');
+  app.set('trust proxy', false);
+
+  app.use(recordLatency(metrics));
+  app.get('/healthz', (_req, res) => void res.json({ status: 'ok' }));
+  app.get('/readyz', async (_req, res) => {
+    if (deps.isDraining()) return void res.status(503).json({ status: 'draining' });
+    const reachable = await deps.store.countApiKeys().then(() => true, () => false);
+    res.status(reachable ? 200 : 503).json({ status: reachable ? 'ok' : 'unavailable' });
+  });
+  app.get('/metrics', async (_req, res) => {
+    res.type(metrics.registry.contentType).send(await metrics.registry.metrics());
+  });
+  app.get('/openapi.json', (_req, res) => void res.json(spec));
+  app.get('/docs', (_req, res) => void res.type('html').send(referenceHtml));
+
+  app.use('/v1', requireApiKey(deps.store));
+  app.use(express.json({ limit: deps.bodyLimitBytes }));
+  app.use(
+    OpenApiValidator.middleware({
+      apiSpec: SPEC_PATH,
+      validateRequests: { allowUnknownQueryParameters: false },
+      validateResponses: deps.validateResponses ?? false,
+      validateSecurity: false, // requireApiKey checks keys against the store
+      ignorePaths: /^\/(healthz|readyz|metrics|openapi\.json|docs)$/,
+    }),
+  );
+
+  const caller = (res: Response) => res.locals.caller as Caller;
+  const present = (req: Request) => {
+    const baseUrl = deps.publicUrl ?? `${req.protocol}://${req.get('host')}`;
+    return (t: Parameters<typeof presentTask>[0]) => presentTask(t, { baseUrl, retentionMs: deps.retentionMs });
+  };
+
+  app.post('/v1/videos/generations', async (req, res) => {
+    const { request, callback_url } = normalizeGeneration(req.body as components['schemas']['GenerationRequest'], deps.router);
+    const task = await tasks.submit(caller(res), request, callback_url);
+    res.status(202).json(present(req)(task));
+  });
+
+  app.get('/v1/tasks', async (req, res) => {
+    const query = req.query as { status?: TaskStatus; limit?: number; after?: string };
+    const page = await tasks.list(caller(res), { status: query.status, limit: Number(query.limit ?? 20), after: query.after });
+    res.json({ object: 'list', data: page.tasks.map(present(req)), has_more: page.nextCursor !== null, next_cursor: page.nextCursor });
+  });
+
+  app.get('/v1/tasks/:id', async (req, res) => {
+    res.json(present(req)(await tasks.get(caller(res), req.params.id!)));
+  });
+
+  app.post('/v1/tasks/:id/cancel', async (req, res) => {
+    res.json(present(req)(await tasks.cancel(caller(res), req.params.id!)));
+  });
+
+  app.get('/v1/tasks/:id/content', async (req, res) => {
+    const file = await tasks.videoPath(caller(res), req.params.id!);
+    // sendFile answers Range requests (206, 416) and conditional requests itself.
+    res.sendFile(file, { headers: { 'Content-Type': 'video/mp4', 'Cache-Control': 'private, max-age=3600' } });
+  });
+
+  app.get('/v1/models', (_req, res) => {
+    res.json({ object: 'list', data: describeCatalog(deps.router), usd_per_credit: deps.usdPerCredit });
+  });
+
+  app.use(errorHandler(deps.log));
+  return app;
+}
+
+function recordLatency(metrics: Metrics): RequestHandler {
+  return (req, res, next) => {
+    const end = metrics.httpRequestDuration.startTimer({ method: req.method });
+    res.on('finish', () => {
+      const route = req.route ? path.posix.join(req.baseUrl, String(req.route.path)) : 'unmatched';
+      end({ route, status: String(res.statusCode) });
+    });
+    next();
+  };
+}
+
+type HttpLikeError = Error & { status?: number; type?: string; errors?: { path: string; message: string; errorCode?: string }[] };
+
+/** Every error, whatever threw it, leaves in the documented shape. */
+function toApiError(err: HttpLikeError): ApiError {
+  if (err instanceof ApiError) return err;
+  if (err.type === 'entity.too.large') {
+    return new ApiError(413, 'request_too_large_error', 'body_too_large', 'the request body is over the size limit');
+  }
+  if (err.type === 'entity.parse.failed') {
+    return new ApiError(400, 'invalid_request_error', 'invalid_json', 'the request body is not valid JSON');
+  }
+  if (Array.isArray(err.errors) && typeof err.status === 'number') return fromValidationError(err);
+  return internalError();
+}
+
+function fromValidationError(err: HttpLikeError): ApiError {
+  const first = err.errors?.[0];
+  switch (err.status) {
+    case 404:
+      return new ApiError(404, 'not_found_error', 'route_not_found', 'no such route; see /docs');
+    case 405:
+      return new ApiError(405 as number, 'invalid_request_error', 'method_not_allowed', err.message);
+    case 413:
+      return new ApiError(413, 'request_too_large_error', 'body_too_large', 'the request body is over the size limit');
+    case 415:
+      return new ApiError(415, 'unsupported_media_type_error', 'unsupported_media_type', 'send the body as application/json');
+  }
+  if (err.status !== 400 || !first) return internalError();
+  // Paths look like "/body/duration", "/query/limit" or "/body/image_urls/0".
+  const [, where, ...rest] = first.path.split('/');
+  const param = rest.length ? rest.join('.') : (where ?? null);
+  const code = first.errorCode?.startsWith('required') ? 'missing_field' : first.errorCode?.startsWith('additionalProperties') ? 'unknown_field' : 'invalid_value';
+  return new ApiError(400, 'invalid_request_error', code, `${param ?? 'request'}: ${first.message}`, param);
+}
+
+function errorHandler(log: Logger): ErrorRequestHandler {
+  return (err: HttpLikeError, req, res, _next) => {
+    const apiError = toApiError(err);
+    if (apiError.status >= 500) log.error('request failed', { method: req.method, path: req.path, error: err.message, stack: err.stack });
+    if (res.headersSent) return void res.end();
+    res.status(apiError.status).set(apiError.headers).json(apiError.toBody());
+  };
+}

@@ -1,0 +1,105 @@
+// The composition root: builds every part from the config and starts/stops them in order.
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { createSimulatedProvider } from '../providers/simulated';
+import type { ProviderAdapter } from '../providers/types';
+import { createRouter } from '../routing/router';
+import { createSqliteStore } from '../store/sqlite';
+import type { Store } from '../store/types';
+import { createApp } from './app';
+import { createLocalAssetStore } from './assets';
+import { ensureApiKeys } from './auth';
+import type { Config } from './config';
+import { createLogger, type Logger } from './logger';
+import { createMetrics } from './metrics';
+import { createRetentionSweeper } from './retention';
+import { createTaskService } from './tasks';
+import { createWorkers } from './workers';
+
+export interface GatewayOptions {
+  log?: Logger;
+  validateResponses?: boolean;
+  /** Replaces the providers built from the config (tests). */
+  providers?: ProviderAdapter[];
+  now?: () => number;
+}
+
+export type Gateway = Awaited<ReturnType<typeof createGateway>>;
+
+export async function createGateway(config: Config, options: GatewayOptions = {}) {
+  const log = options.log ?? createLogger(config.log_level);
+  const now = options.now ?? Date.now;
+  const store: Store = createSqliteStore(config.store.sqlite_path);
+  const metrics = createMetrics();
+  const assets = createLocalAssetStore(config.assets.dir);
+  const router = createRouter(options.providers ?? providersFromConfig(config));
+  const retentionMs = config.assets.retention_days * 24 * 3600 * 1000;
+  const { devKey } = await ensureApiKeys(store, config.auth.api_keys, now());
+
+  const workers = createWorkers({ store, router, assets, metrics, log, config: config.workers, now });
+  const tasks = createTaskService({
+    store, router, assets, metrics, log, now,
+    usdPerCredit: config.credits.usd_per_credit,
+    upstreamTimeoutMs: config.workers.upstream_timeout_ms,
+    onSubmitted: () => workers.wake(),
+  });
+  const sweeper = createRetentionSweeper({ store, assets, metrics, log, retentionMs, intervalMs: config.assets.sweep_interval_ms, now });
+  let draining = false;
+  const app = createApp({
+    store, router, tasks, metrics, log, retentionMs,
+    bodyLimitBytes: config.server.body_limit_bytes,
+    publicUrl: config.server.public_url,
+    usdPerCredit: config.credits.usd_per_credit,
+    isDraining: () => draining,
+    validateResponses: options.validateResponses,
+  });
+  let server: http.Server | undefined;
+
+  return {
+    app,
+    store,
+    router,
+    metrics,
+    workers,
+    /** The key created on this first start, to show once; undefined otherwise. */
+    devKey,
+    /** Listen and start the background loops; resolves with the bound URL. */
+    async start(): Promise<string> {
+      server = http.createServer(app);
+      await new Promise<void>((resolve, reject) => {
+        server!.once('error', reject);
+        server!.listen(config.server.port, config.server.host, resolve);
+      });
+      workers.start();
+      sweeper.start();
+      const { address, port } = server.address() as AddressInfo;
+      return `http://${address.includes(':') ? `[${address}]` : address}:${port}`;
+    },
+    /** Graceful stop: refuse new work, let running steps finish (up to the drain timeout), close. */
+    async stop(): Promise<void> {
+      draining = true;
+      sweeper.stop();
+      const closed = server ? new Promise((r) => server!.close(r)) : Promise.resolve();
+      server?.closeIdleConnections();
+      await workers.stop(config.server.drain_timeout_ms);
+      await closed;
+      await store.close();
+    },
+  };
+}
+
+function providersFromConfig(config: Config): ProviderAdapter[] {
+  const providers: ProviderAdapter[] = [];
+  if (config.simulated.enabled) {
+    providers.push(
+      createSimulatedProvider({
+        workDir: config.simulated.work_dir,
+        durationMs: config.simulated.duration_ms,
+        failureRate: config.simulated.failure_rate,
+        failureKind: config.simulated.failure_kind,
+        fps: config.simulated.fps,
+      }),
+    );
+  }
+  return providers;
+}

@@ -1,0 +1,50 @@
+// The app's own Prometheus registry (never the global one), and the metrics every step reports to.
+import { Counter, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+
+export type Metrics = ReturnType<typeof createMetrics>;
+
+export function createMetrics() {
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry, prefix: 'vidgate_process_' });
+
+  return {
+    registry,
+    httpRequestDuration: new Histogram({
+      name: 'vidgate_http_request_duration_seconds',
+      help: 'HTTP request latency by route template and status.',
+      labelNames: ['method', 'route', 'status'] as const,
+      buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+      registers: [registry],
+    }),
+    tasksSubmitted: new Counter({
+      name: 'vidgate_tasks_submitted_total',
+      help: 'Tasks accepted, by model.',
+      labelNames: ['model'] as const,
+      registers: [registry],
+    }),
+    tasksFinished: new Counter({
+      name: 'vidgate_tasks_finished_total',
+      help: 'Tasks that reached a terminal status, by status and provider.',
+      labelNames: ['status', 'provider'] as const,
+      registers: [registry],
+    }),
+    taskAttempts: new Counter({
+      name: 'vidgate_task_attempts_total',
+      help: 'Submissions to providers, by provider and outcome (submitted, retryable_error, terminal_error).',
+      labelNames: ['provider', 'outcome'] as const,
+      registers: [registry],
+    }),
+    upstreamDuration: new Histogram({
+      name: 'vidgate_upstream_request_duration_seconds',
+      help: 'Latency of calls to providers, by provider, operation and outcome.',
+      labelNames: ['provider', 'operation', 'outcome'] as const,
+      buckets: [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60],
+      registers: [registry],
+    }),
+    assetsExpired: new Counter({
+      name: 'vidgate_assets_expired_total',
+      help: 'Stored videos deleted after their retention.',
+      registers: [registry],
+    }),
+  };
+}

@@ -1,0 +1,77 @@
+// The native front door's request -> one NormalizedRequest, checked against what the providers offer.
+// The spec has already checked types and enums; this checks what depends on the catalog.
+import type { components } from '../generated/vidgate-api';
+import { tierOfSize, type ModelOffer, type NormalizedRequest, type VideoSize } from '../providers/types';
+import type { Router } from '../routing/router';
+import { invalidRequest } from './errors';
+import { outboundUrlProblem } from './url-guard';
+
+type GenerationRequest = components['schemas']['GenerationRequest'];
+type AspectRatio = components['schemas']['AspectRatio'];
+type Quality = components['schemas']['Quality'];
+
+const ORIENTATION_SIZES = {
+  '16:9': { '720p': '1280x720', '1080p': '1792x1024' },
+  '9:16': { '720p': '720x1280', '1080p': '1024x1792' },
+} as const satisfies Record<string, Record<Quality, VideoSize>>;
+
+export const DEFAULT_MODEL = 'sora-2';
+
+export interface NormalizedGeneration {
+  request: NormalizedRequest;
+  callback_url: string | null;
+}
+
+export function normalizeGeneration(body: GenerationRequest, router: Router): NormalizedGeneration {
+  const model = body.model ?? DEFAULT_MODEL;
+  const offers = router.providers.flatMap((p) => p.catalog.filter((o) => o.model === model));
+  if (offers.length === 0) {
+    const known = [...new Set(router.providers.flatMap((p) => p.catalog.map((o) => o.model)))].join(', ');
+    throw invalidRequest('model_not_found', `unknown model '${model}'; available: ${known}`, 'model');
+  }
+
+  const prompt = body.prompt.trim();
+  if (!prompt) throw invalidRequest('invalid_value', 'prompt must not be blank', 'prompt');
+
+  const size = resolveSize(body.aspect_ratio ?? '9:16', body.quality);
+  if (!offers.some((o) => o.sizes.includes(size))) {
+    throw tierOfSize(size) === 'high'
+      ? invalidRequest('unsupported_quality', `${model} does not offer 1080p (${size}); ${offersHint(offers)}`, 'quality')
+      : invalidRequest('unsupported_size', `${model} does not offer ${size}; ${offersHint(offers)}`, 'aspect_ratio');
+  }
+
+  const duration_s = body.duration ?? 4;
+  if (!offers.some((o) => o.durations_s.includes(duration_s))) {
+    throw invalidRequest('unsupported_duration', `${model} does not offer ${duration_s} s`, 'duration');
+  }
+
+  const image_url = body.image_urls?.[0];
+  if (image_url !== undefined) {
+    const problem = outboundUrlProblem(image_url);
+    if (problem) throw invalidRequest('invalid_url', `image_urls[0] ${problem}`, 'image_urls');
+  }
+  if (body.callback_url !== undefined) {
+    const problem = outboundUrlProblem(body.callback_url);
+    if (problem) throw invalidRequest('invalid_url', `callback_url ${problem}`, 'callback_url');
+  }
+
+  const request: NormalizedRequest = { model, prompt, size, duration_s };
+  if (image_url !== undefined) request.image_url = image_url;
+  if (body.resize_mode !== undefined) request.resize_mode = body.resize_mode;
+  if (router.candidates(request).length === 0) {
+    throw invalidRequest('unsupported_combination', `no provider offers ${model} at ${size}, ${duration_s} s${image_url ? ' with an image' : ''}`);
+  }
+  return { request, callback_url: body.callback_url ?? null };
+}
+
+function resolveSize(aspect: AspectRatio, quality: Quality | undefined): VideoSize {
+  if (aspect === '16:9' || aspect === '9:16') return ORIENTATION_SIZES[aspect][quality ?? '720p'];
+  if (quality && (quality === '1080p') !== (tierOfSize(aspect) === 'high')) {
+    throw invalidRequest('invalid_value', `quality ${quality} contradicts aspect_ratio ${aspect}`, 'quality');
+  }
+  return aspect;
+}
+
+function offersHint(offers: ModelOffer[]): string {
+  return `sizes offered: ${[...new Set(offers.flatMap((o) => o.sizes))].join(', ')}`;
+}

@@ -1,0 +1,52 @@
+// A stored task -> the public Task object of the spec.
+import type { components } from '../generated/vidgate-api';
+import type { NormalizedRequest } from '../providers/types';
+import type { TaskRecord } from '../store/types';
+import { TERMINAL_STATUSES } from '../store/types';
+
+export type Task = components['schemas']['Task'];
+
+export interface PresentOptions {
+  /** Base URL for links to the stored video, e.g. `https://vidgate.example.com`. */
+  baseUrl: string;
+  retentionMs: number;
+}
+
+/** A rough figure for clients' progress bars: providers take about this long per task. */
+function expectedSeconds(durationS: number): number {
+  return 30 + 10 * durationS;
+}
+
+const toUnixS = (ms: number) => Math.floor(ms / 1000);
+
+export function presentTask(t: TaskRecord, opts: PresentOptions): Task {
+  const request = JSON.parse(t.request_json) as NormalizedRequest;
+  const finished = TERMINAL_STATUSES.includes(t.status);
+  const task: Task = {
+    id: t.id,
+    object: 'video.generation.task',
+    created: toUnixS(t.created_at_ms),
+    model: t.model,
+    status: t.status,
+    progress: t.progress,
+    type: 'video',
+    task_info: {
+      can_cancel: !finished,
+      estimated_time: finished ? 0 : Math.round(expectedSeconds(request.duration_s) * (1 - t.progress / 100)),
+      video_duration: request.duration_s,
+      size: request.size,
+    },
+    usage: { billing_rule: 'per_second', credits_reserved: t.credits_reserved },
+    provider: t.provider_id,
+    attempts: t.attempt,
+    completed_at: t.completed_at_ms === null ? null : toUnixS(t.completed_at_ms),
+  };
+  if (t.status === 'completed' && t.completed_at_ms !== null) {
+    task.results = t.asset_expired ? [] : [`${opts.baseUrl}/v1/tasks/${t.id}/content`];
+    task.expires_at = toUnixS(t.completed_at_ms + opts.retentionMs);
+  }
+  if (t.status === 'failed' && t.error_code) {
+    task.error = { code: t.error_code, message: t.error_message ?? t.error_code };
+  }
+  return task;
+}

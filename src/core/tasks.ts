@@ -1,0 +1,118 @@
+// The task use cases behind the front doors: submit, read, list, cancel, locate the stored video.
+import crypto from 'node:crypto';
+import type { NormalizedRequest } from '../providers/types';
+import type { Router } from '../routing/router';
+import { usdToCredits } from '../routing/quote';
+import type { Store, TaskRecord, TaskStatus } from '../store/types';
+import type { AssetStore } from './assets';
+import type { Caller } from './auth';
+import { conflict, gone, invalidRequest, taskNotFound } from './errors';
+import type { Logger } from './logger';
+import type { Metrics } from './metrics';
+
+export interface TaskServiceDeps {
+  store: Store;
+  router: Router;
+  assets: AssetStore;
+  metrics: Metrics;
+  log: Logger;
+  usdPerCredit: number;
+  upstreamTimeoutMs: number;
+  now: () => number;
+  /** Called after a task is created, so the dispatcher picks it up without waiting for its next tick. */
+  onSubmitted: () => void;
+}
+
+export interface ListQuery {
+  status?: TaskStatus;
+  limit: number;
+  after?: string;
+}
+
+export type TaskService = ReturnType<typeof createTaskService>;
+
+export function createTaskService(deps: TaskServiceDeps) {
+  const { store, router, assets, metrics, log } = deps;
+
+  async function ownTask(caller: Caller, id: string): Promise<TaskRecord> {
+    const task = await store.getTask(id);
+    // Another owner's task answers exactly like one that does not exist.
+    if (!task || task.owner_id !== caller.owner_id) throw taskNotFound(id);
+    return task;
+  }
+
+  return {
+    async submit(caller: Caller, request: NormalizedRequest, callbackUrl: string | null): Promise<TaskRecord> {
+      const cheapest = router.candidates(request)[0];
+      if (!cheapest) throw invalidRequest('unsupported_combination', 'no provider can serve this request');
+      const task = await store.createTask({
+        id: `task_${crypto.randomBytes(12).toString('hex')}`,
+        owner_id: caller.owner_id,
+        model: request.model,
+        request_json: JSON.stringify(request),
+        callback_url: callbackUrl,
+        credits_reserved: usdToCredits(cheapest.usd, deps.usdPerCredit),
+        created_at_ms: deps.now(),
+      });
+      metrics.tasksSubmitted.inc({ model: request.model });
+      deps.onSubmitted();
+      return task;
+    },
+
+    get: ownTask,
+
+    async list(caller: Caller, query: ListQuery): Promise<{ tasks: TaskRecord[]; nextCursor: string | null }> {
+      const rows = await store.listTasks({
+        owner_id: caller.owner_id,
+        status: query.status,
+        limit: query.limit + 1,
+        before: query.after === undefined ? undefined : decodeCursor(query.after),
+      });
+      const tasks = rows.slice(0, query.limit);
+      const last = tasks.at(-1);
+      const nextCursor = rows.length > query.limit && last ? encodeCursor(last) : null;
+      return { tasks, nextCursor };
+    },
+
+    async cancel(caller: Caller, id: string): Promise<TaskRecord> {
+      const before = await store.cancel(id, caller.owner_id, deps.now());
+      if (!before) {
+        const task = await ownTask(caller, id);
+        throw conflict('task_finished', `task '${id}' is already ${task.status}`);
+      }
+      metrics.tasksFinished.inc({ status: 'cancelled', provider: before.provider_id ?? 'none' });
+      const adapter = before.provider_id ? router.provider(before.provider_id) : undefined;
+      if (adapter?.cancel && before.upstream_id) {
+        await adapter
+          .cancel(before.upstream_id, { signal: AbortSignal.timeout(deps.upstreamTimeoutMs) })
+          .catch((err: Error) => log.warn('upstream cancel failed', { task: id, provider: adapter.id, error: err.message }));
+      }
+      return ownTask(caller, id);
+    },
+
+    /** The stored MP4's path, once the task has completed and while it is retained. */
+    async videoPath(caller: Caller, id: string): Promise<string> {
+      const task = await ownTask(caller, id);
+      if (task.status !== 'completed' || !task.asset_key) {
+        throw conflict('task_not_completed', `task '${id}' is ${task.status}; its video is available once completed`);
+      }
+      const file = task.asset_expired ? undefined : assets.pathOf(task.asset_key);
+      if (!file) throw gone('video_expired', `the video of task '${id}' has passed its retention and was deleted`);
+      return file;
+    },
+  };
+}
+
+function encodeCursor(t: TaskRecord): string {
+  return Buffer.from(JSON.stringify([t.created_at_ms, t.id])).toString('base64url');
+}
+
+function decodeCursor(cursor: string): { created_at_ms: number; id: string } {
+  try {
+    const [created_at_ms, id] = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8')) as unknown[];
+    if (typeof created_at_ms === 'number' && typeof id === 'string') return { created_at_ms, id };
+  } catch {
+    // fall through to the error below
+  }
+  throw invalidRequest('invalid_cursor', 'after is not a cursor returned by this API', 'after');
+}

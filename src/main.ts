@@ -1,0 +1,37 @@
+// Entry point: load the config, start the gateway, drain on SIGTERM/SIGINT.
+import { ConfigError, loadConfig } from './core/config';
+import { createGateway } from './core/gateway';
+
+async function main(): Promise<void> {
+  const config = loadConfig();
+  const gateway = await createGateway(config);
+  const url = await gateway.start();
+  process.stdout.write(`vidgate listening on ${url}\n`);
+  if (gateway.devKey) {
+    process.stdout.write(
+      `\nCreated a development API key (shown only this once; only its hash is stored):\n\n  ${gateway.devKey}\n\n` +
+        `Try it:\n\n  curl -s ${url}/v1/videos/generations -H 'Authorization: Bearer ${gateway.devKey}' ` +
+        `-H 'Content-Type: application/json' -d '{"model":"sora-2","prompt":"a paper boat on a rainy street","duration":4}'\n\n`,
+    );
+  }
+  let stopping = false;
+  const shutdown = (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    process.stdout.write(`${signal}: draining\n`);
+    gateway.stop().then(
+      () => process.exit(0),
+      (err: Error) => {
+        process.stderr.write(`shutdown failed: ${err.message}\n`);
+        process.exit(1);
+      },
+    );
+  };
+  process.on('SIGTERM', () => shutdown('SIGTERM'));
+  process.on('SIGINT', () => shutdown('SIGINT'));
+}
+
+main().catch((err: Error) => {
+  process.stderr.write(err instanceof ConfigError ? `vidgate: ${err.message}\n` : `vidgate: ${err.stack}\n`);
+  process.exit(1);
+});
