@@ -6,14 +6,14 @@ async function main(): Promise<void> {
   const config = loadConfig();
   const gateway = await createGateway(config);
   const url = await gateway.start();
-  process.stdout.write(`vidgate listening on ${url}\n`);
+  let banner = `vidgate listening on ${url}\n`;
   if (gateway.devKey) {
-    process.stdout.write(
+    banner +=
       `\nCreated a development API key (shown only this once; only its hash is stored):\n\n  ${gateway.devKey}\n\n` +
         `Try it:\n\n  curl -s ${url}/v1/videos/generations -H 'Authorization: Bearer ${gateway.devKey}' ` +
-        `-H 'Content-Type: application/json' -d '{"model":"sora-2","prompt":"a paper boat on a rainy street","duration":4}'\n\n`,
-    );
+        `-H 'Content-Type: application/json' -d '{"model":"sora-2","prompt":"a paper boat on a rainy street","duration":4}'\n\n`;
   }
+  process.stdout.write(banner);
   let stopping = false;
   const shutdown = (signal: string) => {
     if (stopping) return;

@@ -119,7 +119,12 @@ function recordLatency(metrics: Metrics): RequestHandler {
   };
 }
 
-type HttpLikeError = Error & { status?: number; type?: string; errors?: { path: string; message: string; errorCode?: string }[] };
+type HttpLikeError = Error & {
+  status?: number;
+  type?: string;
+  headers?: Record<string, string>;
+  errors?: { path: string; message: string; errorCode?: string }[];
+};
 
 /** Every error, whatever threw it, leaves in the documented shape. */
 function toApiError(err: HttpLikeError): ApiError {
@@ -129,6 +134,10 @@ function toApiError(err: HttpLikeError): ApiError {
   }
   if (err.type === 'entity.parse.failed') {
     return new ApiError(400, 'invalid_request_error', 'invalid_json', 'the request body is not valid JSON');
+  }
+  if (err.status === 416) {
+    // From sendFile; its headers carry the Content-Range with the file's size.
+    return new ApiError(416, 'invalid_request_error', 'range_not_satisfiable', 'the requested range is outside the video', 'Range', err.headers);
   }
   if (Array.isArray(err.errors) && typeof err.status === 'number') return fromValidationError(err);
   return internalError();

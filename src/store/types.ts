@@ -94,7 +94,10 @@ export interface Store {
   markCompleted(id: string, leaseToken: string, assetKey: string, nowMs: number): Promise<boolean>;
   /** pending|processing -> failed. */
   markFailed(id: string, leaseToken: string, error: { code: string; message: string }, nowMs: number): Promise<boolean>;
-  /** pending|processing -> pending, to be submitted again (a new attempt) at `nextRunAtMs`. */
+  /**
+   * pending|processing -> pending, to be submitted again (a new attempt) at `nextRunAtMs`. Clears the
+   * provider: a pending task with a provider is an attempt started but not confirmed (see startAttempt).
+   */
   requeue(id: string, leaseToken: string, error: { code: string; message: string }, nextRunAtMs: number, nowMs: number): Promise<boolean>;
   /** pending|processing -> cancelled, by the owner; leased or not. Returns the task as it was before. */
   cancel(id: string, ownerId: string, nowMs: number): Promise<TaskRecord | undefined>;

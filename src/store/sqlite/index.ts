@@ -1,0 +1,207 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import Database from 'better-sqlite3';
+import type { ApiKeyRecord, ClaimedTask, NewTask, Store, TaskRecord, TaskStatus, WorkPhase } from '../types';
+import { migrate } from './migrations';
+
+type TaskRow = Omit<TaskRecord, 'asset_expired'> & {
+  asset_expired: number;
+  lease_token: string | null;
+  lease_until_ms: number | null;
+};
+
+function toTask(row: TaskRow): TaskRecord {
+  const { lease_token: _token, lease_until_ms: _until, asset_expired, ...task } = row;
+  return { ...task, asset_expired: asset_expired === 1 };
+}
+
+const PHASE_STATUS: Record<WorkPhase, TaskStatus> = { dispatch: 'pending', poll: 'processing' };
+const NO_LEASE = 'lease_token = NULL, lease_until_ms = NULL';
+
+// `created_at_ms <= @before_ms` is implied by the OR; it is spelled out so the index can seek to the cursor.
+const listTasksSql = (statusFilter: string) => `
+  SELECT * FROM tasks
+  WHERE owner_id = @owner_id ${statusFilter}
+    AND created_at_ms <= @before_ms
+    AND (created_at_ms < @before_ms OR (created_at_ms = @before_ms AND id < @before_id))
+  ORDER BY created_at_ms DESC, id DESC
+  LIMIT @limit`;
+
+export function createSqliteStore(file: string): Store {
+  fs.mkdirSync(path.dirname(file), { recursive: true });
+  const db = new Database(file);
+  db.pragma('journal_mode = WAL');
+  db.pragma('busy_timeout = 5000');
+  db.pragma('foreign_keys = ON');
+  try {
+    migrate(db);
+  } catch (error) {
+    db.close();
+    throw error;
+  }
+
+  const sql = {
+    insertApiKey: db.prepare(
+      `INSERT INTO api_keys (id, name, key_hash, prefix, created_at_ms)
+       VALUES (@id, @name, @key_hash, @prefix, @created_at_ms)`,
+    ),
+    findApiKeyByHash: db.prepare<[string], ApiKeyRecord>(
+      'SELECT id, name, key_hash, prefix, created_at_ms FROM api_keys WHERE key_hash = ?',
+    ),
+    countApiKeys: db.prepare<[], number>('SELECT count(*) FROM api_keys').pluck(),
+
+    createTask: db.prepare<[NewTask], TaskRow>(
+      `INSERT INTO tasks (id, owner_id, status, progress, model, request_json, callback_url, credits_reserved,
+         attempt, created_at_ms, updated_at_ms, next_run_at_ms)
+       VALUES (@id, @owner_id, 'pending', 0, @model, @request_json, @callback_url, @credits_reserved,
+         0, @created_at_ms, @created_at_ms, @created_at_ms)
+       RETURNING *`,
+    ),
+    getTask: db.prepare<[string], TaskRow>('SELECT * FROM tasks WHERE id = ?'),
+    listTasks: db.prepare<[object], TaskRow>(listTasksSql('')),
+    listTasksWithStatus: db.prepare<[object], TaskRow>(listTasksSql('AND status = @status')),
+
+    // Each claimed row gets its own random token (randomblob is evaluated per row).
+    claimDue: db.prepare<[object], TaskRow>(
+      `UPDATE tasks SET lease_token = lower(hex(randomblob(16))), lease_until_ms = @now + @lease_ms
+       WHERE id IN (
+         SELECT id FROM tasks
+         WHERE status = @status AND next_run_at_ms <= @now AND (lease_until_ms IS NULL OR lease_until_ms < @now)
+         ORDER BY next_run_at_ms
+         LIMIT @limit)
+       RETURNING *`,
+    ),
+    renewLease: db.prepare('UPDATE tasks SET lease_until_ms = @until WHERE id = @id AND lease_token = @token'),
+    releaseLease: db.prepare(
+      `UPDATE tasks SET ${NO_LEASE}, next_run_at_ms = @next, updated_at_ms = @now
+       WHERE id = @id AND lease_token = @token`,
+    ),
+
+    startAttempt: db.prepare(
+      `UPDATE tasks SET attempt = attempt + 1, provider_id = @provider_id, upstream_id = NULL, updated_at_ms = @now
+       WHERE id = @id AND status = 'pending' AND lease_token = @token`,
+    ),
+    markSubmitted: db.prepare(
+      `UPDATE tasks SET status = 'processing', upstream_id = @upstream_id, submitted_at_ms = @now, updated_at_ms = @now,
+         progress = 0, ${NO_LEASE}, next_run_at_ms = @now
+       WHERE id = @id AND status = 'pending' AND lease_token = @token`,
+    ),
+    recordProgress: db.prepare(
+      `UPDATE tasks SET progress = max(progress, @progress), ${NO_LEASE}, next_run_at_ms = @next, updated_at_ms = @now
+       WHERE id = @id AND status = 'processing' AND lease_token = @token`,
+    ),
+    markCompleted: db.prepare(
+      `UPDATE tasks SET status = 'completed', progress = 100, asset_key = @asset_key, completed_at_ms = @now,
+         updated_at_ms = @now, error_code = NULL, error_message = NULL, ${NO_LEASE}
+       WHERE id = @id AND status = 'processing' AND lease_token = @token`,
+    ),
+    markFailed: db.prepare(
+      `UPDATE tasks SET status = 'failed', error_code = @code, error_message = @message, completed_at_ms = @now,
+         updated_at_ms = @now, ${NO_LEASE}
+       WHERE id = @id AND status IN ('pending', 'processing') AND lease_token = @token`,
+    ),
+    requeue: db.prepare(
+      `UPDATE tasks SET status = 'pending', progress = 0, provider_id = NULL, upstream_id = NULL, error_code = @code,
+         error_message = @message, next_run_at_ms = @next, updated_at_ms = @now, ${NO_LEASE}
+       WHERE id = @id AND status IN ('pending', 'processing') AND lease_token = @token`,
+    ),
+    cancel: db.prepare(
+      `UPDATE tasks SET status = 'cancelled', completed_at_ms = @now, updated_at_ms = @now, ${NO_LEASE}
+       WHERE id = @id AND owner_id = @owner_id AND status IN ('pending', 'processing')`,
+    ),
+
+    listAssetsStoredBefore: db.prepare<[number, number], TaskRow>(
+      `SELECT * FROM tasks
+       WHERE status = 'completed' AND asset_key IS NOT NULL AND asset_expired = 0 AND completed_at_ms < ?
+       ORDER BY completed_at_ms
+       LIMIT ?`,
+    ),
+    markAssetExpired: db.prepare<[string]>('UPDATE tasks SET asset_expired = 1 WHERE id = ?'),
+  };
+
+  const changed = (result: Database.RunResult) => result.changes === 1;
+
+  // SELECT + UPDATE under one write lock: the caller gets the record as it was before cancelling.
+  const cancel = db.transaction((id: string, ownerId: string, nowMs: number) => {
+    const before = sql.getTask.get(id);
+    return before && changed(sql.cancel.run({ id, owner_id: ownerId, now: nowMs })) ? toTask(before) : undefined;
+  });
+
+  return {
+    async insertApiKey(key) {
+      sql.insertApiKey.run(key);
+    },
+    async findApiKeyByHash(keyHash) {
+      return sql.findApiKeyByHash.get(keyHash);
+    },
+    async countApiKeys() {
+      return sql.countApiKeys.get() ?? 0;
+    },
+
+    async createTask(task) {
+      return toTask(sql.createTask.get(task)!);
+    },
+    async getTask(id) {
+      const row = sql.getTask.get(id);
+      return row && toTask(row);
+    },
+    async listTasks(query) {
+      return (query.status ? sql.listTasksWithStatus : sql.listTasks)
+        .all({
+          owner_id: query.owner_id,
+          status: query.status,
+          limit: query.limit,
+          // Without a cursor, start from the newest task.
+          before_ms: query.before?.created_at_ms ?? Number.MAX_SAFE_INTEGER,
+          before_id: query.before?.id ?? '',
+        })
+        .map(toTask);
+    },
+
+    async claimDue(phase, limit, leaseMs, nowMs) {
+      const rows = sql.claimDue.all({ status: PHASE_STATUS[phase], limit, lease_ms: leaseMs, now: nowMs });
+      // RETURNING yields rows in no particular order.
+      rows.sort((a, b) => a.next_run_at_ms - b.next_run_at_ms);
+      return rows.map((row): ClaimedTask => ({ ...toTask(row), lease_token: row.lease_token! }));
+    },
+    async renewLease(id, leaseToken, leaseUntilMs) {
+      return changed(sql.renewLease.run({ id, token: leaseToken, until: leaseUntilMs }));
+    },
+    async releaseLease(id, leaseToken, nextRunAtMs, nowMs) {
+      return changed(sql.releaseLease.run({ id, token: leaseToken, next: nextRunAtMs, now: nowMs }));
+    },
+
+    async startAttempt(id, leaseToken, providerId, nowMs) {
+      return changed(sql.startAttempt.run({ id, token: leaseToken, provider_id: providerId, now: nowMs }));
+    },
+    async markSubmitted(id, leaseToken, upstreamId, nowMs) {
+      return changed(sql.markSubmitted.run({ id, token: leaseToken, upstream_id: upstreamId, now: nowMs }));
+    },
+    async recordProgress(id, leaseToken, progress, nextRunAtMs, nowMs) {
+      return changed(sql.recordProgress.run({ id, token: leaseToken, progress, next: nextRunAtMs, now: nowMs }));
+    },
+    async markCompleted(id, leaseToken, assetKey, nowMs) {
+      return changed(sql.markCompleted.run({ id, token: leaseToken, asset_key: assetKey, now: nowMs }));
+    },
+    async markFailed(id, leaseToken, { code, message }, nowMs) {
+      return changed(sql.markFailed.run({ id, token: leaseToken, code, message, now: nowMs }));
+    },
+    async requeue(id, leaseToken, { code, message }, nextRunAtMs, nowMs) {
+      return changed(sql.requeue.run({ id, token: leaseToken, code, message, next: nextRunAtMs, now: nowMs }));
+    },
+    async cancel(id, ownerId, nowMs) {
+      return cancel.immediate(id, ownerId, nowMs);
+    },
+
+    async listAssetsStoredBefore(beforeMs, limit) {
+      return sql.listAssetsStoredBefore.all(beforeMs, limit).map(toTask);
+    },
+    async markAssetExpired(id) {
+      sql.markAssetExpired.run(id);
+    },
+
+    async close() {
+      db.close();
+    },
+  };
+}

@@ -1,0 +1,70 @@
+// Configuration: defaults need nothing, files and environment variables layer on top, bad fields are named.
+import fs from 'node:fs';
+import path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { ConfigError, configFromEnv, loadConfig, parseConfig } from '../src/core/config';
+import { tempDir } from './support/gateway';
+import { startServerProcess } from './support/process';
+
+describe('config', () => {
+  it('needs nothing: the defaults are the embedded gateway', () => {
+    const c = parseConfig({});
+    expect(c.server).toMatchObject({ host: '127.0.0.1', port: 8080 });
+    expect(c.store.sqlite_path).toBe(path.join('data', 'vidgate.db'));
+    expect(c.assets.dir).toBe(path.join('data', 'videos'));
+    expect(c.simulated.enabled).toBe(true);
+    expect(c.credits.usd_per_credit).toBe(0.01);
+  });
+
+  it('layers a YAML file and then environment variables', () => {
+    const dir = tempDir();
+    const file = path.join(dir, 'vidgate.yaml');
+    fs.writeFileSync(file, 'server:\n  port: 9000\n  host: 0.0.0.0\ndata_dir: /srv/vidgate\nsimulated:\n  failure_rate: 0.5\n');
+    const c = loadConfig({ VIDGATE_CONFIG: file, VIDGATE_SERVER__PORT: '9100', VIDGATE_AUTH__API_KEYS: 'aaaaaaaaaaaaaaaa, bbbbbbbbbbbbbbbb' });
+    expect(c.server.port).toBe(9100);
+    expect(c.server.host).toBe('0.0.0.0');
+    expect(c.store.sqlite_path).toBe('/srv/vidgate/vidgate.db');
+    expect(c.simulated.failure_rate).toBe(0.5);
+    expect(c.auth.api_keys).toEqual(['aaaaaaaaaaaaaaaa', 'bbbbbbbbbbbbbbbb']);
+    fs.rmSync(dir, { recursive: true });
+  });
+
+  it('reads PORT as server.port', () => {
+    expect(configFromEnv({ PORT: '3000' })).toEqual({ server: { port: 3000 } });
+  });
+
+  it.each([
+    [{ server: { port: 'eighty' } }, 'server.port'],
+    [{ server: { port: 70000 } }, 'server.port'],
+    [{ simulated: { failure_rate: 2 } }, 'simulated.failure_rate'],
+    [{ workers: { poll_interval_ms: -1 } }, 'workers.poll_interval_ms'],
+    [{ auth: { api_keys: ['short'] } }, 'auth.api_keys.0'],
+    [{ servr: {} }, 'servr'],
+  ])('names the bad field of %j', (input, field) => {
+    expect(() => parseConfig(input)).toThrow(ConfigError);
+    expect(() => parseConfig(input)).toThrow(field);
+  });
+
+  it('a wrong config stops the start with a message naming the field', async () => {
+    const dir = tempDir();
+    await expect(startServerProcess({ VIDGATE_DATA_DIR: dir, VIDGATE_SIMULATED__FAILURE_RATE: '7' })).rejects.toThrow(/exited \(1\)[\s\S]*simulated\.failure_rate/);
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('a first start with no keys creates a development key and prints a ready curl line', async () => {
+    const dir = tempDir();
+    const server = await startServerProcess({ VIDGATE_DATA_DIR: dir, VIDGATE_SERVER__PORT: '0', VIDGATE_AUTH__API_KEYS: '' });
+    const key = /^\s+(vg_\S+)$/m.exec(server.output())?.[1];
+    expect(key).toBeDefined();
+    expect(server.output()).toContain(`curl -s ${server.url}/v1/videos/generations -H 'Authorization: Bearer ${key}'`);
+    const res = await fetch(`${server.url}/v1/models`, { headers: { Authorization: `Bearer ${key}` } });
+    expect(res.status).toBe(200);
+    // Only a hash is stored.
+    for (const f of fs.readdirSync(dir).filter((n) => n.startsWith('vidgate.db'))) {
+      expect(fs.readFileSync(path.join(dir, f)).includes(Buffer.from(key!))).toBe(false);
+    }
+    server.child.kill('SIGTERM');
+    await server.exited;
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+});

@@ -1,0 +1,526 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import type {
+  ApiKeyRecord,
+  ClaimedTask,
+  ListTasksQuery,
+  NewTask,
+  Store,
+  TaskRecord,
+  WorkPhase,
+} from '../src/store/types';
+
+const T0 = 1_700_000_000_000;
+const LEASE_MS = 30_000;
+const ERROR = { code: 'upstream_error', message: 'provider said no' };
+
+let seq = 0;
+function newTask(overrides: Partial<NewTask> = {}): NewTask {
+  seq += 1;
+  return {
+    id: `task-${String(seq).padStart(4, '0')}`,
+    owner_id: 'owner-a',
+    model: 'sim-video',
+    request_json: '{"prompt":"a cat"}',
+    callback_url: null,
+    credits_reserved: 8,
+    created_at_ms: T0,
+    ...overrides,
+  };
+}
+
+function apiKey(n: number): ApiKeyRecord {
+  return { id: `key-${n}`, name: `key ${n}`, key_hash: `hash-${n}`, prefix: `vg_${n}`, created_at_ms: T0 + n };
+}
+
+/**
+ * The behaviour every `Store` backend must have. `makeStore` opens a new connection to a database
+ * that is empty at the start of each test and shared by every connection opened during that test.
+ */
+export function describeStoreConformance(name: string, makeStore: () => Promise<Store>): void {
+  describe(`Store conformance: ${name}`, () => {
+    const opened = new Set<Store>();
+
+    async function open(): Promise<Store> {
+      const store = await makeStore();
+      opened.add(store);
+      return store;
+    }
+
+    async function close(store: Store): Promise<void> {
+      opened.delete(store);
+      await store.close();
+    }
+
+    afterEach(async () => {
+      await Promise.all([...opened].map(close));
+    });
+
+    async function claimOnly(store: Store, phase: WorkPhase, nowMs: number): Promise<ClaimedTask> {
+      const claimed = await store.claimDue(phase, 10, LEASE_MS, nowMs);
+      expect(claimed).toHaveLength(1);
+      return claimed[0]!;
+    }
+
+    /** Creates a task and takes it to `processing`, then claims it for polling. */
+    async function processingTask(store: Store, task = newTask()): Promise<ClaimedTask> {
+      await store.createTask(task);
+      const { lease_token } = await claimOnly(store, 'dispatch', T0);
+      expect(await store.startAttempt(task.id, lease_token, 'sim', T0 + 1)).toBe(true);
+      expect(await store.markSubmitted(task.id, lease_token, 'up-1', T0 + 2)).toBe(true);
+      return claimOnly(store, 'poll', T0 + 3);
+    }
+
+    describe('api keys', () => {
+      it('inserts, finds by hash and counts', async () => {
+        const store = await open();
+        expect(await store.countApiKeys()).toBe(0);
+        await store.insertApiKey(apiKey(1));
+        await store.insertApiKey(apiKey(2));
+        expect(await store.findApiKeyByHash('hash-2')).toStrictEqual(apiKey(2));
+        expect(await store.findApiKeyByHash('hash-3')).toBeUndefined();
+        expect(await store.countApiKeys()).toBe(2);
+      });
+
+      it('refuses a duplicate hash', async () => {
+        const store = await open();
+        await store.insertApiKey(apiKey(1));
+        await expect(store.insertApiKey({ ...apiKey(2), key_hash: 'hash-1' })).rejects.toThrow();
+        expect(await store.countApiKeys()).toBe(1);
+      });
+    });
+
+    describe('createTask and getTask', () => {
+      it('creates a pending task due at once', async () => {
+        const store = await open();
+        const task = newTask({ callback_url: 'https://example.com/hook', created_at_ms: T0 + 5 });
+        const expected: TaskRecord = {
+          ...task,
+          status: 'pending',
+          progress: 0,
+          attempt: 0,
+          provider_id: null,
+          upstream_id: null,
+          error_code: null,
+          error_message: null,
+          asset_key: null,
+          asset_expired: false,
+          updated_at_ms: T0 + 5,
+          submitted_at_ms: null,
+          completed_at_ms: null,
+          next_run_at_ms: T0 + 5,
+        };
+        expect(await store.createTask(task)).toStrictEqual(expected);
+        expect(await store.getTask(task.id)).toStrictEqual(expected);
+      });
+
+      it('returns undefined for an unknown task and refuses a duplicate id', async () => {
+        const store = await open();
+        const task = newTask();
+        await store.createTask(task);
+        await expect(store.createTask(task)).rejects.toThrow();
+        expect(await store.getTask('nope')).toBeUndefined();
+      });
+    });
+
+    describe('claimDue', () => {
+      it('leases only due tasks of the phase, oldest due first, up to the limit', async () => {
+        const store = await open();
+        const late = await store.createTask(newTask({ created_at_ms: T0 + 2 }));
+        const early = await store.createTask(newTask({ created_at_ms: T0 }));
+        const middle = await store.createTask(newTask({ created_at_ms: T0 + 1 }));
+        const future = await store.createTask(newTask({ created_at_ms: T0 + 100 }));
+
+        expect(await store.claimDue('poll', 10, LEASE_MS, T0 + 10)).toEqual([]);
+        expect(await store.claimDue('dispatch', 10, LEASE_MS, T0 - 1)).toEqual([]);
+
+        const first = await store.claimDue('dispatch', 2, LEASE_MS, T0 + 10);
+        expect(first.map((t) => t.id)).toEqual([early.id, middle.id]);
+        const second = await store.claimDue('dispatch', 2, LEASE_MS, T0 + 10);
+        expect(second.map((t) => t.id)).toEqual([late.id]);
+        expect(await store.claimDue('dispatch', 2, LEASE_MS, T0 + 10)).toEqual([]);
+        // Due exactly at its next_run_at_ms.
+        expect((await store.claimDue('dispatch', 2, LEASE_MS, T0 + 100)).map((t) => t.id)).toEqual([future.id]);
+      });
+
+      it('returns the task plus a distinct lease token for each task', async () => {
+        const store = await open();
+        const a = await store.createTask(newTask());
+        await store.createTask(newTask());
+        const claimed = await store.claimDue('dispatch', 10, LEASE_MS, T0);
+        expect(claimed).toHaveLength(2);
+        expect(claimed[0]).toStrictEqual({ ...a, lease_token: claimed[0]!.lease_token });
+        expect(claimed[0]!.lease_token).toEqual(expect.any(String));
+        expect(claimed[0]!.lease_token).not.toBe(claimed[1]!.lease_token);
+      });
+
+      it('claims processing tasks in the poll phase only', async () => {
+        const store = await open();
+        const { id, lease_token } = await processingTask(store);
+        expect(await store.releaseLease(id, lease_token, T0 + 10, T0 + 4)).toBe(true);
+        expect(await store.claimDue('dispatch', 10, LEASE_MS, T0 + 10)).toEqual([]);
+        expect((await store.claimDue('poll', 10, LEASE_MS, T0 + 10)).map((t) => t.id)).toEqual([id]);
+      });
+
+      it('skips leased tasks until the lease expires; the new claimer fences the old one', async () => {
+        const store = await open();
+        const { id } = await store.createTask(newTask());
+        const old = await claimOnly(store, 'dispatch', T0);
+        expect(await store.claimDue('dispatch', 10, LEASE_MS, T0 + LEASE_MS)).toEqual([]);
+
+        const fresh = await claimOnly(store, 'dispatch', T0 + LEASE_MS + 1);
+        expect(fresh.lease_token).not.toBe(old.lease_token);
+        expect(await store.renewLease(id, old.lease_token, T0 + LEASE_MS * 5)).toBe(false);
+        expect(await store.startAttempt(id, old.lease_token, 'sim', T0 + LEASE_MS + 2)).toBe(false);
+        expect(await store.markSubmitted(id, old.lease_token, 'up-old', T0 + LEASE_MS + 2)).toBe(false);
+        expect(await store.requeue(id, old.lease_token, ERROR, T0, T0 + LEASE_MS + 2)).toBe(false);
+        expect(await store.markFailed(id, old.lease_token, ERROR, T0 + LEASE_MS + 2)).toBe(false);
+        expect(await store.releaseLease(id, old.lease_token, T0, T0 + LEASE_MS + 2)).toBe(false);
+        expect((await store.getTask(id))?.attempt).toBe(0);
+
+        expect(await store.startAttempt(id, fresh.lease_token, 'sim', T0 + LEASE_MS + 3)).toBe(true);
+        expect(await store.markSubmitted(id, fresh.lease_token, 'up-new', T0 + LEASE_MS + 4)).toBe(true);
+        expect((await store.getTask(id))?.upstream_id).toBe('up-new');
+      });
+
+      it('never hands one task to two claimers sharing the database', async () => {
+        const [a, b] = [await open(), await open()];
+        const ids = new Set<string>();
+        for (let i = 0; i < 30; i++) ids.add((await a.createTask(newTask())).id);
+
+        const claimedIds: string[] = [];
+        for (let round = 0; round < ids.size; round++) {
+          const batches = await Promise.all([a, b].map((store) => store.claimDue('dispatch', 4, LEASE_MS, T0)));
+          claimedIds.push(...batches.flat().map((t) => t.id));
+        }
+        expect(claimedIds).toHaveLength(ids.size);
+        expect(new Set(claimedIds)).toEqual(ids);
+      });
+    });
+
+    describe('leases', () => {
+      it('renewLease extends the lease for the token holder only', async () => {
+        const store = await open();
+        const { id } = await store.createTask(newTask());
+        const { lease_token } = await claimOnly(store, 'dispatch', T0);
+        expect(await store.renewLease(id, 'wrong', T0 + LEASE_MS * 3)).toBe(false);
+        expect(await store.renewLease(id, lease_token, T0 + LEASE_MS * 3)).toBe(true);
+        expect(await store.claimDue('dispatch', 10, LEASE_MS, T0 + LEASE_MS * 2)).toEqual([]);
+        expect(await store.claimDue('dispatch', 10, LEASE_MS, T0 + LEASE_MS * 3 + 1)).toHaveLength(1);
+      });
+
+      it('releaseLease makes the task claimable again at the given time and voids the token', async () => {
+        const store = await open();
+        const { id } = await store.createTask(newTask());
+        const { lease_token } = await claimOnly(store, 'dispatch', T0);
+        expect(await store.releaseLease(id, 'wrong', T0 + 50, T0 + 1)).toBe(false);
+        expect(await store.releaseLease(id, lease_token, T0 + 50, T0 + 1)).toBe(true);
+        expect(await store.getTask(id)).toMatchObject({
+          status: 'pending',
+          next_run_at_ms: T0 + 50,
+          updated_at_ms: T0 + 1,
+        });
+        expect(await store.startAttempt(id, lease_token, 'sim', T0 + 2)).toBe(false);
+        expect(await store.claimDue('dispatch', 10, LEASE_MS, T0 + 49)).toEqual([]);
+        expect(await store.claimDue('dispatch', 10, LEASE_MS, T0 + 50)).toHaveLength(1);
+      });
+    });
+
+    describe('transitions', () => {
+      it('startAttempt counts attempts on a pending task and resets the upstream id', async () => {
+        const store = await open();
+        const { id } = await store.createTask(newTask());
+        const { lease_token } = await claimOnly(store, 'dispatch', T0);
+        expect(await store.startAttempt(id, 'wrong', 'sim', T0 + 1)).toBe(false);
+        expect(await store.startAttempt(id, lease_token, 'sim', T0 + 1)).toBe(true);
+        expect(await store.startAttempt(id, lease_token, 'other', T0 + 2)).toBe(true);
+        expect(await store.getTask(id)).toMatchObject({
+          status: 'pending',
+          attempt: 2,
+          provider_id: 'other',
+          upstream_id: null,
+          updated_at_ms: T0 + 2,
+        });
+      });
+
+      it('startAttempt and markSubmitted refuse a processing task', async () => {
+        const store = await open();
+        const { id, lease_token } = await processingTask(store);
+        expect(await store.startAttempt(id, lease_token, 'sim', T0 + 10)).toBe(false);
+        expect(await store.markSubmitted(id, lease_token, 'up-2', T0 + 10)).toBe(false);
+        expect(await store.getTask(id)).toMatchObject({ status: 'processing', attempt: 1, upstream_id: 'up-1' });
+      });
+
+      it('markSubmitted moves pending to processing, due for polling at once, and releases the lease', async () => {
+        const store = await open();
+        const { id } = await store.createTask(newTask());
+        const { lease_token } = await claimOnly(store, 'dispatch', T0);
+        await store.startAttempt(id, lease_token, 'sim', T0 + 1);
+        expect(await store.markSubmitted(id, 'wrong', 'up-1', T0 + 2)).toBe(false);
+        expect(await store.markSubmitted(id, lease_token, 'up-1', T0 + 2)).toBe(true);
+        expect(await store.getTask(id)).toMatchObject({
+          status: 'processing',
+          progress: 0,
+          provider_id: 'sim',
+          upstream_id: 'up-1',
+          submitted_at_ms: T0 + 2,
+          updated_at_ms: T0 + 2,
+          next_run_at_ms: T0 + 2,
+        });
+        expect(await store.recordProgress(id, lease_token, 10, T0 + 3, T0 + 3)).toBe(false);
+        expect((await store.claimDue('poll', 10, LEASE_MS, T0 + 2)).map((t) => t.id)).toEqual([id]);
+      });
+
+      it('recordProgress keeps progress monotonic and releases the lease until the next poll', async () => {
+        const store = await open();
+        const { id, lease_token } = await processingTask(store);
+        expect(await store.recordProgress(id, 'wrong', 40, T0 + 100, T0 + 10)).toBe(false);
+        expect(await store.recordProgress(id, lease_token, 40, T0 + 100, T0 + 10)).toBe(true);
+        expect(await store.getTask(id)).toMatchObject({
+          progress: 40,
+          next_run_at_ms: T0 + 100,
+          updated_at_ms: T0 + 10,
+        });
+        expect(await store.recordProgress(id, lease_token, 50, T0 + 100, T0 + 11)).toBe(false);
+
+        expect(await store.claimDue('poll', 10, LEASE_MS, T0 + 99)).toEqual([]);
+        const next = await claimOnly(store, 'poll', T0 + 100);
+        expect(await store.recordProgress(id, next.lease_token, 30, T0 + 200, T0 + 101)).toBe(true);
+        expect((await store.getTask(id))?.progress).toBe(40);
+      });
+
+      it('recordProgress and markCompleted refuse a pending task', async () => {
+        const store = await open();
+        const { id } = await store.createTask(newTask());
+        const { lease_token } = await claimOnly(store, 'dispatch', T0);
+        expect(await store.recordProgress(id, lease_token, 10, T0 + 5, T0 + 1)).toBe(false);
+        expect(await store.markCompleted(id, lease_token, 'assets/x.mp4', T0 + 1)).toBe(false);
+        expect(await store.getTask(id)).toMatchObject({ status: 'pending', progress: 0, asset_key: null });
+      });
+
+      it('markCompleted finishes a processing task and clears the last error', async () => {
+        const store = await open();
+        const { id } = await store.createTask(newTask());
+        const first = await claimOnly(store, 'dispatch', T0);
+        expect(await store.requeue(id, first.lease_token, ERROR, T0 + 1, T0 + 1)).toBe(true);
+        const { lease_token } = await claimOnly(store, 'dispatch', T0 + 1);
+        await store.startAttempt(id, lease_token, 'sim', T0 + 2);
+        await store.markSubmitted(id, lease_token, 'up-1', T0 + 3);
+        const poll = await claimOnly(store, 'poll', T0 + 4);
+
+        expect(await store.markCompleted(id, 'wrong', 'assets/x.mp4', T0 + 5)).toBe(false);
+        expect(await store.markCompleted(id, poll.lease_token, 'assets/x.mp4', T0 + 5)).toBe(true);
+        expect(await store.getTask(id)).toMatchObject({
+          status: 'completed',
+          progress: 100,
+          asset_key: 'assets/x.mp4',
+          asset_expired: false,
+          error_code: null,
+          error_message: null,
+          completed_at_ms: T0 + 5,
+          updated_at_ms: T0 + 5,
+        });
+        expect(await store.markCompleted(id, poll.lease_token, 'assets/y.mp4', T0 + 6)).toBe(false);
+        expect(await store.markFailed(id, poll.lease_token, ERROR, T0 + 6)).toBe(false);
+        expect(await store.requeue(id, poll.lease_token, ERROR, T0 + 6, T0 + 6)).toBe(false);
+        expect(await store.claimDue('poll', 10, LEASE_MS, T0 + LEASE_MS * 10)).toEqual([]);
+      });
+
+      it('markFailed fails a pending or a processing task', async () => {
+        const store = await open();
+        const { id: pendingId } = await store.createTask(newTask());
+        const pending = await claimOnly(store, 'dispatch', T0);
+        expect(await store.markFailed(pendingId, 'wrong', ERROR, T0 + 1)).toBe(false);
+        expect(await store.markFailed(pendingId, pending.lease_token, ERROR, T0 + 1)).toBe(true);
+        expect(await store.getTask(pendingId)).toMatchObject({
+          status: 'failed',
+          error_code: ERROR.code,
+          error_message: ERROR.message,
+          completed_at_ms: T0 + 1,
+          updated_at_ms: T0 + 1,
+        });
+
+        const processing = await processingTask(store);
+        expect(await store.markFailed(processing.id, processing.lease_token, ERROR, T0 + 9)).toBe(true);
+        expect(await store.getTask(processing.id)).toMatchObject({ status: 'failed', completed_at_ms: T0 + 9 });
+        expect(await store.markFailed(processing.id, processing.lease_token, ERROR, T0 + 10)).toBe(false);
+        expect(await store.claimDue('poll', 10, LEASE_MS, T0 + LEASE_MS * 10)).toEqual([]);
+      });
+
+      it('requeue sends a processing task back to pending for a new attempt', async () => {
+        const store = await open();
+        const { id, lease_token } = await processingTask(store);
+        await store.recordProgress(id, lease_token, 60, T0 + 10, T0 + 10);
+        const poll = await claimOnly(store, 'poll', T0 + 10);
+        expect(await store.requeue(id, 'wrong', ERROR, T0 + 500, T0 + 11)).toBe(false);
+        expect(await store.requeue(id, poll.lease_token, ERROR, T0 + 500, T0 + 11)).toBe(true);
+        expect(await store.getTask(id)).toMatchObject({
+          status: 'pending',
+          progress: 0,
+          attempt: 1,
+          provider_id: null,
+          upstream_id: null,
+          error_code: ERROR.code,
+          error_message: ERROR.message,
+          next_run_at_ms: T0 + 500,
+          updated_at_ms: T0 + 11,
+        });
+        expect(await store.requeue(id, poll.lease_token, ERROR, T0 + 500, T0 + 12)).toBe(false);
+        expect(await store.claimDue('dispatch', 10, LEASE_MS, T0 + 499)).toEqual([]);
+        const again = await claimOnly(store, 'dispatch', T0 + 500);
+        expect(await store.startAttempt(id, again.lease_token, 'sim', T0 + 501)).toBe(true);
+        expect((await store.getTask(id))?.attempt).toBe(2);
+      });
+
+      it('requeue also applies to a pending task', async () => {
+        const store = await open();
+        const { id } = await store.createTask(newTask());
+        const { lease_token } = await claimOnly(store, 'dispatch', T0);
+        expect(await store.requeue(id, lease_token, ERROR, T0 + 5, T0 + 1)).toBe(true);
+        expect(await store.getTask(id)).toMatchObject({
+          status: 'pending',
+          error_code: ERROR.code,
+          next_run_at_ms: T0 + 5,
+        });
+      });
+    });
+
+    describe('cancel', () => {
+      it('cancels a leased processing task, returns it as it was, and fences the worker', async () => {
+        const store = await open();
+        const { id, lease_token } = await processingTask(store);
+        const before = await store.getTask(id);
+        const returned = await store.cancel(id, 'owner-a', T0 + 20);
+        expect(returned).toStrictEqual(before);
+        expect(returned).toMatchObject({ status: 'processing', provider_id: 'sim', upstream_id: 'up-1' });
+        expect(await store.getTask(id)).toMatchObject({
+          status: 'cancelled',
+          completed_at_ms: T0 + 20,
+          updated_at_ms: T0 + 20,
+        });
+
+        expect(await store.recordProgress(id, lease_token, 50, T0 + 30, T0 + 21)).toBe(false);
+        expect(await store.markCompleted(id, lease_token, 'assets/x.mp4', T0 + 21)).toBe(false);
+        expect(await store.markFailed(id, lease_token, ERROR, T0 + 21)).toBe(false);
+        expect(await store.renewLease(id, lease_token, T0 + LEASE_MS * 5)).toBe(false);
+        expect(await store.claimDue('poll', 10, LEASE_MS, T0 + LEASE_MS * 10)).toEqual([]);
+      });
+
+      it('cancels a pending task', async () => {
+        const store = await open();
+        const { id } = await store.createTask(newTask());
+        expect(await store.cancel(id, 'owner-a', T0 + 1)).toMatchObject({ id, status: 'pending' });
+        expect(await store.claimDue('dispatch', 10, LEASE_MS, T0 + 1)).toEqual([]);
+      });
+
+      it("refuses other owners' and finished tasks", async () => {
+        const store = await open();
+        const { id } = await store.createTask(newTask());
+        expect(await store.cancel(id, 'owner-b', T0 + 1)).toBeUndefined();
+        expect((await store.getTask(id))?.status).toBe('pending');
+        expect(await store.cancel('nope', 'owner-a', T0 + 1)).toBeUndefined();
+
+        expect(await store.cancel(id, 'owner-a', T0 + 2)).toBeDefined();
+        expect(await store.cancel(id, 'owner-a', T0 + 3)).toBeUndefined();
+        expect((await store.getTask(id))?.completed_at_ms).toBe(T0 + 2);
+
+        const done = await processingTask(store);
+        await store.markCompleted(done.id, done.lease_token, 'assets/x.mp4', T0 + 10);
+        expect(await store.cancel(done.id, 'owner-a', T0 + 11)).toBeUndefined();
+        expect((await store.getTask(done.id))?.status).toBe('completed');
+      });
+    });
+
+    describe('listTasks', () => {
+      it('pages newest first, breaking created_at ties by id, without gaps or repeats', async () => {
+        const store = await open();
+        const times = [T0, T0 + 1, T0 + 1, T0 + 1, T0 + 2, T0 + 2, T0 + 3];
+        const created: TaskRecord[] = [];
+        for (const created_at_ms of times) created.push(await store.createTask(newTask({ created_at_ms })));
+        const expected = created
+          .slice()
+          .sort((x, y) => y.created_at_ms - x.created_at_ms || (x.id < y.id ? 1 : -1))
+          .map((t) => t.id);
+
+        const seen: string[] = [];
+        let before: { created_at_ms: number; id: string } | undefined;
+        for (let pages = 0; pages <= times.length; pages++) {
+          const page = await store.listTasks({ owner_id: 'owner-a', limit: 2, before });
+          expect(page.length).toBeLessThanOrEqual(2);
+          if (page.length === 0) break;
+          seen.push(...page.map((t) => t.id));
+          const last = page.at(-1)!;
+          before = { created_at_ms: last.created_at_ms, id: last.id };
+        }
+        expect(seen).toEqual(expected);
+        expect((await store.listTasks({ owner_id: 'owner-a', limit: 100 }))[0]).toStrictEqual(
+          created.find((t) => t.id === expected[0]),
+        );
+      });
+
+      it('filters by status and isolates owners', async () => {
+        const store = await open();
+        const mine = ['mine-0', 'mine-1', 'mine-2', 'mine-3'] as const;
+        const [m0, m1, m2, m3] = mine;
+        for (const [i, id] of mine.entries()) await store.createTask(newTask({ id, created_at_ms: T0 + i }));
+        await store.createTask(newTask({ owner_id: 'owner-b', created_at_ms: T0 + 10 }));
+        await store.cancel(m1, 'owner-a', T0 + 20);
+        await store.cancel(m3, 'owner-a', T0 + 20);
+
+        const ids = async (query: ListTasksQuery) => (await store.listTasks(query)).map((t) => t.id);
+        expect(await ids({ owner_id: 'owner-a', limit: 10 })).toEqual([m3, m2, m1, m0]);
+        expect(await ids({ owner_id: 'owner-a', status: 'cancelled', limit: 10 })).toEqual([m3, m1]);
+        expect(await ids({ owner_id: 'owner-a', status: 'pending', limit: 1 })).toEqual([m2]);
+        const before = { created_at_ms: T0 + 2, id: m2 };
+        expect(await ids({ owner_id: 'owner-a', status: 'pending', limit: 10, before })).toEqual([m0]);
+        expect(await ids({ owner_id: 'owner-a', status: 'failed', limit: 10 })).toEqual([]);
+        expect(await ids({ owner_id: 'owner-c', limit: 10 })).toEqual([]);
+        expect((await store.listTasks({ owner_id: 'owner-b', limit: 10 })).map((t) => t.owner_id)).toEqual(['owner-b']);
+      });
+    });
+
+    describe('retention', () => {
+      it('lists completed, unexpired assets stored before a time', async () => {
+        const store = await open();
+        const completeAt = async (nowMs: number) => {
+          const task = await processingTask(store);
+          expect(await store.markCompleted(task.id, task.lease_token, `assets/${task.id}.mp4`, nowMs)).toBe(true);
+          return task.id;
+        };
+        const old1 = await completeAt(T0 + 100);
+        const old2 = await completeAt(T0 + 200);
+        const recent = await completeAt(T0 + 1000);
+        const failed = await processingTask(store);
+        await store.markFailed(failed.id, failed.lease_token, ERROR, T0 + 50);
+        await store.createTask(newTask());
+
+        const ids = async (beforeMs: number, limit: number) =>
+          (await store.listAssetsStoredBefore(beforeMs, limit)).map((t) => t.id).sort();
+        expect(await ids(T0 + 500, 10)).toEqual([old1, old2].sort());
+        expect(await ids(T0 + 200, 10)).toEqual([old1]);
+        expect(await ids(T0 + 500, 1)).toHaveLength(1);
+        expect(await ids(T0 + 2000, 10)).toEqual([old1, old2, recent].sort());
+
+        await store.markAssetExpired(old1);
+        expect(await store.getTask(old1)).toMatchObject({ status: 'completed', asset_expired: true });
+        expect(await ids(T0 + 500, 10)).toEqual([old2]);
+      });
+    });
+
+    describe('persistence', () => {
+      it('keeps data, schema and leases across reopening', async () => {
+        const first = await open();
+        await first.insertApiKey(apiKey(1));
+        const { id } = await first.createTask(newTask());
+        const { lease_token } = await claimOnly(first, 'dispatch', T0);
+        await close(first);
+
+        const second = await open();
+        expect(await second.countApiKeys()).toBe(1);
+        expect((await second.getTask(id))?.status).toBe('pending');
+        expect(await second.claimDue('dispatch', 10, LEASE_MS, T0 + 1)).toEqual([]);
+        expect(await second.startAttempt(id, lease_token, 'sim', T0 + 2)).toBe(true);
+        await second.createTask(newTask());
+      });
+    });
+  });
+}

@@ -1,0 +1,89 @@
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { Worker } from 'node:worker_threads';
+import Database from 'better-sqlite3';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { createSqliteStore } from '../src/store/sqlite';
+import { MIGRATIONS } from '../src/store/sqlite/migrations';
+import { describeStoreConformance } from './store-conformance';
+
+let dir: string;
+let file: string;
+
+beforeEach(() => {
+  dir = fs.mkdtempSync(path.join(os.tmpdir(), 'vidgate-store-'));
+  file = path.join(dir, 'nested', 'vidgate.db');
+});
+
+afterEach(() => {
+  fs.rmSync(dir, { recursive: true, force: true });
+});
+
+describeStoreConformance('sqlite', async () => createSqliteStore(file));
+
+describe('sqlite store', () => {
+  it('creates the parent directory and opens in WAL mode at the latest schema version', async () => {
+    await createSqliteStore(file).close();
+    await createSqliteStore(file).close();
+    const db = new Database(file, { readonly: true });
+    expect(db.pragma('journal_mode', { simple: true })).toBe('wal');
+    expect(db.pragma('user_version', { simple: true })).toBe(MIGRATIONS.length);
+    db.close();
+  });
+
+  it('never hands one task to two of several claimers running in parallel threads', async () => {
+    const store = createSqliteStore(file);
+    const ids = Array.from({ length: 1000 }, (_, i) => `task-${i}`);
+    for (const id of ids) {
+      await store.createTask({
+        id,
+        owner_id: 'owner',
+        model: 'm',
+        request_json: '{}',
+        callback_url: null,
+        credits_reserved: 1,
+        created_at_ms: 0,
+      });
+    }
+    await store.close();
+
+    const claimed = (await Promise.all([1, 2, 3, 4].map(() => claimInWorker(file, ids.length)))).flat();
+    expect(claimed).toHaveLength(ids.length);
+    expect(new Set(claimed)).toEqual(new Set(ids));
+  });
+
+  it('refuses a database migrated by a newer build', () => {
+    fs.mkdirSync(path.dirname(file));
+    const db = new Database(file);
+    db.pragma(`user_version = ${MIGRATIONS.length + 1}`);
+    db.close();
+    expect(() => createSqliteStore(file)).toThrow(/newer/);
+  });
+});
+
+const STORE_MODULE = new URL('../src/store/sqlite/index.ts', import.meta.url).href;
+
+// A worker thread with its own connection, claiming dispatch work in `rounds` batches of three.
+const CLAIM = `
+const { parentPort, workerData } = require('node:worker_threads');
+(async () => {
+  const { tsImport } = await import('tsx/esm/api');
+  const { createSqliteStore } = await tsImport(workerData.module, workerData.module);
+  const store = createSqliteStore(workerData.file);
+  const ids = [];
+  for (let round = 0; round < workerData.rounds; round++) {
+    ids.push(...(await store.claimDue('dispatch', 3, 60000, 1)).map((t) => t.id));
+  }
+  await store.close();
+  parentPort.postMessage(ids);
+})();
+`;
+
+function claimInWorker(dbFile: string, rounds: number): Promise<string[]> {
+  return new Promise((resolve, reject) => {
+    const worker = new Worker(CLAIM, { eval: true, workerData: { file: dbFile, module: STORE_MODULE, rounds } });
+    worker.once('message', resolve);
+    worker.once('error', reject);
+  });
+}
