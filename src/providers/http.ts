@@ -1,0 +1,80 @@
+// What the HTTP adapters share: one call with a timeout, and one classification of every failure.
+import { Readable } from 'node:stream';
+import type { ReadableStream as WebReadableStream } from 'node:stream/web';
+import { ProviderError } from './types';
+
+export interface HttpTarget {
+  baseUrl: string;
+  apiKey: string;
+  timeoutMs: number;
+}
+
+/** Parse `retry-after-ms` or `retry-after` (seconds or an HTTP date) into milliseconds. */
+export function retryAfterMs(headers: Headers, nowMs = Date.now()): number | undefined {
+  const ms = Number(headers.get('retry-after-ms'));
+  if (headers.get('retry-after-ms') && Number.isFinite(ms) && ms >= 0) return ms;
+  const raw = headers.get('retry-after');
+  if (!raw) return undefined;
+  const seconds = Number(raw);
+  if (Number.isFinite(seconds) && seconds >= 0) return seconds * 1000;
+  const date = Date.parse(raw);
+  return Number.isNaN(date) ? undefined : Math.max(0, date - nowMs);
+}
+
+/** Provider at fault (retry elsewhere) for 408, 429 and 5xx; the request at fault otherwise. */
+export function isRetryableStatus(status: number): boolean {
+  return status === 408 || status === 429 || status >= 500;
+}
+
+/** A failed HTTP answer as a ProviderError, with the upstream's own message where it sent one. */
+export async function errorFromResponse(res: Response): Promise<ProviderError> {
+  let message = `HTTP ${res.status}`;
+  let code = `http_${res.status}`;
+  try {
+    const body = (await res.json()) as { error?: { message?: unknown; code?: unknown } };
+    if (typeof body.error?.message === 'string') message = `HTTP ${res.status}: ${body.error.message}`;
+    if (typeof body.error?.code === 'string') code = body.error.code;
+  } catch {
+    // not JSON: keep the status alone
+  }
+  if (res.headers.get('x-should-retry') === 'false') return new ProviderError(code, message, false);
+  return new ProviderError(code, message, isRetryableStatus(res.status), retryAfterMs(res.headers));
+}
+
+/** fetch with the adapter's timeout and key; network failures and timeouts become retryable errors. */
+export async function send(target: HttpTarget, path: string, init: RequestInit & { signal?: AbortSignal } = {}): Promise<Response> {
+  const timeout = AbortSignal.timeout(target.timeoutMs);
+  const signal = init.signal ? AbortSignal.any([init.signal, timeout]) : timeout;
+  const headers = new Headers(init.headers);
+  headers.set('Authorization', `Bearer ${target.apiKey}`);
+  try {
+    return await fetch(new URL(path, target.baseUrl.replace(/\/?$/, '/')), { ...init, headers, signal, redirect: 'error' });
+  } catch (err) {
+    const e = err as Error;
+    const timedOut = e.name === 'TimeoutError' || timeout.aborted;
+    throw new ProviderError(timedOut ? 'timeout' : 'network_error', `${timedOut ? 'timed out' : 'network error'}: ${e.message}`, true);
+  }
+}
+
+/** The JSON body of a successful answer; an error answer or malformed JSON becomes a ProviderError. */
+export async function sendJson<T>(target: HttpTarget, path: string, init: RequestInit & { signal?: AbortSignal } = {}): Promise<T> {
+  const res = await send(target, path, init);
+  if (!res.ok) throw await errorFromResponse(res);
+  try {
+    return (await res.json()) as T;
+  } catch (err) {
+    throw new ProviderError('malformed_response', `malformed JSON from provider: ${(err as Error).message}`, true);
+  }
+}
+
+/** A successful answer's body as a Node stream of bytes (an MP4). */
+export async function videoStream(res: Response): Promise<Readable> {
+  if (!res.ok) {
+    const error = await errorFromResponse(res);
+    // A result link that is gone (expired, never there) means generating again, not retrying the link.
+    if ([403, 404, 410].includes(res.status)) throw new ProviderError('result_expired', error.message, true);
+    throw error;
+  }
+  if (!res.body) throw new ProviderError('malformed_response', 'empty video body', true);
+  return Readable.fromWeb(res.body as WebReadableStream<Uint8Array>);
+}
