@@ -50,7 +50,9 @@ describe('submit to download', () => {
     expect(done.status).toBe('completed');
     expect(done.progress).toBe(100);
     expect(done.provider).toBe('simulated');
-    expect(done.attempts).toBe(1);
+    expect(done.attempts).toEqual([
+      { provider: 'simulated', upstream_id: expect.stringMatching(/^sim_/), started_at: expect.any(Number), ended_at: expect.any(Number), outcome: 'completed', price_usd: 2 },
+    ]);
     expect(done.task_info.can_cancel).toBe(false);
     expect(done.results).toEqual([expect.stringMatching(new RegExp(`/v1/tasks/${res.body.id}/content$`))]);
 

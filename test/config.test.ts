@@ -12,19 +12,19 @@ describe('config', () => {
     expect(c.server).toMatchObject({ host: '127.0.0.1', port: 8080 });
     expect(c.store.sqlite_path).toBe(path.join('data', 'vidgate.db'));
     expect(c.assets.dir).toBe(path.join('data', 'videos'));
-    expect(c.simulated.enabled).toBe(true);
+    expect(c.providers).toEqual([{ id: 'simulated', kind: 'simulated', duration_ms: 4000, failure_rate: 0, failure_kind: 'retryable', fps: 24 }]);
     expect(c.credits.usd_per_credit).toBe(0.01);
   });
 
   it('layers a YAML file and then environment variables', () => {
     const dir = tempDir();
     const file = path.join(dir, 'vidgate.yaml');
-    fs.writeFileSync(file, 'server:\n  port: 9000\n  host: 0.0.0.0\ndata_dir: /srv/vidgate\nsimulated:\n  failure_rate: 0.5\n');
+    fs.writeFileSync(file, 'server:\n  port: 9000\n  host: 0.0.0.0\ndata_dir: /srv/vidgate\nproviders:\n  - id: sim\n    kind: simulated\n    failure_rate: 0.5\n');
     const c = loadConfig({ VIDGATE_CONFIG: file, VIDGATE_SERVER__PORT: '9100', VIDGATE_AUTH__API_KEYS: 'aaaaaaaaaaaaaaaa, bbbbbbbbbbbbbbbb' });
     expect(c.server.port).toBe(9100);
     expect(c.server.host).toBe('0.0.0.0');
     expect(c.store.sqlite_path).toBe('/srv/vidgate/vidgate.db');
-    expect(c.simulated.failure_rate).toBe(0.5);
+    expect(c.providers).toMatchObject([{ id: 'sim', kind: 'simulated', failure_rate: 0.5 }]);
     expect(c.auth.api_keys).toEqual(['aaaaaaaaaaaaaaaa', 'bbbbbbbbbbbbbbbb']);
     fs.rmSync(dir, { recursive: true });
   });
@@ -36,7 +36,11 @@ describe('config', () => {
   it.each([
     [{ server: { port: 'eighty' } }, 'server.port'],
     [{ server: { port: 70000 } }, 'server.port'],
-    [{ simulated: { failure_rate: 2 } }, 'simulated.failure_rate'],
+    [{ providers: [{ id: 'sim', kind: 'simulated', failure_rate: 2 }] }, 'providers.0.failure_rate'],
+    [{ providers: [{ id: 'a', kind: 'openai', base_url: 'https://x.example', api_key_env: 'K', models: [{ model: 'sora-2', usd_per_second: { standard: -1 } }] }] }, 'providers.0.models.0.usd_per_second.standard'],
+    [{ providers: [{ id: 'a', kind: 'tasks-api', base_url: 'ftp://x.example', api_key_env: 'K', models: [{ model: 'sora-2', usd_per_second: { standard: 1 } }] }] }, 'providers.0.base_url'],
+    [{ providers: [{ id: 'a', kind: 'carrier-pigeon' }] }, 'providers.0.kind'],
+    [{ providers: [{ id: 'a', kind: 'simulated' }, { id: 'a', kind: 'simulated' }] }, 'provider ids must be unique'],
     [{ workers: { poll_interval_ms: -1 } }, 'workers.poll_interval_ms'],
     [{ auth: { api_keys: ['short'] } }, 'auth.api_keys.0'],
     [{ servr: {} }, 'servr'],
@@ -47,7 +51,7 @@ describe('config', () => {
 
   it('a wrong config stops the start with a message naming the field', async () => {
     const dir = tempDir();
-    await expect(startServerProcess({ VIDGATE_DATA_DIR: dir, VIDGATE_SIMULATED__FAILURE_RATE: '7' })).rejects.toThrow(/exited \(1\)[\s\S]*simulated\.failure_rate/);
+    await expect(startServerProcess({ VIDGATE_DATA_DIR: dir, VIDGATE_ROUTING__BREAKER__ERROR_RATIO: '7' })).rejects.toThrow(/exited \(1\)[\s\S]*routing\.breaker\.error_ratio/);
     fs.rmSync(dir, { recursive: true, force: true });
   });
 

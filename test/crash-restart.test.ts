@@ -16,8 +16,7 @@ function serverEnv(dataDir: string): Record<string, string> {
     VIDGATE_SERVER__PORT: '0',
     VIDGATE_AUTH__API_KEYS: KEY_A,
     VIDGATE_LOG_LEVEL: 'info',
-    VIDGATE_SIMULATED__DURATION_MS: '1500',
-    VIDGATE_SIMULATED__FPS: '4',
+    VIDGATE_PROVIDERS: JSON.stringify([{ id: 'simulated', kind: 'simulated', duration_ms: 1500, fps: 4 }]),
     VIDGATE_WORKERS__POLL_INTERVAL_MS: '100',
     VIDGATE_WORKERS__LEASE_MS: '1000',
   };
@@ -26,7 +25,7 @@ function serverEnv(dataDir: string): Record<string, string> {
 const headers = { Authorization: `Bearer ${KEY_A}`, 'Content-Type': 'application/json' };
 
 async function getTask(url: string, id: string) {
-  return (await fetch(`${url}/v1/tasks/${id}`, { headers })).json() as Promise<{ status: string; attempts: number; error?: unknown }>;
+  return (await fetch(`${url}/v1/tasks/${id}`, { headers })).json() as Promise<{ status: string; attempts: { outcome: string }[]; error?: unknown }>;
 }
 
 async function waitAllFinished(url: string, ids: string[], timeoutMs = 60_000) {
@@ -76,10 +75,10 @@ describe('crash and restart', () => {
     outputs.push(server.output());
 
     expect(finished.map((t) => t.status)).toEqual(ids.map(() => 'completed'));
-    expect(finished.map((t) => t.attempts)).toEqual(ids.map(() => 1));
+    expect(finished.map((t) => t.attempts.map((a) => a.outcome))).toEqual(ids.map(() => ['completed']));
 
     // Exactly one upstream job per task: the resubmissions after each crash reused their idempotency key.
-    const jobs = await listJobs(path.join(dataDir, 'simulated'));
+    const jobs = await listJobs(path.join(dataDir, 'simulated', 'simulated'));
     expect(jobs.map((j) => j.idempotency_key).sort()).toEqual(ids.map((id) => `${id}.1`).sort());
 
     // Each task was marked completed by exactly one process.

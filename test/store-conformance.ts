@@ -65,10 +65,45 @@ export function describeStoreConformance(name: string, makeStore: () => Promise<
     async function processingTask(store: Store, task = newTask()): Promise<ClaimedTask> {
       await store.createTask(task);
       const { lease_token } = await claimOnly(store, 'dispatch', T0);
-      expect(await store.startAttempt(task.id, lease_token, 'sim', T0 + 1)).toBe(true);
+      expect(await store.startAttempt(task.id, lease_token, 'sim', 0.4, T0 + 1)).toBe(true);
       expect(await store.markSubmitted(task.id, lease_token, 'up-1', T0 + 2)).toBe(true);
       return claimOnly(store, 'poll', T0 + 3);
     }
+
+    describe('attempts', () => {
+      it('records each attempt with its provider, upstream id, price, times and outcome', async () => {
+        const store = await open();
+        const first = await processingTask(store);
+        expect(await store.countActiveByProvider()).toEqual(new Map([['sim', 1]]));
+        expect(await store.requeue(first.id, first.lease_token, ERROR, T0 + 10, T0 + 10)).toBe(true);
+        expect(await store.countActiveByProvider()).toEqual(new Map());
+        const again = await claimOnly(store, 'dispatch', T0 + 10);
+        expect(await store.startAttempt(first.id, again.lease_token, 'other', 0.5, T0 + 11)).toBe(true);
+        expect(await store.countActiveByProvider()).toEqual(new Map([['other', 1]]));
+        expect(await store.markSubmitted(first.id, again.lease_token, 'up-2', T0 + 12)).toBe(true);
+        const poll = await claimOnly(store, 'poll', T0 + 13);
+        expect(await store.markCompleted(first.id, poll.lease_token, 'asset', T0 + 14)).toBe(true);
+        expect(await store.listAttempts([first.id])).toEqual([
+          { task_id: first.id, n: 1, provider_id: 'sim', upstream_id: 'up-1', usd: 0.4, started_at_ms: T0 + 1, ended_at_ms: T0 + 10, outcome: 'retried', error_code: ERROR.code, error_message: ERROR.message },
+          { task_id: first.id, n: 2, provider_id: 'other', upstream_id: 'up-2', usd: 0.5, started_at_ms: T0 + 11, ended_at_ms: T0 + 14, outcome: 'completed', error_code: null, error_message: null },
+        ]);
+        expect(await store.countActiveByProvider()).toEqual(new Map());
+      });
+
+      it('ends the running attempt on failure and on cancel, and lists several tasks at once', async () => {
+        const store = await open();
+        const failed = await processingTask(store, newTask({ id: 'task-f' }));
+        expect(await store.markFailed(failed.id, failed.lease_token, ERROR, T0 + 20)).toBe(true);
+        const cancelled = await processingTask(store, newTask({ id: 'task-c' }));
+        expect(await store.cancel(cancelled.id, cancelled.owner_id, T0 + 21)).toBeDefined();
+        const attempts = await store.listAttempts(['task-f', 'task-c', 'task-unknown']);
+        expect(attempts.map((a) => [a.task_id, a.outcome, a.ended_at_ms])).toEqual([
+          ['task-c', 'cancelled', T0 + 21],
+          ['task-f', 'failed', T0 + 20],
+        ]);
+        expect(await store.listAttempts([])).toEqual([]);
+      });
+    });
 
     describe('api keys', () => {
       it('inserts, finds by hash and counts', async () => {
@@ -170,14 +205,14 @@ export function describeStoreConformance(name: string, makeStore: () => Promise<
         const fresh = await claimOnly(store, 'dispatch', T0 + LEASE_MS + 1);
         expect(fresh.lease_token).not.toBe(old.lease_token);
         expect(await store.renewLease(id, old.lease_token, T0 + LEASE_MS * 5)).toBe(false);
-        expect(await store.startAttempt(id, old.lease_token, 'sim', T0 + LEASE_MS + 2)).toBe(false);
+        expect(await store.startAttempt(id, old.lease_token, 'sim', 0.4, T0 + LEASE_MS + 2)).toBe(false);
         expect(await store.markSubmitted(id, old.lease_token, 'up-old', T0 + LEASE_MS + 2)).toBe(false);
         expect(await store.requeue(id, old.lease_token, ERROR, T0, T0 + LEASE_MS + 2)).toBe(false);
         expect(await store.markFailed(id, old.lease_token, ERROR, T0 + LEASE_MS + 2)).toBe(false);
         expect(await store.releaseLease(id, old.lease_token, T0, T0 + LEASE_MS + 2)).toBe(false);
         expect((await store.getTask(id))?.attempt).toBe(0);
 
-        expect(await store.startAttempt(id, fresh.lease_token, 'sim', T0 + LEASE_MS + 3)).toBe(true);
+        expect(await store.startAttempt(id, fresh.lease_token, 'sim', 0.4, T0 + LEASE_MS + 3)).toBe(true);
         expect(await store.markSubmitted(id, fresh.lease_token, 'up-new', T0 + LEASE_MS + 4)).toBe(true);
         expect((await store.getTask(id))?.upstream_id).toBe('up-new');
       });
@@ -219,7 +254,7 @@ export function describeStoreConformance(name: string, makeStore: () => Promise<
           next_run_at_ms: T0 + 50,
           updated_at_ms: T0 + 1,
         });
-        expect(await store.startAttempt(id, lease_token, 'sim', T0 + 2)).toBe(false);
+        expect(await store.startAttempt(id, lease_token, 'sim', 0.4, T0 + 2)).toBe(false);
         expect(await store.claimDue('dispatch', 10, LEASE_MS, T0 + 49)).toEqual([]);
         expect(await store.claimDue('dispatch', 10, LEASE_MS, T0 + 50)).toHaveLength(1);
       });
@@ -230,9 +265,9 @@ export function describeStoreConformance(name: string, makeStore: () => Promise<
         const store = await open();
         const { id } = await store.createTask(newTask());
         const { lease_token } = await claimOnly(store, 'dispatch', T0);
-        expect(await store.startAttempt(id, 'wrong', 'sim', T0 + 1)).toBe(false);
-        expect(await store.startAttempt(id, lease_token, 'sim', T0 + 1)).toBe(true);
-        expect(await store.startAttempt(id, lease_token, 'other', T0 + 2)).toBe(true);
+        expect(await store.startAttempt(id, 'wrong', 'sim', 0.4, T0 + 1)).toBe(false);
+        expect(await store.startAttempt(id, lease_token, 'sim', 0.4, T0 + 1)).toBe(true);
+        expect(await store.startAttempt(id, lease_token, 'other', 0.5, T0 + 2)).toBe(true);
         expect(await store.getTask(id)).toMatchObject({
           status: 'pending',
           attempt: 2,
@@ -245,7 +280,7 @@ export function describeStoreConformance(name: string, makeStore: () => Promise<
       it('startAttempt and markSubmitted refuse a processing task', async () => {
         const store = await open();
         const { id, lease_token } = await processingTask(store);
-        expect(await store.startAttempt(id, lease_token, 'sim', T0 + 10)).toBe(false);
+        expect(await store.startAttempt(id, lease_token, 'sim', 0.4, T0 + 10)).toBe(false);
         expect(await store.markSubmitted(id, lease_token, 'up-2', T0 + 10)).toBe(false);
         expect(await store.getTask(id)).toMatchObject({ status: 'processing', attempt: 1, upstream_id: 'up-1' });
       });
@@ -254,7 +289,7 @@ export function describeStoreConformance(name: string, makeStore: () => Promise<
         const store = await open();
         const { id } = await store.createTask(newTask());
         const { lease_token } = await claimOnly(store, 'dispatch', T0);
-        await store.startAttempt(id, lease_token, 'sim', T0 + 1);
+        await store.startAttempt(id, lease_token, 'sim', 0.4, T0 + 1);
         expect(await store.markSubmitted(id, 'wrong', 'up-1', T0 + 2)).toBe(false);
         expect(await store.markSubmitted(id, lease_token, 'up-1', T0 + 2)).toBe(true);
         expect(await store.getTask(id)).toMatchObject({
@@ -303,7 +338,7 @@ export function describeStoreConformance(name: string, makeStore: () => Promise<
         const first = await claimOnly(store, 'dispatch', T0);
         expect(await store.requeue(id, first.lease_token, ERROR, T0 + 1, T0 + 1)).toBe(true);
         const { lease_token } = await claimOnly(store, 'dispatch', T0 + 1);
-        await store.startAttempt(id, lease_token, 'sim', T0 + 2);
+        await store.startAttempt(id, lease_token, 'sim', 0.4, T0 + 2);
         await store.markSubmitted(id, lease_token, 'up-1', T0 + 3);
         const poll = await claimOnly(store, 'poll', T0 + 4);
 
@@ -367,7 +402,7 @@ export function describeStoreConformance(name: string, makeStore: () => Promise<
         expect(await store.requeue(id, poll.lease_token, ERROR, T0 + 500, T0 + 12)).toBe(false);
         expect(await store.claimDue('dispatch', 10, LEASE_MS, T0 + 499)).toEqual([]);
         const again = await claimOnly(store, 'dispatch', T0 + 500);
-        expect(await store.startAttempt(id, again.lease_token, 'sim', T0 + 501)).toBe(true);
+        expect(await store.startAttempt(id, again.lease_token, 'sim', 0.4, T0 + 501)).toBe(true);
         expect((await store.getTask(id))?.attempt).toBe(2);
       });
 
@@ -518,7 +553,7 @@ export function describeStoreConformance(name: string, makeStore: () => Promise<
         expect(await second.countApiKeys()).toBe(1);
         expect((await second.getTask(id))?.status).toBe('pending');
         expect(await second.claimDue('dispatch', 10, LEASE_MS, T0 + 1)).toEqual([]);
-        expect(await second.startAttempt(id, lease_token, 'sim', T0 + 2)).toBe(true);
+        expect(await second.startAttempt(id, lease_token, 'sim', 0.4, T0 + 2)).toBe(true);
         await second.createTask(newTask());
       });
     });

@@ -7,7 +7,7 @@ import * as OpenApiValidator from 'express-openapi-validator';
 import YAML from 'yaml';
 import type { components } from '../generated/vidgate-api';
 import type { Router } from '../routing/router';
-import type { Store, TaskStatus } from '../store/types';
+import type { Store, TaskRecord, TaskStatus } from '../store/types';
 import { renderApiReference } from './api-reference';
 import { requireApiKey, type Caller } from './auth';
 import { ApiError, internalError } from './errors';
@@ -16,6 +16,9 @@ import type { Metrics } from './metrics';
 import { normalizeGeneration } from './normalize';
 import { presentTask } from './present';
 import { describeCatalog } from './catalog';
+import { estimate } from './estimate';
+import { describeProviders } from './provider-status';
+import type { DisabledProvider } from './providers-from-config';
 import type { TaskService } from './tasks';
 
 export const SPEC_PATH = fileURLToPath(new URL('../../openapi/vidgate.yaml', import.meta.url));
@@ -30,6 +33,7 @@ export interface AppDeps {
   publicUrl?: string;
   retentionMs: number;
   usdPerCredit: number;
+  disabledProviders: readonly DisabledProvider[];
   isDraining: () => boolean;
   /** Check every response against the spec too (tests turn this on). */
   validateResponses?: boolean;
@@ -69,29 +73,32 @@ export function createApp(deps: AppDeps): express.Express {
   );
 
   const caller = (res: Response) => res.locals.caller as Caller;
-  const present = (req: Request) => {
+  /** Tasks in the public shape, with their attempts. */
+  const present = async (req: Request, list: TaskRecord[]) => {
     const baseUrl = deps.publicUrl ?? `${req.protocol}://${req.get('host')}`;
-    return (t: Parameters<typeof presentTask>[0]) => presentTask(t, { baseUrl, retentionMs: deps.retentionMs });
+    const attempts = await tasks.attemptsOf(list);
+    return list.map((t) => presentTask(t, attempts.get(t.id) ?? [], { baseUrl, retentionMs: deps.retentionMs }));
   };
+  const presentOne = async (req: Request, t: TaskRecord) => (await present(req, [t]))[0];
 
   app.post('/v1/videos/generations', async (req, res) => {
     const { request, callback_url } = normalizeGeneration(req.body as components['schemas']['GenerationRequest'], deps.router);
     const task = await tasks.submit(caller(res), request, callback_url);
-    res.status(202).json(present(req)(task));
+    res.status(202).json(await presentOne(req, task));
   });
 
   app.get('/v1/tasks', async (req, res) => {
     const query = req.query as { status?: TaskStatus; limit?: number; after?: string };
     const page = await tasks.list(caller(res), { status: query.status, limit: Number(query.limit ?? 20), after: query.after });
-    res.json({ object: 'list', data: page.tasks.map(present(req)), has_more: page.nextCursor !== null, next_cursor: page.nextCursor });
+    res.json({ object: 'list', data: await present(req, page.tasks), has_more: page.nextCursor !== null, next_cursor: page.nextCursor });
   });
 
   app.get('/v1/tasks/:id', async (req, res) => {
-    res.json(present(req)(await tasks.get(caller(res), req.params.id!)));
+    res.json(await presentOne(req, await tasks.get(caller(res), req.params.id!)));
   });
 
   app.post('/v1/tasks/:id/cancel', async (req, res) => {
-    res.json(present(req)(await tasks.cancel(caller(res), req.params.id!)));
+    res.json(await presentOne(req, await tasks.cancel(caller(res), req.params.id!)));
   });
 
   app.get('/v1/tasks/:id/content', async (req, res) => {
@@ -102,6 +109,15 @@ export function createApp(deps: AppDeps): express.Express {
 
   app.get('/v1/models', (_req, res) => {
     res.json({ object: 'list', data: describeCatalog(deps.router), usd_per_credit: deps.usdPerCredit });
+  });
+
+  app.post('/v1/estimates', async (req, res) => {
+    const { request } = normalizeGeneration(req.body as components['schemas']['GenerationRequest'], deps.router);
+    res.json(estimate(request, deps.router, await deps.store.countActiveByProvider(), deps.usdPerCredit));
+  });
+
+  app.get('/v1/providers', async (_req, res) => {
+    res.json({ object: 'list', data: describeProviders(deps.router, deps.disabledProviders, await deps.store.countActiveByProvider()) });
   });
 
   app.use(errorHandler(deps.log));

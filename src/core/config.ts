@@ -3,8 +3,65 @@ import fs from 'node:fs';
 import path from 'node:path';
 import YAML from 'yaml';
 import { z } from 'zod';
+import { SIZES } from '../providers/types';
 
 const ms = z.number().int().positive();
+
+const OfferSchema = z
+  .object({
+    model: z.string().min(1),
+    /** The provider's own name for the model; defaults to `model`. */
+    upstream_model: z.string().min(1).optional(),
+    usd_per_second: z.object({ standard: z.number().positive(), high: z.number().positive().optional() }).strict(),
+    /** Defaults to the 720p sizes, plus the high-tier sizes when a high price is given. */
+    sizes: z.array(z.enum(SIZES)).min(1).optional(),
+    durations_s: z.array(z.union([z.literal(4), z.literal(8), z.literal(12)])).min(1).default([4, 8, 12]),
+    image_input: z.boolean().default(true),
+    /** tasks-api only: send `1280x720`-style sizes, or `16:9` plus quality; defaults by model name. */
+    aspect_ratio_style: z.enum(['size', 'ratio']).optional(),
+  })
+  .strict();
+
+const providerId = z.string().regex(/^[a-z0-9][a-z0-9_-]{0,62}$/, 'lowercase letters, digits, - and _');
+const commonProvider = {
+  id: providerId,
+  max_concurrent: z.number().int().positive().optional(),
+};
+
+const HttpProviderSchema = (kind: 'openai' | 'tasks-api') =>
+  z
+    .object({
+      ...commonProvider,
+      kind: z.literal(kind),
+      base_url: z.url({ protocol: /^https?$/ }),
+      /** The environment variable holding the key; the provider is left out when it is not set. */
+      api_key_env: z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'an environment variable name'),
+      timeout_ms: ms.default(30_000),
+      models: z.array(OfferSchema).min(1),
+    })
+    .strict();
+
+const ProviderSchema = z.discriminatedUnion('kind', [
+  HttpProviderSchema('openai'),
+  HttpProviderSchema('tasks-api'),
+  z
+    .object({
+      ...commonProvider,
+      kind: z.literal('simulated'),
+      duration_ms: ms.default(4000),
+      failure_rate: z.number().min(0).max(1).default(0),
+      failure_kind: z.enum(['retryable', 'terminal']).default('retryable'),
+      fps: z.number().int().min(1).max(60).default(24),
+      /** Defaults to `<data_dir>/simulated/<id>`. */
+      work_dir: z.string().min(1).optional(),
+      /** Overrides the built-in catalog (sora-2 and sora-2-pro at OpenAI's published prices). */
+      models: z.array(OfferSchema).min(1).optional(),
+    })
+    .strict(),
+]);
+
+export type ProviderConfig = z.infer<typeof ProviderSchema>;
+export type OfferConfig = z.infer<typeof OfferSchema>;
 
 const ConfigSchema = z
   .object({
@@ -52,6 +109,8 @@ const ConfigSchema = z
         /** A task silent upstream for longer than this is resubmitted. */
         upstream_deadline_ms: ms.default(30 * 60 * 1000),
         upstream_timeout_ms: ms.default(30_000),
+        /** Bounds a whole video download, body included. */
+        download_timeout_ms: ms.default(10 * 60 * 1000),
       })
       .strict()
       .prefault({}),
@@ -61,24 +120,35 @@ const ConfigSchema = z
       })
       .strict()
       .prefault({}),
-    simulated: z
+    providers: z.array(ProviderSchema).min(1).prefault([{ id: 'simulated', kind: 'simulated' }]),
+    routing: z
       .object({
-        enabled: z.boolean().default(true),
-        duration_ms: ms.default(4000),
-        failure_rate: z.number().min(0).max(1).default(0),
-        failure_kind: z.enum(['retryable', 'terminal']).default('retryable'),
-        fps: z.number().int().min(1).max(60).default(24),
-        work_dir: z.string().min(1).optional(),
+        /** How long a task waits for some provider to become available before it fails. */
+        wait_for_provider_ms: ms.default(10 * 60 * 1000),
+        breaker: z
+          .object({
+            consecutive_failures: z.number().int().positive().default(5),
+            error_ratio: z.number().gt(0).max(1).default(0.5),
+            window_ms: ms.default(60_000),
+            min_calls: z.number().int().positive().default(10),
+            cooldown_ms: ms.default(30_000),
+            max_cooldown_ms: ms.default(10 * 60 * 1000),
+          })
+          .strict()
+          .prefault({}),
       })
       .strict()
       .prefault({}),
   })
-  .strict();
+  .strict()
+  .refine((c) => new Set(c.providers.map((p) => p.id)).size === c.providers.length, {
+    message: 'provider ids must be unique',
+    path: ['providers'],
+  });
 
 export type Config = z.infer<typeof ConfigSchema> & {
   store: { sqlite_path: string };
   assets: { dir: string };
-  simulated: { work_dir: string };
 };
 
 export class ConfigError extends Error {
@@ -141,7 +211,6 @@ export function parseConfig(input: unknown): Config {
     ...c,
     store: { sqlite_path: c.store.sqlite_path ?? path.join(c.data_dir, 'vidgate.db') },
     assets: { ...c.assets, dir: c.assets.dir ?? path.join(c.data_dir, 'videos') },
-    simulated: { ...c.simulated, work_dir: c.simulated.work_dir ?? path.join(c.data_dir, 'simulated') },
   };
 }
 

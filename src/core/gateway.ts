@@ -1,9 +1,8 @@
 // The composition root: builds every part from the config and starts/stops them in order.
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { createSimulatedProvider } from '../providers/simulated';
-import type { ProviderAdapter } from '../providers/types';
-import { createRouter } from '../routing/router';
+import { createHealth } from '../routing/health';
+import { createRouter, type RoutedProvider } from '../routing/router';
 import { createSqliteStore } from '../store/sqlite';
 import type { Store } from '../store/types';
 import { createApp } from './app';
@@ -12,6 +11,7 @@ import { ensureApiKeys } from './auth';
 import type { Config } from './config';
 import { createLogger, type Logger } from './logger';
 import { createMetrics } from './metrics';
+import { providersFromConfig } from './providers-from-config';
 import { createRetentionSweeper } from './retention';
 import { createTaskService } from './tasks';
 import { createWorkers } from './workers';
@@ -20,7 +20,9 @@ export interface GatewayOptions {
   log?: Logger;
   validateResponses?: boolean;
   /** Replaces the providers built from the config (tests). */
-  providers?: ProviderAdapter[];
+  providers?: RoutedProvider[];
+  /** Where provider keys are read from; process.env by default. */
+  env?: NodeJS.ProcessEnv;
   now?: () => number;
 }
 
@@ -32,11 +34,18 @@ export async function createGateway(config: Config, options: GatewayOptions = {}
   const store: Store = createSqliteStore(config.store.sqlite_path);
   const metrics = createMetrics();
   const assets = createLocalAssetStore(config.assets.dir);
-  const router = createRouter(options.providers ?? providersFromConfig(config));
+  const built = providersFromConfig(config, options.env ?? process.env);
+  for (const p of built.disabled) log.warn('provider left out', { provider: p.id, kind: p.kind, reason: p.reason });
+  const health = createHealth(config.routing.breaker, now);
+  const router = createRouter(options.providers ?? built.routed, health);
   const retentionMs = config.assets.retention_days * 24 * 3600 * 1000;
   const { devKey } = await ensureApiKeys(store, config.auth.api_keys, now());
 
-  const workers = createWorkers({ store, router, assets, metrics, log, config: config.workers, now });
+  const workers = createWorkers({
+    store, router, assets, metrics, log, now,
+    config: config.workers,
+    waitForProviderMs: config.routing.wait_for_provider_ms,
+  });
   const tasks = createTaskService({
     store, router, assets, metrics, log, now,
     usdPerCredit: config.credits.usd_per_credit,
@@ -50,6 +59,7 @@ export async function createGateway(config: Config, options: GatewayOptions = {}
     bodyLimitBytes: config.server.body_limit_bytes,
     publicUrl: config.server.public_url,
     usdPerCredit: config.credits.usd_per_credit,
+    disabledProviders: built.disabled,
     isDraining: () => draining,
     validateResponses: options.validateResponses,
   });
@@ -86,20 +96,4 @@ export async function createGateway(config: Config, options: GatewayOptions = {}
       await store.close();
     },
   };
-}
-
-function providersFromConfig(config: Config): ProviderAdapter[] {
-  const providers: ProviderAdapter[] = [];
-  if (config.simulated.enabled) {
-    providers.push(
-      createSimulatedProvider({
-        workDir: config.simulated.work_dir,
-        durationMs: config.simulated.duration_ms,
-        failureRate: config.simulated.failure_rate,
-        failureKind: config.simulated.failure_kind,
-        fps: config.simulated.fps,
-      }),
-    );
-  }
-  return providers;
 }

@@ -1,7 +1,7 @@
 // A stored task -> the public Task object of the spec.
 import type { components } from '../generated/vidgate-api';
 import type { NormalizedRequest } from '../providers/types';
-import type { TaskRecord } from '../store/types';
+import type { AttemptRecord, TaskRecord } from '../store/types';
 import { TERMINAL_STATUSES } from '../store/types';
 
 export type Task = components['schemas']['Task'];
@@ -19,7 +19,7 @@ function expectedSeconds(durationS: number): number {
 
 const toUnixS = (ms: number) => Math.floor(ms / 1000);
 
-export function presentTask(t: TaskRecord, opts: PresentOptions): Task {
+export function presentTask(t: TaskRecord, attempts: readonly AttemptRecord[], opts: PresentOptions): Task {
   const request = JSON.parse(t.request_json) as NormalizedRequest;
   const finished = TERMINAL_STATUSES.includes(t.status);
   const task: Task = {
@@ -38,7 +38,15 @@ export function presentTask(t: TaskRecord, opts: PresentOptions): Task {
     },
     usage: { billing_rule: 'per_second', credits_reserved: t.credits_reserved },
     provider: t.provider_id,
-    attempts: t.attempt,
+    attempts: attempts.map((a) => ({
+      provider: a.provider_id,
+      upstream_id: a.upstream_id,
+      started_at: a.started_at_ms,
+      ended_at: a.ended_at_ms,
+      outcome: a.outcome,
+      price_usd: a.usd,
+      ...(a.error_code && { error: { code: a.error_code, message: a.error_message ?? a.error_code } }),
+    })),
     completed_at: t.completed_at_ms === null ? null : toUnixS(t.completed_at_ms),
   };
   if (t.status === 'completed' && t.completed_at_ms !== null) {

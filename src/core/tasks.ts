@@ -3,7 +3,7 @@ import crypto from 'node:crypto';
 import type { NormalizedRequest } from '../providers/types';
 import type { Router } from '../routing/router';
 import { usdToCredits } from '../routing/quote';
-import type { Store, TaskRecord, TaskStatus } from '../store/types';
+import type { AttemptRecord, Store, TaskRecord, TaskStatus } from '../store/types';
 import type { AssetStore } from './assets';
 import type { Caller } from './auth';
 import { conflict, gone, invalidRequest, taskNotFound } from './errors';
@@ -60,6 +60,13 @@ export function createTaskService(deps: TaskServiceDeps) {
     },
 
     get: ownTask,
+
+    /** The attempts of these tasks, by task id. */
+    async attemptsOf(tasks: readonly TaskRecord[]): Promise<Map<string, AttemptRecord[]>> {
+      const byTask = new Map<string, AttemptRecord[]>(tasks.map((t) => [t.id, []]));
+      for (const a of await store.listAttempts(tasks.map((t) => t.id))) byTask.get(a.task_id)?.push(a);
+      return byTask;
+    },
 
     async list(caller: Caller, query: ListQuery): Promise<{ tasks: TaskRecord[]; nextCursor: string | null }> {
       const rows = await store.listTasks({

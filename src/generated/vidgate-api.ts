@@ -121,6 +121,46 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/estimates": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Estimate what a request would cost, and where it would run
+         * @description Takes the body of `POST /v1/videos/generations`; nothing is submitted.
+         */
+        post: operations["estimateGeneration"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/providers": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Providers, their health and their prices
+         * @description Why traffic goes where it goes: each provider's circuit breaker per model, recent error rate and latency, load and prices.
+         */
+        get: operations["listProviders"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/healthz": {
         parameters: {
             query?: never;
@@ -259,8 +299,8 @@ export interface components {
             };
             /** @description The provider serving (or that served) the task. */
             provider?: string | null;
-            /** @description How many submissions to a provider the task has needed so far. */
-            attempts?: number;
+            /** @description Every submission of the task to a provider, oldest first. */
+            attempts?: components["schemas"]["Attempt"][];
             /** @description Unix seconds. */
             completed_at?: number | null;
             /** @description URLs of the stored video, served by vidgate (present once completed). */
@@ -268,6 +308,88 @@ export interface components {
             /** @description Unix seconds after which the stored video is deleted (present once completed). */
             expires_at?: number | null;
             error?: components["schemas"]["TaskError"];
+        };
+        Attempt: {
+            provider: string;
+            /** @description The provider's id of the job */
+            upstream_id: string | null;
+            /** @description Unix milliseconds. */
+            started_at: number;
+            /** @description Unix milliseconds. */
+            ended_at: number | null;
+            /**
+             * @description `retried`: the provider failed (its fault) and the task moved on.
+             * @enum {string}
+             */
+            outcome: "running" | "completed" | "failed" | "retried" | "cancelled";
+            /** @description The price of the request on this provider. */
+            price_usd: number;
+            error?: components["schemas"]["TaskError"];
+        };
+        Estimate: {
+            /** @constant */
+            object: "estimate";
+            model: string;
+            size: string;
+            duration: number;
+            /** @description The provider that would serve the request now (null when none is available). */
+            provider: string | null;
+            /** @description Price on that provider. */
+            usd: number | null;
+            /** @description Credits that would be reserved. */
+            credits: number | null;
+            /** @description Every capable provider, cheapest first. */
+            options: {
+                provider: string;
+                usd: number;
+                credits: number;
+                /** @description False while its circuit breaker is open. */
+                available: boolean;
+            }[];
+        };
+        ProviderList: {
+            /** @constant */
+            object: "list";
+            data: components["schemas"]["ProviderStatus"][];
+        };
+        ProviderStatus: {
+            id: string;
+            /** @enum {string} */
+            kind: "openai" | "tasks-api" | "simulated";
+            enabled: boolean;
+            /** @description Why the provider was left out at start. */
+            disabled_reason: string | null;
+            max_concurrent: number | null;
+            active_tasks: number;
+            models: components["schemas"]["ProviderModel"][];
+        };
+        ProviderModel: {
+            model: string;
+            upstream_model: string;
+            sizes: string[];
+            durations: number[];
+            usd_per_second: {
+                "720p": number;
+                "1080p"?: number;
+            };
+            health: components["schemas"]["BreakerStatus"];
+        };
+        BreakerStatus: {
+            /**
+             * @description `open`: no traffic until `until`; `half_open`: one probe request is allowed through.
+             * @enum {string}
+             */
+            state: "closed" | "open" | "half_open";
+            reason: string | null;
+            /** @description Unix milliseconds of the last state change. */
+            since: number;
+            /** @description Unix milliseconds when an open breaker lets a probe through. */
+            until: number | null;
+            /** @description Calls counted in the recent window. */
+            calls: number;
+            error_rate: number;
+            /** @description Mean latency of successful calls in the window. */
+            latency_ms: number | null;
         };
         TaskError: {
             code: string;
@@ -560,6 +682,55 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["ModelList"];
+                };
+            };
+            401: components["responses"]["Unauthorized"];
+        };
+    };
+    estimateGeneration: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["GenerationRequest"];
+            };
+        };
+        responses: {
+            /** @description The estimate. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Estimate"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            413: components["responses"]["TooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
+        };
+    };
+    listProviders: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Every configured provider, including those left out at start. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ProviderList"];
                 };
             };
             401: components["responses"]["Unauthorized"];

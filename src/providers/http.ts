@@ -21,9 +21,13 @@ export function retryAfterMs(headers: Headers, nowMs = Date.now()): number | und
   return Number.isNaN(date) ? undefined : Math.max(0, date - nowMs);
 }
 
-/** Provider at fault (retry elsewhere) for 408, 429 and 5xx; the request at fault otherwise. */
+/**
+ * Provider at fault (retry elsewhere) for 408, 429 and 5xx, and for 401/402/403: those say that our key
+ * or account at that provider is bad, which another provider can still serve. The request is at fault
+ * otherwise.
+ */
 export function isRetryableStatus(status: number): boolean {
-  return status === 408 || status === 429 || status >= 500;
+  return status === 408 || status === 429 || status >= 500 || status === 401 || status === 402 || status === 403;
 }
 
 /** A failed HTTP answer as a ProviderError, with the upstream's own message where it sent one. */
@@ -41,18 +45,35 @@ export async function errorFromResponse(res: Response): Promise<ProviderError> {
   return new ProviderError(code, message, isRetryableStatus(res.status), retryAfterMs(res.headers));
 }
 
-/** fetch with the adapter's timeout and key; network failures and timeouts become retryable errors. */
+/**
+ * fetch with the adapter's key and timeout. The timeout bounds the wait for the answer's headers;
+ * reading the body is bounded by the caller's signal, so a long download is not cut at `timeoutMs`.
+ * Network failures and timeouts become retryable errors.
+ */
 export async function send(target: HttpTarget, path: string, init: RequestInit & { signal?: AbortSignal } = {}): Promise<Response> {
-  const timeout = AbortSignal.timeout(target.timeoutMs);
-  const signal = init.signal ? AbortSignal.any([init.signal, timeout]) : timeout;
+  const timeout = new AbortController();
+  const timer = setTimeout(() => timeout.abort(new DOMException('timed out', 'TimeoutError')), target.timeoutMs);
+  const signal = init.signal ? AbortSignal.any([init.signal, timeout.signal]) : timeout.signal;
   const headers = new Headers(init.headers);
   headers.set('Authorization', `Bearer ${target.apiKey}`);
   try {
     return await fetch(new URL(path, target.baseUrl.replace(/\/?$/, '/')), { ...init, headers, signal, redirect: 'error' });
   } catch (err) {
-    const e = err as Error;
-    const timedOut = e.name === 'TimeoutError' || timeout.aborted;
-    throw new ProviderError(timedOut ? 'timeout' : 'network_error', `${timedOut ? 'timed out' : 'network error'}: ${e.message}`, true);
+    const e = err as Error & { cause?: Error };
+    const timedOut = timeout.signal.aborted || e.name === 'TimeoutError';
+    const detail = e.cause?.message ? `${e.message} (${e.cause.message})` : e.message;
+    throw new ProviderError(timedOut ? 'timeout' : 'network_error', `${timedOut ? 'timed out' : 'network error'}: ${detail}`, true);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** The JSON body of an answer already known to be successful; malformed JSON is the provider's fault. */
+export async function readJson<T>(res: Response): Promise<T> {
+  try {
+    return (await res.json()) as T;
+  } catch (err) {
+    throw new ProviderError('malformed_response', `malformed JSON from provider: ${(err as Error).message}`, true);
   }
 }
 
@@ -60,11 +81,7 @@ export async function send(target: HttpTarget, path: string, init: RequestInit &
 export async function sendJson<T>(target: HttpTarget, path: string, init: RequestInit & { signal?: AbortSignal } = {}): Promise<T> {
   const res = await send(target, path, init);
   if (!res.ok) throw await errorFromResponse(res);
-  try {
-    return (await res.json()) as T;
-  } catch (err) {
-    throw new ProviderError('malformed_response', `malformed JSON from provider: ${(err as Error).message}`, true);
-  }
+  return readJson<T>(res);
 }
 
 /** A successful answer's body as a Node stream of bytes (an MP4). */

@@ -57,6 +57,24 @@ export interface ListTasksQuery {
   before?: { created_at_ms: number; id: string };
 }
 
+export type AttemptOutcome = 'running' | 'completed' | 'failed' | 'retried' | 'cancelled';
+
+/** One submission of a task to one provider. */
+export interface AttemptRecord {
+  task_id: string;
+  /** 1 for the first submission, and so on (the task's `attempt` is the latest). */
+  n: number;
+  provider_id: string;
+  upstream_id: string | null;
+  /** The price of the request on this provider. */
+  usd: number;
+  started_at_ms: number;
+  ended_at_ms: number | null;
+  outcome: AttemptOutcome;
+  error_code: string | null;
+  error_message: string | null;
+}
+
 export interface ApiKeyRecord {
   id: string;
   name: string;
@@ -84,9 +102,13 @@ export interface Store {
   releaseLease(id: string, leaseToken: string, nextRunAtMs: number, nowMs: number): Promise<boolean>;
 
   // --- tasks: transitions (each returns false when the task was not in the expected state) ---
-  /** pending -> pending: a new attempt is about to be submitted to `providerId`. Counts the attempt. */
-  startAttempt(id: string, leaseToken: string, providerId: string, nowMs: number): Promise<boolean>;
-  /** pending -> processing. */
+  /**
+   * pending -> pending: a new attempt is about to be submitted to `providerId` at `usd`. Counts the
+   * attempt and records it (outcome `running`). The other transitions end the running attempt:
+   * completed, failed, retried (requeue) or cancelled.
+   */
+  startAttempt(id: string, leaseToken: string, providerId: string, usd: number, nowMs: number): Promise<boolean>;
+  /** pending -> processing; the running attempt gets its upstream id. */
   markSubmitted(id: string, leaseToken: string, upstreamId: string, nowMs: number): Promise<boolean>;
   /** processing -> processing, with new progress; releases the lease until `nextRunAtMs`. */
   recordProgress(id: string, leaseToken: string, progress: number, nextRunAtMs: number, nowMs: number): Promise<boolean>;
@@ -101,6 +123,12 @@ export interface Store {
   requeue(id: string, leaseToken: string, error: { code: string; message: string }, nextRunAtMs: number, nowMs: number): Promise<boolean>;
   /** pending|processing -> cancelled, by the owner; leased or not. Returns the task as it was before. */
   cancel(id: string, ownerId: string, nowMs: number): Promise<TaskRecord | undefined>;
+
+  // --- attempts and load ---
+  /** The attempts of these tasks, by task and then in order. */
+  listAttempts(taskIds: readonly string[]): Promise<AttemptRecord[]>;
+  /** Tasks with a running attempt (submitting or processing), per provider. */
+  countActiveByProvider(): Promise<Map<string, number>>;
 
   // --- retention ---
   /** Completed tasks whose video was stored before `beforeMs` and is not yet expired. */

@@ -24,12 +24,15 @@ export function testConfig(dataDir: string, overrides: ConfigOverrides = {}) {
     server: { port: 0 },
     auth: { api_keys: [KEY_A, KEY_B] },
     workers: { poll_interval_ms: 50, retry_backoff_ms: 50, lease_ms: 5000 },
-    simulated: { duration_ms: 300, fps: 4 },
   };
-  const merged: Record<string, unknown> = { data_dir: dataDir, log_level: 'silent' };
+  const merged: Record<string, unknown> = {
+    data_dir: dataDir,
+    log_level: 'silent',
+    providers: [{ id: 'simulated', kind: 'simulated', duration_ms: 300, fps: 4 }],
+  };
   for (const key of new Set([...Object.keys(base), ...Object.keys(overrides)])) {
     const o = overrides[key];
-    merged[key] = typeof o === 'object' && o !== null && !Array.isArray(o) ? { ...base[key], ...o } : (o ?? base[key]);
+    merged[key] = typeof o === 'object' && o !== null && !Array.isArray(o) ? { ...base[key], ...o } : (o ?? base[key] ?? merged[key]);
   }
   return parseConfig(merged);
 }

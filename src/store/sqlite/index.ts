@@ -1,7 +1,17 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import Database from 'better-sqlite3';
-import type { ApiKeyRecord, ClaimedTask, NewTask, Store, TaskRecord, TaskStatus, WorkPhase } from '../types';
+import type {
+  ApiKeyRecord,
+  AttemptOutcome,
+  AttemptRecord,
+  ClaimedTask,
+  NewTask,
+  Store,
+  TaskRecord,
+  TaskStatus,
+  WorkPhase,
+} from '../types';
 import { migrate } from './migrations';
 
 type TaskRow = Omit<TaskRecord, 'asset_expired'> & {
@@ -117,14 +127,54 @@ export function createSqliteStore(file: string): Store {
        LIMIT ?`,
     ),
     markAssetExpired: db.prepare<[string]>('UPDATE tasks SET asset_expired = 1 WHERE id = ?'),
+
+    insertAttempt: db.prepare(
+      `INSERT INTO task_attempts (task_id, n, provider_id, usd, started_at_ms, outcome)
+       SELECT id, attempt, @provider_id, @usd, @now, 'running' FROM tasks WHERE id = @id`,
+    ),
+    setAttemptUpstream: db.prepare(
+      `UPDATE task_attempts SET upstream_id = @upstream_id
+       WHERE task_id = @id AND n = (SELECT attempt FROM tasks WHERE id = @id)`,
+    ),
+    endAttempt: db.prepare(
+      `UPDATE task_attempts SET outcome = @outcome, ended_at_ms = @now, error_code = @code, error_message = @message
+       WHERE task_id = @id AND n = (SELECT attempt FROM tasks WHERE id = @id) AND outcome = 'running'`,
+    ),
+    listAttempts: db.prepare<[string], AttemptRecord>(
+      'SELECT * FROM task_attempts WHERE task_id IN (SELECT value FROM json_each(?)) ORDER BY task_id, n',
+    ),
+    countActiveByProvider: db.prepare<[], { provider_id: string; n: number }>(
+      `SELECT provider_id, count(*) AS n FROM task_attempts WHERE outcome = 'running' GROUP BY provider_id`,
+    ),
   };
 
   const changed = (result: Database.RunResult) => result.changes === 1;
 
+  /** A task transition and the matching change to its running attempt, as one transaction. */
+  const withAttempt = <A extends unknown[]>(transition: (...args: A) => boolean, attempt: (...args: A) => void) =>
+    db.transaction((...args: A) => {
+      if (!transition(...args)) return false;
+      attempt(...args);
+      return true;
+    });
+  type Params = { id: string; now: number; code?: string | null; message?: string | null; [k: string]: unknown };
+  const endAttempt = (outcome: AttemptOutcome) => (p: Params) =>
+    void sql.endAttempt.run({ outcome, id: p.id, now: p.now, code: p.code ?? null, message: p.message ?? null });
+  const run = (statement: Database.Statement) => (p: Params) => changed(statement.run(p));
+  const tx = {
+    startAttempt: withAttempt(run(sql.startAttempt), (p) => void sql.insertAttempt.run(p)),
+    markSubmitted: withAttempt(run(sql.markSubmitted), (p) => void sql.setAttemptUpstream.run(p)),
+    markCompleted: withAttempt(run(sql.markCompleted), endAttempt('completed')),
+    markFailed: withAttempt(run(sql.markFailed), endAttempt('failed')),
+    requeue: withAttempt(run(sql.requeue), endAttempt('retried')),
+  };
+
   // SELECT + UPDATE under one write lock: the caller gets the record as it was before cancelling.
   const cancel = db.transaction((id: string, ownerId: string, nowMs: number) => {
     const before = sql.getTask.get(id);
-    return before && changed(sql.cancel.run({ id, owner_id: ownerId, now: nowMs })) ? toTask(before) : undefined;
+    if (!before || !changed(sql.cancel.run({ id, owner_id: ownerId, now: nowMs }))) return undefined;
+    endAttempt('cancelled')({ id, now: nowMs });
+    return toTask(before);
   });
 
   return {
@@ -171,26 +221,33 @@ export function createSqliteStore(file: string): Store {
       return changed(sql.releaseLease.run({ id, token: leaseToken, next: nextRunAtMs, now: nowMs }));
     },
 
-    async startAttempt(id, leaseToken, providerId, nowMs) {
-      return changed(sql.startAttempt.run({ id, token: leaseToken, provider_id: providerId, now: nowMs }));
+    async startAttempt(id, leaseToken, providerId, usd, nowMs) {
+      return tx.startAttempt.immediate({ id, token: leaseToken, provider_id: providerId, usd, now: nowMs });
     },
     async markSubmitted(id, leaseToken, upstreamId, nowMs) {
-      return changed(sql.markSubmitted.run({ id, token: leaseToken, upstream_id: upstreamId, now: nowMs }));
+      return tx.markSubmitted.immediate({ id, token: leaseToken, upstream_id: upstreamId, now: nowMs });
     },
     async recordProgress(id, leaseToken, progress, nextRunAtMs, nowMs) {
       return changed(sql.recordProgress.run({ id, token: leaseToken, progress, next: nextRunAtMs, now: nowMs }));
     },
     async markCompleted(id, leaseToken, assetKey, nowMs) {
-      return changed(sql.markCompleted.run({ id, token: leaseToken, asset_key: assetKey, now: nowMs }));
+      return tx.markCompleted.immediate({ id, token: leaseToken, asset_key: assetKey, now: nowMs });
     },
     async markFailed(id, leaseToken, { code, message }, nowMs) {
-      return changed(sql.markFailed.run({ id, token: leaseToken, code, message, now: nowMs }));
+      return tx.markFailed.immediate({ id, token: leaseToken, code, message, now: nowMs });
     },
     async requeue(id, leaseToken, { code, message }, nextRunAtMs, nowMs) {
-      return changed(sql.requeue.run({ id, token: leaseToken, code, message, next: nextRunAtMs, now: nowMs }));
+      return tx.requeue.immediate({ id, token: leaseToken, code, message, next: nextRunAtMs, now: nowMs });
     },
     async cancel(id, ownerId, nowMs) {
       return cancel.immediate(id, ownerId, nowMs);
+    },
+
+    async listAttempts(taskIds) {
+      return sql.listAttempts.all(JSON.stringify(taskIds));
+    },
+    async countActiveByProvider() {
+      return new Map(sql.countActiveByProvider.all().map((r) => [r.provider_id, r.n]));
     },
 
     async listAssetsStoredBefore(beforeMs, limit) {

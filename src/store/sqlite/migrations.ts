@@ -42,6 +42,22 @@ export const MIGRATIONS: readonly string[] = [
   CREATE INDEX tasks_stored_assets ON tasks (status, asset_expired, completed_at_ms)
     WHERE asset_key IS NOT NULL;
   `,
+  `
+  CREATE TABLE task_attempts (
+    task_id TEXT NOT NULL REFERENCES tasks (id),
+    n INTEGER NOT NULL,
+    provider_id TEXT NOT NULL,
+    upstream_id TEXT,
+    usd REAL NOT NULL,
+    started_at_ms INTEGER NOT NULL,
+    ended_at_ms INTEGER,
+    outcome TEXT NOT NULL CHECK (outcome IN ('running', 'completed', 'failed', 'retried', 'cancelled')),
+    error_code TEXT,
+    error_message TEXT,
+    PRIMARY KEY (task_id, n)
+  ) STRICT;
+  CREATE INDEX task_attempts_running ON task_attempts (provider_id) WHERE outcome = 'running';
+  `,
 ];
 
 /** Brings the schema up to date in one write transaction, so concurrent openers migrate once. */

@@ -1,0 +1,115 @@
+// The OpenAI Videos API wire format (docs: /work/shared/reference/upstream-apis.md, section 1) and its
+// mapping to and from the adapter contract. Pure functions, no HTTP.
+import { ProviderError, type ModelOffer, type NormalizedRequest, type PollResult } from '../types';
+
+export type VideoStatus = 'queued' | 'in_progress' | 'completed' | 'failed';
+
+/** The Video object (every key is always present upstream; we rely only on a few). */
+export interface VideoObject {
+  id: string;
+  object: 'video';
+  model: string;
+  status: VideoStatus;
+  progress: number;
+  created_at: number;
+  completed_at: number | null;
+  expires_at: number | null;
+  prompt: string | null;
+  size: string;
+  seconds: string;
+  remixed_from_video_id: string | null;
+  error: { code?: string | null; message?: string | null } | null;
+}
+
+const STATUSES: readonly string[] = ['queued', 'in_progress', 'completed', 'failed'];
+
+/**
+ * Job error codes that blame the request (content policy, moderation, a bad input): generating again,
+ * here or elsewhere, would fail the same way. Every other code is taken as the provider's fault.
+ */
+const TERMINAL_JOB_CODES = new Set([
+  'content_policy_violation',
+  'moderation_blocked',
+  'invalid_request',
+  'invalid_request_error',
+  'invalid_parameters',
+  'invalid_prompt',
+  'image_processing_error',
+  'image_dimension_mismatch',
+  'unsupported_image',
+]);
+const TERMINAL_JOB_CODE_PATTERN = /policy|moderation|safety|invalid/i;
+
+export function isRetryableJobError(code: string): boolean {
+  return !(TERMINAL_JOB_CODES.has(code) || TERMINAL_JOB_CODE_PATTERN.test(code));
+}
+
+/** The catalog entry serving this request, or an invalid_parameters error (the request is at fault). */
+export function offerForRequest(catalog: readonly ModelOffer[], request: NormalizedRequest): ModelOffer {
+  const { model, size, duration_s, image_url } = request;
+  const offer = catalog.find((o) => o.model === model);
+  const problem = !offer
+    ? `unknown model '${model}'`
+    : !offer.sizes.includes(size)
+      ? `model '${model}' does not support size '${size}'`
+      : !offer.durations_s.includes(duration_s)
+        ? `model '${model}' does not support duration ${duration_s}s`
+        : image_url && !offer.image_input
+          ? `model '${model}' does not accept an input image`
+          : undefined;
+  if (!offer || problem) throw new ProviderError('invalid_parameters', problem ?? 'unsupported request', false);
+  return offer;
+}
+
+/** POST /v1/videos body, as the official SDK sends it: multipart even without a file, seconds as text. */
+export function createVideoForm(request: NormalizedRequest, offer: ModelOffer): FormData {
+  const form = new FormData();
+  form.append('prompt', request.prompt);
+  form.append('model', offer.upstream_model);
+  form.append('seconds', String(request.duration_s));
+  form.append('size', request.size);
+  if (request.image_url) form.append('input_reference[image_url]', request.image_url);
+  return form;
+}
+
+/** Checks the few fields we use; anything else is a malformed (retryable) answer. */
+export function asVideoObject(body: unknown): VideoObject {
+  const v = body as Partial<VideoObject> | null;
+  if (
+    typeof v !== 'object' ||
+    v === null ||
+    typeof v.id !== 'string' ||
+    v.id === '' ||
+    typeof v.status !== 'string' ||
+    !STATUSES.includes(v.status)
+  ) {
+    throw new ProviderError('malformed_response', `not a video object: ${preview(body)}`, true);
+  }
+  return v as VideoObject;
+}
+
+export function pollResultFromVideo(video: VideoObject): PollResult {
+  const progress = clampProgress(video.progress);
+  switch (video.status) {
+    case 'queued':
+      return { state: 'pending', progress };
+    case 'in_progress':
+      return { state: 'processing', progress };
+    case 'completed':
+      return { state: 'completed' };
+    case 'failed': {
+      const code = video.error?.code || 'generation_failed';
+      const message = video.error?.message || `video ${video.id} failed upstream`;
+      return { state: 'failed', error: new ProviderError(code, message, isRetryableJobError(code)) };
+    }
+  }
+}
+
+function clampProgress(progress: unknown): number {
+  return typeof progress === 'number' && Number.isFinite(progress) ? Math.min(100, Math.max(0, Math.round(progress))) : 0;
+}
+
+function preview(body: unknown): string {
+  const text = JSON.stringify(body) ?? String(body);
+  return text.length > 200 ? `${text.slice(0, 200)}...` : text;
+}
