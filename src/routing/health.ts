@@ -82,7 +82,8 @@ class Breaker {
     this.prune(now_ms);
     if (ok) {
       this.consecutive = 0;
-      if (this.state !== 'closed') {
+      // Only the probe's success closes an open breaker; a call sent before it opened proves little.
+      if (this.state === 'half_open') {
         this.cooldown_ms = this.config.cooldown_ms;
         this.transition('closed', null, now_ms);
       }
