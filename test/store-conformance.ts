@@ -6,6 +6,7 @@ import type {
   NewTask,
   Store,
   TaskRecord,
+  TeamRecord,
   WorkPhase,
 } from '../src/store/types';
 
@@ -19,6 +20,7 @@ function newTask(overrides: Partial<NewTask> = {}): NewTask {
   return {
     id: `task-${String(seq).padStart(4, '0')}`,
     owner_id: 'owner-a',
+    key_id: 'key-a',
     model: 'sim-video',
     request_json: '{"prompt":"a cat"}',
     callback_url: null,
@@ -28,8 +30,25 @@ function newTask(overrides: Partial<NewTask> = {}): NewTask {
   };
 }
 
-function apiKey(n: number): ApiKeyRecord {
-  return { id: `key-${n}`, name: `key ${n}`, key_hash: `hash-${n}`, prefix: `vg_${n}`, created_at_ms: T0 + n };
+const NO_QUOTAS = { credits_per_day: null, credits_per_month: null, max_concurrent: null, requests_per_minute: null };
+
+function team(id = 'team-1', quotas: Partial<typeof NO_QUOTAS> = {}): TeamRecord {
+  return { id, name: `name of ${id}`, created_at_ms: T0, ...NO_QUOTAS, ...quotas };
+}
+
+function apiKey(n: number, teamId = 'team-1'): ApiKeyRecord {
+  return {
+    id: `key-${n}`,
+    team_id: teamId,
+    name: `key ${n}`,
+    key_hash: `hash-${n}`,
+    prefix: `vg_${n}`,
+    created_at_ms: T0 + n,
+    expires_at_ms: null,
+    revoked_at_ms: null,
+    allowed_models: null,
+    ...NO_QUOTAS,
+  };
 }
 
 /**
@@ -65,7 +84,7 @@ export function describeStoreConformance(name: string, makeStore: () => Promise<
     async function processingTask(store: Store, task = newTask()): Promise<ClaimedTask> {
       await store.createTask(task);
       const { lease_token } = await claimOnly(store, 'dispatch', T0);
-      expect(await store.startAttempt(task.id, lease_token, 'sim', 0.4, T0 + 1)).toBe(true);
+      expect(await store.startAttempt(task.id, lease_token, 'sim', { usd: 0.4, credits: 8 }, T0 + 1)).toBe(true);
       expect(await store.markSubmitted(task.id, lease_token, 'up-1', T0 + 2)).toBe(true);
       return claimOnly(store, 'poll', T0 + 3);
     }
@@ -78,14 +97,14 @@ export function describeStoreConformance(name: string, makeStore: () => Promise<
         expect(await store.requeue(first.id, first.lease_token, ERROR, T0 + 10, T0 + 10)).toBe(true);
         expect(await store.countActiveByProvider()).toEqual(new Map());
         const again = await claimOnly(store, 'dispatch', T0 + 10);
-        expect(await store.startAttempt(first.id, again.lease_token, 'other', 0.5, T0 + 11)).toBe(true);
+        expect(await store.startAttempt(first.id, again.lease_token, 'other', { usd: 0.5, credits: 8 }, T0 + 11)).toBe(true);
         expect(await store.countActiveByProvider()).toEqual(new Map([['other', 1]]));
         expect(await store.markSubmitted(first.id, again.lease_token, 'up-2', T0 + 12)).toBe(true);
         const poll = await claimOnly(store, 'poll', T0 + 13);
         expect(await store.markCompleted(first.id, poll.lease_token, 'asset', T0 + 14)).toBe(true);
         expect(await store.listAttempts([first.id])).toEqual([
-          { task_id: first.id, n: 1, provider_id: 'sim', upstream_id: 'up-1', usd: 0.4, started_at_ms: T0 + 1, ended_at_ms: T0 + 10, outcome: 'retried', error_code: ERROR.code, error_message: ERROR.message },
-          { task_id: first.id, n: 2, provider_id: 'other', upstream_id: 'up-2', usd: 0.5, started_at_ms: T0 + 11, ended_at_ms: T0 + 14, outcome: 'completed', error_code: null, error_message: null },
+          { task_id: first.id, n: 1, provider_id: 'sim', upstream_id: 'up-1', usd: 0.4, credits: 8, started_at_ms: T0 + 1, ended_at_ms: T0 + 10, outcome: 'retried', error_code: ERROR.code, error_message: ERROR.message },
+          { task_id: first.id, n: 2, provider_id: 'other', upstream_id: 'up-2', usd: 0.5, credits: 8, started_at_ms: T0 + 11, ended_at_ms: T0 + 14, outcome: 'completed', error_code: null, error_message: null },
         ]);
         expect(await store.countActiveByProvider()).toEqual(new Map());
       });
@@ -109,6 +128,7 @@ export function describeStoreConformance(name: string, makeStore: () => Promise<
       it('inserts, finds by hash and counts', async () => {
         const store = await open();
         expect(await store.countApiKeys()).toBe(0);
+        await store.createTeam(team());
         await store.insertApiKey(apiKey(1));
         await store.insertApiKey(apiKey(2));
         expect(await store.findApiKeyByHash('hash-2')).toStrictEqual(apiKey(2));
@@ -118,6 +138,7 @@ export function describeStoreConformance(name: string, makeStore: () => Promise<
 
       it('refuses a duplicate hash', async () => {
         const store = await open();
+        await store.createTeam(team());
         await store.insertApiKey(apiKey(1));
         await expect(store.insertApiKey({ ...apiKey(2), key_hash: 'hash-1' })).rejects.toThrow();
         expect(await store.countApiKeys()).toBe(1);
@@ -132,6 +153,7 @@ export function describeStoreConformance(name: string, makeStore: () => Promise<
           ...task,
           status: 'pending',
           progress: 0,
+          credits_settled: null,
           attempt: 0,
           provider_id: null,
           upstream_id: null,
@@ -205,14 +227,14 @@ export function describeStoreConformance(name: string, makeStore: () => Promise<
         const fresh = await claimOnly(store, 'dispatch', T0 + LEASE_MS + 1);
         expect(fresh.lease_token).not.toBe(old.lease_token);
         expect(await store.renewLease(id, old.lease_token, T0 + LEASE_MS * 5)).toBe(false);
-        expect(await store.startAttempt(id, old.lease_token, 'sim', 0.4, T0 + LEASE_MS + 2)).toBe(false);
+        expect(await store.startAttempt(id, old.lease_token, 'sim', { usd: 0.4, credits: 8 }, T0 + LEASE_MS + 2)).toBe(false);
         expect(await store.markSubmitted(id, old.lease_token, 'up-old', T0 + LEASE_MS + 2)).toBe(false);
         expect(await store.requeue(id, old.lease_token, ERROR, T0, T0 + LEASE_MS + 2)).toBe(false);
         expect(await store.markFailed(id, old.lease_token, ERROR, T0 + LEASE_MS + 2)).toBe(false);
         expect(await store.releaseLease(id, old.lease_token, T0, T0 + LEASE_MS + 2)).toBe(false);
         expect((await store.getTask(id))?.attempt).toBe(0);
 
-        expect(await store.startAttempt(id, fresh.lease_token, 'sim', 0.4, T0 + LEASE_MS + 3)).toBe(true);
+        expect(await store.startAttempt(id, fresh.lease_token, 'sim', { usd: 0.4, credits: 8 }, T0 + LEASE_MS + 3)).toBe(true);
         expect(await store.markSubmitted(id, fresh.lease_token, 'up-new', T0 + LEASE_MS + 4)).toBe(true);
         expect((await store.getTask(id))?.upstream_id).toBe('up-new');
       });
@@ -254,7 +276,7 @@ export function describeStoreConformance(name: string, makeStore: () => Promise<
           next_run_at_ms: T0 + 50,
           updated_at_ms: T0 + 1,
         });
-        expect(await store.startAttempt(id, lease_token, 'sim', 0.4, T0 + 2)).toBe(false);
+        expect(await store.startAttempt(id, lease_token, 'sim', { usd: 0.4, credits: 8 }, T0 + 2)).toBe(false);
         expect(await store.claimDue('dispatch', 10, LEASE_MS, T0 + 49)).toEqual([]);
         expect(await store.claimDue('dispatch', 10, LEASE_MS, T0 + 50)).toHaveLength(1);
       });
@@ -265,9 +287,9 @@ export function describeStoreConformance(name: string, makeStore: () => Promise<
         const store = await open();
         const { id } = await store.createTask(newTask());
         const { lease_token } = await claimOnly(store, 'dispatch', T0);
-        expect(await store.startAttempt(id, 'wrong', 'sim', 0.4, T0 + 1)).toBe(false);
-        expect(await store.startAttempt(id, lease_token, 'sim', 0.4, T0 + 1)).toBe(true);
-        expect(await store.startAttempt(id, lease_token, 'other', 0.5, T0 + 2)).toBe(true);
+        expect(await store.startAttempt(id, 'wrong', 'sim', { usd: 0.4, credits: 8 }, T0 + 1)).toBe(false);
+        expect(await store.startAttempt(id, lease_token, 'sim', { usd: 0.4, credits: 8 }, T0 + 1)).toBe(true);
+        expect(await store.startAttempt(id, lease_token, 'other', { usd: 0.5, credits: 8 }, T0 + 2)).toBe(true);
         expect(await store.getTask(id)).toMatchObject({
           status: 'pending',
           attempt: 2,
@@ -280,7 +302,7 @@ export function describeStoreConformance(name: string, makeStore: () => Promise<
       it('startAttempt and markSubmitted refuse a processing task', async () => {
         const store = await open();
         const { id, lease_token } = await processingTask(store);
-        expect(await store.startAttempt(id, lease_token, 'sim', 0.4, T0 + 10)).toBe(false);
+        expect(await store.startAttempt(id, lease_token, 'sim', { usd: 0.4, credits: 8 }, T0 + 10)).toBe(false);
         expect(await store.markSubmitted(id, lease_token, 'up-2', T0 + 10)).toBe(false);
         expect(await store.getTask(id)).toMatchObject({ status: 'processing', attempt: 1, upstream_id: 'up-1' });
       });
@@ -289,7 +311,7 @@ export function describeStoreConformance(name: string, makeStore: () => Promise<
         const store = await open();
         const { id } = await store.createTask(newTask());
         const { lease_token } = await claimOnly(store, 'dispatch', T0);
-        await store.startAttempt(id, lease_token, 'sim', 0.4, T0 + 1);
+        await store.startAttempt(id, lease_token, 'sim', { usd: 0.4, credits: 8 }, T0 + 1);
         expect(await store.markSubmitted(id, 'wrong', 'up-1', T0 + 2)).toBe(false);
         expect(await store.markSubmitted(id, lease_token, 'up-1', T0 + 2)).toBe(true);
         expect(await store.getTask(id)).toMatchObject({
@@ -338,7 +360,7 @@ export function describeStoreConformance(name: string, makeStore: () => Promise<
         const first = await claimOnly(store, 'dispatch', T0);
         expect(await store.requeue(id, first.lease_token, ERROR, T0 + 1, T0 + 1)).toBe(true);
         const { lease_token } = await claimOnly(store, 'dispatch', T0 + 1);
-        await store.startAttempt(id, lease_token, 'sim', 0.4, T0 + 2);
+        await store.startAttempt(id, lease_token, 'sim', { usd: 0.4, credits: 8 }, T0 + 2);
         await store.markSubmitted(id, lease_token, 'up-1', T0 + 3);
         const poll = await claimOnly(store, 'poll', T0 + 4);
 
@@ -402,7 +424,7 @@ export function describeStoreConformance(name: string, makeStore: () => Promise<
         expect(await store.requeue(id, poll.lease_token, ERROR, T0 + 500, T0 + 12)).toBe(false);
         expect(await store.claimDue('dispatch', 10, LEASE_MS, T0 + 499)).toEqual([]);
         const again = await claimOnly(store, 'dispatch', T0 + 500);
-        expect(await store.startAttempt(id, again.lease_token, 'sim', 0.4, T0 + 501)).toBe(true);
+        expect(await store.startAttempt(id, again.lease_token, 'sim', { usd: 0.4, credits: 8 }, T0 + 501)).toBe(true);
         expect((await store.getTask(id))?.attempt).toBe(2);
       });
 
@@ -544,6 +566,7 @@ export function describeStoreConformance(name: string, makeStore: () => Promise<
     describe('persistence', () => {
       it('keeps data, schema and leases across reopening', async () => {
         const first = await open();
+        await first.createTeam(team());
         await first.insertApiKey(apiKey(1));
         const { id } = await first.createTask(newTask());
         const { lease_token } = await claimOnly(first, 'dispatch', T0);
@@ -553,7 +576,7 @@ export function describeStoreConformance(name: string, makeStore: () => Promise<
         expect(await second.countApiKeys()).toBe(1);
         expect((await second.getTask(id))?.status).toBe('pending');
         expect(await second.claimDue('dispatch', 10, LEASE_MS, T0 + 1)).toEqual([]);
-        expect(await second.startAttempt(id, lease_token, 'sim', 0.4, T0 + 2)).toBe(true);
+        expect(await second.startAttempt(id, lease_token, 'sim', { usd: 0.4, credits: 8 }, T0 + 2)).toBe(true);
         await second.createTask(newTask());
       });
     });

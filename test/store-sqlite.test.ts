@@ -39,6 +39,7 @@ describe('sqlite store', () => {
       await store.createTask({
         id,
         owner_id: 'owner',
+        key_id: 'key',
         model: 'm',
         request_json: '{}',
         callback_url: null,

@@ -9,7 +9,8 @@ import type { components } from '../generated/vidgate-api';
 import type { Router } from '../routing/router';
 import type { Store, TaskRecord, TaskStatus } from '../store/types';
 import { renderApiReference } from './api-reference';
-import { requireApiKey, type Caller } from './auth';
+import { createAdminRouter } from './admin';
+import { requireAdminToken, requireApiKey, type Caller } from './auth';
 import { ApiError, internalError } from './errors';
 import type { Logger } from './logger';
 import type { Metrics } from './metrics';
@@ -20,6 +21,8 @@ import { estimate } from './estimate';
 import { describeProviders } from './provider-status';
 import type { DisabledProvider } from './providers-from-config';
 import type { TaskService } from './tasks';
+import type { TeamService } from './teams';
+import { usageReport, type UsageQuery } from './usage';
 
 export const SPEC_PATH = fileURLToPath(new URL('../../openapi/vidgate.yaml', import.meta.url));
 
@@ -27,7 +30,11 @@ export interface AppDeps {
   store: Store;
   router: Router;
   tasks: TaskService;
+  teams: TeamService;
   metrics: Metrics;
+  /** Enables /admin when set. */
+  adminToken: string | undefined;
+  now: () => number;
   log: Logger;
   bodyLimitBytes: number;
   publicUrl?: string;
@@ -60,7 +67,8 @@ export function createApp(deps: AppDeps): express.Express {
   app.get('/openapi.json', (_req, res) => void res.json(spec));
   app.get('/docs', (_req, res) => void res.type('html').send(referenceHtml));
 
-  app.use('/v1', requireApiKey(deps.store));
+  app.use('/v1', requireApiKey(deps.store, deps.now));
+  app.use('/admin', requireAdminToken(deps.adminToken));
   app.use(express.json({ limit: deps.bodyLimitBytes }));
   app.use(
     OpenApiValidator.middleware({
@@ -115,6 +123,13 @@ export function createApp(deps: AppDeps): express.Express {
     const { request } = normalizeGeneration(req.body as components['schemas']['GenerationRequest'], deps.router);
     res.json(estimate(request, deps.router, await deps.store.countActiveByProvider(), deps.usdPerCredit));
   });
+
+  app.get('/v1/usage', async (req, res) => {
+    const { team, key } = caller(res);
+    res.json(await usageReport(deps.store, team, key, req.query as UsageQuery, deps.now(), deps.usdPerCredit));
+  });
+
+  app.use('/admin', createAdminRouter({ store: deps.store, teams: deps.teams, usdPerCredit: deps.usdPerCredit, now: deps.now }));
 
   app.get('/v1/providers', async (_req, res) => {
     res.json({ object: 'list', data: describeProviders(deps.router, deps.disabledProviders, await deps.store.countActiveByProvider()) });

@@ -1,55 +1,75 @@
-// API keys: only SHA-256 hashes are kept; a request's bearer key is hashed and looked up.
+// Who is calling: the bearer key is hashed and looked up on every request (no cache), so a revoked or
+// expired key stops at once in every process. Then the requests-per-minute quotas are counted.
 import crypto from 'node:crypto';
 import type { RequestHandler } from 'express';
-import type { Store } from '../store/types';
-import { unauthorized } from './errors';
+import type { ApiKeyRecord, Store, TeamRecord } from '../store/types';
+import { ApiError, unauthorized } from './errors';
+import { hashApiKey, type TeamService } from './teams';
 
 export interface Caller {
-  key_id: string;
-  /** Whose tasks the caller sees: until teams exist, each key owns its own tasks. */
+  key: ApiKeyRecord;
+  team: TeamRecord;
+  /** Whose tasks the caller sees: the team's. */
   owner_id: string;
 }
 
-const KEY_PREFIX = 'vg_';
-
-export function hashApiKey(key: string): string {
-  return crypto.createHash('sha256').update(key).digest('hex');
+/** Store the configured keys (by hash) in the default team and, when no key exists at all, create a development key. */
+export async function ensureApiKeys(store: Store, teams: TeamService, configuredKeys: string[]): Promise<{ devKey?: string }> {
+  const needed = configuredKeys.filter((k) => k);
+  let defaultTeam: TeamRecord | undefined;
+  for (const key of needed) {
+    if (await store.findApiKeyByHash(hashApiKey(key))) continue;
+    defaultTeam ??= await teams.defaultTeam();
+    await teams.addKey(defaultTeam.id, { name: 'configured' }, key);
+  }
+  if (needed.length > 0 || (await store.countApiKeys()) > 0) return {};
+  const { key } = await teams.addKey((await teams.defaultTeam()).id, { name: 'development' });
+  return { devKey: key };
 }
 
-/** A new random key; the caller shows it once and stores only its hash. */
-export function generateApiKey(): string {
-  return KEY_PREFIX + crypto.randomBytes(24).toString('base64url');
-}
+const secondsToNextMinute = (nowMs: number) => 60 - Math.floor((nowMs % 60_000) / 1000);
 
-/** Store the configured keys (by hash) and, when there are none at all, create a development key. */
-export async function ensureApiKeys(store: Store, configuredKeys: string[], nowMs: number): Promise<{ devKey?: string }> {
-  for (const key of configuredKeys) await registerKey(store, key, 'configured', nowMs);
-  if (configuredKeys.length > 0 || (await store.countApiKeys()) > 0) return {};
-  const devKey = generateApiKey();
-  await registerKey(store, devKey, 'development', nowMs);
-  return { devKey };
-}
-
-async function registerKey(store: Store, key: string, name: string, nowMs: number): Promise<void> {
-  const key_hash = hashApiKey(key);
-  if (await store.findApiKeyByHash(key_hash)) return;
-  await store.insertApiKey({
-    id: 'key_' + key_hash.slice(0, 16),
-    name,
-    key_hash,
-    prefix: key.slice(0, 7),
-    created_at_ms: nowMs,
-  });
-}
-
-export function requireApiKey(store: Store): RequestHandler {
+export function requireApiKey(store: Store, now: () => number): RequestHandler {
   return async (req, res, next) => {
-    const header = req.get('authorization') ?? '';
-    const match = /^Bearer\s+(\S+)$/i.exec(header);
+    const match = /^Bearer\s+(\S+)$/i.exec(req.get('authorization') ?? '');
     if (!match) return next(unauthorized('missing API key: send "Authorization: Bearer <key>"'));
-    const record = await store.findApiKeyByHash(hashApiKey(match[1]!));
-    if (!record) return next(unauthorized('invalid API key'));
-    res.locals.caller = { key_id: record.id, owner_id: record.id } satisfies Caller;
+    const key = await store.findApiKeyByHash(hashApiKey(match[1]!));
+    const t = now();
+    if (!key) return next(unauthorized('invalid API key'));
+    if (key.revoked_at_ms !== null && key.revoked_at_ms <= t) return next(unauthorized('this API key was revoked'));
+    if (key.expires_at_ms !== null && key.expires_at_ms <= t) return next(unauthorized('this API key has expired'));
+    const team = await store.getTeam(key.team_id);
+    if (!team) return next(unauthorized('invalid API key'));
+
+    const admission = await store.admitRequest(key, t);
+    if (admission.limit !== null) {
+      res.set({
+        'X-RateLimit-Limit': String(admission.limit),
+        'X-RateLimit-Remaining': String(admission.remaining),
+        'X-RateLimit-Reset': String(secondsToNextMinute(t)),
+      });
+    }
+    if (!admission.allowed) {
+      return next(
+        new ApiError(429, 'rate_limit_error', 'rate_limit_exceeded', `over ${admission.limit} requests per minute`, null, {
+          'Retry-After': String(secondsToNextMinute(t)),
+        }),
+      );
+    }
+    res.locals.caller = { key, team, owner_id: team.id } satisfies Caller;
     next();
+  };
+}
+
+/** The admin token, compared in constant time (both sides hashed to the same length first). */
+export function requireAdminToken(adminToken: string | undefined): RequestHandler {
+  const expected = adminToken ? crypto.createHash('sha256').update(adminToken).digest() : undefined;
+  return (req, _res, next) => {
+    if (!expected) {
+      return next(new ApiError(404, 'not_found_error', 'admin_disabled', 'the admin API is off: set VIDGATE_ADMIN_TOKEN to enable it'));
+    }
+    const given = /^Bearer\s+(\S+)$/i.exec(req.get('authorization') ?? '')?.[1] ?? '';
+    const ok = crypto.timingSafeEqual(crypto.createHash('sha256').update(given).digest(), expected);
+    next(ok ? undefined : unauthorized('invalid admin token'));
   };
 }

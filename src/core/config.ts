@@ -94,8 +94,23 @@ const ConfigSchema = z
       .prefault({}),
     auth: z
       .object({
-        /** Plain API keys accepted by the gateway; only their hashes are kept in memory and in the store. */
+        /** Plain API keys of the default team; only their hashes are kept in memory and in the store. */
         api_keys: z.array(z.string().min(16, 'an API key needs at least 16 characters')).default([]),
+      })
+      .strict()
+      .prefault({}),
+    teams: z
+      .object({
+        /** Quotas of a team created without its own (the default team included); null is no limit. */
+        default_quotas: z
+          .object({
+            credits_per_day: z.number().int().nonnegative().nullable().default(null),
+            credits_per_month: z.number().int().nonnegative().nullable().default(null),
+            max_concurrent: z.number().int().positive().nullable().default(null),
+            requests_per_minute: z.number().int().positive().nullable().default(600),
+          })
+          .strict()
+          .prefault({}),
       })
       .strict()
       .prefault({}),

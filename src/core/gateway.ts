@@ -14,6 +14,7 @@ import { createMetrics } from './metrics';
 import { providersFromConfig } from './providers-from-config';
 import { createRetentionSweeper } from './retention';
 import { createTaskService } from './tasks';
+import { createTeamService } from './teams';
 import { createWorkers } from './workers';
 
 export interface GatewayOptions {
@@ -39,12 +40,14 @@ export async function createGateway(config: Config, options: GatewayOptions = {}
   const health = createHealth(config.routing.breaker, now);
   const router = createRouter(options.providers ?? built.routed, health);
   const retentionMs = config.assets.retention_days * 24 * 3600 * 1000;
-  const { devKey } = await ensureApiKeys(store, config.auth.api_keys, now());
+  const teams = createTeamService(store, config.teams.default_quotas, now);
+  const { devKey } = await ensureApiKeys(store, teams, config.auth.api_keys);
 
   const workers = createWorkers({
     store, router, assets, metrics, log, now,
     config: config.workers,
     waitForProviderMs: config.routing.wait_for_provider_ms,
+    usdPerCredit: config.credits.usd_per_credit,
   });
   const tasks = createTaskService({
     store, router, assets, metrics, log, now,
@@ -55,7 +58,8 @@ export async function createGateway(config: Config, options: GatewayOptions = {}
   const sweeper = createRetentionSweeper({ store, assets, metrics, log, retentionMs, intervalMs: config.assets.sweep_interval_ms, now });
   let draining = false;
   const app = createApp({
-    store, router, tasks, metrics, log, retentionMs,
+    store, router, tasks, teams, metrics, log, retentionMs, now,
+    adminToken: (options.env ?? process.env).VIDGATE_ADMIN_TOKEN || undefined,
     bodyLimitBytes: config.server.body_limit_bytes,
     publicUrl: config.server.public_url,
     usdPerCredit: config.credits.usd_per_credit,
@@ -71,6 +75,7 @@ export async function createGateway(config: Config, options: GatewayOptions = {}
     router,
     metrics,
     workers,
+    teams,
     /** The key created on this first start, to show once; undefined otherwise. */
     devKey,
     /** Listen and start the background loops; resolves with the bound URL. */

@@ -41,6 +41,12 @@ export function createMetrics() {
       buckets: [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60],
       registers: [registry],
     }),
+    credits: new Counter({
+      name: 'vidgate_credits_total',
+      help: 'Credits reserved, settled and released, by team, provider and model (provider "none" before one is chosen).',
+      labelNames: ['kind', 'team', 'provider', 'model'] as const,
+      registers: [registry],
+    }),
     assetsExpired: new Counter({
       name: 'vidgate_assets_expired_total',
       help: 'Stored videos deleted after their retention.',

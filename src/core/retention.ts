@@ -1,4 +1,5 @@
-// Deletes stored videos once they pass their retention; the task keeps saying what it was.
+// Deletes stored videos once they pass their retention (the task keeps saying what it was), and
+// forgets old per-minute request counters.
 import type { Store } from '../store/types';
 import type { AssetStore } from './assets';
 import type { Logger } from './logger';
@@ -18,6 +19,7 @@ export function createRetentionSweeper(deps: RetentionDeps) {
   let timer: NodeJS.Timeout | undefined;
 
   async function sweep(): Promise<number> {
+    await deps.store.pruneRequestCounters(deps.now() - 3600_000);
     let removed = 0;
     for (;;) {
       const batch = await deps.store.listAssetsStoredBefore(deps.now() - deps.retentionMs, 100);

@@ -3,10 +3,10 @@ import crypto from 'node:crypto';
 import type { NormalizedRequest } from '../providers/types';
 import type { Router } from '../routing/router';
 import { usdToCredits } from '../routing/quote';
-import type { AttemptRecord, Store, TaskRecord, TaskStatus } from '../store/types';
+import { QuotaExceededError, type AttemptRecord, type Store, type TaskRecord, type TaskStatus } from '../store/types';
 import type { AssetStore } from './assets';
 import type { Caller } from './auth';
-import { conflict, gone, invalidRequest, taskNotFound } from './errors';
+import { conflict, forbidden, gone, invalidRequest, quotaError, taskNotFound } from './errors';
 import type { Logger } from './logger';
 import type { Metrics } from './metrics';
 
@@ -42,19 +42,30 @@ export function createTaskService(deps: TaskServiceDeps) {
   }
 
   return {
+    /** Reserve the quote on the cheapest capable provider and queue the task, or refuse over quota. */
     async submit(caller: Caller, request: NormalizedRequest, callbackUrl: string | null): Promise<TaskRecord> {
+      assertModelAllowed(caller, request.model);
       const cheapest = router.candidates(request)[0];
       if (!cheapest) throw invalidRequest('unsupported_combination', 'no provider can serve this request');
-      const task = await store.createTask({
-        id: `task_${crypto.randomBytes(12).toString('hex')}`,
-        owner_id: caller.owner_id,
-        model: request.model,
-        request_json: JSON.stringify(request),
-        callback_url: callbackUrl,
-        credits_reserved: usdToCredits(cheapest.usd, deps.usdPerCredit),
-        created_at_ms: deps.now(),
-      });
+      const nowMs = deps.now();
+      let task: TaskRecord;
+      try {
+        task = await store.createTask({
+          id: `task_${crypto.randomBytes(12).toString('hex')}`,
+          owner_id: caller.owner_id,
+          key_id: caller.key.id,
+          model: request.model,
+          request_json: JSON.stringify(request),
+          callback_url: callbackUrl,
+          credits_reserved: usdToCredits(cheapest.usd, deps.usdPerCredit),
+          created_at_ms: nowMs,
+        });
+      } catch (err) {
+        if (err instanceof QuotaExceededError) throw quotaError(err, nowMs);
+        throw err;
+      }
       metrics.tasksSubmitted.inc({ model: request.model });
+      metrics.credits.inc({ kind: 'reserved', team: caller.owner_id, provider: 'none', model: request.model }, task.credits_reserved);
       deps.onSubmitted();
       return task;
     },
@@ -88,6 +99,7 @@ export function createTaskService(deps: TaskServiceDeps) {
         throw conflict('task_finished', `task '${id}' is already ${task.status}`);
       }
       metrics.tasksFinished.inc({ status: 'cancelled', provider: before.provider_id ?? 'none' });
+      metrics.credits.inc({ kind: 'released', team: before.owner_id, provider: before.provider_id ?? 'none', model: before.model }, before.credits_reserved);
       const adapter = before.provider_id ? router.provider(before.provider_id) : undefined;
       if (adapter?.cancel && before.upstream_id) {
         await adapter
@@ -108,6 +120,13 @@ export function createTaskService(deps: TaskServiceDeps) {
       return file;
     },
   };
+}
+
+export function assertModelAllowed(caller: Caller, model: string): void {
+  const allowed = caller.key.allowed_models;
+  if (allowed && !allowed.includes(model)) {
+    throw forbidden('model_not_allowed', `this API key may use only: ${allowed.join(', ')}`, 'model');
+  }
 }
 
 function encodeCursor(t: TaskRecord): string {

@@ -3,7 +3,8 @@
 // carries the lease token, so a task whose worker died is picked up again and finishes exactly once.
 import { ProviderError, type NormalizedRequest, type ProviderAdapter } from '../providers/types';
 import type { Router } from '../routing/router';
-import type { ClaimedTask, Store, WorkPhase } from '../store/types';
+import { usdToCredits } from '../routing/quote';
+import { QuotaExceededError, type ClaimedTask, type Store, type WorkPhase } from '../store/types';
 import type { AssetStore } from './assets';
 import type { Config } from './config';
 import type { Logger } from './logger';
@@ -18,6 +19,7 @@ export interface WorkerDeps {
   config: Config['workers'];
   /** How long a task may wait for any provider to become available. */
   waitForProviderMs: number;
+  usdPerCredit: number;
   now: () => number;
 }
 
@@ -67,6 +69,7 @@ export function createWorkers(deps: WorkerDeps): Workers {
   async function finishFailed(t: ClaimedTask, error: TaskError): Promise<void> {
     if (await store.markFailed(t.id, t.lease_token, { code: error.code, message: error.message }, now())) {
       metrics.tasksFinished.inc({ status: 'failed', provider: t.provider_id ?? 'none' });
+      metrics.credits.inc({ kind: 'released', team: t.owner_id, provider: t.provider_id ?? 'none', model: t.model }, t.credits_reserved);
       log.info('task failed', { task: t.id, provider: t.provider_id, code: error.code });
     }
   }
@@ -114,9 +117,21 @@ export function createWorkers(deps: WorkerDeps): Workers {
         return finishFailed(t, { code: 'no_provider_available', message: `no provider able to serve this request was available for ${waitedS} s` });
       }
       adapter = pick.adapter;
+      const credits = usdToCredits(pick.usd, deps.usdPerCredit);
+      try {
+        if (!(await store.startAttempt(t.id, t.lease_token, adapter.id, { usd: pick.usd, credits }, now()))) return;
+      } catch (err) {
+        if (!(err instanceof QuotaExceededError)) throw err;
+        return finishFailed(t, {
+          code: 'insufficient_quota',
+          message: `failing over to ${adapter.id} costs ${credits} credits, ${credits - t.credits_reserved} more than reserved, over the ${err.scope}'s ${err.quota} (${err.used} of ${err.limit} used)`,
+        });
+      }
+      if (credits > t.credits_reserved) {
+        metrics.credits.inc({ kind: 'reserved', team: t.owner_id, provider: adapter.id, model: t.model }, credits - t.credits_reserved);
+      }
       health.begin(adapter.id, request.model);
-      if (!(await store.startAttempt(t.id, t.lease_token, adapter.id, pick.usd, now()))) return;
-      t = { ...t, attempt: t.attempt + 1, provider_id: adapter.id };
+      t = { ...t, attempt: t.attempt + 1, provider_id: adapter.id, credits_reserved: Math.max(credits, t.credits_reserved) };
     }
     const provider = adapter;
     const started = now();
@@ -191,7 +206,10 @@ export function createWorkers(deps: WorkerDeps): Workers {
     downloadFailures.delete(t.id);
     health.success(adapter.id, request.model);
     if (await store.markCompleted(t.id, t.lease_token, t.id, now())) {
+      const settled = (await store.getTask(t.id))?.credits_settled ?? 0;
       metrics.tasksFinished.inc({ status: 'completed', provider: adapter.id });
+      metrics.credits.inc({ kind: 'settled', team: t.owner_id, provider: adapter.id, model: t.model }, settled);
+      metrics.credits.inc({ kind: 'released', team: t.owner_id, provider: adapter.id, model: t.model }, t.credits_reserved - settled);
       log.info('task completed', { task: t.id, provider: adapter.id });
     } else if ((await store.getTask(t.id))?.status !== 'completed') {
       await assets.remove(t.id); // cancelled meanwhile

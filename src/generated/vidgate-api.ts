@@ -161,6 +161,177 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/usage": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The caller's team spend, quotas and open reservations */
+        get: operations["getUsage"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/admin/teams": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** List teams */
+        get: operations["adminListTeams"];
+        put?: never;
+        /** Create a team */
+        post: operations["adminCreateTeam"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/admin/teams/{team_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                team_id: components["parameters"]["TeamId"];
+            };
+            cookie?: never;
+        };
+        /** Get a team */
+        get: operations["adminGetTeam"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        /** Rename a team or change its quotas (null removes a limit) */
+        patch: operations["adminUpdateTeam"];
+        trace?: never;
+    };
+    "/admin/teams/{team_id}/keys": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                team_id: components["parameters"]["TeamId"];
+            };
+            cookie?: never;
+        };
+        /** List a team's API keys (never the keys themselves) */
+        get: operations["adminListKeys"];
+        put?: never;
+        /** Create an API key for a team (the key is shown only in this answer) */
+        post: operations["adminCreateKey"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/admin/teams/{team_id}/usage": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                team_id: components["parameters"]["TeamId"];
+            };
+            cookie?: never;
+        };
+        /** A team's spend, quotas and open reservations */
+        get: operations["adminGetTeamUsage"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/admin/usage": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Every team's spend, quotas and open reservations */
+        get: operations["adminListUsage"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/admin/keys/{key_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                key_id: components["parameters"]["KeyId"];
+            };
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        /** Change a key's name, expiry, models or quotas (null removes a limit) */
+        patch: operations["adminUpdateKey"];
+        trace?: never;
+    };
+    "/admin/keys/{key_id}/rotate": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                key_id: components["parameters"]["KeyId"];
+            };
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Replace a key with a new one of the same settings
+         * @description The old key stops at once, or after `grace_seconds`.
+         */
+        post: operations["adminRotateKey"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/admin/keys/{key_id}/revoke": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                key_id: components["parameters"]["KeyId"];
+            };
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Revoke a key; it stops working at once */
+        post: operations["adminRevokeKey"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/healthz": {
         parameters: {
             query?: never;
@@ -298,11 +469,11 @@ export interface components {
                 credits_reserved: number;
             };
             /** @description The provider serving (or that served) the task. */
-            provider?: string | null;
+            provider: string | null;
             /** @description Every submission of the task to a provider, oldest first. */
-            attempts?: components["schemas"]["Attempt"][];
+            attempts: components["schemas"]["Attempt"][];
             /** @description Unix seconds. */
-            completed_at?: number | null;
+            completed_at: number | null;
             /** @description URLs of the stored video, served by vidgate (present once completed). */
             results?: string[];
             /** @description Unix seconds after which the stored video is deleted (present once completed). */
@@ -427,6 +598,128 @@ export interface components {
             data: components["schemas"]["Model"][];
             usd_per_credit: number;
         };
+        QuotaLimits: {
+            /** @description UTC calendar day. */
+            credits_per_day?: number | null;
+            /** @description UTC calendar month. */
+            credits_per_month?: number | null;
+            /** @description Tasks submitted and not finished. */
+            max_concurrent?: number | null;
+            requests_per_minute?: number | null;
+        };
+        Team: {
+            id: string;
+            /** @constant */
+            object: "team";
+            name: string;
+            /** @description Unix seconds. */
+            created: number;
+            quotas: components["schemas"]["QuotaLimits"];
+        };
+        TeamCreate: {
+            name: string;
+            quotas?: components["schemas"]["QuotaLimits"];
+        };
+        TeamUpdate: {
+            name?: string;
+            quotas?: components["schemas"]["QuotaLimits"];
+        };
+        TeamList: {
+            /** @constant */
+            object: "list";
+            data: components["schemas"]["Team"][];
+        };
+        ApiKey: {
+            id: string;
+            /** @constant */
+            object: "api_key";
+            team_id: string;
+            name: string;
+            /** @description The first characters of the key */
+            prefix: string;
+            created: number;
+            /** @description Unix seconds. */
+            expires_at: number | null;
+            /** @description Unix seconds. */
+            revoked_at: number | null;
+            allowed_models: string[] | null;
+            quotas: components["schemas"]["QuotaLimits"];
+        };
+        ApiKeyCreated: components["schemas"]["ApiKey"] & {
+            /** @description The secret key. Shown only once. */
+            key: string;
+        };
+        ApiKeyList: {
+            /** @constant */
+            object: "list";
+            data: components["schemas"]["ApiKey"][];
+        };
+        KeyCreate: {
+            name?: string;
+            /** @description Unix seconds. */
+            expires_at?: number;
+            allowed_models?: string[];
+            quotas?: components["schemas"]["QuotaLimits"];
+        };
+        KeyUpdate: {
+            name?: string;
+            expires_at?: number | null;
+            allowed_models?: string[] | null;
+            quotas?: components["schemas"]["QuotaLimits"];
+        };
+        QuotaStatus: {
+            limit: number | null;
+            used: number;
+            remaining: number | null;
+        };
+        QuotaStatuses: {
+            credits_per_day: components["schemas"]["QuotaStatus"];
+            credits_per_month: components["schemas"]["QuotaStatus"];
+            max_concurrent: components["schemas"]["QuotaStatus"];
+            requests_per_minute: components["schemas"]["QuotaStatus"];
+        };
+        Usage: {
+            /** @constant */
+            object: "usage";
+            team: {
+                id: string;
+                name: string;
+            };
+            /** @description The current UTC day. */
+            day: string;
+            /** @description The current UTC month. */
+            month: string;
+            quotas: {
+                team: components["schemas"]["QuotaStatuses"];
+                key?: components["schemas"]["QuotaStatuses"];
+            };
+            /** @description Settled credits by UTC day (of submission), model and provider, newest day first. */
+            spend: {
+                day: string;
+                model: string;
+                provider: string;
+                tasks: number;
+                credits: number;
+                usd: number;
+            }[];
+            totals: {
+                credits: number;
+                usd: number;
+                tasks: number;
+            };
+            open_reservations: {
+                task_id: string;
+                status: components["schemas"]["TaskStatus"];
+                model: string;
+                credits_reserved: number;
+                created: number;
+            }[];
+        };
+        UsageList: {
+            /** @constant */
+            object: "list";
+            data: components["schemas"]["Usage"][];
+        };
         Health: {
             /** @enum {string} */
             status: "ok" | "unavailable" | "draining";
@@ -480,6 +773,37 @@ export interface components {
                 "application/json": components["schemas"]["Error"];
             };
         };
+        /** @description Not enough credits left in the team's or the key's daily or monthly quota. */
+        PaymentRequired: {
+            headers: {
+                /** @description Seconds until the quota window renews. */
+                "Retry-After"?: number;
+                [name: string]: unknown;
+            };
+            content: {
+                "application/json": components["schemas"]["Error"];
+            };
+        };
+        /** @description The key may not do this (for example, a model outside its allowed list). */
+        Forbidden: {
+            headers: {
+                [name: string]: unknown;
+            };
+            content: {
+                "application/json": components["schemas"]["Error"];
+            };
+        };
+        /** @description Over the requests per minute, or too many unfinished tasks. */
+        TooManyRequests: {
+            headers: {
+                /** @description Seconds after which trying again may succeed. */
+                "Retry-After"?: number;
+                [name: string]: unknown;
+            };
+            content: {
+                "application/json": components["schemas"]["Error"];
+            };
+        };
         /** @description The stored video has passed its retention and was deleted. */
         Gone: {
             headers: {
@@ -518,6 +842,12 @@ export interface components {
         };
     };
     parameters: {
+        TeamId: string;
+        KeyId: string;
+        /** @description First UTC day (YYYY-MM-DD) of the spend report; default 30 days ago. */
+        FromDay: string;
+        /** @description Last UTC day (YYYY-MM-DD) of the spend report; default today. */
+        ToDay: string;
         TaskId: string;
     };
     requestBodies: never;
@@ -550,8 +880,11 @@ export interface operations {
             };
             400: components["responses"]["BadRequest"];
             401: components["responses"]["Unauthorized"];
+            402: components["responses"]["PaymentRequired"];
+            403: components["responses"]["Forbidden"];
             413: components["responses"]["TooLarge"];
             415: components["responses"]["UnsupportedMediaType"];
+            429: components["responses"]["TooManyRequests"];
         };
     };
     listTasks: {
@@ -579,6 +912,7 @@ export interface operations {
             };
             400: components["responses"]["BadRequest"];
             401: components["responses"]["Unauthorized"];
+            429: components["responses"]["TooManyRequests"];
         };
     };
     getTask: {
@@ -603,6 +937,7 @@ export interface operations {
             };
             401: components["responses"]["Unauthorized"];
             404: components["responses"]["NotFound"];
+            429: components["responses"]["TooManyRequests"];
         };
     };
     cancelTask: {
@@ -628,6 +963,7 @@ export interface operations {
             401: components["responses"]["Unauthorized"];
             404: components["responses"]["NotFound"];
             409: components["responses"]["Conflict"];
+            429: components["responses"]["TooManyRequests"];
         };
     };
     getTaskContent: {
@@ -664,6 +1000,7 @@ export interface operations {
             409: components["responses"]["Conflict"];
             410: components["responses"]["Gone"];
             416: components["responses"]["RangeNotSatisfiable"];
+            429: components["responses"]["TooManyRequests"];
         };
     };
     listModels: {
@@ -685,6 +1022,7 @@ export interface operations {
                 };
             };
             401: components["responses"]["Unauthorized"];
+            429: components["responses"]["TooManyRequests"];
         };
     };
     estimateGeneration: {
@@ -713,6 +1051,7 @@ export interface operations {
             401: components["responses"]["Unauthorized"];
             413: components["responses"]["TooLarge"];
             415: components["responses"]["UnsupportedMediaType"];
+            429: components["responses"]["TooManyRequests"];
         };
     };
     listProviders: {
@@ -734,6 +1073,334 @@ export interface operations {
                 };
             };
             401: components["responses"]["Unauthorized"];
+            429: components["responses"]["TooManyRequests"];
+        };
+    };
+    getUsage: {
+        parameters: {
+            query?: {
+                /** @description First UTC day (YYYY-MM-DD) of the spend report; default 30 days ago. */
+                from?: components["parameters"]["FromDay"];
+                /** @description Last UTC day (YYYY-MM-DD) of the spend report; default today. */
+                to?: components["parameters"]["ToDay"];
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Spend by day, model and provider; remaining quotas of the team and of this key; open reservations. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Usage"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            429: components["responses"]["TooManyRequests"];
+        };
+    };
+    adminListTeams: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Every team. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["TeamList"];
+                };
+            };
+            401: components["responses"]["Unauthorized"];
+            404: components["responses"]["NotFound"];
+        };
+    };
+    adminCreateTeam: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["TeamCreate"];
+            };
+        };
+        responses: {
+            /** @description The team. */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Team"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            404: components["responses"]["NotFound"];
+            409: components["responses"]["Conflict"];
+        };
+    };
+    adminGetTeam: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                team_id: components["parameters"]["TeamId"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The team. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Team"];
+                };
+            };
+            401: components["responses"]["Unauthorized"];
+            404: components["responses"]["NotFound"];
+        };
+    };
+    adminUpdateTeam: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                team_id: components["parameters"]["TeamId"];
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["TeamUpdate"];
+            };
+        };
+        responses: {
+            /** @description The team. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Team"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            404: components["responses"]["NotFound"];
+            409: components["responses"]["Conflict"];
+        };
+    };
+    adminListKeys: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                team_id: components["parameters"]["TeamId"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The keys. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ApiKeyList"];
+                };
+            };
+            401: components["responses"]["Unauthorized"];
+            404: components["responses"]["NotFound"];
+        };
+    };
+    adminCreateKey: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                team_id: components["parameters"]["TeamId"];
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["KeyCreate"];
+            };
+        };
+        responses: {
+            /** @description The key, with its secret `key`. */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ApiKeyCreated"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            404: components["responses"]["NotFound"];
+        };
+    };
+    adminGetTeamUsage: {
+        parameters: {
+            query?: {
+                /** @description First UTC day (YYYY-MM-DD) of the spend report; default 30 days ago. */
+                from?: components["parameters"]["FromDay"];
+                /** @description Last UTC day (YYYY-MM-DD) of the spend report; default today. */
+                to?: components["parameters"]["ToDay"];
+            };
+            header?: never;
+            path: {
+                team_id: components["parameters"]["TeamId"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The team's usage. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Usage"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            404: components["responses"]["NotFound"];
+        };
+    };
+    adminListUsage: {
+        parameters: {
+            query?: {
+                /** @description First UTC day (YYYY-MM-DD) of the spend report; default 30 days ago. */
+                from?: components["parameters"]["FromDay"];
+                /** @description Last UTC day (YYYY-MM-DD) of the spend report; default today. */
+                to?: components["parameters"]["ToDay"];
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Usage per team. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["UsageList"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            404: components["responses"]["NotFound"];
+        };
+    };
+    adminUpdateKey: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                key_id: components["parameters"]["KeyId"];
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["KeyUpdate"];
+            };
+        };
+        responses: {
+            /** @description The key. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ApiKey"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            404: components["responses"]["NotFound"];
+        };
+    };
+    adminRotateKey: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                key_id: components["parameters"]["KeyId"];
+            };
+            cookie?: never;
+        };
+        requestBody?: {
+            content: {
+                "application/json": {
+                    grace_seconds?: number;
+                };
+            };
+        };
+        responses: {
+            /** @description The new key, with its secret `key`. */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ApiKeyCreated"];
+                };
+            };
+            401: components["responses"]["Unauthorized"];
+            404: components["responses"]["NotFound"];
+            409: components["responses"]["Conflict"];
+        };
+    };
+    adminRevokeKey: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                key_id: components["parameters"]["KeyId"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The revoked key. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ApiKey"];
+                };
+            };
+            401: components["responses"]["Unauthorized"];
+            404: components["responses"]["NotFound"];
         };
     };
     healthz: {

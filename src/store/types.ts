@@ -11,13 +11,17 @@ export type WorkPhase = 'dispatch' | 'poll';
 export interface TaskRecord {
   id: string;
   owner_id: string;
+  key_id: string;
   status: TaskStatus;
   progress: number;
   model: string;
   /** The NormalizedRequest, as JSON. */
   request_json: string;
   callback_url: string | null;
+  /** Credits held for the task until it finishes (grown when it fails over to a dearer provider). */
   credits_reserved: number;
+  /** Credits charged on completion, at the price of the provider that served it. */
+  credits_settled: number | null;
   /** Number of submissions started so far (0 until the first). */
   attempt: number;
   provider_id: string | null;
@@ -36,7 +40,10 @@ export interface TaskRecord {
 
 export interface NewTask {
   id: string;
+  /** The owning team: only its keys see the task. */
   owner_id: string;
+  /** The key that submitted it (its own quotas apply too). */
+  key_id: string;
   model: string;
   request_json: string;
   callback_url: string | null;
@@ -66,8 +73,9 @@ export interface AttemptRecord {
   n: number;
   provider_id: string;
   upstream_id: string | null;
-  /** The price of the request on this provider. */
+  /** The price of the request on this provider, in USD and in credits. */
   usd: number;
+  credits: number;
   started_at_ms: number;
   ended_at_ms: number | null;
   outcome: AttemptOutcome;
@@ -75,21 +83,131 @@ export interface AttemptRecord {
   error_message: string | null;
 }
 
-export interface ApiKeyRecord {
+/** Limits per team, and optionally tighter per key; null means no limit. Windows are UTC calendar days and months. */
+export interface Quotas {
+  credits_per_day: number | null;
+  credits_per_month: number | null;
+  /** Tasks submitted and not finished. */
+  max_concurrent: number | null;
+  requests_per_minute: number | null;
+}
+export const QUOTA_NAMES = ['credits_per_day', 'credits_per_month', 'max_concurrent', 'requests_per_minute'] as const;
+export type QuotaName = (typeof QUOTA_NAMES)[number];
+
+export interface TeamRecord extends Quotas {
   id: string;
   name: string;
-  key_hash: string;
-  prefix: string;
   created_at_ms: number;
 }
 
+export interface ApiKeyRecord extends Quotas {
+  id: string;
+  team_id: string;
+  name: string;
+  key_hash: string;
+  /** The first characters of the key, to recognize it in listings. */
+  prefix: string;
+  created_at_ms: number;
+  expires_at_ms: number | null;
+  revoked_at_ms: number | null;
+  /** Models this key may use; null for all. */
+  allowed_models: string[] | null;
+}
+
+/** A quota that would be exceeded; thrown by the transitions that charge one. */
+export class QuotaExceededError extends Error {
+  constructor(
+    readonly scope: 'team' | 'key',
+    readonly quota: QuotaName,
+    readonly limit: number,
+    readonly used: number,
+  ) {
+    super(`${scope} ${quota} of ${limit} would be exceeded (${used} used)`);
+    this.name = 'QuotaExceededError';
+  }
+}
+
+export type LedgerKind = 'reserve' | 'settle' | 'release' | 'adjust';
+
+/**
+ * One movement of credits, append-only. `credits` is the signed change to what the team has committed in
+ * the task's window: reserve +, release -, settle + (the release of the reservation is its own row), adjust ±.
+ */
+export interface LedgerEntry {
+  id: number;
+  team_id: string;
+  key_id: string | null;
+  task_id: string | null;
+  attempt: number | null;
+  kind: LedgerKind;
+  credits: number;
+  /** The UTC day (YYYY-MM-DD) of the task the movement belongs to. */
+  day: string;
+  model: string | null;
+  provider_id: string | null;
+  note: string | null;
+  created_at_ms: number;
+}
+
+export interface UsageRow {
+  day: string;
+  model: string;
+  provider_id: string;
+  tasks: number;
+  credits: number;
+}
+
+/** Used quota in the current windows, per scope; for remaining = limit - used. */
+export interface QuotaUsage {
+  credits_day: number;
+  credits_month: number;
+  active_tasks: number;
+  requests_minute: number;
+}
+
+export interface RequestAdmission {
+  allowed: boolean;
+  /** The tightest requests-per-minute limit that applies, and what is left of it; null without limit. */
+  limit: number | null;
+  remaining: number | null;
+}
+
 export interface Store {
-  // --- API keys (only hashes are stored) ---
+  // --- teams and API keys (only hashes of keys are stored) ---
+  /** Throws when the name is taken. */
+  createTeam(team: TeamRecord): Promise<TeamRecord>;
+  getTeam(id: string): Promise<TeamRecord | undefined>;
+  findTeamByName(name: string): Promise<TeamRecord | undefined>;
+  listTeams(): Promise<TeamRecord[]>;
+  updateTeam(id: string, patch: Partial<Omit<TeamRecord, 'id' | 'created_at_ms'>>): Promise<TeamRecord | undefined>;
   insertApiKey(key: ApiKeyRecord): Promise<void>;
   findApiKeyByHash(keyHash: string): Promise<ApiKeyRecord | undefined>;
+  getApiKey(id: string): Promise<ApiKeyRecord | undefined>;
+  listApiKeys(teamId: string): Promise<ApiKeyRecord[]>;
+  updateApiKey(id: string, patch: Partial<Pick<ApiKeyRecord, 'name' | 'expires_at_ms' | 'allowed_models' | 'revoked_at_ms' | keyof Quotas>>): Promise<ApiKeyRecord | undefined>;
   countApiKeys(): Promise<number>;
 
+  // --- quotas and ledger ---
+  /** Count one request against the requests-per-minute limits of the key and its team. */
+  admitRequest(key: ApiKeyRecord, nowMs: number): Promise<RequestAdmission>;
+  quotaUsage(scope: 'team' | 'key', id: string, nowMs: number): Promise<QuotaUsage>;
+  listLedger(teamId: string): Promise<LedgerEntry[]>;
+  /** Settled credits per day, model and provider, for days in [fromDay, toDay]. */
+  usageByDay(teamId: string, fromDay: string, toDay: string): Promise<UsageRow[]>;
+  /** Tasks not finished, with their reservations. */
+  listOpenTasks(teamId: string): Promise<TaskRecord[]>;
+  /**
+   * Rebuild the quota counters from the ledger and the tasks; returns how many counters were wrong.
+   * The counters are a cache of the ledger for atomic checks; this proves (or restores) that they agree.
+   */
+  recomputeUsage(): Promise<number>;
+
   // --- tasks: reads ---
+  /**
+   * Create a pending task, charging its team's and key's quotas atomically: one more running task, and
+   * `credits_reserved` reserved (a ledger row). Throws QuotaExceededError, creating nothing, when a
+   * quota would be exceeded.
+   */
   createTask(task: NewTask): Promise<TaskRecord>;
   getTask(id: string): Promise<TaskRecord | undefined>;
   listTasks(query: ListTasksQuery): Promise<TaskRecord[]>;
@@ -103,25 +221,26 @@ export interface Store {
 
   // --- tasks: transitions (each returns false when the task was not in the expected state) ---
   /**
-   * pending -> pending: a new attempt is about to be submitted to `providerId` at `usd`. Counts the
-   * attempt and records it (outcome `running`). The other transitions end the running attempt:
-   * completed, failed, retried (requeue) or cancelled.
+   * pending -> pending: a new attempt is about to be submitted to `providerId` at `usd` (`credits`).
+   * Counts the attempt and records it (outcome `running`). When `credits` is more than is reserved, the
+   * reservation grows first; QuotaExceededError when the quotas cannot cover it (nothing changes then).
+   * The other transitions end the running attempt: completed, failed, retried (requeue) or cancelled.
    */
-  startAttempt(id: string, leaseToken: string, providerId: string, usd: number, nowMs: number): Promise<boolean>;
+  startAttempt(id: string, leaseToken: string, providerId: string, price: { usd: number; credits: number }, nowMs: number): Promise<boolean>;
   /** pending -> processing; the running attempt gets its upstream id. */
   markSubmitted(id: string, leaseToken: string, upstreamId: string, nowMs: number): Promise<boolean>;
   /** processing -> processing, with new progress; releases the lease until `nextRunAtMs`. */
   recordProgress(id: string, leaseToken: string, progress: number, nextRunAtMs: number, nowMs: number): Promise<boolean>;
-  /** processing -> completed. */
+  /** processing -> completed; settles the running attempt's credits and releases the reservation. */
   markCompleted(id: string, leaseToken: string, assetKey: string, nowMs: number): Promise<boolean>;
-  /** pending|processing -> failed. */
+  /** pending|processing -> failed; releases the reservation. */
   markFailed(id: string, leaseToken: string, error: { code: string; message: string }, nowMs: number): Promise<boolean>;
   /**
    * pending|processing -> pending, to be submitted again (a new attempt) at `nextRunAtMs`. Clears the
    * provider: a pending task with a provider is an attempt started but not confirmed (see startAttempt).
    */
   requeue(id: string, leaseToken: string, error: { code: string; message: string }, nextRunAtMs: number, nowMs: number): Promise<boolean>;
-  /** pending|processing -> cancelled, by the owner; leased or not. Returns the task as it was before. */
+  /** pending|processing -> cancelled, by the owner; leased or not; releases the reservation. Returns the task as it was before. */
   cancel(id: string, ownerId: string, nowMs: number): Promise<TaskRecord | undefined>;
 
   // --- attempts and load ---
@@ -134,6 +253,8 @@ export interface Store {
   /** Completed tasks whose video was stored before `beforeMs` and is not yet expired. */
   listAssetsStoredBefore(beforeMs: number, limit: number): Promise<TaskRecord[]>;
   markAssetExpired(id: string): Promise<void>;
+  /** Forget request counters of minutes before `beforeMs`. */
+  pruneRequestCounters(beforeMs: number): Promise<void>;
 
   close(): Promise<void>;
 }

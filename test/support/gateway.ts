@@ -11,6 +11,7 @@ import { createLogger } from '../../src/core/logger';
 
 export const KEY_A = 'test-key-team-a-0123456789';
 export const KEY_B = 'test-key-team-b-0123456789';
+export const ADMIN_TOKEN = 'test-admin-token-0123456789';
 
 export function tempDir(prefix = 'vidgate-test-'): string {
   return fs.mkdtempSync(path.join(os.tmpdir(), prefix));
@@ -22,7 +23,7 @@ export type ConfigOverrides = { [section: string]: Record<string, unknown> | unk
 export function testConfig(dataDir: string, overrides: ConfigOverrides = {}) {
   const base: Record<string, Record<string, unknown>> = {
     server: { port: 0 },
-    auth: { api_keys: [KEY_A, KEY_B] },
+    auth: { api_keys: [KEY_A] },
     workers: { poll_interval_ms: 50, retry_backoff_ms: 50, lease_ms: 5000 },
   };
   const merged: Record<string, unknown> = {
@@ -40,13 +41,22 @@ export function testConfig(dataDir: string, overrides: ConfigOverrides = {}) {
 export async function startTestGateway(overrides: ConfigOverrides = {}, options: GatewayOptions = {}) {
   const dir = tempDir();
   const config = testConfig(dir, overrides);
-  const gateway = await createGateway(config, { log: createLogger('silent'), validateResponses: true, ...options });
+  const gateway = await createGateway(config, {
+    log: createLogger('silent'),
+    validateResponses: true,
+    ...options,
+    env: { VIDGATE_ADMIN_TOKEN: ADMIN_TOKEN, ...options.env },
+  });
+  // KEY_A belongs to the default team (from the config), KEY_B to a second team.
+  const teamB = await gateway.teams.createTeam('team-b');
+  await gateway.teams.addKey(teamB.id, { name: 'b' }, KEY_B);
   const url = await gateway.start();
   return {
     gateway,
     config,
     dir,
     url,
+    teamB,
     http: supertest(gateway.app),
     async close() {
       await gateway.stop();

@@ -2,26 +2,31 @@ import fs from 'node:fs';
 import path from 'node:path';
 import Database from 'better-sqlite3';
 import type {
-  ApiKeyRecord,
   AttemptOutcome,
   AttemptRecord,
   ClaimedTask,
+  LedgerEntry,
   NewTask,
   Store,
   TaskRecord,
   TaskStatus,
+  UsageRow,
   WorkPhase,
 } from '../types';
 import { migrate } from './migrations';
+import { createQuota, utcDay, utcMonth } from './quota';
+import { createTeamStatements } from './teams';
 
 type TaskRow = Omit<TaskRecord, 'asset_expired'> & {
   asset_expired: number;
+  quota_day: string;
+  quota_month: string;
   lease_token: string | null;
   lease_until_ms: number | null;
 };
 
 function toTask(row: TaskRow): TaskRecord {
-  const { lease_token: _token, lease_until_ms: _until, asset_expired, ...task } = row;
+  const { lease_token: _token, lease_until_ms: _until, quota_day: _day, quota_month: _month, asset_expired, ...task } = row;
   return { ...task, asset_expired: asset_expired === 1 };
 }
 
@@ -50,21 +55,14 @@ export function createSqliteStore(file: string): Store {
     throw error;
   }
 
+  const quota = createQuota(db);
+  const teams = createTeamStatements(db);
   const sql = {
-    insertApiKey: db.prepare(
-      `INSERT INTO api_keys (id, name, key_hash, prefix, created_at_ms)
-       VALUES (@id, @name, @key_hash, @prefix, @created_at_ms)`,
-    ),
-    findApiKeyByHash: db.prepare<[string], ApiKeyRecord>(
-      'SELECT id, name, key_hash, prefix, created_at_ms FROM api_keys WHERE key_hash = ?',
-    ),
-    countApiKeys: db.prepare<[], number>('SELECT count(*) FROM api_keys').pluck(),
-
-    createTask: db.prepare<[NewTask], TaskRow>(
-      `INSERT INTO tasks (id, owner_id, status, progress, model, request_json, callback_url, credits_reserved,
-         attempt, created_at_ms, updated_at_ms, next_run_at_ms)
-       VALUES (@id, @owner_id, 'pending', 0, @model, @request_json, @callback_url, @credits_reserved,
-         0, @created_at_ms, @created_at_ms, @created_at_ms)
+    createTask: db.prepare<[NewTask & { quota_day: string; quota_month: string }], TaskRow>(
+      `INSERT INTO tasks (id, owner_id, key_id, status, progress, model, request_json, callback_url, credits_reserved,
+         quota_day, quota_month, attempt, created_at_ms, updated_at_ms, next_run_at_ms)
+       VALUES (@id, @owner_id, @key_id, 'pending', 0, @model, @request_json, @callback_url, @credits_reserved,
+         @quota_day, @quota_month, 0, @created_at_ms, @created_at_ms, @created_at_ms)
        RETURNING *`,
     ),
     getTask: db.prepare<[string], TaskRow>('SELECT * FROM tasks WHERE id = ?'),
@@ -87,8 +85,12 @@ export function createSqliteStore(file: string): Store {
        WHERE id = @id AND lease_token = @token`,
     ),
 
+    leasedPending: db.prepare<[object], TaskRow>(
+      `SELECT * FROM tasks WHERE id = @id AND status = 'pending' AND lease_token = @token`,
+    ),
     startAttempt: db.prepare(
-      `UPDATE tasks SET attempt = attempt + 1, provider_id = @provider_id, upstream_id = NULL, updated_at_ms = @now
+      `UPDATE tasks SET attempt = attempt + 1, provider_id = @provider_id, upstream_id = NULL, updated_at_ms = @now,
+         credits_reserved = max(credits_reserved, @credits)
        WHERE id = @id AND status = 'pending' AND lease_token = @token`,
     ),
     markSubmitted: db.prepare(
@@ -100,8 +102,15 @@ export function createSqliteStore(file: string): Store {
       `UPDATE tasks SET progress = max(progress, @progress), ${NO_LEASE}, next_run_at_ms = @next, updated_at_ms = @now
        WHERE id = @id AND status = 'processing' AND lease_token = @token`,
     ),
+    leasedRunning: db.prepare<[object], TaskRow>(
+      `SELECT * FROM tasks WHERE id = @id AND status IN ('pending', 'processing') AND lease_token = @token`,
+    ),
+    runningAttemptCredits: db.prepare<[string], number>(
+      `SELECT a.credits FROM task_attempts a JOIN tasks t ON t.id = a.task_id AND t.attempt = a.n WHERE t.id = ?`,
+    ).pluck(),
     markCompleted: db.prepare(
       `UPDATE tasks SET status = 'completed', progress = 100, asset_key = @asset_key, completed_at_ms = @now,
+         credits_settled = @settled,
          updated_at_ms = @now, error_code = NULL, error_message = NULL, ${NO_LEASE}
        WHERE id = @id AND status = 'processing' AND lease_token = @token`,
     ),
@@ -129,8 +138,8 @@ export function createSqliteStore(file: string): Store {
     markAssetExpired: db.prepare<[string]>('UPDATE tasks SET asset_expired = 1 WHERE id = ?'),
 
     insertAttempt: db.prepare(
-      `INSERT INTO task_attempts (task_id, n, provider_id, usd, started_at_ms, outcome)
-       SELECT id, attempt, @provider_id, @usd, @now, 'running' FROM tasks WHERE id = @id`,
+      `INSERT INTO task_attempts (task_id, n, provider_id, usd, credits, started_at_ms, outcome)
+       SELECT id, attempt, @provider_id, @usd, @credits, @now, 'running' FROM tasks WHERE id = @id`,
     ),
     setAttemptUpstream: db.prepare(
       `UPDATE task_attempts SET upstream_id = @upstream_id
@@ -145,6 +154,16 @@ export function createSqliteStore(file: string): Store {
     ),
     countActiveByProvider: db.prepare<[], { provider_id: string; n: number }>(
       `SELECT provider_id, count(*) AS n FROM task_attempts WHERE outcome = 'running' GROUP BY provider_id`,
+    ),
+
+    listLedger: db.prepare<[string], LedgerEntry>('SELECT * FROM ledger WHERE team_id = ? ORDER BY id'),
+    usageByDay: db.prepare<[string, string, string], UsageRow>(
+      `SELECT day, model, provider_id, count(*) AS tasks, sum(credits) AS credits FROM ledger
+       WHERE team_id = ? AND kind = 'settle' AND day BETWEEN ? AND ?
+       GROUP BY day, model, provider_id ORDER BY day DESC, model, provider_id`,
+    ),
+    listOpenTasks: db.prepare<[string], TaskRow>(
+      `SELECT * FROM tasks WHERE owner_id = ? AND status IN ('pending', 'processing') ORDER BY created_at_ms, id`,
     ),
   };
 
@@ -162,11 +181,39 @@ export function createSqliteStore(file: string): Store {
     void sql.endAttempt.run({ outcome, id: p.id, now: p.now, code: p.code ?? null, message: p.message ?? null });
   const run = (statement: Database.Statement) => (p: Params) => changed(statement.run(p));
   const tx = {
-    startAttempt: withAttempt(run(sql.startAttempt), (p) => void sql.insertAttempt.run(p)),
     markSubmitted: withAttempt(run(sql.markSubmitted), (p) => void sql.setAttemptUpstream.run(p)),
-    markCompleted: withAttempt(run(sql.markCompleted), endAttempt('completed')),
-    markFailed: withAttempt(run(sql.markFailed), endAttempt('failed')),
     requeue: withAttempt(run(sql.requeue), endAttempt('retried')),
+
+    createTask: db.transaction((task: NewTask) => {
+      const row = sql.createTask.get({ ...task, quota_day: utcDay(task.created_at_ms), quota_month: utcMonth(task.created_at_ms) })!;
+      quota.reserveNew(row, task.created_at_ms);
+      return toTask(row);
+    }),
+    startAttempt: db.transaction((p: Params & { credits: number; provider_id: string }) => {
+      const before = sql.leasedPending.get(p);
+      if (!before) return false;
+      const extra = p.credits - before.credits_reserved;
+      if (extra > 0) quota.grow({ ...before, attempt: before.attempt + 1, provider_id: p.provider_id }, extra, p.now);
+      sql.startAttempt.run(p);
+      sql.insertAttempt.run(p);
+      return true;
+    }),
+    markCompleted: db.transaction((p: Params) => {
+      const before = sql.leasedRunning.get(p);
+      if (!before) return false;
+      const settled = sql.runningAttemptCredits.get(p.id) ?? before.credits_reserved;
+      if (!changed(sql.markCompleted.run({ ...p, settled }))) return false;
+      endAttempt('completed')(p);
+      quota.settle(before, settled, p.now);
+      return true;
+    }),
+    markFailed: db.transaction((p: Params) => {
+      const before = sql.leasedRunning.get(p);
+      if (!before || !changed(sql.markFailed.run(p))) return false;
+      endAttempt('failed')(p);
+      quota.release(before, p.now);
+      return true;
+    }),
   };
 
   // SELECT + UPDATE under one write lock: the caller gets the record as it was before cancelling.
@@ -174,22 +221,37 @@ export function createSqliteStore(file: string): Store {
     const before = sql.getTask.get(id);
     if (!before || !changed(sql.cancel.run({ id, owner_id: ownerId, now: nowMs }))) return undefined;
     endAttempt('cancelled')({ id, now: nowMs });
+    quota.release(before, nowMs);
     return toTask(before);
   });
 
   return {
-    async insertApiKey(key) {
-      sql.insertApiKey.run(key);
+    ...teams,
+
+    async admitRequest(key, nowMs) {
+      return quota.admitRequest.immediate(key.team_id, key.id, nowMs);
     },
-    async findApiKeyByHash(keyHash) {
-      return sql.findApiKeyByHash.get(keyHash);
+    async quotaUsage(scope, id, nowMs) {
+      return quota.usage({ kind: scope, id }, nowMs);
     },
-    async countApiKeys() {
-      return sql.countApiKeys.get() ?? 0;
+    async listLedger(teamId) {
+      return sql.listLedger.all(teamId);
+    },
+    async usageByDay(teamId, fromDay, toDay) {
+      return sql.usageByDay.all(teamId, fromDay, toDay);
+    },
+    async listOpenTasks(teamId) {
+      return sql.listOpenTasks.all(teamId).map(toTask);
+    },
+    async recomputeUsage() {
+      return quota.recompute.immediate();
+    },
+    async pruneRequestCounters(beforeMs) {
+      quota.pruneMinutes(beforeMs);
     },
 
     async createTask(task) {
-      return toTask(sql.createTask.get(task)!);
+      return tx.createTask.immediate(task);
     },
     async getTask(id) {
       const row = sql.getTask.get(id);
@@ -221,8 +283,8 @@ export function createSqliteStore(file: string): Store {
       return changed(sql.releaseLease.run({ id, token: leaseToken, next: nextRunAtMs, now: nowMs }));
     },
 
-    async startAttempt(id, leaseToken, providerId, usd, nowMs) {
-      return tx.startAttempt.immediate({ id, token: leaseToken, provider_id: providerId, usd, now: nowMs });
+    async startAttempt(id, leaseToken, providerId, { usd, credits }, nowMs) {
+      return tx.startAttempt.immediate({ id, token: leaseToken, provider_id: providerId, usd, credits, now: nowMs });
     },
     async markSubmitted(id, leaseToken, upstreamId, nowMs) {
       return tx.markSubmitted.immediate({ id, token: leaseToken, upstream_id: upstreamId, now: nowMs });

@@ -3,23 +3,46 @@ import type Database from 'better-sqlite3';
 /** Schema steps, applied in order; `PRAGMA user_version` counts the steps applied. Append only. */
 export const MIGRATIONS: readonly string[] = [
   `
+  CREATE TABLE teams (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    created_at_ms INTEGER NOT NULL,
+    credits_per_day INTEGER,
+    credits_per_month INTEGER,
+    max_concurrent INTEGER,
+    requests_per_minute INTEGER
+  ) STRICT;
+
   CREATE TABLE api_keys (
     id TEXT PRIMARY KEY,
+    team_id TEXT NOT NULL REFERENCES teams (id),
     name TEXT NOT NULL,
     key_hash TEXT NOT NULL UNIQUE,
     prefix TEXT NOT NULL,
-    created_at_ms INTEGER NOT NULL
+    created_at_ms INTEGER NOT NULL,
+    expires_at_ms INTEGER,
+    revoked_at_ms INTEGER,
+    allowed_models TEXT, -- JSON array, or NULL for every model
+    credits_per_day INTEGER,
+    credits_per_month INTEGER,
+    max_concurrent INTEGER,
+    requests_per_minute INTEGER
   ) STRICT;
+  CREATE INDEX api_keys_by_team ON api_keys (team_id, created_at_ms);
 
   CREATE TABLE tasks (
     id TEXT PRIMARY KEY,
     owner_id TEXT NOT NULL,
+    key_id TEXT NOT NULL,
     status TEXT NOT NULL CHECK (status IN ('pending', 'processing', 'completed', 'failed', 'cancelled')),
     progress INTEGER NOT NULL,
     model TEXT NOT NULL,
     request_json TEXT NOT NULL,
     callback_url TEXT,
     credits_reserved INTEGER NOT NULL,
+    credits_settled INTEGER,
+    quota_day TEXT NOT NULL,   -- UTC YYYY-MM-DD of creation: the quota windows the task counts in
+    quota_month TEXT NOT NULL, -- UTC YYYY-MM
     attempt INTEGER NOT NULL,
     provider_id TEXT,
     upstream_id TEXT,
@@ -41,14 +64,14 @@ export const MIGRATIONS: readonly string[] = [
   CREATE INDEX tasks_by_owner_status ON tasks (owner_id, status, created_at_ms DESC, id DESC);
   CREATE INDEX tasks_stored_assets ON tasks (status, asset_expired, completed_at_ms)
     WHERE asset_key IS NOT NULL;
-  `,
-  `
+
   CREATE TABLE task_attempts (
     task_id TEXT NOT NULL REFERENCES tasks (id),
     n INTEGER NOT NULL,
     provider_id TEXT NOT NULL,
     upstream_id TEXT,
     usd REAL NOT NULL,
+    credits INTEGER NOT NULL,
     started_at_ms INTEGER NOT NULL,
     ended_at_ms INTEGER,
     outcome TEXT NOT NULL CHECK (outcome IN ('running', 'completed', 'failed', 'retried', 'cancelled')),
@@ -57,6 +80,36 @@ export const MIGRATIONS: readonly string[] = [
     PRIMARY KEY (task_id, n)
   ) STRICT;
   CREATE INDEX task_attempts_running ON task_attempts (provider_id) WHERE outcome = 'running';
+
+  -- Append-only: every movement of credits. Balances derive from it.
+  CREATE TABLE ledger (
+    id INTEGER PRIMARY KEY,
+    team_id TEXT NOT NULL,
+    key_id TEXT,
+    task_id TEXT,
+    attempt INTEGER,
+    kind TEXT NOT NULL CHECK (kind IN ('reserve', 'settle', 'release', 'adjust')),
+    credits INTEGER NOT NULL,
+    day TEXT NOT NULL,
+    model TEXT,
+    provider_id TEXT,
+    note TEXT,
+    created_at_ms INTEGER NOT NULL
+  ) STRICT;
+  CREATE INDEX ledger_by_team_day ON ledger (team_id, day);
+  CREATE INDEX ledger_by_task ON ledger (task_id);
+  CREATE TRIGGER ledger_append_only_update BEFORE UPDATE ON ledger BEGIN SELECT RAISE(ABORT, 'the ledger is append-only'); END;
+  CREATE TRIGGER ledger_append_only_delete BEFORE DELETE ON ledger BEGIN SELECT RAISE(ABORT, 'the ledger is append-only'); END;
+
+  -- What each team and key has used per quota window ('day:YYYY-MM-DD', 'month:YYYY-MM', 'active',
+  -- 'minute:YYYY-MM-DDTHH:MM'): a cache of the ledger and the tasks, so that a quota check is one
+  -- conditional UPDATE. recomputeUsage rebuilds it.
+  CREATE TABLE usage_counters (
+    scope TEXT NOT NULL, -- 'team:<id>' or 'key:<id>'
+    win TEXT NOT NULL,
+    used INTEGER NOT NULL,
+    PRIMARY KEY (scope, win)
+  ) STRICT, WITHOUT ROWID;
   `,
 ];
 

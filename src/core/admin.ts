@@ -1,0 +1,109 @@
+// The admin API (/admin): teams, their keys and quotas, and everyone's usage. Guarded by the admin token.
+import express from 'express';
+import type { components } from '../generated/vidgate-api';
+import type { ApiKeyRecord, Quotas, Store, TeamRecord } from '../store/types';
+import type { TeamService } from './teams';
+import { usageReport, type UsageQuery } from './usage';
+
+type Schemas = components['schemas'];
+
+const toUnixS = (ms: number | null) => (ms === null ? null : Math.floor(ms / 1000));
+const fromUnixS = (s: number | null | undefined) => (s === undefined ? undefined : s === null ? null : s * 1000);
+
+function quotasOf(q: Quotas): Schemas['QuotaLimits'] {
+  return {
+    credits_per_day: q.credits_per_day,
+    credits_per_month: q.credits_per_month,
+    max_concurrent: q.max_concurrent,
+    requests_per_minute: q.requests_per_minute,
+  };
+}
+
+export function presentTeam(t: TeamRecord): Schemas['Team'] {
+  return { id: t.id, object: 'team', name: t.name, created: toUnixS(t.created_at_ms)!, quotas: quotasOf(t) };
+}
+
+export function presentKey(k: ApiKeyRecord): Schemas['ApiKey'] {
+  return {
+    id: k.id,
+    object: 'api_key',
+    team_id: k.team_id,
+    name: k.name,
+    prefix: k.prefix,
+    created: toUnixS(k.created_at_ms)!,
+    expires_at: toUnixS(k.expires_at_ms),
+    revoked_at: toUnixS(k.revoked_at_ms),
+    allowed_models: k.allowed_models,
+    quotas: quotasOf(k),
+  };
+}
+
+export interface AdminDeps {
+  store: Store;
+  teams: TeamService;
+  usdPerCredit: number;
+  now: () => number;
+}
+
+/** The admin routes; the app checks the admin token before the body is read. */
+export function createAdminRouter({ store, teams, usdPerCredit, now }: AdminDeps): express.Router {
+  const router = express.Router();
+
+  router.post('/teams', async (req, res) => {
+    const body = req.body as Schemas['TeamCreate'];
+    res.status(201).json(presentTeam(await teams.createTeam(body.name, body.quotas)));
+  });
+  router.get('/teams', async (_req, res) => {
+    res.json({ object: 'list', data: (await teams.listTeams()).map(presentTeam) });
+  });
+  router.get('/teams/:team_id', async (req, res) => {
+    res.json(presentTeam(await teams.team(req.params.team_id!)));
+  });
+  router.patch('/teams/:team_id', async (req, res) => {
+    const body = req.body as Schemas['TeamUpdate'];
+    res.json(presentTeam(await teams.updateTeam(req.params.team_id!, { ...(body.name !== undefined && { name: body.name }), ...body.quotas })));
+  });
+
+  router.post('/teams/:team_id/keys', async (req, res) => {
+    const body = req.body as Schemas['KeyCreate'];
+    const { record, key } = await teams.addKey(req.params.team_id!, {
+      name: body.name,
+      expires_at_ms: fromUnixS(body.expires_at),
+      allowed_models: body.allowed_models,
+      ...body.quotas,
+    });
+    res.status(201).json({ ...presentKey(record), key });
+  });
+  router.get('/teams/:team_id/keys', async (req, res) => {
+    res.json({ object: 'list', data: (await teams.listKeys(req.params.team_id!)).map(presentKey) });
+  });
+  router.get('/teams/:team_id/usage', async (req, res) => {
+    const team = await teams.team(req.params.team_id!);
+    res.json(await usageReport(store, team, undefined, req.query as UsageQuery, now(), usdPerCredit));
+  });
+  router.get('/usage', async (req, res) => {
+    const all = await teams.listTeams();
+    const data = await Promise.all(all.map((t) => usageReport(store, t, undefined, req.query as UsageQuery, now(), usdPerCredit)));
+    res.json({ object: 'list', data });
+  });
+
+  router.patch('/keys/:key_id', async (req, res) => {
+    const body = req.body as Schemas['KeyUpdate'];
+    const patch = {
+      ...(body.name !== undefined && { name: body.name }),
+      ...(body.expires_at !== undefined && { expires_at_ms: fromUnixS(body.expires_at) }),
+      ...(body.allowed_models !== undefined && { allowed_models: body.allowed_models }),
+      ...body.quotas,
+    };
+    res.json(presentKey(await teams.updateKey(req.params.key_id!, patch)));
+  });
+  router.post('/keys/:key_id/rotate', async (req, res) => {
+    const grace = (req.body as { grace_seconds?: number } | undefined)?.grace_seconds ?? 0;
+    const { record, key } = await teams.rotateKey(req.params.key_id!, grace * 1000);
+    res.status(201).json({ ...presentKey(record), key });
+  });
+  router.post('/keys/:key_id/revoke', async (req, res) => {
+    res.json(presentKey(await teams.revokeKey(req.params.key_id!)));
+  });
+  return router;
+}

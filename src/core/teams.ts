@@ -1,0 +1,117 @@
+// Teams and their API keys: create, update, rotate, revoke. A key is shown once; only its hash is kept.
+import crypto from 'node:crypto';
+import type { ApiKeyRecord, Quotas, Store, TeamRecord } from '../store/types';
+import { ApiError, conflict, invalidRequest } from './errors';
+
+const KEY_PREFIX = 'vg_';
+export const DEFAULT_TEAM = 'default';
+
+export function hashApiKey(key: string): string {
+  return crypto.createHash('sha256').update(key).digest('hex');
+}
+
+/** A new random key; the caller shows it once and stores only its hash. */
+export function generateApiKey(): string {
+  return KEY_PREFIX + crypto.randomBytes(24).toString('base64url');
+}
+
+export interface NewKeyOptions extends Partial<Quotas> {
+  name?: string;
+  expires_at_ms?: number | null;
+  allowed_models?: string[] | null;
+}
+
+export type TeamService = ReturnType<typeof createTeamService>;
+
+export function createTeamService(store: Store, defaultQuotas: Quotas, now: () => number) {
+  const teamNotFound = (id: string) => new ApiError(404, 'not_found_error', 'team_not_found', `no team '${id}'`, 'id');
+  const keyNotFound = (id: string) => new ApiError(404, 'not_found_error', 'key_not_found', `no API key '${id}'`, 'id');
+
+  async function team(id: string): Promise<TeamRecord> {
+    const t = await store.getTeam(id);
+    if (!t) throw teamNotFound(id);
+    return t;
+  }
+
+  async function key(id: string): Promise<ApiKeyRecord> {
+    const k = await store.getApiKey(id);
+    if (!k) throw keyNotFound(id);
+    return k;
+  }
+
+  async function createTeam(name: string, quotas: Partial<Quotas> = {}): Promise<TeamRecord> {
+    if (await store.findTeamByName(name)) throw conflict('team_exists', `a team named '${name}' exists`);
+    const slug = name.toLowerCase().replace(/[^a-z0-9]+/g, '-').replace(/^-|-$/g, '').slice(0, 40) || 'team';
+    const id = `team_${slug}_${crypto.randomBytes(3).toString('hex')}`;
+    return store.createTeam({ id, name, created_at_ms: now(), ...defaultQuotas, ...quotas });
+  }
+
+  /** Store a key (by hash) for a team; returns the record and the key itself, to show once. */
+  async function addKey(teamId: string, options: NewKeyOptions, plainKey = generateApiKey()): Promise<{ record: ApiKeyRecord; key: string }> {
+    await team(teamId);
+    const key_hash = hashApiKey(plainKey);
+    const record: ApiKeyRecord = {
+      id: `key_${crypto.randomBytes(8).toString('hex')}`,
+      team_id: teamId,
+      name: options.name ?? 'unnamed',
+      key_hash,
+      prefix: plainKey.slice(0, 8),
+      created_at_ms: now(),
+      expires_at_ms: options.expires_at_ms ?? null,
+      revoked_at_ms: null,
+      allowed_models: options.allowed_models ?? null,
+      credits_per_day: options.credits_per_day ?? null,
+      credits_per_month: options.credits_per_month ?? null,
+      max_concurrent: options.max_concurrent ?? null,
+      requests_per_minute: options.requests_per_minute ?? null,
+    };
+    if (record.expires_at_ms !== null && record.expires_at_ms <= now()) {
+      throw invalidRequest('invalid_value', 'expires_at must be in the future', 'expires_at');
+    }
+    await store.insertApiKey(record);
+    return { record, key: plainKey };
+  }
+
+  return {
+    team,
+    key,
+    createTeam,
+    addKey,
+    listTeams: () => store.listTeams(),
+    async updateTeam(id: string, patch: Partial<Quotas> & { name?: string }): Promise<TeamRecord> {
+      await team(id);
+      if (patch.name !== undefined) {
+        const other = await store.findTeamByName(patch.name);
+        if (other && other.id !== id) throw conflict('team_exists', `a team named '${patch.name}' exists`);
+      }
+      return (await store.updateTeam(id, patch))!;
+    },
+    async listKeys(teamId: string): Promise<ApiKeyRecord[]> {
+      await team(teamId);
+      return store.listApiKeys(teamId);
+    },
+    async updateKey(id: string, patch: Partial<Quotas> & Pick<NewKeyOptions, 'name' | 'expires_at_ms' | 'allowed_models'>): Promise<ApiKeyRecord> {
+      await key(id);
+      return (await store.updateApiKey(id, patch))!;
+    },
+    async revokeKey(id: string): Promise<ApiKeyRecord> {
+      const k = await key(id);
+      if (k.revoked_at_ms !== null) return k;
+      return (await store.updateApiKey(id, { revoked_at_ms: now() }))!;
+    },
+    /** A new key with the old one's settings; the old one stops at once, or after `graceMs`. */
+    async rotateKey(id: string, graceMs = 0): Promise<{ record: ApiKeyRecord; key: string }> {
+      const old = await key(id);
+      if (old.revoked_at_ms !== null) throw conflict('key_revoked', `API key '${id}' is revoked`);
+      const { id: _id, key_hash: _h, prefix: _p, created_at_ms: _c, revoked_at_ms: _r, team_id, ...settings } = old;
+      const fresh = await addKey(team_id, settings);
+      await store.updateApiKey(id, graceMs > 0 ? { expires_at_ms: Math.min(old.expires_at_ms ?? Infinity, now() + graceMs) } : { revoked_at_ms: now() });
+      return fresh;
+    },
+
+    /** The default team, created on first use. */
+    async defaultTeam(): Promise<TeamRecord> {
+      return (await store.findTeamByName(DEFAULT_TEAM)) ?? createTeam(DEFAULT_TEAM);
+    },
+  };
+}

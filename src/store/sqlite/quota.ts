@@ -1,0 +1,188 @@
+// Quota counters and the credit ledger. Each charge is one conditional UPDATE (`used + delta <= limit`),
+// run inside the caller's transaction, so that concurrent submissions can never overspend; every
+// movement of credits is also an append-only ledger row, from which the counters can be rebuilt.
+import type Database from 'better-sqlite3';
+import { QuotaExceededError, type LedgerKind, type QuotaName, type QuotaUsage, type RequestAdmission } from '../types';
+
+type Limits = Record<QuotaName, number | null>;
+type Scope = { kind: 'team' | 'key'; id: string };
+
+export interface TaskQuotaRow {
+  id: string;
+  owner_id: string;
+  key_id: string;
+  model: string;
+  quota_day: string;
+  quota_month: string;
+  credits_reserved: number;
+  attempt: number;
+  provider_id: string | null;
+}
+
+export const utcDay = (ms: number) => new Date(ms).toISOString().slice(0, 10);
+export const utcMonth = (ms: number) => new Date(ms).toISOString().slice(0, 7);
+const utcMinute = (ms: number) => new Date(ms).toISOString().slice(0, 16);
+
+export function createQuota(db: Database.Database) {
+  const sql = {
+    ensure: db.prepare('INSERT INTO usage_counters (scope, win, used) VALUES (?, ?, 0) ON CONFLICT DO NOTHING'),
+    add: db.prepare(
+      `UPDATE usage_counters SET used = used + @delta
+       WHERE scope = @scope AND win = @win AND (@delta <= 0 OR @limit IS NULL OR used + @delta <= @limit)`,
+    ),
+    used: db.prepare<[string, string], number>('SELECT used FROM usage_counters WHERE scope = ? AND win = ?').pluck(),
+    teamLimits: db.prepare<[string], Limits>(
+      'SELECT credits_per_day, credits_per_month, max_concurrent, requests_per_minute FROM teams WHERE id = ?',
+    ),
+    keyLimits: db.prepare<[string], Limits>(
+      'SELECT credits_per_day, credits_per_month, max_concurrent, requests_per_minute FROM api_keys WHERE id = ?',
+    ),
+    ledger: db.prepare(
+      `INSERT INTO ledger (team_id, key_id, task_id, attempt, kind, credits, day, model, provider_id, note, created_at_ms)
+       VALUES (@team_id, @key_id, @task_id, @attempt, @kind, @credits, @day, @model, @provider_id, @note, @now)`,
+    ),
+    pruneMinutes: db.prepare("DELETE FROM usage_counters WHERE win LIKE 'minute:%' AND win < ?"),
+  };
+
+  const scopeKey = (s: Scope) => `${s.kind}:${s.id}`;
+  const limitsOf = (s: Scope): Partial<Limits> => (s.kind === 'team' ? sql.teamLimits.get(s.id) : sql.keyLimits.get(s.id)) ?? {};
+  const usedIn = (s: Scope, win: string) => sql.used.get(scopeKey(s), win) ?? 0;
+
+  /** Add `delta` to each (scope, window) counter; a positive delta past a limit throws and changes nothing. */
+  function charge(scopes: Scope[], windows: [win: string, quota: QuotaName][], delta: number): void {
+    if (delta === 0) return;
+    for (const scope of scopes) {
+      const limits = limitsOf(scope);
+      for (const [win, quota] of windows) {
+        const limit = limits[quota] ?? null;
+        sql.ensure.run(scopeKey(scope), win);
+        if (sql.add.run({ scope: scopeKey(scope), win, delta, limit }).changes === 0) {
+          throw new QuotaExceededError(scope.kind, quota, limit!, usedIn(scope, win));
+        }
+      }
+    }
+  }
+
+  const scopesOf = (t: TaskQuotaRow): Scope[] => [{ kind: 'team', id: t.owner_id }, { kind: 'key', id: t.key_id }];
+  const creditWindows = (t: TaskQuotaRow): [string, QuotaName][] => [
+    [`day:${t.quota_day}`, 'credits_per_day'],
+    [`month:${t.quota_month}`, 'credits_per_month'],
+  ];
+
+  function record(t: TaskQuotaRow, kind: LedgerKind, credits: number, nowMs: number, note: string | null = null) {
+    sql.ledger.run({
+      team_id: t.owner_id,
+      key_id: t.key_id,
+      task_id: t.id,
+      attempt: t.attempt || null,
+      kind,
+      credits,
+      day: t.quota_day,
+      model: t.model,
+      provider_id: t.provider_id,
+      note,
+      now: nowMs,
+    });
+  }
+
+  return {
+    /** A new task: one more running task, and its reservation. */
+    reserveNew(t: TaskQuotaRow, nowMs: number) {
+      charge(scopesOf(t), [['active', 'max_concurrent']], 1);
+      charge(scopesOf(t), creditWindows(t), t.credits_reserved);
+      record(t, 'reserve', t.credits_reserved, nowMs);
+    },
+    /** Grow a reservation by `extra` credits (failover to a dearer provider). */
+    grow(t: TaskQuotaRow, extra: number, nowMs: number) {
+      charge(scopesOf(t), creditWindows(t), extra);
+      record(t, 'reserve', extra, nowMs, 'failover to a dearer provider');
+    },
+    /** The task completed: release the reservation, charge what was actually spent. */
+    settle(t: TaskQuotaRow, spent: number, nowMs: number) {
+      record(t, 'release', -t.credits_reserved, nowMs);
+      record(t, 'settle', spent, nowMs);
+      charge(scopesOf(t), creditWindows(t), spent - t.credits_reserved);
+      charge(scopesOf(t), [['active', 'max_concurrent']], -1);
+    },
+    /** The task failed or was cancelled: release the reservation in full. */
+    release(t: TaskQuotaRow, nowMs: number) {
+      record(t, 'release', -t.credits_reserved, nowMs);
+      charge(scopesOf(t), creditWindows(t), -t.credits_reserved);
+      charge(scopesOf(t), [['active', 'max_concurrent']], -1);
+    },
+
+    admitRequest: db.transaction((teamId: string, keyId: string, nowMs: number): RequestAdmission => {
+      const win = `minute:${utcMinute(nowMs)}`;
+      const scopes: Scope[] = [{ kind: 'team', id: teamId }, { kind: 'key', id: keyId }];
+      let allowed = true;
+      try {
+        charge(scopes, [[win, 'requests_per_minute']], 1);
+      } catch (err) {
+        if (!(err instanceof QuotaExceededError)) throw err;
+        allowed = false;
+      }
+      const remaining = scopes.flatMap((s) => {
+        const limit = limitsOf(s).requests_per_minute ?? null;
+        return limit === null ? [] : [{ limit, remaining: Math.max(0, limit - usedIn(s, win)) }];
+      });
+      const tightest = remaining.sort((a, b) => a.remaining - b.remaining)[0];
+      return { allowed, limit: tightest?.limit ?? null, remaining: tightest?.remaining ?? null };
+    }),
+
+    usage(scope: Scope, nowMs: number): QuotaUsage {
+      return {
+        credits_day: usedIn(scope, `day:${utcDay(nowMs)}`),
+        credits_month: usedIn(scope, `month:${utcMonth(nowMs)}`),
+        active_tasks: usedIn(scope, 'active'),
+        requests_minute: usedIn(scope, `minute:${utcMinute(nowMs)}`),
+      };
+    },
+
+    /** Rebuild every counter but the per-minute ones from the ledger and the tasks; count the wrong ones. */
+    recompute: db.transaction((): number => {
+      const expected = new Map<string, number>();
+      const add = (scope: string, win: string, n: number) => expected.set(`${scope}\u0000${win}`, (expected.get(`${scope}\u0000${win}`) ?? 0) + n);
+      const credits = db
+        .prepare<[], { team_id: string; key_id: string; day: string; credits: number }>(
+          'SELECT team_id, key_id, day, sum(credits) AS credits FROM ledger GROUP BY team_id, key_id, day',
+        )
+        .all();
+      for (const r of credits) {
+        for (const scope of [`team:${r.team_id}`, `key:${r.key_id}`]) {
+          add(scope, `day:${r.day}`, r.credits);
+          add(scope, `month:${r.day.slice(0, 7)}`, r.credits);
+        }
+      }
+      const active = db
+        .prepare<[], { owner_id: string; key_id: string; n: number }>(
+          "SELECT owner_id, key_id, count(*) AS n FROM tasks WHERE status IN ('pending', 'processing') GROUP BY owner_id, key_id",
+        )
+        .all();
+      for (const r of active) {
+        add(`team:${r.owner_id}`, 'active', r.n);
+        add(`key:${r.key_id}`, 'active', r.n);
+      }
+      const actual = db
+        .prepare<[], { scope: string; win: string; used: number }>("SELECT scope, win, used FROM usage_counters WHERE win NOT LIKE 'minute:%'")
+        .all();
+      let wrong = 0;
+      const seen = new Set<string>();
+      for (const c of actual) {
+        const k = `${c.scope}\u0000${c.win}`;
+        seen.add(k);
+        if ((expected.get(k) ?? 0) !== c.used) wrong++;
+      }
+      for (const [k, n] of expected) if (!seen.has(k) && n !== 0) wrong++;
+      if (wrong > 0) {
+        db.prepare("DELETE FROM usage_counters WHERE win NOT LIKE 'minute:%'").run();
+        const insert = db.prepare('INSERT INTO usage_counters (scope, win, used) VALUES (?, ?, ?)');
+        for (const [k, n] of expected) insert.run(...(k.split('\u0000') as [string, string]), n);
+      }
+      return wrong;
+    }),
+
+    pruneMinutes(beforeMs: number) {
+      sql.pruneMinutes.run(`minute:${utcMinute(beforeMs)}`);
+    },
+  };
+}

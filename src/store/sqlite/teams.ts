@@ -1,0 +1,87 @@
+// Teams and API keys (keys by hash only).
+import type Database from 'better-sqlite3';
+import type { ApiKeyRecord, Store, TeamRecord } from '../types';
+
+type KeyRow = Omit<ApiKeyRecord, 'allowed_models'> & { allowed_models: string | null };
+
+const toKey = (row: KeyRow): ApiKeyRecord => ({
+  ...row,
+  allowed_models: row.allowed_models === null ? null : (JSON.parse(row.allowed_models) as string[]),
+});
+const fromKey = (key: Partial<ApiKeyRecord>) =>
+  key.allowed_models === undefined ? key : { ...key, allowed_models: key.allowed_models && JSON.stringify(key.allowed_models) };
+
+/** `UPDATE table SET a = @a, b = @b WHERE id = @id` for the fields present in `patch`, which come from a typed allow-list. */
+function updateSql(table: string, patch: object): string {
+  const sets = Object.keys(patch).map((k) => `${k} = @${k}`);
+  return `UPDATE ${table} SET ${sets.join(', ')} WHERE id = @id`;
+}
+
+type TeamStatements = Pick<
+  Store,
+  'createTeam' | 'getTeam' | 'findTeamByName' | 'listTeams' | 'updateTeam' | 'insertApiKey' | 'findApiKeyByHash' | 'getApiKey' | 'listApiKeys' | 'updateApiKey' | 'countApiKeys'
+>;
+
+export function createTeamStatements(db: Database.Database): TeamStatements {
+  const sql = {
+    insertTeam: db.prepare(
+      `INSERT INTO teams (id, name, created_at_ms, credits_per_day, credits_per_month, max_concurrent, requests_per_minute)
+       VALUES (@id, @name, @created_at_ms, @credits_per_day, @credits_per_month, @max_concurrent, @requests_per_minute)`,
+    ),
+    getTeam: db.prepare<[string], TeamRecord>('SELECT * FROM teams WHERE id = ?'),
+    teamByName: db.prepare<[string], TeamRecord>('SELECT * FROM teams WHERE name = ?'),
+    listTeams: db.prepare<[], TeamRecord>('SELECT * FROM teams ORDER BY created_at_ms, id'),
+    insertKey: db.prepare(
+      `INSERT INTO api_keys (id, team_id, name, key_hash, prefix, created_at_ms, expires_at_ms, revoked_at_ms, allowed_models,
+         credits_per_day, credits_per_month, max_concurrent, requests_per_minute)
+       VALUES (@id, @team_id, @name, @key_hash, @prefix, @created_at_ms, @expires_at_ms, @revoked_at_ms, @allowed_models,
+         @credits_per_day, @credits_per_month, @max_concurrent, @requests_per_minute)`,
+    ),
+    keyByHash: db.prepare<[string], KeyRow>('SELECT * FROM api_keys WHERE key_hash = ?'),
+    getKey: db.prepare<[string], KeyRow>('SELECT * FROM api_keys WHERE id = ?'),
+    listKeys: db.prepare<[string], KeyRow>('SELECT * FROM api_keys WHERE team_id = ? ORDER BY created_at_ms, id'),
+    countKeys: db.prepare<[], number>('SELECT count(*) FROM api_keys').pluck(),
+  };
+
+  return {
+    async createTeam(team) {
+      sql.insertTeam.run(team);
+      return team;
+    },
+    async getTeam(id) {
+      return sql.getTeam.get(id);
+    },
+    async findTeamByName(name) {
+      return sql.teamByName.get(name);
+    },
+    async listTeams() {
+      return sql.listTeams.all();
+    },
+    async updateTeam(id, patch) {
+      if (Object.keys(patch).length) db.prepare(updateSql('teams', patch)).run({ ...patch, id });
+      return sql.getTeam.get(id);
+    },
+    async insertApiKey(key) {
+      sql.insertKey.run(fromKey(key));
+    },
+    async findApiKeyByHash(hash) {
+      const row = sql.keyByHash.get(hash);
+      return row && toKey(row);
+    },
+    async getApiKey(id) {
+      const row = sql.getKey.get(id);
+      return row && toKey(row);
+    },
+    async listApiKeys(teamId) {
+      return sql.listKeys.all(teamId).map(toKey);
+    },
+    async updateApiKey(id, patch) {
+      if (Object.keys(patch).length) db.prepare(updateSql('api_keys', patch)).run({ ...fromKey(patch), id });
+      const row = sql.getKey.get(id);
+      return row && toKey(row);
+    },
+    async countApiKeys() {
+      return sql.countKeys.get() ?? 0;
+    },
+  };
+}
