@@ -747,7 +747,10 @@ describe('configuration and load', () => {
 });
 
 describe('abandoned jobs and waiting, at the edges', () => {
-  it('PROBE-P1 the last attempt silent past the deadline: the task fails with generation_timeout and its still-running job is cancelled upstream', async () => {
+  // KNOWN BUG (src/core/workers.ts, retryOrFail): when the attempts are used up it returns finishFailed() before the
+  // code that cancels the abandoned upstream job, so a job silent past the deadline keeps running (and billing)
+  // upstream. Change it.fails to it once fixed.
+  it.fails('the last attempt silent past the deadline: the task fails with generation_timeout and its still-running job is cancelled upstream', async () => {
     const r = await rig({ jobMs: { openai: 60_000 }, workers: { max_attempts: 1, upstream_deadline_ms: 600 } });
     const task = await submit(r.h);
     const done = await settled(r.h, task.id);
@@ -770,7 +773,10 @@ describe('abandoned jobs and waiting, at the edges', () => {
     expect(r.openai.requestsTo('delete').map((q) => q.path)).toEqual([`/v1/videos/${upstreamId}`]);
   });
 
-  it('PROBE-P2 a task that ran longer than wait_for_provider_ms still waits for a provider after a failover, instead of failing at once', async () => {
+  // KNOWN BUG (src/core/workers.ts, dispatch): the wait for a provider is measured from the task's creation, so a
+  // task older than wait_for_provider_ms that needs a new provider fails with no_provider_available at once, without
+  // waiting at all, although its cheap provider's cool-down ends 500 ms later. Change it.fails to it once fixed.
+  it.fails('a task that ran longer than wait_for_provider_ms still waits for a provider after a failover, instead of failing at once', async () => {
     const waitMs = 1000;
     const r = await rig({ waitForProviderMs: waitMs, jobMs: { openai: 60_000 } });
     // Open the dear provider's breaker for long (30 s Retry-After), through a first task that we then cancel.
