@@ -7,6 +7,7 @@ const USAGE = `usage: vidgate <command> [options]
   teams list
   teams create <name> [quota options]
   teams update <team_id> [--name NAME] [quota options]
+  teams adjust <team_id> --credits N --note TEXT      (an adjust ledger row; negative N refunds)
   keys list <team_id>
   keys create <team_id> [--name NAME] [--expires-at ISO-DATE] [--models m1,m2] [quota options]
   keys update <key_id> [--name NAME] [--expires-at ISO-DATE|none] [--models m1,m2|all] [quota options]
@@ -44,6 +45,8 @@ export async function runCli(argv: string[], env: NodeJS.ProcessEnv, print: (s: 
       'expires-at': { type: 'string' },
       models: { type: 'string' },
       'grace-seconds': { type: 'string' },
+      credits: { type: 'string' },
+      note: { type: 'string' },
       help: { type: 'boolean', short: 'h' },
       'credits-per-day': { type: 'string' },
       'credits-per-month': { type: 'string' },
@@ -75,6 +78,10 @@ export async function runCli(argv: string[], env: NodeJS.ProcessEnv, print: (s: 
     'teams list': () => ['GET', '/admin/teams'],
     'teams create': () => ['POST', '/admin/teams', { name: decodeURIComponent(need('name')), ...(Object.keys(quotas).length && { quotas }) }],
     'teams update': () => ['PATCH', `/admin/teams/${need('team_id')}`, { ...(values.name !== undefined && { name: values.name }), ...(Object.keys(quotas).length && { quotas }) }],
+    'teams adjust': () => {
+      if (!/^-?\d+$/.test(values.credits ?? '') || !values.note) throw new UsageError('teams adjust needs --credits N and --note TEXT');
+      return ['POST', `/admin/teams/${need('team_id')}/adjustments`, { credits: Number(values.credits), note: values.note }];
+    },
     'keys list': () => ['GET', `/admin/teams/${need('team_id')}/keys`],
     'keys create': () => ['POST', `/admin/teams/${need('team_id')}/keys`, keyFields],
     'keys update': () => ['PATCH', `/admin/keys/${need('key_id')}`, keyFields],

@@ -81,6 +81,12 @@ export function createAdminRouter({ store, teams, usdPerCredit, now }: AdminDeps
     const team = await teams.team(req.params.team_id!);
     res.json(await usageReport(store, team, undefined, req.query as UsageQuery, now(), usdPerCredit));
   });
+  router.post('/teams/:team_id/adjustments', async (req, res) => {
+    const team = await teams.team(req.params.team_id!);
+    const body = req.body as Schemas['AdjustmentCreate'];
+    const entry = await store.adjustCredits(team.id, body.credits, body.note, now());
+    res.status(201).json({ object: 'ledger_entry', id: entry.id, team_id: entry.team_id, kind: entry.kind, credits: entry.credits, day: entry.day, note: entry.note, created: toUnixS(entry.created_at_ms)! });
+  });
   router.get('/usage', async (req, res) => {
     const all = await teams.listTeams();
     const data = await Promise.all(all.map((t) => usageReport(store, t, undefined, req.query as UsageQuery, now(), usdPerCredit)));

@@ -255,6 +255,28 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/admin/teams/{team_id}/adjustments": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                team_id: components["parameters"]["TeamId"];
+            };
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Correct a team's spend with an `adjust` ledger row (negative to refund)
+         * @description Counts in today's daily and monthly windows. The ledger stays append-only; a correction is a new row.
+         */
+        post: operations["adminAdjustCredits"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/admin/usage": {
         parameters: {
             query?: never;
@@ -666,6 +688,23 @@ export interface components {
             expires_at?: number | null;
             allowed_models?: string[] | null;
             quotas?: components["schemas"]["QuotaLimits"];
+        };
+        AdjustmentCreate: {
+            credits: number;
+            /** @description Why; kept on the ledger row. */
+            note: string;
+        };
+        LedgerEntry: {
+            /** @constant */
+            object: "ledger_entry";
+            id: number;
+            team_id: string;
+            /** @enum {string} */
+            kind: "reserve" | "settle" | "release" | "adjust";
+            credits: number;
+            day: string;
+            note: string | null;
+            created: number;
         };
         QuotaStatus: {
             limit: number | null;
@@ -1284,6 +1323,35 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["Usage"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            404: components["responses"]["NotFound"];
+        };
+    };
+    adminAdjustCredits: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                team_id: components["parameters"]["TeamId"];
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["AdjustmentCreate"];
+            };
+        };
+        responses: {
+            /** @description The ledger row. */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["LedgerEntry"];
                 };
             };
             400: components["responses"]["BadRequest"];

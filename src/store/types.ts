@@ -192,6 +192,8 @@ export interface Store {
   admitRequest(key: ApiKeyRecord, nowMs: number): Promise<RequestAdmission>;
   quotaUsage(scope: 'team' | 'key', id: string, nowMs: number): Promise<QuotaUsage>;
   listLedger(teamId: string): Promise<LedgerEntry[]>;
+  /** An operator's correction (a refund is negative), counted in today's windows. */
+  adjustCredits(teamId: string, credits: number, note: string, nowMs: number): Promise<LedgerEntry>;
   /** Settled credits per day, model and provider, for days in [fromDay, toDay]. */
   usageByDay(teamId: string, fromDay: string, toDay: string): Promise<UsageRow[]>;
   /** Tasks not finished, with their reservations. */

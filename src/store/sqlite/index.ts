@@ -237,6 +237,9 @@ export function createSqliteStore(file: string): Store {
     async listLedger(teamId) {
       return sql.listLedger.all(teamId);
     },
+    async adjustCredits(teamId, credits, note, nowMs) {
+      return quota.adjust.immediate(teamId, credits, note, nowMs);
+    },
     async usageByDay(teamId, fromDay, toDay) {
       return sql.usageByDay.all(teamId, fromDay, toDay);
     },

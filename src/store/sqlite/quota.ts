@@ -111,6 +111,19 @@ export function createQuota(db: Database.Database) {
       charge(scopesOf(t), [['active', 'max_concurrent']], -1);
     },
 
+    /** An operator's adjustment of a team's spend today (negative refunds); never refused. */
+    adjust: db.transaction((teamId: string, credits: number, note: string, nowMs: number) => {
+      const day = utcDay(nowMs);
+      const scope: Scope = { kind: 'team', id: teamId };
+      for (const win of [`day:${day}`, `month:${day.slice(0, 7)}`]) {
+        sql.ensure.run(scopeKey(scope), win);
+        sql.add.run({ scope: scopeKey(scope), win, delta: credits, limit: null });
+      }
+      const row = { team_id: teamId, key_id: null, task_id: null, attempt: null, kind: 'adjust', credits, day, model: null, provider_id: null, note, now: nowMs };
+      const id = Number(sql.ledger.run(row).lastInsertRowid);
+      return { id, team_id: teamId, key_id: null, task_id: null, attempt: null, kind: 'adjust' as const, credits, day, model: null, provider_id: null, note, created_at_ms: nowMs };
+    }),
+
     admitRequest: db.transaction((teamId: string, keyId: string, nowMs: number): RequestAdmission => {
       const win = `minute:${utcMinute(nowMs)}`;
       const scopes: Scope[] = [{ kind: 'team', id: teamId }, { kind: 'key', id: keyId }];
@@ -143,12 +156,12 @@ export function createQuota(db: Database.Database) {
       const expected = new Map<string, number>();
       const add = (scope: string, win: string, n: number) => expected.set(`${scope}\u0000${win}`, (expected.get(`${scope}\u0000${win}`) ?? 0) + n);
       const credits = db
-        .prepare<[], { team_id: string; key_id: string; day: string; credits: number }>(
+        .prepare<[], { team_id: string; key_id: string | null; day: string; credits: number }>(
           'SELECT team_id, key_id, day, sum(credits) AS credits FROM ledger GROUP BY team_id, key_id, day',
         )
         .all();
       for (const r of credits) {
-        for (const scope of [`team:${r.team_id}`, `key:${r.key_id}`]) {
+        for (const scope of [`team:${r.team_id}`, ...(r.key_id === null ? [] : [`key:${r.key_id}`])]) {
           add(scope, `day:${r.day}`, r.credits);
           add(scope, `month:${r.day.slice(0, 7)}`, r.credits);
         }
