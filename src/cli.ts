@@ -14,6 +14,7 @@ const USAGE = `usage: vidgate <command> [options]
   keys rotate <key_id> [--grace-seconds N]
   keys revoke <key_id>
   usage [<team_id>]
+  ledger verify                                        (rebuild the quota counters from the ledger)
 
 quota options: --credits-per-day N  --credits-per-month N  --max-concurrent N  --requests-per-minute N
                (N = none removes a limit)
@@ -82,6 +83,7 @@ export async function runCli(argv: string[], env: NodeJS.ProcessEnv, print: (s: 
       if (!/^-?\d+$/.test(values.credits ?? '') || !values.note) throw new UsageError('teams adjust needs --credits N and --note TEXT');
       return ['POST', `/admin/teams/${need('team_id')}/adjustments`, { credits: Number(values.credits), note: values.note }];
     },
+    'ledger verify': () => ['POST', '/admin/ledger/verify'],
     'keys list': () => ['GET', `/admin/teams/${need('team_id')}/keys`],
     'keys create': () => ['POST', `/admin/teams/${need('team_id')}/keys`, keyFields],
     'keys update': () => ['PATCH', `/admin/keys/${need('key_id')}`, keyFields],

@@ -29,6 +29,11 @@ describe('config', () => {
     fs.rmSync(dir, { recursive: true });
   });
 
+  it('leaves the admin token and the CLI URL out of the config', () => {
+    expect(() => loadConfig({ VIDGATE_ADMIN_TOKEN: 'secret-admin-token', VIDGATE_URL: 'http://127.0.0.1:8080' })).not.toThrow();
+    expect(configFromEnv({ VIDGATE_ADMIN_TOKEN: 'x', VIDGATE_URL: 'y', VIDGATE_CONFIG: 'z' })).toEqual({});
+  });
+
   it('reads PORT as server.port', () => {
     expect(configFromEnv({ PORT: '3000' })).toEqual({ server: { port: 3000 } });
   });

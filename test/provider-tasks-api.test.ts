@@ -46,13 +46,14 @@ afterEach(() => {
   fake.requests.length = 0;
 });
 
-function provider(options: { timeoutMs?: number; baseUrl?: string; apiKey?: string } = {}): ProviderAdapter {
+function provider(options: { timeoutMs?: number; baseUrl?: string; apiKey?: string; trustedResultOrigins?: string[] } = {}): ProviderAdapter {
   return createTasksApiProvider({
     id: 'aggregator',
     baseUrl: options.baseUrl ?? fake.url,
     apiKey: options.apiKey ?? fake.apiKey,
     timeoutMs: options.timeoutMs ?? 2000,
     catalog: CATALOG,
+    ...(options.trustedResultOrigins && { trustedResultOrigins: options.trustedResultOrigins }),
   });
 }
 
@@ -176,12 +177,25 @@ describe('lifecycle', () => {
     expect(fileRequest?.headers.authorization).toBe(`Bearer ${fake.apiKey}`);
   });
 
-  it('fetches results on another origin WITHOUT the Authorization header', async () => {
+  it('refuses a result link on another origin that points at a private address, unless the operator trusts it', async () => {
     const cdn = await startFakeTasksApi({ mp4, apiKey: 'cdn-has-no-key' });
     extraServers.push(cdn);
     const api = await startFakeTasksApi({ mp4, durationMs: 0, resultsBaseUrl: cdn.url });
     extraServers.push(api);
-    const adapter = provider({ baseUrl: api.url, apiKey: api.apiKey });
+    const untrusting = provider({ baseUrl: api.url, apiKey: api.apiKey });
+    const { upstreamId } = await untrusting.submit(request(), {});
+    const err = await rejection(untrusting.download(upstreamId, {}));
+    expectError(err, 'malformed_response', true);
+    expect(err.message).toMatch(/must use https|private/);
+    expect(cdn.requests).toHaveLength(0); // never contacted
+  });
+
+  it('fetches results on another (trusted) origin WITHOUT the Authorization header', async () => {
+    const cdn = await startFakeTasksApi({ mp4, apiKey: 'cdn-has-no-key' });
+    extraServers.push(cdn);
+    const api = await startFakeTasksApi({ mp4, durationMs: 0, resultsBaseUrl: cdn.url });
+    extraServers.push(api);
+    const adapter = provider({ baseUrl: api.url, apiKey: api.apiKey, trustedResultOrigins: [cdn.url] });
 
     const { upstreamId } = await adapter.submit(request(), {});
     expect(await adapter.poll(upstreamId, {})).toEqual({ state: 'completed' });

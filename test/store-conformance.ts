@@ -84,7 +84,7 @@ export function describeStoreConformance(name: string, makeStore: () => Promise<
     async function processingTask(store: Store, task = newTask()): Promise<ClaimedTask> {
       await store.createTask(task);
       const { lease_token } = await claimOnly(store, 'dispatch', T0);
-      expect(await store.startAttempt(task.id, lease_token, 'sim', { usd: 0.4, credits: 8 }, T0 + 1)).toBe(true);
+      expect(await store.startAttempt(task.id, lease_token, 'sim', { usd: 0.4, credits: 8 }, T0 + 1)).toBe('started');
       expect(await store.markSubmitted(task.id, lease_token, 'up-1', T0 + 2)).toBe(true);
       return claimOnly(store, 'poll', T0 + 3);
     }
@@ -97,7 +97,7 @@ export function describeStoreConformance(name: string, makeStore: () => Promise<
         expect(await store.requeue(first.id, first.lease_token, ERROR, T0 + 10, T0 + 10)).toBe(true);
         expect(await store.countActiveByProvider()).toEqual(new Map());
         const again = await claimOnly(store, 'dispatch', T0 + 10);
-        expect(await store.startAttempt(first.id, again.lease_token, 'other', { usd: 0.5, credits: 8 }, T0 + 11)).toBe(true);
+        expect(await store.startAttempt(first.id, again.lease_token, 'other', { usd: 0.5, credits: 8 }, T0 + 11)).toBe('started');
         expect(await store.countActiveByProvider()).toEqual(new Map([['other', 1]]));
         expect(await store.markSubmitted(first.id, again.lease_token, 'up-2', T0 + 12)).toBe(true);
         const poll = await claimOnly(store, 'poll', T0 + 13);
@@ -227,14 +227,14 @@ export function describeStoreConformance(name: string, makeStore: () => Promise<
         const fresh = await claimOnly(store, 'dispatch', T0 + LEASE_MS + 1);
         expect(fresh.lease_token).not.toBe(old.lease_token);
         expect(await store.renewLease(id, old.lease_token, T0 + LEASE_MS * 5)).toBe(false);
-        expect(await store.startAttempt(id, old.lease_token, 'sim', { usd: 0.4, credits: 8 }, T0 + LEASE_MS + 2)).toBe(false);
+        expect(await store.startAttempt(id, old.lease_token, 'sim', { usd: 0.4, credits: 8 }, T0 + LEASE_MS + 2)).toBe('lost');
         expect(await store.markSubmitted(id, old.lease_token, 'up-old', T0 + LEASE_MS + 2)).toBe(false);
         expect(await store.requeue(id, old.lease_token, ERROR, T0, T0 + LEASE_MS + 2)).toBe(false);
         expect(await store.markFailed(id, old.lease_token, ERROR, T0 + LEASE_MS + 2)).toBe(false);
         expect(await store.releaseLease(id, old.lease_token, T0, T0 + LEASE_MS + 2)).toBe(false);
         expect((await store.getTask(id))?.attempt).toBe(0);
 
-        expect(await store.startAttempt(id, fresh.lease_token, 'sim', { usd: 0.4, credits: 8 }, T0 + LEASE_MS + 3)).toBe(true);
+        expect(await store.startAttempt(id, fresh.lease_token, 'sim', { usd: 0.4, credits: 8 }, T0 + LEASE_MS + 3)).toBe('started');
         expect(await store.markSubmitted(id, fresh.lease_token, 'up-new', T0 + LEASE_MS + 4)).toBe(true);
         expect((await store.getTask(id))?.upstream_id).toBe('up-new');
       });
@@ -276,7 +276,7 @@ export function describeStoreConformance(name: string, makeStore: () => Promise<
           next_run_at_ms: T0 + 50,
           updated_at_ms: T0 + 1,
         });
-        expect(await store.startAttempt(id, lease_token, 'sim', { usd: 0.4, credits: 8 }, T0 + 2)).toBe(false);
+        expect(await store.startAttempt(id, lease_token, 'sim', { usd: 0.4, credits: 8 }, T0 + 2)).toBe('lost');
         expect(await store.claimDue('dispatch', 10, LEASE_MS, T0 + 49)).toEqual([]);
         expect(await store.claimDue('dispatch', 10, LEASE_MS, T0 + 50)).toHaveLength(1);
       });
@@ -287,9 +287,9 @@ export function describeStoreConformance(name: string, makeStore: () => Promise<
         const store = await open();
         const { id } = await store.createTask(newTask());
         const { lease_token } = await claimOnly(store, 'dispatch', T0);
-        expect(await store.startAttempt(id, 'wrong', 'sim', { usd: 0.4, credits: 8 }, T0 + 1)).toBe(false);
-        expect(await store.startAttempt(id, lease_token, 'sim', { usd: 0.4, credits: 8 }, T0 + 1)).toBe(true);
-        expect(await store.startAttempt(id, lease_token, 'other', { usd: 0.5, credits: 8 }, T0 + 2)).toBe(true);
+        expect(await store.startAttempt(id, 'wrong', 'sim', { usd: 0.4, credits: 8 }, T0 + 1)).toBe('lost');
+        expect(await store.startAttempt(id, lease_token, 'sim', { usd: 0.4, credits: 8 }, T0 + 1)).toBe('started');
+        expect(await store.startAttempt(id, lease_token, 'other', { usd: 0.5, credits: 8 }, T0 + 2)).toBe('started');
         expect(await store.getTask(id)).toMatchObject({
           status: 'pending',
           attempt: 2,
@@ -302,7 +302,7 @@ export function describeStoreConformance(name: string, makeStore: () => Promise<
       it('startAttempt and markSubmitted refuse a processing task', async () => {
         const store = await open();
         const { id, lease_token } = await processingTask(store);
-        expect(await store.startAttempt(id, lease_token, 'sim', { usd: 0.4, credits: 8 }, T0 + 10)).toBe(false);
+        expect(await store.startAttempt(id, lease_token, 'sim', { usd: 0.4, credits: 8 }, T0 + 10)).toBe('lost');
         expect(await store.markSubmitted(id, lease_token, 'up-2', T0 + 10)).toBe(false);
         expect(await store.getTask(id)).toMatchObject({ status: 'processing', attempt: 1, upstream_id: 'up-1' });
       });
@@ -424,7 +424,7 @@ export function describeStoreConformance(name: string, makeStore: () => Promise<
         expect(await store.requeue(id, poll.lease_token, ERROR, T0 + 500, T0 + 12)).toBe(false);
         expect(await store.claimDue('dispatch', 10, LEASE_MS, T0 + 499)).toEqual([]);
         const again = await claimOnly(store, 'dispatch', T0 + 500);
-        expect(await store.startAttempt(id, again.lease_token, 'sim', { usd: 0.4, credits: 8 }, T0 + 501)).toBe(true);
+        expect(await store.startAttempt(id, again.lease_token, 'sim', { usd: 0.4, credits: 8 }, T0 + 501)).toBe('started');
         expect((await store.getTask(id))?.attempt).toBe(2);
       });
 
@@ -576,7 +576,7 @@ export function describeStoreConformance(name: string, makeStore: () => Promise<
         expect(await second.countApiKeys()).toBe(1);
         expect((await second.getTask(id))?.status).toBe('pending');
         expect(await second.claimDue('dispatch', 10, LEASE_MS, T0 + 1)).toEqual([]);
-        expect(await second.startAttempt(id, lease_token, 'sim', { usd: 0.4, credits: 8 }, T0 + 2)).toBe(true);
+        expect(await second.startAttempt(id, lease_token, 'sim', { usd: 0.4, credits: 8 }, T0 + 2)).toBe('started');
         await second.createTask(newTask());
       });
     });

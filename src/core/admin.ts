@@ -87,6 +87,9 @@ export function createAdminRouter({ store, teams, usdPerCredit, now }: AdminDeps
     const entry = await store.adjustCredits(team.id, body.credits, body.note, now());
     res.status(201).json({ object: 'ledger_entry', id: entry.id, team_id: entry.team_id, kind: entry.kind, credits: entry.credits, day: entry.day, note: entry.note, created: toUnixS(entry.created_at_ms)! });
   });
+  router.post('/ledger/verify', async (_req, res) => {
+    res.json({ object: 'ledger_verification', counters_corrected: await store.recomputeUsage() });
+  });
   router.get('/usage', async (req, res) => {
     const all = await teams.listTeams();
     const data = await Promise.all(all.map((t) => usageReport(store, t, undefined, req.query as UsageQuery, now(), usdPerCredit)));

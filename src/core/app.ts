@@ -143,7 +143,7 @@ function recordLatency(metrics: Metrics): RequestHandler {
   return (req, res, next) => {
     const end = metrics.httpRequestDuration.startTimer({ method: req.method });
     res.on('finish', () => {
-      const route = req.route ? path.posix.join(req.baseUrl, String(req.route.path)) : 'unmatched';
+      const route = req.route ? path.posix.join(req.baseUrl ?? '', String(req.route.path)) : 'unmatched';
       end({ route, status: String(res.statusCode) });
     });
     next();
@@ -165,6 +165,9 @@ function toApiError(err: HttpLikeError): ApiError {
   }
   if (err.type === 'entity.parse.failed') {
     return new ApiError(400, 'invalid_request_error', 'invalid_json', 'the request body is not valid JSON');
+  }
+  if (err.type === 'charset.unsupported' || err.type === 'encoding.unsupported') {
+    return new ApiError(415, 'unsupported_media_type_error', 'unsupported_media_type', 'send the body as JSON in UTF-8, uncompressed or gzip/deflate');
   }
   if (err.status === 416) {
     // From sendFile; its headers carry the Content-Range with the file's size.

@@ -4,6 +4,7 @@ import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import type { Readable } from 'node:stream';
 import crypto from 'node:crypto';
+import { ProviderError } from '../providers/types';
 
 export interface AssetStore {
   /** Store the stream under `key`, replacing any earlier copy only once the new one is complete. */
@@ -28,7 +29,7 @@ export function createLocalAssetStore(dir: string): AssetStore {
       try {
         await pipeline(body, fs.createWriteStream(tmp));
         const { size } = await fs.promises.stat(tmp);
-        if (size === 0) throw new Error('empty video');
+        if (!(await looksLikeMp4(tmp))) throw new ProviderError('invalid_video', `the provider sent ${size} bytes that are not an MP4`, true);
         await fs.promises.rename(tmp, target);
         return { bytes: size };
       } finally {
@@ -43,4 +44,16 @@ export function createLocalAssetStore(dir: string): AssetStore {
       await fs.promises.rm(fileOf(key), { force: true });
     },
   };
+}
+
+/** An MP4 (ISO BMFF) file starts with a box whose type, at bytes 4-7, is `ftyp`. */
+async function looksLikeMp4(file: string): Promise<boolean> {
+  const handle = await fs.promises.open(file, 'r');
+  try {
+    const head = Buffer.alloc(8);
+    const { bytesRead } = await handle.read(head, 0, 8, 0);
+    return bytesRead === 8 && head.toString('latin1', 4, 8) === 'ftyp';
+  } finally {
+    await handle.close();
+  }
 }

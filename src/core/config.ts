@@ -28,7 +28,7 @@ const commonProvider = {
   max_concurrent: z.number().int().positive().optional(),
 };
 
-const HttpProviderSchema = (kind: 'openai' | 'tasks-api') =>
+const HttpProviderSchema = <K extends 'openai' | 'tasks-api'>(kind: K) =>
   z
     .object({
       ...commonProvider,
@@ -43,7 +43,10 @@ const HttpProviderSchema = (kind: 'openai' | 'tasks-api') =>
 
 const ProviderSchema = z.discriminatedUnion('kind', [
   HttpProviderSchema('openai'),
-  HttpProviderSchema('tasks-api'),
+  HttpProviderSchema('tasks-api').extend({
+    /** Origins of result links (a CDN) exempt from the outbound URL check; the API's own origin always is. */
+    trusted_result_origins: z.array(z.url()).default([]),
+  }),
   z
     .object({
       ...commonProvider,
@@ -171,11 +174,14 @@ export class ConfigError extends Error {
 }
 
 const ENV_PREFIX = 'VIDGATE_';
+/** VIDGATE_ variables that are not config fields: the config file's path, and secrets or CLI settings. */
+const NOT_CONFIG = new Set(['VIDGATE_CONFIG', 'VIDGATE_ADMIN_TOKEN', 'VIDGATE_URL']);
 
 /**
  * Environment variables map onto the config by path: `VIDGATE_SERVER__PORT=9000` sets `server.port`,
  * `VIDGATE_AUTH__API_KEYS=k1,k2` sets a list. Values are read as JSON where they parse, else as text.
- * `PORT` is honoured as `server.port`; `VIDGATE_CONFIG` names the YAML file.
+ * `PORT` is honoured as `server.port`; `VIDGATE_CONFIG` names the YAML file; VIDGATE_ADMIN_TOKEN and
+ * VIDGATE_URL are read elsewhere (the admin API, the CLI).
  */
 export function configFromEnv(env: NodeJS.ProcessEnv): Record<string, unknown> {
   const out: Record<string, unknown> = {};
@@ -186,7 +192,7 @@ export function configFromEnv(env: NodeJS.ProcessEnv): Record<string, unknown> {
   };
   if (env.PORT) set(['server', 'port'], env.PORT);
   for (const [name, raw] of Object.entries(env)) {
-    if (!name.startsWith(ENV_PREFIX) || name === 'VIDGATE_CONFIG' || raw === undefined) continue;
+    if (!name.startsWith(ENV_PREFIX) || NOT_CONFIG.has(name) || raw === undefined) continue;
     set(name.slice(ENV_PREFIX.length).toLowerCase().split('__'), raw);
   }
   return out;

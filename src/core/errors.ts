@@ -39,9 +39,6 @@ export const conflict = (code: string, message: string) => new ApiError(409, 'co
 
 export const gone = (code: string, message: string) => new ApiError(410, 'gone_error', code, message);
 
-export const serviceUnavailable = (code: string, message: string) =>
-  new ApiError(503, 'service_unavailable_error', code, message);
-
 export const internalError = () =>
   new ApiError(500, 'internal_server_error', 'internal_error', 'internal error; it was logged');
 

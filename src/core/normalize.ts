@@ -4,7 +4,7 @@ import type { components } from '../generated/vidgate-api';
 import { tierOfSize, type ModelOffer, type NormalizedRequest, type VideoSize } from '../providers/types';
 import type { Router } from '../routing/router';
 import { invalidRequest } from './errors';
-import { outboundUrlProblem } from './url-guard';
+import { outboundUrlProblem } from '../net/url-guard';
 
 type GenerationRequest = components['schemas']['GenerationRequest'];
 type AspectRatio = components['schemas']['AspectRatio'];

@@ -55,6 +55,7 @@ export function providersFromConfig(config: Config, env: NodeJS.ProcessEnv): { r
         ? createOpenAIProvider({ ...target, catalog: p.models.map(offerFromConfig) })
         : createTasksApiProvider({
             ...target,
+            trustedResultOrigins: p.trusted_result_origins,
             catalog: p.models.map((o) => ({ ...offerFromConfig(o), aspect_ratio_style: o.aspect_ratio_style ?? defaultAspectRatioStyle(o.upstream_model ?? o.model) })),
           });
     routed.push({ adapter, ...limits });

@@ -45,8 +45,9 @@ export function createTaskService(deps: TaskServiceDeps) {
     /** Reserve the quote on the cheapest capable provider and queue the task, or refuse over quota. */
     async submit(caller: Caller, request: NormalizedRequest, callbackUrl: string | null): Promise<TaskRecord> {
       assertModelAllowed(caller, request.model);
-      const cheapest = router.candidates(request)[0];
-      if (!cheapest) throw invalidRequest('unsupported_combination', 'no provider can serve this request');
+      // The quote is what an estimate shows: the provider that would serve it now, else the cheapest capable.
+      const quote = router.choose(request, { active: await store.countActiveByProvider() }) ?? router.candidates(request)[0];
+      if (!quote) throw invalidRequest('unsupported_combination', 'no provider can serve this request');
       const nowMs = deps.now();
       let task: TaskRecord;
       try {
@@ -57,7 +58,7 @@ export function createTaskService(deps: TaskServiceDeps) {
           model: request.model,
           request_json: JSON.stringify(request),
           callback_url: callbackUrl,
-          credits_reserved: usdToCredits(cheapest.usd, deps.usdPerCredit),
+          credits_reserved: usdToCredits(quote.usd, deps.usdPerCredit),
           created_at_ms: nowMs,
         });
       } catch (err) {

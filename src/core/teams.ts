@@ -55,7 +55,8 @@ export function createTeamService(store: Store, defaultQuotas: Quotas, now: () =
       team_id: teamId,
       name: options.name ?? 'unnamed',
       key_hash,
-      prefix: plainKey.slice(0, 8),
+      // Enough to recognize a key in a listing, too little to matter: 'vg_' and 4 more characters.
+      prefix: plainKey.slice(0, 7),
       created_at_ms: now(),
       expires_at_ms: options.expires_at_ms ?? null,
       revoked_at_ms: null,
@@ -103,6 +104,7 @@ export function createTeamService(store: Store, defaultQuotas: Quotas, now: () =
     async rotateKey(id: string, graceMs = 0): Promise<{ record: ApiKeyRecord; key: string }> {
       const old = await key(id);
       if (old.revoked_at_ms !== null) throw conflict('key_revoked', `API key '${id}' is revoked`);
+      if (old.expires_at_ms !== null && old.expires_at_ms <= now()) throw conflict('key_expired', `API key '${id}' has expired; create a new one`);
       const { id: _id, key_hash: _h, prefix: _p, created_at_ms: _c, revoked_at_ms: _r, team_id, ...settings } = old;
       const fresh = await addKey(team_id, settings);
       await store.updateApiKey(id, graceMs > 0 ? { expires_at_ms: Math.min(old.expires_at_ms ?? Infinity, now() + graceMs) } : { revoked_at_ms: now() });

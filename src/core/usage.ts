@@ -7,7 +7,7 @@ type Usage = components['schemas']['Usage'];
 type QuotaStatuses = components['schemas']['QuotaStatuses'];
 
 const DAY_MS = 24 * 3600 * 1000;
-const isoDay = (ms: number) => new Date(ms).toISOString().slice(0, 10);
+const isoDay = (ms: number) => new Date(ms).toISOString().slice(0, 10); // the UTC day
 
 function statuses(limits: Quotas, used: QuotaUsage): QuotaStatuses {
   const status = (limit: number | null, n: number) => ({ limit, used: n, remaining: limit === null ? null : Math.max(0, limit - n) });

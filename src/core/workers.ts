@@ -35,12 +35,32 @@ type TaskError = { code: string; message: string };
 
 /** Downloads that may fail in a row (reset, truncated) before the task is generated again elsewhere. */
 const MAX_DOWNLOAD_FAILURES = 3;
+/**
+ * Times a submission whose answer was lost (timeout, connection reset) is sent again under the same
+ * idempotency key, to the same provider, before the task moves on: the job may well exist upstream.
+ */
+const MAX_UNANSWERED_SUBMITS = 2;
+
+/**
+ * What a tenant may see of a failure: a provider's own words about the request (terminal: content
+ * policy, invalid parameters) help; its words about itself (hosts, stack traces, masked keys) do not.
+ */
+function publicError(provider: string, error: ProviderError): TaskError {
+  return error.retryable
+    ? { code: error.code, message: `${provider} failed on its side (${error.code})` }
+    : { code: error.code, message: error.message.slice(0, 500) };
+}
+
+/** A failure writing the video to our own disk: not the provider's fault. */
+const isLocalFailure = (err: unknown) => typeof (err as NodeJS.ErrnoException)?.syscall === 'string';
 
 export function createWorkers(deps: WorkerDeps): Workers {
   const { store, router, assets, metrics, log, config, now } = deps;
   const { health } = router;
   const inFlight = new Set<Promise<void>>();
+  // Per-process counters of consecutive trouble; lost on restart, which only resets their bound.
   const downloadFailures = new Map<string, number>();
+  const unansweredSubmits = new Map<string, number>();
   let timer: NodeJS.Timeout | undefined;
   let stopping = false;
 
@@ -61,17 +81,23 @@ export function createWorkers(deps: WorkerDeps): Workers {
 
   /** A failure where the provider is at fault counts against its health; the request's own faults do not. */
   function blame(t: ClaimedTask, model: string, error: ProviderError) {
-    if (error.retryable && t.provider_id) {
-      health.failure(t.provider_id, model, { reason: `${error.code}: ${error.message}`, retry_after_ms: error.retryAfterMs });
-    }
+    if (!error.retryable || !t.provider_id) return;
+    log.warn('provider failure', { task: t.id, provider: t.provider_id, code: error.code, error: error.message });
+    health.failure(t.provider_id, model, { reason: error.code, retry_after_ms: error.retryAfterMs });
   }
 
-  async function finishFailed(t: ClaimedTask, error: TaskError): Promise<void> {
-    if (await store.markFailed(t.id, t.lease_token, { code: error.code, message: error.message }, now())) {
-      metrics.tasksFinished.inc({ status: 'failed', provider: t.provider_id ?? 'none' });
-      metrics.credits.inc({ kind: 'released', team: t.owner_id, provider: t.provider_id ?? 'none', model: t.model }, t.credits_reserved);
-      log.info('task failed', { task: t.id, provider: t.provider_id, code: error.code });
-    }
+  /** Stop an upstream job nobody will collect, where the provider allows. */
+  async function abandon(providerId: string | null, upstreamId: string | null) {
+    const adapter = providerId ? router.provider(providerId) : undefined;
+    if (adapter?.cancel && upstreamId) await adapter.cancel(upstreamId, {}).catch(() => undefined);
+  }
+
+  async function finishFailed(t: ClaimedTask, error: TaskError, jobMayRun = false): Promise<void> {
+    if (!(await store.markFailed(t.id, t.lease_token, error, now()))) return;
+    metrics.tasksFinished.inc({ status: 'failed', provider: t.provider_id ?? 'none' });
+    metrics.credits.inc({ kind: 'released', team: t.owner_id, provider: t.provider_id ?? 'none', model: t.model }, t.credits_reserved);
+    log.info('task failed', { task: t.id, provider: t.provider_id, code: error.code });
+    if (jobMayRun) await abandon(t.provider_id, t.upstream_id);
   }
 
   /**
@@ -79,78 +105,104 @@ export function createWorkers(deps: WorkerDeps): Workers {
    * once every capable provider has failed this task, until the attempts run out.
    */
   async function retryOrFail(t: ClaimedTask, request: NormalizedRequest, error: TaskError): Promise<void> {
-    if (t.attempt >= config.max_attempts) return finishFailed(t, error);
-    const failedOn = await providersThatFailed(t.id);
+    if (t.attempt >= config.max_attempts) return finishFailed(t, error, true);
+    const failedOn = new Set((await store.listAttempts([t.id])).filter((a) => a.outcome === 'retried').map((a) => a.provider_id));
     if (t.provider_id) failedOn.add(t.provider_id);
     const untried = router.candidates(request).some((c) => !failedOn.has(c.adapter.id));
     const backoffMs = untried ? 0 : config.retry_backoff_ms * 2 ** Math.max(0, t.attempt - 1);
-    if (!(await store.requeue(t.id, t.lease_token, { code: error.code, message: error.message }, now() + backoffMs, now()))) return;
+    if (!(await store.requeue(t.id, t.lease_token, error, now() + backoffMs, now()))) return;
     log.info('task requeued', { task: t.id, provider: t.provider_id, code: error.code, attempt: t.attempt });
-    // The abandoned job can no longer bill or deliver here; stop it where the provider allows.
-    const abandoned = t.provider_id ? router.provider(t.provider_id) : undefined;
-    if (abandoned?.cancel && t.upstream_id) await abandoned.cancel(t.upstream_id, {}).catch(() => undefined);
+    await abandon(t.provider_id, t.upstream_id);
   }
 
-  async function providersThatFailed(taskId: string): Promise<Set<string>> {
-    const attempts = await store.listAttempts([taskId]);
-    return new Set(attempts.filter((a) => a.outcome === 'retried').map((a) => a.provider_id));
-  }
-
-  async function dispatch(t: ClaimedTask): Promise<void> {
-    const request = JSON.parse(t.request_json) as NormalizedRequest;
-    // A pending task with a provider is an attempt that was started but not confirmed (its worker
-    // died): resume it under the same idempotency key rather than start a second job.
-    let adapter = t.provider_id ? router.provider(t.provider_id) : undefined;
-    if (!adapter) {
-      if (router.candidates(request).length === 0) {
-        return finishFailed(t, { code: 'no_provider_available', message: 'no configured provider can serve this request' });
-      }
+  /** Start a new attempt on the cheapest available provider; undefined when the task must wait or ended. */
+  async function startAttempt(t: ClaimedTask, request: NormalizedRequest): Promise<ClaimedTask | undefined> {
+    if (router.candidates(request).length === 0) {
+      await finishFailed(t, { code: 'no_provider_available', message: 'no configured provider can serve this request' });
+      return undefined;
+    }
+    const attempts = await store.listAttempts([t.id]);
+    const failedOn = new Set(attempts.filter((a) => a.outcome === 'retried').map((a) => a.provider_id));
+    const full = new Set<string>();
+    for (;;) {
       const active = await store.countActiveByProvider();
       // Prefer providers that have not failed this task yet; once all have, any of them again.
-      const pick = router.choose(request, { exclude: await providersThatFailed(t.id), active }) ?? router.choose(request, { active });
-      if (!pick) {
-        if (now() - t.created_at_ms < deps.waitForProviderMs) {
-          await store.releaseLease(t.id, t.lease_token, now() + config.poll_interval_ms, now());
-          return;
-        }
-        const waitedS = Math.round(deps.waitForProviderMs / 1000);
-        return finishFailed(t, { code: 'no_provider_available', message: `no provider able to serve this request was available for ${waitedS} s` });
-      }
-      adapter = pick.adapter;
+      const pick =
+        router.choose(request, { exclude: new Set([...failedOn, ...full]), active }) ?? router.choose(request, { exclude: full, active });
+      if (!pick) break;
+      const provider = pick.adapter;
       const credits = usdToCredits(pick.usd, deps.usdPerCredit);
+      const maxConcurrent = router.maxConcurrent(provider.id);
+      let outcome: Awaited<ReturnType<Store['startAttempt']>>;
       try {
-        if (!(await store.startAttempt(t.id, t.lease_token, adapter.id, { usd: pick.usd, credits }, now()))) return;
+        outcome = await store.startAttempt(t.id, t.lease_token, provider.id, { usd: pick.usd, credits, ...(maxConcurrent !== undefined && { max_concurrent: maxConcurrent }) }, now());
       } catch (err) {
         if (!(err instanceof QuotaExceededError)) throw err;
-        return finishFailed(t, {
+        await finishFailed(t, {
           code: 'insufficient_quota',
-          message: `failing over to ${adapter.id} costs ${credits} credits, ${credits - t.credits_reserved} more than reserved, over the ${err.scope}'s ${err.quota} (${err.used} of ${err.limit} used)`,
+          message: `failing over to ${provider.id} costs ${credits} credits, ${credits - t.credits_reserved} more than reserved, over the ${err.scope}'s ${err.quota} (${err.used} of ${err.limit} used)`,
         });
+        return undefined;
+      }
+      if (outcome === 'lost') return undefined;
+      if (outcome === 'provider_full') {
+        full.add(provider.id); // another worker took its last slot meanwhile
+        continue;
       }
       if (credits > t.credits_reserved) {
-        metrics.credits.inc({ kind: 'reserved', team: t.owner_id, provider: adapter.id, model: t.model }, credits - t.credits_reserved);
+        metrics.credits.inc({ kind: 'reserved', team: t.owner_id, provider: provider.id, model: t.model }, credits - t.credits_reserved);
       }
-      health.begin(adapter.id, request.model);
-      t = { ...t, attempt: t.attempt + 1, provider_id: adapter.id, credits_reserved: Math.max(credits, t.credits_reserved) };
+      health.begin(provider.id, request.model);
+      return { ...t, attempt: t.attempt + 1, provider_id: provider.id, upstream_id: null, credits_reserved: Math.max(credits, t.credits_reserved) };
     }
-    const provider = adapter;
+    // The wait for a provider counts from the end of the last attempt (or from the submission).
+    const waitingSince = Math.max(t.created_at_ms, ...attempts.map((a) => a.ended_at_ms ?? 0));
+    if (now() - waitingSince < deps.waitForProviderMs) {
+      await store.releaseLease(t.id, t.lease_token, now() + config.poll_interval_ms, now());
+    } else {
+      const waitedS = Math.round(deps.waitForProviderMs / 1000);
+      await finishFailed(t, { code: 'no_provider_available', message: `no provider able to serve this request was available for ${waitedS} s` });
+    }
+    return undefined;
+  }
+
+  async function dispatch(claimed: ClaimedTask): Promise<void> {
+    const request = JSON.parse(claimed.request_json) as NormalizedRequest;
+    // A pending task with a provider is an attempt that was started but not confirmed (its worker
+    // died, or the provider's answer was lost): resume it under the same idempotency key rather than
+    // start a second job.
+    const resumed = claimed.provider_id ? router.provider(claimed.provider_id) : undefined;
+    const t = resumed ? claimed : await startAttempt(claimed, request);
+    const provider = t && router.provider(t.provider_id!);
+    if (!t || !provider) return;
+    const key = `${t.id}.${t.attempt}`;
     const started = now();
     try {
-      const { upstreamId } = await upstream(provider, 'submit', (signal) =>
-        provider.submit(request, { idempotencyKey: `${t.id}.${t.attempt}`, signal }),
-      );
+      const { upstreamId } = await upstream(provider, 'submit', (signal) => provider.submit(request, { idempotencyKey: key, signal }));
+      unansweredSubmits.delete(key);
       health.success(provider.id, request.model, now() - started);
       metrics.taskAttempts.inc({ provider: provider.id, outcome: 'submitted' });
-      if (!(await store.markSubmitted(t.id, t.lease_token, upstreamId, now()))) {
-        // Cancelled while we were submitting: nobody wants this job any more.
-        await provider.cancel?.(upstreamId, {}).catch(() => undefined);
+      if (await store.markSubmitted(t.id, t.lease_token, upstreamId, now())) return;
+      // Our lease is gone. Cancel the job only if the task ended without it (cancelled while we were
+      // submitting); a worker that took the task over may be running this very job.
+      const current = await store.getTask(t.id);
+      if (current && (current.status === 'cancelled' || current.status === 'failed') && current.upstream_id !== upstreamId) {
+        await abandon(provider.id, upstreamId);
       }
     } catch (err) {
       const error = asProviderError(err);
       metrics.taskAttempts.inc({ provider: provider.id, outcome: error.retryable ? 'retryable_error' : 'terminal_error' });
       blame(t, request.model, error);
-      if (!error.retryable) return finishFailed(t, error);
-      await retryOrFail(t, request, error);
+      if (!error.retryable) return finishFailed(t, publicError(provider.id, error));
+      const unanswered = (unansweredSubmits.get(key) ?? 0) + 1;
+      if ((error.code === 'timeout' || error.code === 'network_error') && unanswered <= MAX_UNANSWERED_SUBMITS) {
+        // The job may exist: ask again under the same key (the task keeps its provider and attempt).
+        unansweredSubmits.set(key, unanswered);
+        await store.releaseLease(t.id, t.lease_token, now() + config.retry_backoff_ms, now());
+        return;
+      }
+      unansweredSubmits.delete(key);
+      await retryOrFail(t, request, publicError(provider.id, error));
     }
   }
 
@@ -164,14 +216,14 @@ export function createWorkers(deps: WorkerDeps): Workers {
     if (t.submitted_at_ms !== null && now() - t.submitted_at_ms > config.upstream_deadline_ms) {
       const error = new ProviderError('generation_timeout', `${adapter.id} did not finish within ${config.upstream_deadline_ms} ms`, true);
       blame(t, request.model, error);
-      return retryOrFail(t, request, error);
+      return retryOrFail(t, request, publicError(adapter.id, error));
     }
     try {
       const result = await upstream(adapter, 'poll', (signal) => adapter.poll(upstreamId, { signal }));
       if (result.state === 'failed') {
         blame(t, request.model, result.error);
-        if (!result.error.retryable) return finishFailed(t, result.error);
-        return retryOrFail(t, request, result.error);
+        if (!result.error.retryable) return finishFailed(t, publicError(adapter.id, result.error));
+        return retryOrFail(t, request, publicError(adapter.id, result.error));
       }
       if (result.state !== 'completed') {
         await store.recordProgress(t.id, t.lease_token, result.progress, now() + config.poll_interval_ms, now());
@@ -180,10 +232,13 @@ export function createWorkers(deps: WorkerDeps): Workers {
       await download(t, request, adapter, upstreamId);
     } catch (err) {
       const error = asProviderError(err);
-      blame(t, request.model, error);
-      if (error.code === 'resource_not_found') return retryOrFail(t, request, error); // the provider lost it
-      if (!error.retryable) return finishFailed(t, error);
-      // Transient trouble talking to the provider: ask again later; the deadline bounds the wait.
+      if (error.code === 'resource_not_found') {
+        blame(t, request.model, error);
+        return retryOrFail(t, request, publicError(adapter.id, error)); // the provider lost it
+      }
+      if (!error.retryable) return finishFailed(t, publicError(adapter.id, error), true);
+      // Transient trouble polling: ask again later, without blaming the provider for one missed answer;
+      // the deadline bounds the wait.
       await store.releaseLease(t.id, t.lease_token, now() + config.poll_interval_ms, now());
     }
   }
@@ -192,13 +247,18 @@ export function createWorkers(deps: WorkerDeps): Workers {
     try {
       await upstream(adapter, 'download', async (signal) => assets.put(t.id, await adapter.download(upstreamId, { signal })));
     } catch (err) {
+      if (isLocalFailure(err)) {
+        log.error('cannot store video', { task: t.id, error: (err as Error).message });
+        await store.releaseLease(t.id, t.lease_token, now() + config.retry_backoff_ms, now());
+        return;
+      }
       const error = asProviderError(err);
       blame(t, request.model, error);
       const failures = (downloadFailures.get(t.id) ?? 0) + 1;
       downloadFailures.set(t.id, failures);
       if (error.code === 'result_expired' || failures >= MAX_DOWNLOAD_FAILURES) {
         downloadFailures.delete(t.id);
-        return retryOrFail(t, request, error);
+        return retryOrFail(t, request, publicError(adapter.id, error));
       }
       await store.releaseLease(t.id, t.lease_token, now() + config.poll_interval_ms, now());
       return;
@@ -211,9 +271,12 @@ export function createWorkers(deps: WorkerDeps): Workers {
       metrics.credits.inc({ kind: 'settled', team: t.owner_id, provider: adapter.id, model: t.model }, settled);
       metrics.credits.inc({ kind: 'released', team: t.owner_id, provider: adapter.id, model: t.model }, t.credits_reserved - settled);
       log.info('task completed', { task: t.id, provider: adapter.id });
-    } else if ((await store.getTask(t.id))?.status !== 'completed') {
-      await assets.remove(t.id); // cancelled meanwhile
+      return;
     }
+    // Our lease is gone. Remove the file only if the task ended without a video; a worker that took
+    // the task over may be about to complete it with this very file.
+    const status = (await store.getTask(t.id))?.status;
+    if (status === 'cancelled' || status === 'failed') await assets.remove(t.id);
   }
 
   /** Run one step on a claimed task, keeping its lease alive while the step runs. */

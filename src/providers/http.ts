@@ -46,18 +46,16 @@ export async function errorFromResponse(res: Response): Promise<ProviderError> {
 }
 
 /**
- * fetch with the adapter's key and timeout. The timeout bounds the wait for the answer's headers;
- * reading the body is bounded by the caller's signal, so a long download is not cut at `timeoutMs`.
- * Network failures and timeouts become retryable errors.
+ * fetch with a timeout on the wait for the answer's headers; reading the body is bounded by the
+ * caller's signal, so a long download is not cut at `timeoutMs`. Redirects are refused. Network
+ * failures and timeouts become retryable errors.
  */
-export async function send(target: HttpTarget, path: string, init: RequestInit & { signal?: AbortSignal } = {}): Promise<Response> {
+export async function fetchTimed(url: URL, init: RequestInit & { signal?: AbortSignal }, timeoutMs: number): Promise<Response> {
   const timeout = new AbortController();
-  const timer = setTimeout(() => timeout.abort(new DOMException('timed out', 'TimeoutError')), target.timeoutMs);
+  const timer = setTimeout(() => timeout.abort(new DOMException('timed out', 'TimeoutError')), timeoutMs);
   const signal = init.signal ? AbortSignal.any([init.signal, timeout.signal]) : timeout.signal;
-  const headers = new Headers(init.headers);
-  headers.set('Authorization', `Bearer ${target.apiKey}`);
   try {
-    return await fetch(new URL(path, target.baseUrl.replace(/\/?$/, '/')), { ...init, headers, signal, redirect: 'error' });
+    return await fetch(url, { ...init, signal, redirect: 'error' });
   } catch (err) {
     const e = err as Error & { cause?: Error };
     const timedOut = timeout.signal.aborted || e.name === 'TimeoutError';
@@ -66,6 +64,13 @@ export async function send(target: HttpTarget, path: string, init: RequestInit &
   } finally {
     clearTimeout(timer);
   }
+}
+
+/** A call to the provider's API: its base URL, its key, its timeout. */
+export async function send(target: HttpTarget, path: string, init: RequestInit & { signal?: AbortSignal } = {}): Promise<Response> {
+  const headers = new Headers(init.headers);
+  headers.set('Authorization', `Bearer ${target.apiKey}`);
+  return fetchTimed(new URL(path, target.baseUrl.replace(/\/?$/, '/')), { ...init, headers }, target.timeoutMs);
 }
 
 /** The JSON body of an answer already known to be successful; malformed JSON is the provider's fault. */

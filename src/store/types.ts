@@ -224,11 +224,19 @@ export interface Store {
   // --- tasks: transitions (each returns false when the task was not in the expected state) ---
   /**
    * pending -> pending: a new attempt is about to be submitted to `providerId` at `usd` (`credits`).
-   * Counts the attempt and records it (outcome `running`). When `credits` is more than is reserved, the
-   * reservation grows first; QuotaExceededError when the quotas cannot cover it (nothing changes then).
-   * The other transitions end the running attempt: completed, failed, retried (requeue) or cancelled.
+   * Counts the attempt and records it (outcome `running`), ending a previous attempt left running.
+   * When `credits` is more than is reserved, the reservation grows first; QuotaExceededError when the
+   * quotas cannot cover it (nothing changes then). `provider_full` when the provider already runs
+   * `max_concurrent` attempts. The other transitions end the running attempt: completed, failed,
+   * retried (requeue) or cancelled.
    */
-  startAttempt(id: string, leaseToken: string, providerId: string, price: { usd: number; credits: number }, nowMs: number): Promise<boolean>;
+  startAttempt(
+    id: string,
+    leaseToken: string,
+    providerId: string,
+    price: { usd: number; credits: number; max_concurrent?: number },
+    nowMs: number,
+  ): Promise<'started' | 'lost' | 'provider_full'>;
   /** pending -> processing; the running attempt gets its upstream id. */
   markSubmitted(id: string, leaseToken: string, upstreamId: string, nowMs: number): Promise<boolean>;
   /** processing -> processing, with new progress; releases the lease until `nextRunAtMs`. */

@@ -15,14 +15,17 @@ export interface TasksApiProviderOptions {
   /** The server root; API paths (v1/...) are resolved under it. */
   baseUrl: string;
   apiKey: string;
-  /** Per HTTP call, including reading a video body. */
+  /** Per HTTP call, until the answer's headers arrive. */
   timeoutMs: number;
   catalog: TasksApiOffer[];
+  /** Origins of result links (a CDN) exempt from the outbound URL check, e.g. `https://cdn.example.com`. */
+  trustedResultOrigins?: readonly string[];
 }
 
 export function createTasksApiProvider(options: TasksApiProviderOptions): ProviderAdapter {
   const { id, catalog } = options;
   const target: HttpTarget = { baseUrl: options.baseUrl, apiKey: options.apiKey, timeoutMs: options.timeoutMs };
+  const trustedOrigins = new Set((options.trustedResultOrigins ?? []).map((o) => new URL(o).origin));
 
   async function readTask(upstreamId: string, ctx: CallContext): Promise<WireTask> {
     const res = await send(target, `v1/tasks/${encodeURIComponent(upstreamId)}`, { signal: ctx.signal });
@@ -83,7 +86,7 @@ export function createTasksApiProvider(options: TasksApiProviderOptions): Provid
         const why = task.status === 'completed' ? 'has no results' : `is ${task.status}`;
         throw new ProviderError('not_ready', `task ${upstreamId} ${why}`, true);
       }
-      return downloadResult(target, link, ctx.signal);
+      return downloadResult(target, link, trustedOrigins, ctx.signal);
     },
 
     // No `cancel`: the task API documents no cancel endpoint (task_info.can_cancel notwithstanding).

@@ -1,33 +1,30 @@
 // Fetching a finished task's result link. The link is absolute and often on another host (a CDN): the API key
 // goes only to the API's own origin, never to whoever the link points at.
 import { PassThrough, type Readable } from 'node:stream';
-import { send, videoStream, type HttpTarget } from '../http';
+import { resolvedUrlProblem } from '../../net/url-guard';
+import { fetchTimed, send, videoStream, type HttpTarget } from '../http';
 import { ProviderError } from '../types';
 import { malformed } from './wire';
 
-export async function downloadResult(target: HttpTarget, link: string, signal?: AbortSignal): Promise<Readable> {
+/**
+ * The link is the provider's word, so it is checked like any outbound URL (HTTPS, public address once
+ * resolved, no redirects) unless it is on the API's own origin or one the operator trusts. Residual
+ * risk: a name that resolves differently between the check and the fetch (DNS rebinding).
+ */
+export async function downloadResult(target: HttpTarget, link: string, trustedOrigins: ReadonlySet<string>, signal?: AbortSignal): Promise<Readable> {
   let url: URL;
   try {
     url = new URL(link, target.baseUrl);
   } catch {
     throw malformed(`result link ${JSON.stringify(link)} is not a URL`);
   }
-  if (url.protocol !== 'https:' && url.protocol !== 'http:') throw malformed(`result link ${url.protocol} is not HTTP`);
-  const sameOrigin = url.origin === new URL(target.baseUrl).origin;
-  const res = sameOrigin ? await send(target, url.href, { signal }) : await fetchWithoutCredentials(url, target.timeoutMs, signal);
-  return withProviderErrors(await videoStream(res));
-}
-
-/** Like `send`, minus the Authorization header; redirects are followed since there is no secret to leak. */
-async function fetchWithoutCredentials(url: URL, timeoutMs: number, signal?: AbortSignal): Promise<Response> {
-  const timeout = AbortSignal.timeout(timeoutMs);
-  try {
-    return await fetch(url, { signal: signal ? AbortSignal.any([signal, timeout]) : timeout, credentials: 'omit' });
-  } catch (err) {
-    const e = err as Error;
-    const timedOut = e.name === 'TimeoutError' || timeout.aborted;
-    throw new ProviderError(timedOut ? 'timeout' : 'network_error', `${timedOut ? 'timed out' : 'network error'}: ${e.message}`, true);
+  if (url.origin === new URL(target.baseUrl).origin) return withProviderErrors(await videoStream(await send(target, url.href, { signal })));
+  if (!trustedOrigins.has(url.origin)) {
+    const problem = await resolvedUrlProblem(url.href);
+    if (problem) throw malformed(`result link ${url.origin} ${problem}`);
   }
+  // Never the API key to another origin.
+  return withProviderErrors(await videoStream(await fetchTimed(url, { signal }, target.timeoutMs)));
 }
 
 /** The same bytes, but a connection lost or timed out mid-body surfaces as a retryable ProviderError. */

@@ -102,9 +102,7 @@ export function createSqliteStore(file: string): Store {
       `UPDATE tasks SET progress = max(progress, @progress), ${NO_LEASE}, next_run_at_ms = @next, updated_at_ms = @now
        WHERE id = @id AND status = 'processing' AND lease_token = @token`,
     ),
-    leasedRunning: db.prepare<[object], TaskRow>(
-      `SELECT * FROM tasks WHERE id = @id AND status IN ('pending', 'processing') AND lease_token = @token`,
-    ),
+    leased: db.prepare<[object], TaskRow>(`SELECT * FROM tasks WHERE id = @id AND lease_token = @token`),
     runningAttemptCredits: db.prepare<[string], number>(
       `SELECT a.credits FROM task_attempts a JOIN tasks t ON t.id = a.task_id AND t.attempt = a.n WHERE t.id = ?`,
     ).pluck(),
@@ -152,6 +150,7 @@ export function createSqliteStore(file: string): Store {
     listAttempts: db.prepare<[string], AttemptRecord>(
       'SELECT * FROM task_attempts WHERE task_id IN (SELECT value FROM json_each(?)) ORDER BY task_id, n',
     ),
+    runningOn: db.prepare<[string], number>(`SELECT count(*) FROM task_attempts WHERE outcome = 'running' AND provider_id = ?`).pluck(),
     countActiveByProvider: db.prepare<[], { provider_id: string; n: number }>(
       `SELECT provider_id, count(*) AS n FROM task_attempts WHERE outcome = 'running' GROUP BY provider_id`,
     ),
@@ -189,17 +188,19 @@ export function createSqliteStore(file: string): Store {
       quota.reserveNew(row, task.created_at_ms);
       return toTask(row);
     }),
-    startAttempt: db.transaction((p: Params & { credits: number; provider_id: string }) => {
+    startAttempt: db.transaction((p: Params & { credits: number; provider_id: string; max_concurrent?: number }): 'started' | 'lost' | 'provider_full' => {
       const before = sql.leasedPending.get(p);
-      if (!before) return false;
+      if (!before) return 'lost';
+      if (p.max_concurrent !== undefined && (sql.runningOn.get(p.provider_id) ?? 0) >= p.max_concurrent) return 'provider_full';
       const extra = p.credits - before.credits_reserved;
       if (extra > 0) quota.grow({ ...before, attempt: before.attempt + 1, provider_id: p.provider_id }, extra, p.now);
+      endAttempt('retried')({ id: p.id, now: p.now, code: 'abandoned', message: 'superseded by a new attempt' });
       sql.startAttempt.run(p);
       sql.insertAttempt.run(p);
-      return true;
+      return 'started';
     }),
     markCompleted: db.transaction((p: Params) => {
-      const before = sql.leasedRunning.get(p);
+      const before = sql.leased.get(p);
       if (!before) return false;
       const settled = sql.runningAttemptCredits.get(p.id) ?? before.credits_reserved;
       if (!changed(sql.markCompleted.run({ ...p, settled }))) return false;
@@ -208,7 +209,7 @@ export function createSqliteStore(file: string): Store {
       return true;
     }),
     markFailed: db.transaction((p: Params) => {
-      const before = sql.leasedRunning.get(p);
+      const before = sql.leased.get(p);
       if (!before || !changed(sql.markFailed.run(p))) return false;
       endAttempt('failed')(p);
       quota.release(before, p.now);
@@ -286,8 +287,8 @@ export function createSqliteStore(file: string): Store {
       return changed(sql.releaseLease.run({ id, token: leaseToken, next: nextRunAtMs, now: nowMs }));
     },
 
-    async startAttempt(id, leaseToken, providerId, { usd, credits }, nowMs) {
-      return tx.startAttempt.immediate({ id, token: leaseToken, provider_id: providerId, usd, credits, now: nowMs });
+    async startAttempt(id, leaseToken, providerId, { usd, credits, max_concurrent }, nowMs) {
+      return tx.startAttempt.immediate({ id, token: leaseToken, provider_id: providerId, usd, credits, max_concurrent, now: nowMs });
     },
     async markSubmitted(id, leaseToken, upstreamId, nowMs) {
       return tx.markSubmitted.immediate({ id, token: leaseToken, upstream_id: upstreamId, now: nowMs });

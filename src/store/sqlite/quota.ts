@@ -129,7 +129,8 @@ export function createQuota(db: Database.Database) {
       const scopes: Scope[] = [{ kind: 'team', id: teamId }, { kind: 'key', id: keyId }];
       let allowed = true;
       try {
-        charge(scopes, [[win, 'requests_per_minute']], 1);
+        // A savepoint: a refusal by the key's limit must not keep the team's increment.
+        db.transaction(() => charge(scopes, [[win, 'requests_per_minute']], 1))();
       } catch (err) {
         if (!(err instanceof QuotaExceededError)) throw err;
         allowed = false;

@@ -11,9 +11,18 @@ const toKey = (row: KeyRow): ApiKeyRecord => ({
 const fromKey = (key: Partial<ApiKeyRecord>) =>
   key.allowed_models === undefined ? key : { ...key, allowed_models: key.allowed_models && JSON.stringify(key.allowed_models) };
 
-/** `UPDATE table SET a = @a, b = @b WHERE id = @id` for the fields present in `patch`, which come from a typed allow-list. */
-function updateSql(table: string, patch: object): string {
-  const sets = Object.keys(patch).map((k) => `${k} = @${k}`);
+const QUOTA_COLUMNS = ['credits_per_day', 'credits_per_month', 'max_concurrent', 'requests_per_minute'];
+const UPDATABLE: Record<'teams' | 'api_keys', ReadonlySet<string>> = {
+  teams: new Set(['name', ...QUOTA_COLUMNS]),
+  api_keys: new Set(['name', 'expires_at_ms', 'revoked_at_ms', 'allowed_models', ...QUOTA_COLUMNS]),
+};
+
+/** `UPDATE table SET a = @a, b = @b WHERE id = @id` for the fields present in `patch`, from a fixed list of columns. */
+function updateSql(table: 'teams' | 'api_keys', patch: object): string {
+  const sets = Object.keys(patch).map((k) => {
+    if (!UPDATABLE[table].has(k)) throw new Error(`${table}.${k} cannot be updated`);
+    return `${k} = @${k}`;
+  });
   return `UPDATE ${table} SET ${sets.join(', ')} WHERE id = @id`;
 }
 

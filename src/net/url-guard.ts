@@ -1,6 +1,7 @@
 // Outbound URLs supplied by callers (callback_url, image_urls) must not reach internal addresses.
 // This checks the URL as written; whoever later connects must check the resolved address too
 // (isPublicAddress), since a public name can resolve to a private address.
+import dns from 'node:dns/promises';
 import net from 'node:net';
 
 const privateRanges = new net.BlockList();
@@ -10,7 +11,8 @@ for (const [prefix, bits] of [
   ['198.51.100.0', 24], ['203.0.113.0', 24], ['224.0.0.0', 4], ['240.0.0.0', 4],
 ] as const) privateRanges.addSubnet(prefix, bits, 'ipv4');
 for (const [prefix, bits] of [
-  ['::', 128], ['::1', 128], ['fc00::', 7], ['fe80::', 10], ['ff00::', 8], ['2001:db8::', 32], ['64:ff9b::', 96],
+  ['::', 96], ['fc00::', 7], ['fe80::', 10], ['fec0::', 10], ['ff00::', 8], ['2001::', 32], ['2001:db8::', 32],
+  ['2002::', 16], ['64:ff9b::', 96],
 ] as const) privateRanges.addSubnet(prefix, bits, 'ipv6');
 
 const internalNames = /(^|\.)(localhost|local|internal|localdomain|home\.arpa)$/i;
@@ -36,8 +38,22 @@ export function outboundUrlProblem(raw: string): string | null {
   }
   if (url.protocol !== 'https:') return 'must use https';
   if (url.username || url.password) return 'must not carry credentials';
-  const host = url.hostname.replace(/^\[|\]$/g, '');
+  const host = url.hostname.replace(/^\[|\]$/g, '').replace(/\.$/, '');
   if (net.isIP(host)) return isPublicAddress(host) ? null : 'points at a private or reserved address';
   if (!host.includes('.') || internalNames.test(host)) return 'points at an internal host name';
   return null;
+}
+
+/** Why the URL is refused once its host name is resolved (every address must be public), or null. */
+export async function resolvedUrlProblem(raw: string): Promise<string | null> {
+  const problem = outboundUrlProblem(raw);
+  if (problem) return problem;
+  const host = new URL(raw).hostname.replace(/^\[|\]$/g, '');
+  if (net.isIP(host)) return null;
+  try {
+    const addresses = await dns.lookup(host, { all: true, verbatim: true });
+    return addresses.every((a) => isPublicAddress(a.address)) ? null : 'resolves to a private or reserved address';
+  } catch {
+    return 'does not resolve';
+  }
 }
