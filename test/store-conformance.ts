@@ -109,6 +109,23 @@ export function describeStoreConformance(name: string, makeStore: () => Promise<
         expect(await store.countActiveByProvider()).toEqual(new Map());
       });
 
+      it('refuses an attempt on a provider at its max_concurrent, and ends an attempt left running', async () => {
+        const store = await open();
+        await processingTask(store, newTask({ id: 'task-busy' }));
+        await store.createTask(newTask({ id: 'task-next' }));
+        const next = await claimOnly(store, 'dispatch', T0 + 5);
+        expect(await store.startAttempt(next.id, next.lease_token, 'sim', { usd: 0.4, credits: 8, max_concurrent: 1 }, T0 + 6)).toBe('provider_full');
+        expect((await store.getTask(next.id))?.attempt).toBe(0);
+        expect(await store.startAttempt(next.id, next.lease_token, 'sim', { usd: 0.4, credits: 8, max_concurrent: 2 }, T0 + 7)).toBe('started');
+        // A second start without an ending in between (its provider vanished): the first is closed.
+        expect(await store.startAttempt(next.id, next.lease_token, 'other', { usd: 0.5, credits: 8 }, T0 + 8)).toBe('started');
+        expect((await store.listAttempts([next.id])).map((a) => [a.provider_id, a.outcome])).toEqual([
+          ['sim', 'retried'],
+          ['other', 'running'],
+        ]);
+        expect(await store.countActiveByProvider()).toEqual(new Map([['sim', 1], ['other', 1]]));
+      });
+
       it('ends the running attempt on failure and on cancel, and lists several tasks at once', async () => {
         const store = await open();
         const failed = await processingTask(store, newTask({ id: 'task-f' }));
