@@ -87,7 +87,7 @@ export async function runCli(argv: string[], env: NodeJS.ProcessEnv, print: (s: 
     'keys list': () => ['GET', `/admin/teams/${need('team_id')}/keys`],
     'keys create': () => ['POST', `/admin/teams/${need('team_id')}/keys`, keyFields],
     'keys update': () => ['PATCH', `/admin/keys/${need('key_id')}`, keyFields],
-    'keys rotate': () => ['POST', `/admin/keys/${need('key_id')}/rotate`, { grace_seconds: Number(values['grace-seconds'] ?? 0) }],
+    'keys rotate': () => ['POST', `/admin/keys/${need('key_id')}/rotate`, { grace_seconds: intOrNone('grace-seconds', values['grace-seconds'] ?? '0') ?? 0 }],
     'keys revoke': () => ['POST', `/admin/keys/${need('key_id')}/revoke`],
   };
   const route: (() => [string, string, unknown?]) | undefined =

@@ -24,8 +24,8 @@ export interface NewKeyOptions extends Partial<Quotas> {
 export type TeamService = ReturnType<typeof createTeamService>;
 
 export function createTeamService(store: Store, defaultQuotas: Quotas, now: () => number) {
-  const teamNotFound = (id: string) => new ApiError(404, 'not_found_error', 'team_not_found', `no team '${id}'`, 'id');
-  const keyNotFound = (id: string) => new ApiError(404, 'not_found_error', 'key_not_found', `no API key '${id}'`, 'id');
+  const teamNotFound = (id: string) => new ApiError(404, 'not_found_error', 'team_not_found', `no team '${id}'`, 'team_id');
+  const keyNotFound = (id: string) => new ApiError(404, 'not_found_error', 'key_not_found', `no API key '${id}'`, 'key_id');
 
   async function team(id: string): Promise<TeamRecord> {
     const t = await store.getTeam(id);

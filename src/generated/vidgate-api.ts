@@ -687,7 +687,18 @@ export interface components {
             allowed_models: string[] | null;
             quotas: components["schemas"]["QuotaLimits"];
         };
-        ApiKeyCreated: components["schemas"]["ApiKey"] & {
+        ApiKeyCreated: {
+            id: string;
+            /** @constant */
+            object: "api_key";
+            team_id: string;
+            name: string;
+            prefix: string;
+            created: number;
+            expires_at: number | null;
+            revoked_at: number | null;
+            allowed_models: string[] | null;
+            quotas: components["schemas"]["QuotaLimits"];
             /** @description The secret key. Shown only once. */
             key: string;
         };
