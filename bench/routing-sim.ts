@@ -10,12 +10,13 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
 import { parseConfig } from '../src/core/config';
 import { createGateway, type Gateway } from '../src/core/gateway';
 import type { Logger } from '../src/core/logger';
 import { TERMINAL_STATUSES, type AttemptRecord, type TaskRecord } from '../src/store/types';
-import { startFakeOpenAI, type FakeOpenAI } from '../test/support/fake-openai';
+import { startFakeOpenAI, type FakeJob, type FakeOpenAI } from '../test/support/fake-openai';
 import { renderTestMp4, startFakeTasksApi, type FakeTasksApi } from '../test/support/fake-tasks-api';
 
 // ---------------------------------------------------------------------------------------------------------
@@ -47,6 +48,9 @@ interface ProviderSpec {
   outages: [number, number][];
 }
 
+/** The least upstream deadline: 4 times the longest fake job (350 ms) plus 10 polls of 50 ms. */
+const DEADLINE_FLOOR_MS = 1900;
+
 const DEFAULT_SCHEDULE = 'cheap=2-5,14-15.5;middle=9-11,15.5-16.5;dear=20-21';
 
 const usage = `usage: node --import tsx bench/routing-sim.ts [options]
@@ -59,6 +63,10 @@ const usage = `usage: node --import tsx bench/routing-sim.ts [options]
   --window-ms N        routing.breaker.window_ms (default 60 s / compression)
   --drain-seconds N    how long to wait for the last tasks after the day ends (default 60)
   --seed N             seed of the failure mix (default 1)
+  --stall H=MS         freeze this whole process for MS real ms at simulated hour H (e.g. 18=3000), as a GC
+                       pause or CPU starvation would; repeatable. Off by default
+  --starve A-B=F       between simulated hours A and B, steal the share F (0-1) of this process's time
+                       (busy loops of 50*F/(1-F) ms every 50 ms), as a starved CPU would. Off by default
   --json FILE          also write the figures as JSON`;
 
 function parseOptions() {
@@ -73,6 +81,8 @@ function parseOptions() {
       'window-ms': { type: 'string' },
       'drain-seconds': { type: 'string', default: '60' },
       seed: { type: 'string', default: '1' },
+      stall: { type: 'string', multiple: true, default: [] },
+      starve: { type: 'string' },
       json: { type: 'string' },
       help: { type: 'boolean', default: false },
     },
@@ -106,15 +116,30 @@ function parseOptions() {
       max_cooldown_ms: optionalMs('max-cooldown-ms', values['max-cooldown-ms'], scaled(DEFAULTS_MS.max_cooldown)),
     },
     retryBackoffMs: scaled(DEFAULTS_MS.retry_backoff),
-    upstreamDeadlineMs: scaled(DEFAULTS_MS.upstream_deadline),
+    // Floored so that it stays well above a fake job (at most 350 ms) on very short days.
+    upstreamDeadlineMs: Math.max(scaled(DEFAULTS_MS.upstream_deadline), DEADLINE_FLOOR_MS),
+    upstreamDeadlineFloored: scaled(DEFAULTS_MS.upstream_deadline) < DEADLINE_FLOOR_MS,
     waitForProviderMs: scaled(DEFAULTS_MS.wait_for_provider),
     drainSeconds: num('drain-seconds', values['drain-seconds'], 1),
     seed: Math.round(num('seed', values.seed, 0)),
+    starve: values.starve === undefined ? undefined : parseStarve(values.starve),
+    stalls: (values.stall ?? []).map((text) => {
+      const [h, ms] = text.split('=').map(Number);
+      if (h === undefined || ms === undefined || !(h >= 0 && h < 24 && ms > 0)) throw new Error(`--stall: expected HOUR=MS, got ${text}`);
+      return { hour: h, ms };
+    }),
     json: values.json,
   };
 }
 
 type Options = ReturnType<typeof parseOptions>;
+
+function parseStarve(text: string): { from: number; to: number; share: number } {
+  const m = /^([\d.]+)-([\d.]+)=([\d.]+)$/.exec(text);
+  const [from, to, share] = m ? [Number(m[1]), Number(m[2]), Number(m[3])] : [NaN, NaN, NaN];
+  if (!(from >= 0 && to > from && to <= 24 && share > 0 && share < 1)) throw new Error(`--starve: expected FROM-TO=SHARE (hours, 0<SHARE<1), got ${text}`);
+  return { from, to, share };
+}
 
 /** "cheap=2-5,14-15.5;middle=9-11" -> outage windows per provider id, in simulated hours. */
 function parseSchedule(text: string): Map<string, [number, number][]> {
@@ -166,6 +191,10 @@ interface Upstream {
   up(): void;
   /** Create (submit) requests the fake received. */
   creates(): number;
+  /** Remember the jobs the fake holds now (the OpenAI fake forgets a job once it is deleted). */
+  track(): void;
+  /** Whether this upstream job had finished successfully by `atMs`; undefined when unknown. */
+  finishedBy(upstreamId: string, atMs: number): boolean | undefined;
   close(): Promise<void>;
 }
 
@@ -174,6 +203,7 @@ interface Upstream {
  * in-flight jobs fail with the retryable `service_error` when polled, and result downloads get a 5xx.
  */
 function openaiUpstream(spec: ProviderSpec, fake: FakeOpenAI): Upstream {
+  const seen = new Map<string, FakeJob>();
   return {
     spec,
     url: fake.url,
@@ -185,6 +215,13 @@ function openaiUpstream(spec: ProviderSpec, fake: FakeOpenAI): Upstream {
     },
     up: () => fake.resetModes(),
     creates: () => fake.requestsTo('create').length,
+    track() {
+      for (const [id, job] of fake.jobs) seen.set(id, job);
+    },
+    finishedBy(upstreamId, atMs) {
+      const job = seen.get(upstreamId) ?? fake.jobs.get(upstreamId);
+      return job && !job.error && job.created_at_ms + job.duration_ms <= atMs;
+    },
     close: () => fake.close(),
   };
 }
@@ -204,6 +241,11 @@ function tasksApiUpstream(spec: ProviderSpec, fake: FakeTasksApi): Upstream {
       for (const route of ['create', 'task', 'file'] as const) fake.setMode('normal', { route });
     },
     creates: () => fake.requests.filter((r) => r.method === 'POST').length,
+    track() {},
+    finishedBy(upstreamId, atMs) {
+      const task = fake.tasks.get(upstreamId);
+      return task && !task.failed && task.created_ms + spec.job_ms <= atMs;
+    },
     close: () => fake.close(),
   };
 }
@@ -270,19 +312,33 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, Math.max(0, ms)))
 async function main(): Promise<void> {
   const opts = parseOptions();
   const specs = providerSpecs(opts.schedule);
+  const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'vidgate-routing-sim-'));
+  // Undone in reverse order at the end, or when anything below throws.
+  const cleanups: (() => Promise<unknown> | void)[] = [() => fs.rmSync(dataDir, { recursive: true, force: true })];
+  const cleanup = async () => {
+    for (const c of cleanups.splice(0).reverse()) await Promise.resolve().then(c).catch(() => undefined);
+  };
+  process.once('SIGINT', () => void cleanup().then(() => process.exit(130)));
+  try {
+    await simulate(opts, specs, dataDir, cleanups);
+  } finally {
+    await cleanup();
+  }
+}
+
+async function simulate(opts: Options, specs: ProviderSpec[], dataDir: string, cleanups: (() => Promise<unknown> | void)[]): Promise<void> {
   const price = new Map(specs.map((s) => [s.id, s.usd_per_second * VIDEO_SECONDS]));
   const rng = seededRandom(opts.seed);
-  const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'vidgate-routing-sim-'));
-
   process.stdout.write('rendering the test MP4 and starting the fake upstreams... ');
   const mp4 = await renderTestMp4();
   const upstreams: Upstream[] = [];
   for (const spec of specs) {
-    if (spec.kind === 'openai') {
-      upstreams.push(openaiUpstream(spec, await startFakeOpenAI({ mp4, jobDurationMs: spec.job_ms, apiKey: `sk-fake-${spec.id}`, models: [MODEL] })));
-    } else {
-      upstreams.push(tasksApiUpstream(spec, await startFakeTasksApi({ mp4, durationMs: spec.job_ms, apiKey: `fake-key-${spec.id}` })));
-    }
+    const upstream =
+      spec.kind === 'openai'
+        ? openaiUpstream(spec, await startFakeOpenAI({ mp4, jobDurationMs: spec.job_ms, apiKey: `sk-fake-${spec.id}`, models: [MODEL] }))
+        : tasksApiUpstream(spec, await startFakeTasksApi({ mp4, durationMs: spec.job_ms, apiKey: `fake-key-${spec.id}` }));
+    upstreams.push(upstream);
+    cleanups.push(() => upstream.close());
   }
   const env: NodeJS.ProcessEnv = Object.fromEntries(upstreams.map((u) => [`SIM_KEY_${u.spec.id.toUpperCase()}`, u.apiKey]));
 
@@ -291,6 +347,8 @@ async function main(): Promise<void> {
     log_level: 'silent',
     server: { host: '127.0.0.1', port: 0 },
     auth: { api_keys: [GATEWAY_KEY] },
+    // This bench measures routing, not admission: lift the default team's 600 requests per minute.
+    teams: { default_quotas: { requests_per_minute: null } },
     workers: {
       poll_interval_ms: opts.pollMs,
       lease_ms: 5000,
@@ -310,27 +368,14 @@ async function main(): Promise<void> {
   });
   const logger = countingLogger();
   const gateway: Gateway = await createGateway(config, { log: logger.log, env });
+  cleanups.push(() => gateway.stop());
   const gatewayUrl = await gateway.start();
   console.log(`done; gateway at ${gatewayUrl}`);
 
-  const cleanups: (() => Promise<unknown> | void)[] = [
-    () => gateway.stop(),
-    ...upstreams.map((u) => () => u.close()),
-    () => fs.rmSync(dataDir, { recursive: true, force: true }),
-  ];
-  const cleanup = async () => {
-    for (const c of cleanups.splice(0)) await Promise.resolve(c()).catch(() => undefined);
-  };
-  process.once('SIGINT', () => void cleanup().then(() => process.exit(130)));
-
-  try {
-    printSettings(opts, specs, config.workers.batch_size, config.workers.max_attempts);
-    const result = await runDay(opts, specs, upstreams, gateway, gatewayUrl, price, rng);
-    const report = analyse(opts, specs, result, logger);
-    if (opts.json) fs.writeFileSync(opts.json, JSON.stringify(report, null, 2) + '\n');
-  } finally {
-    await cleanup();
-  }
+  printSettings(opts, specs, config.workers.batch_size, config.workers.max_attempts);
+  const result = await runDay(opts, specs, upstreams, gateway, gatewayUrl, price, rng);
+  const report = analyse(opts, specs, result, logger);
+  if (opts.json) fs.writeFileSync(opts.json, JSON.stringify(report, null, 2) + '\n');
 }
 
 function isDown(spec: ProviderSpec, simHour: number): boolean {
@@ -354,9 +399,17 @@ async function runDay(
   // The outage scheduler: every 20 ms, put each fake in or out of outage according to the schedule.
   const downNow = new Set<string>();
   const outageLog: { provider: string; at_ms: number; down: boolean }[] = [];
+  const stallsLeft = [...opts.stalls].sort((a, b) => a.hour - b.hour);
   const scheduler = setInterval(() => {
     const hour = simHourAt(elapsed());
+    while (stallsLeft.length && stallsLeft[0]!.hour <= hour) {
+      const until = Date.now() + stallsLeft.shift()!.ms;
+      while (Date.now() < until) {
+        // a frozen process: nothing in it runs (the fakes' jobs still finish: their clock keeps going)
+      }
+    }
     for (const u of upstreams) {
+      u.track();
       const down = hour < 24 && isDown(u.spec, hour);
       if (down) u.down(rng);
       if (down !== downNow.has(u.spec.id)) {
@@ -370,6 +423,28 @@ async function runDay(
       }
     }
   }, 20);
+
+  // Optional CPU starvation: busy loops that take the given share of this process's time.
+  const starver = setInterval(() => {
+    const s = opts.starve;
+    const hour = simHourAt(elapsed());
+    if (!s || hour < s.from || hour >= s.to) return;
+    const until = Date.now() + (50 * s.share) / (1 - s.share);
+    while (Date.now() < until) {
+      // stolen time
+    }
+  }, 50);
+
+  // The event loop of this process (gateway, fakes and load generator share it): stalls delay polls.
+  const loopDelay = monitorEventLoopDelay({ resolution: 10 });
+  loopDelay.enable();
+  const stalls: { at_ms: number; ms: number }[] = [];
+  let lastTick = Date.now();
+  const stallWatch = setInterval(() => {
+    const t = Date.now();
+    if (t - lastTick > 50 + 250) stalls.push({ at_ms: t - t0, ms: t - lastTick - 50 });
+    lastTick = t;
+  }, 50);
 
   // The breakers, sampled every 5 ms (state changes only).
   const breakerEvents: BreakerEvent[] = [];
@@ -435,13 +510,22 @@ async function runDay(
   const drainedMs = elapsed();
   clearInterval(scheduler);
   clearInterval(sampler);
+  clearInterval(stallWatch);
+  clearInterval(starver);
+  loopDelay.disable();
+  const loop = { p50_ms: loopDelay.percentile(50) / 1e6, p99_ms: loopDelay.percentile(99) / 1e6, max_ms: loopDelay.max / 1e6 };
   console.log(`  all tasks settled ${((drainedMs - dayMs) / 1000).toFixed(1)} s after the day ended${open.size ? ` (${open.size} still unfinished)` : ''}`);
 
   const attempts: AttemptRecord[] = [];
   const ids = [...tasks.keys()];
   for (let k = 0; k < ids.length; k += 500) attempts.push(...(await gateway.store.listAttempts(ids.slice(k, k + 500))));
   const creates = new Map(upstreams.map((u) => [u.spec.id, u.creates()]));
-  return { t0, dayMs, submitted, tasks, attempts, breakerEvents, outageLog, creates, unfinished: open.size };
+  // Abandoned attempts whose job had in fact finished upstream: paid for there, thrown away here.
+  const byId = new Map(upstreams.map((u) => [u.spec.id, u]));
+  const finishedAbandoned = attempts.filter(
+    (a) => a.outcome === 'retried' && a.upstream_id !== null && a.ended_at_ms !== null && byId.get(a.provider_id)?.finishedBy(a.upstream_id, a.ended_at_ms) === true,
+  );
+  return { t0, dayMs, submitted, tasks, attempts, breakerEvents, outageLog, creates, unfinished: open.size, loop, stalls, finishedAbandoned };
 }
 
 async function submit(gatewayUrl: string, i: number): Promise<{ id?: string; submit_error?: string }> {
@@ -467,8 +551,8 @@ function formatHour(hour: number): string {
   return `${String(Math.floor(m / 60)).padStart(2, '0')}:${String(m % 60).padStart(2, '0')}`;
 }
 
-function percentile(sorted: number[], p: number): number {
-  if (sorted.length === 0) return NaN;
+function percentile(sorted: number[], p: number): number | 'n/a' {
+  if (sorted.length === 0) return 'n/a';
   const idx = Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1));
   return sorted[idx]!;
 }
@@ -492,8 +576,11 @@ function printSettings(opts: Options, specs: ProviderSpec[], batchSize: number, 
       `window_ms ${opts.breaker.window_ms} (${simMin(opts.breaker.window_ms)}), cooldown_ms ${opts.breaker.cooldown_ms} (${simMin(opts.breaker.cooldown_ms)}), ` +
       `max_cooldown_ms ${opts.breaker.max_cooldown_ms} (${simMin(opts.breaker.max_cooldown_ms)})`,
     `  workers             poll_interval_ms ${opts.pollMs} (${simMin(opts.pollMs)}), batch_size ${batchSize}, max_attempts ${maxAttempts}, retry_backoff_ms ${opts.retryBackoffMs}, ` +
-      `upstream_deadline_ms ${opts.upstreamDeadlineMs} (${simMin(opts.upstreamDeadlineMs)}), upstream_timeout_ms 5000 (not scaled)`,
+      `upstream_deadline_ms ${opts.upstreamDeadlineMs} (${simMin(opts.upstreamDeadlineMs)}${opts.upstreamDeadlineFloored ? `, floored at ${DEADLINE_FLOOR_MS}` : ''}), upstream_timeout_ms 5000 (not scaled)`,
+    ...(opts.starve ? [`  injected starvation ${(opts.starve.share * 100).toFixed(0)} % of the process's time taken ${formatHour(opts.starve.from)}-${formatHour(opts.starve.to)}`] : []),
+    ...(opts.stalls.length ? [`  injected stalls     ${opts.stalls.map((x) => `${x.ms} ms at ${formatHour(x.hour)}`).join(', ')} (the whole process freezes)`] : []),
     `  routing             wait_for_provider_ms ${opts.waitForProviderMs} (${simMin(opts.waitForProviderMs)})`,
+    `  host                ${os.cpus().length} CPUs, Node ${process.version}; load average ${os.loadavg().map((l) => l.toFixed(1)).join(' / ')} (1/5/15 min) at the start`,
     `  scaling             breaker window/cool-downs, retry backoff, upstream deadline and wait-for-provider are the gateway defaults divided by the compression`,
   ];
   console.log(lines.join('\n'));
@@ -578,6 +665,8 @@ function analyse(opts: Options, specs: ProviderSpec[], run: RunResult, logger: R
   const totalCreates = [...run.creates.values()].reduce((a, b) => a + b, 0);
   const tasksN = submitted.length;
   const diffPct = oracleUsd === 0 ? 0 : ((actualUsd - oracleUsd) / oracleUsd) * 100;
+  const wastedUsd = run.finishedAbandoned.reduce((a, b) => a + b.usd, 0);
+  const diffWithWastePct = oracleUsd === 0 ? 0 : ((actualUsd + wastedUsd - oracleUsd) / oracleUsd) * 100;
   const successAll = tasksN ? succeeded / tasksN : 0;
   const successOutage = duringOutage ? duringOutageOk / duringOutage : 1;
 
@@ -637,10 +726,16 @@ function analyse(opts: Options, specs: ProviderSpec[], run: RunResult, logger: R
     `  served by            ${share(servedBy, succeeded)}`,
     `  oracle would use     ${share(oracleBy, tasksN)}`,
     `  attempts per task    mean ${attemptsMean.toFixed(3)}; ${[...attemptsHistogram].sort((a, b) => a[0] - b[0]).map(([k, n]) => `${k}: ${n}`).join(', ')}`,
-    `  upstream submits     ${totalCreates} create requests received by the fakes (${tasksN ? (totalCreates / tasksN).toFixed(3) : 'n/a'} per task; ${[...run.creates].map(([p, n]) => `${p} ${n}`).join(', ')})`,
+    `  upstream submits     ${totalCreates} create requests received by the fakes (${tasksN ? (totalCreates / tasksN).toFixed(3) : 'n/a'} per task; ${[...run.creates].map(([p, n]) => `${p} ${n}`).join(', ')}); ` +
+      `${totalCreates - attempts.length} more than attempts (${specs.map((s) => `${s.id} ${(run.creates.get(s.id) ?? 0) - attempts.filter((a) => a.provider_id === s.id).length}`).join(', ')}): same-key re-sends after a lost answer`,
     `  abandoned attempts   ${abandoned.length} (${abandonedWithJob.length} after the upstream job was created, worth ${usd(abandonedWithJob.reduce((a, b) => a + b.usd, 0))} if billed)`,
+    `  finished, abandoned  ${run.finishedAbandoned.length} abandoned attempts had a job that had already finished upstream (${[...new Set(run.finishedAbandoned.map((a) => a.error_code))].join(', ') || '-'}): ` +
+      `${usd(wastedUsd)} paid for videos thrown away; actual cost including them ${usd(actualUsd + wastedUsd)} (${diffWithWastePct >= 0 ? '+' : ''}${diffWithWastePct.toFixed(3)} % vs oracle)`,
     `  requeue reasons      ${logger.requeues.size ? [...logger.requeues].sort((a, b) => b[1] - a[1]).map(([k, n]) => `${k} x${n}`).join('; ') : 'none'}`,
-    `  time to completion   p50 ${percentile(latencies, 50)} ms, p95 ${percentile(latencies, 95)} ms, max ${latencies.at(-1) ?? NaN} ms (real); during outages p50 ${percentile(latenciesOutage, 50)} ms, p95 ${percentile(latenciesOutage, 95)} ms`,
+    `  time to completion   p50 ${percentile(latencies, 50)} ms, p95 ${percentile(latencies, 95)} ms, max ${latencies.at(-1) ?? 'n/a'} ms (real); during outages p50 ${percentile(latenciesOutage, 50)} ms, p95 ${percentile(latenciesOutage, 95)} ms`,
+    `  host load           ${os.cpus().length} CPUs; load average ${os.loadavg().map((l) => l.toFixed(1)).join(' / ')} (1/5/15 min) at the end of the run; ` +
+      `event-loop delay p50 ${run.loop.p50_ms.toFixed(0)} ms, p99 ${run.loop.p99_ms.toFixed(0)} ms, max ${run.loop.max_ms.toFixed(0)} ms; ` +
+      `${run.stalls.length} stalls > 250 ms${run.stalls.length ? ` (longest ${Math.max(...run.stalls.map((x) => x.ms))} ms; at sim ${run.stalls.slice(0, 8).map((x) => formatHour((x.at_ms / dayMs) * 24)).join(', ')}${run.stalls.length > 8 ? ', ...' : ''})` : ''}`,
     `  outages`,
     ...outageRows,
     `  false breaker opens  ${falseOpens.length ? falseOpens.map((e) => `${e.provider} at ${formatHour((e.at_ms / dayMs) * 24)} (${e.reason})`).join('; ') : 'none'}`,
@@ -667,12 +762,18 @@ function analyse(opts: Options, specs: ProviderSpec[], run: RunResult, logger: R
     oracle_by: Object.fromEntries(oracleBy),
     attempts_mean: attemptsMean,
     upstream_creates: Object.fromEntries(run.creates),
+    attempts_by_provider: Object.fromEntries(specs.map((s) => [s.id, attempts.filter((a) => a.provider_id === s.id).length])),
     abandoned_attempts: abandoned.length,
     abandoned_with_job: abandonedWithJob.length,
     requeue_reasons: Object.fromEntries(logger.requeues),
     latency_ms: { p50: percentile(latencies, 50), p95: percentile(latencies, 95), max: latencies.at(-1) ?? null },
     breaker_events: breakerEvents.map((e) => ({ ...e, sim: formatHour((e.at_ms / dayMs) * 24) })),
     gateway_errors: logger.errors,
+    finished_abandoned: { attempts: run.finishedAbandoned.length, usd: wastedUsd, difference_pct_including: diffWithWastePct },
+    event_loop: run.loop,
+    stalls: run.stalls,
+    attempts: run.attempts.map((a) => ({ ...a, started_rel_ms: a.started_at_ms - run.t0, ended_rel_ms: a.ended_at_ms === null ? null : a.ended_at_ms - run.t0 })),
+    submitted: run.submitted,
     pass,
   };
 }

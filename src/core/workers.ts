@@ -213,11 +213,13 @@ export function createWorkers(deps: WorkerDeps): Workers {
     if (!adapter || !upstreamId) {
       return retryOrFail(t, request, { code: 'provider_unavailable', message: `provider '${t.provider_id}' is no longer configured` });
     }
-    if (t.submitted_at_ms !== null && now() - t.submitted_at_ms > config.upstream_deadline_ms) {
+    // The deadline is judged on the provider's answer: a job that finished while we were late to ask is collected.
+    const overdue = t.submitted_at_ms !== null && now() - t.submitted_at_ms > config.upstream_deadline_ms;
+    const timedOut = () => {
       const error = new ProviderError('generation_timeout', `${adapter.id} did not finish within ${config.upstream_deadline_ms} ms`, true);
       blame(t, request.model, error);
       return retryOrFail(t, request, publicError(adapter.id, error));
-    }
+    };
     try {
       const result = await upstream(adapter, 'poll', (signal) => adapter.poll(upstreamId, { signal }));
       if (result.state === 'failed') {
@@ -226,6 +228,7 @@ export function createWorkers(deps: WorkerDeps): Workers {
         return retryOrFail(t, request, publicError(adapter.id, result.error));
       }
       if (result.state !== 'completed') {
+        if (overdue) return timedOut();
         await store.recordProgress(t.id, t.lease_token, result.progress, now() + config.poll_interval_ms, now());
         return;
       }
@@ -239,6 +242,7 @@ export function createWorkers(deps: WorkerDeps): Workers {
       if (!error.retryable) return finishFailed(t, publicError(adapter.id, error), true);
       // Transient trouble polling: ask again later, without blaming the provider for one missed answer;
       // the deadline bounds the wait.
+      if (overdue) return timedOut();
       await store.releaseLease(t.id, t.lease_token, now() + config.poll_interval_ms, now());
     }
   }
