@@ -1,11 +1,11 @@
 // Failover and provider health, end to end: a real gateway routing one model between two fake upstreams over real
 // HTTP (a cheap one and a dearer one, of the two wire shapes), driven and observed through the public API only:
-// the task (status, provider, attempts, error), GET /v1/providers (breakers), /v1/models and /v1/estimates.
+// the task (status, provider, attempts, error), GET /v1/providers (breakers), /v1/models, /v1/estimates, /v1/usage.
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import ffmpeg from '@ffmpeg-installer/ffmpeg';
-import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it, type TestContext } from 'vitest';
 import type { components } from '../src/generated/vidgate-api';
 import { startFakeOpenAI, type FakeOpenAI } from './support/fake-openai';
 import { renderTestMp4, startFakeTasksApi, type FakeTasksApi } from './support/fake-tasks-api';
@@ -33,8 +33,10 @@ const DEAR_USD = 2;
 const CHEAP_CREDITS = 100;
 const DEAR_CREDITS = 200;
 
-const JOB_MS = 250;
-const PROVIDER_TIMEOUT_MS = 400;
+const JOB_MS = 150;
+/** Generous, so that a loaded machine never turns a good call into a timeout; hang tests set a short one. */
+const PROVIDER_TIMEOUT_MS = 2000;
+const SHORT_TIMEOUT_MS = 400;
 const COOLDOWN_MS = 500;
 const UPSTREAM_ID: Record<Kind, RegExp> = { openai: /^video_\d{6}$/, tasks: /^task-unified-\d+-[0-9a-f]{8}$/ };
 /** Each fake serves a different MP4, so the stored video tells which provider produced it. */
@@ -54,10 +56,22 @@ beforeAll(async () => {
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
   }
+  // Warm up this process's HTTP client (the gateway runs in it), so that the first upstream call of a run is not
+  // slower than the short timeouts some tests use.
+  const warm = await startFakeOpenAI({ mp4: MP4.openai });
+  try {
+    const form = new FormData();
+    for (const [k, v] of Object.entries({ prompt: 'warm-up', model: MODEL, seconds: '4', size: '1280x720' })) form.append(k, v);
+    const headers = { Authorization: `Bearer ${warm.apiKey}` };
+    const created = (await (await fetch(`${warm.url}/v1/videos`, { method: 'POST', body: form, headers })).json()) as { id: string };
+    await (await fetch(`${warm.url}/v1/videos/${created.id}`, { headers })).json();
+  } finally {
+    await warm.close();
+  }
 });
 
 // ---------------------------------------------------------------------------------------------------------------
-// The rig: two fakes and a gateway routing between them. Everything started is closed after each test.
+// The rig: two fakes and a gateway routing between them, all closed when the test finishes.
 
 interface RigOptions {
   /** Which fake is the cheap provider (the other is the dear one). Default openai. */
@@ -65,6 +79,8 @@ interface RigOptions {
   /** Job durations of each fake (default JOB_MS). */
   jobMs?: Partial<Record<Kind, number>>;
   maxConcurrent?: Partial<Record<Kind, number>>;
+  /** timeout_ms of the cheap provider (default PROVIDER_TIMEOUT_MS). */
+  cheapTimeoutMs?: number;
   breaker?: Record<string, number>;
   workers?: Record<string, number>;
   waitForProviderMs?: number;
@@ -82,26 +98,28 @@ interface Rig {
   dear: Kind;
 }
 
-const closers: (() => Promise<void>)[] = [];
-afterEach(async () => {
-  // Fakes first: a step hanging on a fake ends at once, so the gateway's drain is quick.
-  for (const close of closers.splice(0).reverse()) await close().catch(() => undefined);
-});
+/** Closes what a test started when it finishes: fakes first, so that a step hanging on one ends at once. */
+function cleanup(ctx: TestContext) {
+  const fakes: (() => Promise<void>)[] = [];
+  const gateways: (() => Promise<void>)[] = [];
+  ctx.onTestFinished(async () => {
+    for (const close of [...fakes, ...gateways]) await close().catch(() => undefined);
+  });
+  return { fake: (close: () => Promise<void>) => fakes.push(close), gateway: (close: () => Promise<void>) => gateways.push(close) };
+}
 
-async function rig(options: RigOptions = {}): Promise<Rig> {
+async function rig(ctx: TestContext, options: RigOptions = {}): Promise<Rig> {
   const cheap = options.cheap ?? 'openai';
   const dear = other(cheap);
-  const gatewayClose: (() => Promise<void>)[] = [];
-  closers.push(async () => {
-    for (const c of gatewayClose) await c();
-  });
+  const closing = cleanup(ctx);
   const openai = await startFakeOpenAI({ mp4: MP4.openai, jobDurationMs: options.jobMs?.openai ?? JOB_MS });
-  closers.push(() => openai.close());
+  closing.fake(() => openai.close());
   const tasks = await startFakeTasksApi({ mp4: MP4.tasks, durationMs: options.jobMs?.tasks ?? JOB_MS });
-  closers.push(() => tasks.close());
+  closing.fake(() => tasks.close());
 
   const price = (k: Kind) => (k === cheap ? CHEAP_USD_S : DEAR_USD_S);
   const extra = (k: Kind) => (k === dear ? (options.dearExtraModels ?? []) : []);
+  const timeout = (k: Kind) => (k === cheap ? (options.cheapTimeoutMs ?? PROVIDER_TIMEOUT_MS) : PROVIDER_TIMEOUT_MS);
   const limit = (k: Kind) => (options.maxConcurrent?.[k] === undefined ? {} : { max_concurrent: options.maxConcurrent[k] });
   const h = await startTestGateway(
     {
@@ -111,8 +129,8 @@ async function rig(options: RigOptions = {}): Promise<Rig> {
         retry_backoff_ms: 50,
         lease_ms: 5000,
         max_attempts: 3,
-        upstream_timeout_ms: 500,
-        upstream_deadline_ms: 5000,
+        upstream_timeout_ms: 3000,
+        upstream_deadline_ms: 8000,
         download_timeout_ms: 3000,
         ...options.workers,
       },
@@ -127,7 +145,7 @@ async function rig(options: RigOptions = {}): Promise<Rig> {
           kind: 'openai',
           base_url: openai.url,
           api_key_env: 'FAKE_OPENAI_KEY',
-          timeout_ms: PROVIDER_TIMEOUT_MS,
+          timeout_ms: timeout('openai'),
           ...limit('openai'),
           models: [{ model: MODEL, usd_per_second: { standard: price('openai') } }, ...extra('openai')],
         },
@@ -136,7 +154,7 @@ async function rig(options: RigOptions = {}): Promise<Rig> {
           kind: 'tasks-api',
           base_url: tasks.url,
           api_key_env: 'FAKE_TASKS_KEY',
-          timeout_ms: PROVIDER_TIMEOUT_MS,
+          timeout_ms: timeout('tasks'),
           ...limit('tasks'),
           models: [{ model: MODEL, usd_per_second: { standard: price('tasks') } }, ...extra('tasks')],
         },
@@ -144,7 +162,7 @@ async function rig(options: RigOptions = {}): Promise<Rig> {
     },
     { env: { FAKE_OPENAI_KEY: openai.apiKey, FAKE_TASKS_KEY: tasks.apiKey } },
   );
-  gatewayClose.push(() => h.close());
+  closing.gateway(() => h.close());
   return { h, openai, tasks, cheap, dear };
 }
 
@@ -200,13 +218,15 @@ async function video(h: Harness, id: string): Promise<{ bytes: Buffer; facts: Vi
   return { bytes, facts: probeVideo(file) };
 }
 
-/** The task completed with the video of `kind`'s fake, byte for byte, and the asset store holds only that file. */
+/** The task completed with the video of `kind`'s fake, byte for byte, served and stored. */
 async function expectVideoFrom(h: Harness, id: string, kind: Kind): Promise<void> {
   const { bytes, facts } = await video(h, id);
   expect(facts).toMatchObject({ codec: 'h264', ...DIMENSIONS[kind] });
   expect(bytes.equals(MP4[kind]!)).toBe(true);
+  // The stored file is the whole video, and the only one for this task: no partial file left behind.
   const stored = fs.readdirSync(h.config.assets.dir).filter((f) => f.startsWith(id));
-  expect(stored).toEqual([`${id}.mp4`]); // no partial (.part) file left behind
+  expect(stored, 'files in the asset store').toEqual([`${id}.mp4`]);
+  expect(fs.readFileSync(path.join(h.config.assets.dir, `${id}.mp4`)).equals(MP4[kind]!)).toBe(true);
 }
 
 /** Creates (submissions) each fake received. */
@@ -228,7 +248,8 @@ function knowsJob(r: Rig, kind: Kind, upstreamId: string): boolean {
 
 const price = (k: Kind, r: Rig) => (k === r.cheap ? CHEAP_USD : DEAR_USD);
 
-function retried(r: Rig, provider: Kind, code: string, submitted: boolean) {
+/** A retried attempt. Its error text is the public one: the provider's own words about itself are not shown. */
+function retried(r: Rig, provider: Kind, code: string | undefined, submitted: boolean) {
   return {
     provider,
     upstream_id: submitted ? expect.stringMatching(UPSTREAM_ID[provider]) : null,
@@ -236,7 +257,10 @@ function retried(r: Rig, provider: Kind, code: string, submitted: boolean) {
     ended_at: expect.any(Number),
     outcome: 'retried',
     price_usd: price(provider, r),
-    error: { code, message: expect.any(String) },
+    error:
+      code === undefined
+        ? { code: expect.any(String), message: expect.stringMatching(new RegExp(`^${provider} failed on its side \\(`)) }
+        : { code, message: `${provider} failed on its side (${code})` },
   };
 }
 
@@ -260,7 +284,7 @@ function expectSequential(t: Task): void {
 /** A breaker opened by this one failure (consecutive_failures 1 in the rig). */
 function expectOpenedBy(h: BreakerStatus, code: string, calls: number, errorRate: number, cooldownMs = COOLDOWN_MS): void {
   expect(h).toMatchObject({ state: 'open', calls, error_rate: errorRate });
-  expect(h.reason).toMatch(new RegExp(`^1 consecutive failures, last: ${code}: `));
+  expect(h.reason).toBe(`1 consecutive failures, last: ${code}`);
   expect(h.until! - h.since).toBe(cooldownMs);
 }
 
@@ -277,6 +301,13 @@ const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 interface Behaviour {
   name: string;
+  /** timeout_ms of the cheap provider, when the behaviour needs a short one. */
+  cheapTimeoutMs?: number;
+  /**
+   * Submissions the cheap provider receives: a lost answer (timeout, reset) is sent again twice under the same
+   * idempotency key, since the job may exist; an answer that says no is not.
+   */
+  sends?: number;
   inject: { openai: (f: FakeOpenAI) => void; tasks: (f: FakeTasksApi) => void };
   /** The error code the failed attempt records. */
   code: Record<Kind, string>;
@@ -291,11 +322,14 @@ const SUBMIT_FAILURES: Behaviour[] = [
   },
   {
     name: 'hang past the timeout on submit',
+    cheapTimeoutMs: SHORT_TIMEOUT_MS,
+    sends: 3,
     inject: { openai: (f) => f.setMode('hang', { route: 'create' }), tasks: (f) => f.setMode('hang', { route: 'create' }) },
     code: { openai: 'timeout', tasks: 'timeout' },
   },
   {
     name: 'connection reset on submit',
+    sends: 3,
     inject: { openai: (f) => f.setMode('reset', { route: 'create' }), tasks: (f) => f.setMode('reset', { route: 'create' }) },
     code: { openai: 'network_error', tasks: 'network_error' },
   },
@@ -331,14 +365,16 @@ const JOB_FAILURES: (Behaviour & { jobMs?: number; workers?: Record<string, numb
     inject: { openai: () => undefined, tasks: () => undefined },
     code: { openai: 'generation_timeout', tasks: 'generation_timeout' },
     jobMs: 60_000, // the cheap job never finishes within the test
-    workers: { upstream_deadline_ms: 800 },
-    minAttemptMs: 800,
+    workers: { upstream_deadline_ms: 1000 },
+    minAttemptMs: 1000,
   },
 ];
 
+// Sequential on purpose: every gateway and fake shares this process's event loop, and a gateway compiling its
+// request validators stalls the others, which turns the short timeouts here into false failures.
 describe.each(KINDS)('the %s fake as the cheap provider', (cheapKind) => {
-  it.each(SUBMIT_FAILURES)('$name: fails over to the dearer provider and completes there', async (b) => {
-    const r = await rig({ cheap: cheapKind });
+  it.for(SUBMIT_FAILURES)('$name: fails over to the dearer provider and completes there', async (b, ctx) => {
+    const r = await rig(ctx, { cheap: cheapKind, cheapTimeoutMs: b.cheapTimeoutMs });
     b.inject[r.cheap](r[r.cheap] as never);
     const code = b.code[r.cheap];
 
@@ -350,23 +386,28 @@ describe.each(KINDS)('the %s fake as the cheap provider', (cheapKind) => {
     expect(done.error).toBeUndefined();
     expect(done.attempts).toEqual([retried(r, r.cheap, code, false), completed(r, r.dear)]);
     expectSequential(done);
-    if (code === 'timeout') expect(done.attempts[0]!.ended_at! - done.attempts[0]!.started_at).toBeGreaterThanOrEqual(PROVIDER_TIMEOUT_MS - 2);
+    const sends = b.sends ?? 1;
+    if (code === 'timeout') expect(done.attempts[0]!.ended_at! - done.attempts[0]!.started_at).toBeGreaterThanOrEqual(sends * SHORT_TIMEOUT_MS - 2);
     expect(knowsJob(r, r.dear, done.attempts[1]!.upstream_id!)).toBe(true);
-    // The broken provider was asked once, not again; the dear one created exactly one job.
-    expect(creates(r, r.cheap)).toBe(1);
+    // The broken provider got one attempt (sent again only while its answer was lost); the dear one created one job.
+    expect(creates(r, r.cheap)).toBe(sends);
+    if (r.cheap === 'openai') {
+      expect(r.openai.requestsTo('create').map((q) => q.headers['idempotency-key'])).toEqual(Array(sends).fill(`${task.id}.1`));
+    }
     expect(creates(r, r.dear)).toBe(1);
     expect(r.openai.requestsTo('delete')).toEqual([]); // no upstream job to cancel
     await expectVideoFrom(r.h, task.id, r.dear);
 
-    expectOpenedBy(await health(r.h, r.cheap), code, 1, 1);
+    // Opened by the first failure; the same-key resends, sent while it was open, count as calls but change nothing.
+    expectOpenedBy(await health(r.h, r.cheap), code, sends, 1);
     expectHealthy(await health(r.h, r.dear));
   });
 
-  it('429 with Retry-After on submit: fails over, and the breaker stays open for the Retry-After, not the shorter cool-down', async () => {
+  it('429 with Retry-After on submit: fails over, and the breaker stays open for the Retry-After, not the shorter cool-down', async (ctx) => {
     // Only the Retry-After may open the breaker here (not the consecutive-failure rule).
-    const r = await rig({ cheap: cheapKind, breaker: { consecutive_failures: 5 } });
-    if (r.cheap === 'openai') r.openai.setMode({ kind: 'rate_limited', retryAfterS: 2 }, { route: 'create', times: 1 });
-    else r.tasks.setMode({ kind: 'http_error', status: 429, retryAfter: '2' }, { route: 'create', times: 1 });
+    const r = await rig(ctx, { cheap: cheapKind, breaker: { consecutive_failures: 5 } });
+    if (r.cheap === 'openai') r.openai.setMode({ kind: 'rate_limited', retryAfterS: 3 }, { route: 'create', times: 1 });
+    else r.tasks.setMode({ kind: 'http_error', status: 429, retryAfter: '3' }, { route: 'create', times: 1 });
     const code = r.cheap === 'openai' ? 'rate_limit_exceeded' : 'http_429';
 
     const before = Date.now();
@@ -378,9 +419,9 @@ describe.each(KINDS)('the %s fake as the cheap provider', (cheapKind) => {
 
     const h = await health(r.h, r.cheap);
     expect(h).toMatchObject({ state: 'open', calls: 1, error_rate: 1 });
-    expect(h.reason).toMatch(new RegExp(`^asked to retry later: ${code}: `));
-    expect(h.until! - h.since).toBe(2000); // the Retry-After, not the 500 ms cool-down
-    expect(h.until!).toBeGreaterThanOrEqual(before + 2000);
+    expect(h.reason).toBe(`asked to retry later: ${code}`);
+    expect(h.until! - h.since).toBe(3000); // the Retry-After, not the 500 ms cool-down
+    expect(h.until!).toBeGreaterThanOrEqual(before + 3000);
 
     // Past the cool-down but within the Retry-After, traffic still goes straight to the dear provider,
     // although the cheap one would answer now (the 429 was a single one).
@@ -394,8 +435,8 @@ describe.each(KINDS)('the %s fake as the cheap provider', (cheapKind) => {
     expect(await health(r.h, r.cheap)).toMatchObject({ state: 'open', until: h.until, calls: 1 });
   });
 
-  it.each(JOB_FAILURES)('$name: resubmitted to the dearer provider after submission, completes there', async (b) => {
-    const r = await rig({ cheap: cheapKind, jobMs: b.jobMs === undefined ? {} : { [cheapKind]: b.jobMs }, workers: b.workers });
+  it.for(JOB_FAILURES)('$name: resubmitted to the dearer provider after submission, completes there', async (b, ctx) => {
+    const r = await rig(ctx, { cheap: cheapKind, jobMs: b.jobMs === undefined ? {} : { [cheapKind]: b.jobMs }, workers: b.workers });
     b.inject[r.cheap](r[r.cheap] as never);
     const code = b.code[r.cheap];
 
@@ -420,15 +461,17 @@ describe.each(KINDS)('the %s fake as the cheap provider', (cheapKind) => {
     expectHealthy(await health(r.h, r.dear));
   });
 
-  it('upstream job fails with a terminal code (content_policy_violation): task failed with that code, not moved, provider health untouched', async () => {
-    const r = await rig({ cheap: cheapKind });
+  it('upstream job fails with a terminal code (content_policy_violation): task failed with that code, not moved, provider health untouched', async (ctx) => {
+    const r = await rig(ctx, { cheap: cheapKind });
     if (r.cheap === 'openai') r.openai.setMode({ kind: 'fail_job', code: 'content_policy_violation' }, { route: 'retrieve' });
     else r.tasks.setMode({ kind: 'fail_task', code: 'content_policy_violation' }, { route: 'task' });
 
     const task = await submit(r.h);
     const done = await settled(r.h, task.id);
 
-    expect(done).toMatchObject({ status: 'failed', provider: r.cheap, error: { code: 'content_policy_violation', message: expect.any(String) } });
+    // The provider's own words about the request are passed on (they help the client); about itself, they are not.
+    const reason = { code: 'content_policy_violation', message: expect.stringContaining('content_policy_violation') };
+    expect(done).toMatchObject({ status: 'failed', provider: r.cheap, error: reason });
     expect(done.results).toBeUndefined();
     expect(done.attempts).toEqual([
       {
@@ -438,7 +481,7 @@ describe.each(KINDS)('the %s fake as the cheap provider', (cheapKind) => {
         ended_at: expect.any(Number),
         outcome: 'failed',
         price_usd: CHEAP_USD,
-        error: { code: 'content_policy_violation', message: expect.any(String) },
+        error: reason,
       },
     ]);
     expect(creates(r, r.cheap)).toBe(1);
@@ -452,8 +495,8 @@ describe.each(KINDS)('the %s fake as the cheap provider', (cheapKind) => {
     expect(dear).toMatchObject({ state: 'closed', calls: 0, error_rate: 0 });
   });
 
-  it('truncated MP4, then a good one: retried on the same provider, completes with the full video; nothing truncated stored', async () => {
-    const r = await rig({ cheap: cheapKind, breaker: { consecutive_failures: 3 } });
+  it('truncated MP4, then a good one: retried on the same provider, completes with the full video; nothing truncated stored', async (ctx) => {
+    const r = await rig(ctx, { cheap: cheapKind, breaker: { consecutive_failures: 3 } });
     if (r.cheap === 'openai') r.openai.setMode({ kind: 'truncated_mp4' }, { route: 'content', times: 2 });
     else r.tasks.setMode('truncate', { route: 'file', times: 2 });
 
@@ -470,8 +513,8 @@ describe.each(KINDS)('the %s fake as the cheap provider', (cheapKind) => {
     expect(await health(r.h, r.cheap)).toMatchObject({ state: 'closed', reason: null, calls: 4, error_rate: 0.5 });
   });
 
-  it('truncated MP4 every time: after the download retries, generated again on the dearer provider; nothing truncated stored', async () => {
-    const r = await rig({ cheap: cheapKind, breaker: { consecutive_failures: 3 } });
+  it('truncated MP4 every time: after the download retries, generated again on the dearer provider; nothing truncated stored', async (ctx) => {
+    const r = await rig(ctx, { cheap: cheapKind, breaker: { consecutive_failures: 3 } });
     if (r.cheap === 'openai') r.openai.setMode({ kind: 'truncated_mp4' }, { route: 'content' });
     else r.tasks.setMode('truncate', { route: 'file' });
 
@@ -479,7 +522,7 @@ describe.each(KINDS)('the %s fake as the cheap provider', (cheapKind) => {
     const done = await settled(r.h, task.id);
 
     expect(done).toMatchObject({ status: 'completed', provider: r.dear });
-    expect(done.attempts).toEqual([retried(r, r.cheap, expect.any(String) as unknown as string, true), completed(r, r.dear)]);
+    expect(done.attempts).toEqual([retried(r, r.cheap, undefined, true), completed(r, r.dear)]);
     expect(downloads(r, r.cheap)).toBe(3);
     expect(creates(r, r.dear)).toBe(1);
     await expectVideoFrom(r.h, task.id, r.dear);
@@ -493,9 +536,9 @@ describe.each(KINDS)('the %s fake as the cheap provider', (cheapKind) => {
 // ---------------------------------------------------------------------------------------------------------------
 
 describe('circuit breaker lifecycle', () => {
-  it('opens after N consecutive failures, a failed probe reopens it for twice as long, a good probe closes it and traffic returns', async () => {
+  it('opens after N consecutive failures, a failed probe reopens it for twice as long, a good probe closes it and traffic returns', async (ctx) => {
     const cooldown = 600;
-    const r = await rig({ breaker: { consecutive_failures: 2, cooldown_ms: cooldown } });
+    const r = await rig(ctx, { breaker: { consecutive_failures: 2, cooldown_ms: cooldown }, cheapTimeoutMs: SHORT_TIMEOUT_MS });
     r.openai.setMode('error_500', { route: 'create', times: 2 });
 
     // First failure: the breaker notes it but stays closed.
@@ -510,7 +553,7 @@ describe('circuit breaker lifecycle', () => {
       const h = await health(r.h, 'openai');
       return h.state === 'open' ? h : undefined;
     });
-    expect(opened.reason).toMatch(/^2 consecutive failures, last: server_error: /);
+    expect(opened.reason).toBe('2 consecutive failures, last: server_error');
     expect(opened).toMatchObject({ calls: 2, error_rate: 1 });
     expect(opened.until! - opened.since).toBe(cooldown);
 
@@ -523,8 +566,8 @@ describe('circuit breaker lifecycle', () => {
     expect(creates(r, 'openai')).toBe(2);
 
     // After the cool-down, one probe goes through; it hangs: half_open while it is under way, then open again,
-    // with the cool-down doubled.
-    r.openai.setMode('hang', { route: 'create', times: 1 });
+    // with the cool-down doubled. (Its lost answer is sent again twice under the same key; those hang too.)
+    r.openai.setMode('hang', { route: 'create', times: 3 });
     await sleep(Math.max(0, opened.until! - Date.now() + 20));
     expect((await health(r.h, 'openai')).state).toBe('open'); // no probe until a task asks
     const t4 = await submit(r.h);
@@ -533,12 +576,13 @@ describe('circuit breaker lifecycle', () => {
       const h = await health(r.h, 'openai');
       return h.state === 'open' ? h : undefined;
     });
-    expect(reopened.reason).toMatch(/^probe failed: timeout: /);
+    expect(reopened.reason).toBe('probe failed: timeout');
     expect(reopened.until! - reopened.since).toBe(2 * cooldown);
     const done4 = await settled(r.h, t4.id);
     expect(done4).toMatchObject({ status: 'completed', provider: 'tasks' });
     expect(done4.attempts).toEqual([retried(r, 'openai', 'timeout', false), completed(r, 'tasks')]);
-    expect(creates(r, 'openai')).toBe(3);
+    expect(creates(r, 'openai')).toBe(5);
+    expect(await health(r.h, 'openai')).toMatchObject({ state: 'open', since: reopened.since, until: reopened.until });
 
     // After the doubled cool-down, the next probe succeeds: closed, and the task is served by the cheap provider.
     await sleep(Math.max(0, reopened.until! - Date.now() + 20));
@@ -561,31 +605,33 @@ describe('circuit breaker lifecycle', () => {
 });
 
 describe('no provider available', () => {
-  it('every provider failing: the task waits up to wait_for_provider_ms, then fails with no_provider_available', async () => {
+  it('every provider failing: the task waits up to wait_for_provider_ms, then fails with no_provider_available', async (ctx) => {
     const waitMs = 1000;
     // Both answer 429 with a long Retry-After: both breakers open, for longer than the wait.
-    const r = await rig({ waitForProviderMs: waitMs, breaker: { consecutive_failures: 5 } });
+    const r = await rig(ctx, { waitForProviderMs: waitMs, breaker: { consecutive_failures: 5 } });
     r.openai.setMode({ kind: 'rate_limited', retryAfterS: 30 }, { route: 'create' });
     r.tasks.setMode({ kind: 'http_error', status: 429, retryAfter: '30' }, { route: 'create' });
 
     const start = Date.now();
     const first = await submit(r.h);
+    await waitFor(async () => ((await getTask(r.h, first.id)).attempts[1]?.outcome === 'retried' ? true : undefined));
+    for (const p of KINDS) expect(await health(r.h, p)).toMatchObject({ state: 'open', reason: expect.stringMatching(/^asked to retry later: /) });
+    // The estimate says so too.
+    const est = await estimate(r.h);
+    expect(est).toMatchObject({ provider: null, usd: null, credits: null });
+    expect(est.options.map((o) => [o.provider, o.available])).toEqual([['openai', false], ['tasks', false]]);
+
+    // A task arriving while every breaker is open is never submitted, and fails after the wait too.
+    const start2 = Date.now();
+    const second = await submit(r.h);
+
     const done = await settled(r.h, first.id);
     const waited = Date.now() - start;
     expect(done).toMatchObject({ status: 'failed', error: { code: 'no_provider_available', message: expect.any(String) } });
     expect(done.attempts).toEqual([retried(r, 'openai', 'rate_limit_exceeded', false), retried(r, 'tasks', 'http_429', false)]);
     expect(waited).toBeGreaterThanOrEqual(waitMs);
     expect(waited).toBeLessThan(waitMs + 3000);
-    for (const p of KINDS) expect(await health(r.h, p)).toMatchObject({ state: 'open', reason: expect.stringMatching(/^asked to retry later: /) });
 
-    // The estimate says so too.
-    const est = await estimate(r.h);
-    expect(est).toMatchObject({ provider: null, usd: null, credits: null });
-    expect(est.options.map((o) => [o.provider, o.available])).toEqual([['openai', false], ['tasks', false]]);
-
-    // A task arriving while every breaker is open is never submitted, and fails after the wait.
-    const start2 = Date.now();
-    const second = await submit(r.h);
     const done2 = await settled(r.h, second.id);
     expect(Date.now() - start2).toBeGreaterThanOrEqual(waitMs);
     expect(done2).toMatchObject({ status: 'failed', provider: null, attempts: [], error: { code: 'no_provider_available' } });
@@ -593,14 +639,14 @@ describe('no provider available', () => {
     expect(creates(r, 'tasks')).toBe(1);
   });
 
-  it('a provider recovering within the wait: the task completes there instead', async () => {
-    const r = await rig({ waitForProviderMs: 8000, breaker: { consecutive_failures: 5 } });
+  it('a provider recovering within the wait: the task completes there instead', async (ctx) => {
+    const r = await rig(ctx, { waitForProviderMs: 8000, breaker: { consecutive_failures: 5 } });
     r.openai.setMode({ kind: 'rate_limited', retryAfterS: 1 }, { route: 'create', times: 1 });
     r.tasks.setMode({ kind: 'http_error', status: 429, retryAfter: '3' }, { route: 'create', times: 1 });
 
     const task = await submit(r.h);
     // Both failed; the task waits for a provider.
-    await waitFor(async () => ((await getTask(r.h, task.id)).attempts.length === 2 ? true : undefined));
+    await waitFor(async () => ((await getTask(r.h, task.id)).attempts[1]?.outcome === 'retried' ? true : undefined));
     const waiting = await getTask(r.h, task.id);
     expect(waiting.status).toBe('pending');
     expect(waiting.attempts).toEqual([retried(r, 'openai', 'rate_limit_exceeded', false), retried(r, 'tasks', 'http_429', false)]);
@@ -618,10 +664,10 @@ describe('no provider available', () => {
 });
 
 describe('configuration and load', () => {
-  it('a provider whose key variable is missing is listed as disabled, with the variable named, and gets no traffic', async () => {
+  it('a provider whose key variable is missing is listed as disabled, with the variable named, and gets no traffic', async (ctx) => {
     const ghost = await startFakeOpenAI({ mp4: MP4.openai, jobDurationMs: JOB_MS });
-    closers.push(() => ghost.close());
-    const r = await rig({
+    cleanup(ctx).fake(() => ghost.close());
+    const r = await rig(ctx, {
       extraProviders: [
         // The cheapest of all, if it were enabled.
         { id: 'ghost', kind: 'openai', base_url: ghost.url, api_key_env: 'VIDGATE_TEST_GHOST_KEY', models: [{ model: MODEL, usd_per_second: { standard: 0.05 } }] },
@@ -657,8 +703,8 @@ describe('configuration and load', () => {
     expect(ghost.requests).toEqual([]);
   });
 
-  it('max_concurrent 1 on the cheap provider: a task arriving while it is full goes to the dearer provider', async () => {
-    const r = await rig({ maxConcurrent: { openai: 1 }, jobMs: { openai: 600, tasks: 600 } });
+  it('max_concurrent 1 on the cheap provider: a task arriving while it is full goes to the dearer provider', async (ctx) => {
+    const r = await rig(ctx, { maxConcurrent: { openai: 1 }, jobMs: { openai: 600, tasks: 600 } });
     const a = await submit(r.h);
     await waitFor(async () => ((await getTask(r.h, a.id)).status === 'processing' ? true : undefined));
     const b = await submit(r.h);
@@ -681,11 +727,10 @@ describe('configuration and load', () => {
     expect([after.openai!.active_tasks, after.tasks!.active_tasks]).toEqual([0, 0]);
   });
 
-  // KNOWN BUG (src/core/workers.ts, dispatch): tasks claimed in one dispatcher batch each read
-  // countActiveByProvider() before any of them has recorded its attempt, so both see the cheap provider empty and
-  // both go there: active_tasks 2 with max_concurrent 1. Change it.fails to it once fixed.
-  it.fails('max_concurrent 1 on the cheap provider: of two simultaneous tasks, one goes to the dearer provider', async () => {
-    const r = await rig({ maxConcurrent: { openai: 1 }, jobMs: { openai: 600, tasks: 600 } });
+  // Both tasks are claimed in one dispatcher batch; the limit holds because the store checks it when the attempt
+  // starts (before 3c1587e each read the load first and both went to the cheap provider).
+  it('max_concurrent 1 on the cheap provider: of two simultaneous tasks, one goes to the dearer provider', async (ctx) => {
+    const r = await rig(ctx, { maxConcurrent: { openai: 1 }, jobMs: { openai: 600, tasks: 600 } });
     const [a, b] = await Promise.all([submit(r.h), submit(r.h)]);
     await waitFor(async () => {
       const [ta, tb] = await Promise.all([getTask(r.h, a!.id), getTask(r.h, b!.id)]);
@@ -699,9 +744,9 @@ describe('configuration and load', () => {
     for (const t of done) expect(t.attempts).toEqual([completed(r, t.provider as Kind)]);
   });
 
-  it('never billed twice, never a second result: the abandoned job is cancelled upstream, one completed attempt, reserved once', async () => {
+  it('never billed twice, never a second result: the abandoned job is cancelled upstream, one completed attempt, one settlement', async (ctx) => {
     // The cheap job never finishes; past the deadline the task moves to the dear provider.
-    const r = await rig({ jobMs: { openai: 60_000 }, workers: { upstream_deadline_ms: 800 } });
+    const r = await rig(ctx, { jobMs: { openai: 60_000 }, workers: { upstream_deadline_ms: 1000 } });
     const task = await submit(r.h);
     expect(task.usage.credits_reserved).toBe(CHEAP_CREDITS);
 
@@ -715,9 +760,8 @@ describe('configuration and load', () => {
 
     const done = await settled(r.h, task.id);
     expect(done).toMatchObject({ status: 'completed', provider: 'tasks' });
-    // Reserved once, never for both providers: HEAD keeps the first quote (100); the uncommitted teams work raises
-    // it to the quote of the provider that took over (200). Either way never the sum of the two (300).
-    expect([CHEAP_CREDITS, DEAR_CREDITS]).toContain(done.usage.credits_reserved);
+    // The failover grew the reservation to the dearer quote (README, "The ledger"), never to the sum of both.
+    expect(done.usage.credits_reserved).toBe(DEAR_CREDITS);
     expect(done.attempts).toEqual([
       { ...retried(r, 'openai', 'generation_timeout', true), upstream_id: abandoned },
       completed(r, 'tasks'),
@@ -731,6 +775,13 @@ describe('configuration and load', () => {
     expect(creates(r, 'openai')).toBe(1);
     expect(creates(r, 'tasks')).toBe(1);
     await expectVideoFrom(r.h, task.id, 'tasks');
+
+    // Settled once, at the price of the provider that served it; nothing for the abandoned job; nothing left reserved.
+    const usage = await r.h.http.get('/v1/usage').set(auth(KEY_A));
+    expect(usage.status).toBe(200);
+    expect(usage.body.totals).toEqual({ credits: DEAR_CREDITS, usd: DEAR_USD, tasks: 1 });
+    expect(usage.body.spend).toEqual([{ day: expect.any(String), model: MODEL, provider: 'tasks', tasks: 1, credits: DEAR_CREDITS, usd: DEAR_USD }]);
+    expect(usage.body.open_reservations).toEqual([]);
 
     // Nothing more happens to it afterwards: no more calls to the cheap provider, the task unchanged.
     const callsToOpenAI = r.openai.requests.length;
@@ -747,14 +798,13 @@ describe('configuration and load', () => {
 });
 
 describe('abandoned jobs and waiting, at the edges', () => {
-  // KNOWN BUG (src/core/workers.ts, retryOrFail): when the attempts are used up it returns finishFailed() before the
-  // code that cancels the abandoned upstream job, so a job silent past the deadline keeps running (and billing)
-  // upstream. Change it.fails to it once fixed.
-  it.fails('the last attempt silent past the deadline: the task fails with generation_timeout and its still-running job is cancelled upstream', async () => {
-    const r = await rig({ jobMs: { openai: 60_000 }, workers: { max_attempts: 1, upstream_deadline_ms: 600 } });
+  // Before 3c1587e the job of a last attempt was never cancelled and kept running (and billing) upstream.
+  it('the last attempt silent past the deadline: the task fails with generation_timeout and its still-running job is cancelled upstream', async (ctx) => {
+    const r = await rig(ctx, { jobMs: { openai: 60_000 }, workers: { max_attempts: 1, upstream_deadline_ms: 600 } });
     const task = await submit(r.h);
     const done = await settled(r.h, task.id);
-    expect(done).toMatchObject({ status: 'failed', provider: 'openai', error: { code: 'generation_timeout' } });
+    const reason = { code: 'generation_timeout', message: 'openai failed on its side (generation_timeout)' };
+    expect(done).toMatchObject({ status: 'failed', provider: 'openai', error: reason });
     const upstreamId = done.attempts[0]!.upstream_id!;
     expect(done.attempts).toEqual([
       {
@@ -764,7 +814,7 @@ describe('abandoned jobs and waiting, at the edges', () => {
         ended_at: expect.any(Number),
         outcome: 'failed',
         price_usd: CHEAP_USD,
-        error: { code: 'generation_timeout', message: expect.any(String) },
+        error: reason,
       },
     ]);
     expect(creates(r, 'tasks')).toBe(0);
@@ -773,17 +823,15 @@ describe('abandoned jobs and waiting, at the edges', () => {
     expect(r.openai.requestsTo('delete').map((q) => q.path)).toEqual([`/v1/videos/${upstreamId}`]);
   });
 
-  // KNOWN BUG (src/core/workers.ts, dispatch): the wait for a provider is measured from the task's creation, so a
-  // task older than wait_for_provider_ms that needs a new provider fails with no_provider_available at once, without
-  // waiting at all, although its cheap provider's cool-down ends 500 ms later. Change it.fails to it once fixed.
-  it.fails('a task that ran longer than wait_for_provider_ms still waits for a provider after a failover, instead of failing at once', async () => {
+  // Before 3c1587e the wait counted from the task's creation: such a task failed at once, without waiting at all.
+  it('a task that ran longer than wait_for_provider_ms still waits for a provider after a failover, instead of failing at once', async (ctx) => {
     const waitMs = 1000;
-    const r = await rig({ waitForProviderMs: waitMs, jobMs: { openai: 60_000 } });
+    const r = await rig(ctx, { waitForProviderMs: waitMs, jobMs: { openai: 60_000 } });
     // Open the dear provider's breaker for long (30 s Retry-After), through a first task that we then cancel.
     r.openai.setMode('error_500', { route: 'create', times: 1 });
     r.tasks.setMode({ kind: 'http_error', status: 429, retryAfter: '30' }, { route: 'create' });
     const first = await submit(r.h);
-    await waitFor(async () => ((await getTask(r.h, first.id)).attempts.length === 2 ? true : undefined));
+    await waitFor(async () => ((await getTask(r.h, first.id)).attempts[1]?.outcome === 'retried' ? true : undefined));
     expect((await r.h.http.post(`/v1/tasks/${first.id}/cancel`).set(auth(KEY_A))).status).toBe(200);
     expect(await health(r.h, 'tasks')).toMatchObject({ state: 'open' });
 
@@ -803,20 +851,20 @@ describe('abandoned jobs and waiting, at the edges', () => {
     r.openai.failJob(running.attempts[0]!.upstream_id!, 'internal_error');
     const next = await waitFor(async () => {
       const t = await getTask(r.h, task.id);
-      return t.status === 'failed' || t.attempts.length >= 2 ? t : undefined;
+      return t.status === 'failed' || (t.attempts.length >= 2 && t.status === 'processing') ? t : undefined;
     }, 5000);
     expect(next.error).toBeUndefined();
     expect(next.attempts).toEqual([
       retried(r, 'openai', 'internal_error', true),
-      { provider: 'openai', upstream_id: expect.anything(), started_at: expect.any(Number), ended_at: null, outcome: 'running', price_usd: CHEAP_USD },
+      { provider: 'openai', upstream_id: expect.stringMatching(UPSTREAM_ID.openai), started_at: expect.any(Number), ended_at: null, outcome: 'running', price_usd: CHEAP_USD },
     ]);
     expect(next.attempts[1]!.started_at - next.attempts[0]!.ended_at!).toBeGreaterThanOrEqual(COOLDOWN_MS - 5);
   });
 });
 
 describe('catalog and estimates', () => {
-  it('GET /v1/models shows the price range across the providers', async () => {
-    const r = await rig({ dearExtraModels: [{ model: 'sora-2-pro', usd_per_second: { standard: 0.3, high: 0.5 } }] });
+  it('GET /v1/models shows the price range across the providers', async (ctx) => {
+    const r = await rig(ctx, { dearExtraModels: [{ model: 'sora-2-pro', usd_per_second: { standard: 0.3, high: 0.5 } }] });
     const res = await r.h.http.get('/v1/models').set(auth(KEY_A));
     expect(res.status).toBe(200);
     expect(res.body.usd_per_credit).toBe(0.01);
@@ -834,8 +882,8 @@ describe('catalog and estimates', () => {
     });
   });
 
-  it('POST /v1/estimates: the cheapest available provider with USD and credits; the next one while its breaker is open', async () => {
-    const r = await rig({ breaker: { consecutive_failures: 5 } });
+  it('POST /v1/estimates: the cheapest available provider with USD and credits; the next one while its breaker is open', async (ctx) => {
+    const r = await rig(ctx, { breaker: { consecutive_failures: 5 } });
     expect(await estimate(r.h)).toEqual({
       object: 'estimate',
       model: MODEL,
@@ -868,5 +916,11 @@ describe('catalog and estimates', () => {
         { provider: 'tasks', usd: DEAR_USD, credits: DEAR_CREDITS, available: true },
       ],
     });
+    // A task submitted now reserves what the estimate said, and goes where it said.
+    const next = await submit(r.h);
+    expect(next.usage.credits_reserved).toBe(DEAR_CREDITS);
+    const doneNext = await settled(r.h, next.id);
+    expect(doneNext).toMatchObject({ status: 'completed', provider: 'tasks', usage: { credits_reserved: DEAR_CREDITS } });
+    expect(doneNext.attempts).toEqual([completed(r, 'tasks')]);
   });
 });

@@ -26,13 +26,16 @@ export function createLocalAssetStore(dir: string): AssetStore {
     async put(key, body) {
       const target = fileOf(key);
       const tmp = `${target}.${crypto.randomUUID()}.part`;
+      const out = fs.createWriteStream(tmp);
       try {
-        await pipeline(body, fs.createWriteStream(tmp));
+        await pipeline(body, out);
         const { size } = await fs.promises.stat(tmp);
         if (!(await looksLikeMp4(tmp))) throw new ProviderError('invalid_video', `the provider sent ${size} bytes that are not an MP4`, true);
         await fs.promises.rename(tmp, target);
         return { bytes: size };
       } finally {
+        // A failed source can end the pipeline before the file is even open: wait for it, then remove it.
+        if (!out.closed) await new Promise<void>((resolve) => out.once('close', () => resolve()));
         await fs.promises.rm(tmp, { force: true });
       }
     },

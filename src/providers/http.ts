@@ -1,5 +1,5 @@
 // What the HTTP adapters share: one call with a timeout, and one classification of every failure.
-import { Readable } from 'node:stream';
+import { PassThrough, Readable } from 'node:stream';
 import type { ReadableStream as WebReadableStream } from 'node:stream/web';
 import { ProviderError } from './types';
 
@@ -98,5 +98,17 @@ export async function videoStream(res: Response): Promise<Readable> {
     throw error;
   }
   if (!res.body) throw new ProviderError('malformed_response', 'empty video body', true);
-  return Readable.fromWeb(res.body as WebReadableStream<Uint8Array>);
+  return withProviderErrors(Readable.fromWeb(res.body as WebReadableStream<Uint8Array>));
+}
+
+/** The same bytes, but a connection lost or timed out mid-body surfaces as a retryable ProviderError. */
+function withProviderErrors(source: Readable): Readable {
+  const out = new PassThrough();
+  source.on('error', (err: Error) => {
+    const timedOut = err.name === 'TimeoutError';
+    const message = `${timedOut ? 'timed out' : 'connection lost'} while downloading the video: ${err.message}`;
+    out.destroy(new ProviderError(timedOut ? 'timeout' : 'network_error', message, true));
+  });
+  out.on('close', () => source.destroy());
+  return source.pipe(out);
 }

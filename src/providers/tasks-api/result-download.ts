@@ -1,9 +1,8 @@
 // Fetching a finished task's result link. The link is absolute and often on another host (a CDN): the API key
 // goes only to the API's own origin, never to whoever the link points at.
-import { PassThrough, type Readable } from 'node:stream';
+import type { Readable } from 'node:stream';
 import { resolvedUrlProblem } from '../../net/url-guard';
 import { fetchTimed, send, videoStream, type HttpTarget } from '../http';
-import { ProviderError } from '../types';
 import { malformed } from './wire';
 
 /**
@@ -18,23 +17,11 @@ export async function downloadResult(target: HttpTarget, link: string, trustedOr
   } catch {
     throw malformed(`result link ${JSON.stringify(link)} is not a URL`);
   }
-  if (url.origin === new URL(target.baseUrl).origin) return withProviderErrors(await videoStream(await send(target, url.href, { signal })));
+  if (url.origin === new URL(target.baseUrl).origin) return videoStream(await send(target, url.href, { signal }));
   if (!trustedOrigins.has(url.origin)) {
     const problem = await resolvedUrlProblem(url.href);
     if (problem) throw malformed(`result link ${url.origin} ${problem}`);
   }
   // Never the API key to another origin.
-  return withProviderErrors(await videoStream(await fetchTimed(url, { signal }, target.timeoutMs)));
-}
-
-/** The same bytes, but a connection lost or timed out mid-body surfaces as a retryable ProviderError. */
-function withProviderErrors(source: Readable): Readable {
-  const out = new PassThrough();
-  source.on('error', (err: Error) => {
-    const timedOut = err.name === 'TimeoutError';
-    const message = `${timedOut ? 'timed out' : 'connection lost'} while downloading the video: ${err.message}`;
-    out.destroy(new ProviderError(timedOut ? 'timeout' : 'network_error', message, true));
-  });
-  out.on('close', () => source.destroy());
-  return source.pipe(out);
+  return videoStream(await fetchTimed(url, { signal }, target.timeoutMs));
 }
