@@ -73,12 +73,32 @@ export class ProviderError extends Error {
   }
 }
 
-export function offerFor(adapter: ProviderAdapter, request: NormalizedRequest): ModelOffer | undefined {
-  return adapter.catalog.find(
-    (o) =>
-      o.model === request.model &&
-      o.sizes.includes(request.size) &&
-      o.durations_s.includes(request.duration_s) &&
-      (!request.image_url || o.image_input),
+function serves(offer: ModelOffer, request: NormalizedRequest): boolean {
+  return (
+    offer.model === request.model &&
+    offer.sizes.includes(request.size) &&
+    offer.durations_s.includes(request.duration_s) &&
+    (!request.image_url || offer.image_input)
   );
+}
+
+export function offerFor(adapter: ProviderAdapter, request: NormalizedRequest): ModelOffer | undefined {
+  return adapter.catalog.find((o) => serves(o, request));
+}
+
+/** The catalog's offer for this exact request; a terminal `invalid_parameters` error saying why when none. */
+export function requireOffer<O extends ModelOffer>(catalog: readonly O[], request: NormalizedRequest): O {
+  const offer = catalog.find((o) => serves(o, request));
+  if (offer) return offer;
+  const { model, size, duration_s } = request;
+  const sameModel = catalog.filter((o) => o.model === model);
+  const reason =
+    sameModel.length === 0
+      ? `unknown model '${model}'`
+      : !sameModel.some((o) => o.sizes.includes(size))
+        ? `model '${model}' does not support size '${size}'`
+        : !sameModel.some((o) => o.durations_s.includes(duration_s))
+          ? `model '${model}' does not support duration ${duration_s}s`
+          : `model '${model}' does not accept an input image`;
+  throw new ProviderError('invalid_parameters', reason, false);
 }

@@ -2,8 +2,8 @@
 // The wire format and its mapping live in wire.ts; every HTTP failure is classified by ../http.
 import type { Readable } from 'node:stream';
 import { errorFromResponse, readJson, send, sendJson, videoStream, type HttpTarget } from '../http';
-import { ProviderError, type ModelOffer, type PollResult, type ProviderAdapter } from '../types';
-import { asVideoObject, createVideoForm, offerForRequest, pollResultFromVideo } from './wire';
+import { ProviderError, requireOffer, type ModelOffer, type PollResult, type ProviderAdapter } from '../types';
+import { asVideoObject, createVideoForm, pollResultFromVideo } from './wire';
 
 
 export interface OpenAIProviderOptions {
@@ -32,7 +32,7 @@ export function createOpenAIProvider(options: OpenAIProviderOptions): ProviderAd
     catalog,
 
     async submit(request, ctx) {
-      const offer = offerForRequest(catalog, request);
+      const offer = requireOffer(catalog, request);
       const headers: Record<string, string> = { Accept: 'application/json' };
       // OpenAI itself ignores it; compatible hosts that support it will not create a second job.
       if (ctx.idempotencyKey !== undefined) headers['Idempotency-Key'] = ctx.idempotencyKey;

@@ -44,23 +44,6 @@ export function isRetryableJobError(code: string): boolean {
   return !(TERMINAL_JOB_CODES.has(code) || TERMINAL_JOB_CODE_PATTERN.test(code));
 }
 
-/** The catalog entry serving this request, or an invalid_parameters error (the request is at fault). */
-export function offerForRequest(catalog: readonly ModelOffer[], request: NormalizedRequest): ModelOffer {
-  const { model, size, duration_s, image_url } = request;
-  const offer = catalog.find((o) => o.model === model);
-  const problem = !offer
-    ? `unknown model '${model}'`
-    : !offer.sizes.includes(size)
-      ? `model '${model}' does not support size '${size}'`
-      : !offer.durations_s.includes(duration_s)
-        ? `model '${model}' does not support duration ${duration_s}s`
-        : image_url && !offer.image_input
-          ? `model '${model}' does not accept an input image`
-          : undefined;
-  if (!offer || problem) throw new ProviderError('invalid_parameters', problem ?? 'unsupported request', false);
-  return offer;
-}
-
 /** POST /v1/videos body, as the official SDK sends it: multipart even without a file, seconds as text. */
 export function createVideoForm(request: NormalizedRequest, offer: ModelOffer): FormData {
   const form = new FormData();

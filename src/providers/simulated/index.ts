@@ -7,6 +7,7 @@ import type { Readable } from 'node:stream';
 import ffmpeg from '@ffmpeg-installer/ffmpeg';
 import {
   ProviderError,
+  requireOffer,
   type ModelOffer,
   type NormalizedRequest,
   type PollResult,
@@ -87,7 +88,7 @@ export function createSimulatedProvider(options: SimulatedProviderOptions): Prov
     catalog,
 
     async submit(request, ctx) {
-      validate(catalog, request);
+      requireOffer(catalog, request);
       const key = ctx.idempotencyKey;
       const jobId = key === undefined ? newJobId() : await store.claimKey(key, newJobId());
       // Creates the job unless it exists; also recovers a key whose claimer died before creating it.
@@ -119,21 +120,6 @@ export function createSimulatedProvider(options: SimulatedProviderOptions): Prov
       if (state === 'pending' || state === 'processing') await store.update({ ...job, cancelled_at_ms: Date.now() });
     },
   };
-}
-
-function validate(catalog: readonly ModelOffer[], request: NormalizedRequest): void {
-  const problem = requestProblem(catalog, request);
-  if (problem) throw new ProviderError('invalid_parameters', problem, false);
-}
-
-function requestProblem(catalog: readonly ModelOffer[], request: NormalizedRequest): string | undefined {
-  const { model, size, duration_s, image_url } = request;
-  const offer = catalog.find((o) => o.model === model);
-  if (!offer) return `unknown model '${model}'`;
-  if (!offer.sizes.includes(size)) return `model '${model}' does not support size '${size}'`;
-  if (!offer.durations_s.includes(duration_s)) return `model '${model}' does not support duration ${duration_s}s`;
-  if (image_url && !offer.image_input) return `model '${model}' does not accept an input image`;
-  return undefined;
 }
 
 async function fileExists(file: string): Promise<boolean> {

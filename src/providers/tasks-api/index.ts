@@ -3,8 +3,8 @@
 // results[0] links to the MP4. The adapter keeps nothing in memory: every call re-reads the task upstream,
 // so a gateway restart between poll and download loses nothing.
 import type { Readable } from 'node:stream';
-import { errorFromResponse, send, sendJson, type HttpTarget } from '../http';
-import { offerFor, ProviderError, type CallContext, type PollResult, type ProviderAdapter } from '../types';
+import { errorFromResponse, readJson, send, sendJson, type HttpTarget } from '../http';
+import { ProviderError, requireOffer, type CallContext, type PollResult, type ProviderAdapter } from '../types';
 import { downloadResult } from './result-download';
 import { createTaskBody, firstResult, parseTask, taskFailure, type TasksApiOffer, type WireTask } from './wire';
 
@@ -34,13 +34,7 @@ export function createTasksApiProvider(options: TasksApiProviderOptions): Provid
       throw new ProviderError('resource_not_found', `task ${upstreamId}: ${error.message}`, true);
     }
     if (!res.ok) throw await errorFromResponse(res);
-    let body: unknown;
-    try {
-      body = await res.json();
-    } catch (err) {
-      throw new ProviderError('malformed_response', `malformed JSON from provider: ${(err as Error).message}`, true);
-    }
-    return parseTask(body);
+    return parseTask(await readJson(res));
   }
 
   const adapter: ProviderAdapter = {
@@ -50,13 +44,7 @@ export function createTasksApiProvider(options: TasksApiProviderOptions): Provid
 
     // The task API takes no idempotency key, so ctx.idempotencyKey cannot be passed on.
     async submit(request, ctx) {
-      const offer = offerFor(adapter, request);
-      // The same object as in `catalog`, seen with its aspect_ratio_style.
-      const tasksOffer = catalog.find((o) => o === offer);
-      if (!tasksOffer) {
-        const what = `${request.model} at ${request.size}, ${request.duration_s}s${request.image_url ? ', with an input image' : ''}`;
-        throw new ProviderError('invalid_parameters', `provider ${id} does not offer ${what}`, false);
-      }
+      const tasksOffer = requireOffer(catalog, request);
       const body = await sendJson<unknown>(target, 'v1/videos/generations', {
         method: 'POST',
         headers: { 'Content-Type': 'application/json' },
