@@ -18,6 +18,7 @@ import type { Logger } from '../src/core/logger';
 import { TERMINAL_STATUSES, type AttemptRecord, type TaskRecord } from '../src/store/types';
 import { startFakeOpenAI, type FakeJob, type FakeOpenAI } from '../test/support/fake-openai';
 import { renderTestMp4, startFakeTasksApi, type FakeTasksApi } from '../test/support/fake-tasks-api';
+import { seededRandom } from '../test/support/seeded-random';
 
 // ---------------------------------------------------------------------------------------------------------
 // Settings
@@ -250,17 +251,6 @@ function tasksApiUpstream(spec: ProviderSpec, fake: FakeTasksApi): Upstream {
   };
 }
 
-/** mulberry32: a small seeded PRNG, so that a run's failure mix can be repeated. */
-function seededRandom(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 // ---------------------------------------------------------------------------------------------------------
 // The run

@@ -9,6 +9,7 @@ import { createSqliteStore } from '../src/store/sqlite';
 import { KEY_A, tempDir } from './support/gateway';
 import { checkTeamLedger } from './support/ledger-check';
 import { startServerProcess, type ServerProcess } from './support/process';
+import { seededRandom } from './support/seeded-random';
 
 const SEED = Number(process.env.LEDGER_CRASH_SEED ?? 20261124);
 const CYCLES = 5;
@@ -16,17 +17,6 @@ const CYCLES = 5;
 const dirs: string[] = [];
 afterAll(() => dirs.forEach((d) => fs.rmSync(d, { recursive: true, force: true })));
 
-/** mulberry32: a small seeded PRNG, so that a failing schedule of kills can be replayed. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function serverEnv(dataDir: string): Record<string, string> {
   return {
@@ -68,7 +58,7 @@ async function usage(url: string): Promise<Usage> {
 
 describe('the ledger across crashes', () => {
   it(`settles or releases every task exactly once across SIGKILLs at random moments (seed ${SEED})`, async () => {
-    const rng = prng(SEED);
+    const rng = seededRandom(SEED);
     const dataDir = tempDir();
     dirs.push(dataDir);
     const env = serverEnv(dataDir);

@@ -2,13 +2,13 @@ import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import type { Readable } from 'node:stream';
 import ffmpeg from '@ffmpeg-installer/ffmpeg';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { createOpenAIProvider } from '../src/providers/openai';
 import { asVideoObject, pollResultFromVideo, type VideoObject } from '../src/providers/openai/wire';
-import { ProviderError, type ModelOffer, type NormalizedRequest, type PollResult, type ProviderAdapter } from '../src/providers/types';
+import { ProviderError, type ModelOffer, type PollResult, type ProviderAdapter } from '../src/providers/types';
 import { startFakeOpenAI, type FakeOpenAI } from './support/fake-openai';
+import { request, pollToEnd, rejection, readAll } from './support/adapters';
 
 const CATALOG: ModelOffer[] = [
   {
@@ -55,36 +55,10 @@ function adapter(overrides: { baseUrl?: string; apiKey?: string; timeoutMs?: num
   return createOpenAIProvider({ id: 'openai-test', baseUrl: fake.url, apiKey: fake.apiKey, timeoutMs: 3000, catalog: CATALOG, ...overrides });
 }
 
-function request(overrides: Partial<NormalizedRequest> = {}): NormalizedRequest {
-  return { model: 'sora-2', prompt: 'a cat on a skateboard', size: '1280x720', duration_s: 4, ...overrides };
-}
 
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
-async function rejection(promise: Promise<unknown>): Promise<ProviderError> {
-  const err = await promise.then(
-    () => undefined,
-    (e: unknown) => e,
-  );
-  expect(err).toBeInstanceOf(ProviderError);
-  return err as ProviderError;
-}
 
-async function pollToEnd(provider: ProviderAdapter, upstreamId: string): Promise<PollResult[]> {
-  const seen: PollResult[] = [];
-  for (;;) {
-    const result = await provider.poll(upstreamId, {});
-    seen.push(result);
-    if (result.state !== 'pending' && result.state !== 'processing') return seen;
-    await sleep(30);
-  }
-}
 
-async function readAll(stream: Readable): Promise<Buffer> {
-  const chunks: Buffer[] = [];
-  for await (const chunk of stream) chunks.push(chunk as Buffer);
-  return Buffer.concat(chunks);
-}
 
 /** A job that has completed upstream. */
 async function completedJob(provider: ProviderAdapter): Promise<string> {

@@ -1,4 +1,3 @@
-import type { Readable } from 'node:stream';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import {
   createTasksApiProvider,
@@ -6,8 +5,9 @@ import {
   type TasksApiOffer,
 } from '../src/providers/tasks-api';
 import { parseTask } from '../src/providers/tasks-api/wire';
-import { ProviderError, type NormalizedRequest, type PollResult, type ProviderAdapter } from '../src/providers/types';
+import { ProviderError, type ProviderAdapter } from '../src/providers/types';
 import { renderTestMp4, startFakeTasksApi, type FakeTasksApi } from './support/fake-tasks-api';
+import { request, pollToEnd, rejection, readAll } from './support/adapters';
 
 const CATALOG: TasksApiOffer[] = [
   {
@@ -57,36 +57,10 @@ function provider(options: { timeoutMs?: number; baseUrl?: string; apiKey?: stri
   });
 }
 
-function request(overrides: Partial<NormalizedRequest> = {}): NormalizedRequest {
-  return { model: 'sora-2', prompt: 'a cat on a skateboard', size: '1280x720', duration_s: 4, ...overrides };
-}
 
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
-async function pollToEnd(adapter: ProviderAdapter, upstreamId: string): Promise<PollResult[]> {
-  const seen: PollResult[] = [];
-  for (;;) {
-    const result = await adapter.poll(upstreamId, {});
-    seen.push(result);
-    if (result.state !== 'pending' && result.state !== 'processing') return seen;
-    await sleep(25);
-  }
-}
 
-async function rejection(promise: Promise<unknown>): Promise<ProviderError> {
-  const err = await promise.then(
-    () => undefined,
-    (e: unknown) => e,
-  );
-  expect(err).toBeInstanceOf(ProviderError);
-  return err as ProviderError;
-}
 
-async function readAll(stream: Readable): Promise<Buffer> {
-  const chunks: Buffer[] = [];
-  for await (const chunk of stream) chunks.push(chunk as Buffer);
-  return Buffer.concat(chunks);
-}
 
 function expectError(err: ProviderError, code: string, retryable: boolean): void {
   expect({ code: err.code, retryable: err.retryable }).toEqual({ code, retryable });

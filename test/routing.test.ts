@@ -1,5 +1,6 @@
 // The router and the circuit breakers, on their own.
 import { describe, expect, it } from 'vitest';
+import { seededRandom } from './support/seeded-random';
 import { createHealth, type BreakerConfig } from '../src/routing/health';
 import { usdToCredits } from '../src/routing/quote';
 import { createRouter } from '../src/routing/router';
@@ -17,16 +18,11 @@ function fakeAdapter(id: string, catalog: ModelOffer[]): ProviderAdapter {
   return { id, kind: 'simulated', catalog, submit: unused, poll: unused, download: unused };
 }
 
-/** A deterministic pseudo-random generator, so a failing case can be reproduced from its seed. */
-function rng(seed: number) {
-  let s = seed >>> 0;
-  return () => ((s = (Math.imul(s, 1664525) + 1013904223) >>> 0) / 2 ** 32);
-}
 
 describe('router', () => {
   it('always chooses the cheapest capable provider whose breaker is closed, over many random configurations', () => {
     for (let seed = 1; seed <= 500; seed++) {
-      const rand = rng(seed);
+      const rand = seededRandom(seed);
       const pick = <T>(xs: readonly T[]) => xs[Math.floor(rand() * xs.length)]!;
       const c = clock();
       const health = createHealth(BREAKER, c.now);

@@ -11,7 +11,9 @@ import {
   listJobs,
   type SimulatedProviderOptions,
 } from '../src/providers/simulated';
-import { ProviderError, type NormalizedRequest, type PollResult, type ProviderAdapter } from '../src/providers/types';
+import { ProviderError, type NormalizedRequest, type ProviderAdapter } from '../src/providers/types';
+import { request, pollToEnd, rejection } from './support/adapters';
+import { setTimeout as sleep } from 'node:timers/promises';
 
 const DURATION_MS = 300;
 
@@ -28,31 +30,9 @@ function provider(workDir: string, options: Partial<SimulatedProviderOptions> = 
   return createSimulatedProvider({ workDir, durationMs: DURATION_MS, fps: 8, ...options });
 }
 
-function request(overrides: Partial<NormalizedRequest> = {}): NormalizedRequest {
-  return { model: 'sora-2', prompt: 'a cat on a skateboard', size: '1280x720', duration_s: 4, ...overrides };
-}
 
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
-/** Polls until the job leaves pending/processing; returns every result seen. */
-async function pollToEnd(adapter: ProviderAdapter, upstreamId: string): Promise<PollResult[]> {
-  const seen: PollResult[] = [];
-  for (;;) {
-    const result = await adapter.poll(upstreamId, {});
-    seen.push(result);
-    if (result.state !== 'pending' && result.state !== 'processing') return seen;
-    await sleep(40);
-  }
-}
 
-async function rejection(promise: Promise<unknown>): Promise<ProviderError> {
-  const err = await promise.then(
-    () => undefined,
-    (e: unknown) => e,
-  );
-  expect(err).toBeInstanceOf(ProviderError);
-  return err as ProviderError;
-}
 
 async function saveStream(stream: Readable, file: string): Promise<void> {
   await fs.promises.writeFile(file, stream);
