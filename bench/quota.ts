@@ -303,6 +303,8 @@ async function storeMicro(gw: Gateway, teams: Partial<Record<Mode, { id: string;
         callback_url: null,
         credits_reserved: 40,
         created_at_ms: Date.now(),
+        cache_key: null,
+        cache_status: 'disabled',
       })),
     'getApiKey (1 SELECT, for scale)': async (m: Mode) => void (await gw.store.getApiKey(teams[m]!.keyId)),
   };

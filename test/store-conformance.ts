@@ -4,6 +4,7 @@ import type {
   ClaimedTask,
   ListTasksQuery,
   NewTask,
+  Quotas,
   Store,
   TaskRecord,
   TeamRecord,
@@ -26,13 +27,15 @@ function newTask(overrides: Partial<NewTask> = {}): NewTask {
     callback_url: null,
     credits_reserved: 8,
     created_at_ms: T0,
+    cache_key: null,
+    cache_status: 'disabled',
     ...overrides,
   };
 }
 
-const NO_QUOTAS = { credits_per_day: null, credits_per_month: null, max_concurrent: null, requests_per_minute: null };
+const NO_QUOTAS: Quotas = { credits_per_day: null, credits_per_month: null, max_concurrent: null, requests_per_minute: null };
 
-function team(id = 'team-1', quotas: Partial<typeof NO_QUOTAS> = {}): TeamRecord {
+function team(id = 'team-1', quotas: Partial<Quotas> = {}): TeamRecord {
   return { id, name: `name of ${id}`, created_at_ms: T0, ...NO_QUOTAS, ...quotas };
 }
 
@@ -101,7 +104,7 @@ export function describeStoreConformance(name: string, makeStore: () => Promise<
         expect(await store.countActiveByProvider()).toEqual(new Map([['other', 1]]));
         expect(await store.markSubmitted(first.id, again.lease_token, 'up-2', T0 + 12)).toBe(true);
         const poll = await claimOnly(store, 'poll', T0 + 13);
-        expect(await store.markCompleted(first.id, poll.lease_token, 'asset', T0 + 14)).toBe(true);
+        expect(await store.markCompleted(first.id, poll.lease_token, 'asset', T0 + 14)).toEqual([]);
         expect(await store.listAttempts([first.id])).toEqual([
           { task_id: first.id, n: 1, provider_id: 'sim', upstream_id: 'up-1', usd: 0.4, credits: 8, started_at_ms: T0 + 1, ended_at_ms: T0 + 10, outcome: 'retried', error_code: ERROR.code, error_message: ERROR.message },
           { task_id: first.id, n: 2, provider_id: 'other', upstream_id: 'up-2', usd: 0.5, credits: 8, started_at_ms: T0 + 11, ended_at_ms: T0 + 14, outcome: 'completed', error_code: null, error_message: null },
@@ -129,7 +132,7 @@ export function describeStoreConformance(name: string, makeStore: () => Promise<
       it('ends the running attempt on failure and on cancel, and lists several tasks at once', async () => {
         const store = await open();
         const failed = await processingTask(store, newTask({ id: 'task-f' }));
-        expect(await store.markFailed(failed.id, failed.lease_token, ERROR, T0 + 20)).toBe(true);
+        expect(await store.markFailed(failed.id, failed.lease_token, ERROR, T0 + 20)).toEqual([]);
         const cancelled = await processingTask(store, newTask({ id: 'task-c' }));
         expect(await store.cancel(cancelled.id, cancelled.owner_id, T0 + 21)).toBeDefined();
         const attempts = await store.listAttempts(['task-f', 'task-c', 'task-unknown']);
@@ -182,6 +185,8 @@ export function describeStoreConformance(name: string, makeStore: () => Promise<
           submitted_at_ms: null,
           completed_at_ms: null,
           next_run_at_ms: T0 + 5,
+          source_id: null,
+          asset_stored_at_ms: null,
         };
         expect(await store.createTask(task)).toStrictEqual(expected);
         expect(await store.getTask(task.id)).toStrictEqual(expected);
@@ -382,7 +387,7 @@ export function describeStoreConformance(name: string, makeStore: () => Promise<
         const poll = await claimOnly(store, 'poll', T0 + 4);
 
         expect(await store.markCompleted(id, 'wrong', 'assets/x.mp4', T0 + 5)).toBe(false);
-        expect(await store.markCompleted(id, poll.lease_token, 'assets/x.mp4', T0 + 5)).toBe(true);
+        expect(await store.markCompleted(id, poll.lease_token, 'assets/x.mp4', T0 + 5)).toEqual([]);
         expect(await store.getTask(id)).toMatchObject({
           status: 'completed',
           progress: 100,
@@ -404,7 +409,7 @@ export function describeStoreConformance(name: string, makeStore: () => Promise<
         const { id: pendingId } = await store.createTask(newTask());
         const pending = await claimOnly(store, 'dispatch', T0);
         expect(await store.markFailed(pendingId, 'wrong', ERROR, T0 + 1)).toBe(false);
-        expect(await store.markFailed(pendingId, pending.lease_token, ERROR, T0 + 1)).toBe(true);
+        expect(await store.markFailed(pendingId, pending.lease_token, ERROR, T0 + 1)).toEqual([]);
         expect(await store.getTask(pendingId)).toMatchObject({
           status: 'failed',
           error_code: ERROR.code,
@@ -414,7 +419,7 @@ export function describeStoreConformance(name: string, makeStore: () => Promise<
         });
 
         const processing = await processingTask(store);
-        expect(await store.markFailed(processing.id, processing.lease_token, ERROR, T0 + 9)).toBe(true);
+        expect(await store.markFailed(processing.id, processing.lease_token, ERROR, T0 + 9)).toEqual([]);
         expect(await store.getTask(processing.id)).toMatchObject({ status: 'failed', completed_at_ms: T0 + 9 });
         expect(await store.markFailed(processing.id, processing.lease_token, ERROR, T0 + 10)).toBe(false);
         expect(await store.claimDue('poll', 10, LEASE_MS, T0 + LEASE_MS * 10)).toEqual([]);
@@ -464,8 +469,8 @@ export function describeStoreConformance(name: string, makeStore: () => Promise<
         const { id, lease_token } = await processingTask(store);
         const before = await store.getTask(id);
         const returned = await store.cancel(id, 'owner-a', T0 + 20);
-        expect(returned).toStrictEqual(before);
-        expect(returned).toMatchObject({ status: 'processing', provider_id: 'sim', upstream_id: 'up-1' });
+        expect(returned).toStrictEqual({ task: before, abandon_job: true });
+        expect(returned?.task).toMatchObject({ status: 'processing', provider_id: 'sim', upstream_id: 'up-1' });
         expect(await store.getTask(id)).toMatchObject({
           status: 'cancelled',
           completed_at_ms: T0 + 20,
@@ -482,7 +487,7 @@ export function describeStoreConformance(name: string, makeStore: () => Promise<
       it('cancels a pending task', async () => {
         const store = await open();
         const { id } = await store.createTask(newTask());
-        expect(await store.cancel(id, 'owner-a', T0 + 1)).toMatchObject({ id, status: 'pending' });
+        expect(await store.cancel(id, 'owner-a', T0 + 1)).toMatchObject({ task: { id, status: 'pending' } });
         expect(await store.claimDue('dispatch', 10, LEASE_MS, T0 + 1)).toEqual([]);
       });
 
@@ -557,7 +562,7 @@ export function describeStoreConformance(name: string, makeStore: () => Promise<
         const store = await open();
         const completeAt = async (nowMs: number) => {
           const task = await processingTask(store);
-          expect(await store.markCompleted(task.id, task.lease_token, `assets/${task.id}.mp4`, nowMs)).toBe(true);
+          expect(await store.markCompleted(task.id, task.lease_token, `assets/${task.id}.mp4`, nowMs)).toEqual([]);
           return task.id;
         };
         const old1 = await completeAt(T0 + 100);
@@ -574,9 +579,170 @@ export function describeStoreConformance(name: string, makeStore: () => Promise<
         expect(await ids(T0 + 500, 1)).toHaveLength(1);
         expect(await ids(T0 + 2000, 10)).toEqual([old1, old2, recent].sort());
 
-        await store.markAssetExpired(old1);
+        await store.markAssetExpired(`assets/${old1}.mp4`);
         expect(await store.getTask(old1)).toMatchObject({ status: 'completed', asset_expired: true });
         expect(await ids(T0 + 500, 10)).toEqual([old2]);
+      });
+    });
+
+    describe('cache: hits and followers', () => {
+      const KEY = 'k'.repeat(64);
+      const lookup = (since = T0, hint?: string) => ({ fresh_since_ms: since, hit_credits: 0, ...(hint && { source_hint: hint }) });
+      const cached = (overrides: Partial<NewTask> = {}) => newTask({ cache_key: KEY, cache_status: 'miss', ...overrides });
+
+      /** A leader with this key, completed at `at` with the video `video-<id>`. */
+      async function completedSource(store: Store, at: number, overrides: Partial<NewTask> = {}): Promise<string> {
+        const task = await processingTask(store, cached(overrides));
+        expect(await store.markCompleted(task.id, task.lease_token, `video-${task.id}`, at)).toEqual([]);
+        return task.id;
+      }
+
+      it('serves a fresh stored result as a completed hit that shares the video and charges hit_credits', async () => {
+        const store = await open();
+        const source = await completedSource(store, T0 + 100);
+        const hit = await store.createTask(cached({ owner_id: 'owner-a', created_at_ms: T0 + 200 }), { ...lookup(T0 + 50), hit_credits: 3 });
+        expect(hit).toMatchObject({
+          status: 'completed', progress: 100, cache_status: 'hit', source_id: source, asset_key: `video-${source}`,
+          asset_stored_at_ms: T0 + 100, completed_at_ms: T0 + 200, credits_reserved: 3, credits_settled: 3, attempt: 0,
+        });
+        expect((await store.listLedger('owner-a')).filter((e) => e.task_id === hit.id).map((e) => [e.kind, e.credits])).toEqual([
+          ['reserve', 3], ['release', -3], ['settle', 3],
+        ]);
+        expect((await store.quotaUsage('team', 'owner-a', T0 + 200)).active_tasks).toBe(0);
+        expect(await store.claimDue('dispatch', 10, LEASE_MS, T0 + 300)).toEqual([]);
+      });
+
+      it('does not serve a result older than the TTL, expired, of another key, or a hit', async () => {
+        const store = await open();
+        const source = await completedSource(store, T0 + 100);
+        const stale = await store.createTask(cached({ created_at_ms: T0 + 200 }), lookup(T0 + 101));
+        expect(stale).toMatchObject({ status: 'pending', cache_status: 'miss', source_id: null });
+        await store.cancel(stale.id, 'owner-a', T0 + 201);
+
+        const other = await store.createTask(cached({ cache_key: 'x'.repeat(64) }), lookup());
+        expect(other.cache_status).toBe('miss');
+        await store.cancel(other.id, 'owner-a', T0 + 201);
+
+        const hit = await store.createTask(cached(), lookup());
+        expect(hit.cache_status).toBe('hit');
+        await store.markAssetExpired(`video-${source}`);
+        expect(await store.getTask(hit.id)).toMatchObject({ asset_expired: true }); // the hit's video went with the original's
+        expect(await store.listAssetsStoredBefore(T0 + 10_000, 10)).toEqual([]);
+        expect((await store.createTask(cached(), lookup())).cache_status).toBe('miss'); // not the expired one, not the hit
+      });
+
+      it('checks a remembered source and falls back to the index when it no longer serves', async () => {
+        const store = await open();
+        const older = await completedSource(store, T0 + 100);
+        const newer = await completedSource(store, T0 + 200);
+        expect((await store.createTask(cached(), lookup(T0, older))).source_id).toBe(older);
+        await store.markAssetExpired(`video-${older}`);
+        expect((await store.createTask(cached(), lookup(T0, older))).source_id).toBe(newer);
+        expect((await store.createTask(cached(), lookup(T0, 'no-such-task'))).source_id).toBe(newer);
+      });
+
+      it('makes identical requests follow a running leader, never claimed, carried along to completion', async () => {
+        const store = await open();
+        const leader = await store.createTask(cached());
+        const f1 = await store.createTask(cached({ owner_id: 'owner-b', created_at_ms: T0 + 1 }), lookup());
+        expect(f1).toMatchObject({ status: 'pending', cache_status: 'coalesced', source_id: leader.id, credits_reserved: 0 });
+        const bypass = await store.createTask(cached({ cache_status: 'bypassed' })); // no lookup: a leader of its own
+        expect(bypass).toMatchObject({ cache_status: 'bypassed', source_id: null });
+        await store.cancel(bypass.id, 'owner-a', T0 + 1);
+
+        const claimed = await claimOnly(store, 'dispatch', T0 + 2);
+        expect(claimed.id).toBe(leader.id);
+        await store.startAttempt(leader.id, claimed.lease_token, 'sim', { usd: 0.4, credits: 8 }, T0 + 3);
+        await store.markSubmitted(leader.id, claimed.lease_token, 'up-1', T0 + 4);
+        expect(await store.getTask(f1.id)).toMatchObject({ status: 'processing', progress: 0 });
+        const f2 = await store.createTask(cached({ created_at_ms: T0 + 5 }), lookup());
+        expect(f2).toMatchObject({ status: 'processing', source_id: leader.id });
+
+        const poll = await claimOnly(store, 'poll', T0 + 6);
+        expect(poll.id).toBe(leader.id);
+        await store.recordProgress(leader.id, poll.lease_token, 40, T0 + 7, T0 + 7);
+        expect((await store.getTask(f2.id))?.progress).toBe(40);
+        const again = await claimOnly(store, 'poll', T0 + 8);
+        const finished = await store.markCompleted(leader.id, again.lease_token, `video-${leader.id}`, T0 + 9);
+        expect(finished && finished.map((f) => f.id).sort()).toEqual([f1.id, f2.id].sort());
+        for (const id of [f1.id, f2.id]) {
+          expect(await store.getTask(id)).toMatchObject({
+            status: 'completed', asset_key: `video-${leader.id}`, asset_stored_at_ms: T0 + 9, credits_settled: 0, provider_id: 'sim',
+          });
+        }
+        expect(await store.listAttempts([f1.id, f2.id])).toEqual([]);
+        expect((await store.quotaUsage('team', 'owner-b', T0 + 9)).active_tasks).toBe(0);
+        expect((await store.listLedger('owner-b')).map((e) => [e.kind, e.credits])).toEqual([['reserve', 0], ['release', 0], ['settle', 0]]);
+      });
+
+      it('takes followers back to pending on a requeue, and fails them with the leader', async () => {
+        const store = await open();
+        const leader = await processingTask(store, cached());
+        const follower = await store.createTask(cached(), lookup());
+        await store.requeue(leader.id, leader.lease_token, ERROR, T0 + 10, T0 + 10);
+        expect(await store.getTask(follower.id)).toMatchObject({ status: 'pending', progress: 0 });
+        const again = await claimOnly(store, 'dispatch', T0 + 10);
+        expect(again.id).toBe(leader.id);
+        const failed = await store.markFailed(leader.id, again.lease_token, ERROR, T0 + 11);
+        expect(failed && failed.map((f) => f.id)).toEqual([follower.id]);
+        expect(await store.getTask(follower.id)).toMatchObject({ status: 'failed', error_code: ERROR.code, error_message: ERROR.message });
+        expect((await store.quotaUsage('team', 'owner-a', T0 + 11)).active_tasks).toBe(0);
+      });
+
+      it("hands a cancelled leader's submitted job to the oldest follower, which adopts it at its price", async () => {
+        const store = await open();
+        const leader = await processingTask(store, cached());
+        const heir = await store.createTask(cached({ owner_id: 'owner-b', created_at_ms: T0 + 5 }), lookup());
+        const second = await store.createTask(cached({ created_at_ms: T0 + 6 }), lookup());
+        await store.recordProgress(leader.id, leader.lease_token, 30, T0 + 7, T0 + 7);
+
+        const cancelled = await store.cancel(leader.id, 'owner-a', T0 + 8);
+        expect(cancelled?.abandon_job).toBe(false);
+        expect(await store.getTask(heir.id)).toMatchObject({
+          status: 'processing', source_id: null, cache_status: 'miss', attempt: 1, provider_id: 'sim', upstream_id: 'up-1',
+          submitted_at_ms: T0 + 2, progress: 30, credits_reserved: 8,
+        });
+        expect((await store.getTask(second.id))?.source_id).toBe(heir.id);
+        expect(await store.listAttempts([heir.id])).toMatchObject([{ n: 1, provider_id: 'sim', upstream_id: 'up-1', outcome: 'running', credits: 8 }]);
+        expect(await store.countActiveByProvider()).toEqual(new Map([['sim', 1]]));
+        expect((await store.listLedger('owner-b')).map((e) => [e.kind, e.credits])).toEqual([['reserve', 0], ['reserve', 8]]);
+
+        // The old worker is fenced; the heir is polled and completes for the remaining follower too.
+        expect(await store.markCompleted(leader.id, leader.lease_token, 'stale', T0 + 9)).toBe(false);
+        const poll = await claimOnly(store, 'poll', T0 + 9);
+        expect(poll.id).toBe(heir.id);
+        const done = await store.markCompleted(heir.id, poll.lease_token, `video-${heir.id}`, T0 + 10);
+        expect(done && done.map((f) => f.id)).toEqual([second.id]);
+        expect(await store.getTask(heir.id)).toMatchObject({ status: 'completed', credits_settled: 8 });
+      });
+
+      it('queues the heir to generate anew when there is no job yet', async () => {
+        const store = await open();
+        const pending = await store.createTask(cached());
+        const heir = await store.createTask(cached({ created_at_ms: T0 + 1 }), lookup());
+        expect((await store.cancel(pending.id, 'owner-a', T0 + 2))?.abandon_job).toBe(true);
+        expect(await store.getTask(heir.id)).toMatchObject({ status: 'pending', source_id: null, cache_status: 'miss' });
+        expect((await claimOnly(store, 'dispatch', T0 + 2)).id).toBe(heir.id);
+      });
+
+      it('queues the heir to generate anew when its quota cannot cover the price of the job', async () => {
+        const poor = await open();
+        await poor.createTeam(team('poor', { credits_per_day: 5 }));
+        const leader = await processingTask(poor, cached());
+        const follower = await poor.createTask(cached({ owner_id: 'poor', created_at_ms: T0 + 4 }), lookup());
+        expect((await poor.cancel(leader.id, 'owner-a', T0 + 5))?.abandon_job).toBe(true);
+        expect(await poor.getTask(follower.id)).toMatchObject({ status: 'pending', source_id: null, upstream_id: null, credits_reserved: 0 });
+        expect(await poor.listAttempts([follower.id])).toEqual([]);
+        expect((await poor.listLedger('poor')).map((e) => e.kind)).toEqual(['reserve']);
+      });
+
+      it("cancels a follower alone: the leader's job goes on", async () => {
+        const store = await open();
+        const leader = await processingTask(store, cached());
+        const follower = await store.createTask(cached(), lookup());
+        expect(await store.cancel(follower.id, 'owner-a', T0 + 5)).toMatchObject({ abandon_job: false, task: { id: follower.id } });
+        expect((await store.getTask(leader.id))?.status).toBe('processing');
+        expect(await store.markCompleted(leader.id, leader.lease_token, 'video', T0 + 6)).toEqual([]);
       });
     });
 

@@ -45,6 +45,8 @@ describe('sqlite store', () => {
         callback_url: null,
         credits_reserved: 1,
         created_at_ms: 0,
+        cache_key: null,
+        cache_status: 'disabled',
       });
     }
     await store.close();

@@ -40,6 +40,8 @@ export interface AppDeps {
   publicUrl?: string;
   retentionMs: number;
   usdPerCredit: number;
+  /** Origins exempt from the public-address check of image and callback URLs. */
+  trustedOrigins: readonly string[];
   disabledProviders: readonly DisabledProvider[];
   isDraining: () => boolean;
   /** Check every response against the spec too (tests turn this on). */
@@ -90,9 +92,10 @@ export function createApp(deps: AppDeps): express.Express {
   const presentOne = async (req: Request, t: TaskRecord) => (await present(req, [t]))[0];
 
   app.post('/v1/videos/generations', async (req, res) => {
-    const { request, callback_url } = normalizeGeneration(req.body as components['schemas']['GenerationRequest'], deps.router);
-    const task = await tasks.submit(caller(res), request, callback_url);
-    res.status(202).json(await presentOne(req, task));
+    const generation = normalizeGeneration(req.body as components['schemas']['GenerationRequest'], deps.router, deps.trustedOrigins);
+    if (/\bno-(cache|store)\b/i.test(req.get('cache-control') ?? '')) generation.cache = false;
+    const task = await tasks.submit(caller(res), generation);
+    res.status(task.cache_status === 'hit' ? 200 : 202).json(await presentOne(req, task));
   });
 
   app.get('/v1/tasks', async (req, res) => {
@@ -120,7 +123,7 @@ export function createApp(deps: AppDeps): express.Express {
   });
 
   app.post('/v1/estimates', async (req, res) => {
-    const { request } = normalizeGeneration(req.body as components['schemas']['GenerationRequest'], deps.router);
+    const { request } = normalizeGeneration(req.body as components['schemas']['GenerationRequest'], deps.router, deps.trustedOrigins);
     res.json(estimate(request, deps.router, await deps.store.countActiveByProvider(), deps.usdPerCredit));
   });
 

@@ -132,6 +132,30 @@ const ConfigSchema = z
       })
       .strict()
       .prefault({}),
+    cache: z
+      .object({
+        enabled: z.boolean().default(true),
+        /** `team`: a team only ever hits its own results; `global`: every team shares them. */
+        scope: z.enum(['team', 'global']).default('team'),
+        /** How long a completed result is served to identical requests; never past the video's retention. */
+        ttl_ms: ms.default(24 * 60 * 60 * 1000),
+        /** What a hit, or a task that follows an identical running one, is charged. */
+        hit_credits: z.number().int().nonnegative().default(0),
+        /** Results remembered in memory in front of the store's index. */
+        memory_entries: z.number().int().positive().default(10_000),
+        /** A reference image is keyed by the hash of its bytes, read with these bounds. */
+        image_max_bytes: z.number().int().positive().default(20 * 1024 * 1024),
+        image_timeout_ms: ms.default(10_000),
+      })
+      .strict()
+      .prefault({}),
+    outbound: z
+      .object({
+        /** Origins exempt from the public-address check of image and callback URLs: a private host, or tests. */
+        trusted_origins: z.array(z.url()).default([]),
+      })
+      .strict()
+      .prefault({}),
     credits: z
       .object({
         usd_per_credit: z.number().positive().default(0.01),

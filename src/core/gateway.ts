@@ -12,6 +12,7 @@ import type { Config } from './config';
 import { createLogger, type Logger } from './logger';
 import { createMetrics } from './metrics';
 import { providersFromConfig } from './providers-from-config';
+import { createResultCache } from './result-cache';
 import { createRetentionSweeper } from './retention';
 import { createTaskService } from './tasks';
 import { createTeamService } from './teams';
@@ -43,14 +44,15 @@ export async function createGateway(config: Config, options: GatewayOptions = {}
   const teams = createTeamService(store, config.teams.default_quotas, now);
   const { devKey } = await ensureApiKeys(store, teams, config.auth.api_keys);
 
+  const cache = createResultCache({ config: config.cache, retentionMs, trustedOrigins: config.outbound.trusted_origins, metrics, log, now });
   const workers = createWorkers({
-    store, router, assets, metrics, log, now,
+    store, router, assets, metrics, log, now, cache,
     config: config.workers,
     waitForProviderMs: config.routing.wait_for_provider_ms,
     usdPerCredit: config.credits.usd_per_credit,
   });
   const tasks = createTaskService({
-    store, router, assets, metrics, log, now,
+    store, router, assets, metrics, log, now, cache,
     usdPerCredit: config.credits.usd_per_credit,
     upstreamTimeoutMs: config.workers.upstream_timeout_ms,
     onSubmitted: () => workers.wake(),
@@ -63,6 +65,7 @@ export async function createGateway(config: Config, options: GatewayOptions = {}
     bodyLimitBytes: config.server.body_limit_bytes,
     publicUrl: config.server.public_url,
     usdPerCredit: config.credits.usd_per_credit,
+    trustedOrigins: config.outbound.trusted_origins,
     disabledProviders: built.disabled,
     isDraining: () => draining,
     validateResponses: options.validateResponses,

@@ -47,6 +47,18 @@ export function createMetrics() {
       labelNames: ['kind', 'team', 'provider', 'model'] as const,
       registers: [registry],
     }),
+    cacheRequests: new Counter({
+      name: 'vidgate_cache_requests_total',
+      help: 'Generation requests by how the cache served them (hit, miss, coalesced, bypassed, disabled), by team and model.',
+      labelNames: ['result', 'team', 'model'] as const,
+      registers: [registry],
+    }),
+    cacheCreditsSaved: new Counter({
+      name: 'vidgate_cache_credits_saved_total',
+      help: 'Credits a generation would have cost, less what a hit or a follower was charged, by team and model.',
+      labelNames: ['team', 'model'] as const,
+      registers: [registry],
+    }),
     assetsExpired: new Counter({
       name: 'vidgate_assets_expired_total',
       help: 'Stored videos deleted after their retention.',

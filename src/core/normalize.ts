@@ -4,7 +4,7 @@ import type { components } from '../generated/vidgate-api';
 import { tierOfSize, type ModelOffer, type NormalizedRequest, type VideoSize } from '../providers/types';
 import type { Router } from '../routing/router';
 import { invalidRequest } from './errors';
-import { outboundUrlProblem } from '../net/url-guard';
+import { isTrustedOrigin, outboundUrlProblem } from '../net/url-guard';
 
 type GenerationRequest = components['schemas']['GenerationRequest'];
 type AspectRatio = components['schemas']['AspectRatio'];
@@ -20,9 +20,13 @@ export const DEFAULT_MODEL = 'sora-2';
 export interface NormalizedGeneration {
   request: NormalizedRequest;
   callback_url: string | null;
+  /** false when the caller asked for a fresh generation. */
+  cache: boolean;
 }
 
-export function normalizeGeneration(body: GenerationRequest, router: Router): NormalizedGeneration {
+/** `trustedOrigins` are exempt from the public-address check of image and callback URLs. */
+export function normalizeGeneration(body: GenerationRequest, router: Router, trustedOrigins: readonly string[] = []): NormalizedGeneration {
+  const urlProblem = (url: string) => (isTrustedOrigin(url, trustedOrigins) ? null : outboundUrlProblem(url));
   const model = body.model ?? DEFAULT_MODEL;
   const offers = router.providers.flatMap((p) => p.catalog.filter((o) => o.model === model));
   if (offers.length === 0) {
@@ -47,11 +51,11 @@ export function normalizeGeneration(body: GenerationRequest, router: Router): No
 
   const image_url = body.image_urls?.[0];
   if (image_url !== undefined) {
-    const problem = outboundUrlProblem(image_url);
+    const problem = urlProblem(image_url);
     if (problem) throw invalidRequest('invalid_url', `image_urls[0] ${problem}`, 'image_urls');
   }
   if (body.callback_url !== undefined) {
-    const problem = outboundUrlProblem(body.callback_url);
+    const problem = urlProblem(body.callback_url);
     if (problem) throw invalidRequest('invalid_url', `callback_url ${problem}`, 'callback_url');
   }
 
@@ -61,7 +65,7 @@ export function normalizeGeneration(body: GenerationRequest, router: Router): No
   if (router.candidates(request).length === 0) {
     throw invalidRequest('unsupported_combination', `no provider offers ${model} at ${size}, ${duration_s} s${image_url ? ' with an image' : ''}`);
   }
-  return { request, callback_url: body.callback_url ?? null };
+  return { request, callback_url: body.callback_url ?? null, cache: body.cache !== false };
 }
 
 function resolveSize(aspect: AspectRatio, quality: Quality | undefined): VideoSize {

@@ -48,10 +48,12 @@ export function presentTask(t: TaskRecord, attempts: readonly AttemptRecord[], o
       ...(a.error_code && { error: { code: a.error_code, message: a.error_message ?? a.error_code } }),
     })),
     completed_at: t.completed_at_ms === null ? null : toUnixS(t.completed_at_ms),
+    cache: t.cache_status,
   };
-  if (t.status === 'completed' && t.completed_at_ms !== null) {
+  if (t.status === 'completed' && t.asset_stored_at_ms !== null) {
     task.results = t.asset_expired ? [] : [`${opts.baseUrl}/v1/tasks/${t.id}/content`];
-    task.expires_at = toUnixS(t.completed_at_ms + opts.retentionMs);
+    // A hit's video is the original's, and is deleted with it.
+    task.expires_at = toUnixS(t.asset_stored_at_ms + opts.retentionMs);
   }
   if (t.status === 'failed' && t.error_code) {
     task.error = { code: t.error_code, message: t.error_message ?? t.error_code };

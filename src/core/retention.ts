@@ -25,7 +25,7 @@ export function createRetentionSweeper(deps: RetentionDeps) {
       const batch = await deps.store.listAssetsStoredBefore(deps.now() - deps.retentionMs, 100);
       for (const task of batch) {
         await deps.assets.remove(task.asset_key!);
-        await deps.store.markAssetExpired(task.id);
+        await deps.store.markAssetExpired(task.asset_key!);
         deps.metrics.assetsExpired.inc();
         removed++;
       }

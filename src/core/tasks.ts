@@ -1,6 +1,5 @@
 // The task use cases behind the front doors: submit, read, list, cancel, locate the stored video.
 import crypto from 'node:crypto';
-import type { NormalizedRequest } from '../providers/types';
 import type { Router } from '../routing/router';
 import { usdToCredits } from '../routing/quote';
 import { QuotaExceededError, type AttemptRecord, type Store, type TaskRecord, type TaskStatus } from '../store/types';
@@ -9,6 +8,8 @@ import type { Caller } from './auth';
 import { conflict, forbidden, gone, invalidRequest, quotaError, taskNotFound } from './errors';
 import type { Logger } from './logger';
 import type { Metrics } from './metrics';
+import type { NormalizedGeneration } from './normalize';
+import type { ResultCache } from './result-cache';
 
 export interface TaskServiceDeps {
   store: Store;
@@ -16,6 +17,7 @@ export interface TaskServiceDeps {
   assets: AssetStore;
   metrics: Metrics;
   log: Logger;
+  cache: ResultCache;
   usdPerCredit: number;
   upstreamTimeoutMs: number;
   now: () => number;
@@ -42,12 +44,17 @@ export function createTaskService(deps: TaskServiceDeps) {
   }
 
   return {
-    /** Reserve the quote on the cheapest capable provider and queue the task, or refuse over quota. */
-    async submit(caller: Caller, request: NormalizedRequest, callbackUrl: string | null): Promise<TaskRecord> {
+    /**
+     * Serve an identical request's stored result, or follow its running generation; else reserve the quote
+     * on the cheapest capable provider and queue the task. Refuses over quota.
+     */
+    async submit(caller: Caller, { request, callback_url: callbackUrl, cache: wantsCache }: NormalizedGeneration): Promise<TaskRecord> {
       assertModelAllowed(caller, request.model);
       // The quote is what an estimate shows: the provider that would serve it now, else the cheapest capable.
       const quote = router.choose(request, { active: await store.countActiveByProvider() }) ?? router.candidates(request)[0];
       if (!quote) throw invalidRequest('unsupported_combination', 'no provider can serve this request');
+      const quotedCredits = usdToCredits(quote.usd, deps.usdPerCredit);
+      const { lookup, ...cachePlan } = await deps.cache.plan(caller.owner_id, request, wantsCache);
       const nowMs = deps.now();
       let task: TaskRecord;
       try {
@@ -58,16 +65,23 @@ export function createTaskService(deps: TaskServiceDeps) {
           model: request.model,
           request_json: JSON.stringify(request),
           callback_url: callbackUrl,
-          credits_reserved: usdToCredits(quote.usd, deps.usdPerCredit),
+          credits_reserved: quotedCredits,
           created_at_ms: nowMs,
-        });
+          ...cachePlan,
+        }, lookup);
       } catch (err) {
         if (err instanceof QuotaExceededError) throw quotaError(err, nowMs);
         throw err;
       }
       metrics.tasksSubmitted.inc({ model: request.model });
       metrics.credits.inc({ kind: 'reserved', team: caller.owner_id, provider: 'none', model: request.model }, task.credits_reserved);
-      deps.onSubmitted();
+      deps.cache.served(task, quotedCredits);
+      if (task.cache_status === 'hit') {
+        metrics.tasksFinished.inc({ status: 'completed', provider: 'cache' });
+        metrics.credits.inc({ kind: 'settled', team: caller.owner_id, provider: 'cache', model: request.model }, task.credits_reserved);
+      } else if (task.cache_status !== 'coalesced') {
+        deps.onSubmitted();
+      }
       return task;
     },
 
@@ -94,15 +108,18 @@ export function createTaskService(deps: TaskServiceDeps) {
     },
 
     async cancel(caller: Caller, id: string): Promise<TaskRecord> {
-      const before = await store.cancel(id, caller.owner_id, deps.now());
-      if (!before) {
+      const cancelled = await store.cancel(id, caller.owner_id, deps.now());
+      if (!cancelled) {
         const task = await ownTask(caller, id);
         throw conflict('task_finished', `task '${id}' is already ${task.status}`);
       }
+      const { task: before, abandon_job: abandonJob } = cancelled;
       metrics.tasksFinished.inc({ status: 'cancelled', provider: before.provider_id ?? 'none' });
       metrics.credits.inc({ kind: 'released', team: before.owner_id, provider: before.provider_id ?? 'none', model: before.model }, before.credits_reserved);
       const adapter = before.provider_id ? router.provider(before.provider_id) : undefined;
-      if (adapter?.cancel && before.upstream_id) {
+      // A job handed over to a follower goes on; the follower may be queued, so wake the workers.
+      if (!abandonJob) deps.onSubmitted();
+      if (abandonJob && adapter?.cancel && before.upstream_id) {
         await adapter
           .cancel(before.upstream_id, { signal: AbortSignal.timeout(deps.upstreamTimeoutMs) })
           .catch((err: Error) => log.warn('upstream cancel failed', { task: id, provider: adapter.id, error: err.message }));

@@ -4,11 +4,12 @@
 import { ProviderError, type NormalizedRequest, type ProviderAdapter } from '../providers/types';
 import type { Router } from '../routing/router';
 import { usdToCredits } from '../routing/quote';
-import { QuotaExceededError, type ClaimedTask, type Store, type WorkPhase } from '../store/types';
+import { QuotaExceededError, type ClaimedTask, type Store, type TaskRecord, type WorkPhase } from '../store/types';
 import type { AssetStore } from './assets';
 import type { Config } from './config';
 import type { Logger } from './logger';
 import type { Metrics } from './metrics';
+import type { ResultCache } from './result-cache';
 
 export interface WorkerDeps {
   store: Store;
@@ -16,6 +17,7 @@ export interface WorkerDeps {
   assets: AssetStore;
   metrics: Metrics;
   log: Logger;
+  cache: ResultCache;
   config: Config['workers'];
   /** How long a task may wait for any provider to become available. */
   waitForProviderMs: number;
@@ -92,10 +94,22 @@ export function createWorkers(deps: WorkerDeps): Workers {
     if (adapter?.cancel && upstreamId) await adapter.cancel(upstreamId, {}).catch(() => undefined);
   }
 
+  /** Count the tasks that finished with their leader (followers), as the leader is counted. */
+  function followersFinished(followers: readonly TaskRecord[], status: 'completed' | 'failed', provider: string) {
+    for (const f of followers) {
+      const settled = f.credits_settled ?? 0;
+      metrics.tasksFinished.inc({ status, provider });
+      if (settled > 0) metrics.credits.inc({ kind: 'settled', team: f.owner_id, provider, model: f.model }, settled);
+      metrics.credits.inc({ kind: 'released', team: f.owner_id, provider, model: f.model }, f.credits_reserved - settled);
+    }
+  }
+
   async function finishFailed(t: ClaimedTask, error: TaskError, jobMayRun = false): Promise<void> {
-    if (!(await store.markFailed(t.id, t.lease_token, error, now()))) return;
+    const followers = await store.markFailed(t.id, t.lease_token, error, now());
+    if (followers === false) return;
     metrics.tasksFinished.inc({ status: 'failed', provider: t.provider_id ?? 'none' });
     metrics.credits.inc({ kind: 'released', team: t.owner_id, provider: t.provider_id ?? 'none', model: t.model }, t.credits_reserved);
+    followersFinished(followers, 'failed', t.provider_id ?? 'none');
     log.info('task failed', { task: t.id, provider: t.provider_id, code: error.code });
     if (jobMayRun) await abandon(t.provider_id, t.upstream_id);
   }
@@ -269,12 +283,15 @@ export function createWorkers(deps: WorkerDeps): Workers {
     }
     downloadFailures.delete(t.id);
     health.success(adapter.id, request.model);
-    if (await store.markCompleted(t.id, t.lease_token, t.id, now())) {
+    const followers = await store.markCompleted(t.id, t.lease_token, t.id, now());
+    if (followers !== false) {
       const settled = (await store.getTask(t.id))?.credits_settled ?? 0;
       metrics.tasksFinished.inc({ status: 'completed', provider: adapter.id });
       metrics.credits.inc({ kind: 'settled', team: t.owner_id, provider: adapter.id, model: t.model }, settled);
       metrics.credits.inc({ kind: 'released', team: t.owner_id, provider: adapter.id, model: t.model }, t.credits_reserved - settled);
-      log.info('task completed', { task: t.id, provider: adapter.id });
+      followersFinished(followers, 'completed', adapter.id);
+      deps.cache.followersServed(followers, settled);
+      log.info('task completed', { task: t.id, provider: adapter.id, followers: followers.length });
       return;
     }
     // Our lease is gone. Remove the file only if the task ended without a video; a worker that took

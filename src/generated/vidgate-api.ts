@@ -16,6 +16,13 @@ export interface paths {
         /**
          * Submit a video-generation task
          * @description Answers at once with the task; poll `GET /v1/tasks/{id}` (or wait for the callback) for the result.
+         *
+         *     A request identical to an earlier one of the same team (of any team where the operator made the cache
+         *     global; same model, size, duration, quality, resize mode,
+         *     reference image bytes, and prompt up to Unicode normalization, white space and case) is served from the
+         *     stored result while it is fresh (`cache: hit`, 200), or follows the identical task still running
+         *     (`cache: coalesced`) instead of paying for a second generation. `"cache": false` in the body, or a
+         *     `Cache-Control: no-cache` header, asks for a fresh generation.
          */
         post: operations["createGeneration"];
         delete?: never;
@@ -485,7 +492,19 @@ export interface components {
              * @description HTTPS URL on a public address, called when the task finishes.
              */
             callback_url?: string;
+            /**
+             * @description `false` asks for a fresh generation: no cached result is served and no running task is followed.
+             * @default true
+             */
+            cache: boolean;
         };
+        /**
+         * @description How the task was served: `miss` (generated; the result is cached), `bypassed` (generated on request
+         *     of the caller; cached too), `hit` (a stored result, completed at once), `coalesced` (follows an
+         *     identical task that was running, and finishes with it), `disabled` (the cache is off).
+         * @enum {string}
+         */
+        CacheStatus: "miss" | "bypassed" | "hit" | "coalesced" | "disabled";
         Task: {
             id: string;
             /** @constant */
@@ -516,6 +535,7 @@ export interface components {
             attempts: components["schemas"]["Attempt"][];
             /** @description Unix seconds. */
             completed_at: number | null;
+            cache: components["schemas"]["CacheStatus"];
             /** @description URLs of the stored video, served by vidgate (present once completed). */
             results?: string[];
             /** @description Unix seconds after which the stored video is deleted (present once completed). */
@@ -929,7 +949,10 @@ export interface operations {
     createGeneration: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description `no-cache` (or `no-store`) asks for a fresh generation, like `"cache": false`. */
+                "Cache-Control"?: string;
+            };
             path?: never;
             cookie?: never;
         };
@@ -939,7 +962,16 @@ export interface operations {
             };
         };
         responses: {
-            /** @description The task, accepted and pending. */
+            /** @description The task, completed at once from the cache. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Task"];
+                };
+            };
+            /** @description The task, accepted (pending, or following an identical task that is running). */
             202: {
                 headers: {
                     [name: string]: unknown;

@@ -44,6 +44,17 @@ export function outboundUrlProblem(raw: string): string | null {
   return null;
 }
 
+/** Whether the URL's origin is one the operator exempted from these checks (a private host, or tests). */
+export function isTrustedOrigin(raw: string, trustedOrigins: readonly string[]): boolean {
+  if (trustedOrigins.length === 0) return false;
+  try {
+    const origin = new URL(raw).origin;
+    return trustedOrigins.some((t) => new URL(t).origin === origin);
+  } catch {
+    return false;
+  }
+}
+
 /** Why the URL is refused once its host name is resolved (every address must be public), or null. */
 export async function resolvedUrlProblem(raw: string): Promise<string | null> {
   const problem = outboundUrlProblem(raw);

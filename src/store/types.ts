@@ -5,6 +5,13 @@
 export type TaskStatus = 'pending' | 'processing' | 'completed' | 'failed' | 'cancelled';
 export const TERMINAL_STATUSES: readonly TaskStatus[] = ['completed', 'failed', 'cancelled'];
 
+/**
+ * How a task was served: generated (`miss`; `bypassed` when the caller asked for a fresh take; `disabled`
+ * with the cache off), served from a stored result (`hit`), or following an identical running task
+ * (`coalesced`) whose generation it shares.
+ */
+export type CacheStatus = 'miss' | 'bypassed' | 'disabled' | 'hit' | 'coalesced';
+
 /** Which loop a task is waiting for: `dispatch` claims pending tasks, `poll` claims processing ones. */
 export type WorkPhase = 'dispatch' | 'poll';
 
@@ -36,6 +43,16 @@ export interface TaskRecord {
   submitted_at_ms: number | null;
   completed_at_ms: number | null;
   next_run_at_ms: number;
+  /** The hash of the request's normalized form (src/core/cache-key.ts); null when the cache is off. */
+  cache_key: string | null;
+  cache_status: CacheStatus;
+  /**
+   * For a hit, the task whose video it serves; for a follower, the task it follows (the leader, which
+   * owns the upstream job). Null for a task that generates its own video. Never shown to callers.
+   */
+  source_id: string | null;
+  /** When the video in `asset_key` was stored: the original's completion, for hits and followers. */
+  asset_stored_at_ms: number | null;
 }
 
 export interface NewTask {
@@ -49,6 +66,25 @@ export interface NewTask {
   callback_url: string | null;
   credits_reserved: number;
   created_at_ms: number;
+  cache_key: string | null;
+  /** How the task is served when `createTask` finds nothing to share. */
+  cache_status: Extract<CacheStatus, 'miss' | 'bypassed' | 'disabled'>;
+}
+
+/** Asks `createTask` to serve an identical request from what exists: a stored result, or a running task. */
+export interface CacheLookup {
+  /** Results completed at or after this time may be served (the TTL). */
+  fresh_since_ms: number;
+  /** What a hit or a follower is charged (instead of `credits_reserved`). */
+  hit_credits: number;
+  /** A source the in-memory index remembers for this key; checked in the store before it is served. */
+  source_hint?: string;
+}
+
+/** What `cancel` did: the task as it was, and whether its upstream job is now nobody's (to cancel upstream). */
+export interface Cancellation {
+  task: TaskRecord;
+  abandon_job: boolean;
 }
 
 /** A task claimed by one worker. `lease_token` fences every transition the worker makes. */
@@ -209,8 +245,13 @@ export interface Store {
    * Create a pending task, charging its team's and key's quotas atomically: one more running task, and
    * `credits_reserved` reserved (a ledger row). Throws QuotaExceededError, creating nothing, when a
    * quota would be exceeded.
+   *
+   * With a lookup and a `cache_key`, in the same transaction (so that identical concurrent requests make
+   * one generation): a fresh stored result with that key makes the task a completed `hit`, charged
+   * `hit_credits` and not counted as running; else a running leader with that key makes it a `coalesced`
+   * follower that reserves `hit_credits`, mirrors the leader's status and finishes with it.
    */
-  createTask(task: NewTask): Promise<TaskRecord>;
+  createTask(task: NewTask, lookup?: CacheLookup): Promise<TaskRecord>;
   getTask(id: string): Promise<TaskRecord | undefined>;
   listTasks(query: ListTasksQuery): Promise<TaskRecord[]>;
 
@@ -237,21 +278,31 @@ export interface Store {
     price: { usd: number; credits: number; max_concurrent?: number },
     nowMs: number,
   ): Promise<'started' | 'lost' | 'provider_full'>;
+  // A leader's transitions carry its followers along in the same transaction: processing, progress,
+  // back to pending on a requeue, completed with its video (settled at their reservation) or failed.
+
   /** pending -> processing; the running attempt gets its upstream id. */
   markSubmitted(id: string, leaseToken: string, upstreamId: string, nowMs: number): Promise<boolean>;
   /** processing -> processing, with new progress; releases the lease until `nextRunAtMs`. */
   recordProgress(id: string, leaseToken: string, progress: number, nextRunAtMs: number, nowMs: number): Promise<boolean>;
-  /** processing -> completed; settles the running attempt's credits and releases the reservation. */
-  markCompleted(id: string, leaseToken: string, assetKey: string, nowMs: number): Promise<boolean>;
-  /** pending|processing -> failed; releases the reservation. */
-  markFailed(id: string, leaseToken: string, error: { code: string; message: string }, nowMs: number): Promise<boolean>;
+  /**
+   * processing -> completed; settles the running attempt's credits and releases the reservation.
+   * Returns the followers that completed with it, or false.
+   */
+  markCompleted(id: string, leaseToken: string, assetKey: string, nowMs: number): Promise<TaskRecord[] | false>;
+  /** pending|processing -> failed; releases the reservation. Returns the followers that failed with it, or false. */
+  markFailed(id: string, leaseToken: string, error: { code: string; message: string }, nowMs: number): Promise<TaskRecord[] | false>;
   /**
    * pending|processing -> pending, to be submitted again (a new attempt) at `nextRunAtMs`. Clears the
    * provider: a pending task with a provider is an attempt started but not confirmed (see startAttempt).
    */
   requeue(id: string, leaseToken: string, error: { code: string; message: string }, nextRunAtMs: number, nowMs: number): Promise<boolean>;
-  /** pending|processing -> cancelled, by the owner; leased or not; releases the reservation. Returns the task as it was before. */
-  cancel(id: string, ownerId: string, nowMs: number): Promise<TaskRecord | undefined>;
+  /**
+   * pending|processing -> cancelled, by the owner; leased or not; releases the reservation. A leader with
+   * followers hands its generation to the oldest follower, which adopts the upstream job (reserving its
+   * price) or, when the job is not submitted yet or its quota cannot cover it, is queued to generate anew.
+   */
+  cancel(id: string, ownerId: string, nowMs: number): Promise<Cancellation | undefined>;
 
   // --- attempts and load ---
   /** The attempts of these tasks, by task and then in order. */
@@ -260,9 +311,10 @@ export interface Store {
   countActiveByProvider(): Promise<Map<string, number>>;
 
   // --- retention ---
-  /** Completed tasks whose video was stored before `beforeMs` and is not yet expired. */
+  /** Completed tasks whose own video was stored before `beforeMs` and is not yet expired. */
   listAssetsStoredBefore(beforeMs: number, limit: number): Promise<TaskRecord[]>;
-  markAssetExpired(id: string): Promise<void>;
+  /** The video is deleted: every task serving it (the original, its hits and followers) says so. */
+  markAssetExpired(assetKey: string): Promise<void>;
   /** Forget request counters of minutes before `beforeMs`. */
   pruneRequestCounters(beforeMs: number): Promise<void>;
 

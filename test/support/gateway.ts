@@ -25,6 +25,8 @@ export function testConfig(dataDir: string, overrides: ConfigOverrides = {}) {
     server: { port: 0 },
     auth: { api_keys: [KEY_A] },
     workers: { poll_interval_ms: 50, retry_backoff_ms: 50, lease_ms: 5000 },
+    // Most tests submit identical requests and expect each to generate; the cache tests turn it on.
+    cache: { enabled: false },
   };
   const merged: Record<string, unknown> = {
     data_dir: dataDir,

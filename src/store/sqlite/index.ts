@@ -1,17 +1,19 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import Database from 'better-sqlite3';
-import type {
-  AttemptOutcome,
-  AttemptRecord,
-  ClaimedTask,
-  LedgerEntry,
-  NewTask,
-  Store,
-  TaskRecord,
-  TaskStatus,
-  UsageRow,
-  WorkPhase,
+import {
+  QuotaExceededError,
+  type AttemptOutcome,
+  type AttemptRecord,
+  type CacheLookup,
+  type ClaimedTask,
+  type LedgerEntry,
+  type NewTask,
+  type Store,
+  type TaskRecord,
+  type TaskStatus,
+  type UsageRow,
+  type WorkPhase,
 } from '../types';
 import { migrate } from './migrations';
 import { createQuota, utcDay, utcMonth } from './quota';
@@ -30,8 +32,16 @@ function toTask(row: TaskRow): TaskRecord {
   return { ...task, asset_expired: asset_expired === 1 };
 }
 
+type InsertParams = Omit<NewTask, 'cache_status'> & Pick<TaskRow,
+  'status' | 'progress' | 'credits_settled' | 'provider_id' | 'asset_key' | 'asset_stored_at_ms' | 'completed_at_ms' | 'source_id' | 'quota_day' | 'quota_month'
+> & { cache_status: TaskRecord['cache_status'] };
+
 const PHASE_STATUS: Record<WorkPhase, TaskStatus> = { dispatch: 'pending', poll: 'processing' };
 const NO_LEASE = 'lease_token = NULL, lease_until_ms = NULL';
+/** The followers of the leader `@id`: tasks that share its generation and are not finished. */
+const FOLLOWERS = "source_id = @id AND status IN ('pending', 'processing')";
+/** A result that may be served to an identical request: a completed task's own, unexpired video. */
+const FRESH_SOURCE = "cache_key = @key AND status = 'completed' AND source_id IS NULL AND asset_expired = 0 AND completed_at_ms >= @since";
 
 // `created_at_ms <= @before_ms` is implied by the OR; it is spelled out so the index can seek to the cursor.
 const listTasksSql = (statusFilter: string) => `
@@ -58,12 +68,20 @@ export function createSqliteStore(file: string): Store {
   const quota = createQuota(db);
   const teams = createTeamStatements(db);
   const sql = {
-    createTask: db.prepare<[NewTask & { quota_day: string; quota_month: string }], TaskRow>(
+    insertTask: db.prepare<[InsertParams], TaskRow>(
       `INSERT INTO tasks (id, owner_id, key_id, status, progress, model, request_json, callback_url, credits_reserved,
-         quota_day, quota_month, attempt, created_at_ms, updated_at_ms, next_run_at_ms)
-       VALUES (@id, @owner_id, @key_id, 'pending', 0, @model, @request_json, @callback_url, @credits_reserved,
-         @quota_day, @quota_month, 0, @created_at_ms, @created_at_ms, @created_at_ms)
+         credits_settled, quota_day, quota_month, attempt, provider_id, asset_key, asset_stored_at_ms, created_at_ms,
+         updated_at_ms, completed_at_ms, next_run_at_ms, cache_key, cache_status, source_id)
+       VALUES (@id, @owner_id, @key_id, @status, @progress, @model, @request_json, @callback_url, @credits_reserved,
+         @credits_settled, @quota_day, @quota_month, 0, @provider_id, @asset_key, @asset_stored_at_ms, @created_at_ms,
+         @created_at_ms, @completed_at_ms, @created_at_ms, @cache_key, @cache_status, @source_id)
        RETURNING *`,
+    ),
+    hintedSource: db.prepare<[object], TaskRow>(`SELECT * FROM tasks WHERE id = @hint AND ${FRESH_SOURCE}`),
+    freshSource: db.prepare<[object], TaskRow>(`SELECT * FROM tasks WHERE ${FRESH_SOURCE} ORDER BY completed_at_ms DESC LIMIT 1`),
+    runningLeader: db.prepare<[object], TaskRow>(
+      `SELECT * FROM tasks WHERE cache_key = @key AND status IN ('pending', 'processing') AND source_id IS NULL
+       ORDER BY created_at_ms, id LIMIT 1`,
     ),
     getTask: db.prepare<[string], TaskRow>('SELECT * FROM tasks WHERE id = ?'),
     listTasks: db.prepare<[object], TaskRow>(listTasksSql('')),
@@ -75,6 +93,7 @@ export function createSqliteStore(file: string): Store {
        WHERE id IN (
          SELECT id FROM tasks
          WHERE status = @status AND next_run_at_ms <= @now AND (lease_until_ms IS NULL OR lease_until_ms < @now)
+           AND source_id IS NULL
          ORDER BY next_run_at_ms
          LIMIT @limit)
        RETURNING *`,
@@ -107,7 +126,7 @@ export function createSqliteStore(file: string): Store {
       `SELECT a.credits FROM task_attempts a JOIN tasks t ON t.id = a.task_id AND t.attempt = a.n WHERE t.id = ?`,
     ).pluck(),
     markCompleted: db.prepare(
-      `UPDATE tasks SET status = 'completed', progress = 100, asset_key = @asset_key, completed_at_ms = @now,
+      `UPDATE tasks SET status = 'completed', progress = 100, asset_key = @asset_key, asset_stored_at_ms = @now, completed_at_ms = @now,
          credits_settled = @settled,
          updated_at_ms = @now, error_code = NULL, error_message = NULL, ${NO_LEASE}
        WHERE id = @id AND status = 'processing' AND lease_token = @token`,
@@ -122,6 +141,37 @@ export function createSqliteStore(file: string): Store {
          error_message = @message, next_run_at_ms = @next, updated_at_ms = @now, ${NO_LEASE}
        WHERE id = @id AND status IN ('pending', 'processing') AND lease_token = @token`,
     ),
+
+    // The followers of a leader, carried along by its transitions (RETURNING: the rows after the change).
+    mirrorFollowers: db.prepare(`UPDATE tasks SET status = @status, progress = 0, updated_at_ms = @now WHERE ${FOLLOWERS}`),
+    followersProgress: db.prepare(`UPDATE tasks SET progress = max(progress, @progress), updated_at_ms = @now WHERE ${FOLLOWERS}`),
+    completeFollowers: db.prepare<[object], TaskRow>(
+      `UPDATE tasks SET status = 'completed', progress = 100, asset_key = @asset_key, asset_stored_at_ms = @now,
+         completed_at_ms = @now, credits_settled = credits_reserved, provider_id = @provider_id, updated_at_ms = @now
+       WHERE ${FOLLOWERS} RETURNING *`,
+    ),
+    failFollowers: db.prepare<[object], TaskRow>(
+      `UPDATE tasks SET status = 'failed', error_code = @code, error_message = @message, completed_at_ms = @now, updated_at_ms = @now
+       WHERE ${FOLLOWERS} RETURNING *`,
+    ),
+    // A cancelled leader's generation passes to its oldest follower, the heir.
+    heir: db.prepare<[object], TaskRow>(`SELECT * FROM tasks WHERE ${FOLLOWERS} ORDER BY created_at_ms, id LIMIT 1`),
+    moveFollowers: db.prepare(`UPDATE tasks SET source_id = @heir WHERE ${FOLLOWERS} AND id <> @heir`),
+    runningAttempt: db.prepare<[string], AttemptRecord>(
+      `SELECT a.* FROM task_attempts a JOIN tasks t ON t.id = a.task_id AND t.attempt = a.n WHERE t.id = ? AND a.outcome = 'running'`,
+    ),
+    adoptJob: db.prepare(
+      `UPDATE tasks SET status = 'processing', source_id = NULL, cache_status = 'miss', attempt = attempt + 1,
+         provider_id = @provider_id, upstream_id = @upstream_id, submitted_at_ms = @submitted_at_ms, progress = @progress,
+         credits_reserved = max(credits_reserved, @credits), next_run_at_ms = @now, updated_at_ms = @now, ${NO_LEASE}
+       WHERE id = @id`,
+    ),
+    generateAnew: db.prepare(
+      `UPDATE tasks SET status = 'pending', progress = 0, source_id = NULL, cache_status = 'miss', next_run_at_ms = @now,
+         updated_at_ms = @now, ${NO_LEASE}
+       WHERE id = @id`,
+    ),
+
     cancel: db.prepare(
       `UPDATE tasks SET status = 'cancelled', completed_at_ms = @now, updated_at_ms = @now, ${NO_LEASE}
        WHERE id = @id AND owner_id = @owner_id AND status IN ('pending', 'processing')`,
@@ -129,11 +179,11 @@ export function createSqliteStore(file: string): Store {
 
     listAssetsStoredBefore: db.prepare<[number, number], TaskRow>(
       `SELECT * FROM tasks
-       WHERE status = 'completed' AND asset_key IS NOT NULL AND asset_expired = 0 AND completed_at_ms < ?
+       WHERE status = 'completed' AND source_id IS NULL AND asset_key IS NOT NULL AND asset_expired = 0 AND completed_at_ms < ?
        ORDER BY completed_at_ms
        LIMIT ?`,
     ),
-    markAssetExpired: db.prepare<[string]>('UPDATE tasks SET asset_expired = 1 WHERE id = ?'),
+    markAssetExpired: db.prepare<[string]>('UPDATE tasks SET asset_expired = 1 WHERE asset_key = ?'),
 
     insertAttempt: db.prepare(
       `INSERT INTO task_attempts (task_id, n, provider_id, usd, credits, started_at_ms, outcome)
@@ -168,36 +218,127 @@ export function createSqliteStore(file: string): Store {
 
   const changed = (result: Database.RunResult) => result.changes === 1;
 
-  /** A task transition and the matching change to its running attempt, as one transaction. */
-  const withAttempt = <A extends unknown[]>(transition: (...args: A) => boolean, attempt: (...args: A) => void) =>
-    db.transaction((...args: A) => {
-      if (!transition(...args)) return false;
-      attempt(...args);
-      return true;
-    });
   type Params = { id: string; now: number; code?: string | null; message?: string | null; [k: string]: unknown };
   const endAttempt = (outcome: AttemptOutcome) => (p: Params) =>
     void sql.endAttempt.run({ outcome, id: p.id, now: p.now, code: p.code ?? null, message: p.message ?? null });
-  const run = (statement: Database.Statement) => (p: Params) => changed(statement.run(p));
-  const tx = {
-    markSubmitted: withAttempt(run(sql.markSubmitted), (p) => void sql.setAttemptUpstream.run(p)),
-    requeue: withAttempt(run(sql.requeue), endAttempt('retried')),
 
-    createTask: db.transaction((task: NewTask) => {
-      const row = sql.createTask.get({ ...task, quota_day: utcDay(task.created_at_ms), quota_month: utcMonth(task.created_at_ms) })!;
-      quota.reserveNew(row, task.created_at_ms);
-      return toTask(row);
-    }),
+  /** A new task row of any kind, in its quota windows; the caller charges the quotas. */
+  function insertTask(task: NewTask, row: Partial<InsertParams> = {}): TaskRow {
+    return sql.insertTask.get({
+      ...task,
+      status: 'pending',
+      progress: 0,
+      credits_settled: null,
+      provider_id: null,
+      asset_key: null,
+      asset_stored_at_ms: null,
+      completed_at_ms: null,
+      source_id: null,
+      quota_day: utcDay(task.created_at_ms),
+      quota_month: utcMonth(task.created_at_ms),
+      ...row,
+    })!;
+  }
+
+  /** A hit serves the source's video; a follower shares the leader's generation; else a task of its own. */
+  function createTask(task: NewTask, lookup?: CacheLookup): TaskRecord {
+    const now = task.created_at_ms;
+    const key = task.cache_key;
+    if (lookup && key !== null) {
+      const query = { key, since: lookup.fresh_since_ms, hint: lookup.source_hint ?? null };
+      const source = (query.hint !== null ? sql.hintedSource.get(query) : undefined) ?? sql.freshSource.get(query);
+      if (source) {
+        const hit = insertTask(task, {
+          status: 'completed',
+          progress: 100,
+          credits_reserved: lookup.hit_credits,
+          credits_settled: lookup.hit_credits,
+          asset_key: source.asset_key,
+          asset_stored_at_ms: source.asset_stored_at_ms,
+          completed_at_ms: now,
+          cache_status: 'hit',
+          source_id: source.id,
+        });
+        quota.serveHit(hit, now);
+        return toTask(hit);
+      }
+      const leader = sql.runningLeader.get(query);
+      if (leader) {
+        const follower = insertTask(task, {
+          status: leader.status,
+          progress: leader.progress,
+          credits_reserved: lookup.hit_credits,
+          cache_status: 'coalesced',
+          source_id: leader.id,
+        });
+        quota.reserveNew(follower, now);
+        return toTask(follower);
+      }
+    }
+    const row = insertTask(task);
+    quota.reserveNew(row, now);
+    return toTask(row);
+  }
+
+  /**
+   * The cancelled leader's generation goes to its oldest follower. The heir adopts a submitted job (its
+   * reservation grows to the job's price) or, when there is no job yet or its quota cannot cover the
+   * price, is queued to generate anew. Returns whether the job was adopted.
+   */
+  function handOver(leader: TaskRow, job: AttemptRecord | undefined, now: number): boolean {
+    const heir = sql.heir.get({ id: leader.id });
+    if (!heir) return false;
+    sql.moveFollowers.run({ id: leader.id, heir: heir.id });
+    if (leader.status === 'processing' && job?.upstream_id) {
+      try {
+        // A savepoint: a refused reservation leaves nothing behind.
+        db.transaction(() => {
+          const extra = job.credits - heir.credits_reserved;
+          const adopted = { ...heir, attempt: heir.attempt + 1, provider_id: job.provider_id };
+          if (extra > 0) quota.grow(adopted, extra, now, 'adopted the generation of a cancelled task');
+          sql.adoptJob.run({ ...job, id: heir.id, submitted_at_ms: leader.submitted_at_ms, progress: leader.progress, now });
+          sql.insertAttempt.run({ ...job, id: heir.id, now });
+          sql.setAttemptUpstream.run({ id: heir.id, upstream_id: job.upstream_id });
+        })();
+        return true;
+      } catch (err) {
+        if (!(err instanceof QuotaExceededError)) throw err;
+      }
+    }
+    sql.generateAnew.run({ id: heir.id, now });
+    sql.mirrorFollowers.run({ id: heir.id, status: 'pending', now });
+    return false;
+  }
+
+  const tx = {
+    createTask: db.transaction(createTask),
     startAttempt: db.transaction((p: Params & { credits: number; provider_id: string; max_concurrent?: number }): 'started' | 'lost' | 'provider_full' => {
       const before = sql.leasedPending.get(p);
       if (!before) return 'lost';
       if (p.max_concurrent !== undefined && (sql.runningOn.get(p.provider_id) ?? 0) >= p.max_concurrent) return 'provider_full';
       const extra = p.credits - before.credits_reserved;
-      if (extra > 0) quota.grow({ ...before, attempt: before.attempt + 1, provider_id: p.provider_id }, extra, p.now);
+      if (extra > 0) quota.grow({ ...before, attempt: before.attempt + 1, provider_id: p.provider_id }, extra, p.now, 'failover to a dearer provider');
       endAttempt('retried')({ id: p.id, now: p.now, code: 'abandoned', message: 'superseded by a new attempt' });
       sql.startAttempt.run(p);
       sql.insertAttempt.run(p);
       return 'started';
+    }),
+    markSubmitted: db.transaction((p: Params) => {
+      if (!changed(sql.markSubmitted.run(p))) return false;
+      sql.setAttemptUpstream.run(p);
+      sql.mirrorFollowers.run({ ...p, status: 'processing' });
+      return true;
+    }),
+    recordProgress: db.transaction((p: Params) => {
+      if (!changed(sql.recordProgress.run(p))) return false;
+      sql.followersProgress.run(p);
+      return true;
+    }),
+    requeue: db.transaction((p: Params) => {
+      if (!changed(sql.requeue.run(p))) return false;
+      endAttempt('retried')(p);
+      sql.mirrorFollowers.run({ ...p, status: 'pending' });
+      return true;
     }),
     markCompleted: db.transaction((p: Params) => {
       const before = sql.leased.get(p);
@@ -206,25 +347,31 @@ export function createSqliteStore(file: string): Store {
       if (!changed(sql.markCompleted.run({ ...p, settled }))) return false;
       endAttempt('completed')(p);
       quota.settle(before, settled, p.now);
-      return true;
+      const followers = sql.completeFollowers.all({ ...p, provider_id: before.provider_id });
+      for (const f of followers) quota.settle(f, f.credits_reserved, p.now);
+      return followers.map(toTask);
     }),
     markFailed: db.transaction((p: Params) => {
       const before = sql.leased.get(p);
       if (!before || !changed(sql.markFailed.run(p))) return false;
       endAttempt('failed')(p);
       quota.release(before, p.now);
-      return true;
+      const followers = sql.failFollowers.all(p);
+      for (const f of followers) quota.release(f, p.now);
+      return followers.map(toTask);
+    }),
+    // SELECT + UPDATE under one write lock: the caller gets the record as it was before cancelling.
+    cancel: db.transaction((id: string, ownerId: string, now: number) => {
+      const before = sql.getTask.get(id);
+      const job = sql.runningAttempt.get(id);
+      if (!before || !changed(sql.cancel.run({ id, owner_id: ownerId, now }))) return undefined;
+      endAttempt('cancelled')({ id, now });
+      quota.release(before, now);
+      // A follower owns no job; a leader's job is abandoned unless an heir adopts it.
+      const adopted = before.source_id === null && handOver(before, job, now);
+      return { task: toTask(before), abandon_job: before.source_id === null && !adopted };
     }),
   };
-
-  // SELECT + UPDATE under one write lock: the caller gets the record as it was before cancelling.
-  const cancel = db.transaction((id: string, ownerId: string, nowMs: number) => {
-    const before = sql.getTask.get(id);
-    if (!before || !changed(sql.cancel.run({ id, owner_id: ownerId, now: nowMs }))) return undefined;
-    endAttempt('cancelled')({ id, now: nowMs });
-    quota.release(before, nowMs);
-    return toTask(before);
-  });
 
   return {
     ...teams,
@@ -254,8 +401,8 @@ export function createSqliteStore(file: string): Store {
       quota.pruneMinutes(beforeMs);
     },
 
-    async createTask(task) {
-      return tx.createTask.immediate(task);
+    async createTask(task, lookup) {
+      return tx.createTask.immediate(task, lookup);
     },
     async getTask(id) {
       const row = sql.getTask.get(id);
@@ -294,7 +441,7 @@ export function createSqliteStore(file: string): Store {
       return tx.markSubmitted.immediate({ id, token: leaseToken, upstream_id: upstreamId, now: nowMs });
     },
     async recordProgress(id, leaseToken, progress, nextRunAtMs, nowMs) {
-      return changed(sql.recordProgress.run({ id, token: leaseToken, progress, next: nextRunAtMs, now: nowMs }));
+      return tx.recordProgress.immediate({ id, token: leaseToken, progress, next: nextRunAtMs, now: nowMs });
     },
     async markCompleted(id, leaseToken, assetKey, nowMs) {
       return tx.markCompleted.immediate({ id, token: leaseToken, asset_key: assetKey, now: nowMs });
@@ -306,7 +453,7 @@ export function createSqliteStore(file: string): Store {
       return tx.requeue.immediate({ id, token: leaseToken, code, message, next: nextRunAtMs, now: nowMs });
     },
     async cancel(id, ownerId, nowMs) {
-      return cancel.immediate(id, ownerId, nowMs);
+      return tx.cancel.immediate(id, ownerId, nowMs);
     },
 
     async listAttempts(taskIds) {
@@ -319,8 +466,8 @@ export function createSqliteStore(file: string): Store {
     async listAssetsStoredBefore(beforeMs, limit) {
       return sql.listAssetsStoredBefore.all(beforeMs, limit).map(toTask);
     },
-    async markAssetExpired(id) {
-      sql.markAssetExpired.run(id);
+    async markAssetExpired(assetKey) {
+      sql.markAssetExpired.run(assetKey);
     },
 
     async close() {

@@ -111,6 +111,17 @@ export const MIGRATIONS: readonly string[] = [
     PRIMARY KEY (scope, win)
   ) STRICT, WITHOUT ROWID;
   `,
+  // The cache index: identical requests share a stored result (hits) or a running generation (followers).
+  `
+  ALTER TABLE tasks ADD COLUMN cache_key TEXT;
+  ALTER TABLE tasks ADD COLUMN cache_status TEXT NOT NULL DEFAULT 'disabled'
+    CHECK (cache_status IN ('miss', 'bypassed', 'disabled', 'hit', 'coalesced'));
+  ALTER TABLE tasks ADD COLUMN source_id TEXT;
+  ALTER TABLE tasks ADD COLUMN asset_stored_at_ms INTEGER;
+  UPDATE tasks SET asset_stored_at_ms = completed_at_ms WHERE asset_key IS NOT NULL;
+  CREATE INDEX tasks_by_cache_key ON tasks (cache_key, completed_at_ms) WHERE cache_key IS NOT NULL;
+  CREATE INDEX tasks_by_source ON tasks (source_id) WHERE source_id IS NOT NULL;
+  `,
 ];
 
 /** Brings the schema up to date in one write transaction, so concurrent openers migrate once. */

@@ -92,10 +92,17 @@ export function createQuota(db: Database.Database) {
       charge(scopesOf(t), creditWindows(t), t.credits_reserved);
       record(t, 'reserve', t.credits_reserved, nowMs);
     },
-    /** Grow a reservation by `extra` credits (failover to a dearer provider). */
-    grow(t: TaskQuotaRow, extra: number, nowMs: number) {
+    /** Grow a reservation by `extra` credits (failover to a dearer provider, or adopting a generation). */
+    grow(t: TaskQuotaRow, extra: number, nowMs: number, note: string) {
       charge(scopesOf(t), creditWindows(t), extra);
-      record(t, 'reserve', extra, nowMs, 'failover to a dearer provider');
+      record(t, 'reserve', extra, nowMs, note);
+    },
+    /** A task served at once from a stored result: reserved, released and settled at `credits_reserved`. */
+    serveHit(t: TaskQuotaRow, nowMs: number) {
+      charge(scopesOf(t), creditWindows(t), t.credits_reserved);
+      record(t, 'reserve', t.credits_reserved, nowMs, 'cache hit');
+      record(t, 'release', -t.credits_reserved, nowMs);
+      record(t, 'settle', t.credits_reserved, nowMs);
     },
     /** The task completed: release the reservation, charge what was actually spent. */
     settle(t: TaskQuotaRow, spent: number, nowMs: number) {
