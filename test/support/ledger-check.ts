@@ -81,9 +81,13 @@ export async function checkTeamLedger(store: Store, teamId: string): Promise<Led
     const releases = of('release');
     const settles = of('settle');
     const where = `${t.id} (${t.status})`;
+    // Hits and followers are served by another task's generation, at the hit price (which may be 0).
+    const shared = t.cache_status === 'hit' || t.cache_status === 'coalesced';
     if (!['completed', 'failed', 'cancelled'].includes(t.status)) problems.push(`${where} is not finished`);
     if (reserves.length < 1) problems.push(`${where} has no reserve row`);
-    if (reserves.some((r) => r.credits <= 0)) problems.push(`${where} has a reserve row that is not positive`);
+    if (reserves.some((r) => r.credits < 0)) problems.push(`${where} has a negative reserve row`);
+    // A follower that adopted a cancelled leader's job reserved 0 first, then the job's price.
+    if (!shared && sum(reserves) <= 0) problems.push(`${where} generated without reserving`);
     if (sum(reserves) !== t.credits_reserved) problems.push(`${where}: reserve rows sum to ${sum(reserves)}, credits_reserved is ${t.credits_reserved}`);
     if (releases.length !== 1) problems.push(`${where} has ${releases.length} release rows`);
     else if (releases[0]!.credits !== -t.credits_reserved) problems.push(`${where}: release of ${releases[0]!.credits}, reserved ${t.credits_reserved}`);
@@ -91,7 +95,7 @@ export async function checkTeamLedger(store: Store, teamId: string): Promise<Led
     if (t.status === 'completed') {
       const served = attempts.filter((a) => a.task_id === t.id && a.outcome === 'completed');
       if (settles.length !== 1) problems.push(`${where} has ${settles.length} settle rows`);
-      if (served.length !== 1) problems.push(`${where} has ${served.length} completed attempts`);
+      if (served.length !== (shared ? 0 : 1)) problems.push(`${where} (${t.cache_status}) has ${served.length} completed attempts`);
       if (t.credits_settled === null) problems.push(`${where} has no credits_settled`);
       if (settles.length === 1) {
         if (settles[0]!.credits !== t.credits_settled) problems.push(`${where}: settle row of ${settles[0]!.credits}, credits_settled ${t.credits_settled}`);
