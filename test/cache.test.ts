@@ -133,6 +133,12 @@ describe('cache hits', () => {
     const ledger = await checkTeamLedger(r.h.gateway.store, await teamA(r.h));
     expect(ledger.problems).toEqual([]);
     expect(ledger.settledTotal).toBe(CHEAP_CREDITS);
+    const usage = await r.h.http.get('/v1/usage').set(auth(KEY_A));
+    expect(usage.status).toBe(200);
+    expect(usage.body.spend.map((s: { provider: string; tasks: number; credits: number }) => [s.provider, s.tasks, s.credits]).sort()).toEqual([
+      ['cache', 1, 0],
+      ['openai', 1, CHEAP_CREDITS],
+    ]);
   });
 
   it('charges the configured price of a hit, and misses on any difference that changes the video', async (ctx) => {
@@ -264,6 +270,11 @@ describe('coalescing', () => {
     const ledger = await checkTeamLedger(r.h.gateway.store, await teamA(r.h));
     expect(ledger.problems).toEqual([]);
     expect(ledger.settledTotal).toBe(CHEAP_CREDITS);
+    // The credit metrics add up too: the heir's reservation grew when it adopted the job.
+    const team = await teamA(r.h);
+    const credits = (kind: string) => metric(r.h, 'vidgate_credits_total', { kind, team });
+    expect(await credits('reserved')).toBe((await credits('settled')) + (await credits('released')));
+    expect(await credits('settled')).toBe(CHEAP_CREDITS);
   });
 
   it('cancelling every follower, then the original, cancels the upstream job', async (ctx) => {

@@ -469,7 +469,7 @@ export function describeStoreConformance(name: string, makeStore: () => Promise<
         const { id, lease_token } = await processingTask(store);
         const before = await store.getTask(id);
         const returned = await store.cancel(id, 'owner-a', T0 + 20);
-        expect(returned).toStrictEqual({ task: before, abandon_job: true });
+        expect(returned).toStrictEqual({ task: before, abandon_job: true, heir: null });
         expect(returned?.task).toMatchObject({ status: 'processing', provider_id: 'sim', upstream_id: 'up-1' });
         expect(await store.getTask(id)).toMatchObject({
           status: 'cancelled',
@@ -697,7 +697,7 @@ export function describeStoreConformance(name: string, makeStore: () => Promise<
         await store.recordProgress(leader.id, leader.lease_token, 30, T0 + 7, T0 + 7);
 
         const cancelled = await store.cancel(leader.id, 'owner-a', T0 + 8);
-        expect(cancelled?.abandon_job).toBe(false);
+        expect(cancelled).toMatchObject({ abandon_job: false, heir: { task: { id: heir.id, status: 'processing' }, reserved_more: 8 } });
         expect(await store.getTask(heir.id)).toMatchObject({
           status: 'processing', source_id: null, cache_status: 'miss', attempt: 1, provider_id: 'sim', upstream_id: 'up-1',
           submitted_at_ms: T0 + 2, progress: 30, credits_reserved: 8,

@@ -113,7 +113,11 @@ export function createTaskService(deps: TaskServiceDeps) {
         const task = await ownTask(caller, id);
         throw conflict('task_finished', `task '${id}' is already ${task.status}`);
       }
-      const { task: before, abandon_job: abandonJob } = cancelled;
+      const { task: before, abandon_job: abandonJob, heir } = cancelled;
+      if (heir && heir.reserved_more > 0) {
+        const { owner_id: team, provider_id: provider, model } = heir.task;
+        metrics.credits.inc({ kind: 'reserved', team, provider: provider ?? 'none', model }, heir.reserved_more);
+      }
       metrics.tasksFinished.inc({ status: 'cancelled', provider: before.provider_id ?? 'none' });
       metrics.credits.inc({ kind: 'released', team: before.owner_id, provider: before.provider_id ?? 'none', model: before.model }, before.credits_reserved);
       const adapter = before.provider_id ? router.provider(before.provider_id) : undefined;

@@ -31,7 +31,7 @@ export async function usageReport(store: Store, team: TeamRecord, key: ApiKeyRec
   const spend = (await store.usageByDay(team.id, from, to)).map((r) => ({
     day: r.day,
     model: r.model,
-    provider: r.provider_id,
+    provider: r.provider_id ?? 'cache', // hits were served by no provider
     tasks: r.tasks,
     credits: r.credits,
     usd: round(r.credits * usdPerCredit),

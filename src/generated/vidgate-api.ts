@@ -783,7 +783,7 @@ export interface components {
                 team: components["schemas"]["QuotaStatuses"];
                 key?: components["schemas"]["QuotaStatuses"];
             };
-            /** @description Settled credits by UTC day (of submission), model and provider, newest day first. */
+            /** @description Settled credits by UTC day (of submission), model and provider (`cache` for hits), newest day first. */
             spend: {
                 day: string;
                 model: string;

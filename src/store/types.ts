@@ -85,6 +85,8 @@ export interface CacheLookup {
 export interface Cancellation {
   task: TaskRecord;
   abandon_job: boolean;
+  /** The follower that adopted the job, and by how much its reservation grew to the job's price. */
+  heir: { task: TaskRecord; reserved_more: number } | null;
 }
 
 /** A task claimed by one worker. `lease_token` fences every transition the worker makes. */
@@ -188,7 +190,8 @@ export interface LedgerEntry {
 export interface UsageRow {
   day: string;
   model: string;
-  provider_id: string;
+  /** Null for hits, which no provider served. */
+  provider_id: string | null;
   tasks: number;
   credits: number;
 }

@@ -6,6 +6,7 @@ import {
   type AttemptOutcome,
   type AttemptRecord,
   type CacheLookup,
+  type Cancellation,
   type ClaimedTask,
   type LedgerEntry,
   type NewTask,
@@ -283,31 +284,31 @@ export function createSqliteStore(file: string): Store {
   /**
    * The cancelled leader's generation goes to its oldest follower. The heir adopts a submitted job (its
    * reservation grows to the job's price) or, when there is no job yet or its quota cannot cover the
-   * price, is queued to generate anew. Returns whether the job was adopted.
+   * price, is queued to generate anew. Returns the heir that adopted the job, if one did.
    */
-  function handOver(leader: TaskRow, job: AttemptRecord | undefined, now: number): boolean {
+  function handOver(leader: TaskRow, job: AttemptRecord | undefined, now: number): Cancellation['heir'] {
     const heir = sql.heir.get({ id: leader.id });
-    if (!heir) return false;
+    if (!heir) return null;
     sql.moveFollowers.run({ id: leader.id, heir: heir.id });
     if (leader.status === 'processing' && job?.upstream_id) {
       try {
         // A savepoint: a refused reservation leaves nothing behind.
+        const extra = Math.max(0, job.credits - heir.credits_reserved);
         db.transaction(() => {
-          const extra = job.credits - heir.credits_reserved;
           const adopted = { ...heir, attempt: heir.attempt + 1, provider_id: job.provider_id };
           if (extra > 0) quota.grow(adopted, extra, now, 'adopted the generation of a cancelled task');
           sql.adoptJob.run({ ...job, id: heir.id, submitted_at_ms: leader.submitted_at_ms, progress: leader.progress, now });
           sql.insertAttempt.run({ ...job, id: heir.id, now });
           sql.setAttemptUpstream.run({ id: heir.id, upstream_id: job.upstream_id });
         })();
-        return true;
+        return { task: toTask(sql.getTask.get(heir.id)!), reserved_more: extra };
       } catch (err) {
         if (!(err instanceof QuotaExceededError)) throw err;
       }
     }
     sql.generateAnew.run({ id: heir.id, now });
     sql.mirrorFollowers.run({ id: heir.id, status: 'pending', now });
-    return false;
+    return null;
   }
 
   const tx = {
@@ -368,8 +369,8 @@ export function createSqliteStore(file: string): Store {
       endAttempt('cancelled')({ id, now });
       quota.release(before, now);
       // A follower owns no job; a leader's job is abandoned unless an heir adopts it.
-      const adopted = before.source_id === null && handOver(before, job, now);
-      return { task: toTask(before), abandon_job: before.source_id === null && !adopted };
+      const heir = before.source_id === null ? handOver(before, job, now) : null;
+      return { task: toTask(before), abandon_job: before.source_id === null && heir === null, heir };
     }),
   };
 
