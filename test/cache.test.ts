@@ -5,6 +5,8 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { beforeAll, describe, expect, it, type TestContext } from 'vitest';
 import type { components } from '../src/generated/vidgate-api';
+import { createGateway } from '../src/core/gateway';
+import { createLogger } from '../src/core/logger';
 import { startFakeOpenAI, type FakeOpenAI } from './support/fake-openai';
 import { renderTestMp4, startFakeTasksApi, type FakeTasksApi } from './support/fake-tasks-api';
 import { KEY_A, KEY_B, auth, startTestGateway, waitFor, type ConfigOverrides } from './support/gateway';
@@ -237,6 +239,31 @@ describe('coalescing', () => {
     expect(ledger.settledTotal).toBe(CHEAP_CREDITS); // only the original pays
     expect(await metric(r.h, 'vidgate_cache_requests_total', { result: 'coalesced' })).toBe(7);
     expect(await metric(r.h, 'vidgate_cache_credits_saved_total', { team: await teamA(r.h) })).toBe(7 * CHEAP_CREDITS);
+  });
+
+  it('identical requests racing through two replicas on one database make one submission', async (ctx) => {
+    const r = await rig(ctx, {}, {}, 600);
+    const replica = await createGateway(r.h.config, {
+      env: { FAKE_OPENAI_KEY: r.openai.apiKey, FAKE_TASKS_KEY: r.tasks.apiKey },
+      log: createLogger('silent'),
+      validateResponses: true,
+    });
+    const replicaUrl = await replica.start();
+    ctx.onTestFinished(() => replica.stop());
+    const answers = await Promise.all(
+      Array.from({ length: 12 }, async (_, i) => {
+        const res = await fetch(`${i % 2 ? replicaUrl : r.h.url}/v1/videos/generations`, {
+          method: 'POST',
+          headers: { ...auth(KEY_A), 'Content-Type': 'application/json' },
+          body: JSON.stringify({ ...BODY, prompt: i % 3 ? BODY.prompt : BODY.prompt.toUpperCase() }),
+        });
+        expect(res.status).toBe(202);
+        return { task: (await res.json()) as Task };
+      }),
+    );
+    expect(answers.filter((a) => a.task.cache === 'miss')).toHaveLength(1);
+    expect(await submissionsAfter(r, answers)).toBe(1);
+    expect((await checkTeamLedger(r.h.gateway.store, await teamA(r.h))).problems).toEqual([]);
   });
 
   it('a follower reports the progress of the generation it follows', async (ctx) => {

@@ -41,7 +41,7 @@ async function waitAllFinished(url: string, ids: string[], timeoutMs = 60_000) {
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 describe('crash and restart', () => {
-  it('loses no task and runs none twice across SIGKILLs at several moments', async () => {
+  it('loses no task and runs none twice across SIGKILLs at several moments, followers included', async () => {
     const dataDir = tempDir();
     dirs.push(dataDir);
     const env = serverEnv(dataDir);
@@ -61,6 +61,15 @@ describe('crash and restart', () => {
       expect(res.status).toBe(202);
       ids.push(((await res.json()) as { id: string }).id);
     }
+    // Identical requests follow the running ones; the crashes must not lose them nor make them run upstream.
+    const followers: { id: string; leader: string }[] = [];
+    for (const i of [0, 1]) {
+      const { size: _size, ...body } = requests[i]!;
+      const res = await fetch(`${server.url}/v1/videos/generations`, { method: 'POST', headers, body: JSON.stringify({ ...body, prompt: ` ${body.prompt.toUpperCase()} ` }) });
+      const follower = (await res.json()) as { id: string; cache: string };
+      expect(follower.cache).toBe('coalesced');
+      followers.push({ id: follower.id, leader: ids[i]! });
+    }
     // Kill while tasks are being dispatched, then while they are being polled and rendered.
     for (const delayMs of [50, 900, 1700]) {
       await sleep(delayMs);
@@ -70,6 +79,11 @@ describe('crash and restart', () => {
       server = await startServerProcess(env);
     }
     const finished = await waitAllFinished(server.url, ids);
+    expect((await waitAllFinished(server.url, followers.map((f) => f.id))).map((t) => t.status)).toEqual(['completed', 'completed']);
+    for (const f of followers) {
+      const served = Buffer.from(await (await fetch(`${server.url}/v1/tasks/${f.id}/content`, { headers })).arrayBuffer());
+      expect(served.equals(fs.readFileSync(path.join(dataDir, 'videos', `${f.leader}.mp4`)))).toBe(true);
+    }
     server.child.kill('SIGTERM');
     expect(await server.exited).toBe(0);
     outputs.push(server.output());
