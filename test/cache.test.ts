@@ -304,6 +304,22 @@ describe('coalescing', () => {
     expect(await credits('settled')).toBe(CHEAP_CREDITS);
   });
 
+  it('a follower whose key cannot pay for the job keeps following the one that adopts it, for free', async (ctx) => {
+    const r = await rig(ctx, {}, {}, 1200);
+    const { key: poorKey } = await r.h.gateway.teams.addKey(await teamA(r.h), { name: 'poor', credits_per_day: 5 });
+    const leader = await post(r.h);
+    await waitFor(async () => ((await getTask(r.h, leader.task.id)).status === 'processing' ? true : undefined));
+    const poor = await post(r.h, BODY, poorKey);
+    const rich = await post(r.h);
+    expect([poor.task.cache, rich.task.cache]).toEqual(['coalesced', 'coalesced']);
+    await r.h.http.post(`/v1/tasks/${leader.task.id}/cancel`).set(auth(KEY_A));
+    const [p, q] = [await finished(r.h, poor.task.id, poorKey), await finished(r.h, rich.task.id)];
+    expect([p.status, p.cache, p.usage.credits_reserved]).toEqual(['completed', 'coalesced', 0]);
+    expect([q.status, q.cache, q.usage.credits_reserved]).toEqual(['completed', 'miss', CHEAP_CREDITS]);
+    expect(submissions(r)).toBe(1);
+    expect(r.openai.requestsTo('delete')).toHaveLength(0);
+  });
+
   it('cancelling every follower, then the original, cancels the upstream job', async (ctx) => {
     const r = await rig(ctx, {}, {}, 2000);
     const leader = await post(r.h);

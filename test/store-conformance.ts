@@ -736,6 +736,29 @@ export function describeStoreConformance(name: string, makeStore: () => Promise<
         expect((await poor.listLedger('poor')).map((e) => e.kind)).toEqual(['reserve']);
       });
 
+      it('passes the job to the oldest follower that can pay for it; the others follow that one', async () => {
+        const store = await open();
+        await store.createTeam(team('poor', { credits_per_day: 5 }));
+        const leader = await processingTask(store, cached());
+        const poor = await store.createTask(cached({ owner_id: 'poor', created_at_ms: T0 + 4 }), lookup());
+        const rich = await store.createTask(cached({ created_at_ms: T0 + 5 }), lookup());
+        const cancelled = await store.cancel(leader.id, 'owner-a', T0 + 6);
+        expect(cancelled).toMatchObject({ abandon_job: false, heir: { task: { id: rich.id, upstream_id: 'up-1' } } });
+        expect(await store.getTask(poor.id)).toMatchObject({ status: 'processing', source_id: rich.id, credits_reserved: 0 });
+        expect((await store.listLedger('poor')).map((e) => e.kind)).toEqual(['reserve']);
+      });
+
+      it('hands the generation over, failing no follower, when the leader fails on its own account', async () => {
+        const store = await open();
+        const leader = await store.createTask(cached());
+        const follower = await store.createTask(cached({ owner_id: 'owner-b', created_at_ms: T0 + 1 }), lookup());
+        const claimed = await claimOnly(store, 'dispatch', T0 + 2);
+        const quotaError = { code: 'insufficient_quota', message: "over the team's credits_per_day (90 of 100 used)" };
+        expect(await store.markFailed(leader.id, claimed.lease_token, quotaError, T0 + 3, { hand_over: true })).toEqual([]);
+        expect(await store.getTask(follower.id)).toMatchObject({ status: 'pending', source_id: null, error_code: null, error_message: null });
+        expect((await claimOnly(store, 'dispatch', T0 + 3)).id).toBe(follower.id);
+      });
+
       it("cancels a follower alone: the leader's job goes on", async () => {
         const store = await open();
         const leader = await processingTask(store, cached());

@@ -104,8 +104,9 @@ export function createWorkers(deps: WorkerDeps): Workers {
     }
   }
 
-  async function finishFailed(t: ClaimedTask, error: TaskError, jobMayRun = false): Promise<void> {
-    const followers = await store.markFailed(t.id, t.lease_token, error, now());
+  /** `own`: the task's own failure (its quota), which its followers do not share: they carry on under an heir. */
+  async function finishFailed(t: ClaimedTask, error: TaskError, jobMayRun = false, own = false): Promise<void> {
+    const followers = await store.markFailed(t.id, t.lease_token, error, now(), { hand_over: own });
     if (followers === false) return;
     metrics.tasksFinished.inc({ status: 'failed', provider: t.provider_id ?? 'none' });
     metrics.credits.inc({ kind: 'released', team: t.owner_id, provider: t.provider_id ?? 'none', model: t.model }, t.credits_reserved);
@@ -152,10 +153,8 @@ export function createWorkers(deps: WorkerDeps): Workers {
         outcome = await store.startAttempt(t.id, t.lease_token, provider.id, { usd: pick.usd, credits, ...(maxConcurrent !== undefined && { max_concurrent: maxConcurrent }) }, now());
       } catch (err) {
         if (!(err instanceof QuotaExceededError)) throw err;
-        await finishFailed(t, {
-          code: 'insufficient_quota',
-          message: `failing over to ${provider.id} costs ${credits} credits, ${credits - t.credits_reserved} more than reserved, over the ${err.scope}'s ${err.quota} (${err.used} of ${err.limit} used)`,
-        });
+        const message = `${provider.id} costs ${credits} credits, ${credits - t.credits_reserved} more than reserved, over the ${err.scope}'s ${err.quota} (${err.used} of ${err.limit} used)`;
+        await finishFailed(t, { code: 'insufficient_quota', message }, false, true);
         return undefined;
       }
       if (outcome === 'lost') return undefined;

@@ -293,8 +293,18 @@ export interface Store {
    * Returns the followers that completed with it, or false.
    */
   markCompleted(id: string, leaseToken: string, assetKey: string, nowMs: number): Promise<TaskRecord[] | false>;
-  /** pending|processing -> failed; releases the reservation. Returns the followers that failed with it, or false. */
-  markFailed(id: string, leaseToken: string, error: { code: string; message: string }, nowMs: number): Promise<TaskRecord[] | false>;
+  /**
+   * pending|processing -> failed; releases the reservation. Returns the followers that failed with it, or
+   * false. With `hand_over`, the failure is the task's own (its quota), not the generation's: its followers
+   * carry on under an heir, as when a leader is cancelled, and none fails with it.
+   */
+  markFailed(
+    id: string,
+    leaseToken: string,
+    error: { code: string; message: string },
+    nowMs: number,
+    options?: { hand_over?: boolean },
+  ): Promise<TaskRecord[] | false>;
   /**
    * pending|processing -> pending, to be submitted again (a new attempt) at `nextRunAtMs`. Clears the
    * provider: a pending task with a provider is an attempt started but not confirmed (see startAttempt).

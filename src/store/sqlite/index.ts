@@ -155,8 +155,8 @@ export function createSqliteStore(file: string): Store {
       `UPDATE tasks SET status = 'failed', error_code = @code, error_message = @message, completed_at_ms = @now, updated_at_ms = @now
        WHERE ${FOLLOWERS} RETURNING *`,
     ),
-    // A cancelled leader's generation passes to its oldest follower, the heir.
-    heir: db.prepare<[object], TaskRow>(`SELECT * FROM tasks WHERE ${FOLLOWERS} ORDER BY created_at_ms, id LIMIT 1`),
+    // A cancelled leader's generation passes to one of its followers, the heir.
+    followers: db.prepare<[object], TaskRow>(`SELECT * FROM tasks WHERE ${FOLLOWERS} ORDER BY created_at_ms, id`),
     moveFollowers: db.prepare(`UPDATE tasks SET source_id = @heir WHERE ${FOLLOWERS} AND id <> @heir`),
     runningAttempt: db.prepare<[string], AttemptRecord>(
       `SELECT a.* FROM task_attempts a JOIN tasks t ON t.id = a.task_id AND t.attempt = a.n WHERE t.id = ? AND a.outcome = 'running'`,
@@ -281,31 +281,44 @@ export function createSqliteStore(file: string): Store {
     return toTask(row);
   }
 
+  /** The heir takes the submitted job over, reserving its price; false (nothing changed) when its quota cannot. */
+  function adopt(heir: TaskRow, leader: TaskRow, job: AttemptRecord, now: number): number | false {
+    const extra = Math.max(0, job.credits - heir.credits_reserved);
+    try {
+      // A savepoint: a refused reservation leaves nothing behind.
+      db.transaction(() => {
+        const adopted = { ...heir, attempt: heir.attempt + 1, provider_id: job.provider_id };
+        if (extra > 0) quota.grow(adopted, extra, now, 'adopted the generation of a cancelled task');
+        sql.adoptJob.run({ ...job, id: heir.id, submitted_at_ms: leader.submitted_at_ms, progress: leader.progress, now });
+        sql.insertAttempt.run({ ...job, id: heir.id, now });
+        sql.setAttemptUpstream.run({ id: heir.id, upstream_id: job.upstream_id });
+      })();
+      return extra;
+    } catch (err) {
+      if (err instanceof QuotaExceededError) return false;
+      throw err;
+    }
+  }
+
   /**
-   * The cancelled leader's generation goes to its oldest follower. The heir adopts a submitted job (its
-   * reservation grows to the job's price) or, when there is no job yet or its quota cannot cover the
-   * price, is queued to generate anew. Returns the heir that adopted the job, if one did.
+   * A leader that ended on its own account (cancelled, or out of quota) passes its generation on. The
+   * oldest follower whose quota covers the job's price adopts a submitted job; the others follow it. With
+   * no job yet, or nobody able to pay for it, the oldest is queued to generate anew (and meets its own
+   * quota when it picks a provider). Returns the heir that adopted the job, if one did.
    */
   function handOver(leader: TaskRow, job: AttemptRecord | undefined, now: number): Cancellation['heir'] {
-    const heir = sql.heir.get({ id: leader.id });
-    if (!heir) return null;
-    sql.moveFollowers.run({ id: leader.id, heir: heir.id });
+    const followers = sql.followers.all({ id: leader.id });
+    if (followers.length === 0) return null;
     if (leader.status === 'processing' && job?.upstream_id) {
-      try {
-        // A savepoint: a refused reservation leaves nothing behind.
-        const extra = Math.max(0, job.credits - heir.credits_reserved);
-        db.transaction(() => {
-          const adopted = { ...heir, attempt: heir.attempt + 1, provider_id: job.provider_id };
-          if (extra > 0) quota.grow(adopted, extra, now, 'adopted the generation of a cancelled task');
-          sql.adoptJob.run({ ...job, id: heir.id, submitted_at_ms: leader.submitted_at_ms, progress: leader.progress, now });
-          sql.insertAttempt.run({ ...job, id: heir.id, now });
-          sql.setAttemptUpstream.run({ id: heir.id, upstream_id: job.upstream_id });
-        })();
-        return { task: toTask(sql.getTask.get(heir.id)!), reserved_more: extra };
-      } catch (err) {
-        if (!(err instanceof QuotaExceededError)) throw err;
+      for (const heir of followers) {
+        const reservedMore = adopt(heir, leader, job, now);
+        if (reservedMore === false) continue;
+        sql.moveFollowers.run({ id: leader.id, heir: heir.id });
+        return { task: toTask(sql.getTask.get(heir.id)!), reserved_more: reservedMore };
       }
     }
+    const heir = followers[0]!;
+    sql.moveFollowers.run({ id: leader.id, heir: heir.id });
     sql.generateAnew.run({ id: heir.id, now });
     sql.mirrorFollowers.run({ id: heir.id, status: 'pending', now });
     return null;
@@ -352,11 +365,16 @@ export function createSqliteStore(file: string): Store {
       for (const f of followers) quota.settle(f, f.credits_reserved, p.now);
       return followers.map(toTask);
     }),
-    markFailed: db.transaction((p: Params) => {
+    markFailed: db.transaction((p: Params & { hand_over: boolean }) => {
       const before = sql.leased.get(p);
+      const job = sql.runningAttempt.get(p.id);
       if (!before || !changed(sql.markFailed.run(p))) return false;
       endAttempt('failed')(p);
       quota.release(before, p.now);
+      if (p.hand_over) {
+        handOver(before, job, p.now);
+        return [];
+      }
       const followers = sql.failFollowers.all(p);
       for (const f of followers) quota.release(f, p.now);
       return followers.map(toTask);
@@ -447,8 +465,8 @@ export function createSqliteStore(file: string): Store {
     async markCompleted(id, leaseToken, assetKey, nowMs) {
       return tx.markCompleted.immediate({ id, token: leaseToken, asset_key: assetKey, now: nowMs });
     },
-    async markFailed(id, leaseToken, { code, message }, nowMs) {
-      return tx.markFailed.immediate({ id, token: leaseToken, code, message, now: nowMs });
+    async markFailed(id, leaseToken, { code, message }, nowMs, options) {
+      return tx.markFailed.immediate({ id, token: leaseToken, code, message, now: nowMs, hand_over: options?.hand_over ?? false });
     },
     async requeue(id, leaseToken, { code, message }, nextRunAtMs, nowMs) {
       return tx.requeue.immediate({ id, token: leaseToken, code, message, next: nextRunAtMs, now: nowMs });
