@@ -218,6 +218,9 @@ describe('scope', () => {
     expect(b.task).toMatchObject({ cache: 'hit', status: 'completed' });
     expect(JSON.stringify(b.task)).not.toContain(a.id);
     expect((await video(r.h, b.task.id, KEY_B)).equals(MP4)).toBe(true);
+    // Nor does the download tell when the original was made.
+    const head = await r.h.http.get(`/v1/tasks/${b.task.id}/content`).set(auth(KEY_B));
+    expect([head.headers['last-modified'], head.headers.etag]).toEqual([undefined, undefined]);
     expect(submissions(r)).toBe(1);
   });
 });
@@ -371,6 +374,20 @@ describe('reference images', () => {
     expect((await post(r.h, BODY)).task.cache).toBe('miss'); // no image is another request
     served = Buffer.from('second image bytes');
     expect((await post(r.h, withImage('/a.png'))).task.cache).toBe('miss');
+  });
+
+  it('global scope shares no request with an image: the provider fetches the URL itself and may get other bytes', async (ctx) => {
+    const images = http.createServer((_req, res) => void res.writeHead(200, { 'content-type': 'image/png' }).end('image bytes'));
+    await new Promise<void>((resolve) => images.listen(0, '127.0.0.1', resolve));
+    ctx.onTestFinished(() => new Promise<void>((resolve) => images.close(() => resolve())));
+    const origin = `http://127.0.0.1:${(images.address() as AddressInfo).port}`;
+    const r = await rig(ctx, { scope: 'global' }, { outbound: { trusted_origins: [origin] } });
+    const body = { ...BODY, image_urls: [`${origin}/a.png`] };
+    await finished(r.h, (await post(r.h, body)).task.id);
+    expect((await post(r.h, body)).task.cache).toBe('hit');
+    expect((await post(r.h, body, KEY_B)).task.cache).toBe('miss');
+    expect((await post(r.h, BODY, KEY_B)).task.cache).toBe('miss');
+    expect((await post(r.h, BODY)).task.cache).toBe('coalesced'); // without an image, teams share
   });
 
   it('refuses an image URL on a private address unless its origin is trusted', async (ctx) => {

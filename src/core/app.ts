@@ -55,6 +55,8 @@ export function createApp(deps: AppDeps): express.Express {
   const app = express();
   app.disable('x-powered-by');
   app.set('trust proxy', false);
+  // No ETags: a video's would be made from its file's time, and a hit would tell when the original was made.
+  app.set('etag', false);
 
   app.use(recordLatency(metrics));
   app.get('/healthz', (_req, res) => void res.json({ status: 'ok' }));
@@ -115,7 +117,8 @@ export function createApp(deps: AppDeps): express.Express {
   app.get('/v1/tasks/:id/content', async (req, res) => {
     const file = await tasks.videoPath(caller(res), req.params.id!);
     // sendFile answers Range requests (206, 416) and conditional requests itself.
-    res.sendFile(file, { headers: { 'Content-Type': 'video/mp4', 'Cache-Control': 'private, max-age=3600' } });
+    // No Last-Modified either, for the same reason as the ETag.
+    res.sendFile(file, { lastModified: false, headers: { 'Content-Type': 'video/mp4', 'Cache-Control': 'private, max-age=3600' } });
   });
 
   app.get('/v1/models', (_req, res) => {

@@ -50,7 +50,10 @@ export function createResultCache(deps: ResultCacheDeps) {
         }
         image = digest;
       }
-      const key = cacheKey(request, config.scope === 'global' ? '*' : teamId, image);
+      // An image is hashed as vidgate read it, but the provider fetches the URL itself and may get other
+      // bytes: such results are never shared beyond the team, so that nobody can plant a video for others.
+      const scope = config.scope === 'global' && image === undefined ? '*' : teamId;
+      const key = cacheKey(request, scope, image);
       if (!wanted) return { cache_key: key, cache_status: 'bypassed' };
       const hint = fresh.get(key);
       return {

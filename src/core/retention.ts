@@ -24,8 +24,9 @@ export function createRetentionSweeper(deps: RetentionDeps) {
     for (;;) {
       const batch = await deps.store.listAssetsStoredBefore(deps.now() - deps.retentionMs, 100);
       for (const task of batch) {
-        await deps.assets.remove(task.asset_key!);
+        // Expired first: no hit may be served from a video that is about to go.
         await deps.store.markAssetExpired(task.asset_key!);
+        await deps.assets.remove(task.asset_key!);
         deps.metrics.assetsExpired.inc();
         removed++;
       }

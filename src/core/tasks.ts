@@ -121,8 +121,7 @@ export function createTaskService(deps: TaskServiceDeps) {
       metrics.tasksFinished.inc({ status: 'cancelled', provider: before.provider_id ?? 'none' });
       metrics.credits.inc({ kind: 'released', team: before.owner_id, provider: before.provider_id ?? 'none', model: before.model }, before.credits_reserved);
       const adapter = before.provider_id ? router.provider(before.provider_id) : undefined;
-      // A job handed over to a follower goes on; the follower may be queued, so wake the workers.
-      if (!abandonJob) deps.onSubmitted();
+      deps.onSubmitted(); // a follower may have been queued to generate anew
       if (abandonJob && adapter?.cancel && before.upstream_id) {
         await adapter
           .cancel(before.upstream_id, { signal: AbortSignal.timeout(deps.upstreamTimeoutMs) })

@@ -331,7 +331,8 @@ export function createSqliteStore(file: string): Store {
       if (!before) return 'lost';
       if (p.max_concurrent !== undefined && (sql.runningOn.get(p.provider_id) ?? 0) >= p.max_concurrent) return 'provider_full';
       const extra = p.credits - before.credits_reserved;
-      if (extra > 0) quota.grow({ ...before, attempt: before.attempt + 1, provider_id: p.provider_id }, extra, p.now, 'failover to a dearer provider');
+      const note = before.attempt === 0 ? 'a follower generating anew' : 'failover to a dearer provider';
+      if (extra > 0) quota.grow({ ...before, attempt: before.attempt + 1, provider_id: p.provider_id }, extra, p.now, note);
       endAttempt('retried')({ id: p.id, now: p.now, code: 'abandoned', message: 'superseded by a new attempt' });
       sql.startAttempt.run(p);
       sql.insertAttempt.run(p);

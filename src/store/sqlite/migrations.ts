@@ -119,8 +119,13 @@ export const MIGRATIONS: readonly string[] = [
   ALTER TABLE tasks ADD COLUMN source_id TEXT;
   ALTER TABLE tasks ADD COLUMN asset_stored_at_ms INTEGER;
   UPDATE tasks SET asset_stored_at_ms = completed_at_ms WHERE asset_key IS NOT NULL;
-  CREATE INDEX tasks_by_cache_key ON tasks (cache_key, completed_at_ms) WHERE cache_key IS NOT NULL;
+  -- Results that may serve a hit, and generations that may be followed (each a task's own, not a hit's).
+  CREATE INDEX tasks_cache_sources ON tasks (cache_key, completed_at_ms)
+    WHERE cache_key IS NOT NULL AND status = 'completed' AND source_id IS NULL AND asset_expired = 0;
+  CREATE INDEX tasks_cache_leaders ON tasks (cache_key, created_at_ms)
+    WHERE cache_key IS NOT NULL AND status IN ('pending', 'processing') AND source_id IS NULL;
   CREATE INDEX tasks_by_source ON tasks (source_id) WHERE source_id IS NOT NULL;
+  CREATE INDEX tasks_by_asset ON tasks (asset_key) WHERE asset_key IS NOT NULL;
   `,
 ];
 
