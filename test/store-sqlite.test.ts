@@ -56,6 +56,23 @@ describe('sqlite store', () => {
     expect(new Set(claimed)).toEqual(new Set(ids));
   });
 
+  it('upgrades a database of the first schema: its videos become cache sources of their own, uncached', async () => {
+    fs.mkdirSync(path.dirname(file));
+    const db = new Database(file);
+    db.exec(MIGRATIONS[0]!);
+    db.pragma('user_version = 1');
+    db.prepare(
+      `INSERT INTO tasks (id, owner_id, key_id, status, progress, model, request_json, credits_reserved, credits_settled,
+         quota_day, quota_month, attempt, asset_key, created_at_ms, updated_at_ms, completed_at_ms, next_run_at_ms)
+       VALUES ('old', 'o', 'k', 'completed', 100, 'm', '{}', 5, 5, '2026-11-24', '2026-11', 1, 'old', 1, 2, 3, 1)`,
+    ).run();
+    db.close();
+    const store = createSqliteStore(file);
+    expect(await store.getTask('old')).toMatchObject({ status: 'completed', cache_key: null, cache_status: 'disabled', source_id: null, asset_stored_at_ms: 3 });
+    expect((await store.listAssetsStoredBefore(10, 10)).map((t) => t.id)).toEqual(['old']);
+    await store.close();
+  });
+
   it('refuses a database migrated by a newer build', () => {
     fs.mkdirSync(path.dirname(file));
     const db = new Database(file);
