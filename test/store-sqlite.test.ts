@@ -56,7 +56,7 @@ describe('sqlite store', () => {
     expect(new Set(claimed)).toEqual(new Set(ids));
   });
 
-  it('upgrades a database of the first schema: its videos become cache sources of their own, uncached', async () => {
+  it('upgrades a database of the first schema in place: old tasks keep their videos and are no cache entries', async () => {
     fs.mkdirSync(path.dirname(file));
     const db = new Database(file);
     db.exec(MIGRATIONS[0]!);
