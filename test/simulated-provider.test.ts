@@ -171,8 +171,9 @@ describe('simulated provider', () => {
   it('reports unknown ids as resource_not_found', async () => {
     const adapter = provider(tempWorkDir());
     for (const id of ['sim_000000000000000000000000', '../../etc/passwd']) {
-      for (const call of [adapter.poll(id, {}), adapter.download(id, {}), adapter.cancel!(id, {})]) {
-        expect(await rejection(call)).toMatchObject({ code: 'resource_not_found', retryable: true });
+      // One call at a time: a call started early could reject before anything awaits it (an unhandled rejection).
+      for (const call of [() => adapter.poll(id, {}), () => adapter.download(id, {}), () => adapter.cancel!(id, {})]) {
+        expect(await rejection(call())).toMatchObject({ code: 'resource_not_found', retryable: true });
       }
     }
   });
