@@ -123,9 +123,10 @@ export function createSqliteStore(file: string): Store {
        WHERE id = @id AND status = 'processing' AND lease_token = @token`,
     ),
     leased: db.prepare<[object], TaskRow>(`SELECT * FROM tasks WHERE id = @id AND lease_token = @token`),
-    runningAttemptCredits: db.prepare<[string], number>(
-      `SELECT a.credits FROM task_attempts a JOIN tasks t ON t.id = a.task_id AND t.attempt = a.n WHERE t.id = ?`,
-    ).pluck(),
+    /** The task's current attempt, while it runs: its provider, upstream job and price. */
+    runningAttempt: db.prepare<[string], AttemptRecord>(
+      `SELECT a.* FROM task_attempts a JOIN tasks t ON t.id = a.task_id AND t.attempt = a.n WHERE t.id = ? AND a.outcome = 'running'`,
+    ),
     markCompleted: db.prepare(
       `UPDATE tasks SET status = 'completed', progress = 100, asset_key = @asset_key, asset_stored_at_ms = @now, completed_at_ms = @now,
          credits_settled = @settled,
@@ -158,9 +159,6 @@ export function createSqliteStore(file: string): Store {
     // A cancelled leader's generation passes to one of its followers, the heir.
     followers: db.prepare<[object], TaskRow>(`SELECT * FROM tasks WHERE ${FOLLOWERS} ORDER BY created_at_ms, id`),
     moveFollowers: db.prepare(`UPDATE tasks SET source_id = @heir WHERE ${FOLLOWERS} AND id <> @heir`),
-    runningAttempt: db.prepare<[string], AttemptRecord>(
-      `SELECT a.* FROM task_attempts a JOIN tasks t ON t.id = a.task_id AND t.attempt = a.n WHERE t.id = ? AND a.outcome = 'running'`,
-    ),
     adoptJob: db.prepare(
       `UPDATE tasks SET status = 'processing', source_id = NULL, cache_status = 'miss', attempt = attempt + 1,
          provider_id = @provider_id, upstream_id = @upstream_id, submitted_at_ms = @submitted_at_ms, progress = @progress,
@@ -358,7 +356,7 @@ export function createSqliteStore(file: string): Store {
     markCompleted: db.transaction((p: Params) => {
       const before = sql.leased.get(p);
       if (!before) return false;
-      const settled = sql.runningAttemptCredits.get(p.id) ?? before.credits_reserved;
+      const settled = sql.runningAttempt.get(p.id)?.credits ?? before.credits_reserved;
       if (!changed(sql.markCompleted.run({ ...p, settled }))) return false;
       endAttempt('completed')(p);
       quota.settle(before, settled, p.now);
@@ -368,7 +366,7 @@ export function createSqliteStore(file: string): Store {
     }),
     markFailed: db.transaction((p: Params & { hand_over: boolean }) => {
       const before = sql.leased.get(p);
-      const job = sql.runningAttempt.get(p.id);
+      const job = p.hand_over ? sql.runningAttempt.get(p.id) : undefined; // read before the attempt ends
       if (!before || !changed(sql.markFailed.run(p))) return false;
       endAttempt('failed')(p);
       quota.release(before, p.now);
