@@ -4,6 +4,7 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { imageDigest, type ImageDigestOptions } from '../src/core/image-digest';
+import { originsOf } from '../src/net/url-guard';
 
 const PNG = Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a, 1, 2, 3, 4, 5, 6, 7, 8]);
 const OTHER = Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a, 8, 7, 6, 5, 4, 3, 2, 1]);
@@ -80,7 +81,7 @@ afterAll(async () => {
   await new Promise<void>((resolve) => server.close(() => resolve()));
 });
 
-const trusted = (): ImageDigestOptions => ({ maxBytes: MAX_BYTES, timeoutMs: 300, trustedOrigins: [origin] });
+const trusted = (): ImageDigestOptions => ({ maxBytes: MAX_BYTES, timeoutMs: 300, trustedOrigins: originsOf([origin]) });
 
 describe('imageDigest from a trusted origin', () => {
   it('is the SHA-256 of the bytes, whatever the URL', async () => {
@@ -139,8 +140,8 @@ describe('imageDigest from a trusted origin', () => {
 describe('imageDigest from an untrusted origin', () => {
   it('refuses a private address without sending any request', async () => {
     const before = received.length;
-    expect(await imageDigest(`${origin}/a.png`, { ...trusted(), trustedOrigins: [] })).toBeNull();
-    expect(await imageDigest(`${origin}/a.png`, { ...trusted(), trustedOrigins: ['http://127.0.0.1:1'] })).toBeNull();
+    expect(await imageDigest(`${origin}/a.png`, { ...trusted(), trustedOrigins: originsOf([]) })).toBeNull();
+    expect(await imageDigest(`${origin}/a.png`, { ...trusted(), trustedOrigins: originsOf(['http://127.0.0.1:1']) })).toBeNull();
     expect(received.length).toBe(before);
   });
 });

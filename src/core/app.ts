@@ -40,8 +40,8 @@ export interface AppDeps {
   publicUrl?: string;
   retentionMs: number;
   usdPerCredit: number;
-  /** Origins exempt from the public-address check of image and callback URLs. */
-  trustedOrigins: readonly string[];
+  /** Origins exempt from the public-address check of image and callback URLs (url-guard's originsOf). */
+  trustedOrigins: ReadonlySet<string>;
   disabledProviders: readonly DisabledProvider[];
   isDraining: () => boolean;
   /** Check every response against the spec too (tests turn this on). */

@@ -1,6 +1,7 @@
 // The composition root: builds every part from the config and starts/stops them in order.
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { originsOf } from '../net/url-guard';
 import { createHealth } from '../routing/health';
 import { createRouter, type RoutedProvider } from '../routing/router';
 import { createSqliteStore } from '../store/sqlite';
@@ -44,7 +45,8 @@ export async function createGateway(config: Config, options: GatewayOptions = {}
   const teams = createTeamService(store, config.teams.default_quotas, now);
   const { devKey } = await ensureApiKeys(store, teams, config.auth.api_keys);
 
-  const cache = createResultCache({ config: config.cache, retentionMs, trustedOrigins: config.outbound.trusted_origins, metrics, log, now });
+  const trustedOrigins = originsOf(config.outbound.trusted_origins);
+  const cache = createResultCache({ config: config.cache, retentionMs, trustedOrigins, metrics, log, now });
   const workers = createWorkers({
     store, router, assets, metrics, log, now, cache,
     config: config.workers,
@@ -65,7 +67,7 @@ export async function createGateway(config: Config, options: GatewayOptions = {}
     bodyLimitBytes: config.server.body_limit_bytes,
     publicUrl: config.server.public_url,
     usdPerCredit: config.credits.usd_per_credit,
-    trustedOrigins: config.outbound.trusted_origins,
+    trustedOrigins,
     disabledProviders: built.disabled,
     isDraining: () => draining,
     validateResponses: options.validateResponses,

@@ -7,7 +7,7 @@ export interface ImageDigestOptions {
   maxBytes: number;
   timeoutMs: number;
   /** Origins (e.g. 'http://127.0.0.1:4567') exempt from the public-address check: a private image host, or tests. */
-  trustedOrigins: readonly string[];
+  trustedOrigins: ReadonlySet<string>;
 }
 
 /** SHA-256 (hex) of the image at `url`, or null when it cannot be read (refused address, HTTP error, redirect, too large, timeout, not an image). Never throws. */

@@ -25,7 +25,7 @@ export interface NormalizedGeneration {
 }
 
 /** `trustedOrigins` are exempt from the public-address check of image and callback URLs. */
-export function normalizeGeneration(body: GenerationRequest, router: Router, trustedOrigins: readonly string[] = []): NormalizedGeneration {
+export function normalizeGeneration(body: GenerationRequest, router: Router, trustedOrigins: ReadonlySet<string> = new Set()): NormalizedGeneration {
   const urlProblem = (url: string) => (isTrustedOrigin(url, trustedOrigins) ? null : outboundUrlProblem(url));
   const model = body.model ?? DEFAULT_MODEL;
   const offers = router.providers.flatMap((p) => p.catalog.filter((o) => o.model === model));

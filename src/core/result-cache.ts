@@ -14,7 +14,8 @@ export interface ResultCacheDeps {
   config: Config['cache'];
   /** How long stored videos are kept: no result is served past it, whatever the TTL. */
   retentionMs: number;
-  trustedOrigins: readonly string[];
+  /** Origins exempt from the public-address check (url-guard's originsOf). */
+  trustedOrigins: ReadonlySet<string>;
   metrics: Metrics;
   log: Logger;
   now: () => number;

@@ -44,12 +44,16 @@ export function outboundUrlProblem(raw: string): string | null {
   return null;
 }
 
-/** Whether the URL's origin is one the operator exempted from these checks (a private host, or tests). */
-export function isTrustedOrigin(raw: string, trustedOrigins: readonly string[]): boolean {
-  if (trustedOrigins.length === 0) return false;
+/** The origins of the URLs an operator exempted from these checks (a private host, or tests), for isTrustedOrigin. */
+export function originsOf(urls: readonly string[]): ReadonlySet<string> {
+  return new Set(urls.map((u) => new URL(u).origin));
+}
+
+/** Whether the URL's origin is one of `trusted` (made by originsOf). */
+export function isTrustedOrigin(raw: string, trusted: ReadonlySet<string>): boolean {
+  if (trusted.size === 0) return false;
   try {
-    const origin = new URL(raw).origin;
-    return trustedOrigins.some((t) => new URL(t).origin === origin);
+    return trusted.has(new URL(raw).origin);
   } catch {
     return false;
   }

@@ -3,6 +3,7 @@
 // results[0] links to the MP4. The adapter keeps nothing in memory: every call re-reads the task upstream,
 // so a gateway restart between poll and download loses nothing.
 import type { Readable } from 'node:stream';
+import { originsOf } from '../../net/url-guard';
 import { errorFromResponse, readJson, send, sendJson, type HttpTarget } from '../http';
 import { ProviderError, requireOffer, type CallContext, type PollResult, type ProviderAdapter } from '../types';
 import { downloadResult } from './result-download';
@@ -25,7 +26,7 @@ export interface TasksApiProviderOptions {
 export function createTasksApiProvider(options: TasksApiProviderOptions): ProviderAdapter {
   const { id, catalog } = options;
   const target: HttpTarget = { baseUrl: options.baseUrl, apiKey: options.apiKey, timeoutMs: options.timeoutMs };
-  const trustedOrigins = new Set((options.trustedResultOrigins ?? []).map((o) => new URL(o).origin));
+  const trustedOrigins = originsOf(options.trustedResultOrigins ?? []);
 
   async function readTask(upstreamId: string, ctx: CallContext): Promise<WireTask> {
     const res = await send(target, `v1/tasks/${encodeURIComponent(upstreamId)}`, { signal: ctx.signal });
