@@ -32,7 +32,7 @@ export function createResultCache(deps: ResultCacheDeps) {
   // cache key -> the id of a task whose stored video serves it, until the entry's TTL runs out. Only a
   // hint: the store checks it (another replica's retention may have deleted the video), and falls back
   // to its own index.
-  const fresh = new LRUCache<string, string>({ max: config.memory_entries, ttlAutopurge: false });
+  const fresh = new LRUCache<string, string>({ max: config.memory_entries });
 
   return {
     async plan(teamId: string, request: NormalizedRequest, wanted: boolean): Promise<CachePlan> {
