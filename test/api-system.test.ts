@@ -2,7 +2,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import YAML from 'yaml';
 import fs from 'node:fs';
-import { SPEC_PATH } from '../src/core/app';
+import { SPEC_PATH } from '../src/http/app';
 import { KEY_A, auth, startTestGateway, waitFor } from './support/gateway';
 
 type Harness = Awaited<ReturnType<typeof startTestGateway>>;

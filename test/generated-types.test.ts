@@ -2,7 +2,7 @@
 import fs from 'node:fs';
 import { execFileSync } from 'node:child_process';
 import { expect, it } from 'vitest';
-import { SPEC_PATH } from '../src/core/app';
+import { SPEC_PATH } from '../src/http/app';
 
 it('src/generated/vidgate-api.ts matches openapi/vidgate.yaml (run `npm run gen:types`)', () => {
   const generated = execFileSync('node_modules/.bin/openapi-typescript', [SPEC_PATH], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });

@@ -6,9 +6,9 @@ import { createHealth } from '../routing/health';
 import { createRouter, type RoutedProvider } from '../routing/router';
 import { createSqliteStore } from '../store/sqlite';
 import type { Store } from '../store/types';
-import { createApp } from './app';
+import { createApp } from '../http/app';
 import { createLocalAssetStore } from './assets';
-import { ensureApiKeys } from './auth';
+
 import type { Config } from './config';
 import { createLogger, type Logger } from './logger';
 import { createMetrics } from './metrics';
@@ -16,7 +16,7 @@ import { providersFromConfig } from './providers-from-config';
 import { createResultCache } from './result-cache';
 import { createRetentionSweeper } from './retention';
 import { createTaskService } from './tasks';
-import { createTeamService } from './teams';
+import { createTeamService, ensureApiKeys } from './teams';
 import { createWorkers } from './workers';
 
 export interface GatewayOptions {

@@ -1,15 +1,23 @@
 // The task use cases behind the front doors: submit, read, list, cancel, locate the stored video.
 import crypto from 'node:crypto';
+import type { NormalizedRequest } from '../providers/types';
 import type { Router } from '../routing/router';
 import { usdToCredits } from '../routing/quote';
 import { QuotaExceededError, type AttemptRecord, type Store, type TaskRecord, type TaskStatus } from '../store/types';
 import type { AssetStore } from './assets';
-import type { Caller } from './auth';
+import type { Caller } from './teams';
 import { conflict, forbidden, gone, invalidRequest, quotaError, taskNotFound } from './errors';
 import type { Logger } from './logger';
 import type { Metrics } from './metrics';
-import type { NormalizedGeneration } from './normalize';
 import type { ResultCache } from './result-cache';
+
+/** A submission, whichever front door it came through. */
+export interface NormalizedGeneration {
+  request: NormalizedRequest;
+  callback_url: string | null;
+  /** false when the caller asked for a fresh generation. */
+  cache: boolean;
+}
 
 export interface TaskServiceDeps {
   store: Store;

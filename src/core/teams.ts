@@ -117,3 +117,24 @@ export function createTeamService(store: Store, defaultQuotas: Quotas, now: () =
     },
   };
 }
+
+export interface Caller {
+  key: ApiKeyRecord;
+  team: TeamRecord;
+  /** Whose tasks the caller sees: the team's. */
+  owner_id: string;
+}
+
+/** Store the configured keys (by hash) in the default team and, when no key exists at all, create a development key. */
+export async function ensureApiKeys(store: Store, teams: TeamService, configuredKeys: string[]): Promise<{ devKey?: string }> {
+  const needed = configuredKeys.filter((k) => k);
+  let defaultTeam: TeamRecord | undefined;
+  for (const key of needed) {
+    if (await store.findApiKeyByHash(hashApiKey(key))) continue;
+    defaultTeam ??= await teams.defaultTeam();
+    await teams.addKey(defaultTeam.id, { name: 'configured' }, key);
+  }
+  if (needed.length > 0 || (await store.countApiKeys()) > 0) return {};
+  const { key } = await teams.addKey((await teams.defaultTeam()).id, { name: 'development' });
+  return { devKey: key };
+}

@@ -1,9 +1,9 @@
 // The admin API (/admin): teams, their keys and quotas, and everyone's usage. Guarded by the admin token.
 import express from 'express';
-import type { components } from '../generated/vidgate-api';
-import type { ApiKeyRecord, Quotas, Store, TeamRecord } from '../store/types';
-import type { TeamService } from './teams';
-import { usageReport, type UsageQuery } from './usage';
+import type { components } from '../../generated/vidgate-api';
+import type { ApiKeyRecord, Quotas, Store, TeamRecord } from '../../store/types';
+import type { TeamService } from '../../core/teams';
+import { usageReport, type UsageQuery } from '../../core/usage';
 
 type Schemas = components['schemas'];
 

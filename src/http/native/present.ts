@@ -1,8 +1,8 @@
 // A stored task -> the public Task object of the spec.
-import type { components } from '../generated/vidgate-api';
-import type { NormalizedRequest } from '../providers/types';
-import type { AttemptRecord, TaskRecord } from '../store/types';
-import { TERMINAL_STATUSES } from '../store/types';
+import type { components } from '../../generated/vidgate-api';
+import type { NormalizedRequest } from '../../providers/types';
+import type { AttemptRecord, TaskRecord } from '../../store/types';
+import { TERMINAL_STATUSES } from '../../store/types';
 
 export type Task = components['schemas']['Task'];
 

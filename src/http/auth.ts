@@ -1,31 +1,10 @@
-// Who is calling: the bearer key is hashed and looked up on every request (no cache), so a revoked or
+// Who is calling (HTTP middleware): the bearer key is hashed and looked up on every request (no cache), so a revoked or
 // expired key stops at once in every process. Then the requests-per-minute quotas are counted.
 import crypto from 'node:crypto';
 import type { RequestHandler } from 'express';
-import type { ApiKeyRecord, Store, TeamRecord } from '../store/types';
-import { ApiError, unauthorized } from './errors';
-import { hashApiKey, type TeamService } from './teams';
-
-export interface Caller {
-  key: ApiKeyRecord;
-  team: TeamRecord;
-  /** Whose tasks the caller sees: the team's. */
-  owner_id: string;
-}
-
-/** Store the configured keys (by hash) in the default team and, when no key exists at all, create a development key. */
-export async function ensureApiKeys(store: Store, teams: TeamService, configuredKeys: string[]): Promise<{ devKey?: string }> {
-  const needed = configuredKeys.filter((k) => k);
-  let defaultTeam: TeamRecord | undefined;
-  for (const key of needed) {
-    if (await store.findApiKeyByHash(hashApiKey(key))) continue;
-    defaultTeam ??= await teams.defaultTeam();
-    await teams.addKey(defaultTeam.id, { name: 'configured' }, key);
-  }
-  if (needed.length > 0 || (await store.countApiKeys()) > 0) return {};
-  const { key } = await teams.addKey((await teams.defaultTeam()).id, { name: 'development' });
-  return { devKey: key };
-}
+import type { Store } from '../store/types';
+import { ApiError, unauthorized } from '../core/errors';
+import { hashApiKey, type Caller } from '../core/teams';
 
 const secondsToNextMinute = (nowMs: number) => 60 - Math.floor((nowMs % 60_000) / 1000);
 

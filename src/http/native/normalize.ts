@@ -1,10 +1,11 @@
 // The native front door's request -> one NormalizedRequest, checked against what the providers offer.
 // The spec has already checked types and enums; this checks what depends on the catalog.
-import type { components } from '../generated/vidgate-api';
-import { tierOfSize, type ModelOffer, type NormalizedRequest, type VideoSize } from '../providers/types';
-import type { Router } from '../routing/router';
-import { invalidRequest } from './errors';
-import { isTrustedOrigin, outboundUrlProblem } from '../net/url-guard';
+import type { components } from '../../generated/vidgate-api';
+import { tierOfSize, type ModelOffer, type NormalizedRequest, type VideoSize } from '../../providers/types';
+import type { Router } from '../../routing/router';
+import { invalidRequest } from '../../core/errors';
+import type { NormalizedGeneration } from '../../core/tasks';
+import { isTrustedOrigin, outboundUrlProblem } from '../../net/url-guard';
 
 type GenerationRequest = components['schemas']['GenerationRequest'];
 type AspectRatio = components['schemas']['AspectRatio'];
@@ -16,13 +17,6 @@ const ORIENTATION_SIZES = {
 } as const satisfies Record<string, Record<Quality, VideoSize>>;
 
 export const DEFAULT_MODEL = 'sora-2';
-
-export interface NormalizedGeneration {
-  request: NormalizedRequest;
-  callback_url: string | null;
-  /** false when the caller asked for a fresh generation. */
-  cache: boolean;
-}
 
 /** `trustedOrigins` are exempt from the public-address check of image and callback URLs. */
 export function normalizeGeneration(body: GenerationRequest, router: Router, trustedOrigins: ReadonlySet<string> = new Set()): NormalizedGeneration {

@@ -1,0 +1,85 @@
+// The HTTP app: the parts every door shares (health, metrics, the spec and its reference page, API keys,
+// spec validation, the one error mapper), with each front door mounted from its own folder.
+import fs from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import express, { type RequestHandler } from 'express';
+import * as OpenApiValidator from 'express-openapi-validator';
+import YAML from 'yaml';
+import type { Logger } from '../core/logger';
+import type { Metrics } from '../core/metrics';
+import type { TeamService } from '../core/teams';
+import { createAdminRouter } from './admin/routes';
+import { renderApiReference } from './api-reference';
+import { requireAdminToken, requireApiKey } from './auth';
+import { errorHandler } from './error-handler';
+import { createNativeRoutes, type NativeRoutesDeps } from './native/routes';
+
+export const SPEC_PATH = fileURLToPath(new URL('../../openapi/vidgate.yaml', import.meta.url));
+
+/** What the app needs: the native door's dependencies and the shared middleware's. */
+export interface AppDeps extends NativeRoutesDeps {
+  teams: TeamService;
+  metrics: Metrics;
+  /** Enables /admin when set. */
+  adminToken: string | undefined;
+  log: Logger;
+  bodyLimitBytes: number;
+  isDraining: () => boolean;
+  /** Check every response against the spec too (tests turn this on). */
+  validateResponses?: boolean;
+}
+
+export function createApp(deps: AppDeps): express.Express {
+  const { metrics } = deps;
+  const spec = YAML.parse(fs.readFileSync(SPEC_PATH, 'utf8'));
+  const referenceHtml = renderApiReference(spec);
+  const app = express();
+  app.disable('x-powered-by');
+  app.set('trust proxy', false);
+  // No ETags: a video's would be made from its file's time, and a hit would tell when the original was made.
+  app.set('etag', false);
+
+  app.use(recordLatency(metrics));
+  app.get('/healthz', (_req, res) => void res.json({ status: 'ok' }));
+  app.get('/readyz', async (_req, res) => {
+    if (deps.isDraining()) return void res.status(503).json({ status: 'draining' });
+    const reachable = await deps.store.countApiKeys().then(() => true, () => false);
+    res.status(reachable ? 200 : 503).json({ status: reachable ? 'ok' : 'unavailable' });
+  });
+  app.get('/metrics', async (_req, res) => {
+    res.type(metrics.registry.contentType).send(await metrics.registry.metrics());
+  });
+  app.get('/openapi.json', (_req, res) => void res.json(spec));
+  app.get('/docs', (_req, res) => void res.type('html').send(referenceHtml));
+
+  app.use('/v1', requireApiKey(deps.store, deps.now));
+  app.use('/admin', requireAdminToken(deps.adminToken));
+  app.use(express.json({ limit: deps.bodyLimitBytes }));
+  app.use(
+    OpenApiValidator.middleware({
+      apiSpec: SPEC_PATH,
+      validateRequests: { allowUnknownQueryParameters: false },
+      validateResponses: deps.validateResponses ?? false,
+      validateSecurity: false, // requireApiKey checks keys against the store
+      ignorePaths: /^\/(healthz|readyz|metrics|openapi\.json|docs)$/,
+    }),
+  );
+
+  app.use(createNativeRoutes(deps));
+  app.use('/admin', createAdminRouter({ store: deps.store, teams: deps.teams, usdPerCredit: deps.usdPerCredit, now: deps.now }));
+
+  app.use(errorHandler(deps.log));
+  return app;
+}
+
+function recordLatency(metrics: Metrics): RequestHandler {
+  return (req, res, next) => {
+    const end = metrics.httpRequestDuration.startTimer({ method: req.method });
+    res.on('finish', () => {
+      const route = req.route ? path.posix.join(req.baseUrl ?? '', String(req.route.path)) : 'unmatched';
+      end({ route, status: String(res.statusCode) });
+    });
+    next();
+  };
+}

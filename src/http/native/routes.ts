@@ -1,0 +1,91 @@
+// The native front door (the seed's unified task API): its wire format -> the task use cases -> its Task shape.
+// Mounted behind the shared middleware of ../app.ts (API key, spec validation, error mapper).
+import express, { type Request, type Response } from 'express';
+import type { components } from '../../generated/vidgate-api';
+import { describeCatalog } from '../../core/catalog';
+import { estimate } from '../../core/estimate';
+import { describeProviders } from '../../core/provider-status';
+import type { DisabledProvider } from '../../core/providers-from-config';
+import type { TaskService } from '../../core/tasks';
+import type { Caller } from '../../core/teams';
+import { usageReport, type UsageQuery } from '../../core/usage';
+import type { Router } from '../../routing/router';
+import type { Store, TaskRecord, TaskStatus } from '../../store/types';
+import { normalizeGeneration } from './normalize';
+import { presentTask } from './present';
+
+export interface NativeRoutesDeps {
+  store: Store;
+  router: Router;
+  tasks: TaskService;
+  now: () => number;
+  /** Base of the result links; the request's own host when unset. */
+  publicUrl?: string;
+  retentionMs: number;
+  usdPerCredit: number;
+  /** Origins exempt from the public-address check of image and callback URLs (url-guard's originsOf). */
+  trustedOrigins: ReadonlySet<string>;
+  disabledProviders: readonly DisabledProvider[];
+}
+
+/** The routes of the native door under /v1: generations, tasks, models, estimates, usage, providers. */
+export function createNativeRoutes(deps: NativeRoutesDeps): express.Router {
+  const { tasks } = deps;
+  const routes = express.Router();
+  const caller = (res: Response) => res.locals.caller as Caller;
+  /** Tasks in the public shape, with their attempts. */
+  const present = async (req: Request, list: TaskRecord[]) => {
+    const baseUrl = deps.publicUrl ?? `${req.protocol}://${req.get('host')}`;
+    const attempts = await tasks.attemptsOf(list);
+    return list.map((t) => presentTask(t, attempts.get(t.id) ?? [], { baseUrl, retentionMs: deps.retentionMs }));
+  };
+  const presentOne = async (req: Request, t: TaskRecord) => (await present(req, [t]))[0];
+
+  routes.post('/v1/videos/generations', async (req, res) => {
+    const generation = normalizeGeneration(req.body as components['schemas']['GenerationRequest'], deps.router, deps.trustedOrigins);
+    if (/\bno-(cache|store)\b/i.test(req.get('cache-control') ?? '')) generation.cache = false;
+    const task = await tasks.submit(caller(res), generation);
+    res.status(task.cache_status === 'hit' ? 200 : 202).json(await presentOne(req, task));
+  });
+
+  routes.get('/v1/tasks', async (req, res) => {
+    const query = req.query as { status?: TaskStatus; limit?: number; after?: string };
+    const page = await tasks.list(caller(res), { status: query.status, limit: Number(query.limit ?? 20), after: query.after });
+    res.json({ object: 'list', data: await present(req, page.tasks), has_more: page.nextCursor !== null, next_cursor: page.nextCursor });
+  });
+
+  routes.get('/v1/tasks/:id', async (req, res) => {
+    res.json(await presentOne(req, await tasks.get(caller(res), req.params.id!)));
+  });
+
+  routes.post('/v1/tasks/:id/cancel', async (req, res) => {
+    res.json(await presentOne(req, await tasks.cancel(caller(res), req.params.id!)));
+  });
+
+  routes.get('/v1/tasks/:id/content', async (req, res) => {
+    const file = await tasks.videoPath(caller(res), req.params.id!);
+    // sendFile answers Range requests (206, 416) and conditional requests itself.
+    // No ETag (off app-wide) and no Last-Modified: they would date the original of a cache hit.
+    res.sendFile(file, { lastModified: false, headers: { 'Content-Type': 'video/mp4', 'Cache-Control': 'private, max-age=3600' } });
+  });
+
+  routes.get('/v1/models', (_req, res) => {
+    res.json({ object: 'list', data: describeCatalog(deps.router), usd_per_credit: deps.usdPerCredit });
+  });
+
+  routes.post('/v1/estimates', async (req, res) => {
+    const { request } = normalizeGeneration(req.body as components['schemas']['GenerationRequest'], deps.router, deps.trustedOrigins);
+    res.json(estimate(request, deps.router, await deps.store.countActiveByProvider(), deps.usdPerCredit));
+  });
+
+  routes.get('/v1/usage', async (req, res) => {
+    const { team, key } = caller(res);
+    res.json(await usageReport(deps.store, team, key, req.query as UsageQuery, deps.now(), deps.usdPerCredit));
+  });
+
+  routes.get('/v1/providers', async (_req, res) => {
+    res.json({ object: 'list', data: describeProviders(deps.router, deps.disabledProviders, await deps.store.countActiveByProvider()) });
+  });
+
+  return routes;
+}
