@@ -29,7 +29,7 @@ import { performance } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
 import type { Gateway } from '../src/core/gateway';
 import type { Logger } from '../src/core/logger';
-import type { Quotas } from '../src/store/types';
+import { RATE_QUOTA, type Quotas } from '../src/store/types';
 
 // ---------------------------------------------------------------------------------------------------------
 // Settings
@@ -51,8 +51,8 @@ const usage = `usage: node --import tsx bench/quota.ts [options]
   --json FILE        also write the raw figures as JSON`;
 
 const HUGE = 1_000_000_000; // far above anything a run can reach: never refuses, always checked
-const NO_LIMITS: Quotas = { credits_per_day: null, credits_per_month: null, max_concurrent: null, requests_per_minute: null };
-const HIGH_LIMITS: Quotas = { credits_per_day: HUGE, credits_per_month: HUGE, max_concurrent: HUGE, requests_per_minute: HUGE };
+const NO_LIMITS: Quotas = { credits_per_day: null, credits_per_month: null, max_concurrent: null, reads_per_minute: null, submits_per_minute: null };
+const HIGH_LIMITS: Quotas = { credits_per_day: HUGE, credits_per_month: HUGE, max_concurrent: HUGE, reads_per_minute: HUGE, submits_per_minute: HUGE };
 const SUBMIT_BODY = JSON.stringify({ model: 'sora-2', prompt: 'a paper boat on a rainy street', aspect_ratio: '16:9', duration: 4 });
 const SEED_TASKS = 256; // tasks created per team before the run, read by the GET phases
 const MICRO_BATCHES = 20;
@@ -292,7 +292,7 @@ async function storeMicro(gw: Gateway, teams: Partial<Record<Mode, { id: string;
   const keys = new Map<Mode, NonNullable<Awaited<ReturnType<Gateway['store']['getApiKey']>>>>();
   for (const m of modes) keys.set(m, (await gw.store.getApiKey(teams[m]!.keyId))!);
   const ops = {
-    admitRequest: async (m: Mode) => void (await gw.store.admitRequest(keys.get(m)!, Date.now())),
+    admitRequest: async (m: Mode) => void (await gw.store.admitRequest(keys.get(m)!, 'read', Date.now())),
     createTask: async (m: Mode) =>
       void (await gw.store.createTask({
         id: `task_${crypto.randomBytes(12).toString('hex')}`, // as the gateway makes them: random, so both modes insert alike
@@ -444,7 +444,8 @@ async function main(): Promise<void> {
     // floor: skip the rate-limit transaction for this team only (the store object is shared with the app).
     const floorTeam = teams.floor.id;
     const admit = gw.store.admitRequest.bind(gw.store);
-    gw.store.admitRequest = async (key, nowMs) => (key.team_id === floorTeam ? { allowed: true, limit: null, remaining: null } : admit(key, nowMs));
+    gw.store.admitRequest = async (key, kind, nowMs) =>
+      key.team_id === floorTeam ? { allowed: true, quota: RATE_QUOTA[kind], limit: null, remaining: null } : admit(key, kind, nowMs);
   }
   if (workersMode === 'idle') {
     // The loops never start and a submit does not wake them: only the request path runs.

@@ -16,6 +16,7 @@ import { parseConfig } from '../src/core/config';
 import { createGateway, type Gateway } from '../src/core/gateway';
 import type { Logger } from '../src/core/logger';
 import { TERMINAL_STATUSES, type AttemptRecord, type TaskRecord } from '../src/store/types';
+import { usdOf } from '../src/routing/quote';
 import { startFakeOpenAI, type FakeJob, type FakeOpenAI } from '../test/support/fake-openai';
 import { renderTestMp4, startFakeTasksApi, type FakeTasksApi } from '../test/support/fake-tasks-api';
 import { seededRandom } from '../test/support/seeded-random';
@@ -631,9 +632,9 @@ function analyse(opts: Options, specs: ProviderSpec[], run: RunResult, logger: R
     const done = list.find((a) => a.outcome === 'completed');
     if (!done) throw new Error(`task ${s.id} completed without a completed attempt`);
     servedBy.set(done.provider_id, (servedBy.get(done.provider_id) ?? 0) + 1);
-    actualUsd += done.usd;
+    actualUsd += usdOf(done.micro_usd);
     oracleUsd += s.oracle_usd;
-    const diff = done.usd - s.oracle_usd;
+    const diff = usdOf(done.micro_usd) - s.oracle_usd;
     if (diff > 1e-9) {
       const bucket = list[0]!.provider_id === s.oracle_provider ? excess.failed_on_oracle : excess.routed_past_oracle;
       bucket.n++;
@@ -655,7 +656,7 @@ function analyse(opts: Options, specs: ProviderSpec[], run: RunResult, logger: R
   const totalCreates = [...run.creates.values()].reduce((a, b) => a + b, 0);
   const tasksN = submitted.length;
   const diffPct = oracleUsd === 0 ? 0 : ((actualUsd - oracleUsd) / oracleUsd) * 100;
-  const wastedUsd = run.finishedAbandoned.reduce((a, b) => a + b.usd, 0);
+  const wastedUsd = run.finishedAbandoned.reduce((a, b) => a + usdOf(b.micro_usd), 0);
   const diffWithWastePct = oracleUsd === 0 ? 0 : ((actualUsd + wastedUsd - oracleUsd) / oracleUsd) * 100;
   const successAll = tasksN ? succeeded / tasksN : 0;
   const successOutage = duringOutage ? duringOutageOk / duringOutage : 1;
@@ -718,7 +719,7 @@ function analyse(opts: Options, specs: ProviderSpec[], run: RunResult, logger: R
     `  attempts per task    mean ${attemptsMean.toFixed(3)}; ${[...attemptsHistogram].sort((a, b) => a[0] - b[0]).map(([k, n]) => `${k}: ${n}`).join(', ')}`,
     `  upstream submits     ${totalCreates} create requests received by the fakes (${tasksN ? (totalCreates / tasksN).toFixed(3) : 'n/a'} per task; ${[...run.creates].map(([p, n]) => `${p} ${n}`).join(', ')}); ` +
       `${totalCreates - attempts.length} more than attempts (${specs.map((s) => `${s.id} ${(run.creates.get(s.id) ?? 0) - attempts.filter((a) => a.provider_id === s.id).length}`).join(', ')}): same-key re-sends after a lost answer`,
-    `  abandoned attempts   ${abandoned.length} (${abandonedWithJob.length} after the upstream job was created, worth ${usd(abandonedWithJob.reduce((a, b) => a + b.usd, 0))} if billed)`,
+    `  abandoned attempts   ${abandoned.length} (${abandonedWithJob.length} after the upstream job was created, worth ${usd(abandonedWithJob.reduce((a, b) => a + usdOf(b.micro_usd), 0))} if billed)`,
     `  finished, abandoned  ${run.finishedAbandoned.length} abandoned attempts had a job that had already finished upstream (${[...new Set(run.finishedAbandoned.map((a) => a.error_code))].join(', ') || '-'}): ` +
       `${usd(wastedUsd)} paid for videos thrown away; actual cost including them ${usd(actualUsd + wastedUsd)} (${diffWithWastePct >= 0 ? '+' : ''}${diffWithWastePct.toFixed(3)} % vs oracle)`,
     `  requeue reasons      ${logger.requeues.size ? [...logger.requeues].sort((a, b) => b[1] - a[1]).map(([k, n]) => `${k} x${n}`).join('; ') : 'none'}`,

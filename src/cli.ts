@@ -16,11 +16,12 @@ const USAGE = `usage: vidgate <command> [options]
   usage [<team_id>]
   ledger verify                                        (rebuild the quota counters from the ledger)
 
-quota options: --credits-per-day N  --credits-per-month N  --max-concurrent N  --requests-per-minute N
+quota options: --credits-per-day N  --credits-per-month N  --max-concurrent N
+               --reads-per-minute N  --submits-per-minute N  (--requests-per-minute N sets both)
                (N = none removes a limit)
 environment:   VIDGATE_URL (default http://127.0.0.1:8080), VIDGATE_ADMIN_TOKEN (required)`;
 
-const QUOTA_FLAGS = ['credits-per-day', 'credits-per-month', 'max-concurrent', 'requests-per-minute'] as const;
+const QUOTA_FLAGS = ['credits-per-day', 'credits-per-month', 'max-concurrent', 'reads-per-minute', 'submits-per-minute', 'requests-per-minute'] as const;
 
 class UsageError extends Error {}
 
@@ -52,6 +53,8 @@ export async function runCli(argv: string[], env: NodeJS.ProcessEnv, print: (s: 
       'credits-per-day': { type: 'string' },
       'credits-per-month': { type: 'string' },
       'max-concurrent': { type: 'string' },
+      'reads-per-minute': { type: 'string' },
+      'submits-per-minute': { type: 'string' },
       'requests-per-minute': { type: 'string' },
     },
   });

@@ -323,74 +323,91 @@ describe('max_concurrent', () => {
   });
 });
 
-describe('requests per minute', () => {
-  it('every /v1 answer carries X-RateLimit-Limit, -Remaining (one less each time) and -Reset', async () => {
+describe('reads and submissions per minute', () => {
+  it('every /v1 answer carries X-RateLimit-Resource, -Limit, -Remaining (one less each time) and -Reset of its own kind', async () => {
     await awayFromMinuteEdge();
     const t = await team(h, { credits_per_day: 40 });
-    const answers = [
+    const reads = [
       await h.http.get('/v1/models').set(auth(t.key)), // 200
+      await h.http.get('/v1/tasks/task_000000000000000000000000').set(auth(t.key)), // 404
+      await h.http.get('/v1/usage').set(auth(t.key)), // 200
+    ];
+    const submits = [
       await submit(h, t.key, SORA), // 202
       await submit(h, t.key, SORA), // 402
       await submit(h, t.key, { colour: 'red' }), // 400
-      await h.http.get('/v1/tasks/task_000000000000000000000000').set(auth(t.key)), // 404
-      await h.http.get('/v1/usage').set(auth(t.key)), // 200
       await h.http.post('/v1/estimates').set(auth(t.key)).send({ prompt: 'x' }), // 200
     ];
-    expect(answers.map((r) => r.status)).toEqual([200, 202, 402, 400, 404, 200, 200]);
-    answers.forEach((r, i) => {
-      expect(r.headers['x-ratelimit-limit']).toBe('600'); // the configured default of a team
-      expect(r.headers['x-ratelimit-remaining']).toBe(String(599 - i));
-      const reset = Number(r.headers['x-ratelimit-reset']);
-      expect(reset).toBeGreaterThanOrEqual(1);
-      expect(reset).toBeLessThanOrEqual(60);
-    });
+    expect([...reads, ...submits].map((r) => r.status)).toEqual([200, 404, 200, 202, 402, 400, 200]);
+    const expectHeaders = (answers: typeof reads, resource: string, limit: number) =>
+      answers.forEach((r, i) => {
+        expect(r.headers['x-ratelimit-resource']).toBe(resource);
+        expect(r.headers['x-ratelimit-limit']).toBe(String(limit)); // the configured defaults of a team
+        expect(r.headers['x-ratelimit-remaining']).toBe(String(limit - 1 - i));
+        const reset = Number(r.headers['x-ratelimit-reset']);
+        expect(reset).toBeGreaterThanOrEqual(1);
+        expect(reset).toBeLessThanOrEqual(60);
+      });
+    expectHeaders(reads, 'reads', 1200);
+    expectHeaders(submits, 'submits', 600);
     // The key without a limit of its own, of the default team, gets them too.
-    expect((await h.http.get('/v1/models').set(auth(KEY_A))).headers['x-ratelimit-limit']).toBe('600');
+    expect((await h.http.get('/v1/models').set(auth(KEY_A))).headers['x-ratelimit-limit']).toBe('1200');
   });
 
-  it('over the limit answers 429 rate_limit_error with Retry-After, until the minute turns', async () => {
+  it('a client polling hard, past its reads per minute, can still submit', async () => {
     await awayFromMinuteEdge();
-    const t = await team(h, { requests_per_minute: 3 });
-    const ok = [];
-    for (let i = 0; i < 3; i++) ok.push(await h.http.get('/v1/models').set(auth(t.key)));
-    expect(ok.map((r) => r.status)).toEqual([200, 200, 200]);
-    expect(ok.map((r) => r.headers['x-ratelimit-remaining'])).toEqual(['2', '1', '0']);
-    expect(ok.map((r) => r.headers['x-ratelimit-limit'])).toEqual(['3', '3', '3']);
-
-    const over = await h.http.get('/v1/models').set(auth(t.key));
-    expectError(over, 429, 'rate_limit_error', 'rate_limit_exceeded', null);
-    const retry = Number(over.headers['retry-after']);
+    const t = await team(h, { reads_per_minute: 5, submits_per_minute: 3 });
+    const first = await submit(h, t.key, SLOW_BODY);
+    expect(first.status).toBe(202);
+    const polls = [];
+    for (let i = 0; i < 8; i++) polls.push(await h.http.get(`/v1/tasks/${first.body.id}`).set(auth(t.key)));
+    expect(polls.map((r) => r.status)).toEqual([200, 200, 200, 200, 200, 429, 429, 429]);
+    const over = polls.at(-1)!;
+    expectError(over, 429, 'rate_limit_error', 'reads_per_minute_exceeded', null);
+    expect(over.headers['x-ratelimit-resource']).toBe('reads');
+    expect(over.headers['x-ratelimit-remaining']).toBe('0');
+    expect(Number(over.headers['retry-after'])).toBeGreaterThanOrEqual(1);
+    expect(over.headers['x-ratelimit-reset']).toBe(over.headers['retry-after']);
+    // Polling used none of the submissions: two more are admitted, the next is refused on its own limit.
+    const more = [await submit(h, t.key, SLOW_BODY), await submit(h, t.key, SLOW_BODY), await submit(h, t.key, SLOW_BODY)];
+    expect(more.map((r) => r.status)).toEqual([202, 202, 429]);
+    expect(more[1]!.headers).toMatchObject({ 'x-ratelimit-resource': 'submits', 'x-ratelimit-limit': '3', 'x-ratelimit-remaining': '0' });
+    const refused = more[2]!;
+    expectError(refused, 429, 'rate_limit_error', 'submits_per_minute_exceeded', null);
+    expect(refused.headers['x-ratelimit-resource']).toBe('submits');
+    const retry = Number(refused.headers['retry-after']);
     expect(retry).toBeGreaterThanOrEqual(1);
     expect(retry).toBeLessThanOrEqual(60 - new Date().getUTCSeconds() + 1);
-    expect(over.headers['x-ratelimit-remaining']).toBe('0');
-    expect(over.headers['x-ratelimit-reset']).toBe(over.headers['retry-after']);
-    // Every route counts, submissions included.
-    expectError(await submit(h, t.key, SORA), 429, 'rate_limit_error', 'rate_limit_exceeded', null);
+    // The usage report counts each kind apart (read by the admin: the team's reads are used up).
+    const u = (await h.http.get(`/admin/teams/${t.id}/usage`).set(admin)).body;
+    expect(u.quotas.team.submits_per_minute).toEqual({ limit: 3, used: 3, remaining: 0 });
+    expect(u.quotas.team.reads_per_minute).toEqual({ limit: 5, used: 5, remaining: 0 });
     // Other teams are not affected.
     expect((await h.http.get('/v1/models').set(auth(KEY_A))).status).toBe(200);
   });
 
   it("a key's own limit is tighter than its team's, and the headers show the tighter one", async () => {
     await awayFromMinuteEdge();
-    const t = await team(h, { requests_per_minute: 100 }, { requests_per_minute: 2 });
+    const t = await team(h, { reads_per_minute: 100 }, { reads_per_minute: 2 });
     const r1 = await h.http.get('/v1/models').set(auth(t.key));
     expect([r1.headers['x-ratelimit-limit'], r1.headers['x-ratelimit-remaining']]).toEqual(['2', '1']);
     expect((await h.http.get('/v1/models').set(auth(t.key))).status).toBe(200);
     const over = await h.http.get('/v1/models').set(auth(t.key));
-    expectError(over, 429, 'rate_limit_error', 'rate_limit_exceeded', null);
-    expect(over.body.error.message).toContain('2 requests per minute');
+    expectError(over, 429, 'rate_limit_error', 'reads_per_minute_exceeded', null);
+    expect(over.body.error.message).toContain('2 reads (GET) per minute');
   });
 
   it("requests a key's own limit refused do not use up its team's limit", async () => {
     await awayFromMinuteEdge();
-    const t = await team(h, { requests_per_minute: 5 }, { requests_per_minute: 2 });
+    const t = await team(h, { submits_per_minute: 5 }, { submits_per_minute: 2 });
     const other = await t.addKey();
+    const estimate = (key: string) => h.http.post('/v1/estimates').set(auth(key)).send({ prompt: 'x' });
     const limited = [];
-    for (let i = 0; i < 5; i++) limited.push((await h.http.get('/v1/models').set(auth(t.key))).status);
+    for (let i = 0; i < 5; i++) limited.push((await estimate(t.key)).status);
     expect(limited).toEqual([200, 200, 429, 429, 429]);
     // Only two requests of the team were admitted: the other key still has three of the team's five.
     const others = [];
-    for (let i = 0; i < 4; i++) others.push((await h.http.get('/v1/models').set(auth(other))).status);
+    for (let i = 0; i < 4; i++) others.push((await estimate(other)).status);
     expect(others).toEqual([200, 200, 200, 429]);
   });
 });
@@ -412,7 +429,7 @@ describe('allowed models', () => {
 
 describe('usage reports', () => {
   it('GET /v1/usage: spend by day, model and provider, remaining quotas of team and key, open reservations', async () => {
-    const t = await team(h, { credits_per_day: 2000, credits_per_month: 5000, max_concurrent: 10, requests_per_minute: 500 }, { credits_per_day: 1000, max_concurrent: 5 });
+    const t = await team(h, { credits_per_day: 2000, credits_per_month: 5000, max_concurrent: 10, reads_per_minute: 500, submits_per_minute: 50 }, { credits_per_day: 1000, max_concurrent: 5 });
     const bodies = [
       SORA, // 40
       { model: 'sora-2-pro', aspect_ratio: '16:9', duration: 4 }, // 120
@@ -439,14 +456,17 @@ describe('usage reports', () => {
       credits_per_day: { limit: 2000, used: 380, remaining: 1620 },
       credits_per_month: { limit: 5000, used: 380, remaining: 4620 },
       max_concurrent: { limit: 10, used: 1, remaining: 9 },
-      requests_per_minute: { limit: 500, used: expect.any(Number), remaining: expect.any(Number) },
+      reads_per_minute: { limit: 500, used: expect.any(Number), remaining: expect.any(Number) },
+      submits_per_minute: { limit: 50, used: expect.any(Number), remaining: expect.any(Number) },
     });
-    expect(u.quotas.team.requests_per_minute.used + u.quotas.team.requests_per_minute.remaining).toBe(500);
+    expect(u.quotas.team.reads_per_minute.used + u.quotas.team.reads_per_minute.remaining).toBe(500);
+    expect(u.quotas.team.submits_per_minute.used + u.quotas.team.submits_per_minute.remaining).toBe(50);
     expect(u.quotas.key).toEqual({
       credits_per_day: { limit: 1000, used: 380, remaining: 620 },
       credits_per_month: { limit: null, used: 380, remaining: null },
       max_concurrent: { limit: 5, used: 1, remaining: 4 },
-      requests_per_minute: { limit: null, used: expect.any(Number), remaining: null },
+      reads_per_minute: { limit: null, used: expect.any(Number), remaining: null },
+      submits_per_minute: { limit: null, used: expect.any(Number), remaining: null },
     });
     expect(u.open_reservations).toEqual([{ task_id: running.body.id, status: 'processing', model: 'slow-model', credits_reserved: 20, created: running.body.created }]);
 
@@ -462,7 +482,7 @@ describe('usage reports', () => {
     const one = await h.http.get(`/admin/teams/${t.id}/usage`).set(admin);
     expect(one.status).toBe(200);
     const { key: _key, ...teamQuotas } = u.quotas;
-    expect(one.body).toMatchObject({ ...u, quotas: { team: { ...teamQuotas.team, requests_per_minute: expect.any(Object) } } });
+    expect(one.body).toMatchObject({ ...u, quotas: { team: { ...teamQuotas.team, reads_per_minute: expect.any(Object), submits_per_minute: expect.any(Object) } } });
     expect(one.body.quotas.key).toBeUndefined();
     const all = await h.http.get('/admin/usage').set(admin);
     expect(all.status).toBe(200);

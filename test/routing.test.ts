@@ -2,7 +2,7 @@
 import { describe, expect, it } from 'vitest';
 import { seededRandom } from './support/seeded-random';
 import { createHealth, type BreakerConfig } from '../src/routing/health';
-import { usdToCredits } from '../src/routing/quote';
+import { toMicroUsd } from '../src/routing/quote';
 import { createRouter } from '../src/routing/router';
 import { SIZES, tierOfSize, type DurationS, type ModelOffer, type NormalizedRequest, type ProviderAdapter, type VideoSize } from '../src/providers/types';
 
@@ -60,13 +60,13 @@ describe('router', () => {
         );
         const perSecond = o?.usd_per_second[tierOfSize(request.size)];
         const healthy = health.snapshot(p.id, request.model).state === 'closed';
-        return o && perSecond !== undefined && healthy ? [perSecond * request.duration_s] : [];
+        return o && perSecond !== undefined && healthy ? [toMicroUsd(perSecond) * request.duration_s] : [];
       });
       const chosen = router.choose(request);
       if (prices.length === 0) {
         expect(chosen, `seed ${seed}`).toBeUndefined();
       } else {
-        expect(chosen?.usd, `seed ${seed}`).toBe(Math.min(...prices));
+        expect(chosen?.micro_usd, `seed ${seed}`).toBe(Math.min(...prices));
         expect(health.snapshot(chosen!.adapter.id, request.model).state, `seed ${seed}`).toBe('closed');
       }
     }
@@ -101,12 +101,6 @@ describe('router', () => {
     expect(router.choose(request, { active: new Map([['cheap', 2]]) })?.adapter.id).toBe('mid');
     expect(router.choose(request, { exclude: new Set(['cheap', 'mid']) })?.adapter.id).toBe('dear');
     expect(router.choose(request, { exclude: new Set(['cheap', 'mid', 'dear']) })).toBeUndefined();
-  });
-
-  it('rounds credits up, absorbing floating-point noise', () => {
-    expect(usdToCredits(0.1 * 3 * 4, 0.01)).toBe(120);
-    expect(usdToCredits(0.3 * 4, 0.01)).toBe(120);
-    expect(usdToCredits(1.016, 0.01)).toBe(102);
   });
 });
 

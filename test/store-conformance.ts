@@ -33,7 +33,7 @@ function newTask(overrides: Partial<NewTask> = {}): NewTask {
   };
 }
 
-const NO_QUOTAS: Quotas = { credits_per_day: null, credits_per_month: null, max_concurrent: null, requests_per_minute: null };
+const NO_QUOTAS: Quotas = { credits_per_day: null, credits_per_month: null, max_concurrent: null, reads_per_minute: null, submits_per_minute: null };
 
 function team(id = 'team-1', quotas: Partial<Quotas> = {}): TeamRecord {
   return { id, name: `name of ${id}`, created_at_ms: T0, ...NO_QUOTAS, ...quotas };
@@ -87,7 +87,7 @@ export function describeStoreConformance(name: string, makeStore: () => Promise<
     async function processingTask(store: Store, task = newTask()): Promise<ClaimedTask> {
       await store.createTask(task);
       const { lease_token } = await claimOnly(store, 'dispatch', T0);
-      expect(await store.startAttempt(task.id, lease_token, 'sim', { usd: 0.4, credits: 8 }, T0 + 1)).toBe('started');
+      expect(await store.startAttempt(task.id, lease_token, 'sim', { micro_usd: 400_000, credits: 8 }, T0 + 1)).toBe('started');
       expect(await store.markSubmitted(task.id, lease_token, 'up-1', T0 + 2)).toBe(true);
       return claimOnly(store, 'poll', T0 + 3);
     }
@@ -100,14 +100,14 @@ export function describeStoreConformance(name: string, makeStore: () => Promise<
         expect(await store.requeue(first.id, first.lease_token, ERROR, T0 + 10, T0 + 10)).toBe(true);
         expect(await store.countActiveByProvider()).toEqual(new Map());
         const again = await claimOnly(store, 'dispatch', T0 + 10);
-        expect(await store.startAttempt(first.id, again.lease_token, 'other', { usd: 0.5, credits: 8 }, T0 + 11)).toBe('started');
+        expect(await store.startAttempt(first.id, again.lease_token, 'other', { micro_usd: 500_000, credits: 8 }, T0 + 11)).toBe('started');
         expect(await store.countActiveByProvider()).toEqual(new Map([['other', 1]]));
         expect(await store.markSubmitted(first.id, again.lease_token, 'up-2', T0 + 12)).toBe(true);
         const poll = await claimOnly(store, 'poll', T0 + 13);
         expect(await store.markCompleted(first.id, poll.lease_token, 'asset', T0 + 14)).toEqual([]);
         expect(await store.listAttempts([first.id])).toEqual([
-          { task_id: first.id, n: 1, provider_id: 'sim', upstream_id: 'up-1', usd: 0.4, credits: 8, started_at_ms: T0 + 1, ended_at_ms: T0 + 10, outcome: 'retried', error_code: ERROR.code, error_message: ERROR.message },
-          { task_id: first.id, n: 2, provider_id: 'other', upstream_id: 'up-2', usd: 0.5, credits: 8, started_at_ms: T0 + 11, ended_at_ms: T0 + 14, outcome: 'completed', error_code: null, error_message: null },
+          { task_id: first.id, n: 1, provider_id: 'sim', upstream_id: 'up-1', micro_usd: 400_000, credits: 8, started_at_ms: T0 + 1, ended_at_ms: T0 + 10, outcome: 'retried', error_code: ERROR.code, error_message: ERROR.message },
+          { task_id: first.id, n: 2, provider_id: 'other', upstream_id: 'up-2', micro_usd: 500_000, credits: 8, started_at_ms: T0 + 11, ended_at_ms: T0 + 14, outcome: 'completed', error_code: null, error_message: null },
         ]);
         expect(await store.countActiveByProvider()).toEqual(new Map());
       });
@@ -117,11 +117,11 @@ export function describeStoreConformance(name: string, makeStore: () => Promise<
         await processingTask(store, newTask({ id: 'task-busy' }));
         await store.createTask(newTask({ id: 'task-next' }));
         const next = await claimOnly(store, 'dispatch', T0 + 5);
-        expect(await store.startAttempt(next.id, next.lease_token, 'sim', { usd: 0.4, credits: 8, max_concurrent: 1 }, T0 + 6)).toBe('provider_full');
+        expect(await store.startAttempt(next.id, next.lease_token, 'sim', { micro_usd: 400_000, credits: 8, max_concurrent: 1 }, T0 + 6)).toBe('provider_full');
         expect((await store.getTask(next.id))?.attempt).toBe(0);
-        expect(await store.startAttempt(next.id, next.lease_token, 'sim', { usd: 0.4, credits: 8, max_concurrent: 2 }, T0 + 7)).toBe('started');
+        expect(await store.startAttempt(next.id, next.lease_token, 'sim', { micro_usd: 400_000, credits: 8, max_concurrent: 2 }, T0 + 7)).toBe('started');
         // A second start without an ending in between (its provider vanished): the first is closed.
-        expect(await store.startAttempt(next.id, next.lease_token, 'other', { usd: 0.5, credits: 8 }, T0 + 8)).toBe('started');
+        expect(await store.startAttempt(next.id, next.lease_token, 'other', { micro_usd: 500_000, credits: 8 }, T0 + 8)).toBe('started');
         expect((await store.listAttempts([next.id])).map((a) => [a.provider_id, a.outcome])).toEqual([
           ['sim', 'retried'],
           ['other', 'running'],
@@ -249,14 +249,14 @@ export function describeStoreConformance(name: string, makeStore: () => Promise<
         const fresh = await claimOnly(store, 'dispatch', T0 + LEASE_MS + 1);
         expect(fresh.lease_token).not.toBe(old.lease_token);
         expect(await store.renewLease(id, old.lease_token, T0 + LEASE_MS * 5)).toBe(false);
-        expect(await store.startAttempt(id, old.lease_token, 'sim', { usd: 0.4, credits: 8 }, T0 + LEASE_MS + 2)).toBe('lost');
+        expect(await store.startAttempt(id, old.lease_token, 'sim', { micro_usd: 400_000, credits: 8 }, T0 + LEASE_MS + 2)).toBe('lost');
         expect(await store.markSubmitted(id, old.lease_token, 'up-old', T0 + LEASE_MS + 2)).toBe(false);
         expect(await store.requeue(id, old.lease_token, ERROR, T0, T0 + LEASE_MS + 2)).toBe(false);
         expect(await store.markFailed(id, old.lease_token, ERROR, T0 + LEASE_MS + 2)).toBe(false);
         expect(await store.releaseLease(id, old.lease_token, T0, T0 + LEASE_MS + 2)).toBe(false);
         expect((await store.getTask(id))?.attempt).toBe(0);
 
-        expect(await store.startAttempt(id, fresh.lease_token, 'sim', { usd: 0.4, credits: 8 }, T0 + LEASE_MS + 3)).toBe('started');
+        expect(await store.startAttempt(id, fresh.lease_token, 'sim', { micro_usd: 400_000, credits: 8 }, T0 + LEASE_MS + 3)).toBe('started');
         expect(await store.markSubmitted(id, fresh.lease_token, 'up-new', T0 + LEASE_MS + 4)).toBe(true);
         expect((await store.getTask(id))?.upstream_id).toBe('up-new');
       });
@@ -298,7 +298,7 @@ export function describeStoreConformance(name: string, makeStore: () => Promise<
           next_run_at_ms: T0 + 50,
           updated_at_ms: T0 + 1,
         });
-        expect(await store.startAttempt(id, lease_token, 'sim', { usd: 0.4, credits: 8 }, T0 + 2)).toBe('lost');
+        expect(await store.startAttempt(id, lease_token, 'sim', { micro_usd: 400_000, credits: 8 }, T0 + 2)).toBe('lost');
         expect(await store.claimDue('dispatch', 10, LEASE_MS, T0 + 49)).toEqual([]);
         expect(await store.claimDue('dispatch', 10, LEASE_MS, T0 + 50)).toHaveLength(1);
       });
@@ -309,9 +309,9 @@ export function describeStoreConformance(name: string, makeStore: () => Promise<
         const store = await open();
         const { id } = await store.createTask(newTask());
         const { lease_token } = await claimOnly(store, 'dispatch', T0);
-        expect(await store.startAttempt(id, 'wrong', 'sim', { usd: 0.4, credits: 8 }, T0 + 1)).toBe('lost');
-        expect(await store.startAttempt(id, lease_token, 'sim', { usd: 0.4, credits: 8 }, T0 + 1)).toBe('started');
-        expect(await store.startAttempt(id, lease_token, 'other', { usd: 0.5, credits: 8 }, T0 + 2)).toBe('started');
+        expect(await store.startAttempt(id, 'wrong', 'sim', { micro_usd: 400_000, credits: 8 }, T0 + 1)).toBe('lost');
+        expect(await store.startAttempt(id, lease_token, 'sim', { micro_usd: 400_000, credits: 8 }, T0 + 1)).toBe('started');
+        expect(await store.startAttempt(id, lease_token, 'other', { micro_usd: 500_000, credits: 8 }, T0 + 2)).toBe('started');
         expect(await store.getTask(id)).toMatchObject({
           status: 'pending',
           attempt: 2,
@@ -324,7 +324,7 @@ export function describeStoreConformance(name: string, makeStore: () => Promise<
       it('startAttempt and markSubmitted refuse a processing task', async () => {
         const store = await open();
         const { id, lease_token } = await processingTask(store);
-        expect(await store.startAttempt(id, lease_token, 'sim', { usd: 0.4, credits: 8 }, T0 + 10)).toBe('lost');
+        expect(await store.startAttempt(id, lease_token, 'sim', { micro_usd: 400_000, credits: 8 }, T0 + 10)).toBe('lost');
         expect(await store.markSubmitted(id, lease_token, 'up-2', T0 + 10)).toBe(false);
         expect(await store.getTask(id)).toMatchObject({ status: 'processing', attempt: 1, upstream_id: 'up-1' });
       });
@@ -333,7 +333,7 @@ export function describeStoreConformance(name: string, makeStore: () => Promise<
         const store = await open();
         const { id } = await store.createTask(newTask());
         const { lease_token } = await claimOnly(store, 'dispatch', T0);
-        await store.startAttempt(id, lease_token, 'sim', { usd: 0.4, credits: 8 }, T0 + 1);
+        await store.startAttempt(id, lease_token, 'sim', { micro_usd: 400_000, credits: 8 }, T0 + 1);
         expect(await store.markSubmitted(id, 'wrong', 'up-1', T0 + 2)).toBe(false);
         expect(await store.markSubmitted(id, lease_token, 'up-1', T0 + 2)).toBe(true);
         expect(await store.getTask(id)).toMatchObject({
@@ -382,7 +382,7 @@ export function describeStoreConformance(name: string, makeStore: () => Promise<
         const first = await claimOnly(store, 'dispatch', T0);
         expect(await store.requeue(id, first.lease_token, ERROR, T0 + 1, T0 + 1)).toBe(true);
         const { lease_token } = await claimOnly(store, 'dispatch', T0 + 1);
-        await store.startAttempt(id, lease_token, 'sim', { usd: 0.4, credits: 8 }, T0 + 2);
+        await store.startAttempt(id, lease_token, 'sim', { micro_usd: 400_000, credits: 8 }, T0 + 2);
         await store.markSubmitted(id, lease_token, 'up-1', T0 + 3);
         const poll = await claimOnly(store, 'poll', T0 + 4);
 
@@ -446,7 +446,7 @@ export function describeStoreConformance(name: string, makeStore: () => Promise<
         expect(await store.requeue(id, poll.lease_token, ERROR, T0 + 500, T0 + 12)).toBe(false);
         expect(await store.claimDue('dispatch', 10, LEASE_MS, T0 + 499)).toEqual([]);
         const again = await claimOnly(store, 'dispatch', T0 + 500);
-        expect(await store.startAttempt(id, again.lease_token, 'sim', { usd: 0.4, credits: 8 }, T0 + 501)).toBe('started');
+        expect(await store.startAttempt(id, again.lease_token, 'sim', { micro_usd: 400_000, credits: 8 }, T0 + 501)).toBe('started');
         expect((await store.getTask(id))?.attempt).toBe(2);
       });
 
@@ -652,7 +652,7 @@ export function describeStoreConformance(name: string, makeStore: () => Promise<
 
         const claimed = await claimOnly(store, 'dispatch', T0 + 2);
         expect(claimed.id).toBe(leader.id);
-        await store.startAttempt(leader.id, claimed.lease_token, 'sim', { usd: 0.4, credits: 8 }, T0 + 3);
+        await store.startAttempt(leader.id, claimed.lease_token, 'sim', { micro_usd: 400_000, credits: 8 }, T0 + 3);
         await store.markSubmitted(leader.id, claimed.lease_token, 'up-1', T0 + 4);
         expect(await store.getTask(f1.id)).toMatchObject({ status: 'processing', progress: 0 });
         const f2 = await store.createTask(cached({ created_at_ms: T0 + 5 }), lookup());
@@ -782,7 +782,7 @@ export function describeStoreConformance(name: string, makeStore: () => Promise<
         expect(await second.countApiKeys()).toBe(1);
         expect((await second.getTask(id))?.status).toBe('pending');
         expect(await second.claimDue('dispatch', 10, LEASE_MS, T0 + 1)).toEqual([]);
-        expect(await second.startAttempt(id, lease_token, 'sim', { usd: 0.4, credits: 8 }, T0 + 2)).toBe('started');
+        expect(await second.startAttempt(id, lease_token, 'sim', { micro_usd: 400_000, credits: 8 }, T0 + 2)).toBe('started');
         await second.createTask(newTask());
       });
     });

@@ -4,15 +4,19 @@ import path from 'node:path';
 import YAML from 'yaml';
 import { z } from 'zod';
 import { SIZES } from '../providers/types';
+import { isWholeMicroUsd } from '../routing/quote';
+import { splitRequestsPerMinute } from './teams';
 
 const ms = z.number().int().positive();
+/** A positive USD amount of at most 6 decimal places: money is computed in whole micro-USD (routing/quote.ts). */
+const usd = z.number().positive().refine(isWholeMicroUsd, 'at most 6 decimal places (whole micro-USD)');
 
 const OfferSchema = z
   .object({
     model: z.string().min(1),
     /** The provider's own name for the model; defaults to `model`. */
     upstream_model: z.string().min(1).optional(),
-    usd_per_second: z.object({ standard: z.number().positive(), high: z.number().positive().optional() }).strict(),
+    usd_per_second: z.object({ standard: usd, high: usd.optional() }).strict(),
     /** Defaults to the 720p sizes, plus the high-tier sizes when a high price is given. */
     sizes: z.array(z.enum(SIZES)).min(1).optional(),
     durations_s: z.array(z.union([z.literal(4), z.literal(8), z.literal(12)])).min(1).default([4, 8, 12]),
@@ -110,9 +114,16 @@ const ConfigSchema = z
             credits_per_day: z.number().int().nonnegative().nullable().default(null),
             credits_per_month: z.number().int().nonnegative().nullable().default(null),
             max_concurrent: z.number().int().positive().nullable().default(null),
-            requests_per_minute: z.number().int().positive().nullable().default(600),
+            reads_per_minute: z.number().int().positive().nullable().optional(), // 1200
+            submits_per_minute: z.number().int().positive().nullable().optional(), // 600
+            /** Older configs: sets both of the above, where not given. */
+            requests_per_minute: z.number().int().positive().nullable().optional(),
           })
           .strict()
+          .transform((given) => {
+            const q = splitRequestsPerMinute(given);
+            return { ...q, reads_per_minute: q.reads_per_minute === undefined ? 1200 : q.reads_per_minute, submits_per_minute: q.submits_per_minute === undefined ? 600 : q.submits_per_minute };
+          })
           .prefault({}),
       })
       .strict()
@@ -158,7 +169,7 @@ const ConfigSchema = z
       .prefault({}),
     credits: z
       .object({
-        usd_per_credit: z.number().positive().default(0.01),
+        usd_per_credit: usd.default(0.01),
       })
       .strict()
       .prefault({}),

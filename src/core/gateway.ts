@@ -3,6 +3,7 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { originsOf } from '../net/url-guard';
 import { createHealth } from '../routing/health';
+import { toMicroUsd } from '../routing/quote';
 import { createRouter, type RoutedProvider } from '../routing/router';
 import { createSqliteStore } from '../store/sqlite';
 import type { Store } from '../store/types';
@@ -45,17 +46,18 @@ export async function createGateway(config: Config, options: GatewayOptions = {}
   const teams = createTeamService(store, config.teams.default_quotas, now);
   const { devKey } = await ensureApiKeys(store, teams, config.auth.api_keys);
 
+  const microUsdPerCredit = toMicroUsd(config.credits.usd_per_credit);
   const trustedOrigins = originsOf(config.outbound.trusted_origins);
   const cache = createResultCache({ config: config.cache, retentionMs, trustedOrigins, metrics, log, now });
   const workers = createWorkers({
     store, router, assets, metrics, log, now, cache,
     config: config.workers,
     waitForProviderMs: config.routing.wait_for_provider_ms,
-    usdPerCredit: config.credits.usd_per_credit,
+    microUsdPerCredit,
   });
   const tasks = createTaskService({
     store, router, assets, metrics, log, now, cache,
-    usdPerCredit: config.credits.usd_per_credit,
+    microUsdPerCredit,
     upstreamTimeoutMs: config.workers.upstream_timeout_ms,
     onSubmitted: () => workers.wake(),
   });
@@ -66,7 +68,7 @@ export async function createGateway(config: Config, options: GatewayOptions = {}
     adminToken: (options.env ?? process.env).VIDGATE_ADMIN_TOKEN || undefined,
     bodyLimitBytes: config.server.body_limit_bytes,
     publicUrl: config.server.public_url,
-    usdPerCredit: config.credits.usd_per_credit,
+    microUsdPerCredit,
     trustedOrigins,
     disabledProviders: built.disabled,
     isDraining: () => draining,

@@ -2,7 +2,7 @@
 import crypto from 'node:crypto';
 import type { NormalizedRequest } from '../providers/types';
 import type { Router } from '../routing/router';
-import { usdToCredits } from '../routing/quote';
+import { creditsFor } from '../routing/quote';
 import { QuotaExceededError, type AttemptRecord, type Store, type TaskRecord, type TaskStatus } from '../store/types';
 import type { AssetStore } from './assets';
 import type { Caller } from './teams';
@@ -26,7 +26,8 @@ export interface TaskServiceDeps {
   metrics: Metrics;
   log: Logger;
   cache: ResultCache;
-  usdPerCredit: number;
+  /** The value of one credit, in whole micro-USD. */
+  microUsdPerCredit: number;
   upstreamTimeoutMs: number;
   now: () => number;
   /** Called after a task is created, so the dispatcher picks it up without waiting for its next tick. */
@@ -61,7 +62,7 @@ export function createTaskService(deps: TaskServiceDeps) {
       // The quote is what an estimate shows: the provider that would serve it now, else the cheapest capable.
       const quote = router.choose(request, { active: await store.countActiveByProvider() }) ?? router.candidates(request)[0];
       if (!quote) throw invalidRequest('unsupported_combination', 'no provider can serve this request');
-      const quotedCredits = usdToCredits(quote.usd, deps.usdPerCredit);
+      const quotedCredits = creditsFor(quote.micro_usd, deps.microUsdPerCredit);
       const { lookup, ...cachePlan } = await deps.cache.plan(caller.owner_id, request, wantsCache);
       const nowMs = deps.now();
       let task: TaskRecord;

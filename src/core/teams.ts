@@ -15,6 +15,27 @@ export function generateApiKey(): string {
   return KEY_PREFIX + crypto.randomBytes(24).toString('base64url');
 }
 
+/** Per-minute quotas as older configs and admin calls may give them, with one `requests_per_minute`. */
+export interface RateQuotasInput {
+  reads_per_minute?: number | null;
+  submits_per_minute?: number | null;
+  requests_per_minute?: number | null;
+}
+
+/**
+ * Before reads and submissions were limited apart, one `requests_per_minute` limited every request. It now
+ * sets both `reads_per_minute` and `submits_per_minute`, each unless given itself; the result is without it.
+ */
+export function splitRequestsPerMinute<Q extends RateQuotasInput>(quotas: Q): Omit<Q, 'requests_per_minute'> {
+  const { requests_per_minute: both, ...rest } = quotas;
+  if (both === undefined) return rest;
+  return {
+    ...rest,
+    reads_per_minute: rest.reads_per_minute === undefined ? both : rest.reads_per_minute,
+    submits_per_minute: rest.submits_per_minute === undefined ? both : rest.submits_per_minute,
+  };
+}
+
 export interface NewKeyOptions extends Partial<Quotas> {
   name?: string;
   expires_at_ms?: number | null;
@@ -64,7 +85,8 @@ export function createTeamService(store: Store, defaultQuotas: Quotas, now: () =
       credits_per_day: options.credits_per_day ?? null,
       credits_per_month: options.credits_per_month ?? null,
       max_concurrent: options.max_concurrent ?? null,
-      requests_per_minute: options.requests_per_minute ?? null,
+      reads_per_minute: options.reads_per_minute ?? null,
+      submits_per_minute: options.submits_per_minute ?? null,
     };
     if (record.expires_at_ms !== null && record.expires_at_ms <= now()) {
       throw invalidRequest('invalid_value', 'expires_at must be in the future', 'expires_at');

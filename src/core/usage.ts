@@ -1,6 +1,7 @@
 // The usage report: spend by day, model and provider, remaining quotas, open reservations.
 import type { components } from '../generated/vidgate-api';
 import type { ApiKeyRecord, QuotaUsage, Quotas, Store, TeamRecord } from '../store/types';
+import { usdOf } from '../routing/quote';
 import { invalidRequest } from './errors';
 
 type Usage = components['schemas']['Usage'];
@@ -15,7 +16,8 @@ function statuses(limits: Quotas, used: QuotaUsage): QuotaStatuses {
     credits_per_day: status(limits.credits_per_day, used.credits_day),
     credits_per_month: status(limits.credits_per_month, used.credits_month),
     max_concurrent: status(limits.max_concurrent, used.active_tasks),
-    requests_per_minute: status(limits.requests_per_minute, used.requests_minute),
+    reads_per_minute: status(limits.reads_per_minute, used.reads_minute),
+    submits_per_minute: status(limits.submits_per_minute, used.submits_minute),
   };
 }
 
@@ -24,7 +26,8 @@ export interface UsageQuery {
   to?: string;
 }
 
-export async function usageReport(store: Store, team: TeamRecord, key: ApiKeyRecord | undefined, query: UsageQuery, nowMs: number, usdPerCredit: number): Promise<Usage> {
+/** The usage report of a team (and of the calling key); `microUsdPerCredit` values a credit in whole micro-USD. */
+export async function usageReport(store: Store, team: TeamRecord, key: ApiKeyRecord | undefined, query: UsageQuery, nowMs: number, microUsdPerCredit: number): Promise<Usage> {
   const to = query.to ?? isoDay(nowMs);
   const from = query.from ?? isoDay(nowMs - 30 * DAY_MS);
   if (from > to) throw invalidRequest('invalid_value', 'from must not be after to', 'from');
@@ -34,7 +37,7 @@ export async function usageReport(store: Store, team: TeamRecord, key: ApiKeyRec
     provider: r.provider_id ?? 'cache', // hits were served by no provider
     tasks: r.tasks,
     credits: r.credits,
-    usd: round(r.credits * usdPerCredit),
+    usd: usdOf(r.credits * microUsdPerCredit),
   }));
   const credits = spend.reduce((n, r) => n + r.credits, 0);
   return {
@@ -47,7 +50,7 @@ export async function usageReport(store: Store, team: TeamRecord, key: ApiKeyRec
       ...(key && { key: statuses(key, await store.quotaUsage('key', key.id, nowMs)) }),
     },
     spend,
-    totals: { credits, usd: round(credits * usdPerCredit), tasks: spend.reduce((n, r) => n + r.tasks, 0) },
+    totals: { credits, usd: usdOf(credits * microUsdPerCredit), tasks: spend.reduce((n, r) => n + r.tasks, 0) },
     open_reservations: (await store.listOpenTasks(team.id)).map((t) => ({
       task_id: t.id,
       status: t.status,
@@ -57,6 +60,3 @@ export async function usageReport(store: Store, team: TeamRecord, key: ApiKeyRec
     })),
   };
 }
-
-/** USD to the cent's hundredth, so that sums of credits do not print floating-point noise. */
-const round = (usd: number) => Math.round(usd * 10_000) / 10_000;

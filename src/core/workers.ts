@@ -3,7 +3,7 @@
 // carries the lease token, so a task whose worker died is picked up again and finishes exactly once.
 import { ProviderError, type NormalizedRequest, type ProviderAdapter } from '../providers/types';
 import type { Router } from '../routing/router';
-import { usdToCredits } from '../routing/quote';
+import { creditsFor } from '../routing/quote';
 import { QuotaExceededError, type ClaimedTask, type Store, type TaskRecord, type WorkPhase } from '../store/types';
 import type { AssetStore } from './assets';
 import type { Config } from './config';
@@ -21,7 +21,8 @@ export interface WorkerDeps {
   config: Config['workers'];
   /** How long a task may wait for any provider to become available. */
   waitForProviderMs: number;
-  usdPerCredit: number;
+  /** The value of one credit, in whole micro-USD. */
+  microUsdPerCredit: number;
   now: () => number;
 }
 
@@ -146,11 +147,11 @@ export function createWorkers(deps: WorkerDeps): Workers {
         router.choose(request, { exclude: new Set([...failedOn, ...full]), active }) ?? router.choose(request, { exclude: full, active });
       if (!pick) break;
       const provider = pick.adapter;
-      const credits = usdToCredits(pick.usd, deps.usdPerCredit);
+      const credits = creditsFor(pick.micro_usd, deps.microUsdPerCredit);
       const maxConcurrent = router.maxConcurrent(provider.id);
       let outcome: Awaited<ReturnType<Store['startAttempt']>>;
       try {
-        outcome = await store.startAttempt(t.id, t.lease_token, provider.id, { usd: pick.usd, credits, ...(maxConcurrent !== undefined && { max_concurrent: maxConcurrent }) }, now());
+        outcome = await store.startAttempt(t.id, t.lease_token, provider.id, { micro_usd: pick.micro_usd, credits, ...(maxConcurrent !== undefined && { max_concurrent: maxConcurrent }) }, now());
       } catch (err) {
         if (!(err instanceof QuotaExceededError)) throw err;
         const message = `${provider.id} costs ${credits} credits, ${credits - t.credits_reserved} more than reserved, over the ${err.scope}'s ${err.quota} (${err.used} of ${err.limit} used)`;

@@ -528,6 +528,16 @@ export interface components {
                 /** @constant */
                 billing_rule: "per_second";
                 credits_reserved: number;
+                /**
+                 * @description Credits charged for the task: null until it finishes; then, once completed, the price of the provider that served it (`cache.hit_credits` for a hit or a follower), and 0 once failed or cancelled.
+                 * @example 40
+                 */
+                credits_settled: number | null;
+                /**
+                 * @description Credits of the reservation given back to the quotas: null until the task finishes, then `credits_reserved - credits_settled` (all of it for a failed or cancelled task).
+                 * @example 0
+                 */
+                credits_released: number | null;
             };
             /** @description The provider serving (or that served) the task. */
             provider: string | null;
@@ -555,7 +565,10 @@ export interface components {
              * @enum {string}
              */
             outcome: "running" | "completed" | "failed" | "retried" | "cancelled";
-            /** @description The price of the request on this provider. */
+            /**
+             * @description The price of the request on this provider, in USD. Money is computed in whole micro-USD, so amounts have at most 6 decimal places and no floating-point noise.
+             * @example 1.2
+             */
             price_usd: number;
             error?: components["schemas"]["TaskError"];
         };
@@ -667,6 +680,21 @@ export interface components {
             credits_per_month?: number | null;
             /** @description Tasks submitted and not finished. */
             max_concurrent?: number | null;
+            /**
+             * @description Reads (`GET` requests: task polls, lists, downloads, catalog, usage) per UTC minute. Counted apart from submissions, so that polling never uses up the budget for submitting.
+             * @example 1200
+             */
+            reads_per_minute?: number | null;
+            /**
+             * @description Submissions and other changes (`POST` and `DELETE` requests: generations, cancels, estimates) per UTC minute.
+             * @example 600
+             */
+            submits_per_minute?: number | null;
+            /**
+             * @deprecated
+             * @description For older clients: sets both `reads_per_minute` and `submits_per_minute`, each unless given in the same request. Never returned.
+             * @example 600
+             */
             requests_per_minute?: number | null;
         };
         Team: {
@@ -766,7 +794,24 @@ export interface components {
             credits_per_day: components["schemas"]["QuotaStatus"];
             credits_per_month: components["schemas"]["QuotaStatus"];
             max_concurrent: components["schemas"]["QuotaStatus"];
-            requests_per_minute: components["schemas"]["QuotaStatus"];
+            /**
+             * @description Reads (`GET`) in the current UTC minute.
+             * @example {
+             *       "limit": 1200,
+             *       "used": 37,
+             *       "remaining": 1163
+             *     }
+             */
+            reads_per_minute: components["schemas"]["QuotaStatus"];
+            /**
+             * @description Submissions and other changes (`POST`, `DELETE`) in the current UTC minute.
+             * @example {
+             *       "limit": 600,
+             *       "used": 3,
+             *       "remaining": 597
+             *     }
+             */
+            submits_per_minute: components["schemas"]["QuotaStatus"];
         };
         Usage: {
             /** @constant */
@@ -883,11 +928,16 @@ export interface components {
                 "application/json": components["schemas"]["Error"];
             };
         };
-        /** @description Over the requests per minute, or too many unfinished tasks. */
+        /** @description Over the reads per minute (`reads_per_minute_exceeded`), the submissions per minute (`submits_per_minute_exceeded`), or too many unfinished tasks (`max_concurrent_exceeded`). */
         TooManyRequests: {
             headers: {
                 /** @description Seconds after which trying again may succeed. */
                 "Retry-After"?: number;
+                /**
+                 * @description Which per-minute limit counted the request (absent for `max_concurrent_exceeded`).
+                 * @example submits
+                 */
+                "X-RateLimit-Resource"?: "reads" | "submits";
                 [name: string]: unknown;
             };
             content: {

@@ -67,7 +67,7 @@ export function createApp(deps: AppDeps): express.Express {
   );
 
   app.use(createNativeRoutes(deps));
-  app.use('/admin', createAdminRouter({ store: deps.store, teams: deps.teams, usdPerCredit: deps.usdPerCredit, now: deps.now }));
+  app.use('/admin', createAdminRouter({ store: deps.store, teams: deps.teams, microUsdPerCredit: deps.microUsdPerCredit, now: deps.now }));
 
   app.use(errorHandler(deps.log));
   return app;

@@ -1,12 +1,17 @@
 // Who is calling (HTTP middleware): the bearer key is hashed and looked up on every request (no cache), so a revoked or
-// expired key stops at once in every process. Then the requests-per-minute quotas are counted.
+// expired key stops at once in every process. Then the request is counted against the per-minute quota of its kind:
+// reads (GET, HEAD) and submissions (POST, DELETE) have limits of their own, so polling cannot starve submission.
 import crypto from 'node:crypto';
 import type { RequestHandler } from 'express';
-import type { Store } from '../store/types';
+import type { RequestKind, Store } from '../store/types';
 import { ApiError, unauthorized } from '../core/errors';
 import { hashApiKey, type Caller } from '../core/teams';
 
 const secondsToNextMinute = (nowMs: number) => 60 - Math.floor((nowMs % 60_000) / 1000);
+const READ_METHODS = new Set(['GET', 'HEAD']);
+const requestKind = (method: string): RequestKind => (READ_METHODS.has(method) ? 'read' : 'submit');
+/** `X-RateLimit-Resource` names the limit that counted the request, as GitHub's API does. */
+const RESOURCE = { reads_per_minute: 'reads', submits_per_minute: 'submits' } as const;
 
 export function requireApiKey(store: Store, now: () => number): RequestHandler {
   return async (req, res, next) => {
@@ -20,9 +25,10 @@ export function requireApiKey(store: Store, now: () => number): RequestHandler {
     const team = await store.getTeam(key.team_id);
     if (!team) return next(unauthorized('invalid API key'));
 
-    const admission = await store.admitRequest(key, t);
+    const admission = await store.admitRequest(key, requestKind(req.method), t);
     if (admission.limit !== null) {
       res.set({
+        'X-RateLimit-Resource': RESOURCE[admission.quota],
         'X-RateLimit-Limit': String(admission.limit),
         'X-RateLimit-Remaining': String(admission.remaining),
         'X-RateLimit-Reset': String(secondsToNextMinute(t)),
@@ -30,9 +36,16 @@ export function requireApiKey(store: Store, now: () => number): RequestHandler {
     }
     if (!admission.allowed) {
       return next(
-        new ApiError(429, 'rate_limit_error', 'rate_limit_exceeded', `over ${admission.limit} requests per minute`, null, {
-          'Retry-After': String(secondsToNextMinute(t)),
-        }),
+        new ApiError(
+          429,
+          'rate_limit_error',
+          `${admission.quota}_exceeded`,
+          admission.quota === 'reads_per_minute'
+            ? `over ${admission.limit} reads (GET) per minute; submissions have a limit of their own`
+            : `over ${admission.limit} submissions (POST, DELETE) per minute; reads have a limit of their own`,
+          null,
+          { 'Retry-After': String(secondsToNextMinute(t)) },
+        ),
       );
     }
     res.locals.caller = { key, team, owner_id: team.id } satisfies Caller;

@@ -1,13 +1,40 @@
-// What a request costs on one provider's offer.
+// What a request costs on one provider's offer. Money is computed in whole micro-USD (1 USD = 1 000 000
+// micro-USD), so that products and sums are exact integers; USD appears only at the edges: configured prices
+// coming in (toMicroUsd), amounts going out (usdOf).
 import { tierOfSize, type ModelOffer, type NormalizedRequest } from '../providers/types';
 
-/** USD for the request on this offer, or undefined when the offer has no price for its tier. */
-export function priceUsd(offer: ModelOffer, request: NormalizedRequest): number | undefined {
-  const perSecond = offer.usd_per_second[tierOfSize(request.size)];
-  return perSecond === undefined ? undefined : perSecond * request.duration_s;
+const MICRO_USD_PER_USD = 1_000_000;
+
+/**
+ * A USD amount (a configured price) in whole micro-USD, rounded to the nearest. Configuration accepts only
+ * amounts that convert exactly (`isWholeMicroUsd`), so the rounding only absorbs binary noise such as 0.254.
+ */
+export function toMicroUsd(usd: number): number {
+  return Math.round(usd * MICRO_USD_PER_USD);
 }
 
-/** Whole credits covering `usd` (rounded up; the epsilon absorbs floating-point noise such as 0.1 * 3). */
-export function usdToCredits(usd: number, usdPerCredit: number): number {
-  return Math.ceil(usd / usdPerCredit - 1e-9);
+/** True when `usd` has at most 6 decimal places, i.e. is a whole number of micro-USD within the safe range. */
+export function isWholeMicroUsd(usd: number): boolean {
+  const micro = toMicroUsd(usd);
+  return Number.isSafeInteger(micro) && micro / MICRO_USD_PER_USD === usd;
+}
+
+/**
+ * Whole micro-USD as USD, for the wire. Exact: the division of an integer below 2^53 by 10^6 is the double
+ * nearest to the decimal, which JSON prints with at most 6 decimal places and no binary noise.
+ */
+export function usdOf(microUsd: number): number {
+  return microUsd / MICRO_USD_PER_USD;
+}
+
+/** The request's price on this offer in whole micro-USD, or undefined when the offer has no price for its tier. */
+export function priceMicroUsd(offer: ModelOffer, request: NormalizedRequest): number | undefined {
+  const perSecond = offer.usd_per_second[tierOfSize(request.size)];
+  return perSecond === undefined ? undefined : toMicroUsd(perSecond) * request.duration_s;
+}
+
+/** Whole credits covering `microUsd` (rounded up), in integer arithmetic; both arguments are whole and positive. */
+export function creditsFor(microUsd: number, microUsdPerCredit: number): number {
+  const rest = microUsd % microUsdPerCredit;
+  return (microUsd - rest) / microUsdPerCredit + (rest > 0 ? 1 : 0);
 }

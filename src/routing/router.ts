@@ -1,7 +1,7 @@
 // Which provider serves a request: the cheapest that can serve it exactly and is healthy right now.
 import { offerFor, type ModelOffer, type NormalizedRequest, type ProviderAdapter } from '../providers/types';
 import type { Health } from './health';
-import { priceUsd } from './quote';
+import { priceMicroUsd } from './quote';
 
 export interface RoutedProvider {
   adapter: ProviderAdapter;
@@ -12,7 +12,8 @@ export interface RoutedProvider {
 export interface Candidate {
   adapter: ProviderAdapter;
   offer: ModelOffer;
-  usd: number;
+  /** The request's price on this provider, in whole micro-USD. */
+  micro_usd: number;
 }
 
 export interface ChooseOptions {
@@ -41,13 +42,13 @@ export function createRouter(routed: readonly RoutedProvider[], health: Health):
     const found: (Candidate & { error_rate: number; latency_ms: number })[] = [];
     for (const adapter of providers) {
       const offer = offerFor(adapter, request);
-      const usd = offer && priceUsd(offer, request);
-      if (!offer || usd === undefined) continue;
+      const microUsd = offer && priceMicroUsd(offer, request);
+      if (!offer || microUsd === undefined) continue;
       const h = health.snapshot(adapter.id, request.model);
-      found.push({ adapter, offer, usd, error_rate: h.error_rate, latency_ms: h.latency_ms ?? 0 });
+      found.push({ adapter, offer, micro_usd: microUsd, error_rate: h.error_rate, latency_ms: h.latency_ms ?? 0 });
     }
-    found.sort((a, b) => a.usd - b.usd || a.error_rate - b.error_rate || a.latency_ms - b.latency_ms || a.adapter.id.localeCompare(b.adapter.id));
-    return found.map(({ adapter, offer, usd }) => ({ adapter, offer, usd }));
+    found.sort((a, b) => a.micro_usd - b.micro_usd || a.error_rate - b.error_rate || a.latency_ms - b.latency_ms || a.adapter.id.localeCompare(b.adapter.id));
+    return found.map(({ adapter, offer, micro_usd }) => ({ adapter, offer, micro_usd }));
   }
 
   return {

@@ -111,8 +111,8 @@ export interface AttemptRecord {
   n: number;
   provider_id: string;
   upstream_id: string | null;
-  /** The price of the request on this provider, in USD and in credits. */
-  usd: number;
+  /** The price of the request on this provider, in whole micro-USD (1 USD = 1 000 000) and in credits. */
+  micro_usd: number;
   credits: number;
   started_at_ms: number;
   ended_at_ms: number | null;
@@ -127,10 +127,18 @@ export interface Quotas {
   credits_per_month: number | null;
   /** Tasks submitted and not finished. */
   max_concurrent: number | null;
-  requests_per_minute: number | null;
+  /** Reads (GET and HEAD requests) per UTC minute. */
+  reads_per_minute: number | null;
+  /** Submissions and other changes (POST and DELETE requests: submit, cancel, estimate) per UTC minute. */
+  submits_per_minute: number | null;
 }
-export const QUOTA_NAMES = ['credits_per_day', 'credits_per_month', 'max_concurrent', 'requests_per_minute'] as const;
+export const QUOTA_NAMES = ['credits_per_day', 'credits_per_month', 'max_concurrent', 'reads_per_minute', 'submits_per_minute'] as const;
 export type QuotaName = (typeof QUOTA_NAMES)[number];
+
+/** What a request does, for the per-minute limits: reads and submissions are counted and limited apart. */
+export type RequestKind = 'read' | 'submit';
+/** The per-minute quota of each kind of request. */
+export const RATE_QUOTA = { read: 'reads_per_minute', submit: 'submits_per_minute' } as const satisfies Record<RequestKind, QuotaName>;
 
 export interface TeamRecord extends Quotas {
   id: string;
@@ -201,12 +209,15 @@ export interface QuotaUsage {
   credits_day: number;
   credits_month: number;
   active_tasks: number;
-  requests_minute: number;
+  reads_minute: number;
+  submits_minute: number;
 }
 
 export interface RequestAdmission {
   allowed: boolean;
-  /** The tightest requests-per-minute limit that applies, and what is left of it; null without limit. */
+  /** The per-minute quota the request was counted against. */
+  quota: (typeof RATE_QUOTA)[RequestKind];
+  /** The tightest limit of that quota (of the key and its team), and what is left of it; null without limit. */
   limit: number | null;
   remaining: number | null;
 }
@@ -227,8 +238,11 @@ export interface Store {
   countApiKeys(): Promise<number>;
 
   // --- quotas and ledger ---
-  /** Count one request against the requests-per-minute limits of the key and its team. */
-  admitRequest(key: ApiKeyRecord, nowMs: number): Promise<RequestAdmission>;
+  /**
+   * Count one request of this kind against the per-minute limits of the key and its team (one write, like
+   * every admission); a refused request counts against neither.
+   */
+  admitRequest(key: ApiKeyRecord, kind: RequestKind, nowMs: number): Promise<RequestAdmission>;
   quotaUsage(scope: 'team' | 'key', id: string, nowMs: number): Promise<QuotaUsage>;
   listLedger(teamId: string): Promise<LedgerEntry[]>;
   /** An operator's correction (a refund is negative), counted in today's windows. */
@@ -267,7 +281,7 @@ export interface Store {
 
   // --- tasks: transitions (each returns false when the task was not in the expected state) ---
   /**
-   * pending -> pending: a new attempt is about to be submitted to `providerId` at `usd` (`credits`).
+   * pending -> pending: a new attempt is about to be submitted to `providerId` at `micro_usd` (`credits`).
    * Counts the attempt and records it (outcome `running`), ending a previous attempt left running.
    * When `credits` is more than is reserved, the reservation grows first; QuotaExceededError when the
    * quotas cannot cover it (nothing changes then). `provider_full` when the provider already runs
@@ -278,7 +292,7 @@ export interface Store {
     id: string,
     leaseToken: string,
     providerId: string,
-    price: { usd: number; credits: number; max_concurrent?: number },
+    price: { micro_usd: number; credits: number; max_concurrent?: number },
     nowMs: number,
   ): Promise<'started' | 'lost' | 'provider_full'>;
   // A leader's transitions carry its followers along in the same transaction: processing, progress,

@@ -2,7 +2,7 @@
 import express from 'express';
 import type { components } from '../../generated/vidgate-api';
 import type { ApiKeyRecord, Quotas, Store, TeamRecord } from '../../store/types';
-import type { TeamService } from '../../core/teams';
+import { splitRequestsPerMinute, type TeamService } from '../../core/teams';
 import { usageReport, type UsageQuery } from '../../core/usage';
 
 type Schemas = components['schemas'];
@@ -15,9 +15,13 @@ function quotasOf(q: Quotas): Schemas['QuotaLimits'] {
     credits_per_day: q.credits_per_day,
     credits_per_month: q.credits_per_month,
     max_concurrent: q.max_concurrent,
-    requests_per_minute: q.requests_per_minute,
+    reads_per_minute: q.reads_per_minute,
+    submits_per_minute: q.submits_per_minute,
   };
 }
+
+/** Quotas of a request body; an older client's `requests_per_minute` sets both per-minute limits. */
+const quotasFrom = (q: Schemas['QuotaLimits'] | undefined): Partial<Quotas> => (q ? splitRequestsPerMinute(q) : {});
 
 export function presentTeam(t: TeamRecord): Schemas['Team'] {
   return { id: t.id, object: 'team', name: t.name, created: toUnixS(t.created_at_ms)!, quotas: quotasOf(t) };
@@ -41,17 +45,18 @@ export function presentKey(k: ApiKeyRecord): Schemas['ApiKey'] {
 export interface AdminDeps {
   store: Store;
   teams: TeamService;
-  usdPerCredit: number;
+  /** The value of one credit, in whole micro-USD. */
+  microUsdPerCredit: number;
   now: () => number;
 }
 
 /** The admin routes; the app checks the admin token before the body is read. */
-export function createAdminRouter({ store, teams, usdPerCredit, now }: AdminDeps): express.Router {
+export function createAdminRouter({ store, teams, microUsdPerCredit, now }: AdminDeps): express.Router {
   const router = express.Router();
 
   router.post('/teams', async (req, res) => {
     const body = req.body as Schemas['TeamCreate'];
-    res.status(201).json(presentTeam(await teams.createTeam(body.name, body.quotas)));
+    res.status(201).json(presentTeam(await teams.createTeam(body.name, quotasFrom(body.quotas))));
   });
   router.get('/teams', async (_req, res) => {
     res.json({ object: 'list', data: (await teams.listTeams()).map(presentTeam) });
@@ -61,7 +66,7 @@ export function createAdminRouter({ store, teams, usdPerCredit, now }: AdminDeps
   });
   router.patch('/teams/:team_id', async (req, res) => {
     const body = req.body as Schemas['TeamUpdate'];
-    res.json(presentTeam(await teams.updateTeam(req.params.team_id!, { ...(body.name !== undefined && { name: body.name }), ...body.quotas })));
+    res.json(presentTeam(await teams.updateTeam(req.params.team_id!, { ...(body.name !== undefined && { name: body.name }), ...quotasFrom(body.quotas) })));
   });
 
   router.post('/teams/:team_id/keys', async (req, res) => {
@@ -70,7 +75,7 @@ export function createAdminRouter({ store, teams, usdPerCredit, now }: AdminDeps
       name: body.name,
       expires_at_ms: fromUnixS(body.expires_at),
       allowed_models: body.allowed_models,
-      ...body.quotas,
+      ...quotasFrom(body.quotas),
     });
     res.status(201).json({ ...presentKey(record), key });
   });
@@ -79,7 +84,7 @@ export function createAdminRouter({ store, teams, usdPerCredit, now }: AdminDeps
   });
   router.get('/teams/:team_id/usage', async (req, res) => {
     const team = await teams.team(req.params.team_id!);
-    res.json(await usageReport(store, team, undefined, req.query as UsageQuery, now(), usdPerCredit));
+    res.json(await usageReport(store, team, undefined, req.query as UsageQuery, now(), microUsdPerCredit));
   });
   router.post('/teams/:team_id/adjustments', async (req, res) => {
     const team = await teams.team(req.params.team_id!);
@@ -92,7 +97,7 @@ export function createAdminRouter({ store, teams, usdPerCredit, now }: AdminDeps
   });
   router.get('/usage', async (req, res) => {
     const all = await teams.listTeams();
-    const data = await Promise.all(all.map((t) => usageReport(store, t, undefined, req.query as UsageQuery, now(), usdPerCredit)));
+    const data = await Promise.all(all.map((t) => usageReport(store, t, undefined, req.query as UsageQuery, now(), microUsdPerCredit)));
     res.json({ object: 'list', data });
   });
 
@@ -102,7 +107,7 @@ export function createAdminRouter({ store, teams, usdPerCredit, now }: AdminDeps
       ...(body.name !== undefined && { name: body.name }),
       ...(body.expires_at !== undefined && { expires_at_ms: fromUnixS(body.expires_at) }),
       ...(body.allowed_models !== undefined && { allowed_models: body.allowed_models }),
-      ...body.quotas,
+      ...quotasFrom(body.quotas),
     };
     res.json(presentKey(await teams.updateKey(req.params.key_id!, patch)));
   });

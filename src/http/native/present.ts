@@ -1,6 +1,7 @@
 // A stored task -> the public Task object of the spec.
 import type { components } from '../../generated/vidgate-api';
 import type { NormalizedRequest } from '../../providers/types';
+import { usdOf } from '../../routing/quote';
 import type { AttemptRecord, TaskRecord } from '../../store/types';
 import { TERMINAL_STATUSES } from '../../store/types';
 
@@ -19,6 +20,22 @@ function expectedSeconds(durationS: number): number {
 
 const toUnixS = (ms: number) => Math.floor(ms / 1000);
 
+/**
+ * What the task holds and was charged, in credits. Until it finishes, only the reservation; then the settled
+ * credits (those of a completed task, hits and followers included: 0 for a failed or cancelled one) and the
+ * released rest of the reservation, so that `credits_reserved = credits_settled + credits_released`. These are
+ * the sums of the task's ledger rows: reserve rows, settle rows, and the release rows less the settled.
+ */
+function creditsOf(t: TaskRecord, finished: boolean): Task['usage'] {
+  const settled = finished ? (t.credits_settled ?? 0) : null;
+  return {
+    billing_rule: 'per_second',
+    credits_reserved: t.credits_reserved,
+    credits_settled: settled,
+    credits_released: settled === null ? null : t.credits_reserved - settled,
+  };
+}
+
 export function presentTask(t: TaskRecord, attempts: readonly AttemptRecord[], opts: PresentOptions): Task {
   const request = JSON.parse(t.request_json) as NormalizedRequest;
   const finished = TERMINAL_STATUSES.includes(t.status);
@@ -36,7 +53,7 @@ export function presentTask(t: TaskRecord, attempts: readonly AttemptRecord[], o
       video_duration: request.duration_s,
       size: request.size,
     },
-    usage: { billing_rule: 'per_second', credits_reserved: t.credits_reserved },
+    usage: creditsOf(t, finished),
     provider: t.provider_id,
     attempts: attempts.map((a) => ({
       provider: a.provider_id,
@@ -44,7 +61,7 @@ export function presentTask(t: TaskRecord, attempts: readonly AttemptRecord[], o
       started_at: a.started_at_ms,
       ended_at: a.ended_at_ms,
       outcome: a.outcome,
-      price_usd: a.usd,
+      price_usd: usdOf(a.micro_usd),
       ...(a.error_code && { error: { code: a.error_code, message: a.error_message ?? a.error_code } }),
     })),
     completed_at: t.completed_at_ms === null ? null : toUnixS(t.completed_at_ms),

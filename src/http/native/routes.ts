@@ -9,6 +9,7 @@ import type { DisabledProvider } from '../../core/providers-from-config';
 import type { TaskService } from '../../core/tasks';
 import type { Caller } from '../../core/teams';
 import { usageReport, type UsageQuery } from '../../core/usage';
+import { usdOf } from '../../routing/quote';
 import type { Router } from '../../routing/router';
 import type { Store, TaskRecord, TaskStatus } from '../../store/types';
 import { normalizeGeneration } from './normalize';
@@ -22,7 +23,8 @@ export interface NativeRoutesDeps {
   /** Base of the result links; the request's own host when unset. */
   publicUrl?: string;
   retentionMs: number;
-  usdPerCredit: number;
+  /** The value of one credit, in whole micro-USD. */
+  microUsdPerCredit: number;
   /** Origins exempt from the public-address check of image and callback URLs (url-guard's originsOf). */
   trustedOrigins: ReadonlySet<string>;
   disabledProviders: readonly DisabledProvider[];
@@ -70,17 +72,17 @@ export function createNativeRoutes(deps: NativeRoutesDeps): express.Router {
   });
 
   routes.get('/v1/models', (_req, res) => {
-    res.json({ object: 'list', data: describeCatalog(deps.router), usd_per_credit: deps.usdPerCredit });
+    res.json({ object: 'list', data: describeCatalog(deps.router), usd_per_credit: usdOf(deps.microUsdPerCredit) });
   });
 
   routes.post('/v1/estimates', async (req, res) => {
     const { request } = normalizeGeneration(req.body as components['schemas']['GenerationRequest'], deps.router, deps.trustedOrigins);
-    res.json(estimate(request, deps.router, await deps.store.countActiveByProvider(), deps.usdPerCredit));
+    res.json(estimate(request, deps.router, await deps.store.countActiveByProvider(), deps.microUsdPerCredit));
   });
 
   routes.get('/v1/usage', async (req, res) => {
     const { team, key } = caller(res);
-    res.json(await usageReport(deps.store, team, key, req.query as UsageQuery, deps.now(), deps.usdPerCredit));
+    res.json(await usageReport(deps.store, team, key, req.query as UsageQuery, deps.now(), deps.microUsdPerCredit));
   });
 
   routes.get('/v1/providers', async (_req, res) => {

@@ -185,8 +185,8 @@ export function createSqliteStore(file: string): Store {
     markAssetExpired: db.prepare<[string]>('UPDATE tasks SET asset_expired = 1 WHERE asset_key = ?'),
 
     insertAttempt: db.prepare(
-      `INSERT INTO task_attempts (task_id, n, provider_id, usd, credits, started_at_ms, outcome)
-       SELECT id, attempt, @provider_id, @usd, @credits, @now, 'running' FROM tasks WHERE id = @id`,
+      `INSERT INTO task_attempts (task_id, n, provider_id, micro_usd, credits, started_at_ms, outcome)
+       SELECT id, attempt, @provider_id, @micro_usd, @credits, @now, 'running' FROM tasks WHERE id = @id`,
     ),
     setAttemptUpstream: db.prepare(
       `UPDATE task_attempts SET upstream_id = @upstream_id
@@ -394,8 +394,8 @@ export function createSqliteStore(file: string): Store {
   return {
     ...teams,
 
-    async admitRequest(key, nowMs) {
-      return quota.admitRequest.immediate(key.team_id, key.id, nowMs);
+    async admitRequest(key, kind, nowMs) {
+      return quota.admitRequest.immediate(key.team_id, key.id, kind, nowMs);
     },
     async quotaUsage(scope, id, nowMs) {
       return quota.usage({ kind: scope, id }, nowMs);
@@ -452,8 +452,8 @@ export function createSqliteStore(file: string): Store {
       return changed(sql.releaseLease.run({ id, token: leaseToken, next: nextRunAtMs, now: nowMs }));
     },
 
-    async startAttempt(id, leaseToken, providerId, { usd, credits, max_concurrent }, nowMs) {
-      return tx.startAttempt.immediate({ id, token: leaseToken, provider_id: providerId, usd, credits, max_concurrent, now: nowMs });
+    async startAttempt(id, leaseToken, providerId, { micro_usd, credits, max_concurrent }, nowMs) {
+      return tx.startAttempt.immediate({ id, token: leaseToken, provider_id: providerId, micro_usd, credits, max_concurrent, now: nowMs });
     },
     async markSubmitted(id, leaseToken, upstreamId, nowMs) {
       return tx.markSubmitted.immediate({ id, token: leaseToken, upstream_id: upstreamId, now: nowMs });

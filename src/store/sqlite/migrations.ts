@@ -127,6 +127,25 @@ export const MIGRATIONS: readonly string[] = [
   CREATE INDEX tasks_by_source ON tasks (source_id) WHERE source_id IS NOT NULL;
   CREATE INDEX tasks_by_asset ON tasks (asset_key) WHERE asset_key IS NOT NULL;
   `,
+  // Money in whole micro-USD: an attempt's price was a float (0.1 * 3 stored 0.30000000000000004).
+  `
+  ALTER TABLE task_attempts ADD COLUMN micro_usd INTEGER NOT NULL DEFAULT 0;
+  UPDATE task_attempts SET micro_usd = CAST(round(usd * 1000000) AS INTEGER);
+  ALTER TABLE task_attempts DROP COLUMN usd;
+  `,
+  // Reads and submissions are limited apart, so that polling cannot starve submission. A limit on requests
+  // becomes the same limit on each.
+  `
+  ALTER TABLE teams ADD COLUMN reads_per_minute INTEGER;
+  ALTER TABLE teams ADD COLUMN submits_per_minute INTEGER;
+  UPDATE teams SET reads_per_minute = requests_per_minute, submits_per_minute = requests_per_minute;
+  ALTER TABLE teams DROP COLUMN requests_per_minute;
+  ALTER TABLE api_keys ADD COLUMN reads_per_minute INTEGER;
+  ALTER TABLE api_keys ADD COLUMN submits_per_minute INTEGER;
+  UPDATE api_keys SET reads_per_minute = requests_per_minute, submits_per_minute = requests_per_minute;
+  ALTER TABLE api_keys DROP COLUMN requests_per_minute;
+  DELETE FROM usage_counters WHERE win LIKE 'minute:%';
+  `,
 ];
 
 /** Brings the schema up to date in one write transaction, so concurrent openers migrate once. */

@@ -11,7 +11,7 @@ const toKey = (row: KeyRow): ApiKeyRecord => ({
 const fromKey = (key: Partial<ApiKeyRecord>) =>
   key.allowed_models === undefined ? key : { ...key, allowed_models: key.allowed_models && JSON.stringify(key.allowed_models) };
 
-const QUOTA_COLUMNS = ['credits_per_day', 'credits_per_month', 'max_concurrent', 'requests_per_minute'];
+const QUOTA_COLUMNS = ['credits_per_day', 'credits_per_month', 'max_concurrent', 'reads_per_minute', 'submits_per_minute'];
 const UPDATABLE: Record<'teams' | 'api_keys', ReadonlySet<string>> = {
   teams: new Set(['name', ...QUOTA_COLUMNS]),
   api_keys: new Set(['name', 'expires_at_ms', 'revoked_at_ms', 'allowed_models', ...QUOTA_COLUMNS]),
@@ -34,17 +34,17 @@ type TeamStatements = Pick<
 export function createTeamStatements(db: Database.Database): TeamStatements {
   const sql = {
     insertTeam: db.prepare(
-      `INSERT INTO teams (id, name, created_at_ms, credits_per_day, credits_per_month, max_concurrent, requests_per_minute)
-       VALUES (@id, @name, @created_at_ms, @credits_per_day, @credits_per_month, @max_concurrent, @requests_per_minute)`,
+      `INSERT INTO teams (id, name, created_at_ms, credits_per_day, credits_per_month, max_concurrent, reads_per_minute, submits_per_minute)
+       VALUES (@id, @name, @created_at_ms, @credits_per_day, @credits_per_month, @max_concurrent, @reads_per_minute, @submits_per_minute)`,
     ),
     getTeam: db.prepare<[string], TeamRecord>('SELECT * FROM teams WHERE id = ?'),
     teamByName: db.prepare<[string], TeamRecord>('SELECT * FROM teams WHERE name = ?'),
     listTeams: db.prepare<[], TeamRecord>('SELECT * FROM teams ORDER BY created_at_ms, id'),
     insertKey: db.prepare(
       `INSERT INTO api_keys (id, team_id, name, key_hash, prefix, created_at_ms, expires_at_ms, revoked_at_ms, allowed_models,
-         credits_per_day, credits_per_month, max_concurrent, requests_per_minute)
+         credits_per_day, credits_per_month, max_concurrent, reads_per_minute, submits_per_minute)
        VALUES (@id, @team_id, @name, @key_hash, @prefix, @created_at_ms, @expires_at_ms, @revoked_at_ms, @allowed_models,
-         @credits_per_day, @credits_per_month, @max_concurrent, @requests_per_minute)`,
+         @credits_per_day, @credits_per_month, @max_concurrent, @reads_per_minute, @submits_per_minute)`,
     ),
     keyByHash: db.prepare<[string], KeyRow>('SELECT * FROM api_keys WHERE key_hash = ?'),
     getKey: db.prepare<[string], KeyRow>('SELECT * FROM api_keys WHERE id = ?'),
