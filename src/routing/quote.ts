@@ -20,8 +20,9 @@ export function isWholeMicroUsd(usd: number): boolean {
 }
 
 /**
- * Whole micro-USD as USD, for the wire. Exact: the division of an integer below 2^53 by 10^6 is the double
- * nearest to the decimal, which JSON prints with at most 6 decimal places and no binary noise.
+ * Whole micro-USD as USD, for the wire, with at most 6 decimal places. Exact below 10^15 micro-USD (a billion
+ * dollars: 15 significant digits, which a double keeps): the division is the double nearest to the decimal,
+ * which JSON prints as that decimal, with no binary noise.
  */
 export function usdOf(microUsd: number): number {
   return microUsd / MICRO_USD_PER_USD;
