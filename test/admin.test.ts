@@ -29,7 +29,7 @@ afterAll(async () => {
 const admin = auth(ADMIN_TOKEN);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const nowS = () => Math.floor(Date.now() / 1000);
-const NO_LIMITS = { credits_per_day: null, credits_per_month: null, max_concurrent: null, requests_per_minute: null };
+const NO_LIMITS = { credits_per_day: null, credits_per_month: null, max_concurrent: null, reads_per_minute: null, submits_per_minute: null };
 
 function expectError(res: { status: number; body: unknown }, status: number, type: string, code: string, param: string | null) {
   expect(res.status).toBe(status);
@@ -66,8 +66,8 @@ describe('teams', () => {
       object: 'team',
       name: 'Video Team',
       created: expect.any(Number),
-      // Unset quotas take the configured defaults (600 requests per minute).
-      quotas: { credits_per_day: 500, credits_per_month: null, max_concurrent: 3, requests_per_minute: 600 },
+      // Unset quotas take the configured defaults (1200 reads and 600 submissions per minute).
+      quotas: { credits_per_day: 500, credits_per_month: null, max_concurrent: 3, reads_per_minute: 1200, submits_per_minute: 600 },
     });
     expect(res.body.created).toBeGreaterThanOrEqual(before);
     expect(res.body.created).toBeLessThanOrEqual(nowS());
@@ -86,10 +86,18 @@ describe('teams', () => {
 
   it('renames a team and changes its quotas; null removes a limit, absent fields stay', async () => {
     const team = await createTeam('to rename', { credits_per_day: 100, credits_per_month: 1000 });
-    const res = await h.http.patch(`/admin/teams/${team.id}`).set(admin).send({ name: 'renamed', quotas: { credits_per_day: null, requests_per_minute: 5 } });
+    const res = await h.http.patch(`/admin/teams/${team.id}`).set(admin).send({ name: 'renamed', quotas: { credits_per_day: null, submits_per_minute: 5 } });
     expect(res.status).toBe(200);
-    expect(res.body).toMatchObject({ id: team.id, name: 'renamed', quotas: { credits_per_day: null, credits_per_month: 1000, max_concurrent: null, requests_per_minute: 5 } });
+    expect(res.body).toMatchObject({ id: team.id, name: 'renamed', quotas: { credits_per_day: null, credits_per_month: 1000, max_concurrent: null, reads_per_minute: 1200, submits_per_minute: 5 } });
     expect((await h.http.get(`/admin/teams/${team.id}`).set(admin)).body).toEqual(res.body);
+
+    // An older client's requests_per_minute sets both per-minute limits, except one given beside it; it is never returned.
+    const legacy = await h.http.patch(`/admin/teams/${team.id}`).set(admin).send({ quotas: { requests_per_minute: 7 } });
+    expect(legacy.body.quotas).toEqual({ credits_per_day: null, credits_per_month: 1000, max_concurrent: null, reads_per_minute: 7, submits_per_minute: 7 });
+    const mixed = await h.http.patch(`/admin/teams/${team.id}`).set(admin).send({ quotas: { requests_per_minute: 8, reads_per_minute: null } });
+    expect(mixed.body.quotas).toMatchObject({ reads_per_minute: null, submits_per_minute: 8 });
+    const restored = await h.http.patch(`/admin/teams/${team.id}`).set(admin).send({ quotas: { reads_per_minute: 1200, submits_per_minute: 5 } });
+    expect(restored.body).toEqual(res.body);
 
     // An empty patch changes nothing; renaming to its own name is not a conflict.
     expect((await h.http.patch(`/admin/teams/${team.id}`).set(admin).send({})).body).toEqual(res.body);
@@ -185,20 +193,20 @@ describe('keys', () => {
   it('creates a key with a name, an expiry, allowed models and quotas, which apply at once', async () => {
     const team = await createTeam('configured keys');
     const expires = nowS() + 3600;
-    const k = await createKey(team.id, { name: 'ci', expires_at: expires, allowed_models: ['sora-2'], quotas: { credits_per_day: 80, requests_per_minute: 7 } });
+    const k = await createKey(team.id, { name: 'ci', expires_at: expires, allowed_models: ['sora-2'], quotas: { credits_per_day: 80, reads_per_minute: 7 } });
     expect(k).toMatchObject({
       name: 'ci',
       expires_at: expires,
       revoked_at: null,
       allowed_models: ['sora-2'],
-      quotas: { credits_per_day: 80, credits_per_month: null, max_concurrent: null, requests_per_minute: 7 },
+      quotas: { credits_per_day: 80, credits_per_month: null, max_concurrent: null, reads_per_minute: 7, submits_per_minute: null },
     });
     const listed = (await h.http.get(`/admin/teams/${team.id}/keys`).set(admin)).body.data;
     expect(listed).toEqual([expect.objectContaining({ id: k.id, name: 'ci', expires_at: expires, allowed_models: ['sora-2'], quotas: k.quotas })]);
 
     const m = await models(k.key);
     expect(m.status).toBe(200);
-    expect(m.headers['x-ratelimit-limit']).toBe('7'); // the key's limit is tighter than the team's 600
+    expect(m.headers['x-ratelimit-limit']).toBe('7'); // the key's limit is tighter than the team's 1200
     const pro = await h.http.post('/v1/videos/generations').set(auth(k.key)).send({ model: 'sora-2-pro', prompt: 'not allowed' });
     expectError(pro, 403, 'permission_error', 'model_not_allowed', 'model');
   });
@@ -223,7 +231,7 @@ describe('keys', () => {
     ['an expiry given as text', { expires_at: 'tomorrow' }, 'invalid_value', 'expires_at'],
     ['an unknown field', { team_id: 'team_x' }, 'unknown_field', 'team_id'],
     ['an empty name', { name: '' }, 'invalid_value', 'name'],
-    ['a bad quota', { quotas: { requests_per_minute: 0 } }, 'invalid_value', 'quotas.requests_per_minute'],
+    ['a bad quota', { quotas: { reads_per_minute: 0 } }, 'invalid_value', 'quotas.reads_per_minute'],
   ])('creating a key with %s answers 400 and creates nothing', async (what, body, code, param) => {
     const team = await createTeam(`bad key: ${what}`);
     expectError(await h.http.post(`/admin/teams/${team.id}/keys`).set(admin).send(body), 400, 'invalid_request_error', code, param);
@@ -232,15 +240,15 @@ describe('keys', () => {
 
   it('updates a key: name, expiry, models and quotas, each taking effect on the next request', async () => {
     const team = await createTeam('updated keys');
-    const k = await createKey(team.id, { name: 'before', allowed_models: ['sora-2'], quotas: { requests_per_minute: 50, credits_per_day: 10 } });
+    const k = await createKey(team.id, { name: 'before', allowed_models: ['sora-2'], quotas: { reads_per_minute: 50, credits_per_day: 10 } });
     const submitPro = () => h.http.post('/v1/videos/generations').set(auth(k.key)).send({ model: 'sora-2-pro', prompt: 'pro' });
     expect((await submitPro()).status).toBe(403);
 
     const expires = nowS() + 600;
-    const res = await h.http.patch(`/admin/keys/${k.id}`).set(admin).send({ name: 'after', expires_at: expires, allowed_models: null, quotas: { requests_per_minute: 9, credits_per_day: null } });
+    const res = await h.http.patch(`/admin/keys/${k.id}`).set(admin).send({ name: 'after', expires_at: expires, allowed_models: null, quotas: { reads_per_minute: 9, credits_per_day: null } });
     expect(res.status).toBe(200);
     const { key: _k, ...settings } = k;
-    expect(res.body).toEqual({ ...settings, name: 'after', expires_at: expires, allowed_models: null, quotas: { ...NO_LIMITS, requests_per_minute: 9 } });
+    expect(res.body).toEqual({ ...settings, name: 'after', expires_at: expires, allowed_models: null, quotas: { ...NO_LIMITS, reads_per_minute: 9 } });
     expect(res.text).not.toContain(k.key);
 
     const m = await models(k.key);
@@ -249,7 +257,7 @@ describe('keys', () => {
 
     // expires_at null removes the expiry; an absent field stays as it is.
     const cleared = await h.http.patch(`/admin/keys/${k.id}`).set(admin).send({ expires_at: null });
-    expect(cleared.body).toMatchObject({ name: 'after', expires_at: null, quotas: { requests_per_minute: 9 } });
+    expect(cleared.body).toMatchObject({ name: 'after', expires_at: null, quotas: { reads_per_minute: 9 } });
   });
 
   it('bad key updates answer 400; an unknown key answers 404 on every key route', async () => {
@@ -276,13 +284,13 @@ describe('keys', () => {
 
   it('rotate: the new key works with the same settings, the old one stops at once', async () => {
     const team = await createTeam('rotation');
-    const old = await createKey(team.id, { name: 'svc', allowed_models: ['sora-2'], quotas: { requests_per_minute: 11 } });
+    const old = await createKey(team.id, { name: 'svc', allowed_models: ['sora-2'], quotas: { reads_per_minute: 11 } });
     expect((await models(old.key)).status).toBe(200);
 
     const res = await h.http.post(`/admin/keys/${old.id}/rotate`).set(admin);
     expect(res.status).toBe(201);
     secrets.push(res.body.key);
-    expect(res.body).toMatchObject({ object: 'api_key', team_id: team.id, name: 'svc', allowed_models: ['sora-2'], quotas: { ...NO_LIMITS, requests_per_minute: 11 }, revoked_at: null, expires_at: null });
+    expect(res.body).toMatchObject({ object: 'api_key', team_id: team.id, name: 'svc', allowed_models: ['sora-2'], quotas: { ...NO_LIMITS, reads_per_minute: 11 }, revoked_at: null, expires_at: null });
     expect(res.body.id).not.toBe(old.id);
     expect(res.body.key).not.toBe(old.key);
     expect(res.body.key.startsWith(res.body.prefix)).toBe(true);

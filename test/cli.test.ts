@@ -39,7 +39,7 @@ describe('teams', () => {
   it('create, list and update', async () => {
     const created = await cli(['teams', 'create', 'CLI Team', '--credits-per-day', '500', '--max-concurrent', '3']);
     expect(created.code).toBe(0);
-    expect(created.json).toMatchObject({ object: 'team', name: 'CLI Team', quotas: { credits_per_day: 500, credits_per_month: null, max_concurrent: 3, requests_per_minute: 600 } });
+    expect(created.json).toMatchObject({ object: 'team', name: 'CLI Team', quotas: { credits_per_day: 500, credits_per_month: null, max_concurrent: 3, reads_per_minute: 1200, submits_per_minute: 600 } });
     const id = created.json.id as string;
     expect((await h.gateway.store.getTeam(id))?.name).toBe('CLI Team');
 
@@ -47,10 +47,10 @@ describe('teams', () => {
     expect(list.code).toBe(0);
     expect(list.json.data.map((t: { name: string }) => t.name)).toEqual(expect.arrayContaining(['default', 'team-b', 'CLI Team']));
 
-    const updated = await cli(['teams', 'update', id, '--name', 'CLI Team 2', '--credits-per-day', 'none', '--requests-per-minute', '30']);
+    const updated = await cli(['teams', 'update', id, '--name', 'CLI Team 2', '--credits-per-day', 'none', '--reads-per-minute', '30', '--submits-per-minute', '20']);
     expect(updated.code).toBe(0);
-    expect(updated.json).toMatchObject({ id, name: 'CLI Team 2', quotas: { credits_per_day: null, max_concurrent: 3, requests_per_minute: 30 } });
-    expect(await h.gateway.store.getTeam(id)).toMatchObject({ name: 'CLI Team 2', credits_per_day: null, requests_per_minute: 30 });
+    expect(updated.json).toMatchObject({ id, name: 'CLI Team 2', quotas: { credits_per_day: null, max_concurrent: 3, reads_per_minute: 30, submits_per_minute: 20 } });
+    expect(await h.gateway.store.getTeam(id)).toMatchObject({ name: 'CLI Team 2', credits_per_day: null, reads_per_minute: 30, submits_per_minute: 20 });
   });
 
   it('an API error exits 1 and prints the error', async () => {
@@ -82,7 +82,7 @@ describe('keys', () => {
       name: 'ci',
       expires_at: Math.floor(Date.parse(expires) / 1000),
       allowed_models: ['sora-2', 'sora-2-pro'],
-      quotas: { credits_per_day: 40, credits_per_month: null, max_concurrent: null, requests_per_minute: null },
+      quotas: { credits_per_day: 40, credits_per_month: null, max_concurrent: null, reads_per_minute: null, submits_per_minute: null },
       key: expect.stringMatching(/^vg_/),
     });
     const key = created.json.key as string;
