@@ -73,6 +73,32 @@ describe('sqlite store', () => {
     await store.close();
   });
 
+  it('upgrades money and rate limits in place: attempt prices to whole micro-USD, requests per minute to reads and submissions', async () => {
+    fs.mkdirSync(path.dirname(file));
+    const db = new Database(file);
+    for (const step of MIGRATIONS.slice(0, 2)) db.exec(step);
+    db.pragma('user_version = 2');
+    db.exec(`
+      INSERT INTO teams (id, name, created_at_ms, requests_per_minute) VALUES ('t', 'team', 1, 600), ('u', 'unlimited', 1, NULL);
+      INSERT INTO api_keys (id, team_id, name, key_hash, prefix, created_at_ms, requests_per_minute) VALUES ('k', 't', 'key', 'h', 'vg_', 1, 7);
+      INSERT INTO tasks (id, owner_id, key_id, status, progress, model, request_json, credits_reserved, quota_day, quota_month,
+        attempt, created_at_ms, updated_at_ms, next_run_at_ms)
+      VALUES ('task', 't', 'k', 'completed', 100, 'm', '{}', 120, '2026-11-24', '2026-11', 2, 1, 2, 1);
+      INSERT INTO task_attempts (task_id, n, provider_id, usd, credits, started_at_ms, outcome)
+      VALUES ('task', 1, 'a', ${0.1 * 12}, 120, 1, 'retried'), ('task', 2, 'b', ${0.07 * 4}, 28, 2, 'completed');
+      INSERT INTO usage_counters (scope, win, used) VALUES ('team:t', 'minute:2026-11-24T10:00', 3), ('team:t', 'day:2026-11-24', 120);
+    `);
+    db.close();
+    const store = createSqliteStore(file);
+    expect((await store.listAttempts(['task'])).map((a) => a.micro_usd)).toEqual([1_200_000, 280_000]);
+    expect(await store.getTeam('t')).toMatchObject({ reads_per_minute: 600, submits_per_minute: 600 });
+    expect(await store.getTeam('u')).toMatchObject({ reads_per_minute: null, submits_per_minute: null });
+    expect(await store.getApiKey('k')).toMatchObject({ reads_per_minute: 7, submits_per_minute: 7 });
+    expect(await store.getTeam('t')).not.toHaveProperty('requests_per_minute');
+    expect(await store.quotaUsage('team', 't', Date.parse('2026-11-24T10:00:30Z'))).toMatchObject({ credits_day: 120, reads_minute: 0, submits_minute: 0 });
+    await store.close();
+  });
+
   it('refuses a database migrated by a newer build', () => {
     fs.mkdirSync(path.dirname(file));
     const db = new Database(file);
