@@ -13,6 +13,11 @@ const requestKind = (method: string): RequestKind => (READ_METHODS.has(method) ?
 /** `X-RateLimit-Resource` names the limit that counted the request, as GitHub's API does. */
 const RESOURCE = { reads_per_minute: 'reads', submits_per_minute: 'submits' } as const;
 
+/**
+ * The API-key middleware of /v1: sets `res.locals.caller` (a Caller), or fails with 401 `invalid_api_key`, or 429
+ * `reads_per_minute_exceeded` / `submits_per_minute_exceeded` with Retry-After (seconds to the next UTC minute).
+ * Sets X-RateLimit-Resource, -Limit, -Remaining and -Reset for the per-minute limit that counted the request.
+ */
 export function requireApiKey(store: Store, now: () => number): RequestHandler {
   return async (req, res, next) => {
     const match = /^Bearer\s+(\S+)$/i.exec(req.get('authorization') ?? '');
