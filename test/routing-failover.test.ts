@@ -35,8 +35,12 @@ const DEAR_CREDITS = 200;
 
 const JOB_MS = 150;
 /** Generous, so that a loaded machine never turns a good call into a timeout; hang tests set a short one. */
-const PROVIDER_TIMEOUT_MS = 2000;
-const SHORT_TIMEOUT_MS = 400;
+const PROVIDER_TIMEOUT_MS = 10_000;
+/**
+ * The cheap provider's timeout where it hangs: long enough that on a busy machine every send reaches the fake
+ * before the client gives up (the sends are counted there), short enough for three of them in a test.
+ */
+const HANG_TIMEOUT_MS = 1500;
 const COOLDOWN_MS = 500;
 const UPSTREAM_ID: Record<Kind, RegExp> = { openai: /^video_\d{6}$/, tasks: /^task-unified-\d+-[0-9a-f]{8}$/ };
 /** Each fake serves a different MP4, so the stored video tells which provider produced it. */
@@ -131,9 +135,9 @@ async function rig(ctx: TestContext, options: RigOptions = {}): Promise<Rig> {
         retry_backoff_ms: 50,
         lease_ms: 5000,
         max_attempts: 3,
-        upstream_timeout_ms: 3000,
+        upstream_timeout_ms: PROVIDER_TIMEOUT_MS,
         upstream_deadline_ms: 8000,
-        download_timeout_ms: 3000,
+        download_timeout_ms: PROVIDER_TIMEOUT_MS,
         ...options.workers,
       },
       routing: {
@@ -334,7 +338,7 @@ const SUBMIT_FAILURES: Behaviour[] = [
   },
   {
     name: 'hang past the timeout on submit',
-    cheapTimeoutMs: SHORT_TIMEOUT_MS,
+    cheapTimeoutMs: HANG_TIMEOUT_MS,
     sends: 3,
     inject: { openai: (f) => f.setMode('hang', { route: 'create' }), tasks: (f) => f.setMode('hang', { route: 'create' }) },
     code: { openai: 'timeout', tasks: 'timeout' },
@@ -399,7 +403,7 @@ describe.each(KINDS)('the %s fake as the cheap provider', (cheapKind) => {
     expect(done.attempts).toEqual([retried(r, r.cheap, code, false), completed(r, r.dear)]);
     expectSequential(done);
     const sends = b.sends ?? 1;
-    if (code === 'timeout') expect(done.attempts[0]!.ended_at! - done.attempts[0]!.started_at).toBeGreaterThanOrEqual(sends * SHORT_TIMEOUT_MS - 2);
+    if (code === 'timeout') expect(done.attempts[0]!.ended_at! - done.attempts[0]!.started_at).toBeGreaterThanOrEqual(sends * HANG_TIMEOUT_MS - 2);
     expect(knowsJob(r, r.dear, done.attempts[1]!.upstream_id!)).toBe(true);
     // The broken provider got one attempt (sent again only while its answer was lost); the dear one created one job.
     expect(creates(r, r.cheap)).toBe(sends);
@@ -550,7 +554,7 @@ describe('circuit breaker lifecycle', () => {
   it('opens after N consecutive failures, a failed probe reopens it for twice as long, a good probe closes it and traffic returns', async (ctx) => {
     const cooldown = 600;
     // Without active checks: this is the breaker's own cycle (a passing check would end the submit-side outage early).
-    const r = await rig(ctx, { breaker: { consecutive_failures: 2, cooldown_ms: cooldown }, cheapTimeoutMs: SHORT_TIMEOUT_MS, healthChecks: false });
+    const r = await rig(ctx, { breaker: { consecutive_failures: 2, cooldown_ms: cooldown }, cheapTimeoutMs: HANG_TIMEOUT_MS, healthChecks: false });
     r.openai.setMode('error_500', { route: 'create', times: 2 });
 
     // First failure: the breaker notes it but stays closed.
