@@ -7,11 +7,12 @@
 //   late-create  cheap's create answers arrive after the 5 s timeout, but each still creates a job
 //   hang         cheap's create hangs (no answer at all) for 20 s, then answers again
 //   retry-after  cheap answers 429 with Retry-After: 2 for 10 s, then answers again
-//   mixed        cheap down 10-30 s and 60-70 s, middle down 40-55 s (every route answers 500)
+//   mixed        cheap down 10-40 s and 60-70 s, middle down 20-30 s and 55-75 s (every route answers 500)
 //
 // Per case: success rate (overall, and of tasks submitted while a provider was down), cost against the oracle (the
 // cheapest provider up at each submission), upstream jobs created per task and orphaned ones (created, not failed
-// upstream, never downloaded nor cancelled), and the time from each recovery to the provider's next task.
+// upstream, never downloaded nor cancelled), and the time from each recovery to the provider's next task (for the
+// recoveries after which it is the cheapest provider up).
 //
 //   node --import tsx bench/routing-sim-faults.ts [--rate 3] [--cases mixed,hang] [--json FILE]
 //
@@ -99,7 +100,7 @@ const CASES: Case[] = [
   {
     name: 'mixed',
     seconds: 90,
-    down: { cheap: [[10, 30], [60, 70]], middle: [[40, 55]] },
+    down: { cheap: [[10, 40], [60, 70]], middle: [[20, 30], [55, 75]] },
     drive: down500,
   },
 ];
@@ -212,11 +213,12 @@ async function runCase(c: Case, rate: number, drainMs: number, mp4: Buffer) {
   jobs += fakes.middle.tasks.size;
   for (const [taskId, t] of fakes.middle.tasks) if (!t.failed && !files.has(taskId)) orphaned++;
 
-  // Recovery: from each outage's end to the provider's next attempt.
+  // Recovery: from each outage's end to the provider's next attempt, where it is then the cheapest provider up.
   const recoveries: { provider: Id; at_s: number; first_task_after_s: number | null }[] = [];
   for (const [id, windows] of Object.entries(c.down) as [Id, [number, number][]][]) {
     for (const [, end] of windows) {
       if (!Number.isFinite(end) || end >= c.seconds) continue;
+      if ((['cheap', 'middle', 'dear'] as const).find((p) => !isDownAt(p, end)) !== id) continue;
       const first = attempts.filter((a) => a.provider_id === id && (a.started_at_ms - t0) / 1000 >= end).sort((a, b) => a.started_at_ms - b.started_at_ms)[0];
       recoveries.push({ provider: id, at_s: end, first_task_after_s: first ? (first.started_at_ms - t0) / 1000 - end : null });
     }

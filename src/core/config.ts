@@ -176,7 +176,7 @@ const ConfigSchema = z
             /** First check right after a breaker opens; the interval grows by half after each failed check ... */
             min_interval_ms: ms.default(1000),
             /** ... up to this. */
-            max_interval_ms: ms.default(4000),
+            max_interval_ms: ms.default(2000),
             timeout_ms: ms.default(5000),
           })
           .strict()

@@ -1,8 +1,9 @@
 // Active health checks: while a provider has a breaker that is not closed, call its adapter's `checkHealth` (a
 // cheap authenticated call that creates no job) on a schedule, so that its recovery is learnt without risking a
 // customer's task, and a task never probes a provider that the checks see down. The first check comes
-// `min_interval_ms` after the breaker opened; each failed check lengthens the interval by half, up to
-// `max_interval_ms`, so a recovery is seen within `max_interval_ms` (plus one check's time).
+// `min_interval_ms` after the breaker opened; each failed check lengthens the interval by half (or sets it to the
+// provider's Retry-After), within [min_interval_ms, max_interval_ms], so a recovery is seen within
+// `max_interval_ms` (plus one check's time).
 import type { Router } from '../routing/router';
 import { ProviderError } from '../providers/types';
 import type { Config } from './config';
@@ -47,9 +48,11 @@ export function createHealthChecker(deps: HealthCheckerDeps): HealthChecker {
       deps.onRecovery();
     } catch (err) {
       const error = err instanceof ProviderError ? err : new ProviderError('health_check_failed', (err as Error).message, true);
-      entry.interval_ms = Math.min(Math.round(entry.interval_ms * 1.5), config.max_interval_ms);
-      // Until the next check says otherwise (or the provider's own Retry-After), no task probes it.
-      health.checkFailed(providerId, Math.max(error.retryAfterMs ?? 0, entry.interval_ms));
+      // The provider's own Retry-After times the next check; otherwise the interval grows by half.
+      const next_ms = error.retryAfterMs ?? entry.interval_ms * 1.5;
+      entry.interval_ms = Math.round(Math.min(Math.max(next_ms, config.min_interval_ms), config.max_interval_ms));
+      // Until the next check says otherwise, no task probes it.
+      health.checkFailed(providerId, entry.interval_ms);
     } finally {
       entry.due_ms = now() + entry.interval_ms;
     }

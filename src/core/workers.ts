@@ -228,6 +228,8 @@ export function createWorkers(deps: WorkerDeps): Workers {
     try {
       const { upstreamId } = await upstream(provider, 'submit', (signal) => provider.submit(request, { idempotencyKey: key, signal }));
       unansweredSubmits.delete(key);
+      // The create answer describes a queued job: after an outage of failed submits, that ends the probe.
+      health.jobProgressing(provider.id, request.model);
       metrics.taskAttempts.inc({ provider: provider.id, outcome: 'submitted' });
       if (await store.markSubmitted(t.id, t.lease_token, upstreamId, now())) return;
       // Our lease is gone. Cancel the job only if the task ended without it (cancelled while we were

@@ -207,7 +207,10 @@ export interface Health {
   release(provider: string, model: string): void;
   /** The job completed and its video was accepted; `latency_ms` from submit to completion. */
   jobSucceeded(provider: string, model: string, latency_ms?: number): void;
-  /** The provider accepted the job and reports it queued or running (closes a probe after a submit-side outage). */
+  /**
+   * The provider accepted the job and reports it queued or running (its create answer, or a poll): closes a probe
+   * after a submit-side outage, and counts for nothing otherwise.
+   */
   jobProgressing(provider: string, model: string): void;
   /** The attempt failed for a provider-side reason (never for a request-side one). */
   jobFailed(provider: string, model: string, failure: JobFailure): void;
