@@ -47,7 +47,7 @@ describe('health counts job outcomes', () => {
     const h = createHealth(DEFAULTS, c.now);
     openBy(h, 'job');
     c.advance(30_000);
-    expect(h.tryAcquire('a', 'm')).toBe(true);
+    expect(h.tryAcquire('a', 'm', 't1')).toBe(true);
     h.jobProgressing('a', 'm');
     expect(h.snapshot('a', 'm').state).toBe('half_open');
     h.jobSucceeded('a', 'm', 4000);
@@ -59,7 +59,7 @@ describe('health counts job outcomes', () => {
     const h = createHealth(DEFAULTS, c.now);
     openBy(h, 'submit');
     c.advance(30_000);
-    expect(h.tryAcquire('a', 'm')).toBe(true);
+    expect(h.tryAcquire('a', 'm', 't1')).toBe(true);
     h.jobProgressing('a', 'm');
     expect(h.snapshot('a', 'm')).toMatchObject({ state: 'closed', reason: null });
   });
@@ -69,7 +69,7 @@ describe('health counts job outcomes', () => {
     const h = createHealth(DEFAULTS, c.now);
     openBy(h, 'job');
     c.advance(30_000);
-    h.tryAcquire('a', 'm');
+    h.tryAcquire('a', 'm', 't1');
     h.jobFailed('a', 'm', { reason: 'internal_error' });
     expect(h.snapshot('a', 'm')).toMatchObject({ state: 'open', reason: 'probe failed: internal_error', until_ms: c.now() + 60_000 });
   });
@@ -82,7 +82,7 @@ describe('exactly one probe', () => {
     const router = createRouter([{ adapter: adapter('a', 0.1) }, { adapter: adapter('b', 0.2) }], h);
     openBy(h, 'submit');
     c.advance(30_000);
-    const picks = Array.from({ length: 8 }, () => router.acquire(REQUEST)?.adapter.id);
+    const picks = Array.from({ length: 8 }, (_, i) => router.acquire(REQUEST, { holder: `t${i}` })?.adapter.id);
     expect(picks).toEqual(['a', 'b', 'b', 'b', 'b', 'b', 'b', 'b']);
     // Quotes read without taking: the probe is still taken.
     expect(router.choose(REQUEST)?.adapter.id).toBe('b');
@@ -93,14 +93,16 @@ describe('exactly one probe', () => {
     const h = createHealth(DEFAULTS, c.now);
     openBy(h, 'job');
     c.advance(30_000);
-    expect(h.tryAcquire('a', 'm')).toBe(true);
-    expect(h.tryAcquire('a', 'm')).toBe(false);
-    h.release('a', 'm');
-    expect(h.tryAcquire('a', 'm')).toBe(true);
+    expect(h.tryAcquire('a', 'm', 't1')).toBe(true);
+    expect(h.tryAcquire('a', 'm', 't1')).toBe(false);
+    h.release('a', 'm', 't2'); // not the holder: nothing happens
+    expect(h.tryAcquire('a', 'm', 't3')).toBe(false);
+    h.release('a', 'm', 't1');
+    expect(h.tryAcquire('a', 'm', 't1')).toBe(true);
     c.advance(DEFAULTS.max_cooldown_ms);
-    expect(h.tryAcquire('a', 'm')).toBe(false);
+    expect(h.tryAcquire('a', 'm', 't1')).toBe(false);
     c.advance(1);
-    expect(h.tryAcquire('a', 'm')).toBe(true);
+    expect(h.tryAcquire('a', 'm', 't1')).toBe(true);
   });
 });
 
@@ -151,7 +153,7 @@ describe('active checks', () => {
     h.checkFailed('a', 4000);
     c.advance(1000); // the cool-down is over, but the last check said down
     expect(h.snapshot('a', 'm')).toMatchObject({ state: 'open', until_ms: c.now() + 3000 });
-    expect(h.tryAcquire('a', 'm')).toBe(false);
+    expect(h.tryAcquire('a', 'm', 't1')).toBe(false);
   });
 
   it('checks come min_interval_ms after the opening, then every 1.5x longer up to max_interval_ms; a pass wakes the dispatcher', async () => {
@@ -175,7 +177,7 @@ describe('active checks', () => {
       c.advance(100);
     }
     expect(checks.map((t) => t - start)).toEqual([1000, 2500, 4800, 8200, 12200]);
-    expect(router.acquire(REQUEST)?.adapter.id).toBe('b');
+    expect(router.acquire(REQUEST, { holder: 't9' })?.adapter.id).toBe('b');
 
     up = true; // recovered: seen at the next check, at most max_interval_ms later
     const recoveredAt = c.now();
@@ -184,7 +186,7 @@ describe('active checks', () => {
       c.advance(100);
     }
     expect(checks.at(-1)! - recoveredAt).toBeLessThanOrEqual(CHECKS.max_interval_ms);
-    expect(router.acquire(REQUEST)?.adapter.id).toBe('a'); // the probe
+    expect(router.acquire(REQUEST, { holder: 't9' })?.adapter.id).toBe('a'); // the probe
     h.jobProgressing('a', 'm');
     expect(h.snapshot('a', 'm').state).toBe('closed');
     const total = checks.length;

@@ -125,7 +125,7 @@ describe('circuit breaker', () => {
 
     c.advance(1000);
     expect(h.allows('a', 'm')).toBe(true);
-    h.tryAcquire('a', 'm');
+    h.tryAcquire('a', 'm', 't1');
     expect(h.snapshot('a', 'm').state).toBe('half_open');
     expect(h.allows('a', 'm')).toBe(false); // one probe at a time
     h.jobSucceeded('a', 'm', 120);
@@ -138,12 +138,12 @@ describe('circuit breaker', () => {
     for (let i = 0; i < 3; i++) h.jobFailed('a', 'm', { reason: 'x' });
     for (const expected of [2000, 4000, 8000, 8000]) {
       c.advance(10_000);
-      h.tryAcquire('a', 'm');
+      h.tryAcquire('a', 'm', 't1');
       h.jobFailed('a', 'm', { reason: 'still down' });
       expect(h.snapshot('a', 'm')).toMatchObject({ state: 'open', until_ms: c.now() + expected });
     }
     c.advance(10_000);
-    h.tryAcquire('a', 'm');
+    h.tryAcquire('a', 'm', 't1');
     h.jobSucceeded('a', 'm');
     for (let i = 0; i < 3; i++) h.jobFailed('a', 'm', { reason: 'x' });
     expect(h.snapshot('a', 'm').until_ms).toBe(c.now() + 1000); // the cool-down was reset by the success

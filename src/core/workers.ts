@@ -89,7 +89,9 @@ export function createWorkers(deps: WorkerDeps): Workers {
    * do not. `stage`: whether the submit itself failed or the accepted job did (see FailureStage).
    */
   function blame(t: ClaimedTask, model: string, error: ProviderError, stage: FailureStage) {
-    if (!error.retryable || !t.provider_id) return;
+    if (!t.provider_id) return;
+    // The request's fault says nothing of the provider: a probe that ends so is given back for another task.
+    if (!error.retryable) return health.release(t.provider_id, model, t.id);
     log.warn('provider failure', { task: t.id, provider: t.provider_id, code: error.code, error: error.message });
     health.jobFailed(t.provider_id, model, { reason: error.code, stage, retry_after_ms: error.retryAfterMs });
   }
@@ -178,10 +180,11 @@ export function createWorkers(deps: WorkerDeps): Workers {
       // Prefer providers that have not failed this task yet; once all have, any of them again.
       // The pick takes its breaker's gate (the one half-open probe) at once; it is given back if the attempt does not start.
       const pick =
-        router.acquire(request, { exclude: new Set([...failedOn, ...full]), active }) ?? router.acquire(request, { exclude: full, active });
+        router.acquire(request, { exclude: new Set([...failedOn, ...full]), active, holder: t.id }) ??
+        router.acquire(request, { exclude: full, active, holder: t.id });
       if (!pick) break;
       const provider = pick.adapter;
-      const giveBack = () => health.release(provider.id, request.model);
+      const giveBack = () => health.release(provider.id, request.model, t.id);
       const credits = usdToCredits(pick.usd, deps.usdPerCredit);
       const maxConcurrent = router.maxConcurrent(provider.id);
       let outcome: Awaited<ReturnType<Store['startAttempt']>>;

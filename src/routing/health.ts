@@ -69,6 +69,7 @@ class Breaker {
   private consecutive = 0;
   private cooldown_ms: number;
   private probe_taken_ms: number | null = null;
+  private probe_holder: string | null = null;
   private outcomes: Outcome[] = [];
 
   constructor(private readonly config: BreakerConfig, now_ms: number) {
@@ -109,15 +110,15 @@ class Breaker {
     return state === 'closed' || (state === 'half_open' && this.probeFree(now_ms));
   }
 
-  tryAcquire(now_ms: number): boolean {
+  tryAcquire(now_ms: number, holder: string): boolean {
     if (!this.allows(now_ms)) return false;
     if (this.state_ === 'open') this.transition('half_open', this.reason, this.until_ms!);
-    if (this.state_ === 'half_open') this.probe_taken_ms = now_ms;
+    if (this.state_ === 'half_open') [this.probe_taken_ms, this.probe_holder] = [now_ms, holder];
     return true;
   }
 
-  release() {
-    if (this.state_ === 'half_open') this.probe_taken_ms = null;
+  release(holder: string) {
+    if (this.state_ === 'half_open' && this.probe_holder === holder) this.probe_taken_ms = this.probe_holder = null;
   }
 
   jobSucceeded(now_ms: number, latency_ms?: number) {
@@ -185,7 +186,7 @@ class Breaker {
     this.state_ = state;
     this.reason = reason;
     this.since_ms = now_ms;
-    this.probe_taken_ms = null;
+    this.probe_taken_ms = this.probe_holder = null;
     if (state !== 'open') this.until_ms = null;
   }
 }
@@ -201,10 +202,14 @@ export interface Health {
   /**
    * Take the right to send one task now: always granted while closed; in half_open (or open past its cool-down)
    * granted to exactly one caller, the probe, until that probe's outcome is reported or it is released.
+   * `holder`: who asks (a task id), so that only the probe's holder can give it back.
    */
-  tryAcquire(provider: string, model: string): boolean;
-  /** Give back a probe taken by `tryAcquire` whose attempt did not start (quota, lost lease, provider full). */
-  release(provider: string, model: string): void;
+  tryAcquire(provider: string, model: string, holder: string): boolean;
+  /**
+   * Give back the probe `holder` took without an outcome for the provider: its attempt did not start (quota, lost
+   * lease, provider full) or ended for the request's own fault. A no-op for anyone else.
+   */
+  release(provider: string, model: string, holder: string): void;
   /** The job completed and its video was accepted; `latency_ms` from submit to completion. */
   jobSucceeded(provider: string, model: string, latency_ms?: number): void;
   /**
@@ -235,8 +240,8 @@ export function createHealth(config: BreakerConfig, now: () => number = Date.now
   const each = (provider: string) => breakers.get(provider)?.values() ?? [];
   return {
     allows: (p, m) => get(p, m).allows(now()),
-    tryAcquire: (p, m) => get(p, m).tryAcquire(now()),
-    release: (p, m) => get(p, m).release(),
+    tryAcquire: (p, m, holder) => get(p, m).tryAcquire(now(), holder),
+    release: (p, m, holder) => get(p, m).release(holder),
     jobSucceeded: (p, m, latency_ms) => get(p, m).jobSucceeded(now(), latency_ms),
     jobProgressing: (p, m) => get(p, m).jobProgressing(now()),
     jobFailed: (p, m, failure) => get(p, m).jobFailed(now(), failure),

@@ -22,6 +22,11 @@ export interface ChooseOptions {
   active?: ReadonlyMap<string, number>;
 }
 
+export interface AcquireOptions extends ChooseOptions {
+  /** Who takes the probe, if it is one (the task id). */
+  holder: string;
+}
+
 export interface Router {
   readonly providers: readonly ProviderAdapter[];
   readonly health: Health;
@@ -36,7 +41,7 @@ export interface Router {
    * (`Health.tryAcquire`), so of the tasks dispatched together exactly one probes a half-open provider and the
    * others move on to the next. The caller gives the gate back (`health.release`) if the attempt does not start.
    */
-  acquire(request: NormalizedRequest, options?: ChooseOptions): Candidate | undefined;
+  acquire(request: NormalizedRequest, options: AcquireOptions): Candidate | undefined;
 }
 
 export function createRouter(routed: readonly RoutedProvider[], health: Health): Router {
@@ -63,7 +68,7 @@ export function createRouter(routed: readonly RoutedProvider[], health: Health):
     maxConcurrent: (id) => byId.get(id)?.max_concurrent,
     candidates,
     choose: (request, options) => first(request, options, (id) => health.allows(id, request.model)),
-    acquire: (request, options) => first(request, options, (id) => health.tryAcquire(id, request.model)),
+    acquire: (request, options) => first(request, options, (id) => health.tryAcquire(id, request.model, options.holder)),
   };
 
   function first(request: NormalizedRequest, { exclude, active }: ChooseOptions = {}, gate: (id: string) => boolean) {
