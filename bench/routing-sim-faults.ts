@@ -59,7 +59,7 @@ const outage = (on: (f: Fakes, id: Id) => void, off: (f: Fakes, id: Id) => void)
   const state = new Map<Id, boolean>();
   return (f: Fakes, _t: number, isDown: (id: Id) => boolean) => {
     for (const id of ['cheap', 'middle', 'dear'] as const) {
-      if (state.get(id) === isDown(id)) continue;
+      if (state.get(id) === isDown(id) || (!state.has(id) && !isDown(id))) continue; // up from the start: untouched
       state.set(id, isDown(id));
       (isDown(id) ? on : off)(f, id);
     }
