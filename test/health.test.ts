@@ -145,6 +145,29 @@ describe('active checks', () => {
     }
   });
 
+  it('after probes failed although the checks passed, a passing check ends the cool-down only 1 s, 2 s, 4 s ... after the reopening', () => {
+    const c = clock();
+    const h = createHealth(DEFAULTS, c.now);
+    openBy(h, 'submit');
+    for (const gap of [1000, 2000, 4000]) {
+      h.checkSucceeded('a');
+      expect(h.tryAcquire('a', 'm', 'probe')).toBe(true);
+      h.jobFailed('a', 'm', { reason: 'timeout', stage: 'submit' }); // creates hang while reads answer
+      h.checkSucceeded('a');
+      c.advance(gap - 1);
+      h.checkSucceeded('a');
+      expect(h.allows('a', 'm')).toBe(false);
+      c.advance(1);
+      h.checkSucceeded('a');
+      expect(h.allows('a', 'm')).toBe(true);
+    }
+    h.tryAcquire('a', 'm', 'probe');
+    h.jobProgressing('a', 'm');
+    openBy(h, 'submit'); // closed in between: the first check after a new outage ends it at once again
+    h.checkSucceeded('a');
+    expect(h.allows('a', 'm')).toBe(true);
+  });
+
   it('a failing check keeps the breaker open past its cool-down, so no task probes a provider known down', () => {
     const c = clock();
     const h = createHealth(DEFAULTS, c.now);

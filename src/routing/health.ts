@@ -58,6 +58,12 @@ export interface BreakerSnapshot {
 
 type Outcome = { ok: boolean; at_ms: number; latency_ms?: number };
 
+/**
+ * After k probes failed although the checks passed (a check cannot see every fault: creates that hang while reads
+ * answer), a passing check ends the cool-down no sooner than this times 2^(k-1) after the reopening.
+ */
+const CHECKED_PROBE_GAP_MS = 1000;
+
 class Breaker {
   private state_: BreakerState = 'closed';
   reason: string | null = null;
@@ -66,6 +72,8 @@ class Breaker {
   /** What opened the breaker, and whether the provider fixed its length (Retry-After). */
   private opened_by: FailureStage = 'job';
   private pinned = false;
+  /** Probes failed since the breaker was last closed. */
+  private failed_probes = 0;
   private consecutive = 0;
   private cooldown_ms: number;
   private probe_taken_ms: number | null = null;
@@ -138,6 +146,7 @@ class Breaker {
     const { reason, retry_after_ms } = failure;
     if (this.state_ === 'half_open') {
       this.cooldown_ms = Math.min(this.cooldown_ms * 2, this.config.max_cooldown_ms);
+      this.failed_probes++;
       return this.open(`probe failed: ${reason}`, stage, now_ms, retry_after_ms);
     }
     if (this.state_ === 'open') return;
@@ -154,7 +163,9 @@ class Breaker {
 
   checkSucceeded(now_ms: number) {
     // Only a submit-side outage is disproved by a passing check; one the provider timed itself keeps its time.
-    if (this.state_ === 'open' && this.opened_by === 'submit' && !this.pinned && this.until_ms! > now_ms) this.until_ms = now_ms;
+    if (this.state_ !== 'open' || this.opened_by !== 'submit' || this.pinned) return;
+    const gap_ms = this.failed_probes === 0 ? 0 : CHECKED_PROBE_GAP_MS * 2 ** (this.failed_probes - 1);
+    this.until_ms = Math.min(this.until_ms!, Math.max(now_ms, this.since_ms + gap_ms));
   }
 
   checkFailed(now_ms: number, hold_ms: number) {
@@ -172,6 +183,7 @@ class Breaker {
 
   private close(now_ms: number) {
     this.cooldown_ms = this.config.cooldown_ms;
+    this.failed_probes = 0;
     this.transition('closed', null, now_ms);
   }
 
