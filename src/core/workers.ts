@@ -153,9 +153,10 @@ export function createWorkers(deps: WorkerDeps): Workers {
     const failedOn = new Set(attempts.filter((a) => a.outcome === 'retried').map((a) => a.provider_id));
     if (t.provider_id) failedOn.add(t.provider_id);
     if (t.attempt >= config.max_attempts) {
-      // Out of attempts: when every provider is out, say so for each of them rather than give the last one's error.
+      // Out of attempts: when several providers could serve it and every one is out, say so for each of them
+      // rather than give the last one's error (with a single provider, its own error says it all).
       const active = await store.countActiveByProvider();
-      if (!everyProviderOut(request, failedOn, active)) return finishFailed(t, error, true);
+      if (router.candidates(request).length < 2 || !everyProviderOut(request, failedOn, active)) return finishFailed(t, error, true);
       const current = attempts.map((a) => (a.n === t.attempt ? { ...a, outcome: 'retried' as const, error_code: error.code } : a));
       return finishFailed(t, whyNoProvider(request, current, active), true);
     }
