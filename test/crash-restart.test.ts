@@ -28,7 +28,7 @@ async function getTask(url: string, id: string) {
   return (await fetch(`${url}/v1/tasks/${id}`, { headers })).json() as Promise<{ status: string; attempts: { outcome: string }[]; error?: unknown }>;
 }
 
-async function waitAllFinished(url: string, ids: string[], timeoutMs = 60_000) {
+async function waitAllFinished(url: string, ids: string[], timeoutMs = 120_000) {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const tasks = await Promise.all(ids.map((id) => getTask(url, id)));
@@ -39,6 +39,12 @@ async function waitAllFinished(url: string, ids: string[], timeoutMs = 60_000) {
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/**
+ * Each test starts the server process several times (each start compiles the sources with tsx): on a busy 2-core
+ * machine that alone can take most of a minute, so the tests get their own generous time limit.
+ */
+const PROCESS_TEST_TIMEOUT_MS = 300_000;
 
 describe('crash and restart', () => {
   it('loses no task and runs none twice across SIGKILLs at several moments, followers included', async () => {
@@ -106,7 +112,7 @@ describe('crash and restart', () => {
       expect([facts.width, facts.height]).toEqual(requests[i]!.size);
       expect(Math.abs(facts.duration_s - requests[i]!.duration)).toBeLessThan(0.1);
     }
-  });
+  }, PROCESS_TEST_TIMEOUT_MS);
 
   it('drains on SIGTERM and picks the remaining work up on the next start', async () => {
     const dataDir = tempDir();
@@ -130,5 +136,5 @@ describe('crash and restart', () => {
     expect(finished.map((t) => t.status)).toEqual(['completed', 'completed', 'completed']);
     server.child.kill('SIGTERM');
     await server.exited;
-  });
+  }, PROCESS_TEST_TIMEOUT_MS);
 });

@@ -35,8 +35,12 @@ const DEAR_CREDITS = 200;
 
 const JOB_MS = 150;
 /** Generous, so that a loaded machine never turns a good call into a timeout; hang tests set a short one. */
-const PROVIDER_TIMEOUT_MS = 2000;
-const SHORT_TIMEOUT_MS = 400;
+const PROVIDER_TIMEOUT_MS = 10_000;
+/**
+ * The cheap provider's timeout where it hangs: long enough that on a busy machine every send reaches the fake
+ * before the client gives up (the sends are counted there), short enough for three of them in a test.
+ */
+const HANG_TIMEOUT_MS = 1500;
 const COOLDOWN_MS = 500;
 const UPSTREAM_ID: Record<Kind, RegExp> = { openai: /^video_\d{6}$/, tasks: /^task-unified-\d+-[0-9a-f]{8}$/ };
 /** Each fake serves a different MP4, so the stored video tells which provider produced it. */
@@ -84,6 +88,8 @@ interface RigOptions {
   breaker?: Record<string, number>;
   workers?: Record<string, number>;
   waitForProviderMs?: number;
+  /** routing.health_check.enabled (default true). */
+  healthChecks?: boolean;
   /** More offers for the dear provider, besides sora-2. */
   dearExtraModels?: object[];
   /** Providers put in front of the two (e.g. one whose key is missing). */
@@ -129,13 +135,14 @@ async function rig(ctx: TestContext, options: RigOptions = {}): Promise<Rig> {
         retry_backoff_ms: 50,
         lease_ms: 5000,
         max_attempts: 3,
-        upstream_timeout_ms: 3000,
+        upstream_timeout_ms: PROVIDER_TIMEOUT_MS,
         upstream_deadline_ms: 8000,
-        download_timeout_ms: 3000,
+        download_timeout_ms: PROVIDER_TIMEOUT_MS,
         ...options.workers,
       },
       routing: {
         wait_for_provider_ms: options.waitForProviderMs ?? 5000,
+        health_check: { enabled: options.healthChecks ?? true },
         breaker: { consecutive_failures: 1, error_ratio: 0.5, window_ms: 60_000, min_calls: 10, cooldown_ms: COOLDOWN_MS, max_cooldown_ms: 8000, ...options.breaker },
       },
       providers: [
@@ -281,11 +288,20 @@ function expectSequential(t: Task): void {
   for (const a of t.attempts) if (a.ended_at !== null) expect(a.ended_at).toBeGreaterThanOrEqual(a.started_at);
 }
 
-/** A breaker opened by this one failure (consecutive_failures 1 in the rig). */
+/**
+ * A breaker opened by this one failure (consecutive_failures 1 in the rig), for the cool-down. Once the cool-down is
+ * over (or an active check passed after a submit-side failure) it reads half_open, its probe free: never a stale open.
+ */
 function expectOpenedBy(h: BreakerStatus, code: string, calls: number, errorRate: number, cooldownMs = COOLDOWN_MS): void {
-  expect(h).toMatchObject({ state: 'open', calls, error_rate: errorRate });
+  expect(h).toMatchObject({ calls, error_rate: errorRate });
   expect(h.reason).toBe(`1 consecutive failures, last: ${code}`);
-  expect(h.until! - h.since).toBe(cooldownMs);
+  expectOutFor(h, cooldownMs);
+}
+
+/** Open for `ms` from its opening, or (read after that) half_open with no `until`. */
+function expectOutFor(h: BreakerStatus, ms: number): void {
+  if (h.state === 'open') expect(h.until! - h.since).toBe(ms);
+  else expect(h).toMatchObject({ state: 'half_open', until: null });
 }
 
 /** A breaker that saw only successes. */
@@ -322,7 +338,7 @@ const SUBMIT_FAILURES: Behaviour[] = [
   },
   {
     name: 'hang past the timeout on submit',
-    cheapTimeoutMs: SHORT_TIMEOUT_MS,
+    cheapTimeoutMs: HANG_TIMEOUT_MS,
     sends: 3,
     inject: { openai: (f) => f.setMode('hang', { route: 'create' }), tasks: (f) => f.setMode('hang', { route: 'create' }) },
     code: { openai: 'timeout', tasks: 'timeout' },
@@ -387,7 +403,7 @@ describe.each(KINDS)('the %s fake as the cheap provider', (cheapKind) => {
     expect(done.attempts).toEqual([retried(r, r.cheap, code, false), completed(r, r.dear)]);
     expectSequential(done);
     const sends = b.sends ?? 1;
-    if (code === 'timeout') expect(done.attempts[0]!.ended_at! - done.attempts[0]!.started_at).toBeGreaterThanOrEqual(sends * SHORT_TIMEOUT_MS - 2);
+    if (code === 'timeout') expect(done.attempts[0]!.ended_at! - done.attempts[0]!.started_at).toBeGreaterThanOrEqual(sends * HANG_TIMEOUT_MS - 2);
     expect(knowsJob(r, r.dear, done.attempts[1]!.upstream_id!)).toBe(true);
     // The broken provider got one attempt (sent again only while its answer was lost); the dear one created one job.
     expect(creates(r, r.cheap)).toBe(sends);
@@ -456,8 +472,8 @@ describe.each(KINDS)('the %s fake as the cheap provider', (cheapKind) => {
     if (r.cheap === 'openai') expect(r.openai.requestsTo('delete').map((q) => q.path)).toEqual([`/v1/videos/${abandoned}`]);
     else expect(r.openai.requestsTo('delete')).toEqual([]);
 
-    // The submission succeeded, then the job failed: one success, one failure.
-    expectOpenedBy(await health(r.h, r.cheap), code, 2, 0.5);
+    // The submission succeeded, then the job failed: one failed job (an accepted submit is not a success).
+    expectOpenedBy(await health(r.h, r.cheap), code, 1, 1);
     expectHealthy(await health(r.h, r.dear));
   });
 
@@ -490,7 +506,7 @@ describe.each(KINDS)('the %s fake as the cheap provider', (cheapKind) => {
     expect(content.status).toBe(409);
 
     // The request was at fault, not the provider: with consecutive_failures 1, one blamed failure would open it.
-    expect(await health(r.h, r.cheap)).toMatchObject({ state: 'closed', reason: null, until: null, calls: 1, error_rate: 0 });
+    expect(await health(r.h, r.cheap)).toMatchObject({ state: 'closed', reason: null, until: null, calls: 0, error_rate: 0 });
     const dear = await health(r.h, r.dear);
     expect(dear).toMatchObject({ state: 'closed', calls: 0, error_rate: 0 });
   });
@@ -509,8 +525,8 @@ describe.each(KINDS)('the %s fake as the cheap provider', (cheapKind) => {
     expect(creates(r, r.dear)).toBe(0);
     await expectVideoFrom(r.h, task.id, r.cheap);
 
-    // submit ok, two failed downloads, one good one: not enough in a row to open the breaker.
-    expect(await health(r.h, r.cheap)).toMatchObject({ state: 'closed', reason: null, calls: 4, error_rate: 0.5 });
+    // Two failed downloads, then a good one: one completed job, which is what health counts.
+    expect(await health(r.h, r.cheap)).toMatchObject({ state: 'closed', reason: null, calls: 1, error_rate: 0 });
   });
 
   it('truncated MP4 every time: after the download retries, generated again on the dearer provider; nothing truncated stored', async (ctx) => {
@@ -527,9 +543,8 @@ describe.each(KINDS)('the %s fake as the cheap provider', (cheapKind) => {
     expect(creates(r, r.dear)).toBe(1);
     await expectVideoFrom(r.h, task.id, r.dear);
 
-    const h = await health(r.h, r.cheap);
-    expect(h).toMatchObject({ state: 'open', calls: 4, error_rate: 0.75 });
-    expect(h.reason).toMatch(/^3 consecutive failures, last: /);
+    // The attempt ended once, as one failed job (its three downloads are one outcome): not yet 3 in a row.
+    expect(await health(r.h, r.cheap)).toMatchObject({ state: 'closed', calls: 1, error_rate: 1 });
   });
 });
 
@@ -538,7 +553,8 @@ describe.each(KINDS)('the %s fake as the cheap provider', (cheapKind) => {
 describe('circuit breaker lifecycle', () => {
   it('opens after N consecutive failures, a failed probe reopens it for twice as long, a good probe closes it and traffic returns', async (ctx) => {
     const cooldown = 600;
-    const r = await rig(ctx, { breaker: { consecutive_failures: 2, cooldown_ms: cooldown }, cheapTimeoutMs: SHORT_TIMEOUT_MS });
+    // Without active checks: this is the breaker's own cycle (a passing check would end the submit-side outage early).
+    const r = await rig(ctx, { breaker: { consecutive_failures: 2, cooldown_ms: cooldown }, cheapTimeoutMs: HANG_TIMEOUT_MS, healthChecks: false });
     r.openai.setMode('error_500', { route: 'create', times: 2 });
 
     // First failure: the breaker notes it but stays closed.
@@ -569,7 +585,7 @@ describe('circuit breaker lifecycle', () => {
     // with the cool-down doubled. (Its lost answer is sent again twice under the same key; those hang too.)
     r.openai.setMode('hang', { route: 'create', times: 3 });
     await sleep(Math.max(0, opened.until! - Date.now() + 20));
-    expect((await health(r.h, 'openai')).state).toBe('open'); // no probe until a task asks
+    expect(await health(r.h, 'openai')).toMatchObject({ state: 'half_open', until: null }); // its probe may go
     const t4 = await submit(r.h);
     await waitFor(async () => ((await health(r.h, 'openai')).state === 'half_open' ? true : undefined), 5000, 20);
     const reopened = await waitFor(async () => {
@@ -582,7 +598,10 @@ describe('circuit breaker lifecycle', () => {
     expect(done4).toMatchObject({ status: 'completed', provider: 'tasks' });
     expect(done4.attempts).toEqual([retried(r, 'openai', 'timeout', false), completed(r, 'tasks')]);
     expect(creates(r, 'openai')).toBe(5);
-    expect(await health(r.h, 'openai')).toMatchObject({ state: 'open', since: reopened.since, until: reopened.until });
+    // Unchanged by the resends: still the reopened breaker (read half_open once its until has passed).
+    const after4 = await health(r.h, 'openai');
+    if (after4.state === 'open') expect(after4).toMatchObject({ since: reopened.since, until: reopened.until });
+    else expect(after4).toMatchObject({ state: 'half_open', since: reopened.until, until: null });
 
     // After the doubled cool-down, the next probe succeeds: closed, and the task is served by the cheap provider.
     await sleep(Math.max(0, reopened.until! - Date.now() + 20));
@@ -658,8 +677,11 @@ describe('no provider available', () => {
     expect(done.attempts).toEqual([retried(r, 'openai', 'rate_limit_exceeded', false), retried(r, 'tasks', 'http_429', false), completed(r, 'openai')]);
     expect(done.attempts[2]!.started_at - done.attempts[0]!.ended_at!).toBeGreaterThanOrEqual(1000 - 5);
     await expectVideoFrom(r.h, task.id, 'openai');
-    expect(await health(r.h, 'openai')).toMatchObject({ state: 'closed', reason: null, calls: 3, error_rate: 1 / 3 });
-    expect(await health(r.h, 'tasks')).toMatchObject({ state: 'open', calls: 1, error_rate: 1 });
+    // One failed submit, one completed job.
+    expect(await health(r.h, 'openai')).toMatchObject({ state: 'closed', reason: null, calls: 2, error_rate: 1 / 2 });
+    const tasksHealth = await health(r.h, 'tasks');
+    expect(tasksHealth).toMatchObject({ calls: 1, error_rate: 1, reason: 'asked to retry later: http_429' });
+    expectOutFor(tasksHealth, 3000);
   });
 });
 
@@ -784,9 +806,11 @@ describe('configuration and load', () => {
     expect(usage.body.open_reservations).toEqual([]);
 
     // Nothing more happens to it afterwards: no more calls to the cheap provider, the task unchanged.
-    const callsToOpenAI = r.openai.requests.length;
+    // (The active health checks of its open breaker are no calls about the task.)
+    const aboutTasks = () => r.openai.requests.filter((q) => !q.path.endsWith('/vidgate-health-check')).length;
+    const callsToOpenAI = aboutTasks();
     await sleep(300);
-    expect(r.openai.requests.length).toBe(callsToOpenAI);
+    expect(aboutTasks()).toBe(callsToOpenAI);
     const later = await getTask(r.h, task.id);
     expect({ status: later.status, provider: later.provider, attempts: later.attempts, usage: later.usage }).toEqual({
       status: done.status,

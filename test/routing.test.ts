@@ -42,7 +42,7 @@ describe('router', () => {
         );
       });
       for (const p of providers) {
-        if (rand() < 0.3) for (const model of ['sora-2', 'sora-2-pro']) for (let k = 0; k < 3; k++) health.failure(p.id, model, { reason: 'down' });
+        if (rand() < 0.3) for (const model of ['sora-2', 'sora-2-pro']) for (let k = 0; k < 3; k++) health.jobFailed(p.id, model, { reason: 'down' });
       }
       const router = createRouter(providers.map((adapter) => ({ adapter })), health);
       const request: NormalizedRequest = {
@@ -78,10 +78,10 @@ describe('router', () => {
     const offer: ModelOffer = { model: 'sora-2', upstream_model: 'sora-2', sizes: ['1280x720'], durations_s: [4], image_input: false, usd_per_second: { standard: 0.1 } };
     const router = createRouter(['a', 'b', 'c'].map((id) => ({ adapter: fakeAdapter(id, [offer]) })), health);
     const request: NormalizedRequest = { model: 'sora-2', prompt: 'x', size: '1280x720', duration_s: 4 };
-    health.success('a', 'sora-2', 900);
-    health.failure('a', 'sora-2', { reason: 'flaky' });
-    health.success('b', 'sora-2', 500);
-    health.success('c', 'sora-2', 100);
+    health.jobSucceeded('a', 'sora-2', 900);
+    health.jobFailed('a', 'sora-2', { reason: 'flaky' });
+    health.jobSucceeded('b', 'sora-2', 500);
+    health.jobSucceeded('c', 'sora-2', 100);
     expect(router.candidates(request).map((x) => x.adapter.id)).toEqual(['c', 'b', 'a']);
   });
 
@@ -108,10 +108,10 @@ describe('circuit breaker', () => {
   it('opens after consecutive failures, probes once after the cool-down, and closes on success', () => {
     const c = clock();
     const h = createHealth(BREAKER, c.now);
-    h.failure('a', 'm', { reason: 'http_500' });
-    h.failure('a', 'm', { reason: 'http_500' });
+    h.jobFailed('a', 'm', { reason: 'http_500' });
+    h.jobFailed('a', 'm', { reason: 'http_500' });
     expect(h.allows('a', 'm')).toBe(true);
-    h.failure('a', 'm', { reason: 'http_500' });
+    h.jobFailed('a', 'm', { reason: 'http_500' });
     expect(h.snapshot('a', 'm')).toMatchObject({ state: 'open', until_ms: c.now() + 1000 });
     expect(h.snapshot('a', 'm').reason).toContain('3 consecutive failures');
     expect(h.allows('a', 'm')).toBe(false);
@@ -119,27 +119,27 @@ describe('circuit breaker', () => {
 
     c.advance(1000);
     expect(h.allows('a', 'm')).toBe(true);
-    h.begin('a', 'm');
+    h.tryAcquire('a', 'm', 't1');
     expect(h.snapshot('a', 'm').state).toBe('half_open');
     expect(h.allows('a', 'm')).toBe(false); // one probe at a time
-    h.success('a', 'm', 120);
+    h.jobSucceeded('a', 'm', 120);
     expect(h.snapshot('a', 'm')).toMatchObject({ state: 'closed', reason: null, until_ms: null });
   });
 
   it('a failed probe reopens with a doubled cool-down, capped', () => {
     const c = clock();
     const h = createHealth(BREAKER, c.now);
-    for (let i = 0; i < 3; i++) h.failure('a', 'm', { reason: 'x' });
+    for (let i = 0; i < 3; i++) h.jobFailed('a', 'm', { reason: 'x' });
     for (const expected of [2000, 4000, 8000, 8000]) {
       c.advance(10_000);
-      h.begin('a', 'm');
-      h.failure('a', 'm', { reason: 'still down' });
+      h.tryAcquire('a', 'm', 't1');
+      h.jobFailed('a', 'm', { reason: 'still down' });
       expect(h.snapshot('a', 'm')).toMatchObject({ state: 'open', until_ms: c.now() + expected });
     }
     c.advance(10_000);
-    h.begin('a', 'm');
-    h.success('a', 'm');
-    for (let i = 0; i < 3; i++) h.failure('a', 'm', { reason: 'x' });
+    h.tryAcquire('a', 'm', 't1');
+    h.jobSucceeded('a', 'm');
+    for (let i = 0; i < 3; i++) h.jobFailed('a', 'm', { reason: 'x' });
     expect(h.snapshot('a', 'm').until_ms).toBe(c.now() + 1000); // the cool-down was reset by the success
   });
 
@@ -147,8 +147,8 @@ describe('circuit breaker', () => {
     const c = clock();
     const h = createHealth(BREAKER, c.now);
     for (let i = 0; i < 5; i++) {
-      h.success('a', 'm');
-      h.failure('a', 'm', { reason: 'flaky' });
+      h.jobSucceeded('a', 'm');
+      h.jobFailed('a', 'm', { reason: 'flaky' });
     }
     // 5 failures in 10 calls, never 3 in a row: the ratio opens it (at the 6th call, 3 of 6).
     expect(h.snapshot('a', 'm').state).toBe('open');
@@ -159,8 +159,8 @@ describe('circuit breaker', () => {
     const c = clock();
     const h = createHealth(BREAKER, c.now);
     for (let i = 0; i < 4; i++) {
-      h.success('a', 'm');
-      h.failure('a', 'm', { reason: 'flaky' });
+      h.jobSucceeded('a', 'm');
+      h.jobFailed('a', 'm', { reason: 'flaky' });
       c.advance(6000);
     }
     expect(h.snapshot('a', 'm')).toMatchObject({ state: 'closed', calls: 2, error_rate: 0.5 });
@@ -169,7 +169,7 @@ describe('circuit breaker', () => {
   it('honours Retry-After when it is longer than the cool-down', () => {
     const c = clock();
     const h = createHealth(BREAKER, c.now);
-    h.failure('a', 'm', { reason: 'http_429', retry_after_ms: 5000 });
+    h.jobFailed('a', 'm', { reason: 'http_429', retry_after_ms: 5000 });
     expect(h.snapshot('a', 'm')).toMatchObject({ state: 'open', until_ms: c.now() + 5000 });
     c.advance(4999);
     expect(h.allows('a', 'm')).toBe(false);
@@ -179,8 +179,8 @@ describe('circuit breaker', () => {
 
   it('reports latency and error rate', () => {
     const h = createHealth(BREAKER, clock().now);
-    h.success('a', 'm', 100);
-    h.success('a', 'm', 300);
+    h.jobSucceeded('a', 'm', 100);
+    h.jobSucceeded('a', 'm', 300);
     expect(h.snapshot('a', 'm')).toMatchObject({ calls: 2, error_rate: 0, latency_ms: 200 });
   });
 });

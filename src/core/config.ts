@@ -178,6 +178,20 @@ const ConfigSchema = z
       .object({
         /** How long a task waits for some provider to become available before it fails. */
         wait_for_provider_ms: ms.default(10 * 60 * 1000),
+        /** The longest wait before a task goes back to a provider that already failed it (the backoff's cap). */
+        max_retry_backoff_ms: ms.default(5000),
+        /** Active health checks of providers whose breaker is not closed (a cheap authenticated call each). */
+        health_check: z
+          .object({
+            enabled: z.boolean().default(true),
+            /** First check right after a breaker opens; the interval grows by half after each failed check ... */
+            min_interval_ms: ms.default(1000),
+            /** ... up to this. */
+            max_interval_ms: ms.default(2000),
+            timeout_ms: ms.default(5000),
+          })
+          .strict()
+          .prefault({}),
         breaker: z
           .object({
             consecutive_failures: z.number().int().positive().default(5),

@@ -9,8 +9,8 @@ import { createSqliteStore } from '../store/sqlite';
 import type { Store } from '../store/types';
 import { createApp } from '../http/app';
 import { createLocalAssetStore } from './assets';
-
 import type { Config } from './config';
+import { createHealthChecker } from './health-checker';
 import { createLogger, type Logger } from './logger';
 import { createMetrics } from './metrics';
 import { providersFromConfig } from './providers-from-config';
@@ -53,6 +53,7 @@ export async function createGateway(config: Config, options: GatewayOptions = {}
     store, router, assets, metrics, log, now, cache,
     config: config.workers,
     waitForProviderMs: config.routing.wait_for_provider_ms,
+    maxRetryBackoffMs: config.routing.max_retry_backoff_ms,
     microUsdPerCredit,
   });
   const tasks = createTaskService({
@@ -61,6 +62,7 @@ export async function createGateway(config: Config, options: GatewayOptions = {}
     upstreamTimeoutMs: config.workers.upstream_timeout_ms,
     onSubmitted: () => workers.wake(),
   });
+  const healthChecker = createHealthChecker({ router, log, now, config: config.routing.health_check, onRecovery: () => workers.wake() });
   const sweeper = createRetentionSweeper({ store, assets, metrics, log, retentionMs, intervalMs: config.assets.sweep_interval_ms, now });
   let draining = false;
   const app = createApp({
@@ -93,6 +95,7 @@ export async function createGateway(config: Config, options: GatewayOptions = {}
         server!.listen(config.server.port, config.server.host, resolve);
       });
       workers.start();
+      healthChecker.start();
       sweeper.start();
       const { address, port } = server.address() as AddressInfo;
       return `http://${address.includes(':') ? `[${address}]` : address}:${port}`;
@@ -101,6 +104,7 @@ export async function createGateway(config: Config, options: GatewayOptions = {}
     async stop(): Promise<void> {
       draining = true;
       sweeper.stop();
+      await healthChecker.stop();
       const closed = server ? new Promise((r) => server!.close(r)) : Promise.resolve();
       server?.closeIdleConnections();
       await workers.stop(config.server.drain_timeout_ms);

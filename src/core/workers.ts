@@ -2,9 +2,10 @@
 // processing ones to completion. Both claim tasks through leases in the store, and every transition
 // carries the lease token, so a task whose worker died is picked up again and finishes exactly once.
 import { ProviderError, type NormalizedRequest, type ProviderAdapter } from '../providers/types';
+import type { FailureStage } from '../routing/health';
 import type { Router } from '../routing/router';
 import { creditsFor } from '../routing/quote';
-import { QuotaExceededError, type ClaimedTask, type Store, type TaskRecord, type WorkPhase } from '../store/types';
+import { QuotaExceededError, type AttemptRecord, type ClaimedTask, type Store, type TaskRecord, type WorkPhase } from '../store/types';
 import type { AssetStore } from './assets';
 import type { Config } from './config';
 import type { Logger } from './logger';
@@ -21,6 +22,8 @@ export interface WorkerDeps {
   config: Config['workers'];
   /** How long a task may wait for any provider to become available. */
   waitForProviderMs: number;
+  /** The longest wait before a task goes back to a provider that already failed it. */
+  maxRetryBackoffMs: number;
   /** The value of one credit, in whole micro-USD. */
   microUsdPerCredit: number;
   now: () => number;
@@ -82,11 +85,37 @@ export function createWorkers(deps: WorkerDeps): Workers {
     }
   }
 
-  /** A failure where the provider is at fault counts against its health; the request's own faults do not. */
-  function blame(t: ClaimedTask, model: string, error: ProviderError) {
-    if (!error.retryable || !t.provider_id) return;
+  /**
+   * A failed attempt where the provider is at fault counts against its health, once; the request's own faults
+   * do not. `stage`: whether the submit itself failed or the accepted job did (see FailureStage).
+   */
+  function blame(t: ClaimedTask, model: string, error: ProviderError, stage: FailureStage) {
+    if (!t.provider_id) return;
+    // The request's fault says nothing of the provider: a probe that ends so is given back for another task.
+    if (!error.retryable) return health.release(t.provider_id, model, t.id);
     log.warn('provider failure', { task: t.id, provider: t.provider_id, code: error.code, error: error.message });
-    health.failure(t.provider_id, model, { reason: error.code, retry_after_ms: error.retryAfterMs });
+    health.jobFailed(t.provider_id, model, { reason: error.code, stage, retry_after_ms: error.retryAfterMs });
+  }
+
+  /**
+   * Why no provider can take this task now, one clause per capable provider, in public words only (codes,
+   * never a provider's own message): "openai failed this task (server_error); tasks is unavailable (breaker open)".
+   */
+  function whyNoProvider(request: NormalizedRequest, attempts: readonly AttemptRecord[], active: ReadonlyMap<string, number>): TaskError {
+    const clauses = router.candidates(request).map(({ adapter }) => {
+      const failed = attempts.filter((a) => a.provider_id === adapter.id && a.outcome === 'retried').at(-1);
+      if (failed) return `${adapter.id} failed this task (${failed.error_code ?? 'error'})`;
+      if (!health.allows(adapter.id, request.model)) return `${adapter.id} is unavailable (circuit breaker ${health.snapshot(adapter.id, request.model).state})`;
+      const limit = router.maxConcurrent(adapter.id);
+      if (limit !== undefined && (active.get(adapter.id) ?? 0) >= limit) return `${adapter.id} is at its concurrency limit`;
+      return `${adapter.id} is available`;
+    });
+    return { code: 'no_provider_available', message: `no provider could serve this request: ${clauses.join('; ')}` };
+  }
+
+  /** Every capable provider has failed this task or cannot take a task now. */
+  function everyProviderOut(request: NormalizedRequest, failedOn: ReadonlySet<string>, active: ReadonlyMap<string, number>): boolean {
+    return !router.choose(request, { exclude: failedOn, active });
   }
 
   /** Stop an upstream job nobody will collect, where the provider allows. */
@@ -121,11 +150,19 @@ export function createWorkers(deps: WorkerDeps): Workers {
    * once every capable provider has failed this task, until the attempts run out.
    */
   async function retryOrFail(t: ClaimedTask, request: NormalizedRequest, error: TaskError): Promise<void> {
-    if (t.attempt >= config.max_attempts) return finishFailed(t, error, true);
-    const failedOn = new Set((await store.listAttempts([t.id])).filter((a) => a.outcome === 'retried').map((a) => a.provider_id));
+    const attempts = await store.listAttempts([t.id]);
+    const failedOn = new Set(attempts.filter((a) => a.outcome === 'retried').map((a) => a.provider_id));
     if (t.provider_id) failedOn.add(t.provider_id);
+    if (t.attempt >= config.max_attempts) {
+      // Out of attempts: when several providers could serve it and every one is out, say so for each of them
+      // rather than give the last one's error (with a single provider, its own error says it all).
+      const active = await store.countActiveByProvider();
+      if (router.candidates(request).length < 2 || !everyProviderOut(request, failedOn, active)) return finishFailed(t, error, true);
+      const current = attempts.map((a) => (a.n === t.attempt ? { ...a, outcome: 'retried' as const, error_code: error.code } : a));
+      return finishFailed(t, whyNoProvider(request, current, active), true);
+    }
     const untried = router.candidates(request).some((c) => !failedOn.has(c.adapter.id));
-    const backoffMs = untried ? 0 : config.retry_backoff_ms * 2 ** Math.max(0, t.attempt - 1);
+    const backoffMs = untried ? 0 : Math.min(config.retry_backoff_ms * 2 ** Math.max(0, t.attempt - 1), deps.maxRetryBackoffMs);
     if (!(await store.requeue(t.id, t.lease_token, error, now() + backoffMs, now()))) return;
     log.info('task requeued', { task: t.id, provider: t.provider_id, code: error.code, attempt: t.attempt });
     await abandon(t.provider_id, t.upstream_id);
@@ -143,21 +180,26 @@ export function createWorkers(deps: WorkerDeps): Workers {
     for (;;) {
       const active = await store.countActiveByProvider();
       // Prefer providers that have not failed this task yet; once all have, any of them again.
+      // The pick takes its breaker's gate (the one half-open probe) at once; it is given back if the attempt does not start.
       const pick =
-        router.choose(request, { exclude: new Set([...failedOn, ...full]), active }) ?? router.choose(request, { exclude: full, active });
+        router.acquire(request, { exclude: new Set([...failedOn, ...full]), active, holder: t.id }) ??
+        router.acquire(request, { exclude: full, active, holder: t.id });
       if (!pick) break;
       const provider = pick.adapter;
+      const giveBack = () => health.release(provider.id, request.model, t.id);
       const credits = creditsFor(pick.micro_usd, deps.microUsdPerCredit);
       const maxConcurrent = router.maxConcurrent(provider.id);
       let outcome: Awaited<ReturnType<Store['startAttempt']>>;
       try {
         outcome = await store.startAttempt(t.id, t.lease_token, provider.id, { micro_usd: pick.micro_usd, credits, ...(maxConcurrent !== undefined && { max_concurrent: maxConcurrent }) }, now());
       } catch (err) {
+        giveBack();
         if (!(err instanceof QuotaExceededError)) throw err;
         const message = `${provider.id} costs ${credits} credits, ${credits - t.credits_reserved} more than reserved, over the ${err.scope}'s ${err.quota} (${err.used} of ${err.limit} used)`;
         await finishFailed(t, { code: 'insufficient_quota', message }, false, true);
         return undefined;
       }
+      if (outcome !== 'started') giveBack();
       if (outcome === 'lost') return undefined;
       if (outcome === 'provider_full') {
         full.add(provider.id); // another worker took its last slot meanwhile
@@ -166,7 +208,6 @@ export function createWorkers(deps: WorkerDeps): Workers {
       if (credits > t.credits_reserved) {
         metrics.credits.inc({ kind: 'reserved', team: t.owner_id, provider: provider.id, model: t.model }, credits - t.credits_reserved);
       }
-      health.begin(provider.id, request.model);
       return { ...t, attempt: t.attempt + 1, provider_id: provider.id, upstream_id: null, credits_reserved: Math.max(credits, t.credits_reserved) };
     }
     // The wait for a provider counts from the end of the last attempt (or from the submission).
@@ -174,8 +215,7 @@ export function createWorkers(deps: WorkerDeps): Workers {
     if (now() - waitingSince < deps.waitForProviderMs) {
       await store.releaseLease(t.id, t.lease_token, now() + config.poll_interval_ms, now());
     } else {
-      const waitedS = Math.round(deps.waitForProviderMs / 1000);
-      await finishFailed(t, { code: 'no_provider_available', message: `no provider able to serve this request was available for ${waitedS} s` });
+      await finishFailed(t, whyNoProvider(request, attempts, await store.countActiveByProvider()));
     }
     return undefined;
   }
@@ -190,11 +230,11 @@ export function createWorkers(deps: WorkerDeps): Workers {
     const provider = t && router.provider(t.provider_id!);
     if (!t || !provider) return;
     const key = `${t.id}.${t.attempt}`;
-    const started = now();
     try {
       const { upstreamId } = await upstream(provider, 'submit', (signal) => provider.submit(request, { idempotencyKey: key, signal }));
       unansweredSubmits.delete(key);
-      health.success(provider.id, request.model, now() - started);
+      // The create answer describes a queued job: after an outage of failed submits, that ends the probe.
+      health.jobProgressing(provider.id, request.model);
       metrics.taskAttempts.inc({ provider: provider.id, outcome: 'submitted' });
       if (await store.markSubmitted(t.id, t.lease_token, upstreamId, now())) return;
       // Our lease is gone. Cancel the job only if the task ended without it (cancelled while we were
@@ -206,7 +246,7 @@ export function createWorkers(deps: WorkerDeps): Workers {
     } catch (err) {
       const error = asProviderError(err);
       metrics.taskAttempts.inc({ provider: provider.id, outcome: error.retryable ? 'retryable_error' : 'terminal_error' });
-      blame(t, request.model, error);
+      blame(t, request.model, error, 'submit');
       if (!error.retryable) return finishFailed(t, publicError(provider.id, error));
       const unanswered = (unansweredSubmits.get(key) ?? 0) + 1;
       if ((error.code === 'timeout' || error.code === 'network_error') && unanswered <= MAX_UNANSWERED_SUBMITS) {
@@ -231,17 +271,18 @@ export function createWorkers(deps: WorkerDeps): Workers {
     const overdue = t.submitted_at_ms !== null && now() - t.submitted_at_ms > config.upstream_deadline_ms;
     const timedOut = () => {
       const error = new ProviderError('generation_timeout', `${adapter.id} did not finish within ${config.upstream_deadline_ms} ms`, true);
-      blame(t, request.model, error);
+      blame(t, request.model, error, 'job');
       return retryOrFail(t, request, publicError(adapter.id, error));
     };
     try {
       const result = await upstream(adapter, 'poll', (signal) => adapter.poll(upstreamId, { signal }));
       if (result.state === 'failed') {
-        blame(t, request.model, result.error);
+        blame(t, request.model, result.error, 'job');
         if (!result.error.retryable) return finishFailed(t, publicError(adapter.id, result.error));
         return retryOrFail(t, request, publicError(adapter.id, result.error));
       }
       if (result.state !== 'completed') {
+        health.jobProgressing(adapter.id, request.model);
         if (overdue) return timedOut();
         await store.recordProgress(t.id, t.lease_token, result.progress, now() + config.poll_interval_ms, now());
         return;
@@ -250,7 +291,7 @@ export function createWorkers(deps: WorkerDeps): Workers {
     } catch (err) {
       const error = asProviderError(err);
       if (error.code === 'resource_not_found') {
-        blame(t, request.model, error);
+        blame(t, request.model, error, 'job');
         return retryOrFail(t, request, publicError(adapter.id, error)); // the provider lost it
       }
       if (!error.retryable) return finishFailed(t, publicError(adapter.id, error), true);
@@ -271,18 +312,18 @@ export function createWorkers(deps: WorkerDeps): Workers {
         return;
       }
       const error = asProviderError(err);
-      blame(t, request.model, error);
       const failures = (downloadFailures.get(t.id) ?? 0) + 1;
       downloadFailures.set(t.id, failures);
       if (error.code === 'result_expired' || failures >= MAX_DOWNLOAD_FAILURES) {
         downloadFailures.delete(t.id);
+        blame(t, request.model, error, 'job'); // the attempt ends here: one failed job
         return retryOrFail(t, request, publicError(adapter.id, error));
       }
       await store.releaseLease(t.id, t.lease_token, now() + config.poll_interval_ms, now());
       return;
     }
     downloadFailures.delete(t.id);
-    health.success(adapter.id, request.model);
+    health.jobSucceeded(adapter.id, request.model, t.submitted_at_ms === null ? undefined : now() - t.submitted_at_ms);
     const followers = await store.markCompleted(t.id, t.lease_token, t.id, now());
     if (followers !== false) {
       const settled = (await store.getTask(t.id))?.credits_settled ?? 0;

@@ -622,7 +622,7 @@ export interface components {
         };
         BreakerStatus: {
             /**
-             * @description `open`: no traffic until `until`; `half_open`: one probe request is allowed through.
+             * @description `open`: no traffic until `until`; `half_open`: one probe task is allowed through (an open breaker whose `until` has passed reads `half_open`).
              * @enum {string}
              */
             state: "closed" | "open" | "half_open";
@@ -631,10 +631,10 @@ export interface components {
             since: number;
             /** @description Unix milliseconds when an open breaker lets a probe through. */
             until: number | null;
-            /** @description Calls counted in the recent window. */
+            /** @description Job outcomes (completed */
             calls: number;
             error_rate: number;
-            /** @description Mean latency of successful calls in the window. */
+            /** @description Mean time from submit to completion of the completed jobs in the window. */
             latency_ms: number | null;
         };
         TaskError: {

@@ -112,3 +112,15 @@ function withProviderErrors(source: Readable): Readable {
   out.on('close', () => source.destroy());
   return source.pipe(out);
 }
+
+/**
+ * An active health check: GET a resource that cannot exist (`path`, e.g. a job id of our own making). The
+ * provider is healthy when it answers 404 with a well-formed JSON error body: its API is up and our key is
+ * accepted (a bad key answers 401 first). Any other answer becomes a ProviderError (with its Retry-After).
+ */
+export async function checkAnswersNotFound(target: HttpTarget, path: string, signal?: AbortSignal): Promise<void> {
+  const res = await send(target, path, { headers: { Accept: 'application/json' }, signal });
+  if (res.status !== 404) throw res.ok ? new ProviderError('health_check_failed', `HTTP ${res.status} for a job that cannot exist`, true) : await errorFromResponse(res);
+  const body = (await res.json().catch(() => undefined)) as { error?: unknown } | undefined;
+  if (typeof body?.error !== 'object' || body.error === null) throw new ProviderError('health_check_failed', 'a 404 without a JSON error body', true);
+}

@@ -1,5 +1,5 @@
 // The provider adapter contract. Everything a provider differs in is data (its catalog);
-// everything the gateway asks of it is these four calls.
+// everything the gateway asks of it is these calls.
 import type { Readable } from 'node:stream';
 
 /** Output sizes, by orientation and tier (see docs/architecture.md, "Sizes and tiers"). */
@@ -54,6 +54,13 @@ export interface ProviderAdapter {
   download(upstreamId: string, ctx: CallContext): Promise<Readable>;
   /** Absent where the provider cannot cancel. */
   cancel?(upstreamId: string, ctx: CallContext): Promise<void>;
+  /**
+   * An active health check: one cheap authenticated call that creates nothing and costs nothing (e.g. GET of a
+   * job id that cannot exist, which must answer a well-formed 404). Resolves when the provider is up; throws a
+   * ProviderError (with `retryAfterMs` when the provider sent one) when not. Absent: the breaker's cool-down
+   * alone decides when a task may probe the provider again.
+   */
+  checkHealth?(ctx: CallContext): Promise<void>;
 }
 
 /**

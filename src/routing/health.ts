@@ -1,9 +1,17 @@
 // Circuit breakers, one per provider and model (errors are often model-specific: one model's capacity
-// runs out while the others serve). Only failures where the provider is at fault are counted.
+// runs out while the others serve). They count JOB outcomes, not calls: an attempt ends once, as a job that
+// completed (`jobSucceeded`) or one that failed for a provider-side reason (`jobFailed`: the submit failed,
+// the job failed, was lost, timed out or delivered a bad video). An accepted submit proves nothing by itself.
+// Request-side failures (content policy, invalid parameters) are never reported here.
 //
-// closed --(N consecutive failures, or error ratio over the window with enough calls)--> open
-// open --(cool-down over; longer when the provider sent Retry-After)--> half_open: one probe goes through
-// half_open --probe succeeds--> closed;  --probe fails--> open again, with a doubled cool-down
+// closed --(N consecutive failed jobs, or error ratio over the window with enough jobs)--> open
+// open --(cool-down over, or Retry-After over; or a passing active check after a submit-side outage)--> half_open
+// half_open: exactly one probe task, taken atomically by `tryAcquire`
+//   --probe's job completes (or, when the breaker opened on submit failures, its job is accepted and progressing)--> closed
+//   --probe fails--> open again, with a doubled cool-down (capped)
+//
+// Active checks (src/core/health-checker.ts) report through `checkSucceeded` / `checkFailed`: a failing check
+// keeps an open breaker from letting a customer's task probe; a passing one ends a submit-side outage at once.
 
 export interface BreakerConfig {
   consecutive_failures: number;
@@ -16,29 +24,60 @@ export interface BreakerConfig {
 
 export type BreakerState = 'closed' | 'open' | 'half_open';
 
+/**
+ * Where a job failed. `submit`: the create call failed (5xx, 429, timeout, reset, malformed answer), so no job
+ * exists and a passing active check or an accepted submit shows recovery. `job`: the provider accepted the job
+ * and then failed it (failed status, lost, past the deadline, unusable video): only a completed job shows recovery.
+ */
+export type FailureStage = 'submit' | 'job';
+
+export interface JobFailure {
+  /** A short code for the reason (`server_error`, `http_429`, `timeout`, `output_mismatch`, ...). */
+  reason: string;
+  /** Default `job`. */
+  stage?: FailureStage;
+  /** The provider's Retry-After: an open breaker stays open exactly this long (RFC 9110 §10.2.3). */
+  retry_after_ms?: number;
+}
+
 export interface BreakerSnapshot {
   provider: string;
   model: string;
+  /** As of now: an open breaker whose `until_ms` has passed reads `half_open` (its probe may go). */
   state: BreakerState;
   reason: string | null;
   since_ms: number;
-  /** When an open breaker lets its next probe through. */
+  /** When an open breaker lets its next probe through; null unless open. */
   until_ms: number | null;
+  /** Job outcomes in the window. */
   calls: number;
   error_rate: number;
+  /** Mean time of the completed jobs in the window. */
   latency_ms: number | null;
 }
 
 type Outcome = { ok: boolean; at_ms: number; latency_ms?: number };
 
+/**
+ * After k probes failed although the checks passed (a check cannot see every fault: creates that hang while reads
+ * answer), a passing check ends the cool-down no sooner than this times 2^(k-1) after the reopening.
+ */
+const CHECKED_PROBE_GAP_MS = 1000;
+
 class Breaker {
-  state: BreakerState = 'closed';
+  private state_: BreakerState = 'closed';
   reason: string | null = null;
-  since_ms: number;
-  until_ms: number | null = null;
+  private since_ms: number;
+  private until_ms: number | null = null;
+  /** What opened the breaker, and whether the provider fixed its length (Retry-After). */
+  private opened_by: FailureStage = 'job';
+  private pinned = false;
+  /** Probes failed since the breaker was last closed. */
+  private failed_probes = 0;
   private consecutive = 0;
   private cooldown_ms: number;
-  private probe_started_ms: number | null = null;
+  private probe_taken_ms: number | null = null;
+  private probe_holder: string | null = null;
   private outcomes: Outcome[] = [];
 
   constructor(private readonly config: BreakerConfig, now_ms: number) {
@@ -63,89 +102,175 @@ class Breaker {
     };
   }
 
-  /** May a request go to this provider now? In half_open, only one probe at a time. */
+  /** The state as of now, with the open-past-its-until case read as half_open (nothing stale is shown). */
+  view(now_ms: number): { state: BreakerState; since_ms: number; until_ms: number | null } {
+    if (this.state_ === 'open' && now_ms >= this.until_ms!) return { state: 'half_open', since_ms: this.until_ms!, until_ms: null };
+    return { state: this.state_, since_ms: this.since_ms, until_ms: this.until_ms };
+  }
+
+  /** A probe nobody reported on (its task was cancelled, its worker died) is given up after the longest cool-down. */
+  private probeFree(now_ms: number): boolean {
+    return this.probe_taken_ms === null || now_ms - this.probe_taken_ms > this.config.max_cooldown_ms;
+  }
+
   allows(now_ms: number): boolean {
-    if (this.state === 'closed') return true;
-    const probeStale = this.probe_started_ms !== null && now_ms - this.probe_started_ms > this.cooldown_ms;
-    if (this.state === 'half_open') return this.probe_started_ms === null || probeStale;
-    return now_ms >= (this.until_ms ?? 0);
+    const { state } = this.view(now_ms);
+    return state === 'closed' || (state === 'half_open' && this.probeFree(now_ms));
   }
 
-  /** The caller is sending a request it got `allows` for. */
-  begin(now_ms: number) {
-    if (this.state === 'open' && now_ms >= (this.until_ms ?? 0)) this.transition('half_open', this.reason, now_ms);
-    if (this.state === 'half_open') this.probe_started_ms = now_ms;
+  tryAcquire(now_ms: number, holder: string): boolean {
+    if (!this.allows(now_ms)) return false;
+    if (this.state_ === 'open') this.transition('half_open', this.reason, this.until_ms!);
+    if (this.state_ === 'half_open') [this.probe_taken_ms, this.probe_holder] = [now_ms, holder];
+    return true;
   }
 
-  record(ok: boolean, now_ms: number, detail: { latency_ms?: number; reason?: string; retry_after_ms?: number }) {
-    this.outcomes.push({ ok, at_ms: now_ms, latency_ms: detail.latency_ms });
-    this.prune(now_ms);
-    if (ok) {
-      this.consecutive = 0;
-      // Only the probe's success closes an open breaker; a call sent before it opened proves little.
-      if (this.state === 'half_open') {
-        this.cooldown_ms = this.config.cooldown_ms;
-        this.transition('closed', null, now_ms);
-      }
-      return;
-    }
+  release(holder: string) {
+    if (this.state_ === 'half_open' && this.probe_holder === holder) this.probe_taken_ms = this.probe_holder = null;
+  }
+
+  jobSucceeded(now_ms: number, latency_ms?: number) {
+    this.push({ ok: true, at_ms: now_ms, latency_ms }, now_ms);
+    this.consecutive = 0;
+    if (this.state_ === 'half_open') this.close(now_ms);
+  }
+
+  jobProgressing(now_ms: number) {
+    if (this.state_ === 'half_open' && this.opened_by === 'submit') this.close(now_ms);
+  }
+
+  jobFailed(now_ms: number, failure: JobFailure) {
+    this.push({ ok: false, at_ms: now_ms }, now_ms);
     this.consecutive++;
-    const { calls, error_rate } = this.stats(now_ms);
-    const reason = detail.reason ?? 'failure';
-    if (this.state === 'half_open') {
+    const stage = failure.stage ?? 'job';
+    const { reason, retry_after_ms } = failure;
+    if (this.state_ === 'half_open') {
       this.cooldown_ms = Math.min(this.cooldown_ms * 2, this.config.max_cooldown_ms);
-      return this.open(`probe failed: ${reason}`, now_ms, detail.retry_after_ms);
+      this.failed_probes++;
+      return this.open(`probe failed: ${reason}`, stage, now_ms, retry_after_ms);
     }
-    if (this.state === 'open') return;
+    if (this.state_ === 'open') return;
+    const { calls, error_rate } = this.stats(now_ms);
     if (this.consecutive >= this.config.consecutive_failures) {
-      return this.open(`${this.consecutive} consecutive failures, last: ${reason}`, now_ms, detail.retry_after_ms);
+      return this.open(`${this.consecutive} consecutive failures, last: ${reason}`, stage, now_ms, retry_after_ms);
     }
     if (calls >= this.config.min_calls && error_rate >= this.config.error_ratio) {
-      return this.open(`error rate ${Math.round(error_rate * 100)}% over ${calls} calls, last: ${reason}`, now_ms, detail.retry_after_ms);
+      return this.open(`error rate ${Math.round(error_rate * 100)}% over ${calls} calls, last: ${reason}`, stage, now_ms, retry_after_ms);
     }
     // A Retry-After is the provider saying outright that it is full: believe it at once.
-    if (detail.retry_after_ms !== undefined) return this.open(`asked to retry later: ${reason}`, now_ms, detail.retry_after_ms);
+    if (retry_after_ms !== undefined) return this.open(`asked to retry later: ${reason}`, stage, now_ms, retry_after_ms);
   }
 
-  private open(reason: string, now_ms: number, retry_after_ms = 0) {
+  checkSucceeded(now_ms: number) {
+    // Only a submit-side outage is disproved by a passing check; one the provider timed itself keeps its time.
+    if (this.state_ !== 'open' || this.opened_by !== 'submit' || this.pinned) return;
+    const gap_ms = this.failed_probes === 0 ? 0 : CHECKED_PROBE_GAP_MS * 2 ** (this.failed_probes - 1);
+    this.until_ms = Math.min(this.until_ms!, Math.max(now_ms, this.since_ms + gap_ms));
+  }
+
+  checkFailed(now_ms: number, hold_ms: number) {
+    const { state } = this.view(now_ms);
+    if (this.state_ === 'open' || (state === 'half_open' && this.probeFree(now_ms))) {
+      if (this.state_ !== 'open') this.transition('open', this.reason, now_ms);
+      this.until_ms = Math.max(this.until_ms ?? 0, now_ms + hold_ms);
+    }
+  }
+
+  private push(outcome: Outcome, now_ms: number) {
+    this.outcomes.push(outcome);
+    this.prune(now_ms);
+  }
+
+  private close(now_ms: number) {
+    this.cooldown_ms = this.config.cooldown_ms;
+    this.failed_probes = 0;
+    this.transition('closed', null, now_ms);
+  }
+
+  private open(reason: string, stage: FailureStage, now_ms: number, retry_after_ms?: number) {
     this.transition('open', reason, now_ms);
-    this.until_ms = now_ms + Math.max(this.cooldown_ms, retry_after_ms);
+    this.opened_by = stage;
+    this.pinned = retry_after_ms !== undefined;
+    this.until_ms = now_ms + (retry_after_ms ?? this.cooldown_ms);
   }
 
   private transition(state: BreakerState, reason: string | null, now_ms: number) {
-    this.state = state;
+    this.state_ = state;
     this.reason = reason;
     this.since_ms = now_ms;
-    this.probe_started_ms = null;
+    this.probe_taken_ms = this.probe_holder = null;
     if (state !== 'open') this.until_ms = null;
   }
 }
 
+/**
+ * The breakers of every provider and model. Times come from the injected clock (`now`, ms since the epoch).
+ * The worker reports each attempt's end exactly once: `jobSucceeded` or `jobFailed`; an attempt that never
+ * started after `tryAcquire` gives its probe back with `release`.
+ */
 export interface Health {
+  /** May a task go to this provider now? Read-only (quotes, estimates): it takes nothing. */
   allows(provider: string, model: string): boolean;
-  /** Mark a request as sent (consumes the half-open probe). */
-  begin(provider: string, model: string): void;
-  success(provider: string, model: string, latency_ms?: number): void;
-  failure(provider: string, model: string, detail: { reason: string; latency_ms?: number; retry_after_ms?: number }): void;
+  /**
+   * Take the right to send one task now: always granted while closed; in half_open (or open past its cool-down)
+   * granted to exactly one caller, the probe, until that probe's outcome is reported or it is released.
+   * `holder`: who asks (a task id), so that only the probe's holder can give it back.
+   */
+  tryAcquire(provider: string, model: string, holder: string): boolean;
+  /**
+   * Give back the probe `holder` took without an outcome for the provider: its attempt did not start (quota, lost
+   * lease, provider full) or ended for the request's own fault. A no-op for anyone else.
+   */
+  release(provider: string, model: string, holder: string): void;
+  /** The job completed and its video was accepted; `latency_ms` from submit to completion. */
+  jobSucceeded(provider: string, model: string, latency_ms?: number): void;
+  /**
+   * The provider accepted the job and reports it queued or running (its create answer, or a poll): closes a probe
+   * after a submit-side outage, and counts for nothing otherwise.
+   */
+  jobProgressing(provider: string, model: string): void;
+  /** The attempt failed for a provider-side reason (never for a request-side one). */
+  jobFailed(provider: string, model: string, failure: JobFailure): void;
+  /** An active health check of the provider passed (every model of it). */
+  checkSucceeded(provider: string): void;
+  /** An active health check failed: an open breaker lets no task probe for at least `hold_ms` more. */
+  checkFailed(provider: string, hold_ms: number): void;
   snapshot(provider: string, model: string): BreakerSnapshot;
+  /** Providers with a breaker that is not closed (as of now), for the active checks. */
+  unhealthyProviders(): Set<string>;
 }
 
 export function createHealth(config: BreakerConfig, now: () => number = Date.now): Health {
-  const breakers = new Map<string, Breaker>();
+  const breakers = new Map<string, Map<string, Breaker>>();
   const get = (provider: string, model: string) => {
-    const key = `${provider}\u0000${model}`;
-    let b = breakers.get(key);
-    if (!b) breakers.set(key, (b = new Breaker(config, now())));
+    let byModel = breakers.get(provider);
+    if (!byModel) breakers.set(provider, (byModel = new Map()));
+    let b = byModel.get(model);
+    if (!b) byModel.set(model, (b = new Breaker(config, now())));
     return b;
   };
+  const each = (provider: string) => breakers.get(provider)?.values() ?? [];
   return {
     allows: (p, m) => get(p, m).allows(now()),
-    begin: (p, m) => get(p, m).begin(now()),
-    success: (p, m, latency_ms) => get(p, m).record(true, now(), { latency_ms }),
-    failure: (p, m, detail) => get(p, m).record(false, now(), detail),
+    tryAcquire: (p, m, holder) => get(p, m).tryAcquire(now(), holder),
+    release: (p, m, holder) => get(p, m).release(holder),
+    jobSucceeded: (p, m, latency_ms) => get(p, m).jobSucceeded(now(), latency_ms),
+    jobProgressing: (p, m) => get(p, m).jobProgressing(now()),
+    jobFailed: (p, m, failure) => get(p, m).jobFailed(now(), failure),
+    checkSucceeded(provider) {
+      for (const b of each(provider)) b.checkSucceeded(now());
+    },
+    checkFailed(provider, hold_ms) {
+      for (const b of each(provider)) b.checkFailed(now(), hold_ms);
+    },
     snapshot(provider, model) {
       const b = get(provider, model);
-      return { provider, model, state: b.state, reason: b.reason, since_ms: b.since_ms, until_ms: b.until_ms, ...b.stats(now()) };
+      return { provider, model, reason: b.reason, ...b.view(now()), ...b.stats(now()) };
+    },
+    unhealthyProviders() {
+      const out = new Set<string>();
+      for (const [provider, byModel] of breakers) for (const b of byModel.values()) if (b.view(now()).state !== 'closed') out.add(provider);
+      return out;
     },
   };
 }

@@ -23,6 +23,11 @@ export interface ChooseOptions {
   active?: ReadonlyMap<string, number>;
 }
 
+export interface AcquireOptions extends ChooseOptions {
+  /** Who takes the probe, if it is one (the task id). */
+  holder: string;
+}
+
 export interface Router {
   readonly providers: readonly ProviderAdapter[];
   readonly health: Health;
@@ -30,8 +35,14 @@ export interface Router {
   maxConcurrent(id: string): number | undefined;
   /** Providers able to serve this exact request, by price; ties go to the healthier, then the faster. */
   candidates(request: NormalizedRequest): Candidate[];
-  /** The first candidate that is not excluded, has room, and whose breaker lets a request through. */
+  /** The first candidate that is not excluded, has room, and whose breaker lets a request through. Read-only (quotes). */
   choose(request: NormalizedRequest, options?: ChooseOptions): Candidate | undefined;
+  /**
+   * As `choose`, for a task about to be sent: the breaker's gate is taken in the same synchronous step
+   * (`Health.tryAcquire`), so of the tasks dispatched together exactly one probes a half-open provider and the
+   * others move on to the next. The caller gives the gate back (`health.release`) if the attempt does not start.
+   */
+  acquire(request: NormalizedRequest, options: AcquireOptions): Candidate | undefined;
 }
 
 export function createRouter(routed: readonly RoutedProvider[], health: Health): Router {
@@ -57,15 +68,14 @@ export function createRouter(routed: readonly RoutedProvider[], health: Health):
     provider: (id) => byId.get(id)?.adapter,
     maxConcurrent: (id) => byId.get(id)?.max_concurrent,
     candidates,
-    choose(request, { exclude, active } = {}) {
-      return candidates(request).find((c) => {
-        const limit = byId.get(c.adapter.id)?.max_concurrent;
-        return (
-          !exclude?.has(c.adapter.id) &&
-          (limit === undefined || (active?.get(c.adapter.id) ?? 0) < limit) &&
-          health.allows(c.adapter.id, request.model)
-        );
-      });
-    },
+    choose: (request, options) => first(request, options, (id) => health.allows(id, request.model)),
+    acquire: (request, options) => first(request, options, (id) => health.tryAcquire(id, request.model, options.holder)),
   };
+
+  function first(request: NormalizedRequest, { exclude, active }: ChooseOptions = {}, gate: (id: string) => boolean) {
+    return candidates(request).find((c) => {
+      const limit = byId.get(c.adapter.id)?.max_concurrent;
+      return !exclude?.has(c.adapter.id) && (limit === undefined || (active?.get(c.adapter.id) ?? 0) < limit) && gate(c.adapter.id);
+    });
+  }
 }

@@ -41,7 +41,10 @@ export type FakeMode =
   /** content: full Content-Length, half the bytes, then the socket is destroyed. */
   | { kind: 'truncated_mp4' }
   /** content: the result link is gone (404 by default, or 410). */
-  | { kind: 'expired_mp4'; status?: 404 | 410 };
+  | { kind: 'expired_mp4'; status?: 404 | 410 }
+  // --- Health and routing (issue 10, part 1) ---
+  /** create: after `delayMs` (past the client's timeout) the job is created and answered anyway: a paid job whose id the client never learns. */
+  | { kind: 'late_create'; delayMs: number };
 
 /** Modes that need no parameters can be given by name: setMode('reset'). */
 export type FakeModeKind = {
@@ -55,6 +58,7 @@ function appliesTo(mode: FakeMode, route: FakeRoute): boolean {
   if (TRANSPORT_MODES.has(mode.kind)) return true;
   if (mode.kind === 'fail_job') return route === 'retrieve';
   if (mode.kind === 'lose_job') return route !== 'create';
+  if (mode.kind === 'late_create') return route === 'create';
   return route === 'content'; // truncated_mp4, expired_mp4
 }
 
@@ -189,6 +193,7 @@ export async function startFakeOpenAI(options: FakeOpenAIOptions = {}): Promise<
       default:
     }
 
+    if (route.name === 'create' && mode.kind === 'late_create') return void setTimeout(() => create(record, res), mode.delayMs).unref();
     if (route.name === 'create') return create(record, res);
     const job = jobs.get(route.id);
     if (job && mode.kind === 'lose_job') jobs.delete(job.id);

@@ -1,7 +1,7 @@
 // Adapter for any upstream speaking the OpenAI Videos API (POST/GET/DELETE /v1/videos, GET .../content).
 // The wire format and its mapping live in wire.ts; every HTTP failure is classified by ../http.
 import type { Readable } from 'node:stream';
-import { errorFromResponse, readJson, send, sendJson, videoStream, type HttpTarget } from '../http';
+import { checkAnswersNotFound, errorFromResponse, readJson, send, sendJson, videoStream, type HttpTarget } from '../http';
 import { ProviderError, requireOffer, type ModelOffer, type PollResult, type ProviderAdapter } from '../types';
 import { asVideoObject, createVideoForm, pollResultFromVideo } from './wire';
 
@@ -68,8 +68,13 @@ export function createOpenAIProvider(options: OpenAIProviderOptions): ProviderAd
       if (res.ok || res.status === 404) return discard(res); // 404: already gone, which is what we wanted
       throw await errorFromResponse(res);
     },
+
+    // GET of a video id no job can have (OpenAI's ids start with `video_`): a 404 with an error body means up.
+    checkHealth: (ctx) => checkAnswersNotFound(target, videoPath(HEALTH_CHECK_ID), ctx.signal),
   };
 }
+
+const HEALTH_CHECK_ID = 'vidgate-health-check';
 
 /** Drops a trailing `/v1` (and slashes) so that the relative paths above add exactly one `/v1`. */
 function serverRoot(baseUrl: string): string {

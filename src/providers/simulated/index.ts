@@ -119,6 +119,13 @@ export function createSimulatedProvider(options: SimulatedProviderOptions): Prov
       // Like a real upstream, a job that already finished (or failed) stays as it is.
       if (state === 'pending' || state === 'processing') await store.update({ ...job, cancelled_at_ms: Date.now() });
     },
+
+    // Up while its work directory is usable (it runs in this process: nothing else can be down).
+    async checkHealth() {
+      await fs.access(options.workDir, fs.constants.R_OK | fs.constants.W_OK).catch((err: Error) => {
+        throw new ProviderError('health_check_failed', `work directory unusable: ${err.message}`, true);
+      });
+    },
   };
 }
 

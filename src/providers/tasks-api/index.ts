@@ -4,7 +4,7 @@
 // so a gateway restart between poll and download loses nothing.
 import type { Readable } from 'node:stream';
 import { originsOf } from '../../net/url-guard';
-import { errorFromResponse, readJson, send, sendJson, type HttpTarget } from '../http';
+import { checkAnswersNotFound, errorFromResponse, readJson, send, sendJson, type HttpTarget } from '../http';
 import { ProviderError, requireOffer, type CallContext, type PollResult, type ProviderAdapter } from '../types';
 import { downloadResult } from './result-download';
 import { createTaskBody, firstResult, parseTask, taskFailure, type TasksApiOffer, type WireTask } from './wire';
@@ -79,6 +79,9 @@ export function createTasksApiProvider(options: TasksApiProviderOptions): Provid
     },
 
     // No `cancel`: the task API documents no cancel endpoint (task_info.can_cancel notwithstanding).
+
+    // GET of a task id no task can have (theirs start with `task-unified-`): a 404 with an error body means up.
+    checkHealth: (ctx) => checkAnswersNotFound(target, 'v1/tasks/vidgate-health-check', ctx.signal),
   };
   return adapter;
 }
