@@ -31,6 +31,7 @@ describe('openapi/vidgate.yaml', () => {
       plugins: [{ id: 'vidgate', rules: { oas3: { 'property-described': propertyDescribed } } }],
       rules: {
         'operation-description': 'error',
+        'parameter-description': 'error',
         'vidgate/property-described': 'error',
         'info-license': 'off', // an internal service, not published
         'operation-4xx-response': 'off', // the probes, the metrics and the spec answer no client error
