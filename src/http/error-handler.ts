@@ -34,9 +34,10 @@ export function toApiError(err: HttpLikeError): ApiError {
   }
   if (err.code?.startsWith('Z_')) {
     // zlib's Z_DATA_ERROR and kin: the body is not what its Content-Encoding says.
-    return new ApiError(400, 'invalid_request_error', 'invalid_encoding', `the body is not valid ${err.message.includes('deflate') ? 'deflate' : 'gzip/deflate'} data as its Content-Encoding says (${err.message})`, 'Content-Encoding');
+    return new ApiError(400, 'invalid_request_error', 'invalid_encoding', `the body does not decode as its Content-Encoding says (${err.message})`, 'Content-Encoding');
   }
-  if (err instanceof UniqueViolation) return new ApiError(409, 'conflict_error', 'already_exists', `${err.constraint} is already taken`);
+  // A violation the domain did not expect: still the client's conflict, named without the store's table and column.
+  if (err instanceof UniqueViolation) return new ApiError(409, 'conflict_error', 'already_exists', 'a value that must be unique is already taken');
   if (err instanceof StoreUnavailable) {
     return new ApiError(503, 'service_unavailable_error', 'store_unavailable', 'the store is busy or unavailable; try again shortly', null, { 'Retry-After': '1' });
   }
