@@ -8,7 +8,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import YAML from 'yaml';
 import { SPEC_PATH } from '../src/http/app';
 import type { Logger } from '../src/core/logger';
-import { ADMIN_TOKEN, KEY_A, auth, startTestGateway, waitFor } from './support/gateway';
+import { ADMIN_TOKEN, KEY_A, auth, startTestGateway, tempDir, waitFor } from './support/gateway';
+import { startServerProcess } from './support/process';
 
 type Json = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any -- free-form spec
 type Harness = Awaited<ReturnType<typeof startTestGateway>>;
@@ -257,6 +258,46 @@ describe('the video of a task that will never have one', () => {
       expect(res.body.error.message).toMatch(/never have a video/);
     } finally {
       await g.close();
+    }
+  });
+});
+
+describe('the real server process', () => {
+  it('takes its timeouts from the environment and answers oversized headers, stalled bodies and wrong methods in JSON', async () => {
+    const dataDir = tempDir();
+    const server = await startServerProcess({
+      VIDGATE_DATA_DIR: dataDir,
+      VIDGATE_SERVER__PORT: '0',
+      VIDGATE_AUTH__API_KEYS: KEY_A,
+      VIDGATE_LOG_LEVEL: 'info',
+      VIDGATE_SERVER__HEADERS_TIMEOUT_MS: '1000',
+      VIDGATE_SERVER__REQUEST_TIMEOUT_MS: '2000',
+    });
+    try {
+      const big = await rawExchange(server.url, (s) => s.write(`GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: ${'a'.repeat(20_000)}\r\n\r\n`));
+      expect(big).toMatch(/^HTTP\/1\.1 431 /);
+      expect(jsonOf(big).error.code).toBe('headers_too_large');
+
+      const started = Date.now();
+      const stalled = await rawExchange(server.url, (s) =>
+        s.write(`POST /v1/estimates HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${KEY_A}\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{`),
+      );
+      expect(stalled).toMatch(/^HTTP\/1\.1 408 /);
+      expect(jsonOf(stalled).error.code).toBe('request_timeout');
+      expect(Date.now() - started).toBeLessThan(20_000);
+
+      const post = await fetch(`${server.url}/healthz`, { method: 'POST' });
+      expect(post.status).toBe(405);
+      expect(post.headers.get('allow')).toBe('GET');
+      expect(((await post.json()) as Json).error.code).toBe('method_not_allowed');
+
+      // The stalled client was cut off by the server: not an error of the server's.
+      const levels = server.output().split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l).level);
+      expect(levels).not.toContain('error');
+    } finally {
+      server.child.kill('SIGKILL');
+      await server.exited;
+      fs.rmSync(dataDir, { recursive: true, force: true });
     }
   });
 });
