@@ -59,7 +59,7 @@ describe('operations', () => {
     expect(page.headers['content-type']).toMatch(/^text\/html/);
     // Every URL the page names (scripts, styles, the spec) is a path on this gateway, and each answers.
     const urls = [...page.text.matchAll(/\b(?:src|href|spec-url)="([^"]+)"/g)].map((m) => m[1]!);
-    expect(urls.sort()).toEqual(['/docs/redoc.standalone.js', '/openapi.json']);
+    expect([...new Set(urls)].sort()).toEqual(['/docs/redoc.standalone.js', '/openapi.json']);
     expect(page.text).not.toMatch(/https?:\/\//);
     for (const url of urls) expect((await h.http.get(url)).status).toBe(200);
     // The browser is told so too: the page may load scripts, styles, fonts and data only from this origin.

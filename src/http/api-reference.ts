@@ -6,7 +6,8 @@ import { createRequire } from 'node:module';
 export const REDOC_BUNDLE_PATH = createRequire(import.meta.url).resolve('redoc/bundles/redoc.standalone.js');
 
 /**
- * Only this origin. Redoc needs inline styles (styled-components), a worker from a blob: URL for its search,
+ * Only this origin. Redoc needs inline styles (styled-components), `new Function` (its bundle compiles code at run
+ * time), a worker from a blob: URL for its search,
  * and data: images for its icons.
  */
 export const API_REFERENCE_CSP = [
@@ -28,6 +29,7 @@ export const API_REFERENCE_HTML = `<!doctype html>
 <style>body { margin: 0; }</style>
 </head>
 <body>
+<noscript>This reference needs JavaScript. The API description itself is at <a href="/openapi.json">/openapi.json</a>.</noscript>
 <redoc spec-url="/openapi.json" required-props-first="true" expand-responses="200,201,202"></redoc>
 <script src="/docs/redoc.standalone.js"></script>
 </body>
