@@ -2,6 +2,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import YAML from 'yaml';
 import fs from 'node:fs';
+import { createRequire } from 'node:module';
 import { SPEC_PATH } from '../src/http/app';
 import { KEY_A, auth, startTestGateway, waitFor } from './support/gateway';
 
@@ -47,16 +48,36 @@ describe('operations', () => {
     expect((await h.http.get('/readyz')).body).toEqual({ status: 'ok' });
   });
 
-  it('serves the spec it validates with, and a reference page rendered from it', async () => {
+  it('serves the spec it validates with', async () => {
     const spec = await h.http.get('/openapi.json');
     expect(spec.body).toEqual(YAML.parse(fs.readFileSync(SPEC_PATH, 'utf8')));
+  });
+
+  it('serves the reference page with Redoc from its npm package, loading nothing from another origin', async () => {
     const page = await h.http.get('/docs');
+    expect(page.status).toBe(200);
     expect(page.headers['content-type']).toMatch(/^text\/html/);
-    for (const [path, item] of Object.entries<Record<string, { summary: string }>>(spec.body.paths)) {
-      expect(page.text).toContain(`<code>${path}</code>`);
-      for (const [key, op] of Object.entries(item)) if (key !== 'parameters') expect(page.text).toContain(op.summary.replaceAll("'", '&#39;'));
+    // Every URL the page names (scripts, styles, the spec) is a path on this gateway, and each answers.
+    const urls = [...page.text.matchAll(/\b(?:src|href|spec-url)="([^"]+)"/g)].map((m) => m[1]!);
+    expect([...new Set(urls)].sort()).toEqual(['/docs/redoc.standalone.js', '/openapi.json']);
+    expect(page.text).not.toMatch(/https?:\/\//);
+    for (const url of urls) expect((await h.http.get(url)).status).toBe(200);
+    // The browser is told so too: the page may load scripts, styles, fonts and data only from this origin.
+    const csp = page.headers['content-security-policy'] as string;
+    expect(csp).toContain("default-src 'none'");
+    for (const directive of ['script-src', 'style-src', 'connect-src', 'font-src', 'img-src']) {
+      expect(csp).toMatch(new RegExp(`${directive} 'self'`));
     }
-    expect(page.text).toContain('<code>callback_url</code>');
+    expect(csp).not.toMatch(/https?:|\*/);
+
+    const script = await h.http.get('/docs/redoc.standalone.js').buffer(true).parse((res, done) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('end', () => done(null, Buffer.concat(chunks)));
+    });
+    expect(script.headers['content-type']).toMatch(/javascript/);
+    const bundle = fs.readFileSync(createRequire(import.meta.url).resolve('redoc/bundles/redoc.standalone.js'));
+    expect((script.body as Buffer).equals(bundle)).toBe(true);
   });
 
   it('exports request latency by route template, tasks by status and provider, upstream calls', async () => {

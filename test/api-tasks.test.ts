@@ -75,6 +75,9 @@ describe('submit to download', () => {
 
     const beyond = await h.http.get(contentPath).set(auth(KEY_A)).set('Range', 'bytes=999999999-');
     expect(beyond.status).toBe(416);
+    expect(beyond.headers['content-type']).toMatch(/^application\/json/);
+    expect(beyond.headers['content-range']).toBe(`bytes */${(video.body as Buffer).length}`);
+    expect(beyond.body.error).toMatchObject({ code: 'range_not_satisfiable', type: 'invalid_request_error', param: 'Range' });
   });
 
   it('applies the defaults: sora-2, 9:16 at 720p, 4 s', async () => {
@@ -222,7 +225,7 @@ describe('reading, listing, cancelling', () => {
     const res = await h.http.post(`/v1/tasks/${id}/cancel`).set(auth(KEY_A));
     expect(res.status).toBe(200);
     expect(res.body).toMatchObject({ id, status: 'cancelled', task_info: { can_cancel: false } });
-    expectError(await h.http.get(`/v1/tasks/${id}/content`).set(auth(KEY_A)), 409, 'conflict_error', 'task_not_completed', null);
+    expectError(await h.http.get(`/v1/tasks/${id}/content`).set(auth(KEY_A)), 409, 'conflict_error', 'task_cancelled', null);
     expectError(await h.http.post(`/v1/tasks/${id}/cancel`).set(auth(KEY_A)), 409, 'conflict_error', 'task_finished', null);
     await new Promise((r) => setTimeout(r, 800)); // longer than the simulated job takes
     expect((await h.http.get(`/v1/tasks/${id}`).set(auth(KEY_A))).body.status).toBe('cancelled');

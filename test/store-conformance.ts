@@ -10,6 +10,7 @@ import type {
   TeamRecord,
   WorkPhase,
 } from '../src/store/types';
+import { UniqueViolation } from '../src/store/types';
 
 const T0 = 1_700_000_000_000;
 const LEASE_MS = 30_000;
@@ -160,8 +161,18 @@ export function describeStoreConformance(name: string, makeStore: () => Promise<
         const store = await open();
         await store.createTeam(team());
         await store.insertApiKey(apiKey(1));
-        await expect(store.insertApiKey({ ...apiKey(2), key_hash: 'hash-1' })).rejects.toThrow();
+        await expect(store.insertApiKey({ ...apiKey(2), key_hash: 'hash-1' })).rejects.toThrow(new UniqueViolation('api_keys.key_hash'));
         expect(await store.countApiKeys()).toBe(1);
+      });
+
+      it("refuses a second team of one name in the store's vocabulary, whatever the backend", async () => {
+        const store = await open();
+        await store.createTeam(team('team-1'));
+        const twin = store.createTeam({ ...team('team-2'), name: 'name of team-1' });
+        await expect(twin).rejects.toBeInstanceOf(UniqueViolation);
+        await expect(twin).rejects.toMatchObject({ constraint: 'teams.name' });
+        const renamed = store.createTeam(team('team-3')).then(() => store.updateTeam('team-3', { name: 'name of team-1' }));
+        await expect(renamed).rejects.toMatchObject({ constraint: 'teams.name' });
       });
     });
 

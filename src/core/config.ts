@@ -80,6 +80,14 @@ const ConfigSchema = z
         public_url: z.url().optional(),
         body_limit_bytes: z.number().int().positive().default(64 * 1024),
         drain_timeout_ms: ms.default(15_000),
+        /** Time a client has to send all request headers; a slower one gets 408. At most request_timeout_ms. */
+        headers_timeout_ms: ms.default(10_000),
+        /** Time a client has to send the whole request, headers and body; a slower one gets 408. */
+        request_timeout_ms: ms.default(30_000),
+      })
+      .refine((s) => s.headers_timeout_ms <= s.request_timeout_ms, {
+        message: 'headers_timeout_ms must not exceed request_timeout_ms',
+        path: ['headers_timeout_ms'],
       })
       .strict()
       .prefault({}),

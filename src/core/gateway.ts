@@ -8,6 +8,7 @@ import { createRouter, type RoutedProvider } from '../routing/router';
 import { createSqliteStore } from '../store/sqlite';
 import type { Store } from '../store/types';
 import { createApp } from '../http/app';
+import { createHttpServer } from '../http/server';
 import { createLocalAssetStore } from './assets';
 import type { Config } from './config';
 import { createHealthChecker } from './health-checker';
@@ -89,7 +90,7 @@ export async function createGateway(config: Config, options: GatewayOptions = {}
     devKey,
     /** Listen and start the background loops; resolves with the bound URL. */
     async start(): Promise<string> {
-      server = http.createServer(app);
+      server = createHttpServer(app, config.server);
       await new Promise<void>((resolve, reject) => {
         server!.once('error', reject);
         server!.listen(config.server.port, config.server.host, resolve);

@@ -142,8 +142,11 @@ export function createTaskService(deps: TaskServiceDeps) {
     /** The stored MP4's path, once the task has completed and while it is retained. */
     async videoPath(caller: Caller, id: string): Promise<string> {
       const task = await ownTask(caller, id);
+      if (task.status === 'failed' || task.status === 'cancelled') {
+        throw conflict(`task_${task.status}`, `task '${id}' ${task.status === 'failed' ? 'failed' : 'was cancelled'} and will never have a video; submit it again`);
+      }
       if (task.status !== 'completed' || !task.asset_key) {
-        throw conflict('task_not_completed', `task '${id}' is ${task.status}; its video is available once completed`);
+        throw conflict('task_not_completed', `task '${id}' is ${task.status}; its video is available once it completes`);
       }
       const file = task.asset_expired ? undefined : assets.pathOf(task.asset_key);
       if (!file) throw gone('video_expired', `the video of task '${id}' has passed its retention and was deleted`);

@@ -1,6 +1,6 @@
 // Teams and their API keys: create, update, rotate, revoke. A key is shown once; only its hash is kept.
 import crypto from 'node:crypto';
-import type { ApiKeyRecord, Quotas, Store, TeamRecord } from '../store/types';
+import { UniqueViolation, type ApiKeyRecord, type Quotas, type Store, type TeamRecord } from '../store/types';
 import { ApiError, conflict, invalidRequest } from './errors';
 
 const KEY_PREFIX = 'vg_';
@@ -47,6 +47,11 @@ export type TeamService = ReturnType<typeof createTeamService>;
 export function createTeamService(store: Store, defaultQuotas: Quotas, now: () => number) {
   const teamNotFound = (id: string) => new ApiError(404, 'not_found_error', 'team_not_found', `no team '${id}'`, 'team_id');
   const keyNotFound = (id: string) => new ApiError(404, 'not_found_error', 'key_not_found', `no API key '${id}'`, 'key_id');
+  const teamExists = (name: string) => conflict('team_exists', `a team named '${name}' exists`);
+  /** A name taken between our check and the write (two concurrent requests) is the same 409 as one taken before. */
+  const nameTaken = (name: string) => (err: unknown) => {
+    throw err instanceof UniqueViolation && err.constraint === 'teams.name' ? teamExists(name) : err;
+  };
 
   async function team(id: string): Promise<TeamRecord> {
     const t = await store.getTeam(id);
@@ -61,10 +66,10 @@ export function createTeamService(store: Store, defaultQuotas: Quotas, now: () =
   }
 
   async function createTeam(name: string, quotas: Partial<Quotas> = {}): Promise<TeamRecord> {
-    if (await store.findTeamByName(name)) throw conflict('team_exists', `a team named '${name}' exists`);
+    if (await store.findTeamByName(name)) throw teamExists(name);
     const slug = name.toLowerCase().replace(/[^a-z0-9]+/g, '-').replace(/^-|-$/g, '').slice(0, 40) || 'team';
     const id = `team_${slug}_${crypto.randomBytes(3).toString('hex')}`;
-    return store.createTeam({ id, name, created_at_ms: now(), ...defaultQuotas, ...quotas });
+    return store.createTeam({ id, name, created_at_ms: now(), ...defaultQuotas, ...quotas }).catch(nameTaken(name));
   }
 
   /** Store a key (by hash) for a team; returns the record and the key itself, to show once. */
@@ -105,9 +110,9 @@ export function createTeamService(store: Store, defaultQuotas: Quotas, now: () =
       await team(id);
       if (patch.name !== undefined) {
         const other = await store.findTeamByName(patch.name);
-        if (other && other.id !== id) throw conflict('team_exists', `a team named '${patch.name}' exists`);
+        if (other && other.id !== id) throw teamExists(patch.name);
       }
-      return (await store.updateTeam(id, patch))!;
+      return (await store.updateTeam(id, patch).catch(nameTaken(patch.name ?? '')))!;
     },
     async listKeys(teamId: string): Promise<ApiKeyRecord[]> {
       await team(teamId);

@@ -38,7 +38,10 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** List the caller's tasks, newest first */
+        /**
+         * List the caller's tasks, newest first
+         * @description The caller's team's tasks, newest first, a page at a time. Filter by `status`; pass the `next_cursor` of a page as `after` for the next one.
+         */
         get: operations["listTasks"];
         put?: never;
         post?: never;
@@ -53,11 +56,18 @@ export interface paths {
             query?: never;
             header?: never;
             path: {
+                /**
+                 * @description The task's `id`.
+                 * @example task_9f3c2a7b1e4d
+                 */
                 id: components["parameters"]["TaskId"];
             };
             cookie?: never;
         };
-        /** Get a task */
+        /**
+         * Get a task
+         * @description The task, with its progress, attempts and, once completed, the URL of its video (`results`) and when that video is deleted (`expires_at`). Another team's task answers 404.
+         */
         get: operations["getTask"];
         put?: never;
         post?: never;
@@ -72,6 +82,10 @@ export interface paths {
             query?: never;
             header?: never;
             path: {
+                /**
+                 * @description The task's `id`.
+                 * @example task_9f3c2a7b1e4d
+                 */
                 id: components["parameters"]["TaskId"];
             };
             cookie?: never;
@@ -94,6 +108,10 @@ export interface paths {
             query?: never;
             header?: never;
             path: {
+                /**
+                 * @description The task's `id`.
+                 * @example task_9f3c2a7b1e4d
+                 */
                 id: components["parameters"]["TaskId"];
             };
             cookie?: never;
@@ -118,7 +136,10 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** The model catalog */
+        /**
+         * The model catalog
+         * @description Every model some configured provider serves: sizes, qualities, durations, whether an image is accepted, and the price per second per tier across providers.
+         */
         get: operations["listModels"];
         put?: never;
         post?: never;
@@ -175,7 +196,10 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** The caller's team spend, quotas and open reservations */
+        /**
+         * The caller's team spend, quotas and open reservations
+         * @description Settled spend of the caller's team by day, model and provider (`from` to `to`), the team's and this key's quotas with what remains, and the credits held by unfinished tasks.
+         */
         get: operations["getUsage"];
         put?: never;
         post?: never;
@@ -192,10 +216,16 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** List teams */
+        /**
+         * List teams
+         * @description Every team with its quotas, oldest first.
+         */
         get: operations["adminListTeams"];
         put?: never;
-        /** Create a team */
+        /**
+         * Create a team
+         * @description A new team with its quotas; those left out take `teams.default_quotas` of the config. A name already taken answers 409 `team_exists`, also when two requests race.
+         */
         post: operations["adminCreateTeam"];
         delete?: never;
         options?: never;
@@ -208,18 +238,28 @@ export interface paths {
             query?: never;
             header?: never;
             path: {
+                /**
+                 * @description The team's `id`.
+                 * @example team_acme_3fa9c1
+                 */
                 team_id: components["parameters"]["TeamId"];
             };
             cookie?: never;
         };
-        /** Get a team */
+        /**
+         * Get a team
+         * @description The team with its quotas.
+         */
         get: operations["adminGetTeam"];
         put?: never;
         post?: never;
         delete?: never;
         options?: never;
         head?: never;
-        /** Rename a team or change its quotas (null removes a limit) */
+        /**
+         * Rename a team or change its quotas (null removes a limit)
+         * @description Renames the team or changes its quotas; fields left out stay. A name another team has answers 409 `team_exists`.
+         */
         patch: operations["adminUpdateTeam"];
         trace?: never;
     };
@@ -228,14 +268,24 @@ export interface paths {
             query?: never;
             header?: never;
             path: {
+                /**
+                 * @description The team's `id`.
+                 * @example team_acme_3fa9c1
+                 */
                 team_id: components["parameters"]["TeamId"];
             };
             cookie?: never;
         };
-        /** List a team's API keys (never the keys themselves) */
+        /**
+         * List a team's API keys (never the keys themselves)
+         * @description The team's keys with their settings, revoked ones included. Never the secrets.
+         */
         get: operations["adminListKeys"];
         put?: never;
-        /** Create an API key for a team (the key is shown only in this answer) */
+        /**
+         * Create an API key for a team (the key is shown only in this answer)
+         * @description A new API key for the team. The secret `key` is in this answer only; vidgate keeps its hash.
+         */
         post: operations["adminCreateKey"];
         delete?: never;
         options?: never;
@@ -248,11 +298,18 @@ export interface paths {
             query?: never;
             header?: never;
             path: {
+                /**
+                 * @description The team's `id`.
+                 * @example team_acme_3fa9c1
+                 */
                 team_id: components["parameters"]["TeamId"];
             };
             cookie?: never;
         };
-        /** A team's spend, quotas and open reservations */
+        /**
+         * A team's spend, quotas and open reservations
+         * @description What `GET /v1/usage` shows the team's own keys, for an admin.
+         */
         get: operations["adminGetTeamUsage"];
         put?: never;
         post?: never;
@@ -267,6 +324,10 @@ export interface paths {
             query?: never;
             header?: never;
             path: {
+                /**
+                 * @description The team's `id`.
+                 * @example team_acme_3fa9c1
+                 */
                 team_id: components["parameters"]["TeamId"];
             };
             cookie?: never;
@@ -311,7 +372,10 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** Every team's spend, quotas and open reservations */
+        /**
+         * Every team's spend, quotas and open reservations
+         * @description Each team's spend, quotas and open reservations, for the same period.
+         */
         get: operations["adminListUsage"];
         put?: never;
         post?: never;
@@ -326,6 +390,10 @@ export interface paths {
             query?: never;
             header?: never;
             path: {
+                /**
+                 * @description The API key's `id` (not the secret key).
+                 * @example key_5d1e9a0b7c2f4e81
+                 */
                 key_id: components["parameters"]["KeyId"];
             };
             cookie?: never;
@@ -336,7 +404,10 @@ export interface paths {
         delete?: never;
         options?: never;
         head?: never;
-        /** Change a key's name, expiry, models or quotas (null removes a limit) */
+        /**
+         * Change a key's name, expiry, models or quotas (null removes a limit)
+         * @description Changes the fields given; others stay. null removes an expiry, a model list or a limit.
+         */
         patch: operations["adminUpdateKey"];
         trace?: never;
     };
@@ -345,6 +416,10 @@ export interface paths {
             query?: never;
             header?: never;
             path: {
+                /**
+                 * @description The API key's `id` (not the secret key).
+                 * @example key_5d1e9a0b7c2f4e81
+                 */
                 key_id: components["parameters"]["KeyId"];
             };
             cookie?: never;
@@ -367,13 +442,20 @@ export interface paths {
             query?: never;
             header?: never;
             path: {
+                /**
+                 * @description The API key's `id` (not the secret key).
+                 * @example key_5d1e9a0b7c2f4e81
+                 */
                 key_id: components["parameters"]["KeyId"];
             };
             cookie?: never;
         };
         get?: never;
         put?: never;
-        /** Revoke a key; it stops working at once */
+        /**
+         * Revoke a key; it stops working at once
+         * @description The key stops working at once, in every process. Revoking a revoked key changes nothing.
+         */
         post: operations["adminRevokeKey"];
         delete?: never;
         options?: never;
@@ -388,7 +470,10 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** Liveness */
+        /**
+         * Liveness
+         * @description Answers 200 while the process runs; for liveness probes.
+         */
         get: operations["healthz"];
         put?: never;
         post?: never;
@@ -405,7 +490,10 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** Readiness (store reachable, not draining) */
+        /**
+         * Readiness (store reachable, not draining)
+         * @description Answers 200 when the store answers and no shutdown has begun, 503 otherwise; for readiness probes and load balancers.
+         */
         get: operations["readyz"];
         put?: never;
         post?: never;
@@ -422,7 +510,10 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** Prometheus metrics */
+        /**
+         * Prometheus metrics
+         * @description Request latency, tasks by status, provider calls, breaker states, cache hits and the like, in the Prometheus text format.
+         */
         get: operations["metrics"];
         put?: never;
         post?: never;
@@ -439,8 +530,51 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** This specification, as JSON */
+        /**
+         * This specification, as JSON
+         * @description This document as JSON, for code generators and the reference at `/docs`.
+         */
         get: operations["openapi"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/docs": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * This reference, for people
+         * @description An HTML page that renders `/openapi.json` with Redoc, served with everything it needs from this gateway; it loads nothing from elsewhere.
+         */
+        get: operations["docs"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/docs/redoc.standalone.js": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * The script of the reference page
+         * @description Redoc's standalone bundle, from the `redoc` npm package vidgate was installed with.
+         */
+        get: operations["docsScript"];
         put?: never;
         post?: never;
         delete?: never;
@@ -463,38 +597,57 @@ export interface components {
          * @enum {string}
          */
         Quality: "720p" | "1080p";
-        /** @enum {string} */
+        /**
+         * @description `pending` (waiting for a provider), `processing`, then one of `completed`, `failed` or `cancelled`, which are final.
+         * @enum {string}
+         */
         TaskStatus: "pending" | "processing" | "completed" | "failed" | "cancelled";
         GenerationRequest: {
             /**
              * @description A model of `GET /v1/models` (`sora-2`, `sora-2-pro` by default).
              * @default sora-2
+             * @example sora-2-pro
              */
             model: string;
+            /**
+             * @description What the video shows. Sent to the provider as written; the cache compares it up to Unicode normalization, white space and case.
+             * @example A paper boat drifts down a rainy street at dusk, seen from the curb.
+             */
             prompt: string;
+            /** @example 16:9 */
             aspect_ratio?: components["schemas"]["AspectRatio"];
             /**
              * @description Seconds of video.
              * @default 4
+             * @example 8
              * @enum {integer}
              */
             duration: 4 | 8 | 12;
+            /** @example 1080p */
             quality?: components["schemas"]["Quality"];
-            /** @description A reference image for the first frame (HTTPS, public address). */
+            /**
+             * @description A reference image for the first frame (HTTPS, public address).
+             * @example [
+             *       "https://images.example.com/boat.png"
+             *     ]
+             */
             image_urls?: string[];
             /**
              * @description How a reference image of another shape is fitted.
+             * @example crop
              * @enum {string}
              */
             resize_mode?: "pad" | "crop";
             /**
              * Format: uri
              * @description HTTPS URL on a public address, called when the task finishes.
+             * @example https://hooks.example.com/vidgate
              */
             callback_url?: string;
             /**
              * @description `false` asks for a fresh generation: no cached result is served and no running task is followed.
              * @default true
+             * @example true
              */
             cache: boolean;
         };
@@ -506,27 +659,75 @@ export interface components {
          */
         CacheStatus: "miss" | "bypassed" | "hit" | "coalesced" | "disabled";
         Task: {
+            /**
+             * @description The task's id; use it in `/v1/tasks/{id}`.
+             * @example task_9f3c2a7b1e4d
+             */
             id: string;
-            /** @constant */
+            /**
+             * @description Always `video.generation.task`.
+             * @constant
+             */
             object: "video.generation.task";
-            /** @description Unix seconds. */
+            /**
+             * @description When the task was submitted, in Unix seconds.
+             * @example 1767225600
+             */
             created: number;
+            /**
+             * @description The model asked for.
+             * @example sora-2-pro
+             */
             model: string;
+            /**
+             * @description Where the task is: `pending` (waiting for a provider), `processing`, then `completed`, `failed` or `cancelled`.
+             * @example processing
+             */
             status: components["schemas"]["TaskStatus"];
+            /**
+             * @description Percent done, as the provider reports it; 100 once completed.
+             * @example 40
+             */
             progress: number;
-            /** @constant */
+            /**
+             * @description Always `video`.
+             * @constant
+             */
             type: "video";
+            /** @description What a client needs to show the task: whether it can be cancelled, the time left, the size and length of the video. */
             task_info: {
+                /**
+                 * @description True until the task finishes; then `POST /v1/tasks/{id}/cancel` answers 409.
+                 * @example true
+                 */
                 can_cancel: boolean;
-                /** @description Seconds until completion */
+                /**
+                 * @description Seconds until completion, estimated.
+                 * @example 42
+                 */
                 estimated_time: number;
+                /**
+                 * @description Seconds of video asked for.
+                 * @example 8
+                 */
                 video_duration: number;
-                /** @description The size of the video */
+                /**
+                 * @description The size of the video, e.g. `1280x720`.
+                 * @example 1792x1024
+                 */
                 size?: string;
             };
+            /** @description What the task costs the team, in credits. */
             usage: {
-                /** @constant */
+                /**
+                 * @description Always `per_second`: providers price each generated second.
+                 * @constant
+                 */
                 billing_rule: "per_second";
+                /**
+                 * @description Credits held for the task on submission: its price on the cheapest provider that can serve it.
+                 * @example 400
+                 */
                 credits_reserved: number;
                 /**
                  * @description Credits charged for the task: null until it finishes; then, once completed, the price of the provider that served it (`cache.hit_credits` for a hit or a follower), and 0 once failed or cancelled.
@@ -539,29 +740,59 @@ export interface components {
                  */
                 credits_released: number | null;
             };
-            /** @description The provider serving (or that served) the task. */
+            /**
+             * @description The provider serving (or that served) the task.
+             * @example simulated
+             */
             provider: string | null;
             /** @description Every submission of the task to a provider, oldest first. */
             attempts: components["schemas"]["Attempt"][];
-            /** @description Unix seconds. */
+            /**
+             * @description When the task finished (completed, failed or cancelled), in Unix seconds; null until then.
+             * @example 1767225675
+             */
             completed_at: number | null;
+            /** @example miss */
             cache: components["schemas"]["CacheStatus"];
-            /** @description URLs of the stored video, served by vidgate (present once completed). */
+            /**
+             * @description URLs of the stored video, served by vidgate (present once completed).
+             * @example [
+             *       "https://vidgate.example.com/v1/tasks/task_9f3c2a7b1e4d/content"
+             *     ]
+             */
             results?: string[];
-            /** @description Unix seconds after which the stored video is deleted (present once completed). */
+            /**
+             * @description Unix seconds after which the stored video is deleted (present once completed).
+             * @example 1767830475
+             */
             expires_at?: number | null;
+            /** @description Why the task failed (present once failed). */
             error?: components["schemas"]["TaskError"];
         };
         Attempt: {
+            /**
+             * @description The provider this attempt went to.
+             * @example simulated
+             */
             provider: string;
-            /** @description The provider's id of the job */
+            /**
+             * @description The provider's id of the job, once submitted.
+             * @example video_68d2f1a9c0b4
+             */
             upstream_id: string | null;
-            /** @description Unix milliseconds. */
+            /**
+             * @description When the attempt began, in Unix milliseconds.
+             * @example 1767225600120
+             */
             started_at: number;
-            /** @description Unix milliseconds. */
+            /**
+             * @description When the attempt ended, in Unix milliseconds; null while it runs.
+             * @example 1767225674800
+             */
             ended_at: number | null;
             /**
              * @description `retried`: the provider failed (its fault) and the task moved on.
+             * @example completed
              * @enum {string}
              */
             outcome: "running" | "completed" | "failed" | "retried" | "cancelled";
@@ -570,115 +801,326 @@ export interface components {
              * @example 1.2
              */
             price_usd: number;
+            /** @description Why the attempt failed, in the provider's terms where the request was at fault. */
             error?: components["schemas"]["TaskError"];
         };
         Estimate: {
-            /** @constant */
+            /**
+             * @description Always `estimate`.
+             * @constant
+             */
             object: "estimate";
+            /**
+             * @description The model asked for (`sora-2` when none was given).
+             * @example sora-2-pro
+             */
             model: string;
+            /**
+             * @description The size the request resolves to, from `aspect_ratio` and `quality`.
+             * @example 1792x1024
+             */
             size: string;
+            /**
+             * @description Seconds of video.
+             * @example 8
+             */
             duration: number;
-            /** @description The provider that would serve the request now (null when none is available). */
+            /**
+             * @description The provider that would serve the request now (null when none is available).
+             * @example simulated
+             */
             provider: string | null;
-            /** @description Price on that provider. */
+            /**
+             * @description Price on that provider.
+             * @example 4
+             */
             usd: number | null;
-            /** @description Credits that would be reserved. */
+            /**
+             * @description Credits that would be reserved.
+             * @example 400
+             */
             credits: number | null;
             /** @description Every capable provider, cheapest first. */
             options: {
+                /**
+                 * @description A provider that offers the model at this size and duration.
+                 * @example simulated
+                 */
                 provider: string;
+                /**
+                 * @description Its price for the request, in USD.
+                 * @example 4
+                 */
                 usd: number;
+                /**
+                 * @description Its price in credits: what would be reserved.
+                 * @example 400
+                 */
                 credits: number;
-                /** @description False while its circuit breaker is open. */
+                /**
+                 * @description False while its circuit breaker is open.
+                 * @example true
+                 */
                 available: boolean;
             }[];
         };
         ProviderList: {
-            /** @constant */
+            /**
+             * @description Always `list`.
+             * @constant
+             */
             object: "list";
+            /** @description Every configured provider, in the order of the config. */
             data: components["schemas"]["ProviderStatus"][];
         };
         ProviderStatus: {
+            /**
+             * @description The provider's id from the config; tasks name it in `provider`.
+             * @example openai-main
+             */
             id: string;
-            /** @enum {string} */
+            /**
+             * @description Which wire format the provider speaks: the OpenAI Videos API, the unified task API of aggregators, or the built-in simulated provider.
+             * @example openai
+             * @enum {string}
+             */
             kind: "openai" | "tasks-api" | "simulated";
+            /**
+             * @description False when the provider was left out at start (see `disabled_reason`).
+             * @example true
+             */
             enabled: boolean;
-            /** @description Why the provider was left out at start. */
+            /**
+             * @description Why the provider was left out at start.
+             * @example OPENAI_API_KEY is not set
+             */
             disabled_reason: string | null;
+            /**
+             * @description Tasks the provider may run at once, from the config; null for no limit.
+             * @example 8
+             */
             max_concurrent: number | null;
+            /**
+             * @description Tasks running on the provider now.
+             * @example 3
+             */
             active_tasks: number;
+            /** @description The models the provider serves, with their health and prices. */
             models: components["schemas"]["ProviderModel"][];
         };
         ProviderModel: {
+            /**
+             * @description vidgate's name of the model.
+             * @example sora-2
+             */
             model: string;
+            /**
+             * @description The provider's name of the same model.
+             * @example sora-2
+             */
             upstream_model: string;
+            /**
+             * @description Sizes the provider offers for the model.
+             * @example [
+             *       "1280x720",
+             *       "720x1280"
+             *     ]
+             */
             sizes: string[];
+            /**
+             * @description Durations the provider offers, in seconds.
+             * @example [
+             *       4,
+             *       8,
+             *       12
+             *     ]
+             */
             durations: number[];
+            /** @description Price per generated second, per quality tier. */
             usd_per_second: {
+                /**
+                 * @description USD per second at 720p.
+                 * @example 0.1
+                 */
                 "720p": number;
+                /**
+                 * @description USD per second at 1080p, where offered.
+                 * @example 0.5
+                 */
                 "1080p"?: number;
             };
+            /** @description The provider's circuit breaker for this model. */
             health: components["schemas"]["BreakerStatus"];
         };
         BreakerStatus: {
             /**
              * @description `open`: no traffic until `until`; `half_open`: one probe task is allowed through (an open breaker whose `until` has passed reads `half_open`).
+             * @example closed
              * @enum {string}
              */
             state: "closed" | "open" | "half_open";
+            /**
+             * @description Why the breaker last opened, in vidgate's words; null while it has not.
+             * @example 5 consecutive failures, last: timeout
+             */
             reason: string | null;
-            /** @description Unix milliseconds of the last state change. */
+            /**
+             * @description Unix milliseconds of the last state change.
+             * @example 1767225600000
+             */
             since: number;
-            /** @description Unix milliseconds when an open breaker lets a probe through. */
+            /**
+             * @description Unix milliseconds when an open breaker lets a probe through.
+             * @example 1767225630000
+             */
             until: number | null;
-            /** @description Job outcomes (completed */
+            /**
+             * @description Job outcomes (completed, or failed for a provider-side reason) in the recent window; an accepted submit is not counted.
+             * @example 57
+             */
             calls: number;
+            /**
+             * @description Share of the job outcomes in the window that failed for the provider's fault, from 0 to 1.
+             * @example 0.04
+             */
             error_rate: number;
-            /** @description Mean time from submit to completion of the completed jobs in the window. */
+            /**
+             * @description Mean time from submit to completion of the completed jobs in the window.
+             * @example 812.5
+             */
             latency_ms: number | null;
         };
         TaskError: {
+            /**
+             * @description Machine-readable reason: the provider's (e.g. `content_policy_violation`) or vidgate's (`no_provider_available`, `insufficient_quota`, `generation_timeout`).
+             * @example content_policy_violation
+             */
             code: string;
+            /**
+             * @description What happened, for people. Repeats the provider's words only when the request was at fault.
+             * @example The prompt was refused by the provider's content policy.
+             */
             message: string;
         };
         TaskList: {
-            /** @constant */
+            /**
+             * @description Always `list`.
+             * @constant
+             */
             object: "list";
+            /** @description The tasks of this page, newest first. */
             data: components["schemas"]["Task"][];
+            /**
+             * @description True when another page follows.
+             * @example true
+             */
             has_more: boolean;
+            /**
+             * @description Pass as `after` to get the next page; null on the last page.
+             * @example WzE3NjcyMjU2MDAwMDAsInRhc2tfOWYzYyJd
+             */
             next_cursor: string | null;
         };
         Model: {
+            /**
+             * @description The model, as `model` of a request takes it.
+             * @example sora-2-pro
+             */
             id: string;
-            /** @constant */
+            /**
+             * @description Always `model`.
+             * @constant
+             */
             object: "model";
+            /**
+             * @description Sizes some provider offers for the model.
+             * @example [
+             *       "1280x720",
+             *       "720x1280",
+             *       "1792x1024",
+             *       "1024x1792"
+             *     ]
+             */
             sizes: string[];
+            /**
+             * @description Quality tiers on offer; `1080p` only where some provider has it.
+             * @example [
+             *       "720p",
+             *       "1080p"
+             *     ]
+             */
             qualities?: components["schemas"]["Quality"][];
+            /**
+             * @description Durations on offer, in seconds.
+             * @example [
+             *       4,
+             *       8,
+             *       12
+             *     ]
+             */
             durations: number[];
+            /**
+             * @description True when a reference image (`image_urls`) is accepted.
+             * @example true
+             */
             image_input: boolean;
+            /**
+             * @description Providers that serve the model.
+             * @example [
+             *       "openai-main",
+             *       "simulated"
+             *     ]
+             */
             providers: string[];
             /** @description Lowest and highest price per generated second across providers, per tier. */
             price_usd_per_second: {
+                /** @description Price range at 720p. */
                 "720p": components["schemas"]["PriceRange"];
+                /** @description Price range at 1080p, where offered. */
                 "1080p"?: components["schemas"]["PriceRange"];
             };
         };
         PriceRange: {
+            /**
+             * @description Lowest USD per second across providers.
+             * @example 0.3
+             */
             min: number;
+            /**
+             * @description Highest USD per second across providers.
+             * @example 0.5
+             */
             max: number;
         };
         ModelList: {
-            /** @constant */
+            /**
+             * @description Always `list`.
+             * @constant
+             */
             object: "list";
+            /** @description Every model some configured provider serves. */
             data: components["schemas"]["Model"][];
+            /**
+             * @description What one credit is worth, in USD (`credits.usd_per_credit`).
+             * @example 0.01
+             */
             usd_per_credit: number;
         };
         QuotaLimits: {
-            /** @description UTC calendar day. */
+            /**
+             * @description Credits the team (or key) may commit per UTC calendar day; null for no limit. At most 10^12.
+             * @example 5000
+             */
             credits_per_day?: number | null;
-            /** @description UTC calendar month. */
+            /**
+             * @description Credits the team (or key) may commit per UTC calendar month; null for no limit. At most 10^12.
+             * @example 100000
+             */
             credits_per_month?: number | null;
-            /** @description Tasks submitted and not finished. */
+            /**
+             * @description Tasks submitted and not yet finished, at most; null for no limit.
+             * @example 10
+             */
             max_concurrent?: number | null;
             /**
              * @description Reads (`GET` requests: task polls, lists, downloads, catalog, usage) per UTC minute. Counted apart from submissions, so that polling never uses up the budget for submitting.
@@ -698,101 +1140,293 @@ export interface components {
             requests_per_minute?: number | null;
         };
         Team: {
+            /**
+             * @description The team's id: `team_`, a slug of its name and a random suffix.
+             * @example team_acme_3fa9c1
+             */
             id: string;
-            /** @constant */
+            /**
+             * @description Always `team`.
+             * @constant
+             */
             object: "team";
+            /**
+             * @description Unique among teams.
+             * @example acme
+             */
             name: string;
-            /** @description Unix seconds. */
+            /**
+             * @description When the team was created, in Unix seconds.
+             * @example 1767225600
+             */
             created: number;
+            /** @description The team's limits; every key of the team counts against them. */
             quotas: components["schemas"]["QuotaLimits"];
         };
         TeamCreate: {
+            /**
+             * @description Unique among teams; a second team of the same name answers 409 `team_exists`.
+             * @example acme
+             */
             name: string;
+            /** @description The team's limits; those left out take `teams.default_quotas` of the config. */
             quotas?: components["schemas"]["QuotaLimits"];
         };
         TeamUpdate: {
+            /**
+             * @description The new name, unique among teams.
+             * @example acme-video
+             */
             name?: string;
+            /** @description Limits to change; others stay. null removes a limit. */
             quotas?: components["schemas"]["QuotaLimits"];
         };
         TeamList: {
-            /** @constant */
+            /**
+             * @description Always `list`.
+             * @constant
+             */
             object: "list";
+            /** @description Every team, oldest first. */
             data: components["schemas"]["Team"][];
         };
         ApiKey: {
+            /**
+             * @description The key's id, for the admin routes; not the secret.
+             * @example key_5d1e9a0b7c2f4e81
+             */
             id: string;
-            /** @constant */
+            /**
+             * @description Always `api_key`.
+             * @constant
+             */
             object: "api_key";
+            /**
+             * @description The team the key belongs to; its tasks are the team's.
+             * @example team_acme_3fa9c1
+             */
             team_id: string;
+            /**
+             * @description A label for people, e.g. the service that uses the key.
+             * @example render-farm
+             */
             name: string;
-            /** @description The first characters of the key */
+            /**
+             * @description The first characters of the key, to recognize it.
+             * @example vg_2h7Q
+             */
             prefix: string;
+            /**
+             * @description Unix seconds.
+             * @example 1767225600
+             */
             created: number;
-            /** @description Unix seconds. */
+            /**
+             * @description Unix seconds after which the key stops working; null for never.
+             * @example 1775001600
+             */
             expires_at: number | null;
-            /** @description Unix seconds. */
+            /**
+             * @description Unix seconds when the key was revoked; null while it is not.
+             * @example null
+             */
             revoked_at: number | null;
+            /**
+             * @description Models the key may use; null for every model.
+             * @example [
+             *       "sora-2"
+             *     ]
+             */
             allowed_models: string[] | null;
+            /** @description The key's own limits, on top of the team's. */
             quotas: components["schemas"]["QuotaLimits"];
         };
         ApiKeyCreated: {
+            /**
+             * @description The key's id, for the admin routes; not the secret.
+             * @example key_5d1e9a0b7c2f4e81
+             */
             id: string;
-            /** @constant */
+            /**
+             * @description Always `api_key`.
+             * @constant
+             */
             object: "api_key";
+            /**
+             * @description The team the key belongs to; its tasks are the team's.
+             * @example team_acme_3fa9c1
+             */
             team_id: string;
+            /**
+             * @description A label for people, e.g. the service that uses the key.
+             * @example render-farm
+             */
             name: string;
+            /**
+             * @description The first characters of the key, to recognize it.
+             * @example vg_2h7Q
+             */
             prefix: string;
+            /**
+             * @description Unix seconds.
+             * @example 1767225600
+             */
             created: number;
+            /**
+             * @description Unix seconds after which the key stops working; null for never.
+             * @example 1775001600
+             */
             expires_at: number | null;
+            /**
+             * @description Unix seconds when the key was revoked; null while it is not.
+             * @example null
+             */
             revoked_at: number | null;
+            /**
+             * @description Models the key may use; null for every model.
+             * @example [
+             *       "sora-2"
+             *     ]
+             */
             allowed_models: string[] | null;
+            /** @description The key's own limits, on top of the team's. */
             quotas: components["schemas"]["QuotaLimits"];
-            /** @description The secret key. Shown only once. */
+            /**
+             * @description The secret key. Shown only once.
+             * @example vg_2h7Qm4sXbT9yLkE1pR8cVnZ0aW3dF6gJ
+             */
             key: string;
         };
         ApiKeyList: {
-            /** @constant */
+            /**
+             * @description Always `list`.
+             * @constant
+             */
             object: "list";
+            /** @description The team's keys, oldest first, revoked ones included. */
             data: components["schemas"]["ApiKey"][];
         };
         KeyCreate: {
+            /**
+             * @description A label for people; `unnamed` when absent.
+             * @example render-farm
+             */
             name?: string;
-            /** @description Unix seconds. */
+            /**
+             * @description When the key stops working, in Unix seconds (at most 9999-12-31); never when absent.
+             * @example 1775001600
+             */
             expires_at?: number;
+            /**
+             * @description Models the key may use; every model when absent.
+             * @example [
+             *       "sora-2"
+             *     ]
+             */
             allowed_models?: string[];
+            /** @description The key's own limits, on top of the team's; none when absent. */
             quotas?: components["schemas"]["QuotaLimits"];
         };
         KeyUpdate: {
+            /**
+             * @description The new label.
+             * @example render-farm-eu
+             */
             name?: string;
+            /**
+             * @description When the key stops working, in Unix seconds (at most 9999-12-31); null for never.
+             * @example 1782777600
+             */
             expires_at?: number | null;
+            /**
+             * @description Models the key may use; null for every model.
+             * @example [
+             *       "sora-2",
+             *       "sora-2-pro"
+             *     ]
+             */
             allowed_models?: string[] | null;
+            /** @description Limits to change; others stay. null removes a limit. */
             quotas?: components["schemas"]["QuotaLimits"];
         };
         AdjustmentCreate: {
+            /**
+             * @description Credits to add to the team's spend today; negative to refund. Not 0; at most 10^9 either way.
+             * @example -400
+             */
             credits: number;
-            /** @description Why; kept on the ledger row. */
+            /**
+             * @description Why; kept on the ledger row.
+             * @example Refund: task_9f3c2a7b1e4d rendered with a green tint (ticket 1182).
+             */
             note: string;
         };
         LedgerEntry: {
-            /** @constant */
+            /**
+             * @description Always `ledger_entry`.
+             * @constant
+             */
             object: "ledger_entry";
+            /**
+             * @description The row's place in the append-only ledger.
+             * @example 1042
+             */
             id: number;
+            /**
+             * @description The team whose spend moved.
+             * @example team_acme_3fa9c1
+             */
             team_id: string;
-            /** @enum {string} */
+            /**
+             * @description `reserve` on submission, `settle` and `release` when the task ends, `adjust` for an admin's correction.
+             * @example adjust
+             * @enum {string}
+             */
             kind: "reserve" | "settle" | "release" | "adjust";
+            /**
+             * @description The signed change to the team's committed credits.
+             * @example -400
+             */
             credits: number;
+            /**
+             * @description The UTC day (YYYY-MM-DD) whose quota windows the row counts in.
+             * @example 2026-01-01
+             */
             day: string;
+            /**
+             * @description Why, for an adjustment; null otherwise.
+             * @example Refund: task_9f3c2a7b1e4d rendered with a green tint (ticket 1182).
+             */
             note: string | null;
+            /**
+             * @description Unix seconds.
+             * @example 1767225600
+             */
             created: number;
         };
         QuotaStatus: {
+            /**
+             * @description The limit; null when there is none.
+             * @example 5000
+             */
             limit: number | null;
+            /**
+             * @description Used in the current window (day, month or minute), or tasks unfinished now for `max_concurrent`.
+             * @example 1200
+             */
             used: number;
+            /**
+             * @description What is left: limit minus used, never below 0; null when there is no limit.
+             * @example 3800
+             */
             remaining: number | null;
         };
         QuotaStatuses: {
+            /** @description Credits this UTC day. */
             credits_per_day: components["schemas"]["QuotaStatus"];
+            /** @description Credits this UTC month. */
             credits_per_month: components["schemas"]["QuotaStatus"];
+            /** @description Unfinished tasks. */
             max_concurrent: components["schemas"]["QuotaStatus"];
             /**
              * @description Reads (`GET`) in the current UTC minute.
@@ -814,59 +1448,161 @@ export interface components {
             submits_per_minute: components["schemas"]["QuotaStatus"];
         };
         Usage: {
-            /** @constant */
+            /**
+             * @description Always `usage`.
+             * @constant
+             */
             object: "usage";
+            /** @description The team reported on. */
             team: {
+                /**
+                 * @description The team's id.
+                 * @example team_acme_3fa9c1
+                 */
                 id: string;
+                /**
+                 * @description The team's name.
+                 * @example acme
+                 */
                 name: string;
             };
-            /** @description The current UTC day. */
+            /**
+             * @description The current UTC day.
+             * @example 2026-01-01
+             */
             day: string;
-            /** @description The current UTC month. */
+            /**
+             * @description The current UTC month.
+             * @example 2026-01
+             */
             month: string;
+            /** @description Limit, use and what remains of each quota: the team's, and the calling key's on `/v1/usage`. */
             quotas: {
+                /** @description The team's quotas. */
                 team: components["schemas"]["QuotaStatuses"];
+                /** @description The calling key's own quotas (on `/v1/usage` only). */
                 key?: components["schemas"]["QuotaStatuses"];
             };
             /** @description Settled credits by UTC day (of submission), model and provider (`cache` for hits), newest day first. */
             spend: {
+                /**
+                 * @description UTC day of submission (YYYY-MM-DD).
+                 * @example 2026-01-01
+                 */
                 day: string;
+                /**
+                 * @description The model.
+                 * @example sora-2-pro
+                 */
                 model: string;
+                /**
+                 * @description The provider that served the tasks, or `cache` for cache hits.
+                 * @example simulated
+                 */
                 provider: string;
+                /**
+                 * @description Tasks settled.
+                 * @example 3
+                 */
                 tasks: number;
+                /**
+                 * @description Credits settled.
+                 * @example 1200
+                 */
                 credits: number;
+                /**
+                 * @description The same in USD.
+                 * @example 12
+                 */
                 usd: number;
             }[];
+            /** @description The sums of `spend`. */
             totals: {
+                /**
+                 * @description Credits settled in the period.
+                 * @example 1200
+                 */
                 credits: number;
+                /**
+                 * @description The same in USD.
+                 * @example 12
+                 */
                 usd: number;
+                /**
+                 * @description Tasks settled in the period.
+                 * @example 3
+                 */
                 tasks: number;
             };
+            /** @description Tasks holding credits now: submitted and not finished, oldest first. */
             open_reservations: {
+                /**
+                 * @description The task holding the credits.
+                 * @example task_9f3c2a7b1e4d
+                 */
                 task_id: string;
+                /**
+                 * @description `pending` or `processing`.
+                 * @example processing
+                 */
                 status: components["schemas"]["TaskStatus"];
+                /**
+                 * @description The model asked for.
+                 * @example sora-2-pro
+                 */
                 model: string;
+                /**
+                 * @description Credits held until the task ends.
+                 * @example 400
+                 */
                 credits_reserved: number;
+                /**
+                 * @description Unix seconds.
+                 * @example 1767225600
+                 */
                 created: number;
             }[];
         };
         UsageList: {
-            /** @constant */
+            /**
+             * @description Always `list`.
+             * @constant
+             */
             object: "list";
+            /** @description Each team's usage, oldest team first. */
             data: components["schemas"]["Usage"][];
         };
         Health: {
-            /** @enum {string} */
+            /**
+             * @description `ok`; `draining` once a shutdown has begun; `unavailable` when the store cannot be reached.
+             * @example ok
+             * @enum {string}
+             */
             status: "ok" | "unavailable" | "draining";
         };
         Error: {
+            /** @description What went wrong. */
             error: {
-                /** @description Machine-readable reason, e.g. `invalid_value`, `model_not_found`, `task_not_found`. */
+                /**
+                 * @description Machine-readable reason, e.g. `invalid_value`, `model_not_found`, `task_not_found`.
+                 * @example unsupported_quality
+                 */
                 code: string;
+                /**
+                 * @description What went wrong and, where it helps, what to do, for people.
+                 * @example sora-2 does not offer 1080p (1024x1792); sizes offered: 1280x720, 720x1280
+                 */
                 message: string;
-                /** @enum {string} */
+                /**
+                 * @description The family of the error; one per HTTP status, as the OpenAI SDKs expect.
+                 * @example invalid_request_error
+                 * @enum {string}
+                 */
                 type: "invalid_request_error" | "authentication_error" | "insufficient_quota_error" | "permission_error" | "not_found_error" | "conflict_error" | "gone_error" | "request_too_large_error" | "unsupported_media_type_error" | "rate_limit_error" | "internal_server_error" | "upstream_error" | "service_unavailable_error";
-                /** @description The request field at fault, where there is one. */
+                /**
+                 * @description The request field at fault, where there is one.
+                 * @example quality
+                 */
                 param: string | null;
             };
         };
@@ -982,12 +1718,30 @@ export interface components {
         };
     };
     parameters: {
+        /**
+         * @description The team's `id`.
+         * @example team_acme_3fa9c1
+         */
         TeamId: string;
+        /**
+         * @description The API key's `id` (not the secret key).
+         * @example key_5d1e9a0b7c2f4e81
+         */
         KeyId: string;
-        /** @description First UTC day (YYYY-MM-DD) of the spend report; default 30 days ago. */
+        /**
+         * @description First UTC day (YYYY-MM-DD) of the spend report; default 30 days ago.
+         * @example 2026-01-01
+         */
         FromDay: string;
-        /** @description Last UTC day (YYYY-MM-DD) of the spend report; default today. */
+        /**
+         * @description Last UTC day (YYYY-MM-DD) of the spend report; default today.
+         * @example 2026-01-31
+         */
         ToDay: string;
+        /**
+         * @description The task's `id`.
+         * @example task_9f3c2a7b1e4d
+         */
         TaskId: string;
     };
     requestBodies: never;
@@ -1000,7 +1754,10 @@ export interface operations {
         parameters: {
             query?: never;
             header?: {
-                /** @description `no-cache` (or `no-store`) asks for a fresh generation, like `"cache": false`. */
+                /**
+                 * @description `no-cache` (or `no-store`) asks for a fresh generation, like `"cache": false`.
+                 * @example no-cache
+                 */
                 "Cache-Control"?: string;
             };
             path?: never;
@@ -1042,9 +1799,20 @@ export interface operations {
     listTasks: {
         parameters: {
             query?: {
+                /**
+                 * @description Only tasks in this status.
+                 * @example completed
+                 */
                 status?: components["schemas"]["TaskStatus"];
+                /**
+                 * @description Tasks per page, 1 to 100.
+                 * @example 50
+                 */
                 limit?: number;
-                /** @description The `next_cursor` of the previous page. */
+                /**
+                 * @description The `next_cursor` of the previous page.
+                 * @example WzE3NjcyMjU2MDAwMDAsInRhc2tfOWYzYyJd
+                 */
                 after?: string;
             };
             header?: never;
@@ -1072,6 +1840,10 @@ export interface operations {
             query?: never;
             header?: never;
             path: {
+                /**
+                 * @description The task's `id`.
+                 * @example task_9f3c2a7b1e4d
+                 */
                 id: components["parameters"]["TaskId"];
             };
             cookie?: never;
@@ -1097,6 +1869,10 @@ export interface operations {
             query?: never;
             header?: never;
             path: {
+                /**
+                 * @description The task's `id`.
+                 * @example task_9f3c2a7b1e4d
+                 */
                 id: components["parameters"]["TaskId"];
             };
             cookie?: never;
@@ -1123,6 +1899,10 @@ export interface operations {
             query?: never;
             header?: never;
             path: {
+                /**
+                 * @description The task's `id`.
+                 * @example task_9f3c2a7b1e4d
+                 */
                 id: components["parameters"]["TaskId"];
             };
             cookie?: never;
@@ -1231,9 +2011,15 @@ export interface operations {
     getUsage: {
         parameters: {
             query?: {
-                /** @description First UTC day (YYYY-MM-DD) of the spend report; default 30 days ago. */
+                /**
+                 * @description First UTC day (YYYY-MM-DD) of the spend report; default 30 days ago.
+                 * @example 2026-01-01
+                 */
                 from?: components["parameters"]["FromDay"];
-                /** @description Last UTC day (YYYY-MM-DD) of the spend report; default today. */
+                /**
+                 * @description Last UTC day (YYYY-MM-DD) of the spend report; default today.
+                 * @example 2026-01-31
+                 */
                 to?: components["parameters"]["ToDay"];
             };
             header?: never;
@@ -1311,6 +2097,10 @@ export interface operations {
             query?: never;
             header?: never;
             path: {
+                /**
+                 * @description The team's `id`.
+                 * @example team_acme_3fa9c1
+                 */
                 team_id: components["parameters"]["TeamId"];
             };
             cookie?: never;
@@ -1335,6 +2125,10 @@ export interface operations {
             query?: never;
             header?: never;
             path: {
+                /**
+                 * @description The team's `id`.
+                 * @example team_acme_3fa9c1
+                 */
                 team_id: components["parameters"]["TeamId"];
             };
             cookie?: never;
@@ -1365,6 +2159,10 @@ export interface operations {
             query?: never;
             header?: never;
             path: {
+                /**
+                 * @description The team's `id`.
+                 * @example team_acme_3fa9c1
+                 */
                 team_id: components["parameters"]["TeamId"];
             };
             cookie?: never;
@@ -1389,6 +2187,10 @@ export interface operations {
             query?: never;
             header?: never;
             path: {
+                /**
+                 * @description The team's `id`.
+                 * @example team_acme_3fa9c1
+                 */
                 team_id: components["parameters"]["TeamId"];
             };
             cookie?: never;
@@ -1416,13 +2218,23 @@ export interface operations {
     adminGetTeamUsage: {
         parameters: {
             query?: {
-                /** @description First UTC day (YYYY-MM-DD) of the spend report; default 30 days ago. */
+                /**
+                 * @description First UTC day (YYYY-MM-DD) of the spend report; default 30 days ago.
+                 * @example 2026-01-01
+                 */
                 from?: components["parameters"]["FromDay"];
-                /** @description Last UTC day (YYYY-MM-DD) of the spend report; default today. */
+                /**
+                 * @description Last UTC day (YYYY-MM-DD) of the spend report; default today.
+                 * @example 2026-01-31
+                 */
                 to?: components["parameters"]["ToDay"];
             };
             header?: never;
             path: {
+                /**
+                 * @description The team's `id`.
+                 * @example team_acme_3fa9c1
+                 */
                 team_id: components["parameters"]["TeamId"];
             };
             cookie?: never;
@@ -1448,6 +2260,10 @@ export interface operations {
             query?: never;
             header?: never;
             path: {
+                /**
+                 * @description The team's `id`.
+                 * @example team_acme_3fa9c1
+                 */
                 team_id: components["parameters"]["TeamId"];
             };
             cookie?: never;
@@ -1488,8 +2304,15 @@ export interface operations {
                 };
                 content: {
                     "application/json": {
-                        /** @constant */
+                        /**
+                         * @description Always `ledger_verification`.
+                         * @constant
+                         */
                         object: "ledger_verification";
+                        /**
+                         * @description Quota counters that disagreed with the ledger and were rebuilt from it; 0 means all agreed.
+                         * @example 0
+                         */
                         counters_corrected: number;
                     };
                 };
@@ -1501,9 +2324,15 @@ export interface operations {
     adminListUsage: {
         parameters: {
             query?: {
-                /** @description First UTC day (YYYY-MM-DD) of the spend report; default 30 days ago. */
+                /**
+                 * @description First UTC day (YYYY-MM-DD) of the spend report; default 30 days ago.
+                 * @example 2026-01-01
+                 */
                 from?: components["parameters"]["FromDay"];
-                /** @description Last UTC day (YYYY-MM-DD) of the spend report; default today. */
+                /**
+                 * @description Last UTC day (YYYY-MM-DD) of the spend report; default today.
+                 * @example 2026-01-31
+                 */
                 to?: components["parameters"]["ToDay"];
             };
             header?: never;
@@ -1531,6 +2360,10 @@ export interface operations {
             query?: never;
             header?: never;
             path: {
+                /**
+                 * @description The API key's `id` (not the secret key).
+                 * @example key_5d1e9a0b7c2f4e81
+                 */
                 key_id: components["parameters"]["KeyId"];
             };
             cookie?: never;
@@ -1560,6 +2393,10 @@ export interface operations {
             query?: never;
             header?: never;
             path: {
+                /**
+                 * @description The API key's `id` (not the secret key).
+                 * @example key_5d1e9a0b7c2f4e81
+                 */
                 key_id: components["parameters"]["KeyId"];
             };
             cookie?: never;
@@ -1567,6 +2404,10 @@ export interface operations {
         requestBody?: {
             content: {
                 "application/json": {
+                    /**
+                     * @description How long the old key keeps working, in seconds (at most 30 days); 0 or absent stops it at once.
+                     * @example 3600
+                     */
                     grace_seconds?: number;
                 };
             };
@@ -1592,6 +2433,10 @@ export interface operations {
             query?: never;
             header?: never;
             path: {
+                /**
+                 * @description The API key's `id` (not the secret key).
+                 * @example key_5d1e9a0b7c2f4e81
+                 */
                 key_id: components["parameters"]["KeyId"];
             };
             cookie?: never;
@@ -1696,6 +2541,46 @@ export interface operations {
                 };
                 content: {
                     "application/json": Record<string, never>;
+                };
+            };
+        };
+    };
+    docs: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The reference page. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "text/html": string;
+                };
+            };
+        };
+    };
+    docsScript: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The script. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/javascript": string;
                 };
             };
         };

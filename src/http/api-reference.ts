@@ -1,66 +1,37 @@
-// A human-readable API reference, rendered on the server from the same OpenAPI document.
-type Json = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any -- free-form spec
+// The reference page at /docs: Redoc (https://github.com/Redocly/redoc), served from its npm package's standalone
+// bundle, rendering /openapi.json in the browser. Nothing is loaded from another origin.
+import { createRequire } from 'node:module';
 
-const METHODS = ['get', 'post', 'put', 'patch', 'delete'] as const;
+/** The file of the `redoc` package's standalone bundle, served at /docs/redoc.standalone.js. */
+export const REDOC_BUNDLE_PATH = createRequire(import.meta.url).resolve('redoc/bundles/redoc.standalone.js');
 
-const esc = (s: unknown) =>
-  String(s ?? '').replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c]!);
+/**
+ * Only this origin. Redoc needs inline styles (styled-components), `new Function` (its bundle compiles code at run
+ * time), a worker from a blob: URL for its search,
+ * and data: images for its icons.
+ */
+export const API_REFERENCE_CSP = [
+  "default-src 'none'",
+  "script-src 'self' 'unsafe-eval' blob:",
+  'worker-src blob:',
+  "style-src 'self' 'unsafe-inline'",
+  "img-src 'self' data:",
+  "font-src 'self' data:",
+  "connect-src 'self'",
+].join('; ');
 
-export function renderApiReference(spec: Json): string {
-  const resolve = (node: Json | undefined): Json | undefined => {
-    const ref = node?.$ref as string | undefined;
-    if (!ref) return node;
-    return resolve(ref.replace(/^#\//, '').split('/').reduce<Json>((n, k) => n?.[k], spec));
-  };
-  const typeOf = (schema: Json | undefined): string => {
-    const s = resolve(schema);
-    if (!s) return '';
-    if (s.enum) return s.enum.map((v: unknown) => `<code>${esc(v)}</code>`).join(' | ');
-    if (s.const !== undefined) return `<code>${esc(s.const)}</code>`;
-    if (s.type === 'array') return `array of ${typeOf(s.items)}`;
-    return esc([s.type].flat().join(' or '));
-  };
-  const fields = (schema: Json | undefined): string => {
-    const s = resolve(schema);
-    if (!s?.properties) return '';
-    const required = new Set<string>(s.required ?? []);
-    const rows = Object.entries<Json>(s.properties).map(([name, prop]) => {
-      const p = resolve(prop)!;
-      return `<tr><td><code>${esc(name)}</code>${required.has(name) ? ' <b>required</b>' : ''}</td><td>${typeOf(prop)}</td><td>${esc(p.description ?? prop.description)}${p.default !== undefined ? ` Default <code>${esc(p.default)}</code>.` : ''}</td></tr>`;
-    });
-    return `<table><tr><th>field</th><th>type</th><th>meaning</th></tr>${rows.join('')}</table>`;
-  };
-
-  const operations = Object.entries<Json>(spec.paths).flatMap(([path, item]) =>
-    METHODS.filter((m) => item[m]).map((method) => {
-      const op = item[method] as Json;
-      const params = [...(item.parameters ?? []), ...(op.parameters ?? [])].map(resolve) as Json[];
-      const body = op.requestBody?.content?.['application/json']?.schema;
-      const responses = Object.entries<Json>(op.responses).map(
-        ([status, r]) => `<li><code>${esc(status)}</code> ${esc(resolve(r)?.description)}</li>`,
-      );
-      return `<section id="${esc(op.operationId)}">
-<h2><span class="m">${method.toUpperCase()}</span> <code>${esc(path)}</code></h2>
-<p><b>${esc(op.summary)}</b>${op.security?.length === 0 ? ' (no key needed)' : ''}</p>
-${op.description ? `<p>${esc(op.description)}</p>` : ''}
-${params.length ? `<h3>Parameters</h3><table><tr><th>name</th><th>in</th><th>type</th><th>meaning</th></tr>${params.map((p) => `<tr><td><code>${esc(p.name)}</code></td><td>${esc(p.in)}</td><td>${typeOf(p.schema)}</td><td>${esc(p.description)}</td></tr>`).join('')}</table>` : ''}
-${body ? `<h3>Request body (JSON)</h3>${fields(body)}` : ''}
-<h3>Responses</h3><ul>${responses.join('')}</ul>
-</section>`;
-    }),
-  );
-  const schemas = Object.keys(spec.components?.schemas ?? {})
-    .filter((name) => resolve(spec.components.schemas[name])?.properties)
-    .map((name) => `<section id="schema-${esc(name)}"><h2>${esc(name)}</h2>${fields(spec.components.schemas[name])}</section>`);
-
-  return `<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>${esc(spec.info.title)} API reference</title>
-<style>body{font:15px/1.5 system-ui,sans-serif;max-width:960px;margin:2em auto;padding:0 1em}table{border-collapse:collapse;width:100%}td,th{border:1px solid #ddd;padding:4px 8px;text-align:left;vertical-align:top}.m{background:#234;color:#fff;padding:0 6px;border-radius:4px}section{margin-bottom:2em}</style>
-</head><body>
-<h1>${esc(spec.info.title)} ${esc(spec.info.version)}: API reference</h1>
-<p>${esc(spec.info.description)}</p><p>Machine-readable: <a href="/openapi.json">/openapi.json</a>.</p>
-${operations.join('\n')}
-<h1>Schemas</h1>
-${schemas.join('\n')}
-</body></html>`;
-}
+export const API_REFERENCE_HTML = `<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>vidgate API reference</title>
+<style>body { margin: 0; }</style>
+</head>
+<body>
+<noscript>This reference needs JavaScript. The API description itself is at <a href="/openapi.json">/openapi.json</a>.</noscript>
+<redoc spec-url="/openapi.json" required-props-first="true" expand-responses="200,201,202"></redoc>
+<script src="/docs/redoc.standalone.js"></script>
+</body>
+</html>
+`;

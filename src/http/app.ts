@@ -9,10 +9,12 @@ import YAML from 'yaml';
 import type { Logger } from '../core/logger';
 import type { Metrics } from '../core/metrics';
 import type { TeamService } from '../core/teams';
+import { ApiError } from '../core/errors';
 import { createAdminRouter } from './admin/routes';
-import { renderApiReference } from './api-reference';
+import { API_REFERENCE_CSP, API_REFERENCE_HTML, REDOC_BUNDLE_PATH } from './api-reference';
 import { requireAdminToken, requireApiKey } from './auth';
 import { errorHandler } from './error-handler';
+import { refuseInexactNumbers } from './exact-numbers';
 import { createNativeRoutes, type NativeRoutesDeps } from './native/routes';
 
 export const SPEC_PATH = fileURLToPath(new URL('../../openapi/vidgate.yaml', import.meta.url));
@@ -33,7 +35,6 @@ export interface AppDeps extends NativeRoutesDeps {
 export function createApp(deps: AppDeps): express.Express {
   const { metrics } = deps;
   const spec = YAML.parse(fs.readFileSync(SPEC_PATH, 'utf8'));
-  const referenceHtml = renderApiReference(spec);
   const app = express();
   app.disable('x-powered-by');
   app.set('trust proxy', false);
@@ -51,7 +52,8 @@ export function createApp(deps: AppDeps): express.Express {
     res.type(metrics.registry.contentType).send(await metrics.registry.metrics());
   });
   app.get('/openapi.json', (_req, res) => void res.json(spec));
-  app.get('/docs', (_req, res) => void res.type('html').send(referenceHtml));
+  app.get('/docs', (_req, res) => void res.type('html').set('Content-Security-Policy', API_REFERENCE_CSP).send(API_REFERENCE_HTML));
+  app.get('/docs/redoc.standalone.js', (_req, res) => void res.sendFile(REDOC_BUNDLE_PATH, { headers: { 'Cache-Control': 'public, max-age=86400' } }));
 
   app.use('/v1', requireApiKey(deps.store, deps.now));
   app.use('/admin', requireAdminToken(deps.adminToken));
@@ -62,12 +64,14 @@ export function createApp(deps: AppDeps): express.Express {
       validateRequests: { allowUnknownQueryParameters: false },
       validateResponses: deps.validateResponses ?? false,
       validateSecurity: false, // requireApiKey checks keys against the store
-      ignorePaths: /^\/(healthz|readyz|metrics|openapi\.json|docs)$/,
     }),
   );
+  app.use(refuseInexactNumbers());
 
   app.use(createNativeRoutes(deps));
   app.use('/admin', createAdminRouter({ store: deps.store, teams: deps.teams, microUsdPerCredit: deps.microUsdPerCredit, now: deps.now }));
+  // Whatever the validator let through and no route took: JSON, never Express's HTML 404.
+  app.use((_req, _res, next) => next(new ApiError(404, 'not_found_error', 'route_not_found', 'no such route; see /docs')));
 
   app.use(errorHandler(deps.log));
   return app;

@@ -3,13 +3,22 @@
 import type { ErrorRequestHandler } from 'express';
 import { ApiError, internalError } from '../core/errors';
 import type { Logger } from '../core/logger';
+import { StoreUnavailable, UniqueViolation } from '../store/types';
 
 type HttpLikeError = Error & {
   status?: number;
   type?: string;
+  code?: string;
+  expose?: boolean;
   headers?: Record<string, string>;
   errors?: { path: string; message: string; errorCode?: string }[];
 };
+
+/** Node's codes for a client that went away mid-request or mid-response (send's ECONNABORTED included). */
+const CLIENT_GONE = new Set(['ECONNABORTED', 'ECONNRESET', 'EPIPE', 'ERR_STREAM_PREMATURE_CLOSE']);
+
+/** The client hung up (body-parser's `request.aborted`, or a write to a closed socket): nothing to answer, not a fault. */
+export const isClientGone = (err: HttpLikeError) => err.type === 'request.aborted' || CLIENT_GONE.has(err.code ?? '');
 
 /** Every error, whatever threw it, as an ApiError; anything unknown is a 500 `internal_error`. */
 export function toApiError(err: HttpLikeError): ApiError {
@@ -23,11 +32,24 @@ export function toApiError(err: HttpLikeError): ApiError {
   if (err.type === 'charset.unsupported' || err.type === 'encoding.unsupported') {
     return new ApiError(415, 'unsupported_media_type_error', 'unsupported_media_type', 'send the body as JSON in UTF-8, uncompressed or gzip/deflate');
   }
+  if (err.code?.startsWith('Z_')) {
+    // zlib's Z_DATA_ERROR and kin: the body is not what its Content-Encoding says.
+    return new ApiError(400, 'invalid_request_error', 'invalid_encoding', `the body does not decode as its Content-Encoding says (${err.message})`, 'Content-Encoding');
+  }
+  // A violation the domain did not expect: still the client's conflict, named without the store's table and column.
+  if (err instanceof UniqueViolation) return new ApiError(409, 'conflict_error', 'already_exists', 'a value that must be unique is already taken');
+  if (err instanceof StoreUnavailable) {
+    return new ApiError(503, 'service_unavailable_error', 'store_unavailable', 'the store is busy or unavailable; try again shortly', null, { 'Retry-After': '1' });
+  }
   if (err.status === 416) {
     // From sendFile; its headers carry the Content-Range with the file's size.
     return new ApiError(416, 'invalid_request_error', 'range_not_satisfiable', 'the requested range is outside the video', 'Range', err.headers);
   }
   if (Array.isArray(err.errors) && typeof err.status === 'number') return fromValidationError(err);
+  // Any other client error from the HTTP stack (http-errors with `expose`), e.g. a malformed URL or Content-Length.
+  if (err.expose && err.status && err.status >= 400 && err.status < 500) {
+    return new ApiError(err.status, 'invalid_request_error', 'bad_request', err.message);
+  }
   return internalError();
 }
 
@@ -37,7 +59,7 @@ function fromValidationError(err: HttpLikeError): ApiError {
     case 404:
       return new ApiError(404, 'not_found_error', 'route_not_found', 'no such route; see /docs');
     case 405:
-      return new ApiError(405 as number, 'invalid_request_error', 'method_not_allowed', err.message);
+      return methodNotAllowed(err.headers?.Allow?.toUpperCase() ?? '');
     case 413:
       return new ApiError(413, 'request_too_large_error', 'body_too_large', 'the request body is over the size limit');
     case 415:
@@ -51,12 +73,25 @@ function fromValidationError(err: HttpLikeError): ApiError {
   return new ApiError(400, 'invalid_request_error', code, `${param ?? 'request'}: ${first.message}`, param);
 }
 
-/** The last middleware of the app: maps the error and logs only what is the server's fault. */
+/** 405 with the `Allow` header RFC 9110 §15.5.6 requires; `allow` is e.g. `GET, POST`. */
+export function methodNotAllowed(allow: string): ApiError {
+  return new ApiError(405, 'invalid_request_error', 'method_not_allowed', `this route allows only ${allow}`, null, { Allow: allow });
+}
+
+/**
+ * The last middleware of the app: maps the error and logs only what is the server's fault; a client that hung up is
+ * logged at info. The answer is JSON whatever the failed route had set (sendFile's `video/mp4`, its caching).
+ */
 export function errorHandler(log: Logger): ErrorRequestHandler {
   return (err: HttpLikeError, req, res, _next) => {
+    if (isClientGone(err)) {
+      log.info('client closed the connection', { method: req.method, path: req.path, code: err.code ?? err.type });
+      return void (res.headersSent ? res.end() : res.destroy());
+    }
     const apiError = toApiError(err);
     if (apiError.status >= 500) log.error('request failed', { method: req.method, path: req.path, error: err.message, stack: err.stack });
     if (res.headersSent) return void res.end();
-    res.status(apiError.status).set(apiError.headers).json(apiError.toBody());
+    res.removeHeader('Cache-Control');
+    res.status(apiError.status).set(apiError.headers).type('application/json').json(apiError.toBody());
   };
 }

@@ -173,6 +173,25 @@ export class QuotaExceededError extends Error {
   }
 }
 
+/**
+ * The store's error vocabulary, whatever the backend: a write that would duplicate a unique value. `constraint` names
+ * it as `table.column` (e.g. `teams.name`). The domain maps it to 409.
+ */
+export class UniqueViolation extends Error {
+  constructor(readonly constraint: string) {
+    super(`${constraint} must be unique`);
+    this.name = 'UniqueViolation';
+  }
+}
+
+/** The store cannot answer now (busy, locked, disk full or failing); trying again later may succeed. Answers 503. */
+export class StoreUnavailable extends Error {
+  constructor(readonly reason: string) {
+    super(`the store is unavailable: ${reason}`);
+    this.name = 'StoreUnavailable';
+  }
+}
+
 export type LedgerKind = 'reserve' | 'settle' | 'release' | 'adjust';
 
 /**

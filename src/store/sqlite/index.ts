@@ -18,6 +18,7 @@ import {
 } from '../types';
 import { migrate } from './migrations';
 import { createQuota, utcDay, utcMonth } from './quota';
+import { withTranslatedErrors } from './errors';
 import { createTeamStatements } from './teams';
 
 type TaskRow = Omit<TaskRecord, 'asset_expired'> & {
@@ -391,7 +392,7 @@ export function createSqliteStore(file: string): Store {
     }),
   };
 
-  return {
+  return withTranslatedErrors({
     ...teams,
 
     async admitRequest(key, kind, nowMs) {
@@ -491,5 +492,5 @@ export function createSqliteStore(file: string): Store {
     async close() {
       db.close();
     },
-  };
+  });
 }

@@ -1,0 +1,54 @@
+// The HTTP server around the app: how long a client may take to send a request, and the answers Node gives before
+// Express sees a request (oversized headers, unparsable requests, timeouts), in the documented error shape.
+import http from 'node:http';
+import type { Duplex } from 'node:stream';
+import type express from 'express';
+import type { Config } from '../core/config';
+import { ApiError } from '../core/errors';
+
+/** Node's `clientError` codes -> the answer; anything else unparsable is a 400. */
+function answerFor(code: string | undefined): ApiError {
+  switch (code) {
+    case 'HPE_HEADER_OVERFLOW':
+      return new ApiError(431, 'invalid_request_error', 'headers_too_large', 'the request headers are over 16 KB');
+    case 'ERR_HTTP_REQUEST_TIMEOUT':
+      return new ApiError(408, 'invalid_request_error', 'request_timeout', 'the request was not received in time');
+    default:
+      return new ApiError(400, 'invalid_request_error', 'malformed_request', 'the request is not valid HTTP/1.1');
+  }
+}
+
+/** The response to write on a socket Express never saw, as raw HTTP/1.1 text. */
+export function rawErrorResponse(err: ApiError): string {
+  const body = JSON.stringify(err.toBody());
+  return [
+    `HTTP/1.1 ${err.status} ${http.STATUS_CODES[err.status]}`,
+    'Content-Type: application/json; charset=utf-8',
+    `Content-Length: ${Buffer.byteLength(body)}`,
+    'Connection: close',
+    '',
+    body,
+  ].join('\r\n');
+}
+
+/**
+ * An http.Server for `app` with `server.headers_timeout_ms` and `server.request_timeout_ms` (408 past them; Node's
+ * defaults of 60 s and 300 s held a stalled body for 330 s), checked every second, and JSON answers for what Node
+ * refuses before Express (431 over its 16 KB header limit, 400 unparsable, 408), per the `clientError` event's
+ * contract (https://nodejs.org/api/http.html#event-clienterror): write on the socket unless a response has begun.
+ */
+export function createHttpServer(app: express.Express, config: Pick<Config['server'], 'headers_timeout_ms' | 'request_timeout_ms'>): http.Server {
+  const server = http.createServer(
+    {
+      headersTimeout: config.headers_timeout_ms,
+      requestTimeout: config.request_timeout_ms,
+      connectionsCheckingInterval: Math.min(1000, config.headers_timeout_ms),
+    },
+    app,
+  );
+  server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex & { _httpMessage?: http.ServerResponse }) => {
+    if (err.code === 'ECONNRESET' || !socket.writable || socket._httpMessage?.headersSent) return void socket.destroy();
+    socket.end(rawErrorResponse(answerFor(err.code)));
+  });
+  return server;
+}
