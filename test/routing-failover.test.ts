@@ -1,15 +1,14 @@
 // Failover and provider health, end to end: a real gateway routing one model between two fake upstreams over real
 // HTTP (a cheap one and a dearer one, of the two wire shapes), driven and observed through the public API only:
 // the task (status, provider, attempts, error), GET /v1/providers (breakers), /v1/models, /v1/estimates, /v1/usage.
-import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import ffmpeg from '@ffmpeg-installer/ffmpeg';
 import { beforeAll, describe, expect, it, type TestContext } from 'vitest';
 import type { components } from '../src/generated/vidgate-api';
 import { startFakeOpenAI, type FakeOpenAI } from './support/fake-openai';
-import { renderTestMp4, startFakeTasksApi, type FakeTasksApi } from './support/fake-tasks-api';
-import { KEY_A, auth, probeVideo, startTestGateway, tempDir, waitFor, type VideoFacts } from './support/gateway';
+import { startFakeTasksApi, type FakeTasksApi } from './support/fake-tasks-api';
+import { KEY_A, auth, probeVideo, startTestGateway, waitFor, type VideoFacts } from './support/gateway';
+import { mp4Renderer, type VideoShape } from './support/mp4';
 
 type Task = components['schemas']['Task'];
 type ProviderStatus = components['schemas']['ProviderStatus'];
@@ -39,26 +38,16 @@ const PROVIDER_TIMEOUT_MS = 2000;
 const SHORT_TIMEOUT_MS = 400;
 const COOLDOWN_MS = 500;
 const UPSTREAM_ID: Record<Kind, RegExp> = { openai: /^video_\d{6}$/, tasks: /^task-unified-\d+-[0-9a-f]{8}$/ };
-/** Each fake serves a different MP4, so the stored video tells which provider produced it. */
-const DIMENSIONS: Record<Kind, { width: number; height: number }> = { openai: { width: 160, height: 120 }, tasks: { width: 320, height: 240 } };
-const MP4: Partial<Record<Kind, Buffer>> = {};
+/** Each fake renders real MP4s of the requested shape in its own pattern, so the stored video tells which provider produced it. */
+const MP4: Record<Kind, (shape: VideoShape) => Promise<Buffer>> = { openai: mp4Renderer('testsrc2'), tasks: mp4Renderer('smptebars') };
+/** The shape of BODY. */
+const SHAPE: VideoShape = { size: '1280x720', seconds: 4 };
 
 beforeAll(async () => {
-  MP4.tasks = await renderTestMp4(); // 320x240
-  const dir = tempDir('vidgate-failover-mp4-');
-  try {
-    const file = path.join(dir, 'openai.mp4');
-    execFileSync(ffmpeg.path, [
-      ...['-loglevel', 'error', '-f', 'lavfi', '-i', 'testsrc2=size=160x120:rate=4:duration=1'],
-      ...['-c:v', 'libx264', '-preset', 'ultrafast', '-pix_fmt', 'yuv420p', '-movflags', '+faststart', file],
-    ]);
-    MP4.openai = fs.readFileSync(file);
-  } finally {
-    fs.rmSync(dir, { recursive: true, force: true });
-  }
+  await Promise.all(KINDS.map((k) => MP4[k](SHAPE)));
   // Warm up this process's HTTP client (the gateway runs in it), so that the first upstream call of a run is not
   // slower than the short timeouts some tests use.
-  const warm = await startFakeOpenAI({ mp4: MP4.openai });
+  const warm = await startFakeOpenAI();
   try {
     const form = new FormData();
     for (const [k, v] of Object.entries({ prompt: 'warm-up', model: MODEL, seconds: '4', size: '1280x720' })) form.append(k, v);
@@ -221,12 +210,13 @@ async function video(h: Harness, id: string): Promise<{ bytes: Buffer; facts: Vi
 /** The task completed with the video of `kind`'s fake, byte for byte, served and stored. */
 async function expectVideoFrom(h: Harness, id: string, kind: Kind): Promise<void> {
   const { bytes, facts } = await video(h, id);
-  expect(facts).toMatchObject({ codec: 'h264', ...DIMENSIONS[kind] });
-  expect(bytes.equals(MP4[kind]!)).toBe(true);
+  const expected = await MP4[kind](SHAPE);
+  expect(facts).toMatchObject({ codec: 'h264', width: 1280, height: 720, duration_s: 4 });
+  expect(bytes.equals(expected)).toBe(true);
   // The stored file is the whole video, and the only one for this task: no partial file left behind.
   const stored = fs.readdirSync(h.config.assets.dir).filter((f) => f.startsWith(id));
   expect(stored, 'files in the asset store').toEqual([`${id}.mp4`]);
-  expect(fs.readFileSync(path.join(h.config.assets.dir, `${id}.mp4`)).equals(MP4[kind]!)).toBe(true);
+  expect(fs.readFileSync(path.join(h.config.assets.dir, `${id}.mp4`)).equals(expected)).toBe(true);
 }
 
 /** Creates (submissions) each fake received. */

@@ -5,6 +5,7 @@ import { ProviderError, type NormalizedRequest, type ProviderAdapter } from '../
 import type { Router } from '../routing/router';
 import { usdToCredits } from '../routing/quote';
 import { QuotaExceededError, type ClaimedTask, type Store, type TaskRecord, type WorkPhase } from '../store/types';
+import { verifyVideo } from '../media/probe-video';
 import type { AssetStore } from './assets';
 import type { Config } from './config';
 import type { Logger } from './logger';
@@ -262,7 +263,9 @@ export function createWorkers(deps: WorkerDeps): Workers {
 
   async function download(t: ClaimedTask, request: NormalizedRequest, adapter: ProviderAdapter, upstreamId: string): Promise<void> {
     try {
-      await upstream(adapter, 'download', async (signal) => assets.put(t.id, await adapter.download(upstreamId, { signal })));
+      // Probed before it is kept: a video of another shape than asked is the provider's fault (output_mismatch).
+      const verify = (file: string) => verifyVideo(file, request);
+      await upstream(adapter, 'download', async (signal) => assets.put(t.id, await adapter.download(upstreamId, { signal }), verify));
     } catch (err) {
       if (isLocalFailure(err)) {
         log.error('cannot store video', { task: t.id, error: (err as Error).message });
@@ -273,7 +276,8 @@ export function createWorkers(deps: WorkerDeps): Workers {
       blame(t, request.model, error);
       const failures = (downloadFailures.get(t.id) ?? 0) + 1;
       downloadFailures.set(t.id, failures);
-      if (error.code === 'result_expired' || failures >= MAX_DOWNLOAD_FAILURES) {
+      // An expired link or a wrong video will not come right by downloading it again: generate anew elsewhere.
+      if (error.code === 'result_expired' || error.code === 'output_mismatch' || failures >= MAX_DOWNLOAD_FAILURES) {
         downloadFailures.delete(t.id);
         return retryOrFail(t, request, publicError(adapter.id, error));
       }

@@ -11,6 +11,7 @@
 // GET /v1/videos/{id}/content ('content'). Anything else is a 404. A wrong or missing Bearer key is a 401.
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { mp4Of, type Mp4Source } from './mp4';
 
 export type FakeRoute = 'create' | 'retrieve' | 'delete' | 'content';
 
@@ -90,8 +91,11 @@ export interface FakeRequest {
 }
 
 export interface FakeOpenAIOptions {
-  /** The bytes served as the finished video (a real MP4 in tests). Default: a few placeholder bytes. */
-  mp4?: Buffer;
+  /**
+   * The bytes served as the finished video: the same for every job, or per shape (`mp4Renderer()`, real MP4s
+   * of the job's size and seconds, which a gateway's verification accepts). Default: a few placeholder bytes.
+   */
+  mp4?: Mp4Source;
   /** Bearer key the fake accepts. Default 'sk-fake-openai'. */
   apiKey?: string;
   /** Time from creation to 'completed'; the first 10% is 'queued'. Default 300. */
@@ -213,12 +217,13 @@ export async function startFakeOpenAI(options: FakeOpenAIOptions = {}): Promise<
     }
     const variant = record.query.variant ?? 'video';
     if (variant !== 'video') return sendError(res, 400, 'invalid_value', `variant '${variant}' not served by the fake`, 'invalid_request_error');
-    res.writeHead(200, { 'Content-Type': 'video/mp4', 'Content-Length': String(mp4.length) });
+    const bytes = await mp4Of(mp4, { size: job.size, seconds: Number(job.seconds) });
+    res.writeHead(200, { 'Content-Type': 'video/mp4', 'Content-Length': String(bytes.length) });
     if (mode.kind === 'truncated_mp4') {
-      res.write(mp4.subarray(0, Math.floor(mp4.length / 2)), () => req.socket.destroy());
+      res.write(bytes.subarray(0, Math.floor(bytes.length / 2)), () => req.socket.destroy());
       return;
     }
-    res.end(mp4);
+    res.end(bytes);
   }
 
   function create(record: FakeRequest, res: http.ServerResponse): void {

@@ -13,6 +13,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import ffmpeg from '@ffmpeg-installer/ffmpeg';
+import { mp4Of, type Mp4Source } from './mp4';
 
 export type FakeRoute = 'create' | 'task' | 'file';
 
@@ -46,8 +47,11 @@ export interface FakeTasksApiOptions {
   apiKey?: string;
   /** Time from creation to completion; a quarter of it pending, the rest processing. Default 300. */
   durationMs?: number;
-  /** The bytes served as every result. Default: a few placeholder bytes (not a playable video). */
-  mp4?: Buffer;
+  /**
+   * The bytes served as results: the same for every task, or per shape (`mp4Renderer()`: real MP4s of the task's
+   * size and duration). Default: a few placeholder bytes (not a playable video).
+   */
+  mp4?: Mp4Source;
   /** Origin (or any base URL) result links point at, e.g. a second fake acting as CDN. Default: this fake. */
   resultsBaseUrl?: string;
 }
@@ -217,14 +221,15 @@ export async function startFakeTasksApi(options: FakeTasksApiOptions = {}): Prom
     if (!route) return sendError(res, 404, `no route for ${req.method} ${pathname}`);
 
     const mode = modeFor(route);
-    const normalBody = () => (route === 'file' ? mp4 : Buffer.from(JSON.stringify({ id: 'task-unified-0-truncated', status: 'pending' })));
+    const video = route === 'file' ? await mp4Of(mp4, shapeOf(tasks.get(/^\/files\/(.+)\.mp4$/.exec(pathname)![1]!)?.body)) : undefined;
+    const normalBody = () => video ?? Buffer.from(JSON.stringify({ id: 'task-unified-0-truncated', status: 'pending' }));
     if (injected(mode, res, normalBody)) return;
     if (route !== 'file' && req.headers.authorization !== `Bearer ${apiKey}`) return sendError(res, 401, 'invalid API key');
 
     if (route === 'create') return handleCreate(body, res);
     if (route === 'task') return handleTask(decodeURIComponent(taskMatch![1]!), mode, res);
-    res.writeHead(200, { 'Content-Type': 'video/mp4', 'Content-Length': mp4.length });
-    res.end(mp4);
+    res.writeHead(200, { 'Content-Type': 'video/mp4', 'Content-Length': video!.length });
+    res.end(video);
   });
 
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
@@ -247,6 +252,14 @@ export async function startFakeTasksApi(options: FakeTasksApiOptions = {}): Prom
       return new Promise<void>((resolve, reject) => server.close((err) => (err ? reject(err) : resolve())));
     },
   };
+}
+
+/** The size and seconds a create body asks for (either aspect_ratio style), defaults as the reference says. */
+function shapeOf(body: Record<string, unknown> | undefined): { size: string; seconds: number } {
+  const ratio = typeof body?.aspect_ratio === 'string' ? body.aspect_ratio : '9:16';
+  const high = body?.quality === '1080p';
+  const size = /^\d+x\d+$/.test(ratio) ? ratio : ratio === '16:9' ? (high ? '1792x1024' : '1280x720') : high ? '1024x1792' : '720x1280';
+  return { size, seconds: typeof body?.duration === 'number' ? body.duration : 4 };
 }
 
 /** Which routes a mode can affect (the others answer normally). */
