@@ -37,7 +37,7 @@ export async function createGateway(config: Config, options: GatewayOptions = {}
   const store: Store = createSqliteStore(config.store.sqlite_path);
   const metrics = createMetrics();
   const assets = createLocalAssetStore(config.assets.dir);
-  const built = providersFromConfig(config, options.env ?? process.env);
+  const built = providersFromConfig(config, options.env ?? process.env, (message, fields) => log.warn(message, fields));
   for (const p of built.disabled) log.warn('provider left out', { provider: p.id, kind: p.kind, reason: p.reason });
   const health = createHealth(config.routing.breaker, now);
   const router = createRouter(options.providers ?? built.routed, health);

@@ -39,10 +39,13 @@ type TaskError = { code: string; message: string };
 /** Downloads that may fail in a row (reset, truncated) before the task is generated again elsewhere. */
 const MAX_DOWNLOAD_FAILURES = 3;
 /**
- * Times a submission whose answer was lost (timeout, connection reset) is sent again under the same
- * idempotency key, to the same provider, before the task moves on: the job may well exist upstream.
+ * Slack around the time a create was sent when searching a provider's job list for it: the two hosts' clocks
+ * differ, and OpenAI-shaped hosts give `created_at` in whole seconds.
  */
-const MAX_UNANSWERED_SUBMITS = 2;
+const CREATE_WINDOW_SLACK_MS = 2000;
+
+/** A submission failure after which the job may well exist upstream: its answer was lost (timeout, reset). */
+const answerLost = (error: ProviderError) => error.code === 'timeout' || error.code === 'network_error';
 
 /**
  * What a tenant may see of a failure: a provider's own words about the request (terminal: content
@@ -63,7 +66,6 @@ export function createWorkers(deps: WorkerDeps): Workers {
   const inFlight = new Set<Promise<void>>();
   // Per-process counters of consecutive trouble; lost on restart, which only resets their bound.
   const downloadFailures = new Map<string, number>();
-  const unansweredSubmits = new Map<string, number>();
   let timer: NodeJS.Timeout | undefined;
   let stopping = false;
 
@@ -182,41 +184,85 @@ export function createWorkers(deps: WorkerDeps): Workers {
 
   async function dispatch(claimed: ClaimedTask): Promise<void> {
     const request = JSON.parse(claimed.request_json) as NormalizedRequest;
-    // A pending task with a provider is an attempt that was started but not confirmed (its worker
-    // died, or the provider's answer was lost): resume it under the same idempotency key rather than
-    // start a second job.
     const resumed = claimed.provider_id ? router.provider(claimed.provider_id) : undefined;
-    const t = resumed ? claimed : await startAttempt(claimed, request);
+    if (resumed) return resume(claimed, request, resumed);
+    const t = await startAttempt(claimed, request);
     const provider = t && router.provider(t.provider_id!);
-    if (!t || !provider) return;
-    const key = `${t.id}.${t.attempt}`;
+    if (t && provider) await submit(t, request, provider);
+  }
+
+  /**
+   * A pending task with a provider is an attempt started but never confirmed: its worker died around the
+   * create. A provider that honours idempotency keys is asked again under the same key (the same job, never
+   * a second), unless its breaker is open; one that lists its jobs is searched; otherwise the task moves on
+   * rather than risk a second paid job.
+   */
+  async function resume(t: ClaimedTask, request: NormalizedRequest, provider: ProviderAdapter): Promise<void> {
+    if (provider.capabilities.idempotency_keys && health.allows(provider.id, request.model)) return submit(t, request, provider);
+    const attempt = (await store.listAttempts([t.id])).find((a) => a.n === t.attempt);
+    const upstreamId = await recoverJob(t, request, provider, attempt?.started_at_ms ?? t.updated_at_ms);
+    if (upstreamId !== undefined) return adopt(t, provider, upstreamId);
+    await retryOrFail(t, request, { code: 'submission_unconfirmed', message: `the submission to ${provider.id} was never confirmed` });
+  }
+
+  /**
+   * Sends the attempt's create once. Its answer lost (timeout, reset) counts against the provider at once;
+   * the job it may have made is then recovered (recoverJob), or the task fails over. A hanging provider thus
+   * holds a task for one timeout plus at most `lost_answer_grace_ms`.
+   */
+  async function submit(t: ClaimedTask, request: NormalizedRequest, provider: ProviderAdapter): Promise<void> {
     const started = now();
+    let upstreamId: string | undefined;
     try {
-      const { upstreamId } = await upstream(provider, 'submit', (signal) => provider.submit(request, { idempotencyKey: key, signal }));
-      unansweredSubmits.delete(key);
+      ({ upstreamId } = await upstream(provider, 'submit', (signal) => provider.submit(request, { idempotencyKey: idempotencyKey(t), signal })));
       health.success(provider.id, request.model, now() - started);
-      metrics.taskAttempts.inc({ provider: provider.id, outcome: 'submitted' });
-      if (await store.markSubmitted(t.id, t.lease_token, upstreamId, now())) return;
-      // Our lease is gone. Cancel the job only if the task ended without it (cancelled while we were
-      // submitting); a worker that took the task over may be running this very job.
-      const current = await store.getTask(t.id);
-      if (current && (current.status === 'cancelled' || current.status === 'failed') && current.upstream_id !== upstreamId) {
-        await abandon(provider.id, upstreamId);
-      }
     } catch (err) {
       const error = asProviderError(err);
       metrics.taskAttempts.inc({ provider: provider.id, outcome: error.retryable ? 'retryable_error' : 'terminal_error' });
       blame(t, request.model, error);
       if (!error.retryable) return finishFailed(t, publicError(provider.id, error));
-      const unanswered = (unansweredSubmits.get(key) ?? 0) + 1;
-      if ((error.code === 'timeout' || error.code === 'network_error') && unanswered <= MAX_UNANSWERED_SUBMITS) {
-        // The job may exist: ask again under the same key (the task keeps its provider and attempt).
-        unansweredSubmits.set(key, unanswered);
-        await store.releaseLease(t.id, t.lease_token, now() + config.retry_backoff_ms, now());
-        return;
+      if (answerLost(error)) upstreamId = await recoverJob(t, request, provider, started);
+      if (upstreamId === undefined) return retryOrFail(t, request, publicError(provider.id, error));
+    }
+    metrics.taskAttempts.inc({ provider: provider.id, outcome: 'submitted' });
+    await adopt(t, provider, upstreamId);
+  }
+
+  /** `<task id>.<attempt>`: the same for every send of one attempt, so a provider that honours it makes one job. */
+  const idempotencyKey = (t: ClaimedTask) => `${t.id}.${t.attempt}`;
+
+  /**
+   * The job a create made when its answer was lost or never confirmed, learned without making a second one,
+   * within `lost_answer_grace_ms`: a provider that honours idempotency keys is asked again under the same key
+   * (unless its breaker is open); one that lists its jobs (`findJob`) is searched for a job matching this
+   * request, created since `sentSinceMs`. Undefined when neither can tell: the task then moves on.
+   */
+  async function recoverJob(t: ClaimedTask, request: NormalizedRequest, provider: ProviderAdapter, sentSinceMs: number): Promise<string | undefined> {
+    const signal = AbortSignal.timeout(config.lost_answer_grace_ms);
+    try {
+      if (provider.capabilities.idempotency_keys) {
+        if (!health.allows(provider.id, request.model)) return undefined;
+        return (await provider.submit(request, { idempotencyKey: idempotencyKey(t), signal })).upstreamId;
       }
-      unansweredSubmits.delete(key);
-      await retryOrFail(t, request, publicError(provider.id, error));
+      if (!provider.findJob) return undefined;
+      const window = { from_ms: sentSinceMs - CREATE_WINDOW_SLACK_MS, to_ms: now() + CREATE_WINDOW_SLACK_MS };
+      const [upstreamId] = await provider.findJob(request, window, { signal });
+      if (upstreamId !== undefined) log.info('lost create answer reconciled', { task: t.id, provider: provider.id, upstream_id: upstreamId });
+      return upstreamId;
+    } catch (err) {
+      log.warn('cannot learn the job of a lost create answer', { task: t.id, provider: provider.id, error: asProviderError(err).message });
+      return undefined;
+    }
+  }
+
+  /** The attempt's job is `upstreamId`: record it on the attempt and follow it (pending -> processing). */
+  async function adopt(t: ClaimedTask, provider: ProviderAdapter, upstreamId: string): Promise<void> {
+    if (await store.markSubmitted(t.id, t.lease_token, upstreamId, now())) return;
+    // Our lease is gone. Cancel the job only if the task ended without it (cancelled while we were
+    // submitting); a worker that took the task over may be running this very job.
+    const current = await store.getTask(t.id);
+    if (current && (current.status === 'cancelled' || current.status === 'failed') && current.upstream_id !== upstreamId) {
+      await abandon(provider.id, upstreamId);
     }
   }
 

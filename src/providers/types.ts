@@ -39,6 +39,31 @@ export interface CallContext {
   signal?: AbortSignal;
 }
 
+/**
+ * What the workers and routing must know about a provider, declared as data (after vercel/ai's video model
+ * contract, whose optional members declare capabilities). Optional methods of ProviderAdapter (`cancel`,
+ * `findJob`) declare theirs by their presence.
+ */
+export interface ProviderCapabilities {
+  /**
+   * The provider honours `CallContext.idempotencyKey`: a create sent again under the same key answers with the
+   * first job, never a second (paid) one. Where false, a create whose answer was lost is never sent again.
+   */
+  idempotency_keys: boolean;
+}
+
+/** Bounds of a search for the job a create made: the create was sent within [from_ms, to_ms] (epoch ms). */
+export interface CreateWindow {
+  from_ms: number;
+  to_ms: number;
+}
+
+/**
+ * Logs something worth an operator's eye once per adapter (e.g. an upstream status the wire format does not
+ * list). Adapters import nothing of core, so the composition root passes the logger's warn in.
+ */
+export type AdapterWarn = (message: string, fields: Record<string, unknown>) => void;
+
 export type PollResult =
   | { state: 'pending' | 'processing'; progress: number }
   | { state: 'completed' }
@@ -48,12 +73,19 @@ export interface ProviderAdapter {
   readonly id: string;
   readonly kind: string;
   readonly catalog: readonly ModelOffer[];
+  readonly capabilities: ProviderCapabilities;
   submit(request: NormalizedRequest, ctx: CallContext): Promise<{ upstreamId: string }>;
   poll(upstreamId: string, ctx: CallContext): Promise<PollResult>;
   /** The finished MP4 as a byte stream. */
   download(upstreamId: string, ctx: CallContext): Promise<Readable>;
   /** Absent where the provider cannot cancel. */
   cancel?(upstreamId: string, ctx: CallContext): Promise<void>;
+  /**
+   * Reconciliation of a create whose answer was lost: the ids of upstream jobs that match this request
+   * (model, prompt, size, seconds) and were created within `window`, oldest first. Absent where the
+   * provider cannot list its jobs.
+   */
+  findJob?(request: NormalizedRequest, window: CreateWindow, ctx: CallContext): Promise<string[]>;
 }
 
 /**

@@ -7,13 +7,13 @@
 //   fake.requests   // every request seen: method, path, query, headers, body (multipart fields parsed)
 //   await fake.close();
 //
-// Routes: POST /v1/videos ('create'), GET /v1/videos/{id} ('retrieve'), DELETE /v1/videos/{id} ('delete'),
-// GET /v1/videos/{id}/content ('content'). Anything else is a 404. A wrong or missing Bearer key is a 401.
+// Routes: POST /v1/videos ('create'), GET /v1/videos ('list'), GET /v1/videos/{id} ('retrieve'),
+// DELETE /v1/videos/{id} ('delete'), GET /v1/videos/{id}/content ('content'). Anything else is a 404. A wrong or missing Bearer key is a 401.
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { mp4Of, type Mp4Source } from './mp4';
 
-export type FakeRoute = 'create' | 'retrieve' | 'delete' | 'content';
+export type FakeRoute = 'create' | 'list' | 'retrieve' | 'delete' | 'content';
 
 /**
  * How the fake answers, from the next request on. Transport modes (error_500 .. malformed_json) act on
@@ -42,20 +42,29 @@ export type FakeMode =
   /** content: full Content-Length, half the bytes, then the socket is destroyed. */
   | { kind: 'truncated_mp4' }
   /** content: the result link is gone (404 by default, or 410). */
-  | { kind: 'expired_mp4'; status?: 404 | 410 };
+  | { kind: 'expired_mp4'; status?: 404 | 410 }
+  // --- lost and late create answers, unknown statuses (issue 10, adapters) ---
+  /** create: the job is made at once, its answer sent only after `delayMs` (a client's timeout may fire first). */
+  | { kind: 'late_answer'; delayMs: number }
+  /** create: the job is made, then the connection destroyed without an answer. */
+  | { kind: 'lost_answer' }
+  /** create: the job is made and answered, with `status` in place of the reference's (e.g. 'pending'). */
+  | { kind: 'unknown_status'; status: string };
 
 /** Modes that need no parameters can be given by name: setMode('reset'). */
 export type FakeModeKind = {
   [K in FakeMode['kind']]: { kind: K } extends Extract<FakeMode, { kind: K }> ? K : never;
 }[FakeMode['kind']];
 
+const CREATE_MODES = new Set(['late_answer', 'lost_answer', 'unknown_status']);
 const TRANSPORT_MODES = new Set(['error_500', 'rate_limited', 'bad_request', 'hang', 'reset', 'malformed_json']);
 
 /** Whether a mode acts on a route at all (elsewhere the route answers normally and the mode is not used up). */
 function appliesTo(mode: FakeMode, route: FakeRoute): boolean {
   if (TRANSPORT_MODES.has(mode.kind)) return true;
   if (mode.kind === 'fail_job') return route === 'retrieve';
-  if (mode.kind === 'lose_job') return route !== 'create';
+  if (mode.kind === 'lose_job') return route !== 'create' && route !== 'list';
+  if (CREATE_MODES.has(mode.kind)) return route === 'create';
   return route === 'content'; // truncated_mp4, expired_mp4
 }
 
@@ -193,7 +202,8 @@ export async function startFakeOpenAI(options: FakeOpenAIOptions = {}): Promise<
       default:
     }
 
-    if (route.name === 'create') return create(record, res);
+    if (route.name === 'create') return create(record, res, mode);
+    if (route.name === 'list') return list(record, res);
     const job = jobs.get(route.id);
     if (job && mode.kind === 'lose_job') jobs.delete(job.id);
     if (!job || mode.kind === 'lose_job') {
@@ -226,7 +236,7 @@ export async function startFakeOpenAI(options: FakeOpenAIOptions = {}): Promise<
     res.end(bytes);
   }
 
-  function create(record: FakeRequest, res: http.ServerResponse): void {
+  function create(record: FakeRequest, res: http.ServerResponse, mode: FakeMode): void {
     const body = record.body ?? {};
     const field = (name: string) => (typeof body[name] === 'string' ? (body[name] as string) : undefined);
     // multipart: text part `input_reference[image_url]`; JSON: `input_reference: {image_url}`
@@ -254,7 +264,21 @@ export async function startFakeOpenAI(options: FakeOpenAIOptions = {}): Promise<
       duration_ms: jobDurationMs,
     };
     jobs.set(job.id, job);
+    // --- lost and late create answers, unknown statuses (issue 10, adapters) ---
+    if (mode.kind === 'lost_answer') return void res.socket?.destroy();
+    if (mode.kind === 'late_answer') return void setTimeout(() => res.writable && sendJson(res, 200, videoObject(job)), mode.delayMs);
+    if (mode.kind === 'unknown_status') return sendJson(res, 200, { ...videoObject(job), status: mode.status });
     sendJson(res, 200, videoObject(job));
+  }
+
+  /** GET /v1/videos: `order` (desc default), `limit` (default 20, at most 100), `after` (an id). */
+  function list(record: FakeRequest, res: http.ServerResponse): void {
+    const all = [...jobs.values()].sort((a, b) => a.created_at_ms - b.created_at_ms || a.id.localeCompare(b.id));
+    if (record.query.order !== 'asc') all.reverse();
+    const from = record.query.after ? all.findIndex((j) => j.id === record.query.after) + 1 : 0;
+    const limit = Math.min(100, Number(record.query.limit ?? 20));
+    const page = all.slice(from, from + limit);
+    sendJson(res, 200, { object: 'list', data: page.map((j) => videoObject(j)), first_id: page[0]?.id ?? null, last_id: page.at(-1)?.id ?? null, has_more: from + limit < all.length });
   }
 
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
@@ -310,7 +334,7 @@ function videoObject(job: FakeJob, nowMs = Date.now()) {
 }
 
 function routeOf(method: string, path: string): { name: FakeRoute; id: string } | undefined {
-  if (path === '/v1/videos') return method === 'POST' ? { name: 'create', id: '' } : undefined;
+  if (path === '/v1/videos') return method === 'POST' ? { name: 'create', id: '' } : method === 'GET' ? { name: 'list', id: '' } : undefined;
   const m = /^\/v1\/videos\/([^/]+)(\/content)?$/.exec(path);
   if (!m) return undefined;
   const id = decodeURIComponent(m[1]!);

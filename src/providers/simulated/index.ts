@@ -86,6 +86,8 @@ export function createSimulatedProvider(options: SimulatedProviderOptions): Prov
     id,
     kind: 'simulated',
     catalog,
+    // Keys are files created exclusively (job-store.ts): a create sent again under its key is the same job.
+    capabilities: { idempotency_keys: true },
 
     async submit(request, ctx) {
       requireOffer(catalog, request);
