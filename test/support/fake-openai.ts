@@ -111,6 +111,8 @@ export interface FakeOpenAIOptions {
   jobDurationMs?: number;
   /** Models accepted by POST /v1/videos. Default sora-2 (720p sizes only) and sora-2-pro. */
   models?: string[];
+  /** A create with an `Idempotency-Key` already seen answers with that key's job instead of making another (issue 10). */
+  honoursIdempotencyKey?: boolean;
 }
 
 export interface FakeOpenAI {
@@ -142,6 +144,7 @@ export async function startFakeOpenAI(options: FakeOpenAIOptions = {}): Promise<
     models = ['sora-2', 'sora-2-pro'],
   } = options;
   const jobs = new Map<string, FakeJob>();
+  const jobByKey = new Map<string, FakeJob>();
   const requests: FakeRequest[] = [];
   const modes = new Map<FakeRoute | 'all', { mode: FakeMode; left: number }>();
   let nextId = 1;
@@ -253,6 +256,9 @@ export async function startFakeOpenAI(options: FakeOpenAIOptions = {}): Promise<
     if (!SIZES.includes(size) || (model === 'sora-2' && !['720x1280', '1280x720'].includes(size))) {
       return invalid('size', `Invalid size '${size}' for model '${model}'.`);
     }
+    const key = options.honoursIdempotencyKey ? record.headers['idempotency-key'] : undefined;
+    const known = typeof key === 'string' ? jobByKey.get(key) : undefined;
+    if (known) return sendJson(res, 200, videoObject(known));
     const job: FakeJob = {
       id: `video_${String(nextId++).padStart(6, '0')}`,
       model,
@@ -264,6 +270,7 @@ export async function startFakeOpenAI(options: FakeOpenAIOptions = {}): Promise<
       duration_ms: jobDurationMs,
     };
     jobs.set(job.id, job);
+    if (typeof key === 'string') jobByKey.set(key, job);
     // --- lost and late create answers, unknown statuses (issue 10, adapters) ---
     if (mode.kind === 'lost_answer') return void res.socket?.destroy();
     if (mode.kind === 'late_answer') return void setTimeout(() => res.writable && sendJson(res, 200, videoObject(job)), mode.delayMs);

@@ -30,6 +30,10 @@ export type FakeRoute = 'create' | 'task' | 'file';
  * - { kind: 'fail_task', code, message? }: a queried task is failed from then on with `error: {code, message}`
  *   (e.g. 'service_error' retryable, 'content_policy_violation' terminal, 'resource_not_found'). Task route.
  * - 'lose_task': a queried task is forgotten: 404 not_found_error from then on. Task route.
+ * Lost and late create answers, unknown statuses (issue 10, adapters); create route:
+ * - { kind: 'late_answer', delayMs }: the task is created at once, its answer sent only after `delayMs`.
+ * - 'lost_answer': the task is created, then the connection destroyed without an answer.
+ * - { kind: 'unknown_status', status }: the task is created and answered with `status` (e.g. 'queued').
  */
 export type FakeMode =
   | 'normal'
@@ -40,7 +44,11 @@ export type FakeMode =
   | 'malformed_json'
   | 'lose_task'
   | { kind: 'http_error'; status: number; retryAfter?: string }
-  | { kind: 'fail_task'; code: string; message?: string };
+  | { kind: 'fail_task'; code: string; message?: string }
+  // --- lost and late create answers, unknown statuses (issue 10, adapters) ---
+  | 'lost_answer'
+  | { kind: 'late_answer'; delayMs: number }
+  | { kind: 'unknown_status'; status: string };
 
 export interface FakeTasksApiOptions {
   /** The Bearer key API routes accept. Default 'fake-tasks-api-key'. */
@@ -181,12 +189,16 @@ export async function startFakeTasksApi(options: FakeTasksApiOptions = {}): Prom
     return false;
   }
 
-  function handleCreate(body: unknown, res: http.ServerResponse): void {
+  function handleCreate(body: unknown, res: http.ServerResponse, mode: FakeMode): void {
     const problem = createProblem(body);
     if (problem) return sendError(res, 400, problem);
     const created_ms = Date.now();
     const task: FakeTask = { id: `task-unified-${Math.floor(created_ms / 1000)}-${randomBytes(4).toString('hex')}`, body: body as Record<string, unknown>, created_ms };
     tasks.set(task.id, task);
+    // --- lost and late create answers, unknown statuses (issue 10, adapters) ---
+    if (mode === 'lost_answer') return void res.socket?.destroy();
+    if (typeof mode === 'object' && mode.kind === 'late_answer') return void setTimeout(() => res.writable && sendJson(res, 200, toWire(task)), mode.delayMs);
+    if (typeof mode === 'object' && mode.kind === 'unknown_status') return sendJson(res, 200, { ...toWire(task), status: mode.status });
     sendJson(res, 200, toWire(task));
   }
 
@@ -226,7 +238,7 @@ export async function startFakeTasksApi(options: FakeTasksApiOptions = {}): Prom
     if (injected(mode, res, normalBody)) return;
     if (route !== 'file' && req.headers.authorization !== `Bearer ${apiKey}`) return sendError(res, 401, 'invalid API key');
 
-    if (route === 'create') return handleCreate(body, res);
+    if (route === 'create') return handleCreate(body, res, mode);
     if (route === 'task') return handleTask(decodeURIComponent(taskMatch![1]!), mode, res);
     res.writeHead(200, { 'Content-Type': 'video/mp4', 'Content-Length': video!.length });
     res.end(video);
@@ -267,6 +279,7 @@ function affects(mode: FakeMode, route: FakeRoute): boolean {
   if (mode === 'expired') return route === 'file';
   if (mode === 'malformed_json') return route !== 'file';
   if (mode === 'lose_task' || (typeof mode === 'object' && mode.kind === 'fail_task')) return route === 'task';
+  if (mode === 'lost_answer' || (typeof mode === 'object' && (mode.kind === 'late_answer' || mode.kind === 'unknown_status'))) return route === 'create';
   return true;
 }
 
