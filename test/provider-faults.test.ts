@@ -1,7 +1,11 @@
 // Provider faults that used to cost real money (issue 10, faults 4, 5 and 7), end to end over real HTTP: a real
 // gateway routing sora-2 between a cheap and a dear fake upstream. Each test counts the jobs the fakes made, so
 // a duplicate or orphaned paid job shows.
+import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import ffmpeg from '@ffmpeg-installer/ffmpeg';
 import { beforeAll, describe, expect, it, type TestContext } from 'vitest';
 import type { components } from '../src/generated/vidgate-api';
 import { startFakeOpenAI, type FakeOpenAI } from './support/fake-openai';
@@ -33,18 +37,23 @@ interface RigOptions {
   idempotent?: boolean;
   /** What the cheap fake serves as its videos (default: real MP4s of the requested shape). */
   cheapMp4?: (shape: VideoShape) => Promise<Buffer>;
+  /** The OpenAI fake refuses a reference image of another pixel size than the video's. */
+  strictReferenceSize?: boolean;
+  /** Origins exempt from the outbound address check (a local image host). */
+  trustedOrigins?: string[];
 }
 
 async function rig(ctx: TestContext, o: RigOptions) {
   const dear: Kind = o.cheap === 'openai' ? 'tasks' : 'openai';
   const mp4 = (k: Kind) => (k === o.cheap && o.cheapMp4 ? o.cheapMp4 : MP4[k]);
-  const openai = await startFakeOpenAI({ mp4: mp4('openai'), jobDurationMs: 150, honoursIdempotencyKey: o.idempotent });
+  const openai = await startFakeOpenAI({ mp4: mp4('openai'), jobDurationMs: 150, honoursIdempotencyKey: o.idempotent, strictReferenceSize: o.strictReferenceSize });
   const tasks = await startFakeTasksApi({ mp4: mp4('tasks'), durationMs: 150 });
   const usd = (k: Kind) => (k === o.cheap ? 0.25 : 0.5);
   const timeout = (k: Kind) => (k === o.cheap ? (o.cheapTimeoutMs ?? 5000) : 5000);
   const h = await startTestGateway(
     {
       workers: { poll_interval_ms: 50, retry_backoff_ms: 50, lease_ms: 10_000, max_attempts: 3, upstream_timeout_ms: 10_000, lost_answer_grace_ms: o.graceMs ?? 3000 },
+      outbound: { trusted_origins: o.trustedOrigins ?? [] },
       routing: { wait_for_provider_ms: 5000, breaker: { consecutive_failures: o.consecutiveFailures ?? 5, cooldown_ms: 30_000 } },
       providers: [
         {
@@ -70,8 +79,8 @@ async function rig(ctx: TestContext, o: RigOptions) {
 }
 type Rig = Awaited<ReturnType<typeof rig>>;
 
-async function submitAndSettle(r: Rig): Promise<Task> {
-  const res = await r.h.http.post('/v1/videos/generations').set(auth(KEY_A)).send(BODY);
+async function submitAndSettle(r: Rig, body: object = BODY): Promise<Task> {
+  const res = await r.h.http.post('/v1/videos/generations').set(auth(KEY_A)).send(body);
   expect(res.status, JSON.stringify(res.body)).toBe(202);
   return waitFor(async () => {
     const t = (await r.h.http.get(`/v1/tasks/${res.body.id}`).set(auth(KEY_A))).body as Task;
@@ -241,5 +250,36 @@ describe('fault 7: the delivered video is verified', () => {
     const health = await breaker(r, 'openai');
     expect(health.error_rate).toBeGreaterThan(0);
     expect(health.reason ?? '').not.toContain('http'); // counted as the job's failure, not a transport one
+  });
+});
+
+describe('fault 8: reference images', () => {
+  /** A local image host serving one 640x480 PNG (neither 1280x720 nor 16:9), trusted by the gateway. */
+  async function imageHost(ctx: TestContext): Promise<string> {
+    const png = execFileSync(ffmpeg.path, ['-v', 'error', '-f', 'lavfi', '-i', 'testsrc2=size=640x480', '-frames:v', '1', '-f', 'image2pipe', '-c:v', 'png', 'pipe:1']);
+    const server = http.createServer((_req, res) => void res.writeHead(200, { 'content-type': 'image/png' }).end(png));
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    ctx.onTestFinished(() => new Promise<void>((resolve) => server.close(() => resolve())));
+    return `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  }
+
+  it.for(['pad', 'crop', undefined] as const)('an image of the wrong pixel size (resize_mode %s) is fitted by vidgate and uploaded: a strict provider takes it', async (mode, ctx) => {
+    const origin = await imageHost(ctx);
+    const r = await rig(ctx, { cheap: 'openai', strictReferenceSize: true, trustedOrigins: [origin] });
+    const task = await submitAndSettle(r, { ...BODY, image_urls: [`${origin}/ref.png`], ...(mode && { resize_mode: mode }) });
+    expect(task).toMatchObject({ status: 'completed', provider: 'openai' });
+    const [create] = r.openai.requestsTo('create');
+    expect(create!.body).toMatchObject({ input_reference: { type: 'image/png' } });
+    expect(create!.body!['input_reference[image_url]']).toBeUndefined();
+    expect(jobs(r, 'openai')).toHaveLength(1);
+  });
+
+  it('the task API gets the image URL with a resize_mode (pad when the request names none), so it fits the image itself', async (ctx) => {
+    const origin = await imageHost(ctx);
+    const r = await rig(ctx, { cheap: 'tasks', trustedOrigins: [origin] });
+    const task = await submitAndSettle(r, { ...BODY, image_urls: [`${origin}/ref.png`] });
+    expect(task).toMatchObject({ status: 'completed', provider: 'tasks' });
+    const create = r.tasks.requests.find((q) => q.method === 'POST');
+    expect(create!.body).toMatchObject({ image_urls: [`${origin}/ref.png`], resize_mode: 'pad' });
   });
 });

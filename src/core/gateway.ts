@@ -50,6 +50,7 @@ export async function createGateway(config: Config, options: GatewayOptions = {}
   const workers = createWorkers({
     store, router, assets, metrics, log, now, cache,
     config: config.workers,
+    images: { maxBytes: config.cache.image_max_bytes, timeoutMs: config.cache.image_timeout_ms, trustedOrigins },
     waitForProviderMs: config.routing.wait_for_provider_ms,
     usdPerCredit: config.credits.usd_per_credit,
   });

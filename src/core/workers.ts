@@ -1,12 +1,14 @@
 // The background loops: the dispatcher submits pending tasks to a provider, the poller follows
 // processing ones to completion. Both claim tasks through leases in the store, and every transition
 // carries the lease token, so a task whose worker died is picked up again and finishes exactly once.
-import { ProviderError, type NormalizedRequest, type ProviderAdapter } from '../providers/types';
+import { ProviderError, type CallContext, type NormalizedRequest, type ProviderAdapter } from '../providers/types';
 import type { Router } from '../routing/router';
 import { usdToCredits } from '../routing/quote';
 import { QuotaExceededError, type ClaimedTask, type Store, type TaskRecord, type WorkPhase } from '../store/types';
 import { verifyVideo } from '../media/probe-video';
+import { fitImage } from '../media/fit-image';
 import type { AssetStore } from './assets';
+import { readImage, type ImageDigestOptions } from './image-digest';
 import type { Config } from './config';
 import type { Logger } from './logger';
 import type { Metrics } from './metrics';
@@ -20,6 +22,8 @@ export interface WorkerDeps {
   log: Logger;
   cache: ResultCache;
   config: Config['workers'];
+  /** Bounds on reading a reference image to fit it (the same as for hashing it). */
+  images: ImageDigestOptions;
   /** How long a task may wait for any provider to become available. */
   waitForProviderMs: number;
   usdPerCredit: number;
@@ -211,17 +215,18 @@ export function createWorkers(deps: WorkerDeps): Workers {
    * holds a task for one timeout plus at most `lost_answer_grace_ms`.
    */
   async function submit(t: ClaimedTask, request: NormalizedRequest, provider: ProviderAdapter): Promise<void> {
+    const image = await referenceImage(t, request, provider);
     const started = now();
     let upstreamId: string | undefined;
     try {
-      ({ upstreamId } = await upstream(provider, 'submit', (signal) => provider.submit(request, { idempotencyKey: idempotencyKey(t), signal })));
+      ({ upstreamId } = await upstream(provider, 'submit', (signal) => provider.submit(request, { idempotencyKey: idempotencyKey(t), signal, image })));
       health.success(provider.id, request.model, now() - started);
     } catch (err) {
       const error = asProviderError(err);
       metrics.taskAttempts.inc({ provider: provider.id, outcome: error.retryable ? 'retryable_error' : 'terminal_error' });
       blame(t, request.model, error);
       if (!error.retryable) return finishFailed(t, publicError(provider.id, error));
-      if (answerLost(error)) upstreamId = await recoverJob(t, request, provider, started);
+      if (answerLost(error)) upstreamId = await recoverJob(t, request, provider, started, image);
       if (upstreamId === undefined) return retryOrFail(t, request, publicError(provider.id, error));
     }
     metrics.taskAttempts.inc({ provider: provider.id, outcome: 'submitted' });
@@ -237,12 +242,12 @@ export function createWorkers(deps: WorkerDeps): Workers {
    * (unless its breaker is open); one that lists its jobs (`findJob`) is searched for a job matching this
    * request, created since `sentSinceMs`. Undefined when neither can tell: the task then moves on.
    */
-  async function recoverJob(t: ClaimedTask, request: NormalizedRequest, provider: ProviderAdapter, sentSinceMs: number): Promise<string | undefined> {
+  async function recoverJob(t: ClaimedTask, request: NormalizedRequest, provider: ProviderAdapter, sentSinceMs: number, image?: CallContext['image']): Promise<string | undefined> {
     const signal = AbortSignal.timeout(config.lost_answer_grace_ms);
     try {
       if (provider.capabilities.idempotency_keys) {
         if (!health.allows(provider.id, request.model)) return undefined;
-        return (await provider.submit(request, { idempotencyKey: idempotencyKey(t), signal })).upstreamId;
+        return (await provider.submit(request, { idempotencyKey: idempotencyKey(t), signal, image })).upstreamId;
       }
       if (!provider.findJob) return undefined;
       const window = { from_ms: sentSinceMs - CREATE_WINDOW_SLACK_MS, to_ms: now() + CREATE_WINDOW_SLACK_MS };
@@ -251,6 +256,26 @@ export function createWorkers(deps: WorkerDeps): Workers {
       return upstreamId;
     } catch (err) {
       log.warn('cannot learn the job of a lost create answer', { task: t.id, provider: provider.id, error: asProviderError(err).message });
+      return undefined;
+    }
+  }
+
+  /**
+   * The reference image fitted to the request's size (pad, or the request's resize_mode), for a provider that
+   * takes image bytes; read through the outbound URL guard. Undefined otherwise, or when the image cannot be read
+   * or fitted: the adapter then sends the URL, as the caller gave it.
+   */
+  async function referenceImage(t: ClaimedTask, request: NormalizedRequest, provider: ProviderAdapter): Promise<CallContext['image']> {
+    if (request.image_url === undefined || provider.capabilities.reference_image !== 'bytes') return undefined;
+    const bytes = await readImage(request.image_url, deps.images);
+    if (!bytes) {
+      log.warn('cannot read the reference image; its URL is sent as it is', { task: t.id, provider: provider.id });
+      return undefined;
+    }
+    try {
+      return { bytes: await fitImage(bytes, request.size, request.resize_mode ?? 'pad'), type: 'image/png' };
+    } catch (err) {
+      log.warn('cannot fit the reference image; its URL is sent as it is', { task: t.id, provider: provider.id, error: (err as Error).message });
       return undefined;
     }
   }

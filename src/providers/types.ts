@@ -37,6 +37,12 @@ export interface CallContext {
   /** Stable across retries of the same attempt, so that a resubmission after a crash is not a second job. */
   idempotencyKey?: string;
   signal?: AbortSignal;
+  /**
+   * The request's reference image, already fitted by vidgate to the request's exact size (PNG), for an
+   * adapter whose `reference_image` capability is `bytes`. Absent when there is no image or it could not be
+   * read: the adapter then sends the URL.
+   */
+  image?: { bytes: Buffer; type: 'image/png' };
 }
 
 /**
@@ -50,6 +56,12 @@ export interface ProviderCapabilities {
    * first job, never a second (paid) one. Where false, a create whose answer was lost is never sent again.
    */
   idempotency_keys: boolean;
+  /**
+   * How the provider takes a reference image. `bytes`: the adapter uploads the image that vidgate fitted to the
+   * requested size (`CallContext.image`), so its pixel size is never refused. `url`: the adapter sends the URL
+   * with `resize_mode` (pad by default), and the provider fits the image itself.
+   */
+  reference_image: 'bytes' | 'url';
 }
 
 /** Bounds of a search for the job a create made: the create was sent within [from_ms, to_ms] (epoch ms). */

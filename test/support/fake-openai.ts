@@ -11,6 +11,12 @@
 // DELETE /v1/videos/{id} ('delete'), GET /v1/videos/{id}/content ('content'). Anything else is a 404. A wrong or missing Bearer key is a 401.
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { execFile } from 'node:child_process';
+import fs from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import ffprobe from '@ffprobe-installer/ffprobe';
 import { mp4Of, type Mp4Source } from './mp4';
 
 export type FakeRoute = 'create' | 'list' | 'retrieve' | 'delete' | 'content';
@@ -113,6 +119,11 @@ export interface FakeOpenAIOptions {
   models?: string[];
   /** A create with an `Idempotency-Key` already seen answers with that key's job instead of making another (issue 10). */
   honoursIdempotencyKey?: boolean;
+  /**
+   * A create's `input_reference` (a file part, or an image fetched from `input_reference[image_url]`) must be an
+   * image of exactly `size`, as sora-2 requires; otherwise 400 `invalid_value` on `input_reference` (issue 10).
+   */
+  strictReferenceSize?: boolean;
 }
 
 export interface FakeOpenAI {
@@ -239,7 +250,7 @@ export async function startFakeOpenAI(options: FakeOpenAIOptions = {}): Promise<
     res.end(bytes);
   }
 
-  function create(record: FakeRequest, res: http.ServerResponse, mode: FakeMode): void {
+  async function create(record: FakeRequest, res: http.ServerResponse, mode: FakeMode): Promise<void> {
     const body = record.body ?? {};
     const field = (name: string) => (typeof body[name] === 'string' ? (body[name] as string) : undefined);
     // multipart: text part `input_reference[image_url]`; JSON: `input_reference: {image_url}`
@@ -255,6 +266,12 @@ export async function startFakeOpenAI(options: FakeOpenAIOptions = {}): Promise<
     if (!SECONDS.includes(seconds)) return invalid('seconds', `Invalid value '${seconds}' for seconds.`);
     if (!SIZES.includes(size) || (model === 'sora-2' && !['720x1280', '1280x720'].includes(size))) {
       return invalid('size', `Invalid size '${size}' for model '${model}'.`);
+    }
+    if (options.strictReferenceSize && (imageUrl !== undefined || body.input_reference !== undefined)) {
+      const file = body.input_reference as { bytes?: Buffer } | undefined;
+      const image = file?.bytes ?? (imageUrl !== undefined ? Buffer.from(await (await fetch(imageUrl)).arrayBuffer()) : undefined);
+      const actual = image && (await imageSize(image));
+      if (actual !== size) return invalid('input_reference', `Inpaint image must match the requested width and height (${actual ?? 'unreadable'}, not ${size}).`);
     }
     const key = options.honoursIdempotencyKey ? record.headers['idempotency-key'] : undefined;
     const known = typeof key === 'string' ? jobByKey.get(key) : undefined;
@@ -340,6 +357,20 @@ function videoObject(job: FakeJob, nowMs = Date.now()) {
   };
 }
 
+/** `WxH` of an image, read by ffprobe; undefined when it is not one. */
+async function imageSize(bytes: Buffer): Promise<string | undefined> {
+  const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'vidgate-fake-image-'));
+  try {
+    await fs.writeFile(path.join(dir, 'image'), bytes);
+    const args = ['-v', 'error', '-show_entries', 'stream=width,height', '-of', 'csv=p=0:s=x', path.join(dir, 'image')];
+    return (await promisify(execFile)(ffprobe.path, args)).stdout.trim() || undefined;
+  } catch {
+    return undefined;
+  } finally {
+    await fs.rm(dir, { recursive: true, force: true });
+  }
+}
+
 function routeOf(method: string, path: string): { name: FakeRoute; id: string } | undefined {
   if (path === '/v1/videos') return method === 'POST' ? { name: 'create', id: '' } : method === 'GET' ? { name: 'list', id: '' } : undefined;
   const m = /^\/v1\/videos\/([^/]+)(\/content)?$/.exec(path);
@@ -364,7 +395,7 @@ async function parseBody(contentType: string | undefined, raw: Buffer): Promise<
     const form = await new Request('http://fake/', { method: 'POST', headers: { 'content-type': contentType }, body: raw }).formData();
     const fields: Record<string, unknown> = {};
     for (const [name, value] of form) {
-      fields[name] = typeof value === 'string' ? value : { filename: value.name, type: value.type, size: value.size };
+      fields[name] = typeof value === 'string' ? value : { filename: value.name, type: value.type, size: value.size, bytes: Buffer.from(await value.arrayBuffer()) };
     }
     return fields;
   }

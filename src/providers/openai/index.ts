@@ -49,7 +49,8 @@ export function createOpenAIProvider(options: OpenAIProviderOptions): ProviderAd
     id,
     kind: 'openai',
     catalog,
-    capabilities: { idempotency_keys: options.honoursIdempotencyKey ?? false },
+    // The Videos API refuses an input_reference of another pixel size than `size`: vidgate fits and uploads it.
+    capabilities: { idempotency_keys: options.honoursIdempotencyKey ?? false, reference_image: 'bytes' },
 
     async submit(request, ctx) {
       const offer = requireOffer(catalog, request);
@@ -59,7 +60,7 @@ export function createOpenAIProvider(options: OpenAIProviderOptions): ProviderAd
       const body = await sendJson<unknown>(target, 'v1/videos', {
         method: 'POST',
         headers,
-        body: createVideoForm(request, offer),
+        body: createVideoForm(request, offer, ctx.image),
         signal: ctx.signal,
       });
       return { upstreamId: video(body).id };

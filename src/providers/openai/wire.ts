@@ -1,6 +1,6 @@
 // The OpenAI Videos API wire format (docs: /work/shared/reference/upstream-apis.md, section 1) and its
 // mapping to and from the adapter contract. Pure functions, no HTTP.
-import { ProviderError, type ModelOffer, type NormalizedRequest, type PollResult } from '../types';
+import { ProviderError, type CallContext, type ModelOffer, type NormalizedRequest, type PollResult } from '../types';
 
 /** The statuses the reference lists; an answer may carry another (e.g. `pending`), kept as in progress. */
 export type VideoStatus = 'queued' | 'in_progress' | 'completed' | 'failed';
@@ -45,14 +45,18 @@ export function isRetryableJobError(code: string): boolean {
   return !(TERMINAL_JOB_CODES.has(code) || TERMINAL_JOB_CODE_PATTERN.test(code));
 }
 
-/** POST /v1/videos body, as the official SDK sends it: multipart even without a file, seconds as text. */
-export function createVideoForm(request: NormalizedRequest, offer: ModelOffer): FormData {
+/**
+ * POST /v1/videos body, as the official SDK sends it: multipart even without a file, seconds as text. A fitted
+ * reference image goes as the file part `input_reference`; without one, the URL as `input_reference[image_url]`.
+ */
+export function createVideoForm(request: NormalizedRequest, offer: ModelOffer, image?: CallContext['image']): FormData {
   const form = new FormData();
   form.append('prompt', request.prompt);
   form.append('model', offer.upstream_model);
   form.append('seconds', String(request.duration_s));
   form.append('size', request.size);
-  if (request.image_url) form.append('input_reference[image_url]', request.image_url);
+  if (image) form.append('input_reference', new Blob([image.bytes], { type: image.type }), 'reference.png');
+  else if (request.image_url) form.append('input_reference[image_url]', request.image_url);
   return form;
 }
 

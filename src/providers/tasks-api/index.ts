@@ -56,7 +56,8 @@ export function createTasksApiProvider(options: TasksApiProviderOptions): Provid
     catalog,
     // The task API takes no idempotency key (and lists no jobs, so it has no findJob): a create whose
     // answer was lost is never sent again.
-    capabilities: { idempotency_keys: false },
+    // Image URLs only, with resize_mode (wire.ts): the provider fits the image.
+    capabilities: { idempotency_keys: false, reference_image: 'url' },
 
     async submit(request, ctx) {
       const tasksOffer = requireOffer(catalog, request);

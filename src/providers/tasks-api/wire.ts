@@ -37,8 +37,9 @@ export function createTaskBody(offer: TasksApiOffer, request: NormalizedRequest)
     prompt: request.prompt,
     ...sizing,
     duration: request.duration_s,
-    ...(request.image_url !== undefined && { image_urls: [request.image_url] }),
-    ...(request.resize_mode !== undefined && { resize_mode: request.resize_mode }),
+    // With an image, always a resize_mode (the reference's default, pad, when the request names none), so the
+    // provider fits the image to the size instead of refusing it.
+    ...(request.image_url !== undefined && { image_urls: [request.image_url], resize_mode: request.resize_mode ?? 'pad' }),
   };
 }
 
