@@ -175,6 +175,19 @@ describe('fault 4: a lost create answer is never blindly resent', () => {
     expect(await charged(r)).toBe(DEAR_CREDITS);
   });
 
+  it('task API, answer arriving after the timeout but within the grace: the late answer is adopted; one job, none orphaned', async (ctx) => {
+    const r = await rig(ctx, { cheap: 'tasks', cheapTimeoutMs: 1000, graceMs: 4000 });
+    r.tasks.setMode({ kind: 'late_answer', delayMs: 2000 }, { route: 'create' });
+    const task = await submitAndSettle(r);
+    expect(task).toMatchObject({ status: 'completed', provider: 'tasks' });
+    expect(task.attempts).toHaveLength(1);
+    expect(creates(r, 'tasks')).toBe(1);
+    expect(jobs(r, 'tasks')).toEqual([task.attempts[0]!.upstream_id]);
+    expect(orphans(r, task)).toEqual([]);
+    // The late answer counted against the provider at the timeout, before it arrived.
+    expect((await breaker(r, 'tasks')).error_rate).toBeGreaterThan(0);
+  });
+
   it.for([
     ['openai', 'pending'],
     ['tasks', 'queued'],

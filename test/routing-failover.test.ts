@@ -121,6 +121,7 @@ async function rig(ctx: TestContext, options: RigOptions = {}): Promise<Rig> {
         upstream_timeout_ms: 3000,
         upstream_deadline_ms: 8000,
         download_timeout_ms: 3000,
+        lost_answer_grace_ms: 1000,
         ...options.workers,
       },
       routing: {

@@ -74,11 +74,11 @@ export function createWorkers(deps: WorkerDeps): Workers {
   let stopping = false;
 
   /** Time one call to a provider and record its outcome. */
-  async function upstream<T>(adapter: ProviderAdapter, operation: 'submit' | 'poll' | 'download', call: (signal: AbortSignal) => Promise<T>): Promise<T> {
+  async function upstream<T>(adapter: ProviderAdapter, operation: 'submit' | 'poll' | 'download', call: (signal: AbortSignal) => Promise<T>, graceMs = 0): Promise<T> {
     const end = metrics.upstreamDuration.startTimer({ provider: adapter.id, operation });
     const timeoutMs = operation === 'download' ? config.download_timeout_ms : config.upstream_timeout_ms;
     try {
-      const result = await call(AbortSignal.timeout(timeoutMs));
+      const result = await call(AbortSignal.timeout(timeoutMs + graceMs));
       end({ outcome: 'ok' });
       return result;
     } catch (err) {
@@ -211,20 +211,32 @@ export function createWorkers(deps: WorkerDeps): Workers {
 
   /**
    * Sends the attempt's create once. Its answer lost (timeout, reset) counts against the provider at once;
-   * the job it may have made is then recovered (recoverJob), or the task fails over. A hanging provider thus
-   * holds a task for one timeout plus at most `lost_answer_grace_ms`.
+   * the job it may have made is then learned (a late answer, or recoverJob), or the task fails over. A hanging
+   * provider thus holds a task for one timeout plus at most `lost_answer_grace_ms`.
    */
   async function submit(t: ClaimedTask, request: NormalizedRequest, provider: ProviderAdapter): Promise<void> {
     const image = await referenceImage(t, request, provider);
     const started = now();
+    // Where nothing could learn the job of a lost answer afterwards, a late answer is awaited for the grace;
+    // the timeout counts against the provider at once all the same.
+    let late = false;
+    const lateAnswer = provider.capabilities.idempotency_keys || provider.findJob ? undefined : {
+      grace_ms: config.lost_answer_grace_ms,
+      onTimeout: () => {
+        late = true;
+        blame(t, request.model, new ProviderError('timeout', `${provider.id} did not answer the create in time`, true));
+      },
+    };
     let upstreamId: string | undefined;
     try {
-      ({ upstreamId } = await upstream(provider, 'submit', (signal) => provider.submit(request, { idempotencyKey: idempotencyKey(t), signal, image })));
-      health.success(provider.id, request.model, now() - started);
+      const ctx = { idempotencyKey: idempotencyKey(t), image, lateAnswer };
+      ({ upstreamId } = await upstream(provider, 'submit', (signal) => provider.submit(request, { ...ctx, signal }), lateAnswer?.grace_ms));
+      if (late) log.info('late create answer adopted', { task: t.id, provider: provider.id, upstream_id: upstreamId });
+      else health.success(provider.id, request.model, now() - started);
     } catch (err) {
       const error = asProviderError(err);
       metrics.taskAttempts.inc({ provider: provider.id, outcome: error.retryable ? 'retryable_error' : 'terminal_error' });
-      blame(t, request.model, error);
+      if (!late) blame(t, request.model, error);
       if (!error.retryable) return finishFailed(t, publicError(provider.id, error));
       if (answerLost(error)) upstreamId = await recoverJob(t, request, provider, started, image);
       if (upstreamId === undefined) return retryOrFail(t, request, publicError(provider.id, error));

@@ -43,6 +43,18 @@ export interface CallContext {
    * read: the adapter then sends the URL.
    */
   image?: { bytes: Buffer; type: 'image/png' };
+  /** For a create whose lost answer nothing else could recover: see LateAnswer. */
+  lateAnswer?: LateAnswer;
+}
+
+/**
+ * A create's answer awaited past the timeout: at the timeout `onTimeout` is told (the provider is late, which
+ * counts against it at once), and the answer is awaited `grace_ms` longer, so that a job made by a slow
+ * provider that neither honours idempotency keys nor lists its jobs is still learned, not orphaned.
+ */
+export interface LateAnswer {
+  grace_ms: number;
+  onTimeout: () => void;
 }
 
 /**

@@ -62,7 +62,7 @@ export function createOpenAIProvider(options: OpenAIProviderOptions): ProviderAd
         headers,
         body: createVideoForm(request, offer, ctx.image),
         signal: ctx.signal,
-      });
+      }, ctx.lateAnswer);
       return { upstreamId: video(body).id };
     },
 

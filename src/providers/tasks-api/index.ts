@@ -66,7 +66,7 @@ export function createTasksApiProvider(options: TasksApiProviderOptions): Provid
         headers: { 'Content-Type': 'application/json' },
         body: JSON.stringify(createTaskBody(tasksOffer, request)),
         signal: ctx.signal,
-      });
+      }, ctx.lateAnswer);
       return { upstreamId: task(body).id };
     },
 
