@@ -10,7 +10,9 @@ import { beforeAll, describe, expect, it, type TestContext } from 'vitest';
 import type { components } from '../src/generated/vidgate-api';
 import { startFakeOpenAI, type FakeOpenAI } from './support/fake-openai';
 import { startFakeTasksApi, type FakeTasksApi } from './support/fake-tasks-api';
-import { KEY_A, auth, startTestGateway, waitFor } from './support/gateway';
+import { createGateway } from '../src/core/gateway';
+import { createLogger } from '../src/core/logger';
+import { KEY_A, auth, startTestGateway, tempDir, testConfig, waitFor } from './support/gateway';
 import { mp4Renderer, type VideoShape } from './support/mp4';
 
 type Task = components['schemas']['Task'];
@@ -201,6 +203,62 @@ describe('fault 4: a lost create answer is never blindly resent', () => {
     expect(creates(r, cheap)).toBe(1);
     expect(jobs(r, cheap)).toEqual([task.attempts[0]!.upstream_id]);
     expect(orphans(r, task)).toEqual([]);
+  });
+});
+
+describe('fault 4: a crash during the create (the process died after sending it, before recording its answer)', () => {
+  /**
+   * A gateway whose store holds a task with a started, unconfirmed attempt on `provider`, whose create did reach
+   * the fake (it made a job there); then the gateway starts, as the next process would.
+   */
+  async function afterCrash(ctx: TestContext, provider: Kind) {
+    const openai = await startFakeOpenAI({ mp4: MP4.openai, jobDurationMs: 150 });
+    const tasks = await startFakeTasksApi({ mp4: MP4.tasks, durationMs: 150 });
+    const dir = tempDir();
+    const config = testConfig(dir, {
+      providers: [
+        { id: 'openai', kind: 'openai', base_url: openai.url, api_key_env: 'K1', models: [{ model: 'sora-2', usd_per_second: { standard: provider === 'openai' ? 0.25 : 0.5 } }] },
+        { id: 'tasks', kind: 'tasks-api', base_url: tasks.url, api_key_env: 'K2', models: [{ model: 'sora-2', usd_per_second: { standard: provider === 'tasks' ? 0.25 : 0.5 } }] },
+      ],
+    });
+    const gateway = await createGateway(config, { log: createLogger('silent'), env: { K1: openai.apiKey, K2: tasks.apiKey } });
+    ctx.onTestFinished(async () => {
+      await openai.close();
+      await tasks.close();
+      await gateway.stop();
+      fs.rmSync(dir, { recursive: true, force: true });
+    });
+    const { store } = gateway;
+    const request = { model: 'sora-2', prompt: 'a crash mid-create', size: '1280x720', duration_s: 4 } as const;
+    await store.createTask({ id: 'task_crashed', owner_id: 'default', key_id: 'key-crashed', model: 'sora-2', request_json: JSON.stringify(request), callback_url: null, credits_reserved: CHEAP_CREDITS, created_at_ms: Date.now(), cache_key: null, cache_status: 'disabled' });
+    const [claimed] = await store.claimDue('dispatch', 1, 60_000, Date.now());
+    expect(await store.startAttempt(claimed!.id, claimed!.lease_token, provider, { usd: 1, credits: CHEAP_CREDITS }, Date.now())).toBe('started');
+    const upstreamId = (await gateway.router.provider(provider)!.submit(request, { idempotencyKey: 'task_crashed.1' })).upstreamId;
+    await store.releaseLease(claimed!.id, claimed!.lease_token, Date.now(), Date.now()); // as its lease would expire
+    await gateway.start();
+    const done = await waitFor(async () => {
+      const t = await store.getTask('task_crashed');
+      return t && ['completed', 'failed'].includes(t.status) ? t : undefined;
+    }, 30_000);
+    return { done, upstreamId, attempts: await store.listAttempts(['task_crashed']), openai, tasks };
+  }
+
+  it('OpenAI shape: the next process finds the job in the job list and adopts it; no second create', async (ctx) => {
+    const { done, upstreamId, attempts, openai } = await afterCrash(ctx, 'openai');
+    expect(done).toMatchObject({ status: 'completed', provider_id: 'openai', upstream_id: upstreamId });
+    expect(attempts.map((a) => [a.provider_id, a.upstream_id, a.outcome])).toEqual([['openai', upstreamId, 'completed']]);
+    expect(openai.requestsTo('create')).toHaveLength(1); // was 2: resent under a key the host ignores
+    expect([...openai.jobs.keys()]).toEqual([upstreamId]);
+  });
+
+  it('task API (no key, no job list): not sent again; the task moves on to the next provider', async (ctx) => {
+    const { done, attempts, tasks } = await afterCrash(ctx, 'tasks');
+    expect(done).toMatchObject({ status: 'completed', provider_id: 'openai' });
+    expect(attempts.map((a) => [a.provider_id, a.outcome, a.error_code])).toEqual([
+      ['tasks', 'retried', 'submission_unconfirmed'],
+      ['openai', 'completed', null],
+    ]);
+    expect(tasks.requests.filter((q) => q.method === 'POST')).toHaveLength(1); // was 2: a second paid job
   });
 });
 
