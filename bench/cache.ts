@@ -19,7 +19,7 @@ import os from 'node:os';
 import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
 import { startFakeOpenAI } from '../test/support/fake-openai';
-import { renderTestMp4 } from '../test/support/fake-tasks-api';
+import { mp4Renderer, type VideoShape } from '../test/support/mp4';
 import { KEY_A, startTestGateway } from '../test/support/gateway';
 import { seededRandom } from '../test/support/seeded-random';
 
@@ -61,7 +61,7 @@ const O = {
   workloadPollMs: num('workload-poll-ms'), seed: num('seed'),
 };
 
-type Task = { id: string; status: string; cache: string; provider: string | null; usage: { credits_reserved: number }; results?: string[]; error?: { code: string } };
+type Task = { id: string; status: string; cache: string; provider: string | null; usage: { credits_reserved: number }; task_info: { size: string; video_duration: number }; results?: string[]; error?: { code: string } };
 type Body = { model: string; prompt: string; aspect_ratio: string; duration: number; cache?: boolean };
 const TERMINAL = ['completed', 'failed', 'cancelled'];
 const AUTH = { authorization: `Bearer ${KEY_A}` };
@@ -70,9 +70,11 @@ const problems: string[] = [];
 const odd = (msg: string) => { problems.push(msg); console.log(`  !! ${msg}`); };
 
 type Rig = Awaited<ReturnType<typeof startRig>>;
+/** The fake's videos, by shape. */
+type Mp4 = (shape: VideoShape) => Promise<Buffer>;
 
 /** A fresh gateway (cache on, no rate limit) in front of a fresh fake upstream. */
-async function startRig(mp4: Buffer) {
+async function startRig(mp4: Mp4) {
   const fake = await startFakeOpenAI({ mp4, jobDurationMs: O.jobMs });
   const h = await startTestGateway(
     {
@@ -106,9 +108,10 @@ async function waitDone(url: string, task: Task, everyMs: number, deadline: numb
   return task;
 }
 
-async function download(url: string, task: Task, mp4: Buffer): Promise<boolean> {
+async function download(url: string, task: Task, mp4: Mp4): Promise<boolean> {
   const res = await fetch(`${url}/v1/tasks/${task.id}/content`, { headers: AUTH });
-  return res.status === 200 && Buffer.from(await res.arrayBuffer()).equals(mp4);
+  const expected = await mp4({ size: task.task_info.size, seconds: task.task_info.video_duration });
+  return res.status === 200 && Buffer.from(await res.arrayBuffer()).equals(expected);
 }
 
 /** Sum of a Prometheus counter's samples whose labels include `match`, grouped by label `by` when given. */
@@ -136,7 +139,7 @@ const loopFigures = () => { const r = { p50: loop.percentile(50) / 1e6, p99: loo
 // ---------------------------------------------------------------------------------------------------------
 // Part 1: latency of a hit against a miss.
 
-async function latencyPart(mp4: Buffer) {
+async function latencyPart(mp4: Mp4) {
   const rig = await startRig(mp4);
   try {
     return await latencyRuns(rig, mp4);
@@ -145,7 +148,7 @@ async function latencyPart(mp4: Buffer) {
   }
 }
 
-async function latencyRuns(rig: Rig, mp4: Buffer) {
+async function latencyRuns(rig: Rig, mp4: Mp4) {
   const bodies = (tag: string, n: number) =>
     Array.from({ length: n }, (_, i): Body => ({ model: 'sora-2', prompt: `${tag} ${i}: a paper boat drifting down a rainy street`, aspect_ratio: '16:9', duration: 4 }));
   /** `clients` closed-loop clients; with `follow`, each polls its task until completed, then downloads it. */
@@ -212,7 +215,7 @@ function rewrite(prompt: string, rnd: () => number): string {
 
 interface Req { i: number; brief: number; bypass: '' | 'body' | 'header'; varied: boolean; code?: number; cache?: string; postMs?: number; first?: Task; final?: Task; error?: string }
 
-async function workloadPart(mp4: Buffer) {
+async function workloadPart(mp4: Mp4) {
   const rnd = seededRandom(O.seed);
   const briefs = Array.from({ length: O.pool }, (_, k) => ({
     prompt: `${SUBJECTS[Math.floor(rnd() * SUBJECTS.length)]} ${ACTIONS[Math.floor(rnd() * ACTIONS.length)]} ${PLACES[Math.floor(rnd() * PLACES.length)]}, ${STYLES[Math.floor(rnd() * STYLES.length)]}, take ${k + 1}`,
@@ -300,7 +303,8 @@ async function workloadPart(mp4: Buffer) {
 async function main() {
   console.log(`bench/cache — host: ${host()} at the start`);
   console.log(`fake upstream jobs ${O.jobMs} ms; gateway poll_interval_ms 50 (test config), cache on (scope team, hit_credits 0), requests_per_minute lifted\n`);
-  const mp4 = await renderTestMp4();
+  // Real MP4s of each requested shape: the gateway verifies every video it downloads.
+  const mp4 = mp4Renderer();
   loop.enable();
 
   console.log(`1. latency: ${O.warmup} warm-up prompts, then twice ${O.n} distinct prompts (misses), each followed by the same again (hits)`);

@@ -83,7 +83,7 @@ const CASES: Case[] = [
     name: 'late-create',
     seconds: 40,
     down: { cheap: [[0, 20]] },
-    drive: outage((f) => f.cheap.setMode({ kind: 'late_create', delayMs: PROVIDER_TIMEOUT_MS + 1000 }, { route: 'create' }), (f) => f.cheap.resetModes()),
+    drive: outage((f) => f.cheap.setMode({ kind: 'late_answer', delayMs: PROVIDER_TIMEOUT_MS + 1000 }, { route: 'create' }), (f) => f.cheap.resetModes()),
   },
   {
     name: 'hang',

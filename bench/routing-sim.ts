@@ -18,7 +18,8 @@ import type { Logger } from '../src/core/logger';
 import { TERMINAL_STATUSES, type AttemptRecord, type TaskRecord } from '../src/store/types';
 import { usdOf } from '../src/routing/quote';
 import { startFakeOpenAI, type FakeJob, type FakeOpenAI } from '../test/support/fake-openai';
-import { renderTestMp4, startFakeTasksApi, type FakeTasksApi } from '../test/support/fake-tasks-api';
+import { startFakeTasksApi, type FakeTasksApi } from '../test/support/fake-tasks-api';
+import { mp4Renderer } from '../test/support/mp4';
 import { seededRandom } from '../test/support/seeded-random';
 
 // ---------------------------------------------------------------------------------------------------------
@@ -320,8 +321,9 @@ async function main(): Promise<void> {
 async function simulate(opts: Options, specs: ProviderSpec[], dataDir: string, cleanups: (() => Promise<unknown> | void)[]): Promise<void> {
   const price = new Map(specs.map((s) => [s.id, s.usd_per_second * VIDEO_SECONDS]));
   const rng = seededRandom(opts.seed);
-  process.stdout.write('rendering the test MP4 and starting the fake upstreams... ');
-  const mp4 = await renderTestMp4();
+  process.stdout.write('starting the fake upstreams... ');
+  // Real MP4s of each requested shape, rendered on first use: the gateway verifies every video it downloads.
+  const mp4 = mp4Renderer();
   const upstreams: Upstream[] = [];
   for (const spec of specs) {
     const upstream =

@@ -8,7 +8,8 @@ import type { components } from '../src/generated/vidgate-api';
 import { createGateway } from '../src/core/gateway';
 import { createLogger } from '../src/core/logger';
 import { startFakeOpenAI, type FakeOpenAI } from './support/fake-openai';
-import { renderTestMp4, startFakeTasksApi, type FakeTasksApi } from './support/fake-tasks-api';
+import { startFakeTasksApi, type FakeTasksApi } from './support/fake-tasks-api';
+import { mp4Renderer } from './support/mp4';
 import { KEY_A, KEY_B, auth, startTestGateway, waitFor, type ConfigOverrides } from './support/gateway';
 import { checkTeamLedger } from './support/ledger-check';
 
@@ -18,10 +19,12 @@ type Harness = Awaited<ReturnType<typeof startTestGateway>>;
 const BODY = { model: 'sora-2', prompt: 'A paper boat on a rainy street', aspect_ratio: '16:9', duration: 4 } as const;
 /** $0.10 per second on the cheap provider: 40 credits for 4 s; the dear one costs twice as much. */
 const CHEAP_CREDITS = 40;
+/** Real MP4s of each requested shape (the gateway verifies them); every test here compares BODY's. */
+const RENDER = mp4Renderer();
 let MP4: Buffer;
 
 beforeAll(async () => {
-  MP4 = await renderTestMp4();
+  MP4 = await RENDER({ size: '1280x720', seconds: 4 });
 });
 
 interface Rig {
@@ -34,8 +37,8 @@ interface Rig {
 
 /** A gateway with the cache on; openai is the cheap provider, tasks (the task API) the dear one. */
 async function rig(ctx: TestContext, cache: Record<string, unknown> = {}, more: ConfigOverrides = {}, jobMs = 300): Promise<Rig> {
-  const openai = await startFakeOpenAI({ mp4: MP4, jobDurationMs: jobMs });
-  const tasks = await startFakeTasksApi({ mp4: MP4, durationMs: jobMs });
+  const openai = await startFakeOpenAI({ mp4: RENDER, jobDurationMs: jobMs });
+  const tasks = await startFakeTasksApi({ mp4: RENDER, durationMs: jobMs });
   let offset = 0;
   const h = await startTestGateway(
     {

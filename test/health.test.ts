@@ -21,7 +21,7 @@ const REQUEST: NormalizedRequest = { model: 'm', prompt: 'x', size: '1280x720', 
 
 function adapter(id: string, usd: number, checkHealth?: () => Promise<void>): ProviderAdapter {
   const unused = () => Promise.reject(new Error('not called'));
-  return { id, kind: 'openai', catalog: [offer(usd)], submit: unused, poll: unused, download: unused, ...(checkHealth && { checkHealth }) };
+  return { id, kind: 'openai', catalog: [offer(usd)], capabilities: { idempotency_keys: false, reference_image: 'bytes' }, submit: unused, poll: unused, download: unused, ...(checkHealth && { checkHealth }) };
 }
 
 /** Opens a's breaker by `stage` failures, at the default consecutive-failure count. */

@@ -23,7 +23,7 @@ const ceilDiv = (a: bigint, b: bigint) => (a + b - 1n) / b;
 function adapter(id: string, usdPerSecond: number): ProviderAdapter {
   const offer: ModelOffer = { model: 'sora-2', upstream_model: 'sora-2', sizes: ['1280x720'], durations_s: [...DURATIONS_S], image_input: false, usd_per_second: { standard: usdPerSecond } };
   const unused = () => Promise.reject(new Error('not called'));
-  return { id, kind: 'simulated', catalog: [offer], submit: unused, poll: unused, download: unused };
+  return { id, kind: 'simulated', catalog: [offer], capabilities: { idempotency_keys: true, reference_image: 'url' }, submit: unused, poll: unused, download: unused };
 }
 
 /** A price as configured: the number a YAML or JSON parser makes of its decimal text (e.g. 0.07). */

@@ -284,8 +284,48 @@ describe('OpenAI wire mapping', () => {
   });
 
   it('rejects what is not a video object', () => {
-    for (const body of [null, [], { id: 'video_1' }, { id: 'video_1', status: 'exploded' }, { status: 'queued' }]) {
+    for (const body of [null, [], { id: 'video_1' }, { id: 'video_1', status: '' }, { status: 'queued' }]) {
       expect(() => asVideoObject(body)).toThrow(expect.objectContaining({ code: 'malformed_response', retryable: true }));
     }
+  });
+
+  it('keeps a video with a status the reference does not list: its job exists, so it is taken as in progress', () => {
+    const video = asVideoObject({ id: 'video_1', status: 'pending', progress: 12 });
+    expect(pollResultFromVideo(video)).toEqual({ state: 'processing', progress: 12 });
+  });
+});
+
+describe('OpenAI adapter: capabilities and reconciliation', () => {
+  it('declares that it does not honour idempotency keys unless configured, and takes reference images as bytes', () => {
+    expect(adapter().capabilities).toEqual({ idempotency_keys: false, reference_image: 'bytes' });
+    const honouring = createOpenAIProvider({ id: 'h', baseUrl: fake.url, apiKey: fake.apiKey, timeoutMs: 3000, catalog: CATALOG, honoursIdempotencyKey: true });
+    expect(honouring.capabilities.idempotency_keys).toBe(true);
+  });
+
+  it('findJob: lists the jobs and returns those matching model, prompt, size and seconds within the window, oldest first', async () => {
+    const provider = adapter();
+    const wanted = request({ prompt: `findJob ${Date.now()}`, size: '720x1280', duration_s: 8 });
+    const from_ms = Date.now() - 1000;
+    const a = (await provider.submit(wanted, {})).upstreamId;
+    await provider.submit({ ...wanted, prompt: `${wanted.prompt} (another)` }, {});
+    await provider.submit({ ...wanted, duration_s: 4 }, {});
+    await provider.submit({ ...wanted, size: '1280x720' }, {});
+    const b = (await provider.submit(wanted, {})).upstreamId;
+    const listsBefore = fake.requestsTo('list').length;
+    expect(await provider.findJob!(wanted, { from_ms, to_ms: Date.now() + 1000 }, {})).toEqual([a, b]);
+    expect(fake.requestsTo('list').length - listsBefore).toBe(1);
+    expect(fake.requestsTo('list').at(-1)!.query).toMatchObject({ order: 'desc', limit: '100' });
+    // A window that ended before the jobs were made finds none.
+    expect(await provider.findJob!(wanted, { from_ms: from_ms - 60_000, to_ms: from_ms - 30_000 }, {})).toEqual([]);
+  });
+
+  it('logs a status outside the reference once per value, and keeps the job', async () => {
+    const warned: unknown[] = [];
+    const provider = createOpenAIProvider({ id: 'w', baseUrl: fake.url, apiKey: fake.apiKey, timeoutMs: 3000, catalog: CATALOG, warn: (m, f) => warned.push(f) });
+    fake.setMode({ kind: 'unknown_status', status: 'pending' }, { route: 'create', times: 2 });
+    const first = await provider.submit(request(), {});
+    await provider.submit(request(), {});
+    expect(first.upstreamId).toMatch(/^video_/);
+    expect(warned).toEqual([{ provider: 'w', status: 'pending', upstream_id: first.upstreamId }]);
   });
 });

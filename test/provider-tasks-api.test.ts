@@ -228,7 +228,7 @@ describe('poll: task failures', () => {
   });
 
   it('rejects unexpected task shapes as malformed_response, retryable', () => {
-    for (const body of [null, [], 'x', { status: 'pending' }, { id: 't', status: 'queued' }, { id: 't', status: 'pending', progress: '5' }]) {
+    for (const body of [null, [], 'x', { status: 'pending' }, { id: 't', status: '' }, { id: 't', status: 'pending', progress: '5' }]) {
       let caught: unknown;
       try {
         parseTask(body);
@@ -239,6 +239,10 @@ describe('poll: task failures', () => {
       expectError(caught as ProviderError, 'malformed_response', true);
     }
     expect(parseTask({ id: 't', status: 'processing', progress: 42.4 })).toMatchObject({ status: 'processing', progress: 42 });
+  });
+
+  it('keeps a task with a status the reference does not list (it exists): processing, with the status kept for the log', () => {
+    expect(parseTask({ id: 't', status: 'queued', progress: 3 })).toEqual({ id: 't', status: 'processing', progress: 3, unknown_status: 'queued', results: undefined, error: undefined });
   });
 });
 

@@ -15,7 +15,7 @@ function clock(start = 1_000_000) {
 
 function fakeAdapter(id: string, catalog: ModelOffer[]): ProviderAdapter {
   const unused = () => Promise.reject(new Error('not called in routing tests'));
-  return { id, kind: 'simulated', catalog, submit: unused, poll: unused, download: unused };
+  return { id, kind: 'simulated', catalog, capabilities: { idempotency_keys: true, reference_image: 'url' }, submit: unused, poll: unused, download: unused };
 }
 
 

@@ -7,8 +7,11 @@ import crypto from 'node:crypto';
 import { ProviderError } from '../providers/types';
 
 export interface AssetStore {
-  /** Store the stream under `key`, replacing any earlier copy only once the new one is complete. */
-  put(key: string, body: Readable): Promise<{ bytes: number }>;
+  /**
+   * Store the stream under `key`, replacing any earlier copy only once the new one is complete and `check`
+   * (given the complete temporary file) has passed; a file that fails the check is deleted, and its error thrown.
+   */
+  put(key: string, body: Readable, check?: (file: string) => Promise<unknown>): Promise<{ bytes: number }>;
   /** Absolute path of the stored file, or undefined when absent. */
   pathOf(key: string): string | undefined;
   remove(key: string): Promise<void>;
@@ -23,7 +26,7 @@ export function createLocalAssetStore(dir: string): AssetStore {
     return path.resolve(dir, `${key}.mp4`);
   };
   return {
-    async put(key, body) {
+    async put(key, body, check) {
       const target = fileOf(key);
       const tmp = `${target}.${crypto.randomUUID()}.part`;
       const out = fs.createWriteStream(tmp);
@@ -31,6 +34,7 @@ export function createLocalAssetStore(dir: string): AssetStore {
         await pipeline(body, out);
         const { size } = await fs.promises.stat(tmp);
         if (!(await looksLikeMp4(tmp))) throw new ProviderError('invalid_video', `the provider sent ${size} bytes that are not an MP4`, true);
+        await check?.(tmp);
         await fs.promises.rename(tmp, target);
         return { bytes: size };
       } finally {

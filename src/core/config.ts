@@ -46,7 +46,10 @@ const HttpProviderSchema = <K extends 'openai' | 'tasks-api'>(kind: K) =>
     .strict();
 
 const ProviderSchema = z.discriminatedUnion('kind', [
-  HttpProviderSchema('openai'),
+  HttpProviderSchema('openai').extend({
+    /** The host honours `Idempotency-Key` (OpenAI itself does not): a lost create answer may then be asked again. */
+    honours_idempotency_key: z.boolean().default(false),
+  }),
   HttpProviderSchema('tasks-api').extend({
     /** Origins of result links (a CDN) exempt from the outbound URL check; the API's own origin always is. */
     trusted_result_origins: z.array(z.url()).default([]),
@@ -146,6 +149,11 @@ const ConfigSchema = z
         /** A task silent upstream for longer than this is resubmitted. */
         upstream_deadline_ms: ms.default(30 * 60 * 1000),
         upstream_timeout_ms: ms.default(30_000),
+        /**
+         * After a create's answer was lost (timeout, reset), the bound on learning the job it made: the resend
+         * under the same idempotency key, or the listing of recent jobs. Failover waits at most this much longer.
+         */
+        lost_answer_grace_ms: ms.default(5_000),
         /** Bounds a whole video download, body included. */
         download_timeout_ms: ms.default(10 * 60 * 1000),
       })

@@ -39,7 +39,7 @@ export async function createGateway(config: Config, options: GatewayOptions = {}
   const store: Store = createSqliteStore(config.store.sqlite_path);
   const metrics = createMetrics();
   const assets = createLocalAssetStore(config.assets.dir);
-  const built = providersFromConfig(config, options.env ?? process.env);
+  const built = providersFromConfig(config, options.env ?? process.env, (message, fields) => log.warn(message, fields));
   for (const p of built.disabled) log.warn('provider left out', { provider: p.id, kind: p.kind, reason: p.reason });
   const health = createHealth(config.routing.breaker, now);
   const router = createRouter(options.providers ?? built.routed, health);
@@ -53,6 +53,7 @@ export async function createGateway(config: Config, options: GatewayOptions = {}
   const workers = createWorkers({
     store, router, assets, metrics, log, now, cache,
     config: config.workers,
+    images: { maxBytes: config.cache.image_max_bytes, timeoutMs: config.cache.image_timeout_ms, trustedOrigins },
     waitForProviderMs: config.routing.wait_for_provider_ms,
     maxRetryBackoffMs: config.routing.max_retry_backoff_ms,
     microUsdPerCredit,

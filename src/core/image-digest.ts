@@ -1,4 +1,4 @@
-// The SHA-256 of a reference image's bytes, so that a cache key names the image and not its URL.
+// A reference image's bytes, read safely, and their SHA-256, so that a cache key names the image and not its URL.
 // The URL is caller-supplied: fetching it must not reach inside the network, nor read without limit.
 import { createHash } from 'node:crypto';
 import { isTrustedOrigin, resolvedUrlProblem } from '../net/url-guard';
@@ -10,8 +10,18 @@ export interface ImageDigestOptions {
   trustedOrigins: ReadonlySet<string>;
 }
 
-/** SHA-256 (hex) of the image at `url`, or null when it cannot be read (refused address, HTTP error, redirect, too large, timeout, not an image). Never throws. */
+/** SHA-256 (hex) of the image at `url`, or null when it cannot be read (see readImage). Never throws. */
 export async function imageDigest(url: string, opts: ImageDigestOptions): Promise<string | null> {
+  const bytes = await readImage(url, opts);
+  return bytes && createHash('sha256').update(bytes).digest('hex');
+}
+
+/**
+ * The bytes of the image at `url`, read through the outbound guard (public address unless trusted, no
+ * redirects, at most `maxBytes` within `timeoutMs`), or null when it cannot be read (refused address, HTTP
+ * error, redirect, too large, timeout, not an image). Never throws.
+ */
+export async function readImage(url: string, opts: ImageDigestOptions): Promise<Buffer | null> {
   try {
     // The timeout covers the whole exchange: the name's lookup, the answer and the body.
     const signal = AbortSignal.timeout(opts.timeoutMs);
@@ -27,15 +37,15 @@ export async function imageDigest(url: string, opts: ImageDigestOptions): Promis
       await res.body?.cancel();
       return null;
     }
-    // Hash while streaming; leaving the loop early cancels the body (and the connection).
-    const hash = createHash('sha256');
+    // Leaving the loop early cancels the body (and the connection).
+    const chunks: Uint8Array[] = [];
     let bytes = 0;
     for await (const chunk of res.body) {
       bytes += chunk.byteLength;
       if (bytes > opts.maxBytes) return null;
-      hash.update(chunk);
+      chunks.push(chunk);
     }
-    return bytes > 0 ? hash.digest('hex') : null; // an empty body is not an image
+    return bytes > 0 ? Buffer.concat(chunks) : null; // an empty body is not an image
   } catch {
     return null; // refused by the guard's DNS lookup, network error, timeout
   }

@@ -3,7 +3,7 @@ import path from 'node:path';
 import { createOpenAIProvider } from '../providers/openai';
 import { createSimulatedProvider } from '../providers/simulated';
 import { createTasksApiProvider, defaultAspectRatioStyle } from '../providers/tasks-api';
-import { SIZES, type ModelOffer, type VideoSize } from '../providers/types';
+import { SIZES, type AdapterWarn, type ModelOffer, type VideoSize } from '../providers/types';
 import type { RoutedProvider } from '../routing/router';
 import type { Config, OfferConfig } from './config';
 
@@ -26,7 +26,7 @@ export function offerFromConfig(o: OfferConfig): ModelOffer {
   };
 }
 
-export function providersFromConfig(config: Config, env: NodeJS.ProcessEnv): { routed: RoutedProvider[]; disabled: DisabledProvider[] } {
+export function providersFromConfig(config: Config, env: NodeJS.ProcessEnv, warn?: AdapterWarn): { routed: RoutedProvider[]; disabled: DisabledProvider[] } {
   const routed: RoutedProvider[] = [];
   const disabled: DisabledProvider[] = [];
   for (const p of config.providers) {
@@ -49,10 +49,10 @@ export function providersFromConfig(config: Config, env: NodeJS.ProcessEnv): { r
       disabled.push({ id: p.id, kind: p.kind, reason: `environment variable ${p.api_key_env} is not set` });
       continue;
     }
-    const target = { id: p.id, baseUrl: p.base_url, apiKey, timeoutMs: p.timeout_ms };
+    const target = { id: p.id, baseUrl: p.base_url, apiKey, timeoutMs: p.timeout_ms, ...(warn && { warn }) };
     const adapter =
       p.kind === 'openai'
-        ? createOpenAIProvider({ ...target, catalog: p.models.map(offerFromConfig) })
+        ? createOpenAIProvider({ ...target, honoursIdempotencyKey: p.honours_idempotency_key, catalog: p.models.map(offerFromConfig) })
         : createTasksApiProvider({
             ...target,
             trustedResultOrigins: p.trusted_result_origins,

@@ -1,12 +1,15 @@
 // The background loops: the dispatcher submits pending tasks to a provider, the poller follows
 // processing ones to completion. Both claim tasks through leases in the store, and every transition
 // carries the lease token, so a task whose worker died is picked up again and finishes exactly once.
-import { ProviderError, type NormalizedRequest, type ProviderAdapter } from '../providers/types';
+import { ProviderError, type CallContext, type NormalizedRequest, type ProviderAdapter } from '../providers/types';
 import type { FailureStage } from '../routing/health';
 import type { Router } from '../routing/router';
 import { creditsFor } from '../routing/quote';
 import { QuotaExceededError, type AttemptRecord, type ClaimedTask, type Store, type TaskRecord, type WorkPhase } from '../store/types';
+import { verifyVideo } from '../media/probe-video';
+import { fitImage } from '../media/fit-image';
 import type { AssetStore } from './assets';
+import { readImage, type ImageDigestOptions } from './image-digest';
 import type { Config } from './config';
 import type { Logger } from './logger';
 import type { Metrics } from './metrics';
@@ -20,6 +23,8 @@ export interface WorkerDeps {
   log: Logger;
   cache: ResultCache;
   config: Config['workers'];
+  /** Bounds on reading a reference image to fit it (the same as for hashing it). */
+  images: ImageDigestOptions;
   /** How long a task may wait for any provider to become available. */
   waitForProviderMs: number;
   /** The longest wait before a task goes back to a provider that already failed it. */
@@ -42,10 +47,13 @@ type TaskError = { code: string; message: string };
 /** Downloads that may fail in a row (reset, truncated) before the task is generated again elsewhere. */
 const MAX_DOWNLOAD_FAILURES = 3;
 /**
- * Times a submission whose answer was lost (timeout, connection reset) is sent again under the same
- * idempotency key, to the same provider, before the task moves on: the job may well exist upstream.
+ * Slack around the time a create was sent when searching a provider's job list for it: the two hosts' clocks
+ * differ, and OpenAI-shaped hosts give `created_at` in whole seconds.
  */
-const MAX_UNANSWERED_SUBMITS = 2;
+const CREATE_WINDOW_SLACK_MS = 2000;
+
+/** A submission failure after which the job may well exist upstream: its answer was lost (timeout, reset). */
+const answerLost = (error: ProviderError) => error.code === 'timeout' || error.code === 'network_error';
 
 /**
  * What a tenant may see of a failure: a provider's own words about the request (terminal: content
@@ -66,16 +74,15 @@ export function createWorkers(deps: WorkerDeps): Workers {
   const inFlight = new Set<Promise<void>>();
   // Per-process counters of consecutive trouble; lost on restart, which only resets their bound.
   const downloadFailures = new Map<string, number>();
-  const unansweredSubmits = new Map<string, number>();
   let timer: NodeJS.Timeout | undefined;
   let stopping = false;
 
   /** Time one call to a provider and record its outcome. */
-  async function upstream<T>(adapter: ProviderAdapter, operation: 'submit' | 'poll' | 'download', call: (signal: AbortSignal) => Promise<T>): Promise<T> {
+  async function upstream<T>(adapter: ProviderAdapter, operation: 'submit' | 'poll' | 'download', call: (signal: AbortSignal) => Promise<T>, graceMs = 0): Promise<T> {
     const end = metrics.upstreamDuration.startTimer({ provider: adapter.id, operation });
     const timeoutMs = operation === 'download' ? config.download_timeout_ms : config.upstream_timeout_ms;
     try {
-      const result = await call(AbortSignal.timeout(timeoutMs));
+      const result = await call(AbortSignal.timeout(timeoutMs + graceMs));
       end({ outcome: 'ok' });
       return result;
     } catch (err) {
@@ -222,41 +229,119 @@ export function createWorkers(deps: WorkerDeps): Workers {
 
   async function dispatch(claimed: ClaimedTask): Promise<void> {
     const request = JSON.parse(claimed.request_json) as NormalizedRequest;
-    // A pending task with a provider is an attempt that was started but not confirmed (its worker
-    // died, or the provider's answer was lost): resume it under the same idempotency key rather than
-    // start a second job.
     const resumed = claimed.provider_id ? router.provider(claimed.provider_id) : undefined;
-    const t = resumed ? claimed : await startAttempt(claimed, request);
+    if (resumed) return resume(claimed, request, resumed);
+    const t = await startAttempt(claimed, request);
     const provider = t && router.provider(t.provider_id!);
-    if (!t || !provider) return;
-    const key = `${t.id}.${t.attempt}`;
+    if (t && provider) await submit(t, request, provider);
+  }
+
+  /**
+   * A pending task with a provider is an attempt started but never confirmed: its worker died around the
+   * create. A provider that honours idempotency keys is asked again under the same key (the same job, never
+   * a second), unless its breaker is open; one that lists its jobs is searched; otherwise the task moves on
+   * rather than risk a second paid job.
+   */
+  async function resume(t: ClaimedTask, request: NormalizedRequest, provider: ProviderAdapter): Promise<void> {
+    if (provider.capabilities.idempotency_keys && health.allows(provider.id, request.model)) return submit(t, request, provider);
+    const attempt = (await store.listAttempts([t.id])).find((a) => a.n === t.attempt);
+    const upstreamId = await recoverJob(t, request, provider, attempt?.started_at_ms ?? t.updated_at_ms);
+    if (upstreamId !== undefined) return adopt(t, provider, upstreamId);
+    await retryOrFail(t, request, { code: 'submission_unconfirmed', message: `the submission to ${provider.id} was never confirmed` });
+  }
+
+  /**
+   * Sends the attempt's create once. Its answer lost (timeout, reset) counts against the provider at once;
+   * the job it may have made is then learned (a late answer, or recoverJob), or the task fails over. A hanging
+   * provider thus holds a task for one timeout plus at most `lost_answer_grace_ms`.
+   */
+  async function submit(t: ClaimedTask, request: NormalizedRequest, provider: ProviderAdapter): Promise<void> {
+    const image = await referenceImage(t, request, provider);
+    const started = now();
+    // Where nothing could learn the job of a lost answer afterwards, a late answer is awaited for the grace;
+    // the timeout counts against the provider at once all the same.
+    let late = false;
+    const lateAnswer = provider.capabilities.idempotency_keys || provider.findJob ? undefined : {
+      grace_ms: config.lost_answer_grace_ms,
+      onTimeout: () => {
+        late = true;
+        blame(t, request.model, new ProviderError('timeout', `${provider.id} did not answer the create in time`, true), 'submit');
+      },
+    };
+    let upstreamId: string | undefined;
     try {
-      const { upstreamId } = await upstream(provider, 'submit', (signal) => provider.submit(request, { idempotencyKey: key, signal }));
-      unansweredSubmits.delete(key);
+      const ctx = { idempotencyKey: idempotencyKey(t), image, lateAnswer };
+      ({ upstreamId } = await upstream(provider, 'submit', (signal) => provider.submit(request, { ...ctx, signal }), lateAnswer?.grace_ms));
+      if (late) log.info('late create answer adopted', { task: t.id, provider: provider.id, upstream_id: upstreamId });
       // The create answer describes a queued job: after an outage of failed submits, that ends the probe.
-      health.jobProgressing(provider.id, request.model);
-      metrics.taskAttempts.inc({ provider: provider.id, outcome: 'submitted' });
-      if (await store.markSubmitted(t.id, t.lease_token, upstreamId, now())) return;
-      // Our lease is gone. Cancel the job only if the task ended without it (cancelled while we were
-      // submitting); a worker that took the task over may be running this very job.
-      const current = await store.getTask(t.id);
-      if (current && (current.status === 'cancelled' || current.status === 'failed') && current.upstream_id !== upstreamId) {
-        await abandon(provider.id, upstreamId);
-      }
+      else health.jobProgressing(provider.id, request.model);
     } catch (err) {
       const error = asProviderError(err);
       metrics.taskAttempts.inc({ provider: provider.id, outcome: error.retryable ? 'retryable_error' : 'terminal_error' });
-      blame(t, request.model, error, 'submit');
+      if (!late) blame(t, request.model, error, 'submit');
       if (!error.retryable) return finishFailed(t, publicError(provider.id, error));
-      const unanswered = (unansweredSubmits.get(key) ?? 0) + 1;
-      if ((error.code === 'timeout' || error.code === 'network_error') && unanswered <= MAX_UNANSWERED_SUBMITS) {
-        // The job may exist: ask again under the same key (the task keeps its provider and attempt).
-        unansweredSubmits.set(key, unanswered);
-        await store.releaseLease(t.id, t.lease_token, now() + config.retry_backoff_ms, now());
-        return;
+      if (answerLost(error)) upstreamId = await recoverJob(t, request, provider, started, image);
+      if (upstreamId === undefined) return retryOrFail(t, request, publicError(provider.id, error));
+    }
+    metrics.taskAttempts.inc({ provider: provider.id, outcome: 'submitted' });
+    await adopt(t, provider, upstreamId);
+  }
+
+  /** `<task id>.<attempt>`: the same for every send of one attempt, so a provider that honours it makes one job. */
+  const idempotencyKey = (t: ClaimedTask) => `${t.id}.${t.attempt}`;
+
+  /**
+   * The job a create made when its answer was lost or never confirmed, learned without making a second one,
+   * within `lost_answer_grace_ms`: a provider that honours idempotency keys is asked again under the same key
+   * (unless its breaker is open); one that lists its jobs (`findJob`) is searched for a job matching this
+   * request, created since `sentSinceMs`. Undefined when neither can tell: the task then moves on.
+   */
+  async function recoverJob(t: ClaimedTask, request: NormalizedRequest, provider: ProviderAdapter, sentSinceMs: number, image?: CallContext['image']): Promise<string | undefined> {
+    const signal = AbortSignal.timeout(config.lost_answer_grace_ms);
+    try {
+      if (provider.capabilities.idempotency_keys) {
+        if (!health.allows(provider.id, request.model)) return undefined;
+        return (await provider.submit(request, { idempotencyKey: idempotencyKey(t), signal, image })).upstreamId;
       }
-      unansweredSubmits.delete(key);
-      await retryOrFail(t, request, publicError(provider.id, error));
+      if (!provider.findJob) return undefined;
+      const window = { from_ms: sentSinceMs - CREATE_WINDOW_SLACK_MS, to_ms: now() + CREATE_WINDOW_SLACK_MS };
+      const [upstreamId] = await provider.findJob(request, window, { signal });
+      if (upstreamId !== undefined) log.info('lost create answer reconciled', { task: t.id, provider: provider.id, upstream_id: upstreamId });
+      return upstreamId;
+    } catch (err) {
+      log.warn('cannot learn the job of a lost create answer', { task: t.id, provider: provider.id, error: asProviderError(err).message });
+      return undefined;
+    }
+  }
+
+  /**
+   * The reference image fitted to the request's size (pad, or the request's resize_mode), for a provider that
+   * takes image bytes; read through the outbound URL guard. Undefined otherwise, or when the image cannot be read
+   * or fitted: the adapter then sends the URL, as the caller gave it.
+   */
+  async function referenceImage(t: ClaimedTask, request: NormalizedRequest, provider: ProviderAdapter): Promise<CallContext['image']> {
+    if (request.image_url === undefined || provider.capabilities.reference_image !== 'bytes') return undefined;
+    const bytes = await readImage(request.image_url, deps.images);
+    if (!bytes) {
+      log.warn('cannot read the reference image; its URL is sent as it is', { task: t.id, provider: provider.id });
+      return undefined;
+    }
+    try {
+      return { bytes: await fitImage(bytes, request.size, request.resize_mode ?? 'pad'), type: 'image/png' };
+    } catch (err) {
+      log.warn('cannot fit the reference image; its URL is sent as it is', { task: t.id, provider: provider.id, error: (err as Error).message });
+      return undefined;
+    }
+  }
+
+  /** The attempt's job is `upstreamId`: record it on the attempt and follow it (pending -> processing). */
+  async function adopt(t: ClaimedTask, provider: ProviderAdapter, upstreamId: string): Promise<void> {
+    if (await store.markSubmitted(t.id, t.lease_token, upstreamId, now())) return;
+    // Our lease is gone. Cancel the job only if the task ended without it (cancelled while we were
+    // submitting); a worker that took the task over may be running this very job.
+    const current = await store.getTask(t.id);
+    if (current && (current.status === 'cancelled' || current.status === 'failed') && current.upstream_id !== upstreamId) {
+      await abandon(provider.id, upstreamId);
     }
   }
 
@@ -304,7 +389,9 @@ export function createWorkers(deps: WorkerDeps): Workers {
 
   async function download(t: ClaimedTask, request: NormalizedRequest, adapter: ProviderAdapter, upstreamId: string): Promise<void> {
     try {
-      await upstream(adapter, 'download', async (signal) => assets.put(t.id, await adapter.download(upstreamId, { signal })));
+      // Probed before it is kept: a video of another shape than asked is the provider's fault (output_mismatch).
+      const verify = (file: string) => verifyVideo(file, request);
+      await upstream(adapter, 'download', async (signal) => assets.put(t.id, await adapter.download(upstreamId, { signal }), verify));
     } catch (err) {
       if (isLocalFailure(err)) {
         log.error('cannot store video', { task: t.id, error: (err as Error).message });
@@ -314,7 +401,8 @@ export function createWorkers(deps: WorkerDeps): Workers {
       const error = asProviderError(err);
       const failures = (downloadFailures.get(t.id) ?? 0) + 1;
       downloadFailures.set(t.id, failures);
-      if (error.code === 'result_expired' || failures >= MAX_DOWNLOAD_FAILURES) {
+      // An expired link or a wrong video will not come right by downloading it again: generate anew elsewhere.
+      if (error.code === 'result_expired' || error.code === 'output_mismatch' || failures >= MAX_DOWNLOAD_FAILURES) {
         downloadFailures.delete(t.id);
         blame(t, request.model, error, 'job'); // the attempt ends here: one failed job
         return retryOrFail(t, request, publicError(adapter.id, error));

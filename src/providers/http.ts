@@ -1,7 +1,7 @@
 // What the HTTP adapters share: one call with a timeout, and one classification of every failure.
 import { PassThrough, Readable } from 'node:stream';
 import type { ReadableStream as WebReadableStream } from 'node:stream/web';
-import { ProviderError } from './types';
+import { ProviderError, type LateAnswer } from './types';
 
 export interface HttpTarget {
   baseUrl: string;
@@ -48,11 +48,17 @@ export async function errorFromResponse(res: Response): Promise<ProviderError> {
 /**
  * fetch with a timeout on the wait for the answer's headers; reading the body is bounded by the
  * caller's signal, so a long download is not cut at `timeoutMs`. Redirects are refused. Network
- * failures and timeouts become retryable errors.
+ * failures and timeouts become retryable errors. With `late`, the timeout is told to `late.onTimeout` and
+ * the answer awaited `late.grace_ms` longer (CallContext.lateAnswer).
  */
-export async function fetchTimed(url: URL, init: RequestInit & { signal?: AbortSignal }, timeoutMs: number): Promise<Response> {
+export async function fetchTimed(url: URL, init: RequestInit & { signal?: AbortSignal }, timeoutMs: number, late?: LateAnswer): Promise<Response> {
   const timeout = new AbortController();
-  const timer = setTimeout(() => timeout.abort(new DOMException('timed out', 'TimeoutError')), timeoutMs);
+  const abort = () => timeout.abort(new DOMException('timed out', 'TimeoutError'));
+  let timer = setTimeout(() => {
+    if (!late) return abort();
+    late.onTimeout();
+    timer = setTimeout(abort, late.grace_ms);
+  }, timeoutMs);
   const signal = init.signal ? AbortSignal.any([init.signal, timeout.signal]) : timeout.signal;
   try {
     return await fetch(url, { ...init, signal, redirect: 'error' });
@@ -66,11 +72,11 @@ export async function fetchTimed(url: URL, init: RequestInit & { signal?: AbortS
   }
 }
 
-/** A call to the provider's API: its base URL, its key, its timeout. */
-export async function send(target: HttpTarget, path: string, init: RequestInit & { signal?: AbortSignal } = {}): Promise<Response> {
+/** A call to the provider's API: its base URL, its key, its timeout (and the late answer's grace, for a create). */
+export async function send(target: HttpTarget, path: string, init: RequestInit & { signal?: AbortSignal } = {}, late?: LateAnswer): Promise<Response> {
   const headers = new Headers(init.headers);
   headers.set('Authorization', `Bearer ${target.apiKey}`);
-  return fetchTimed(new URL(path, target.baseUrl.replace(/\/?$/, '/')), { ...init, headers }, target.timeoutMs);
+  return fetchTimed(new URL(path, target.baseUrl.replace(/\/?$/, '/')), { ...init, headers }, target.timeoutMs, late);
 }
 
 /** The JSON body of an answer already known to be successful; malformed JSON is the provider's fault. */
@@ -83,8 +89,8 @@ export async function readJson<T>(res: Response): Promise<T> {
 }
 
 /** The JSON body of a successful answer; an error answer or malformed JSON becomes a ProviderError. */
-export async function sendJson<T>(target: HttpTarget, path: string, init: RequestInit & { signal?: AbortSignal } = {}): Promise<T> {
-  const res = await send(target, path, init);
+export async function sendJson<T>(target: HttpTarget, path: string, init: RequestInit & { signal?: AbortSignal } = {}, late?: LateAnswer): Promise<T> {
+  const res = await send(target, path, init, late);
   if (!res.ok) throw await errorFromResponse(res);
   return readJson<T>(res);
 }

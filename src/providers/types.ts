@@ -37,7 +37,56 @@ export interface CallContext {
   /** Stable across retries of the same attempt, so that a resubmission after a crash is not a second job. */
   idempotencyKey?: string;
   signal?: AbortSignal;
+  /**
+   * The request's reference image, already fitted by vidgate to the request's exact size (PNG), for an
+   * adapter whose `reference_image` capability is `bytes`. Absent when there is no image or it could not be
+   * read: the adapter then sends the URL.
+   */
+  image?: { bytes: Buffer; type: 'image/png' };
+  /** For a create whose lost answer nothing else could recover: see LateAnswer. */
+  lateAnswer?: LateAnswer;
 }
+
+/**
+ * A create's answer awaited past the timeout: at the timeout `onTimeout` is told (the provider is late, which
+ * counts against it at once), and the answer is awaited `grace_ms` longer, so that a job made by a slow
+ * provider that neither honours idempotency keys nor lists its jobs is still learned, not orphaned.
+ */
+export interface LateAnswer {
+  grace_ms: number;
+  onTimeout: () => void;
+}
+
+/**
+ * What the workers and routing must know about a provider, declared as data (after vercel/ai's video model
+ * contract, whose optional members declare capabilities). Optional methods of ProviderAdapter (`cancel`,
+ * `findJob`) declare theirs by their presence.
+ */
+export interface ProviderCapabilities {
+  /**
+   * The provider honours `CallContext.idempotencyKey`: a create sent again under the same key answers with the
+   * first job, never a second (paid) one. Where false, a create whose answer was lost is never sent again.
+   */
+  idempotency_keys: boolean;
+  /**
+   * How the provider takes a reference image. `bytes`: the adapter uploads the image that vidgate fitted to the
+   * requested size (`CallContext.image`), so its pixel size is never refused. `url`: the adapter sends the URL
+   * with `resize_mode` (pad by default), and the provider fits the image itself.
+   */
+  reference_image: 'bytes' | 'url';
+}
+
+/** Bounds of a search for the job a create made: the create was sent within [from_ms, to_ms] (epoch ms). */
+export interface CreateWindow {
+  from_ms: number;
+  to_ms: number;
+}
+
+/**
+ * Logs something worth an operator's eye once per adapter (e.g. an upstream status the wire format does not
+ * list). Adapters import nothing of core, so the composition root passes the logger's warn in.
+ */
+export type AdapterWarn = (message: string, fields: Record<string, unknown>) => void;
 
 export type PollResult =
   | { state: 'pending' | 'processing'; progress: number }
@@ -48,6 +97,7 @@ export interface ProviderAdapter {
   readonly id: string;
   readonly kind: string;
   readonly catalog: readonly ModelOffer[];
+  readonly capabilities: ProviderCapabilities;
   submit(request: NormalizedRequest, ctx: CallContext): Promise<{ upstreamId: string }>;
   poll(upstreamId: string, ctx: CallContext): Promise<PollResult>;
   /** The finished MP4 as a byte stream. */
@@ -61,6 +111,12 @@ export interface ProviderAdapter {
    * alone decides when a task may probe the provider again.
    */
   checkHealth?(ctx: CallContext): Promise<void>;
+  /**
+   * Reconciliation of a create whose answer was lost: the ids of upstream jobs that match this request
+   * (model, prompt, size, seconds) and were created within `window`, oldest first. Absent where the
+   * provider cannot list its jobs.
+   */
+  findJob?(request: NormalizedRequest, window: CreateWindow, ctx: CallContext): Promise<string[]>;
 }
 
 /**

@@ -7,12 +7,19 @@
 //   fake.requests   // every request seen: method, path, query, headers, body (multipart fields parsed)
 //   await fake.close();
 //
-// Routes: POST /v1/videos ('create'), GET /v1/videos/{id} ('retrieve'), DELETE /v1/videos/{id} ('delete'),
-// GET /v1/videos/{id}/content ('content'). Anything else is a 404. A wrong or missing Bearer key is a 401.
+// Routes: POST /v1/videos ('create'), GET /v1/videos ('list'), GET /v1/videos/{id} ('retrieve'),
+// DELETE /v1/videos/{id} ('delete'), GET /v1/videos/{id}/content ('content'). Anything else is a 404. A wrong or missing Bearer key is a 401.
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { execFile } from 'node:child_process';
+import fs from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import ffprobe from '@ffprobe-installer/ffprobe';
+import { mp4Of, type Mp4Source } from './mp4';
 
-export type FakeRoute = 'create' | 'retrieve' | 'delete' | 'content';
+export type FakeRoute = 'create' | 'list' | 'retrieve' | 'delete' | 'content';
 
 /**
  * How the fake answers, from the next request on. Transport modes (error_500 .. malformed_json) act on
@@ -42,23 +49,28 @@ export type FakeMode =
   | { kind: 'truncated_mp4' }
   /** content: the result link is gone (404 by default, or 410). */
   | { kind: 'expired_mp4'; status?: 404 | 410 }
-  // --- Health and routing (issue 10, part 1) ---
-  /** create: after `delayMs` (past the client's timeout) the job is created and answered anyway: a paid job whose id the client never learns. */
-  | { kind: 'late_create'; delayMs: number };
+  // --- lost and late create answers, unknown statuses (issue 10, adapters) ---
+  /** create: the job is made at once, its answer sent only after `delayMs` (a client's timeout may fire first). */
+  | { kind: 'late_answer'; delayMs: number }
+  /** create: the job is made, then the connection destroyed without an answer. */
+  | { kind: 'lost_answer' }
+  /** create: the job is made and answered, with `status` in place of the reference's (e.g. 'pending'). */
+  | { kind: 'unknown_status'; status: string };
 
 /** Modes that need no parameters can be given by name: setMode('reset'). */
 export type FakeModeKind = {
   [K in FakeMode['kind']]: { kind: K } extends Extract<FakeMode, { kind: K }> ? K : never;
 }[FakeMode['kind']];
 
+const CREATE_MODES = new Set(['late_answer', 'lost_answer', 'unknown_status']);
 const TRANSPORT_MODES = new Set(['error_500', 'rate_limited', 'bad_request', 'hang', 'reset', 'malformed_json']);
 
 /** Whether a mode acts on a route at all (elsewhere the route answers normally and the mode is not used up). */
 function appliesTo(mode: FakeMode, route: FakeRoute): boolean {
   if (TRANSPORT_MODES.has(mode.kind)) return true;
   if (mode.kind === 'fail_job') return route === 'retrieve';
-  if (mode.kind === 'lose_job') return route !== 'create';
-  if (mode.kind === 'late_create') return route === 'create';
+  if (mode.kind === 'lose_job') return route !== 'create' && route !== 'list';
+  if (CREATE_MODES.has(mode.kind)) return route === 'create';
   return route === 'content'; // truncated_mp4, expired_mp4
 }
 
@@ -94,14 +106,24 @@ export interface FakeRequest {
 }
 
 export interface FakeOpenAIOptions {
-  /** The bytes served as the finished video (a real MP4 in tests). Default: a few placeholder bytes. */
-  mp4?: Buffer;
+  /**
+   * The bytes served as the finished video: the same for every job, or per shape (`mp4Renderer()`, real MP4s
+   * of the job's size and seconds, which a gateway's verification accepts). Default: a few placeholder bytes.
+   */
+  mp4?: Mp4Source;
   /** Bearer key the fake accepts. Default 'sk-fake-openai'. */
   apiKey?: string;
   /** Time from creation to 'completed'; the first 10% is 'queued'. Default 300. */
   jobDurationMs?: number;
   /** Models accepted by POST /v1/videos. Default sora-2 (720p sizes only) and sora-2-pro. */
   models?: string[];
+  /** A create with an `Idempotency-Key` already seen answers with that key's job instead of making another (issue 10). */
+  honoursIdempotencyKey?: boolean;
+  /**
+   * A create's `input_reference` (a file part, or an image fetched from `input_reference[image_url]`) must be an
+   * image of exactly `size`, as sora-2 requires; otherwise 400 `invalid_value` on `input_reference` (issue 10).
+   */
+  strictReferenceSize?: boolean;
 }
 
 export interface FakeOpenAI {
@@ -133,6 +155,7 @@ export async function startFakeOpenAI(options: FakeOpenAIOptions = {}): Promise<
     models = ['sora-2', 'sora-2-pro'],
   } = options;
   const jobs = new Map<string, FakeJob>();
+  const jobByKey = new Map<string, FakeJob>();
   const requests: FakeRequest[] = [];
   const modes = new Map<FakeRoute | 'all', { mode: FakeMode; left: number }>();
   let nextId = 1;
@@ -193,8 +216,8 @@ export async function startFakeOpenAI(options: FakeOpenAIOptions = {}): Promise<
       default:
     }
 
-    if (route.name === 'create' && mode.kind === 'late_create') return void setTimeout(() => create(record, res), mode.delayMs).unref();
-    if (route.name === 'create') return create(record, res);
+    if (route.name === 'create') return create(record, res, mode);
+    if (route.name === 'list') return list(record, res);
     const job = jobs.get(route.id);
     if (job && mode.kind === 'lose_job') jobs.delete(job.id);
     if (!job || mode.kind === 'lose_job') {
@@ -218,15 +241,16 @@ export async function startFakeOpenAI(options: FakeOpenAIOptions = {}): Promise<
     }
     const variant = record.query.variant ?? 'video';
     if (variant !== 'video') return sendError(res, 400, 'invalid_value', `variant '${variant}' not served by the fake`, 'invalid_request_error');
-    res.writeHead(200, { 'Content-Type': 'video/mp4', 'Content-Length': String(mp4.length) });
+    const bytes = await mp4Of(mp4, { size: job.size, seconds: Number(job.seconds) });
+    res.writeHead(200, { 'Content-Type': 'video/mp4', 'Content-Length': String(bytes.length) });
     if (mode.kind === 'truncated_mp4') {
-      res.write(mp4.subarray(0, Math.floor(mp4.length / 2)), () => req.socket.destroy());
+      res.write(bytes.subarray(0, Math.floor(bytes.length / 2)), () => req.socket.destroy());
       return;
     }
-    res.end(mp4);
+    res.end(bytes);
   }
 
-  function create(record: FakeRequest, res: http.ServerResponse): void {
+  async function create(record: FakeRequest, res: http.ServerResponse, mode: FakeMode): Promise<void> {
     const body = record.body ?? {};
     const field = (name: string) => (typeof body[name] === 'string' ? (body[name] as string) : undefined);
     // multipart: text part `input_reference[image_url]`; JSON: `input_reference: {image_url}`
@@ -243,6 +267,15 @@ export async function startFakeOpenAI(options: FakeOpenAIOptions = {}): Promise<
     if (!SIZES.includes(size) || (model === 'sora-2' && !['720x1280', '1280x720'].includes(size))) {
       return invalid('size', `Invalid size '${size}' for model '${model}'.`);
     }
+    if (options.strictReferenceSize && (imageUrl !== undefined || body.input_reference !== undefined)) {
+      const file = body.input_reference as { bytes?: Buffer } | undefined;
+      const image = file?.bytes ?? (imageUrl !== undefined ? Buffer.from(await (await fetch(imageUrl)).arrayBuffer()) : undefined);
+      const actual = image && (await imageSize(image));
+      if (actual !== size) return invalid('input_reference', `Inpaint image must match the requested width and height (${actual ?? 'unreadable'}, not ${size}).`);
+    }
+    const key = options.honoursIdempotencyKey ? record.headers['idempotency-key'] : undefined;
+    const known = typeof key === 'string' ? jobByKey.get(key) : undefined;
+    if (known) return sendJson(res, 200, videoObject(known));
     const job: FakeJob = {
       id: `video_${String(nextId++).padStart(6, '0')}`,
       model,
@@ -254,7 +287,22 @@ export async function startFakeOpenAI(options: FakeOpenAIOptions = {}): Promise<
       duration_ms: jobDurationMs,
     };
     jobs.set(job.id, job);
+    if (typeof key === 'string') jobByKey.set(key, job);
+    // --- lost and late create answers, unknown statuses (issue 10, adapters) ---
+    if (mode.kind === 'lost_answer') return void res.socket?.destroy();
+    if (mode.kind === 'late_answer') return void setTimeout(() => res.writable && sendJson(res, 200, videoObject(job)), mode.delayMs);
+    if (mode.kind === 'unknown_status') return sendJson(res, 200, { ...videoObject(job), status: mode.status });
     sendJson(res, 200, videoObject(job));
+  }
+
+  /** GET /v1/videos: `order` (desc default), `limit` (default 20, at most 100), `after` (an id). */
+  function list(record: FakeRequest, res: http.ServerResponse): void {
+    const all = [...jobs.values()].sort((a, b) => a.created_at_ms - b.created_at_ms || a.id.localeCompare(b.id));
+    if (record.query.order !== 'asc') all.reverse();
+    const from = record.query.after ? all.findIndex((j) => j.id === record.query.after) + 1 : 0;
+    const limit = Math.min(100, Number(record.query.limit ?? 20));
+    const page = all.slice(from, from + limit);
+    sendJson(res, 200, { object: 'list', data: page.map((j) => videoObject(j)), first_id: page[0]?.id ?? null, last_id: page.at(-1)?.id ?? null, has_more: from + limit < all.length });
   }
 
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
@@ -309,8 +357,22 @@ function videoObject(job: FakeJob, nowMs = Date.now()) {
   };
 }
 
+/** `WxH` of an image, read by ffprobe; undefined when it is not one. */
+async function imageSize(bytes: Buffer): Promise<string | undefined> {
+  const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'vidgate-fake-image-'));
+  try {
+    await fs.writeFile(path.join(dir, 'image'), bytes);
+    const args = ['-v', 'error', '-show_entries', 'stream=width,height', '-of', 'csv=p=0:s=x', path.join(dir, 'image')];
+    return (await promisify(execFile)(ffprobe.path, args)).stdout.trim() || undefined;
+  } catch {
+    return undefined;
+  } finally {
+    await fs.rm(dir, { recursive: true, force: true });
+  }
+}
+
 function routeOf(method: string, path: string): { name: FakeRoute; id: string } | undefined {
-  if (path === '/v1/videos') return method === 'POST' ? { name: 'create', id: '' } : undefined;
+  if (path === '/v1/videos') return method === 'POST' ? { name: 'create', id: '' } : method === 'GET' ? { name: 'list', id: '' } : undefined;
   const m = /^\/v1\/videos\/([^/]+)(\/content)?$/.exec(path);
   if (!m) return undefined;
   const id = decodeURIComponent(m[1]!);
@@ -333,7 +395,7 @@ async function parseBody(contentType: string | undefined, raw: Buffer): Promise<
     const form = await new Request('http://fake/', { method: 'POST', headers: { 'content-type': contentType }, body: raw }).formData();
     const fields: Record<string, unknown> = {};
     for (const [name, value] of form) {
-      fields[name] = typeof value === 'string' ? value : { filename: value.name, type: value.type, size: value.size };
+      fields[name] = typeof value === 'string' ? value : { filename: value.name, type: value.type, size: value.size, bytes: Buffer.from(await value.arrayBuffer()) };
     }
     return fields;
   }

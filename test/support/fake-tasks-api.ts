@@ -13,6 +13,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import ffmpeg from '@ffmpeg-installer/ffmpeg';
+import { mp4Of, type Mp4Source } from './mp4';
 
 export type FakeRoute = 'create' | 'task' | 'file';
 
@@ -29,6 +30,10 @@ export type FakeRoute = 'create' | 'task' | 'file';
  * - { kind: 'fail_task', code, message? }: a queried task is failed from then on with `error: {code, message}`
  *   (e.g. 'service_error' retryable, 'content_policy_violation' terminal, 'resource_not_found'). Task route.
  * - 'lose_task': a queried task is forgotten: 404 not_found_error from then on. Task route.
+ * Lost and late create answers, unknown statuses (issue 10, adapters); create route:
+ * - { kind: 'late_answer', delayMs }: the task is created at once, its answer sent only after `delayMs`.
+ * - 'lost_answer': the task is created, then the connection destroyed without an answer.
+ * - { kind: 'unknown_status', status }: the task is created and answered with `status` (e.g. 'queued').
  */
 export type FakeMode =
   | 'normal'
@@ -39,15 +44,22 @@ export type FakeMode =
   | 'malformed_json'
   | 'lose_task'
   | { kind: 'http_error'; status: number; retryAfter?: string }
-  | { kind: 'fail_task'; code: string; message?: string };
+  | { kind: 'fail_task'; code: string; message?: string }
+  // --- lost and late create answers, unknown statuses (issue 10, adapters) ---
+  | 'lost_answer'
+  | { kind: 'late_answer'; delayMs: number }
+  | { kind: 'unknown_status'; status: string };
 
 export interface FakeTasksApiOptions {
   /** The Bearer key API routes accept. Default 'fake-tasks-api-key'. */
   apiKey?: string;
   /** Time from creation to completion; a quarter of it pending, the rest processing. Default 300. */
   durationMs?: number;
-  /** The bytes served as every result. Default: a few placeholder bytes (not a playable video). */
-  mp4?: Buffer;
+  /**
+   * The bytes served as results: the same for every task, or per shape (`mp4Renderer()`: real MP4s of the task's
+   * size and duration). Default: a few placeholder bytes (not a playable video).
+   */
+  mp4?: Mp4Source;
   /** Origin (or any base URL) result links point at, e.g. a second fake acting as CDN. Default: this fake. */
   resultsBaseUrl?: string;
 }
@@ -177,12 +189,16 @@ export async function startFakeTasksApi(options: FakeTasksApiOptions = {}): Prom
     return false;
   }
 
-  function handleCreate(body: unknown, res: http.ServerResponse): void {
+  function handleCreate(body: unknown, res: http.ServerResponse, mode: FakeMode): void {
     const problem = createProblem(body);
     if (problem) return sendError(res, 400, problem);
     const created_ms = Date.now();
     const task: FakeTask = { id: `task-unified-${Math.floor(created_ms / 1000)}-${randomBytes(4).toString('hex')}`, body: body as Record<string, unknown>, created_ms };
     tasks.set(task.id, task);
+    // --- lost and late create answers, unknown statuses (issue 10, adapters) ---
+    if (mode === 'lost_answer') return void res.socket?.destroy();
+    if (typeof mode === 'object' && mode.kind === 'late_answer') return void setTimeout(() => res.writable && sendJson(res, 200, toWire(task)), mode.delayMs);
+    if (typeof mode === 'object' && mode.kind === 'unknown_status') return sendJson(res, 200, { ...toWire(task), status: mode.status });
     sendJson(res, 200, toWire(task));
   }
 
@@ -217,14 +233,15 @@ export async function startFakeTasksApi(options: FakeTasksApiOptions = {}): Prom
     if (!route) return sendError(res, 404, `no route for ${req.method} ${pathname}`);
 
     const mode = modeFor(route);
-    const normalBody = () => (route === 'file' ? mp4 : Buffer.from(JSON.stringify({ id: 'task-unified-0-truncated', status: 'pending' })));
+    const video = route === 'file' ? await mp4Of(mp4, shapeOf(tasks.get(/^\/files\/(.+)\.mp4$/.exec(pathname)![1]!)?.body)) : undefined;
+    const normalBody = () => video ?? Buffer.from(JSON.stringify({ id: 'task-unified-0-truncated', status: 'pending' }));
     if (injected(mode, res, normalBody)) return;
     if (route !== 'file' && req.headers.authorization !== `Bearer ${apiKey}`) return sendError(res, 401, 'invalid API key');
 
-    if (route === 'create') return handleCreate(body, res);
+    if (route === 'create') return handleCreate(body, res, mode);
     if (route === 'task') return handleTask(decodeURIComponent(taskMatch![1]!), mode, res);
-    res.writeHead(200, { 'Content-Type': 'video/mp4', 'Content-Length': mp4.length });
-    res.end(mp4);
+    res.writeHead(200, { 'Content-Type': 'video/mp4', 'Content-Length': video!.length });
+    res.end(video);
   });
 
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
@@ -249,11 +266,20 @@ export async function startFakeTasksApi(options: FakeTasksApiOptions = {}): Prom
   };
 }
 
+/** The size and seconds a create body asks for (either aspect_ratio style), defaults as the reference says. */
+function shapeOf(body: Record<string, unknown> | undefined): { size: string; seconds: number } {
+  const ratio = typeof body?.aspect_ratio === 'string' ? body.aspect_ratio : '9:16';
+  const high = body?.quality === '1080p';
+  const size = /^\d+x\d+$/.test(ratio) ? ratio : ratio === '16:9' ? (high ? '1792x1024' : '1280x720') : high ? '1024x1792' : '720x1280';
+  return { size, seconds: typeof body?.duration === 'number' ? body.duration : 4 };
+}
+
 /** Which routes a mode can affect (the others answer normally). */
 function affects(mode: FakeMode, route: FakeRoute): boolean {
   if (mode === 'expired') return route === 'file';
   if (mode === 'malformed_json') return route !== 'file';
   if (mode === 'lose_task' || (typeof mode === 'object' && mode.kind === 'fail_task')) return route === 'task';
+  if (mode === 'lost_answer' || (typeof mode === 'object' && (mode.kind === 'late_answer' || mode.kind === 'unknown_status'))) return route === 'create';
   return true;
 }
 

@@ -2,9 +2,11 @@
 // The wire format and its mapping live in wire.ts; every HTTP failure is classified by ../http.
 import type { Readable } from 'node:stream';
 import { checkAnswersNotFound, errorFromResponse, readJson, send, sendJson, videoStream, type HttpTarget } from '../http';
-import { ProviderError, requireOffer, type ModelOffer, type PollResult, type ProviderAdapter } from '../types';
-import { asVideoObject, createVideoForm, pollResultFromVideo } from './wire';
+import { ProviderError, requireOffer, type AdapterWarn, type ModelOffer, type PollResult, type ProviderAdapter } from '../types';
+import { STATUSES, asVideoObject, createVideoForm, matchesCreate, pollResultFromVideo, type VideoObject } from './wire';
 
+/** Pages of GET /v1/videos (100 jobs each, newest first) read to reconcile one lost create. */
+const MAX_LIST_PAGES = 5;
 
 export interface OpenAIProviderOptions {
   id: string;
@@ -19,17 +21,36 @@ export interface OpenAIProviderOptions {
   /** Per HTTP call, until the answer's headers arrive; the caller's signal bounds reading the body. */
   timeoutMs: number;
   catalog: ModelOffer[];
+  /**
+   * Whether the host honours `Idempotency-Key` (default false: OpenAI's own API ignores it, and its SDK sends
+   * none; upstream-apis.md section 1). Only then is a create whose answer was lost sent again.
+   */
+  honoursIdempotencyKey?: boolean;
+  /** Told once per status value when the host answers with a status the reference does not list. */
+  warn?: AdapterWarn;
 }
 
 export function createOpenAIProvider(options: OpenAIProviderOptions): ProviderAdapter {
   const { id, apiKey, timeoutMs, catalog } = options;
   const target: HttpTarget = { baseUrl: serverRoot(options.baseUrl), apiKey, timeoutMs };
   const videoPath = (upstreamId: string) => `v1/videos/${encodeURIComponent(upstreamId)}`;
+  const unknownStatuses = new Set<string>();
+  /** The video object, with a status outside the reference's logged (once per value). */
+  const video = (body: unknown): VideoObject => {
+    const v = asVideoObject(body);
+    if (!STATUSES.includes(v.status) && !unknownStatuses.has(v.status)) {
+      unknownStatuses.add(v.status);
+      options.warn?.('provider answered an unknown job status; the job is kept as in progress', { provider: id, status: v.status, upstream_id: v.id });
+    }
+    return v;
+  };
 
   return {
     id,
     kind: 'openai',
     catalog,
+    // The Videos API refuses an input_reference of another pixel size than `size`: vidgate fits and uploads it.
+    capabilities: { idempotency_keys: options.honoursIdempotencyKey ?? false, reference_image: 'bytes' },
 
     async submit(request, ctx) {
       const offer = requireOffer(catalog, request);
@@ -39,10 +60,10 @@ export function createOpenAIProvider(options: OpenAIProviderOptions): ProviderAd
       const body = await sendJson<unknown>(target, 'v1/videos', {
         method: 'POST',
         headers,
-        body: createVideoForm(request, offer),
+        body: createVideoForm(request, offer, ctx.image),
         signal: ctx.signal,
-      });
-      return { upstreamId: asVideoObject(body).id };
+      }, ctx.lateAnswer);
+      return { upstreamId: video(body).id };
     },
 
     async poll(upstreamId, ctx): Promise<PollResult> {
@@ -52,7 +73,7 @@ export function createOpenAIProvider(options: OpenAIProviderOptions): ProviderAd
         throw new ProviderError('resource_not_found', `upstream ${id} no longer knows video ${upstreamId}`, true);
       }
       if (!res.ok) throw await errorFromResponse(res);
-      return pollResultFromVideo(asVideoObject(await readJson(res)));
+      return pollResultFromVideo(video(await readJson(res)));
     },
 
     async download(upstreamId, ctx): Promise<Readable> {
@@ -61,6 +82,27 @@ export function createOpenAIProvider(options: OpenAIProviderOptions): ProviderAd
         signal: ctx.signal,
       });
       return videoStream(res);
+    },
+
+    // GET /v1/videos lists the key's jobs newest first; read back until the window's start.
+    async findJob(request, window, ctx) {
+      const offer = requireOffer(catalog, request);
+      const found: string[] = [];
+      let after: string | undefined;
+      for (let page = 0; page < MAX_LIST_PAGES; page++) {
+        const query = new URLSearchParams({ order: 'desc', limit: '100', ...(after !== undefined && { after }) });
+        const list = await sendJson<{ data?: unknown; has_more?: unknown; last_id?: unknown }>(target, `v1/videos?${query}`, {
+          headers: { Accept: 'application/json' },
+          signal: ctx.signal,
+        });
+        if (!Array.isArray(list.data)) throw new ProviderError('malformed_response', 'GET /v1/videos answered without a data list', true);
+        const videos = list.data.map(asVideoObject);
+        for (const v of videos) if (matchesCreate(v, request, offer, window)) found.push(v.id);
+        const oldest = videos.at(-1);
+        if (list.has_more !== true || typeof list.last_id !== 'string' || !oldest || oldest.created_at * 1000 < window.from_ms) break;
+        after = list.last_id;
+      }
+      return found.reverse();
     },
 
     async cancel(upstreamId, ctx) {

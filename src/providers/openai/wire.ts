@@ -1,7 +1,8 @@
 // The OpenAI Videos API wire format (docs: /work/shared/reference/upstream-apis.md, section 1) and its
 // mapping to and from the adapter contract. Pure functions, no HTTP.
-import { ProviderError, type ModelOffer, type NormalizedRequest, type PollResult } from '../types';
+import { ProviderError, type CallContext, type ModelOffer, type NormalizedRequest, type PollResult } from '../types';
 
+/** The statuses the reference lists; an answer may carry another (e.g. `pending`), kept as in progress. */
 export type VideoStatus = 'queued' | 'in_progress' | 'completed' | 'failed';
 
 /** The Video object (every key is always present upstream; we rely only on a few). */
@@ -9,7 +10,7 @@ export interface VideoObject {
   id: string;
   object: 'video';
   model: string;
-  status: VideoStatus;
+  status: VideoStatus | (string & {});
   progress: number;
   created_at: number;
   completed_at: number | null;
@@ -21,7 +22,7 @@ export interface VideoObject {
   error: { code?: string | null; message?: string | null } | null;
 }
 
-const STATUSES: readonly string[] = ['queued', 'in_progress', 'completed', 'failed'];
+export const STATUSES: readonly string[] = ['queued', 'in_progress', 'completed', 'failed'];
 
 /**
  * Job error codes that blame the request (content policy, moderation, a bad input): generating again,
@@ -44,28 +45,28 @@ export function isRetryableJobError(code: string): boolean {
   return !(TERMINAL_JOB_CODES.has(code) || TERMINAL_JOB_CODE_PATTERN.test(code));
 }
 
-/** POST /v1/videos body, as the official SDK sends it: multipart even without a file, seconds as text. */
-export function createVideoForm(request: NormalizedRequest, offer: ModelOffer): FormData {
+/**
+ * POST /v1/videos body, as the official SDK sends it: multipart even without a file, seconds as text. A fitted
+ * reference image goes as the file part `input_reference`; without one, the URL as `input_reference[image_url]`.
+ */
+export function createVideoForm(request: NormalizedRequest, offer: ModelOffer, image?: CallContext['image']): FormData {
   const form = new FormData();
   form.append('prompt', request.prompt);
   form.append('model', offer.upstream_model);
   form.append('seconds', String(request.duration_s));
   form.append('size', request.size);
-  if (request.image_url) form.append('input_reference[image_url]', request.image_url);
+  if (image) form.append('input_reference', new Blob([image.bytes], { type: image.type }), 'reference.png');
+  else if (request.image_url) form.append('input_reference[image_url]', request.image_url);
   return form;
 }
 
-/** Checks the few fields we use; anything else is a malformed (retryable) answer. */
+/**
+ * Checks the few fields we use; anything else is a malformed (retryable) answer. A status outside STATUSES is
+ * accepted: an answer with a job id means the job exists, and dropping the id would orphan a paid job.
+ */
 export function asVideoObject(body: unknown): VideoObject {
   const v = body as Partial<VideoObject> | null;
-  if (
-    typeof v !== 'object' ||
-    v === null ||
-    typeof v.id !== 'string' ||
-    v.id === '' ||
-    typeof v.status !== 'string' ||
-    !STATUSES.includes(v.status)
-  ) {
+  if (typeof v !== 'object' || v === null || typeof v.id !== 'string' || v.id === '' || typeof v.status !== 'string' || v.status === '') {
     throw new ProviderError('malformed_response', `not a video object: ${preview(body)}`, true);
   }
   return v as VideoObject;
@@ -78,6 +79,8 @@ export function pollResultFromVideo(video: VideoObject): PollResult {
       return { state: 'pending', progress };
     case 'in_progress':
       return { state: 'processing', progress };
+    default: // a status the reference does not list: the job exists, so it is taken as running
+      return { state: 'processing', progress };
     case 'completed':
       return { state: 'completed' };
     case 'failed': {
@@ -86,6 +89,21 @@ export function pollResultFromVideo(video: VideoObject): PollResult {
       return { state: 'failed', error: new ProviderError(code, message, isRetryableJobError(code)) };
     }
   }
+}
+
+/**
+ * Whether a listed job is the one a create for `request` made within `window` (epoch ms). `created_at` is in
+ * whole seconds, so the window is widened to the enclosing seconds.
+ */
+export function matchesCreate(video: VideoObject, request: NormalizedRequest, offer: ModelOffer, window: { from_ms: number; to_ms: number }): boolean {
+  return (
+    video.prompt === request.prompt &&
+    video.model === offer.upstream_model &&
+    video.size === request.size &&
+    String(video.seconds) === String(request.duration_s) &&
+    video.created_at >= Math.floor(window.from_ms / 1000) &&
+    video.created_at <= Math.ceil(window.to_ms / 1000)
+  );
 }
 
 function clampProgress(progress: unknown): number {

@@ -86,6 +86,9 @@ export function createSimulatedProvider(options: SimulatedProviderOptions): Prov
     id,
     kind: 'simulated',
     catalog,
+    // Keys are files created exclusively (job-store.ts): a create sent again under its key is the same job.
+    // It renders a test pattern and never looks at a reference image, so it refuses none.
+    capabilities: { idempotency_keys: true, reference_image: 'url' },
 
     async submit(request, ctx) {
       requireOffer(catalog, request);

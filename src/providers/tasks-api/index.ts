@@ -5,7 +5,7 @@
 import type { Readable } from 'node:stream';
 import { originsOf } from '../../net/url-guard';
 import { checkAnswersNotFound, errorFromResponse, readJson, send, sendJson, type HttpTarget } from '../http';
-import { ProviderError, requireOffer, type CallContext, type PollResult, type ProviderAdapter } from '../types';
+import { ProviderError, requireOffer, type AdapterWarn, type CallContext, type PollResult, type ProviderAdapter } from '../types';
 import { downloadResult } from './result-download';
 import { createTaskBody, firstResult, parseTask, taskFailure, type TasksApiOffer, type WireTask } from './wire';
 
@@ -21,12 +21,24 @@ export interface TasksApiProviderOptions {
   catalog: TasksApiOffer[];
   /** Origins of result links (a CDN) exempt from the outbound URL check, e.g. `https://cdn.example.com`. */
   trustedResultOrigins?: readonly string[];
+  /** Told once per status value when the provider answers with a status the reference does not list. */
+  warn?: AdapterWarn;
 }
 
 export function createTasksApiProvider(options: TasksApiProviderOptions): ProviderAdapter {
   const { id, catalog } = options;
   const target: HttpTarget = { baseUrl: options.baseUrl, apiKey: options.apiKey, timeoutMs: options.timeoutMs };
   const trustedOrigins = originsOf(options.trustedResultOrigins ?? []);
+  const unknownStatuses = new Set<string>();
+  /** The task, with a status outside the reference's logged (once per value). */
+  const task = (body: unknown): WireTask => {
+    const t = parseTask(body);
+    if (t.unknown_status !== undefined && !unknownStatuses.has(t.unknown_status)) {
+      unknownStatuses.add(t.unknown_status);
+      options.warn?.('provider answered an unknown task status; the task is kept as processing', { provider: id, status: t.unknown_status, upstream_id: t.id });
+    }
+    return t;
+  };
 
   async function readTask(upstreamId: string, ctx: CallContext): Promise<WireTask> {
     const res = await send(target, `v1/tasks/${encodeURIComponent(upstreamId)}`, { signal: ctx.signal });
@@ -35,15 +47,18 @@ export function createTasksApiProvider(options: TasksApiProviderOptions): Provid
       throw new ProviderError('resource_not_found', `task ${upstreamId}: ${error.message}`, true);
     }
     if (!res.ok) throw await errorFromResponse(res);
-    return parseTask(await readJson(res));
+    return task(await readJson(res));
   }
 
   const adapter: ProviderAdapter = {
     id,
     kind: 'tasks-api',
     catalog,
+    // The task API takes no idempotency key (and lists no jobs, so it has no findJob): a create whose
+    // answer was lost is never sent again.
+    // Image URLs only, with resize_mode (wire.ts): the provider fits the image.
+    capabilities: { idempotency_keys: false, reference_image: 'url' },
 
-    // The task API takes no idempotency key, so ctx.idempotencyKey cannot be passed on.
     async submit(request, ctx) {
       const tasksOffer = requireOffer(catalog, request);
       const body = await sendJson<unknown>(target, 'v1/videos/generations', {
@@ -51,28 +66,28 @@ export function createTasksApiProvider(options: TasksApiProviderOptions): Provid
         headers: { 'Content-Type': 'application/json' },
         body: JSON.stringify(createTaskBody(tasksOffer, request)),
         signal: ctx.signal,
-      });
-      return { upstreamId: parseTask(body).id };
+      }, ctx.lateAnswer);
+      return { upstreamId: task(body).id };
     },
 
     async poll(upstreamId, ctx): Promise<PollResult> {
-      const task = await readTask(upstreamId, ctx);
-      switch (task.status) {
+      const current = await readTask(upstreamId, ctx);
+      switch (current.status) {
         case 'pending':
         case 'processing':
-          return { state: task.status, progress: task.progress };
+          return { state: current.status, progress: current.progress };
         case 'completed':
           return { state: 'completed' };
         case 'failed':
-          return { state: 'failed', error: taskFailure(task) };
+          return { state: 'failed', error: taskFailure(current) };
       }
     },
 
     async download(upstreamId, ctx): Promise<Readable> {
-      const task = await readTask(upstreamId, ctx);
-      const link = task.status === 'completed' ? firstResult(task) : undefined;
+      const current = await readTask(upstreamId, ctx);
+      const link = current.status === 'completed' ? firstResult(current) : undefined;
       if (link === undefined) {
-        const why = task.status === 'completed' ? 'has no results' : `is ${task.status}`;
+        const why = current.status === 'completed' ? 'has no results' : `is ${current.status}`;
         throw new ProviderError('not_ready', `task ${upstreamId} ${why}`, true);
       }
       return downloadResult(target, link, trustedOrigins, ctx.signal);

@@ -37,8 +37,9 @@ export function createTaskBody(offer: TasksApiOffer, request: NormalizedRequest)
     prompt: request.prompt,
     ...sizing,
     duration: request.duration_s,
-    ...(request.image_url !== undefined && { image_urls: [request.image_url] }),
-    ...(request.resize_mode !== undefined && { resize_mode: request.resize_mode }),
+    // With an image, always a resize_mode (the reference's default, pad, when the request names none), so the
+    // provider fits the image to the size instead of refusing it.
+    ...(request.image_url !== undefined && { image_urls: [request.image_url], resize_mode: request.resize_mode ?? 'pad' }),
   };
 }
 
@@ -49,22 +50,29 @@ export interface WireTask {
   progress: number;
   results?: unknown;
   error?: unknown;
+  /** The status as the provider wrote it, when the reference does not list it (the task is then taken as processing). */
+  unknown_status?: string;
 }
 
 const STATUSES: ReadonlySet<string> = new Set(['pending', 'processing', 'completed', 'failed']);
 
-/** A task answer, checked; anything else is a retryable malformed_response. */
+/**
+ * A task answer, checked; anything else is a retryable malformed_response. A status the reference does not list
+ * (with a task id, the task exists) is kept as `processing`, so that the paid task is followed, not dropped.
+ */
 export function parseTask(body: unknown): WireTask {
   const task = body as Partial<Record<keyof WireTask, unknown>> | null;
   if (typeof task !== 'object' || task === null || Array.isArray(task)) throw malformed('task is not an object');
   if (typeof task.id !== 'string' || task.id === '') throw malformed('task has no id');
-  if (typeof task.status !== 'string' || !STATUSES.has(task.status)) throw malformed(`unknown task status ${JSON.stringify(task.status)}`);
+  if (typeof task.status !== 'string' || task.status === '') throw malformed(`task status ${JSON.stringify(task.status)}`);
   if (task.progress !== undefined && (typeof task.progress !== 'number' || !Number.isFinite(task.progress))) {
     throw malformed('task progress is not a number');
   }
+  const known = STATUSES.has(task.status);
   return {
     id: task.id,
-    status: task.status as WireTask['status'],
+    status: known ? (task.status as WireTask['status']) : 'processing',
+    ...(!known && { unknown_status: task.status }),
     progress: Math.min(100, Math.max(0, Math.round(task.progress ?? 0))),
     results: task.results,
     error: task.error,
