@@ -75,9 +75,16 @@ const ConfigSchema = z
         /** Base of the URLs vidgate puts in `results`; defaults to the request's own host. */
         public_url: z.url().optional(),
         body_limit_bytes: z.number().int().positive().default(64 * 1024),
+        /** On SIGTERM, the whole drain's deadline: past it, open connections are closed and the process exits. */
         drain_timeout_ms: ms.default(15_000),
+        /** At the start of a drain, how long `/readyz` answers 503 before the listener closes. */
+        drain_readiness_delay_ms: z.number().int().nonnegative().default(5000),
       })
       .strict()
+      .refine((s) => s.drain_readiness_delay_ms < s.drain_timeout_ms, {
+        message: 'must be shorter than server.drain_timeout_ms',
+        path: ['drain_readiness_delay_ms'],
+      })
       .prefault({}),
     data_dir: z.string().min(1).default('./data'),
     log_level: z.enum(['info', 'warn', 'silent']).default('info'),
