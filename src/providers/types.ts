@@ -54,6 +54,8 @@ export interface ProviderAdapter {
   download(upstreamId: string, ctx: CallContext): Promise<Readable>;
   /** Absent where the provider cannot cancel. */
   cancel?(upstreamId: string, ctx: CallContext): Promise<void>;
+  /** Frees the provider's copy of a finished video once the gateway has stored its own; absent where there is none to free. */
+  release?(upstreamId: string, ctx: CallContext): Promise<void>;
 }
 
 /**
