@@ -101,7 +101,7 @@ describe('stopping', () => {
   }, 90_000);
 
   it('/readyz answers 503 during the readiness delay, while the server still answers, then the process exits', async () => {
-    const s = await start({ VIDGATE_DATA_DIR: dataDir(), VIDGATE_SERVER__DRAIN_READINESS_DELAY_MS: '3000', VIDGATE_SERVER__DRAIN_TIMEOUT_MS: '10000' });
+    const s = await start({ VIDGATE_DATA_DIR: dataDir(), VIDGATE_SERVER__DRAIN_READINESS_DELAY_MS: '5000', VIDGATE_SERVER__DRAIN_TIMEOUT_MS: '15000' });
     expect((await fetch(`${s.url}/readyz`)).status).toBe(200);
     s.child.kill('SIGTERM');
     const draining = await waitFor(async () => {

@@ -275,13 +275,13 @@ function parseEnvValue(field: SchemaNode, raw: string): unknown {
  * read it as JSON. `PORT` is honoured as `server.port`; `VIDGATE_CONFIG` names the YAML file;
  * VIDGATE_ADMIN_TOKEN and VIDGATE_URL are read elsewhere (the admin API, the CLI); Kubernetes' service
  * variables are ignored.
- * @returns the config fragment, and which variable set each field path (`server.port` → `VIDGATE_SERVER__PORT`).
  * @throws ConfigError naming each VIDGATE_ variable that is no field, and the one it probably meant.
  */
 export function configFromEnv(env: NodeJS.ProcessEnv): Record<string, unknown> {
   return readEnv(env).config;
 }
 
+/** configFromEnv, and which variable set each field path (`server.port` → `VIDGATE_SERVER__PORT`). */
 function readEnv(env: NodeJS.ProcessEnv): { config: Record<string, unknown>; sources: Map<string, string> } {
   const config: Record<string, unknown> = {};
   const sources = new Map<string, string>();
