@@ -220,28 +220,30 @@ async function send([method, path, body]: Call, base: string, token: string | un
 
 type Row = Record<string, unknown>;
 
-/** A cell: times (`*_at`, Unix seconds) as ISO dates, lists joined, nothing as `-`. */
+/** A cell: times (`created`, `*_at`: Unix seconds) as ISO dates, lists joined, nothing as `-`. */
 function cell(key: string, value: unknown): string {
-  if (value === null || value === undefined) return '-';
-  if (key.endsWith('_at') && typeof value === 'number') return new Date(value * 1000).toISOString().replace('.000Z', 'Z');
+  if (value === null || value === undefined || (Array.isArray(value) && value.length === 0)) return '-';
+  if (/(^|\.)created$|_at$/.test(key) && typeof value === 'number') return new Date(value * 1000).toISOString().replace('.000Z', 'Z');
   if (Array.isArray(value)) return value.join(', ');
   return String(value);
 }
 
-/** Nested objects one level down as `parent.child` columns; lists of objects are left for their own table. */
-function flatten(row: Row): Row {
+const isListOfObjects = (v: unknown) => Array.isArray(v) && v.some((x) => typeof x === 'object' && x !== null);
+
+/** Nested objects as `parent.child` columns; lists of objects are left for their own table. */
+function flatten(row: Row, prefix = ''): Row {
   const out: Row = {};
   for (const [k, v] of Object.entries(row)) {
-    if (k === 'object') continue;
-    if (v && typeof v === 'object' && !Array.isArray(v)) for (const [k2, v2] of Object.entries(v)) out[`${k}.${k2}`] = v2;
-    else if (!(Array.isArray(v) && v.some((x) => typeof x === 'object'))) out[k] = v;
+    if (k === 'object' || isListOfObjects(v)) continue;
+    if (v && typeof v === 'object' && !Array.isArray(v)) Object.assign(out, flatten(v as Row, `${prefix}${k}.`));
+    else out[`${prefix}${k}`] = v;
   }
   return out;
 }
 
 function listTable(rows: Row[]): string {
   if (rows.length === 0) return '(none)\n';
-  const flat = rows.map(flatten);
+  const flat = rows.map((r) => flatten(r));
   const head = [...new Set(flat.flatMap(Object.keys))];
   const table = new Table({ head, style: { head: [], border: [] } });
   for (const r of flat) table.push(head.map((h) => cell(h, r[h])));
@@ -256,7 +258,7 @@ function forPeople(answer: Row | undefined): string {
   for (const [k, v] of Object.entries(flatten(answer))) table.push({ [k]: cell(k, v) });
   let text = `${table.toString()}\n`;
   for (const [k, v] of Object.entries(answer)) {
-    if (Array.isArray(v) && v.some((x) => typeof x === 'object')) text += `\n${k}:\n${listTable(v as Row[])}`;
+    if (isListOfObjects(v)) text += `\n${k}:\n${listTable(v as Row[])}`;
   }
   if (typeof answer.key === 'string') text += '\nThe key is shown only this once; the gateway keeps only its hash.\n';
   return text;

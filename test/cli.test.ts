@@ -188,6 +188,10 @@ describe('tables for people', () => {
     const header = list.out.split('\n').find((l) => l.includes('name'))!;
     for (const column of ['id', 'name', 'quotas.credits_per_day', 'quotas.requests_per_minute']) expect(header).toContain(column);
     expect(list.out).toMatch(/│ team-b +│/);
+    expect(list.out).toMatch(/│ \d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ +│/); // created, as a date
+    const usage = await human(['usage', h.teamB.id]);
+    expect(usage.out).toMatch(/│ totals\.credits +│ \d+ +│/);
+    expect(usage.out).toMatch(/│ quotas\.team\.requests_per_minute +│ 600 +│/);
     const created = await human(['keys', 'create', h.teamB.id, '--name', 'table', '--expires-at', '2030-01-02T03:04:05Z']);
     expect(created.code).toBe(EXIT.ok);
     expect(created.out).toMatch(/│ name +│ table +│/);
