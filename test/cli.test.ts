@@ -191,7 +191,7 @@ describe('tables for people', () => {
     expect(list.out).toMatch(/│ \d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ +│/); // created, as a date
     const usage = await human(['usage', h.teamB.id]);
     expect(usage.out).toMatch(/│ totals\.credits +│ \d+ +│/);
-    expect(usage.out).toMatch(/│ quotas\.team\.requests_per_minute +│ 600 +│/);
+    expect(usage.out).toMatch(/│ quotas\.team\.requests_per_minute\.limit +│ 600 +│/);
     const created = await human(['keys', 'create', h.teamB.id, '--name', 'table', '--expires-at', '2030-01-02T03:04:05Z']);
     expect(created.code).toBe(EXIT.ok);
     expect(created.out).toMatch(/│ name +│ table +│/);
