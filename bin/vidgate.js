@@ -1,8 +1,10 @@
 #!/usr/bin/env node
-// `npx vidgate`: the command line (src/cli.ts), run through tsx.
-import { spawnSync } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
+// `npx vidgate`: the command line (src/cli.ts), loaded through tsx in this same process.
+import { register } from 'tsx/esm/api';
 
-const cli = fileURLToPath(new URL('../src/cli.ts', import.meta.url));
-const { status } = spawnSync(process.execPath, ['--import', 'tsx', cli, ...process.argv.slice(2)], { stdio: 'inherit' });
-process.exit(status ?? 1);
+register();
+const { runCli } = await import('../src/cli.ts');
+process.exitCode = await runCli(process.argv.slice(2), process.env, {
+  out: (text) => process.stdout.write(text),
+  err: (text) => process.stderr.write(text),
+});

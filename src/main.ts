@@ -1,6 +1,8 @@
-// Entry point: load the config, start the gateway, drain on SIGTERM/SIGINT.
+// Entry point: load the config, start the gateway, drain on SIGTERM/SIGINT. Run it as the process that gets
+// the signals (`node --import tsx src/main.ts`, or `npm start`, whose script execs node): a wrapper that does
+// not pass signals on would leave the gateway running undrained.
 import { ConfigError, loadConfig } from './core/config';
-import { createGateway } from './core/gateway';
+import { createGateway, StartupError } from './core/gateway';
 
 async function main(): Promise<void> {
   const config = loadConfig();
@@ -14,6 +16,7 @@ async function main(): Promise<void> {
         `-H 'Content-Type: application/json' -d '{"model":"sora-2","prompt":"a paper boat on a rainy street","duration":4}'\n\n`;
   }
   process.stdout.write(banner);
+  // A second signal (npm passes Ctrl-C on while the terminal sends it too) does not cut the drain short.
   let stopping = false;
   const shutdown = (signal: string) => {
     if (stopping) return;
@@ -32,6 +35,7 @@ async function main(): Promise<void> {
 }
 
 main().catch((err: Error) => {
-  process.stderr.write(err instanceof ConfigError ? `vidgate: ${err.message}\n` : `vidgate: ${err.stack}\n`);
+  const expected = err instanceof ConfigError || err instanceof StartupError;
+  process.stderr.write(`vidgate: ${expected ? err.message : err.stack}\n`);
   process.exit(1);
 });

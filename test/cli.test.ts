@@ -1,8 +1,9 @@
-// The command line (`npx vidgate ...`) against a running gateway: teams, keys and usage through runCli, usage
-// errors (thrown, exit code 2 from the entry point) and API errors (exit code 1, the error printed).
+// The command line (`npx vidgate ...`) against a running gateway: teams, keys and usage through runCli (with
+// --json, as a script would), tables for people, and the exit codes: 2 usage error, 1 API error, 3 unreachable.
 import { execFile } from 'node:child_process';
+import net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { runCli } from '../src/cli';
+import { EXIT, runCli } from '../src/cli';
 import { ADMIN_TOKEN, auth, startTestGateway, waitFor } from './support/gateway';
 
 type Harness = Awaited<ReturnType<typeof startTestGateway>>;
@@ -18,18 +19,24 @@ afterAll(async () => {
   await h.close();
 });
 
-/** Runs the CLI; returns its exit code and what it printed (parsed as JSON where it is JSON). */
+/** Runs the CLI as people do; returns its exit code and what it wrote. */
+async function human(args: string[], environment: NodeJS.ProcessEnv = env) {
+  let out = '';
+  let err = '';
+  const code = await runCli(args, environment, { out: (s) => (out += s), err: (s) => (err += s) });
+  return { code, out, err };
+}
+
+/** Runs the CLI with --json; returns its exit code and what it printed (parsed as JSON where it is JSON). */
 async function cli(args: string[], environment: NodeJS.ProcessEnv = env) {
-  const printed: string[] = [];
-  const code = await runCli(args, environment, (s) => printed.push(s));
-  const text = printed.join('\n');
+  const { code, out: text, err } = await human(['--json', ...args], environment);
   let json: any;
   try {
     json = JSON.parse(text);
   } catch {
     json = undefined;
   }
-  return { code, text, json };
+  return { code, text, json, err };
 }
 
 const models = (key: string) => fetch(`${h.url}/v1/models`, { headers: auth(key) });
@@ -174,54 +181,122 @@ describe('usage', () => {
   });
 });
 
-describe('usage errors', () => {
-  it('no command prints the usage and returns 2; --help returns 0', async () => {
-    const none = await cli([]);
-    expect(none.code).toBe(2);
-    expect(none.text).toMatch(/^usage: vidgate <command>/);
-    const help = await cli(['--help']);
-    expect(help.code).toBe(0);
-    expect(help.text).toContain('keys rotate <key_id> [--grace-seconds N]');
+describe('tables for people', () => {
+  it('a list is a table with a column per field; one object is a field/value table', async () => {
+    const list = await human(['teams', 'list']);
+    expect(list.code).toBe(EXIT.ok);
+    const header = list.out.split('\n').find((l) => l.includes('name'))!;
+    for (const column of ['id', 'name', 'quotas.credits_per_day', 'quotas.reads_per_minute']) expect(header).toContain(column);
+    expect(list.out).toMatch(/│ team-b +│/);
+    expect(list.out).toMatch(/│ \d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ +│/); // created, as a date
+    const usage = await human(['usage', h.teamB.id]);
+    expect(usage.out).toMatch(/│ totals\.credits +│ \d+ +│/);
+    expect(usage.out).toMatch(/│ quotas\.team\.submits_per_minute\.limit +│ 600 +│/);
+    const created = await human(['keys', 'create', h.teamB.id, '--name', 'table', '--expires-at', '2030-01-02T03:04:05Z']);
+    expect(created.code).toBe(EXIT.ok);
+    expect(created.out).toMatch(/│ name +│ table +│/);
+    expect(created.out).toMatch(/│ expires_at +│ 2030-01-02T03:04:05Z +│/);
+    expect(created.out).toMatch(/│ key +│ vg_\S+ +│/);
+    expect(created.out).toContain('shown only this once');
+    expect(() => JSON.parse(created.out)).toThrow();
+  });
+
+  it('an API error is one line on stderr', async () => {
+    const missing = await human(['teams', 'update', 'team_nope', '--name', 'x']);
+    expect(missing.code).toBe(EXIT.apiError);
+    expect(missing.out).toBe('');
+    expect(missing.err).toMatch(/^vidgate: 404 team_not_found: .+\n$/);
+  });
+});
+
+describe('usage errors (exit 2, nothing sent)', () => {
+  it('no command prints the help and exits 2; --help, help per command and --version exit 0', async () => {
+    const none = await human([]);
+    expect(none.code).toBe(EXIT.usage);
+    expect(none.err).toMatch(/^Usage: vidgate \[options\] \[command\]/);
+    expect(none.err).toContain('Exit codes: 0 done, 1 the gateway refused');
+    const help = await human(['--help']);
+    expect(help.code).toBe(EXIT.ok);
+    expect(help.out).toContain('VIDGATE_ADMIN_TOKEN');
+    const rotate = await human(['keys', 'rotate', '--help']);
+    expect(rotate.code).toBe(EXIT.ok);
+    expect(rotate.out).toMatch(/Usage: vidgate keys rotate \[options\] <key_id>[\s\S]*--grace-seconds <n>/);
+    const version = await human(['--version']);
+    expect(version.code).toBe(EXIT.ok);
+    expect(version.out.trim()).toMatch(/^\d+\.\d+\.\d+$/);
   });
 
   it.each([
-    [['teams', 'delete', 'x'], /unknown command 'teams delete'/],
+    [['teams', 'delete', 'x'], /unknown command 'delete'/],
     [['frobnicate'], /unknown command 'frobnicate'/],
-    [['keys'], /unknown command 'keys'/],
-    [['keys', 'list'], /missing <team_id>/],
-    [['keys', 'revoke'], /missing <key_id>/],
-    [['teams', 'create'], /missing <name>/],
-    [['teams', 'create', 'x', '--credits-per-day', 'lots'], /--credits-per-day must be a whole number or none/],
-    [['keys', 'create', 'team_x', '--expires-at', 'someday'], /--expires-at must be a date/],
-  ])('%j throws a usage error and sends nothing', async (args, message) => {
+    [['keys'], /Usage: vidgate keys/],
+    [['keys', 'list'], /missing required argument 'team_id'/],
+    [['keys', 'revoke'], /missing required argument 'key_id'/],
+    [['teams', 'create'], /missing required argument 'name'/],
+    [['teams', 'create', 'x', '--credits-per-day', 'lots'], /--credits-per-day <n>' argument 'lots' is invalid/],
+    [['keys', 'create', 'team_x', '--expires-at', 'someday'], /--expires-at <date>' argument 'someday' is invalid/],
+    [['teams', 'adjust', 'team_x', '--credits', '5'], /required option '--note <text>' not specified/],
+  ])('%j', async (args, message) => {
     const before = (await h.gateway.store.listTeams()).length;
-    await expect(cli(args)).rejects.toThrow(message);
+    const run = await human(args);
+    expect(run.code).toBe(EXIT.usage);
+    expect(run.err).toMatch(message);
     expect((await h.gateway.store.listTeams()).length).toBe(before);
   });
 
-  it('a missing admin token is a usage error, before anything is sent', async () => {
-    await expect(cli(['teams', 'create', 'tokenless'], { VIDGATE_URL: h.url })).rejects.toThrow(/VIDGATE_ADMIN_TOKEN/);
+  it('a missing admin token says the gateway must be started with it', async () => {
+    const run = await human(['teams', 'create', 'tokenless'], { VIDGATE_URL: h.url });
+    expect(run.code).toBe(EXIT.usage);
+    expect(run.err).toContain('the gateway must be started with the same VIDGATE_ADMIN_TOKEN');
     expect(await h.gateway.store.findTeamByName('tokenless')).toBeUndefined();
   });
+});
 
-  it('the vidgate command exits 2 on a usage error, 1 on an API error and 0 on success', async () => {
+describe('a gateway that cannot serve the command', () => {
+  it('nobody listening: exit 3, "cannot reach vidgate at <url>"', async () => {
+    const probe = net.createServer();
+    await new Promise<void>((r) => probe.listen(0, '127.0.0.1', r));
+    const url = `http://127.0.0.1:${(probe.address() as net.AddressInfo).port}`;
+    await new Promise((r) => probe.close(r));
+    for (const run of [await human(['teams', 'list'], { ...env, VIDGATE_URL: url }), await human(['--url', url, 'teams', 'list'])]) {
+      expect(run.code).toBe(EXIT.unreachable);
+      expect(run.err).toBe(`vidgate: cannot reach vidgate at ${url} (ECONNREFUSED): is the gateway running there? Set VIDGATE_URL or --url\n`);
+    }
+  });
+
+  it('the admin API off: says to start the gateway with VIDGATE_ADMIN_TOKEN', async () => {
+    const off = await startTestGateway({}, { env: { VIDGATE_ADMIN_TOKEN: '' } });
+    try {
+      const run = await human(['teams', 'list'], { ...env, VIDGATE_URL: off.url });
+      expect(run.code).toBe(EXIT.apiError);
+      expect(run.err).toBe(`vidgate: the admin API of the gateway at ${off.url} is off: start the gateway with VIDGATE_ADMIN_TOKEN set, and use the same token here\n`);
+    } finally {
+      await off.close();
+    }
+  });
+});
+
+describe('the vidgate command', () => {
+  it('exits 2 on a usage error, 1 on an API error, 3 when unreachable and 0 on success', async () => {
     const run = (args: string[], environment: NodeJS.ProcessEnv) =>
       new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) => {
         execFile(process.execPath, ['bin/vidgate.js', ...args], { env: { PATH: process.env.PATH, ...environment } }, (err, stdout, stderr) =>
           resolve({ code: err ? ((err as { code?: number }).code ?? null) : 0, stdout, stderr }),
         );
       });
-    const [usageError, apiError, ok] = await Promise.all([
+    const [usageError, apiError, unreachable, ok] = await Promise.all([
       run(['teams', 'delete', 'x'], env),
-      run(['teams', 'update', 'team_nope', '--name', 'x'], env),
-      run(['teams', 'list'], env),
+      run(['--json', 'teams', 'update', 'team_nope', '--name', 'x'], env),
+      run(['teams', 'list'], { ...env, VIDGATE_URL: 'http://127.0.0.1:9' }),
+      run(['--json', 'teams', 'list'], env),
     ]);
     expect(usageError.code).toBe(2);
-    expect(usageError.stderr).toContain("vidgate: unknown command 'teams delete'");
-    expect(usageError.stderr).toContain('usage: vidgate <command>');
+    expect(usageError.stderr).toContain("error: unknown command 'delete'");
     expect(apiError.code).toBe(1);
     expect(JSON.parse(apiError.stdout).error.code).toBe('team_not_found');
+    expect(unreachable.code).toBe(3);
+    expect(unreachable.stderr).toContain('cannot reach vidgate at http://127.0.0.1:9');
     expect(ok.code).toBe(0);
     expect(JSON.parse(ok.stdout).data.map((t: { name: string }) => t.name)).toContain('default');
-  });
+  }, 60_000);
 });

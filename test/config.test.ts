@@ -34,6 +34,56 @@ describe('config', () => {
     expect(configFromEnv({ VIDGATE_ADMIN_TOKEN: 'x', VIDGATE_URL: 'y', VIDGATE_CONFIG: 'z' })).toEqual({});
   });
 
+  it('a VIDGATE_ variable that is no setting is named, with the setting it probably meant', () => {
+    expect(() => loadConfig({ VIDGATE_PORT: '9000' })).toThrow('VIDGATE_PORT is not a vidgate setting: did you mean VIDGATE_SERVER__PORT (server.port)?');
+    let message = '';
+    try {
+      loadConfig({ VIDGATE_SERVER__PROT: '9000', VIDGATE_DATA_DRI: '/srv', VIDGATE_WORKERS__LEASE: '10', VIDGATE_FROBNICATE: 'x' });
+    } catch (err) {
+      expect(err).toBeInstanceOf(ConfigError);
+      message = (err as Error).message;
+    }
+    expect(message).toContain('VIDGATE_SERVER__PROT is not a vidgate setting: did you mean VIDGATE_SERVER__PORT (server.port)?');
+    expect(message).toContain('VIDGATE_DATA_DRI is not a vidgate setting: did you mean VIDGATE_DATA_DIR (data_dir)?');
+    expect(message).toContain('VIDGATE_WORKERS__LEASE is not a vidgate setting: did you mean VIDGATE_WORKERS__LEASE_MS (workers.lease_ms)?');
+    expect(message).toMatch(/VIDGATE_FROBNICATE is not a vidgate setting \(a setting is VIDGATE_ and its path/);
+  });
+
+  it('ignores the variables Kubernetes sets for a service named vidgate', () => {
+    const k8s = {
+      VIDGATE_SERVICE_HOST: '10.96.0.12',
+      VIDGATE_SERVICE_PORT: '8080',
+      VIDGATE_SERVICE_PORT_HTTP: '8080',
+      VIDGATE_PORT: 'tcp://10.96.0.12:8080',
+      VIDGATE_PORT_8080_TCP: 'tcp://10.96.0.12:8080',
+      VIDGATE_PORT_8080_TCP_PROTO: 'tcp',
+      VIDGATE_PORT_8080_TCP_PORT: '8080',
+      VIDGATE_PORT_8080_TCP_ADDR: '10.96.0.12',
+    };
+    expect(configFromEnv(k8s)).toEqual({});
+    expect(loadConfig({ ...k8s, VIDGATE_SERVER__PORT: '9000' }).server.port).toBe(9000);
+  });
+
+  it("reads a variable as its field's type: text as text, lists of text split on commas, the rest as JSON", () => {
+    expect(configFromEnv({ VIDGATE_DATA_DIR: '2024', VIDGATE_SERVER__HOST: '0', VIDGATE_LOG_LEVEL: 'warn' })).toEqual({ data_dir: '2024', server: { host: '0' }, log_level: 'warn' });
+    expect(loadConfig({ VIDGATE_DATA_DIR: '2024' }).store.sqlite_path).toBe(path.join('2024', 'vidgate.db'));
+    expect(configFromEnv({ VIDGATE_OUTBOUND__TRUSTED_ORIGINS: 'http://a.internal, http://b.internal' })).toEqual({ outbound: { trusted_origins: ['http://a.internal', 'http://b.internal'] } });
+    expect(configFromEnv({ VIDGATE_CACHE__ENABLED: 'false', VIDGATE_TEAMS__DEFAULT_QUOTAS__MAX_CONCURRENT: 'null', VIDGATE_WORKERS__LEASE_MS: '5000' })).toEqual({
+      cache: { enabled: false },
+      teams: { default_quotas: { max_concurrent: null } },
+      workers: { lease_ms: 5000 },
+    });
+  });
+
+  it('a bad value names the variable that set it', () => {
+    expect(() => loadConfig({ VIDGATE_SERVER__PORT: 'eighty' })).toThrow('server.port (VIDGATE_SERVER__PORT): ');
+  });
+
+  it('the readiness delay of a drain must be shorter than its deadline', () => {
+    expect(() => parseConfig({ server: { drain_timeout_ms: 5000, drain_readiness_delay_ms: 5000 } })).toThrow('server.drain_readiness_delay_ms: must be shorter than server.drain_timeout_ms');
+    expect(parseConfig({ server: { drain_timeout_ms: 5000, drain_readiness_delay_ms: 0 } }).server.drain_readiness_delay_ms).toBe(0);
+  });
+
   it('reads PORT as server.port', () => {
     expect(configFromEnv({ PORT: '3000' })).toEqual({ server: { port: 3000 } });
   });
@@ -54,11 +104,16 @@ describe('config', () => {
     expect(() => parseConfig(input)).toThrow(field);
   });
 
-  it('a wrong config stops the start with a message naming the field', async () => {
+  it('a wrong config stops the start with a message naming the field, and Kubernetes service variables do not', async () => {
     const dir = tempDir();
-    await expect(startServerProcess({ VIDGATE_DATA_DIR: dir, VIDGATE_ROUTING__BREAKER__ERROR_RATIO: '7' })).rejects.toThrow(/exited \(1\)[\s\S]*routing\.breaker\.error_ratio/);
+    await expect(startServerProcess({ VIDGATE_DATA_DIR: dir, VIDGATE_ROUTING__BREAKER__ERROR_RATIO: '7' })).rejects.toThrow(/exited \(1\)[\s\S]*routing\.breaker\.error_ratio \(VIDGATE_ROUTING__BREAKER__ERROR_RATIO\)/);
+    await expect(startServerProcess({ VIDGATE_DATA_DIR: dir, VIDGATE_PORT: '9000' })).rejects.toThrow(/exited \(1\)[\s\S]*did you mean VIDGATE_SERVER__PORT/);
+    const server = await startServerProcess({ VIDGATE_DATA_DIR: dir, VIDGATE_SERVER__PORT: '0', VIDGATE_PORT: 'tcp://10.96.0.12:8080', VIDGATE_SERVICE_HOST: '10.96.0.12', VIDGATE_PORT_8080_TCP_ADDR: '10.96.0.12' });
+    expect((await fetch(`${server.url}/healthz`)).status).toBe(200);
+    server.child.kill('SIGTERM');
+    expect(await server.exited).toBe(0);
     fs.rmSync(dir, { recursive: true, force: true });
-  });
+  }, 90_000);
 
   it('a first start with no keys creates a development key and prints a ready curl line', async () => {
     const dir = tempDir();

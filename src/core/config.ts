@@ -1,6 +1,7 @@
 // One validated configuration: defaults, then a YAML file, then environment variables.
 import fs from 'node:fs';
 import path from 'node:path';
+import { distance } from 'fastest-levenshtein';
 import YAML from 'yaml';
 import { z } from 'zod';
 import { SIZES } from '../providers/types';
@@ -82,17 +83,24 @@ const ConfigSchema = z
         /** Base of the URLs vidgate puts in `results`; defaults to the request's own host. */
         public_url: z.url().optional(),
         body_limit_bytes: z.number().int().positive().default(64 * 1024),
+        /** On SIGTERM, the whole drain's deadline: past it, open connections are closed and the process exits. */
         drain_timeout_ms: ms.default(15_000),
+        /** At the start of a drain, how long `/readyz` answers 503 before the listener closes. */
+        drain_readiness_delay_ms: z.number().int().nonnegative().default(5000),
         /** Time a client has to send all request headers; a slower one gets 408. At most request_timeout_ms. */
         headers_timeout_ms: ms.default(10_000),
         /** Time a client has to send the whole request, headers and body; a slower one gets 408. */
         request_timeout_ms: ms.default(30_000),
       })
+      .strict()
+      .refine((s) => s.drain_readiness_delay_ms < s.drain_timeout_ms, {
+        message: 'must be shorter than server.drain_timeout_ms',
+        path: ['drain_readiness_delay_ms'],
+      })
       .refine((s) => s.headers_timeout_ms <= s.request_timeout_ms, {
-        message: 'headers_timeout_ms must not exceed request_timeout_ms',
+        message: 'must not exceed server.request_timeout_ms',
         path: ['headers_timeout_ms'],
       })
-      .strict()
       .prefault({}),
     data_dir: z.string().min(1).default('./data'),
     log_level: z.enum(['info', 'warn', 'silent']).default('info'),
@@ -241,35 +249,104 @@ export class ConfigError extends Error {
 const ENV_PREFIX = 'VIDGATE_';
 /** VIDGATE_ variables that are not config fields: the config file's path, and secrets or CLI settings. */
 const NOT_CONFIG = new Set(['VIDGATE_CONFIG', 'VIDGATE_ADMIN_TOKEN', 'VIDGATE_URL']);
-
 /**
- * Environment variables map onto the config by path: `VIDGATE_SERVER__PORT=9000` sets `server.port`,
- * `VIDGATE_AUTH__API_KEYS=k1,k2` sets a list. Values are read as JSON where they parse, else as text.
- * `PORT` is honoured as `server.port`; `VIDGATE_CONFIG` names the YAML file; VIDGATE_ADMIN_TOKEN and
- * VIDGATE_URL are read elsewhere (the admin API, the CLI).
+ * What Kubernetes (and Docker links) set in every pod for a Service named `vidgate`: VIDGATE_SERVICE_HOST,
+ * VIDGATE_SERVICE_PORT[_<name>], VIDGATE_PORT_<n>_<proto>[_PROTO|_PORT|_ADDR], and VIDGATE_PORT, whose value
+ * is a URL such as `tcp://10.0.0.7:8080`. Source: kubernetes.io, "Service", section "Environment variables".
  */
-export function configFromEnv(env: NodeJS.ProcessEnv): Record<string, unknown> {
-  const out: Record<string, unknown> = {};
-  const set = (keys: string[], raw: string) => {
-    let node = out;
-    for (const k of keys.slice(0, -1)) node = (node[k] ??= {}) as Record<string, unknown>;
-    node[keys.at(-1)!] = parseEnvValue(keys.at(-1)!, raw);
-  };
-  if (env.PORT) set(['server', 'port'], env.PORT);
-  for (const [name, raw] of Object.entries(env)) {
-    if (!name.startsWith(ENV_PREFIX) || NOT_CONFIG.has(name) || raw === undefined) continue;
-    set(name.slice(ENV_PREFIX.length).toLowerCase().split('__'), raw);
-  }
-  return out;
+const SERVICE_LINK_NAME = /^VIDGATE_(SERVICE_HOST|SERVICE_PORT(_\w+)?|PORT_\d+_(TCP|UDP|SCTP)(_(PROTO|PORT|ADDR))?)$/;
+const SERVICE_LINK_VALUE = /^(tcp|udp|sctp):\/\//;
+
+type SchemaNode = z.core.$ZodType;
+
+/** The schema without its default, prefault, optional and nullable wrappers. */
+function unwrap(node: SchemaNode): SchemaNode {
+  const inner = (node._zod.def as { innerType?: SchemaNode }).innerType;
+  return inner ? unwrap(inner) : node;
 }
 
-function parseEnvValue(key: string, raw: string): unknown {
-  if (key === 'api_keys') return raw.split(',').map((s) => s.trim()).filter(Boolean);
+function shapeOf(node: SchemaNode): Record<string, SchemaNode> | undefined {
+  const def = unwrap(node)._zod.def as { type: string; shape?: Record<string, SchemaNode> };
+  return def.type === 'object' ? def.shape : undefined;
+}
+
+/** The field at a config path, or undefined if there is none. */
+function fieldAt(keys: string[]): SchemaNode | undefined {
+  let node: SchemaNode | undefined = ConfigSchema;
+  for (const k of keys) node = node && shapeOf(node)?.[k];
+  return node;
+}
+
+/** Every leaf field's path, e.g. `server.port`. */
+function leafPaths(node: SchemaNode = ConfigSchema, prefix: string[] = []): string[][] {
+  const shape = shapeOf(node);
+  if (!shape) return [prefix];
+  return Object.entries(shape).flatMap(([k, child]) => leafPaths(child, [...prefix, k]));
+}
+
+const envName = (keys: string[]) => ENV_PREFIX + keys.join('__').toUpperCase();
+
+/** The variable an unknown one was probably meant to be, by edit distance to a field's path or last key. */
+function likelyVariable(given: string): string | undefined {
+  let best: { keys: string[]; distance: number } | undefined;
+  for (const keys of leafPaths()) {
+    const d = Math.min(distance(given, keys.join('__')), distance(given, keys.at(-1)!));
+    if (!best || d < best.distance) best = { keys, distance: d };
+  }
+  return best && best.distance <= Math.max(2, Math.floor(given.length / 3)) ? `${envName(best.keys)} (${best.keys.join('.')})` : undefined;
+}
+
+/** A variable's text as its field's type: strings stay text, lists of strings split on commas, the rest is JSON. */
+function parseEnvValue(field: SchemaNode, raw: string): unknown {
+  const def = unwrap(field)._zod.def as { type: string; element?: SchemaNode };
+  if (def.type === 'string' || def.type === 'enum') return raw;
+  if (def.type === 'array' && def.element && unwrap(def.element)._zod.def.type === 'string') {
+    return raw.split(',').map((s) => s.trim()).filter(Boolean);
+  }
   try {
     return JSON.parse(raw);
   } catch {
-    return raw;
+    return raw; // the schema then names the field and the type it expects
   }
+}
+
+/**
+ * Environment variables map onto the config by path: `VIDGATE_SERVER__PORT=9000` sets `server.port`,
+ * `VIDGATE_AUTH__API_KEYS=k1,k2` sets a list of strings; text fields take the text as it is, other fields
+ * read it as JSON. `PORT` is honoured as `server.port`; `VIDGATE_CONFIG` names the YAML file;
+ * VIDGATE_ADMIN_TOKEN and VIDGATE_URL are read elsewhere (the admin API, the CLI); Kubernetes' service
+ * variables are ignored.
+ * @throws ConfigError naming each VIDGATE_ variable that is no field, and the one it probably meant.
+ */
+export function configFromEnv(env: NodeJS.ProcessEnv): Record<string, unknown> {
+  return readEnv(env).config;
+}
+
+/** configFromEnv, and which variable set each field path (`server.port` → `VIDGATE_SERVER__PORT`). */
+function readEnv(env: NodeJS.ProcessEnv): { config: Record<string, unknown>; sources: Map<string, string> } {
+  const config: Record<string, unknown> = {};
+  const sources = new Map<string, string>();
+  const unknown: string[] = [];
+  const set = (name: string, keys: string[], raw: string) => {
+    const field = fieldAt(keys);
+    if (!field) {
+      const meant = likelyVariable(keys.join('__'));
+      unknown.push(`  ${name} is not a vidgate setting${meant ? `: did you mean ${meant}?` : ' (a setting is VIDGATE_ and its path in capitals, levels joined by __, e.g. VIDGATE_SERVER__PORT)'}`);
+      return;
+    }
+    let node = config;
+    for (const k of keys.slice(0, -1)) node = (node[k] ??= {}) as Record<string, unknown>;
+    node[keys.at(-1)!] = parseEnvValue(field, raw);
+    sources.set(keys.join('.'), name);
+  };
+  if (env.PORT) set('PORT', ['server', 'port'], env.PORT);
+  for (const [name, raw] of Object.entries(env)) {
+    if (!name.startsWith(ENV_PREFIX) || NOT_CONFIG.has(name) || raw === undefined) continue;
+    if (SERVICE_LINK_NAME.test(name) || (name === 'VIDGATE_PORT' && SERVICE_LINK_VALUE.test(raw))) continue;
+    set(name, name.slice(ENV_PREFIX.length).toLowerCase().split('__'), raw);
+  }
+  if (unknown.length) throw new ConfigError(`invalid configuration:\n${unknown.join('\n')}`);
+  return { config, sources };
 }
 
 function mergeDeep(base: Record<string, unknown>, over: Record<string, unknown>): Record<string, unknown> {
@@ -285,11 +362,19 @@ function isPlainObject(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
-/** Parse and validate; a bad field stops the start with a message naming it. */
-export function parseConfig(input: unknown): Config {
+/**
+ * Parse and validate; a bad field stops the start with a message naming it, and the environment variable
+ * that set it where `sources` (field path → variable) says.
+ * @throws ConfigError listing every bad field.
+ */
+export function parseConfig(input: unknown, sources: ReadonlyMap<string, string> = new Map()): Config {
   const result = ConfigSchema.safeParse(input);
   if (!result.success) {
-    const lines = result.error.issues.map((i) => `  ${i.path.join('.') || '(root)'}: ${i.message}`);
+    const lines = result.error.issues.map((i) => {
+      const where = i.path.join('.') || '(root)';
+      const from = sources.get(where);
+      return `  ${where}${from ? ` (${from})` : ''}: ${i.message}`;
+    });
     throw new ConfigError(`invalid configuration:\n${lines.join('\n')}`);
   }
   const c = result.data;
@@ -311,5 +396,6 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     }
     if (!isPlainObject(fromFile)) throw new ConfigError(`config file ${file}: expected a mapping at the top level`);
   }
-  return parseConfig(mergeDeep(fromFile as Record<string, unknown>, configFromEnv(env)));
+  const { config, sources } = readEnv(env);
+  return parseConfig(mergeDeep(fromFile as Record<string, unknown>, config), sources);
 }

@@ -1,6 +1,9 @@
 // The composition root: builds every part from the config and starts/stops them in order.
+import fs from 'node:fs';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
+import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { originsOf } from '../net/url-guard';
 import { createHealth } from '../routing/health';
 import { toMicroUsd } from '../routing/quote';
@@ -33,9 +36,37 @@ export interface GatewayOptions {
 
 export type Gateway = Awaited<ReturnType<typeof createGateway>>;
 
+/** A start that cannot proceed for a reason the operator can fix; its message is one line saying what to do. */
+export class StartupError extends Error {
+  override name = 'StartupError';
+}
+
+/**
+ * Creates each directory vidgate writes to and checks that it is writable, so that a missing or read-only
+ * data directory stops the start with the path and the setting to change.
+ * @throws StartupError naming the first directory that cannot be used.
+ */
+export function ensureWritableDirs(config: Config): void {
+  const dirs: [dir: string, setting: string][] = [
+    [config.data_dir, 'data_dir (VIDGATE_DATA_DIR)'],
+    [path.dirname(config.store.sqlite_path), 'store.sqlite_path (VIDGATE_STORE__SQLITE_PATH)'],
+    [config.assets.dir, 'assets.dir (VIDGATE_ASSETS__DIR)'],
+  ];
+  for (const [dir, setting] of dirs) {
+    try {
+      fs.mkdirSync(dir, { recursive: true });
+      fs.accessSync(dir, fs.constants.W_OK);
+    } catch (err) {
+      const e = err as NodeJS.ErrnoException;
+      throw new StartupError(`cannot write to directory ${path.resolve(dir)} (${e.code ?? e.message}): make it a writable directory, or set ${setting} to one`);
+    }
+  }
+}
+
 export async function createGateway(config: Config, options: GatewayOptions = {}) {
   const log = options.log ?? createLogger(config.log_level);
   const now = options.now ?? Date.now;
+  ensureWritableDirs(config);
   const store: Store = createSqliteStore(config.store.sqlite_path);
   const metrics = createMetrics();
   const assets = createLocalAssetStore(config.assets.dir);
@@ -89,28 +120,47 @@ export async function createGateway(config: Config, options: GatewayOptions = {}
     teams,
     /** The key created on this first start, to show once; undefined otherwise. */
     devKey,
-    /** Listen and start the background loops; resolves with the bound URL. */
+    /**
+     * Listen and start the background loops; resolves with the bound URL.
+     * @throws StartupError when the port is taken or not allowed.
+     */
     async start(): Promise<string> {
       server = createHttpServer(app, config.server);
+      const { host, port } = config.server;
       await new Promise<void>((resolve, reject) => {
-        server!.once('error', reject);
-        server!.listen(config.server.port, config.server.host, resolve);
+        server!.once('error', (err: NodeJS.ErrnoException) => {
+          const fix = 'stop what holds it, or set server.port (VIDGATE_SERVER__PORT) to a free port';
+          if (err.code === 'EADDRINUSE') reject(new StartupError(`port ${port} on ${host} is already in use: ${fix}`));
+          else if (err.code === 'EACCES') reject(new StartupError(`not allowed to listen on port ${port} on ${host} (ports below 1024 need privileges): ${fix}`));
+          else if (err.code === 'EADDRNOTAVAIL') reject(new StartupError(`${host} is not an address of this machine: set server.host (VIDGATE_SERVER__HOST) to one`));
+          else reject(err);
+        });
+        server!.listen(port, host, resolve);
       });
       workers.start();
       healthChecker.start();
       sweeper.start();
-      const { address, port } = server.address() as AddressInfo;
-      return `http://${address.includes(':') ? `[${address}]` : address}:${port}`;
+      const bound = server.address() as AddressInfo;
+      return `http://${bound.address.includes(':') ? `[${bound.address}]` : bound.address}:${bound.port}`;
     },
-    /** Graceful stop: refuse new work, let running steps finish (up to the drain timeout), close. */
+    /**
+     * Graceful stop, bounded by `server.drain_timeout_ms` from the call: `/readyz` answers 503 for
+     * `server.drain_readiness_delay_ms` while requests are still served (load balancers stop sending work),
+     * then the listener closes, running worker steps and requests finish, and at the deadline the connections
+     * still open are destroyed.
+     */
     async stop(): Promise<void> {
+      const deadline = Date.now() + config.server.drain_timeout_ms;
       draining = true;
       sweeper.stop();
+      if (server?.listening) await sleep(config.server.drain_readiness_delay_ms);
       await healthChecker.stop();
       const closed = server ? new Promise((r) => server!.close(r)) : Promise.resolve();
       server?.closeIdleConnections();
-      await workers.stop(config.server.drain_timeout_ms);
+      await workers.stop(Math.max(0, deadline - Date.now()));
+      const cutoff = setTimeout(() => server?.closeAllConnections(), Math.max(0, deadline - Date.now()));
       await closed;
+      clearTimeout(cutoff);
       await store.close();
     },
   };

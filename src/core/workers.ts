@@ -421,6 +421,7 @@ export function createWorkers(deps: WorkerDeps): Workers {
       followersFinished(followers, 'completed', adapter.id);
       deps.cache.followersServed(followers, settled);
       log.info('task completed', { task: t.id, provider: adapter.id, followers: followers.length });
+      await adapter.release?.(upstreamId, {}).catch((err: Error) => log.warn('provider copy not released', { task: t.id, error: err.message }));
       return;
     }
     // Our lease is gone. Remove the file only if the task ended without a video; a worker that took

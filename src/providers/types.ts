@@ -117,6 +117,8 @@ export interface ProviderAdapter {
    * provider cannot list its jobs.
    */
   findJob?(request: NormalizedRequest, window: CreateWindow, ctx: CallContext): Promise<string[]>;
+  /** Frees the provider's copy of a finished video once the gateway has stored its own; absent where there is none to free. */
+  release?(upstreamId: string, ctx: CallContext): Promise<void>;
 }
 
 /**

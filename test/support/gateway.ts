@@ -22,7 +22,7 @@ export type ConfigOverrides = { [section: string]: Record<string, unknown> | unk
 
 export function testConfig(dataDir: string, overrides: ConfigOverrides = {}) {
   const base: Record<string, Record<string, unknown>> = {
-    server: { port: 0 },
+    server: { port: 0, drain_readiness_delay_ms: 0 },
     auth: { api_keys: [KEY_A] },
     workers: { poll_interval_ms: 50, retry_backoff_ms: 50, lease_ms: 5000 },
     // Most tests submit identical requests and expect each to generate; the cache tests turn it on.

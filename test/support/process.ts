@@ -9,9 +9,14 @@ export interface ServerProcess {
   exited: Promise<number | null>;
 }
 
-export async function startServerProcess(env: Record<string, string>): Promise<ServerProcess> {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], {
-    env: { ...process.env, ...env },
+/**
+ * Starts `node --import tsx src/main.ts` (or `npm start` with via: 'npm') and resolves once it listens.
+ * The readiness delay of a drain is 0 unless env sets it, so that a SIGTERM stops it at once.
+ */
+export async function startServerProcess(env: Record<string, string>, via: 'node' | 'npm' = 'node'): Promise<ServerProcess> {
+  const [command, args] = via === 'npm' ? ['npm', ['start', '--silent']] : [process.execPath, ['--import', 'tsx', 'src/main.ts']];
+  const child = spawn(command, args, {
+    env: { ...process.env, VIDGATE_SERVER__DRAIN_READINESS_DELAY_MS: '0', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let output = '';

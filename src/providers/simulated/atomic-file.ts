@@ -9,6 +9,12 @@ export function tempPathIn(tmpDir: string, base: string): string {
   return path.join(tmpDir, `${base}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`);
 }
 
+/** The pid that created a temp file named by tempPathIn; undefined for a name it did not make. */
+export function ownerPidOfTemp(name: string): number | undefined {
+  const pid = /\.(\d+)\.[0-9a-f]{12}\.tmp$/.exec(name)?.[1];
+  return pid === undefined ? undefined : Number(pid);
+}
+
 /** Replaces dest with data atomically (write temp + rename). */
 export async function writeFileAtomic(dest: string, data: string, tmpDir: string): Promise<void> {
   const tmp = tempPathIn(tmpDir, path.basename(dest));

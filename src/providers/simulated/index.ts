@@ -48,6 +48,7 @@ export function createSimulatedProvider(options: SimulatedProviderOptions): Prov
     catalog = DEFAULT_SIMULATED_CATALOG,
   } = options;
   const store = new JobStore(options.workDir);
+  store.removeStaleTempFiles();
   // Renders in flight in this process, so concurrent polls of one job render it once.
   const rendering = new Map<string, Promise<void>>();
 
@@ -70,6 +71,7 @@ export function createSimulatedProvider(options: SimulatedProviderOptions): Prov
   }
 
   async function ensureRendered(job: JobRecord): Promise<void> {
+    if (job.released_at_ms !== undefined) throw new ProviderError('resource_not_found', `job ${job.id}: its video was released`, false);
     const dest = store.videoFile(job.id);
     if (await fileExists(dest)) return;
     let render = rendering.get(job.id);
@@ -103,7 +105,7 @@ export function createSimulatedProvider(options: SimulatedProviderOptions): Prov
       const job = await readJob(upstreamId);
       const status = jobStatus(job, Date.now());
       if (status.state !== 'done') return status;
-      await ensureRendered(job);
+      if (job.released_at_ms === undefined) await ensureRendered(job);
       return { state: 'completed' };
     },
 
@@ -128,6 +130,14 @@ export function createSimulatedProvider(options: SimulatedProviderOptions): Prov
       await fs.access(options.workDir, fs.constants.R_OK | fs.constants.W_OK).catch((err: Error) => {
         throw new ProviderError('health_check_failed', `work directory unusable: ${err.message}`, true);
       });
+    },
+
+    /** The gateway has its own copy: delete ours, and remember that, so the job is never rendered again. */
+    async release(upstreamId) {
+      const job = await readJob(upstreamId);
+      await rendering.get(job.id)?.catch(() => undefined);
+      await store.update({ ...job, released_at_ms: Date.now() });
+      await fs.rm(store.videoFile(job.id), { force: true });
     },
   };
 }

@@ -6,10 +6,11 @@
 // workDir/videos/<jobId>.mp4    the rendered video (appears atomically)
 // workDir/tmp/                  temp files, renamed or linked into place
 import { createHash, randomBytes } from 'node:crypto';
+import { readdirSync, rmSync } from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import type { NormalizedRequest } from '../types';
-import { createFileExclusive, readFileIfExists, writeFileAtomic } from './atomic-file';
+import { createFileExclusive, isErrno, ownerPidOfTemp, readFileIfExists, writeFileAtomic } from './atomic-file';
 
 export type FailureKind = 'retryable' | 'terminal';
 
@@ -24,6 +25,8 @@ export interface JobRecord {
   /** Set at submit time for a doomed job: it fails halfway through. */
   failure?: FailureKind;
   cancelled_at_ms?: number;
+  /** Set once the gateway has stored the video and this copy was deleted. */
+  released_at_ms?: number;
 }
 
 const JOB_ID = /^sim_[0-9a-f]{24}$/;
@@ -86,6 +89,25 @@ export class JobStore {
     return jobs.filter((j): j is JobRecord => j !== undefined);
   }
 
+  /**
+   * Deletes the temp files of processes that are gone (a render or write cut short by a crash). Our own pid
+   * counts as gone: this runs before this process writes any, and a container's gateway gets the same pid
+   * on every start. Synchronous: it runs once, at start.
+   */
+  removeStaleTempFiles(): void {
+    let names: string[];
+    try {
+      names = readdirSync(this.tmpDir);
+    } catch (err) {
+      if (isErrno(err, 'ENOENT')) return;
+      throw err;
+    }
+    for (const name of names) {
+      const pid = ownerPidOfTemp(name);
+      if (pid === undefined || pid === process.pid || !isAlive(pid)) rmSync(path.join(this.tmpDir, name), { force: true });
+    }
+  }
+
   private jobFile(id: string): string {
     return path.join(this.jobsDir, `${id}.json`);
   }
@@ -95,6 +117,15 @@ export class JobStore {
       [this.tmpDir, this.jobsDir, this.keysDir, this.videosDir].map((d) => fs.mkdir(d, { recursive: true })),
     ).then(() => undefined);
     return this.dirsReady;
+  }
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return isErrno(err, 'EPERM'); // alive, but someone else's
   }
 }
 

@@ -1,5 +1,5 @@
 // Renders a test-pattern H.264 MP4 with ffmpeg. The output appears atomically (temp file + rename),
-// so a crash mid-render never leaves a partial video behind.
+// so a crash mid-render never leaves a partial video behind, and ffmpeg never outlives this process.
 import { spawn } from 'node:child_process';
 import fs from 'node:fs/promises';
 import path from 'node:path';
@@ -36,9 +36,20 @@ function ffmpegArgs({ width, height, durationS, fps }: RenderSpec, out: string):
   ];
 }
 
+/**
+ * Runs its arguments as a command under a watcher that holds this process's end of a stdin pipe. The pipe
+ * closes when this process dies, however it dies (SIGKILL included, where no exit handler runs); the watcher
+ * then reads end-of-file and kills the command. A normal end is told by writing a line first.
+ */
+const KILL_WITH_PARENT = `exec 3<&0
+"$@" & pid=$!
+(read _ <&3 || kill -KILL $pid) >/dev/null 2>&1 &
+wait $pid`;
+
 function runFfmpeg(ffmpegPath: string, args: string[]): Promise<void> {
   return new Promise((resolve, reject) => {
-    const child = spawn(ffmpegPath, args, { stdio: ['ignore', 'ignore', 'pipe'] });
+    const child = spawn('/bin/sh', ['-c', KILL_WITH_PARENT, 'sh', ffmpegPath, ...args], { stdio: ['pipe', 'ignore', 'pipe'] });
+    child.stdin.on('error', () => undefined); // the watcher may be gone already
     let stderr = '';
     child.stderr.setEncoding('utf8');
     child.stderr.on('data', (chunk: string) => {
@@ -46,6 +57,7 @@ function runFfmpeg(ffmpegPath: string, args: string[]): Promise<void> {
     });
     child.on('error', (err) => reject(new ProviderError('service_error', `cannot run ffmpeg: ${err.message}`, true)));
     child.on('close', (code, signal) => {
+      child.stdin.end('done\n');
       if (code === 0) return resolve();
       const reason = signal ? `signal ${signal}` : `exit code ${code}`;
       reject(new ProviderError('service_error', `ffmpeg failed (${reason}): ${stderr.trim()}`, true));
