@@ -26,7 +26,8 @@ import { createGateway } from '../src/core/gateway';
 import { createLogger } from '../src/core/logger';
 import { TERMINAL_STATUSES } from '../src/store/types';
 import { startFakeOpenAI, type FakeOpenAI } from '../test/support/fake-openai';
-import { renderTestMp4, startFakeTasksApi, type FakeTasksApi } from '../test/support/fake-tasks-api';
+import { startFakeTasksApi, type FakeTasksApi } from '../test/support/fake-tasks-api';
+import { mp4Renderer, type Mp4Source } from '../test/support/mp4';
 
 const MODEL = 'sora-2';
 const VIDEO_S = 4;
@@ -114,7 +115,7 @@ function options() {
   return { rate: Number(values.rate), cases: CASES.filter((c) => names.includes(c.name)), json: values.json, drainMs: Number(values['drain-seconds']) * 1000 };
 }
 
-async function runCase(c: Case, rate: number, drainMs: number, mp4: Buffer) {
+async function runCase(c: Case, rate: number, drainMs: number, mp4: Mp4Source) {
   const fakes: Fakes = {
     cheap: await startFakeOpenAI({ mp4, jobDurationMs: JOB_MS.cheap }),
     middle: await startFakeTasksApi({ mp4, durationMs: JOB_MS.middle }),
@@ -246,7 +247,8 @@ async function runCase(c: Case, rate: number, drainMs: number, mp4: Buffer) {
 
 async function main() {
   const opts = options();
-  const mp4 = await renderTestMp4();
+  // Real MP4s of each requested shape: every delivered video is verified.
+  const mp4 = mp4Renderer();
   console.log(`routing-sim-faults: default breaker, health-check, worker and routing settings; provider timeout ${PROVIDER_TIMEOUT_MS} ms; ${opts.rate} tasks/s`);
   console.log(`jobs take ${JOB_MS.cheap}/${JOB_MS.middle}/${JOB_MS.dear} ms on cheap/middle/dear ($${PRICE.cheap}/$${PRICE.middle}/$${PRICE.dear} per s); load average ${os.loadavg().map((l) => l.toFixed(1)).join(' ')}`);
   const results = [];
