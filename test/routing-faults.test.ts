@@ -2,10 +2,11 @@
 // wire shapes, at the default breaker and health-check settings unless a test says why it changes one. Each test
 // failed on the code before the fix (health counted submits, the half-open gate was taken after the store call,
 // no active checks, Retry-After only lengthened the cool-down, the last provider's raw error ended the task).
-import { beforeAll, describe, expect, it, type TestContext } from 'vitest';
+import { describe, expect, it, type TestContext } from 'vitest';
 import type { components } from '../src/generated/vidgate-api';
 import { startFakeOpenAI, type FakeOpenAI } from './support/fake-openai';
-import { renderTestMp4, startFakeTasksApi, type FakeTasksApi } from './support/fake-tasks-api';
+import { startFakeTasksApi, type FakeTasksApi } from './support/fake-tasks-api';
+import { mp4Renderer } from './support/mp4';
 import { KEY_A, auth, startTestGateway, waitFor } from './support/gateway';
 
 type Task = components['schemas']['Task'];
@@ -15,11 +16,8 @@ type Harness = Awaited<ReturnType<typeof startTestGateway>>;
 
 const MODEL = 'sora-2';
 const BODY = { model: MODEL, prompt: 'a lighthouse in a storm', aspect_ratio: '16:9', duration: 4 } as const;
-let MP4: Buffer;
-
-beforeAll(async () => {
-  MP4 = await renderTestMp4();
-});
+// Real MP4s of each requested shape: every delivered video is verified.
+const MP4 = mp4Renderer();
 
 interface Rig {
   h: Harness;

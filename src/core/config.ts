@@ -261,7 +261,9 @@ type SchemaNode = z.core.$ZodType;
 
 /** The schema without its default, prefault, optional and nullable wrappers. */
 function unwrap(node: SchemaNode): SchemaNode {
-  const inner = (node._zod.def as { innerType?: SchemaNode }).innerType;
+  // Defaults, optionals and the like wrap an innerType; a transform is a pipe whose input is the field's shape.
+  const def = node._zod.def as { type: string; innerType?: SchemaNode; in?: SchemaNode };
+  const inner = def.innerType ?? (def.type === 'pipe' ? def.in : undefined);
   return inner ? unwrap(inner) : node;
 }
 
