@@ -187,6 +187,7 @@ export function describeStoreConformance(name: string, makeStore: () => Promise<
           next_run_at_ms: T0 + 5,
           source_id: null,
           asset_stored_at_ms: null,
+          deleted_at_ms: null,
         };
         expect(await store.createTask(task)).toStrictEqual(expected);
         expect(await store.getTask(task.id)).toStrictEqual(expected);

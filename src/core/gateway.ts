@@ -17,6 +17,7 @@ import { createResultCache } from './result-cache';
 import { createRetentionSweeper } from './retention';
 import { createTaskService } from './tasks';
 import { createTeamService, ensureApiKeys } from './teams';
+import { createVideoVariants } from './video-variants';
 import { createWorkers } from './workers';
 
 export interface GatewayOptions {
@@ -55,6 +56,7 @@ export async function createGateway(config: Config, options: GatewayOptions = {}
   });
   const tasks = createTaskService({
     store, router, assets, metrics, log, now, cache,
+    variants: createVideoVariants(assets),
     usdPerCredit: config.credits.usd_per_credit,
     upstreamTimeoutMs: config.workers.upstream_timeout_ms,
     onSubmitted: () => workers.wake(),

@@ -191,7 +191,12 @@ export function createWorkers(deps: WorkerDeps): Workers {
     const key = `${t.id}.${t.attempt}`;
     const started = now();
     try {
-      const { upstreamId } = await upstream(provider, 'submit', (signal) => provider.submit(request, { idempotencyKey: key, signal }));
+      const { remix_of: remixOf } = request;
+      const { upstreamId } = await upstream(provider, 'submit', (signal) =>
+        remixOf && provider.remix
+          ? provider.remix(remixOf.upstream_id, request, { idempotencyKey: key, signal })
+          : provider.submit(request, { idempotencyKey: key, signal }),
+      );
       unansweredSubmits.delete(key);
       health.success(provider.id, request.model, now() - started);
       metrics.taskAttempts.inc({ provider: provider.id, outcome: 'submitted' });

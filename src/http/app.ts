@@ -14,8 +14,11 @@ import { renderApiReference } from './api-reference';
 import { requireAdminToken, requireApiKey } from './auth';
 import { errorHandler } from './error-handler';
 import { createNativeRoutes, type NativeRoutesDeps } from './native/routes';
+import { createOpenAIRoutes } from './openai/routes';
 
 export const SPEC_PATH = fileURLToPath(new URL('../../openapi/vidgate.yaml', import.meta.url));
+/** The largest uploaded file accepted (413 above): above the 10 MB an image may have, so that one a little over gets a 400 saying why. */
+const MAX_UPLOAD_BYTES = 25 * 1024 * 1024;
 
 /** What the app needs: the native door's dependencies and the shared middleware's. */
 export interface AppDeps extends NativeRoutesDeps {
@@ -62,11 +65,14 @@ export function createApp(deps: AppDeps): express.Express {
       validateRequests: { allowUnknownQueryParameters: false },
       validateResponses: deps.validateResponses ?? false,
       validateSecurity: false, // requireApiKey checks keys against the store
+      // Multipart bodies (the OpenAI door) are parsed by multer into memory and validated like JSON ones.
+      fileUploader: { limits: { fileSize: MAX_UPLOAD_BYTES, files: 1, fields: 20 } },
       ignorePaths: /^\/(healthz|readyz|metrics|openapi\.json|docs)$/,
     }),
   );
 
   app.use(createNativeRoutes(deps));
+  app.use(createOpenAIRoutes(deps));
   app.use('/admin', createAdminRouter({ store: deps.store, teams: deps.teams, usdPerCredit: deps.usdPerCredit, now: deps.now }));
 
   app.use(errorHandler(deps.log));

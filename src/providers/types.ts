@@ -21,6 +21,15 @@ export interface NormalizedRequest {
   duration_s: DurationS;
   image_url?: string;
   resize_mode?: 'pad' | 'crop';
+  /** A remix: a new video from the provider's own earlier job (only that provider can serve it). */
+  remix_of?: RemixSource;
+}
+
+/** The video a remix starts from: the provider and upstream job that made it, and its public id. */
+export interface RemixSource {
+  video_id: string;
+  provider_id: string;
+  upstream_id: string;
 }
 
 /** One model as one provider offers it. Prices are USD per generated second. */
@@ -54,6 +63,11 @@ export interface ProviderAdapter {
   download(upstreamId: string, ctx: CallContext): Promise<Readable>;
   /** Absent where the provider cannot cancel. */
   cancel?(upstreamId: string, ctx: CallContext): Promise<void>;
+  /**
+   * A new job that remixes the finished job `upstreamId` with `request.prompt`; absent where the provider
+   * cannot remix (its presence is the capability).
+   */
+  remix?(upstreamId: string, request: NormalizedRequest, ctx: CallContext): Promise<{ upstreamId: string }>;
 }
 
 /**
@@ -80,6 +94,11 @@ function serves(offer: ModelOffer, request: NormalizedRequest): boolean {
     offer.durations_s.includes(request.duration_s) &&
     (!request.image_url || offer.image_input)
   );
+}
+
+/** Whether this adapter may serve the request at all: a remix goes only to the provider of its original, if it can remix. */
+export function canTake(adapter: ProviderAdapter, request: NormalizedRequest): boolean {
+  return !request.remix_of || (adapter.id === request.remix_of.provider_id && adapter.remix !== undefined);
 }
 
 export function offerFor(adapter: ProviderAdapter, request: NormalizedRequest): ModelOffer | undefined {

@@ -1,5 +1,5 @@
 // Which provider serves a request: the cheapest that can serve it exactly and is healthy right now.
-import { offerFor, type ModelOffer, type NormalizedRequest, type ProviderAdapter } from '../providers/types';
+import { canTake, offerFor, type ModelOffer, type NormalizedRequest, type ProviderAdapter } from '../providers/types';
 import type { Health } from './health';
 import { priceUsd } from './quote';
 
@@ -40,6 +40,7 @@ export function createRouter(routed: readonly RoutedProvider[], health: Health):
   function candidates(request: NormalizedRequest): Candidate[] {
     const found: (Candidate & { error_rate: number; latency_ms: number })[] = [];
     for (const adapter of providers) {
+      if (!canTake(adapter, request)) continue;
       const offer = offerFor(adapter, request);
       const usd = offer && priceUsd(offer, request);
       if (!offer || usd === undefined) continue;

@@ -113,6 +113,14 @@ export function createSimulatedProvider(options: SimulatedProviderOptions): Prov
       return createReadStream(store.videoFile(job.id));
     },
 
+    async remix(upstreamId, request, ctx) {
+      const original = await readJob(upstreamId);
+      if (jobStatus(original, Date.now()).state !== 'done') {
+        throw new ProviderError('invalid_parameters', `job ${upstreamId} has not completed; only a finished video can be remixed`, false);
+      }
+      return this.submit(request, ctx);
+    },
+
     async cancel(upstreamId) {
       const job = await readJob(upstreamId);
       const { state } = jobStatus(job, Date.now());
