@@ -114,6 +114,8 @@ export interface ListTasksQuery {
   order?: 'asc' | 'desc';
   /** Return tasks strictly past this position in the list's order. */
   before?: { created_at_ms: number; id: string };
+  /** Deleted tasks too (for the ledger's checks); false by default. */
+  include_deleted?: boolean;
 }
 
 export type AttemptOutcome = 'running' | 'completed' | 'failed' | 'retried' | 'cancelled';
@@ -271,7 +273,7 @@ export interface Store {
   createTask(task: NewTask, lookup?: CacheLookup): Promise<TaskRecord>;
   /** Any task, deleted or not (the workers finish deleted tasks too); readers check `deleted_at_ms`. */
   getTask(id: string): Promise<TaskRecord | undefined>;
-  /** The owner's tasks that are not deleted. */
+  /** The owner's tasks that are not deleted (unless asked). */
   listTasks(query: ListTasksQuery): Promise<TaskRecord[]>;
   /**
    * Hides a finished task of this owner from reads and lists (a soft delete; the ledger is untouched).

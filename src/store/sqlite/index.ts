@@ -48,14 +48,14 @@ const FRESH_SOURCE = "cache_key = @key AND status = 'completed' AND source_id IS
 // `created_at_ms <= @before_ms` is implied by the OR; it is spelled out so the index can seek to the cursor.
 const listTasksSql = (statusFilter: string) => `
   SELECT * FROM tasks
-  WHERE owner_id = @owner_id ${statusFilter} AND deleted_at_ms IS NULL
+  WHERE owner_id = @owner_id ${statusFilter} AND (deleted_at_ms IS NULL OR @include_deleted = 1)
     AND created_at_ms <= @before_ms
     AND (created_at_ms < @before_ms OR (created_at_ms = @before_ms AND id < @before_id))
   ORDER BY created_at_ms DESC, id DESC
   LIMIT @limit`;
 const listTasksAscSql = (statusFilter: string) => `
   SELECT * FROM tasks
-  WHERE owner_id = @owner_id ${statusFilter} AND deleted_at_ms IS NULL
+  WHERE owner_id = @owner_id ${statusFilter} AND (deleted_at_ms IS NULL OR @include_deleted = 1)
     AND created_at_ms >= @after_ms
     AND (created_at_ms > @after_ms OR (created_at_ms = @after_ms AND id > @after_id))
   ORDER BY created_at_ms, id
@@ -473,6 +473,7 @@ export function createSqliteStore(file: string): Store {
             owner_id: query.owner_id,
             status: query.status,
             limit: query.limit,
+            include_deleted: query.include_deleted ? 1 : 0,
             // Without a cursor, start from the oldest task.
             after_ms: query.before?.created_at_ms ?? -1,
             after_id: query.before?.id ?? '',
@@ -484,6 +485,7 @@ export function createSqliteStore(file: string): Store {
           owner_id: query.owner_id,
           status: query.status,
           limit: query.limit,
+          include_deleted: query.include_deleted ? 1 : 0,
           // Without a cursor, start from the newest task.
           before_ms: query.before?.created_at_ms ?? Number.MAX_SAFE_INTEGER,
           before_id: query.before?.id ?? '',
