@@ -1364,6 +1364,12 @@ export interface operations {
             header?: {
                 /** @description `no-cache` (or `no-store`) asks for a fresh generation, like `"cache": false`. */
                 "Cache-Control"?: string;
+                /**
+                 * @description A key of the client's choosing: a retry with the same key and the same body within 24 hours answers the
+                 *     original video and is not charged again; the same key with another body answers 409 `idempotency_key_reused`.
+                 * @example 5f0c6c1e-2b7a-4d8e-9a51-0d4c2f1b9e77
+                 */
+                "Idempotency-Key"?: components["parameters"]["IdempotencyKey"];
             };
             path?: never;
             cookie?: never;
@@ -1396,6 +1402,7 @@ export interface operations {
             401: components["responses"]["Unauthorized"];
             402: components["responses"]["PaymentRequired"];
             403: components["responses"]["Forbidden"];
+            409: components["responses"]["IdempotencyConflict"];
             413: components["responses"]["TooLarge"];
             415: components["responses"]["UnsupportedMediaType"];
             429: components["responses"]["TooManyRequests"];
