@@ -1,5 +1,6 @@
 // The composition root: builds every part from the config and starts/stops them in order.
 import http from 'node:http';
+import path from 'node:path';
 import type { AddressInfo } from 'node:net';
 import { originsOf } from '../net/url-guard';
 import { createHealth } from '../routing/health';
@@ -13,6 +14,7 @@ import type { Config } from './config';
 import { createLogger, type Logger } from './logger';
 import { createMetrics } from './metrics';
 import { providersFromConfig } from './providers-from-config';
+import { createReferenceImages } from './reference-images';
 import { createResultCache } from './result-cache';
 import { createRetentionSweeper } from './retention';
 import { createTaskService } from './tasks';
@@ -47,9 +49,14 @@ export async function createGateway(config: Config, options: GatewayOptions = {}
   const { devKey } = await ensureApiKeys(store, teams, config.auth.api_keys);
 
   const trustedOrigins = originsOf(config.outbound.trusted_origins);
-  const cache = createResultCache({ config: config.cache, retentionMs, trustedOrigins, metrics, log, now });
+  const cache = createResultCache({ config: config.cache, retentionMs, metrics, log, now });
+  const images = createReferenceImages(path.join(config.data_dir, 'images'), {
+    maxBytes: config.cache.image_max_bytes,
+    timeoutMs: config.cache.image_timeout_ms,
+    trustedOrigins,
+  });
   const workers = createWorkers({
-    store, router, assets, metrics, log, now, cache,
+    store, router, assets, metrics, log, now, cache, images,
     config: config.workers,
     waitForProviderMs: config.routing.wait_for_provider_ms,
     usdPerCredit: config.credits.usd_per_credit,
@@ -57,6 +64,7 @@ export async function createGateway(config: Config, options: GatewayOptions = {}
   const tasks = createTaskService({
     store, router, assets, metrics, log, now, cache,
     variants: createVideoVariants(assets),
+    images,
     usdPerCredit: config.credits.usd_per_credit,
     upstreamTimeoutMs: config.workers.upstream_timeout_ms,
     onSubmitted: () => workers.wake(),

@@ -9,6 +9,7 @@ import type { Caller } from './teams';
 import { ApiError, conflict, forbidden, gone, invalidRequest, quotaError, taskNotFound } from './errors';
 import type { Logger } from './logger';
 import type { Metrics } from './metrics';
+import type { ImageUpload, ReferenceImages } from './reference-images';
 import type { ResultCache } from './result-cache';
 import type { ImageVariant, VideoVariants } from './video-variants';
 
@@ -20,6 +21,10 @@ export interface NormalizedGeneration {
   cache: boolean;
   /** The client's `Idempotency-Key` header, when it sent one. */
   idempotency_key?: string;
+  /** An uploaded reference image (the request then has no `image_url`). */
+  image_upload?: ImageUpload;
+  /** The field of `request.image_url` in the door's wire format, for errors; `image_urls` by default. */
+  image_param?: string;
 }
 
 /** How long an `Idempotency-Key` is honoured, as payment APIs do (Stripe: 24 hours). */
@@ -32,6 +37,7 @@ export interface TaskServiceDeps {
   metrics: Metrics;
   log: Logger;
   cache: ResultCache;
+  images: ReferenceImages;
   variants: VideoVariants;
   usdPerCredit: number;
   upstreamTimeoutMs: number;
@@ -109,13 +115,14 @@ export function createTaskService(deps: TaskServiceDeps) {
      * on the cheapest capable provider and queue the task. Refuses over quota.
      */
     async submit(caller: Caller, generation: NormalizedGeneration): Promise<TaskRecord> {
-      const { request, callback_url: callbackUrl, cache: wantsCache, idempotency_key: idempotencyKey } = generation;
-      assertModelAllowed(caller, request.model);
+      const { callback_url: callbackUrl, cache: wantsCache, idempotency_key: idempotencyKey } = generation;
+      assertModelAllowed(caller, generation.request.model);
+      const { request, sha256: imageSha256 } = await deps.images.prepare(generation.request, generation.image_upload, generation.image_param ?? 'image_urls');
       // The quote is what an estimate shows: the provider that would serve it now, else the cheapest capable.
       const quote = router.choose(request, { active: await store.countActiveByProvider() }) ?? router.candidates(request)[0];
       if (!quote) throw invalidRequest('unsupported_combination', 'no provider can serve this request');
       const quotedCredits = usdToCredits(quote.usd, deps.usdPerCredit);
-      const { lookup, ...cachePlan } = await deps.cache.plan(caller.owner_id, request, wantsCache);
+      const { lookup, ...cachePlan } = await deps.cache.plan(caller.owner_id, request, wantsCache, imageSha256);
       const nowMs = deps.now();
       const id = `task_${crypto.randomBytes(12).toString('hex')}`;
       let task: TaskRecord;
@@ -131,7 +138,7 @@ export function createTaskService(deps: TaskServiceDeps) {
           created_at_ms: nowMs,
           ...cachePlan,
           ...(idempotencyKey !== undefined && {
-            idempotency: { key: idempotencyKey, request_hash: requestHash(generation), since_ms: nowMs - IDEMPOTENCY_WINDOW_MS },
+            idempotency: { key: idempotencyKey, request_hash: requestHash({ ...generation, request }, imageSha256), since_ms: nowMs - IDEMPOTENCY_WINDOW_MS },
           }),
         }, lookup);
       } catch (err) {
@@ -224,7 +231,7 @@ export function createTaskService(deps: TaskServiceDeps) {
       if (!adapter?.remix || !made.upstream_id) {
         throw invalidRequest('remix_not_supported', `the provider that made '${id}' (${made.provider_id ?? 'unknown'}) cannot remix videos`, 'id');
       }
-      const { image_url: _image, remix_of: _remix, ...base } = JSON.parse(original.request_json) as NormalizedRequest;
+      const { image_url: _url, image_asset: _upload, remix_of: _remix, ...base } = JSON.parse(original.request_json) as NormalizedRequest;
       const request: NormalizedRequest = { ...base, prompt, remix_of: { video_id: id, provider_id: adapter.id, upstream_id: made.upstream_id } };
       return this.submit(caller, { request, callback_url: null, cache: true, ...(idempotencyKey !== undefined && { idempotency_key: idempotencyKey }) });
     },
@@ -252,7 +259,7 @@ function decodeCursor(cursor: string): { created_at_ms: number; id: string } {
   throw invalidRequest('invalid_cursor', 'after is not a cursor returned by this API', 'after');
 }
 
-/** What an Idempotency-Key promises to repeat: the normalized request and its options, hashed (SHA-256, hex). */
-function requestHash({ request, callback_url, cache }: NormalizedGeneration): string {
-  return crypto.createHash('sha256').update(JSON.stringify([request, callback_url, cache])).digest('hex');
+/** What an Idempotency-Key promises to repeat: the normalized request, its options and its image's bytes, hashed (SHA-256, hex). */
+function requestHash({ request, callback_url, cache }: NormalizedGeneration, imageSha256: string | undefined): string {
+  return crypto.createHash('sha256').update(JSON.stringify([request, callback_url, cache, imageSha256 ?? null])).digest('hex');
 }

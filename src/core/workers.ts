@@ -9,6 +9,7 @@ import type { AssetStore } from './assets';
 import type { Config } from './config';
 import type { Logger } from './logger';
 import type { Metrics } from './metrics';
+import type { ReferenceImages } from './reference-images';
 import type { ResultCache } from './result-cache';
 
 export interface WorkerDeps {
@@ -18,6 +19,8 @@ export interface WorkerDeps {
   metrics: Metrics;
   log: Logger;
   cache: ResultCache;
+  /** Where uploaded reference images are kept, to hand their bytes to the adapter. */
+  images: ReferenceImages;
   config: Config['workers'];
   /** How long a task may wait for any provider to become available. */
   waitForProviderMs: number;
@@ -179,6 +182,14 @@ export function createWorkers(deps: WorkerDeps): Workers {
     return undefined;
   }
 
+  /** The bytes of the request's uploaded image, for the adapter; a terminal failure once they are gone. */
+  async function uploadedImage(request: NormalizedRequest): Promise<{ bytes: Buffer; media_type: string } | undefined> {
+    if (!request.image_asset) return undefined;
+    const bytes = await deps.images.read(request.image_asset.sha256);
+    if (!bytes) throw new ProviderError('invalid_parameters', 'the uploaded reference image is no longer stored', false);
+    return { bytes, media_type: request.image_asset.media_type };
+  }
+
   async function dispatch(claimed: ClaimedTask): Promise<void> {
     const request = JSON.parse(claimed.request_json) as NormalizedRequest;
     // A pending task with a provider is an attempt that was started but not confirmed (its worker
@@ -192,10 +203,11 @@ export function createWorkers(deps: WorkerDeps): Workers {
     const started = now();
     try {
       const { remix_of: remixOf } = request;
+      const image = await uploadedImage(request);
       const { upstreamId } = await upstream(provider, 'submit', (signal) =>
         remixOf && provider.remix
           ? provider.remix(remixOf.upstream_id, request, { idempotencyKey: key, signal })
-          : provider.submit(request, { idempotencyKey: key, signal }),
+          : provider.submit(request, { idempotencyKey: key, signal, image }),
       );
       unansweredSubmits.delete(key);
       health.success(provider.id, request.model, now() - started);

@@ -20,6 +20,8 @@ export interface NormalizedRequest {
   size: VideoSize;
   duration_s: DurationS;
   image_url?: string;
+  /** An uploaded reference image, stored by vidgate under its SHA-256; its bytes reach the adapter in CallContext.image. */
+  image_asset?: { sha256: string; media_type: 'image/jpeg' | 'image/png' | 'image/webp' };
   resize_mode?: 'pad' | 'crop';
   /** A remix: a new video from the provider's own earlier job (only that provider can serve it). */
   remix_of?: RemixSource;
@@ -46,6 +48,8 @@ export interface CallContext {
   /** Stable across retries of the same attempt, so that a resubmission after a crash is not a second job. */
   idempotencyKey?: string;
   signal?: AbortSignal;
+  /** The bytes of the request's uploaded image (`image_asset`), for adapters that send them (`image_bytes`). */
+  image?: { bytes: Buffer; media_type: string };
 }
 
 export type PollResult =
@@ -57,6 +61,8 @@ export interface ProviderAdapter {
   readonly id: string;
   readonly kind: string;
   readonly catalog: readonly ModelOffer[];
+  /** Sends an uploaded image's bytes itself (CallContext.image); without it, an uploaded image needs a link to it. */
+  readonly image_bytes?: boolean;
   submit(request: NormalizedRequest, ctx: CallContext): Promise<{ upstreamId: string }>;
   poll(upstreamId: string, ctx: CallContext): Promise<PollResult>;
   /** The finished MP4 as a byte stream. */
@@ -92,12 +98,17 @@ function serves(offer: ModelOffer, request: NormalizedRequest): boolean {
     offer.model === request.model &&
     offer.sizes.includes(request.size) &&
     offer.durations_s.includes(request.duration_s) &&
-    (!request.image_url || offer.image_input)
+    (!(request.image_url || request.image_asset) || offer.image_input)
   );
 }
 
-/** Whether this adapter may serve the request at all: a remix goes only to the provider of its original, if it can remix. */
-export function canTake(adapter: ProviderAdapter, request: NormalizedRequest): boolean {
+/**
+ * Whether this adapter may serve the request at all: a remix goes only to the provider of its original, if it
+ * can remix; an uploaded image only to one that sends bytes, unless vidgate can serve the image at a link
+ * (`imageLinks`).
+ */
+export function canTake(adapter: ProviderAdapter, request: NormalizedRequest, imageLinks = false): boolean {
+  if (request.image_asset && !adapter.image_bytes && !imageLinks) return false;
   return !request.remix_of || (adapter.id === request.remix_of.provider_id && adapter.remix !== undefined);
 }
 

@@ -35,5 +35,5 @@ export function normalizeVideoCreate(body: VideoCreate, router: Router, trustedO
     request.image_url = url;
   }
   assertOffered(request, router, { model: 'model', size: 'size', tier: 'size', duration: 'seconds' });
-  return { request, callback_url: null, cache: true };
+  return { request, callback_url: null, cache: true, image_param: 'input_reference' };
 }

@@ -20,6 +20,8 @@ export interface OpenAIRoutesDeps {
 }
 
 type ListQuery = { after?: string; limit?: number; order?: 'asc' | 'desc' };
+/** What multer puts in `req.files` (memory storage). */
+type UploadedFile = { fieldname: string; buffer: Buffer };
 
 /** The routes of the OpenAI door under /v1/videos. */
 export function createOpenAIRoutes(deps: OpenAIRoutesDeps): express.Router {
@@ -32,6 +34,9 @@ export function createOpenAIRoutes(deps: OpenAIRoutesDeps): express.Router {
 
   routes.post('/v1/videos', async (req, res) => {
     const generation = normalizeVideoCreate(req.body as components['schemas']['VideoCreateRequest'], deps.router, deps.trustedOrigins);
+    // A file part, parsed into memory by the validator's multer (app.ts); its bytes are checked in the core.
+    const file = (req.files as UploadedFile[] | undefined)?.find((f) => f.fieldname === 'input_reference');
+    if (file) generation.image_upload = { bytes: file.buffer, param: 'input_reference' };
     sendVideo(res, await tasks.submit(caller(res), { ...generation, ...idempotencyKey(req.get('idempotency-key')) }));
   });
 

@@ -30,6 +30,7 @@ export function createOpenAIProvider(options: OpenAIProviderOptions): ProviderAd
     id,
     kind: 'openai',
     catalog,
+    image_bytes: true,
 
     async submit(request, ctx) {
       const offer = requireOffer(catalog, request);
@@ -39,7 +40,7 @@ export function createOpenAIProvider(options: OpenAIProviderOptions): ProviderAd
       const body = await sendJson<unknown>(target, 'v1/videos', {
         method: 'POST',
         headers,
-        body: createVideoForm(request, offer),
+        body: createVideoForm(request, offer, ctx.image),
         signal: ctx.signal,
       });
       return { upstreamId: asVideoObject(body).id };

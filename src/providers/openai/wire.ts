@@ -44,14 +44,18 @@ export function isRetryableJobError(code: string): boolean {
   return !(TERMINAL_JOB_CODES.has(code) || TERMINAL_JOB_CODE_PATTERN.test(code));
 }
 
-/** POST /v1/videos body, as the official SDK sends it: multipart even without a file, seconds as text. */
-export function createVideoForm(request: NormalizedRequest, offer: ModelOffer): FormData {
+/**
+ * POST /v1/videos body, as the official SDK sends it: multipart even without a file, seconds as text; an
+ * uploaded image (`image`, its bytes) as the file part `input_reference`.
+ */
+export function createVideoForm(request: NormalizedRequest, offer: ModelOffer, image?: { bytes: Buffer; media_type: string }): FormData {
   const form = new FormData();
   form.append('prompt', request.prompt);
   form.append('model', offer.upstream_model);
   form.append('seconds', String(request.duration_s));
   form.append('size', request.size);
   if (request.image_url) form.append('input_reference[image_url]', request.image_url);
+  if (image) form.append('input_reference', new Blob([new Uint8Array(image.bytes)], { type: image.media_type }), `reference.${image.media_type.split('/')[1]}`);
   return form;
 }
 

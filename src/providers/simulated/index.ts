@@ -86,6 +86,7 @@ export function createSimulatedProvider(options: SimulatedProviderOptions): Prov
     id,
     kind: 'simulated',
     catalog,
+    image_bytes: true,
 
     async submit(request, ctx) {
       requireOffer(catalog, request);
