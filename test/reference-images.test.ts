@@ -122,7 +122,7 @@ describe('uploaded images', () => {
     expect(create.body).not.toHaveProperty('input_reference[image_url]');
   });
 
-  it('find no candidate in a provider that needs a URL (the task API)', async (ctx) => {
+  it('find no candidate in a provider that needs a URL (the task API) without server.public_url', async (ctx) => {
     const tasks = await startFakeTasksApi({ durationMs: 100 });
     ctx.onTestFinished(() => tasks.close());
     const g = await gateway(
@@ -134,5 +134,41 @@ describe('uploaded images', () => {
     expect(res.status).toBe(400);
     expect(res.body.error).toMatchObject({ code: 'unsupported_combination' });
     expect(tasks.requests).toEqual([]);
+  });
+
+  it('reach a provider that needs a URL at a signed, expiring link under server.public_url', async (ctx) => {
+    const tasks = await startFakeTasksApi({ durationMs: 100, mp4: await renderTestMp4() });
+    ctx.onTestFinished(() => tasks.close());
+    let offsetMs = 0;
+    const g = await startTestGateway(
+      {
+        server: { port: 0, public_url: 'https://vidgate.example.com' },
+        outbound: { trusted_origins: [origin, tasks.url] },
+        providers: [{ id: 'tasks', kind: 'tasks-api', base_url: tasks.url, api_key_env: 'FAKE_TASKS_KEY', models: [{ model: 'sora-2', usd_per_second: { standard: 0.2 } }] }],
+      },
+      { env: { FAKE_TASKS_KEY: tasks.apiKey }, now: () => Date.now() + offsetMs },
+    );
+    ctx.onTestFinished(() => g.close());
+    expect((await upload(g, PNG)).status).toBe(200);
+    const create = await waitFor(async () => tasks.requests.find((r) => r.method === 'POST'));
+    const link = new URL((create.body as { image_urls: string[] }).image_urls[0]!);
+    expect(link.origin).toBe('https://vidgate.example.com');
+    expect(link.pathname).toBe(`/images/${createHash('sha256').update(PNG).digest('hex')}`);
+
+    const fetched = await g.http.get(`${link.pathname}${link.search}`).buffer(true);
+    expect(fetched.status).toBe(200);
+    expect(fetched.headers['content-type']).toBe('image/png');
+    expect(Buffer.compare(fetched.body as Buffer, PNG)).toBe(0);
+
+    const tampered = new URLSearchParams(link.search);
+    tampered.set('signature', 'f'.repeat(64));
+    expect((await g.http.get(`${link.pathname}?${tampered}`)).status).toBe(404);
+    const stretched = new URLSearchParams(link.search);
+    stretched.set('expires', String(Number(stretched.get('expires')) + 3600));
+    expect((await g.http.get(`${link.pathname}?${stretched}`)).status).toBe(404);
+    offsetMs = 2 * 3600 * 1000; // past the link's hour
+    const expired = await g.http.get(`${link.pathname}${link.search}`);
+    expect(expired.status).toBe(404);
+    expect(expired.body.error).toMatchObject({ code: 'image_not_found', type: 'not_found_error' });
   });
 });

@@ -14,6 +14,7 @@ import type { Config } from './config';
 import { createLogger, type Logger } from './logger';
 import { createMetrics } from './metrics';
 import { providersFromConfig } from './providers-from-config';
+import { createImageLinks } from './image-links';
 import { createReferenceImages } from './reference-images';
 import { createResultCache } from './result-cache';
 import { createRetentionSweeper } from './retention';
@@ -43,7 +44,8 @@ export async function createGateway(config: Config, options: GatewayOptions = {}
   const built = providersFromConfig(config, options.env ?? process.env);
   for (const p of built.disabled) log.warn('provider left out', { provider: p.id, kind: p.kind, reason: p.reason });
   const health = createHealth(config.routing.breaker, now);
-  const router = createRouter(options.providers ?? built.routed, health);
+  const imageLinks = config.server.public_url ? createImageLinks(config.server.public_url, path.join(config.data_dir, 'image-link.key'), now) : undefined;
+  const router = createRouter(options.providers ?? built.routed, health, { imageLinks: imageLinks !== undefined });
   const retentionMs = config.assets.retention_days * 24 * 3600 * 1000;
   const teams = createTeamService(store, config.teams.default_quotas, now);
   const { devKey } = await ensureApiKeys(store, teams, config.auth.api_keys);
@@ -56,7 +58,7 @@ export async function createGateway(config: Config, options: GatewayOptions = {}
     trustedOrigins,
   });
   const workers = createWorkers({
-    store, router, assets, metrics, log, now, cache, images,
+    store, router, assets, metrics, log, now, cache, images, imageLinks,
     config: config.workers,
     waitForProviderMs: config.routing.wait_for_provider_ms,
     usdPerCredit: config.credits.usd_per_credit,
@@ -79,6 +81,8 @@ export async function createGateway(config: Config, options: GatewayOptions = {}
     usdPerCredit: config.credits.usd_per_credit,
     trustedOrigins,
     disabledProviders: built.disabled,
+    images,
+    imageLinks,
     isDraining: () => draining,
     validateResponses: options.validateResponses,
   });

@@ -46,6 +46,15 @@ export async function checkImage(bytes: Buffer, param: string, ffmpegPath: strin
   return { media_type: mediaType, width: size.width, height: size.height, sha256: createHash('sha256').update(bytes).digest('hex') };
 }
 
+/** The media type of bytes that passed `checkImage` (read from their signature). */
+export function mediaTypeOf(bytes: Buffer): ImageMediaType | undefined {
+  try {
+    return MEDIA_TYPES[imageSize(bytes).type as keyof typeof MEDIA_TYPES];
+  } catch {
+    return undefined;
+  }
+}
+
 /** Whether ffmpeg decodes the whole image without an error (from a file: it cannot probe WebP from a pipe). */
 async function decodes(bytes: Buffer, ffmpegPath: string): Promise<boolean> {
   const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'vidgate-image-'));

@@ -9,6 +9,7 @@ import type { AssetStore } from './assets';
 import type { Config } from './config';
 import type { Logger } from './logger';
 import type { Metrics } from './metrics';
+import type { ImageLinks } from './image-links';
 import type { ReferenceImages } from './reference-images';
 import type { ResultCache } from './result-cache';
 
@@ -21,6 +22,8 @@ export interface WorkerDeps {
   cache: ResultCache;
   /** Where uploaded reference images are kept, to hand their bytes to the adapter. */
   images: ReferenceImages;
+  /** Links to uploaded images, for adapters that take images only by URL; absent without `server.public_url`. */
+  imageLinks?: ImageLinks;
   config: Config['workers'];
   /** How long a task may wait for any provider to become available. */
   waitForProviderMs: number;
@@ -182,12 +185,20 @@ export function createWorkers(deps: WorkerDeps): Workers {
     return undefined;
   }
 
-  /** The bytes of the request's uploaded image, for the adapter; a terminal failure once they are gone. */
-  async function uploadedImage(request: NormalizedRequest): Promise<{ bytes: Buffer; media_type: string } | undefined> {
-    if (!request.image_asset) return undefined;
-    const bytes = await deps.images.read(request.image_asset.sha256);
+  /**
+   * An uploaded image as the adapter takes it: its bytes (CallContext.image), or a signed link in `image_url`.
+   * A terminal failure once the bytes are gone, or when no link can be made (the router left such providers out).
+   */
+  async function imageFor(adapter: ProviderAdapter, request: NormalizedRequest): Promise<{ sent: NormalizedRequest; image?: { bytes: Buffer; media_type: string } }> {
+    const asset = request.image_asset;
+    if (!asset) return { sent: request };
+    if (!adapter.image_bytes) {
+      if (!deps.imageLinks) throw new ProviderError('invalid_parameters', `${adapter.id} takes images only by URL and no server.public_url is set`, false);
+      return { sent: { ...request, image_url: deps.imageLinks.sign(asset.sha256) } };
+    }
+    const bytes = await deps.images.read(asset.sha256);
     if (!bytes) throw new ProviderError('invalid_parameters', 'the uploaded reference image is no longer stored', false);
-    return { bytes, media_type: request.image_asset.media_type };
+    return { sent: request, image: { bytes, media_type: asset.media_type } };
   }
 
   async function dispatch(claimed: ClaimedTask): Promise<void> {
@@ -203,11 +214,11 @@ export function createWorkers(deps: WorkerDeps): Workers {
     const started = now();
     try {
       const { remix_of: remixOf } = request;
-      const image = await uploadedImage(request);
+      const { sent, image } = await imageFor(provider, request);
       const { upstreamId } = await upstream(provider, 'submit', (signal) =>
         remixOf && provider.remix
-          ? provider.remix(remixOf.upstream_id, request, { idempotencyKey: key, signal })
-          : provider.submit(request, { idempotencyKey: key, signal, image }),
+          ? provider.remix(remixOf.upstream_id, sent, { idempotencyKey: key, signal })
+          : provider.submit(sent, { idempotencyKey: key, signal, image }),
       );
       unansweredSubmits.delete(key);
       health.success(provider.id, request.model, now() - started);

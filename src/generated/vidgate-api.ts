@@ -562,6 +562,29 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/images/{sha256}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * An uploaded reference image, by signed link
+         * @description The link vidgate gives a provider that takes reference images only by URL (the task API), for an image
+         *     uploaded to `POST /v1/videos`. It needs no API key: the signature and its expiry (one hour) are the
+         *     credential. Links exist only where `server.public_url` is configured. A bad signature, an expired link
+         *     and an unknown image all answer 404.
+         */
+        get: operations["getImageByLink"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
 }
 export type webhooks = Record<string, never>;
 export interface components {
@@ -2330,6 +2353,47 @@ export interface operations {
             404: components["responses"]["NotFound"];
             409: components["responses"]["Conflict"];
             429: components["responses"]["TooManyRequests"];
+        };
+    };
+    getImageByLink: {
+        parameters: {
+            query: {
+                /**
+                 * @description Unix seconds after which the link no longer works.
+                 * @example 1764514800
+                 */
+                expires: number;
+                /**
+                 * @description HMAC-SHA256 (hex) of `<sha256>.<expires>` under the installation's link key.
+                 * @example 9b1f0c3e5a7d2b4c6e8f0a1b3c5d7e9f1a2b3c4d5e6f708192a3b4c5d6e7f809
+                 */
+                signature: string;
+            };
+            header?: never;
+            path: {
+                /**
+                 * @description The image's SHA-256, in hex.
+                 * @example 3cbf6cefa30ddb4c5c3b2e6c81991afed17a8f131b457c46cb713ab9103c0b61
+                 */
+                sha256: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The image's bytes. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "image/jpeg": string;
+                    "image/png": string;
+                    "image/webp": string;
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            404: components["responses"]["NotFound"];
         };
     };
 }

@@ -13,6 +13,7 @@ import { createAdminRouter } from './admin/routes';
 import { renderApiReference } from './api-reference';
 import { requireAdminToken, requireApiKey } from './auth';
 import { errorHandler } from './error-handler';
+import { createImageLinkRoutes, type ImageLinkRoutesDeps } from './image-links';
 import { createNativeRoutes, type NativeRoutesDeps } from './native/routes';
 import { createOpenAIRoutes } from './openai/routes';
 
@@ -20,8 +21,8 @@ export const SPEC_PATH = fileURLToPath(new URL('../../openapi/vidgate.yaml', imp
 /** The largest uploaded file accepted (413 above): above the 10 MB an image may have, so that one a little over gets a 400 saying why. */
 const MAX_UPLOAD_BYTES = 25 * 1024 * 1024;
 
-/** What the app needs: the native door's dependencies and the shared middleware's. */
-export interface AppDeps extends NativeRoutesDeps {
+/** What the app needs: the doors' dependencies and the shared middleware's. */
+export interface AppDeps extends NativeRoutesDeps, ImageLinkRoutesDeps {
   teams: TeamService;
   metrics: Metrics;
   /** Enables /admin when set. */
@@ -73,6 +74,7 @@ export function createApp(deps: AppDeps): express.Express {
 
   app.use(createNativeRoutes(deps));
   app.use(createOpenAIRoutes(deps));
+  app.use(createImageLinkRoutes(deps));
   app.use('/admin', createAdminRouter({ store: deps.store, teams: deps.teams, usdPerCredit: deps.usdPerCredit, now: deps.now }));
 
   app.use(errorHandler(deps.log));

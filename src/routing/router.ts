@@ -33,14 +33,19 @@ export interface Router {
   choose(request: NormalizedRequest, options?: ChooseOptions): Candidate | undefined;
 }
 
-export function createRouter(routed: readonly RoutedProvider[], health: Health): Router {
+export interface RouterOptions {
+  /** vidgate can serve an uploaded image at a link, so providers that take images only by URL can take uploads. */
+  imageLinks?: boolean;
+}
+
+export function createRouter(routed: readonly RoutedProvider[], health: Health, { imageLinks = false }: RouterOptions = {}): Router {
   const byId = new Map(routed.map((r) => [r.adapter.id, r]));
   const providers = routed.map((r) => r.adapter);
 
   function candidates(request: NormalizedRequest): Candidate[] {
     const found: (Candidate & { error_rate: number; latency_ms: number })[] = [];
     for (const adapter of providers) {
-      if (!canTake(adapter, request)) continue;
+      if (!canTake(adapter, request, imageLinks)) continue;
       const offer = offerFor(adapter, request);
       const usd = offer && priceUsd(offer, request);
       if (!offer || usd === undefined) continue;
