@@ -131,7 +131,7 @@ describe('one core, two doors', () => {
   });
 });
 
-describe('remix where the provider cannot remix', () => {
+describe('where a remix goes', () => {
   it('answers 400 remix_not_supported for a video made by the task API', async (ctx: TestContext) => {
     const tasksApi = await startFakeTasksApi({ mp4: await renderTestMp4(), durationMs: 200 });
     const g = await startTestGateway(
@@ -152,5 +152,20 @@ describe('remix where the provider cannot remix', () => {
     expect(res.body.error).toMatchObject({ code: 'remix_not_supported', type: 'invalid_request_error', param: 'id' });
     expect(res.body.error.message).toContain('tasks');
     expect(await g.gateway.store.listTasks({ owner_id: await defaultTeam(g), limit: 10 })).toHaveLength(1);
+  });
+
+  it('a remix of a video served from the cache goes to the provider and upstream job of the original', async (ctx: TestContext) => {
+    const g = await startTestGateway({ cache: { enabled: true }, providers: [{ id: 'simulated', kind: 'simulated', duration_ms: 200, fps: 4 }] });
+    ctx.onTestFinished(() => g.close());
+    const create = () => g.http.post('/v1/videos').set(auth(KEY_A)).send({ prompt: 'cached original', seconds: '4', size: '1280x720' });
+    const original = (await create()).body.id as string;
+    await waitFor(async () => ((await g.http.get(`/v1/videos/${original}`).set(auth(KEY_A))).body.status === 'completed' ? true : undefined), 30_000, 200);
+    const hit = (await create()).body.id as string;
+    expect((await g.http.get(`/v1/tasks/${hit}`).set(auth(KEY_A))).body.cache).toBe('hit');
+    const remix = await g.http.post(`/v1/videos/${hit}/remix`).set(auth(KEY_A)).send({ prompt: 'cached original, remixed' });
+    expect(remix.status).toBe(200);
+    expect(remix.body.remixed_from_video_id).toBe(hit);
+    const request = JSON.parse((await g.gateway.store.getTask(remix.body.id))!.request_json);
+    expect(request.remix_of).toEqual({ video_id: hit, provider_id: 'simulated', upstream_id: (await g.gateway.store.getTask(original))!.upstream_id });
   });
 });

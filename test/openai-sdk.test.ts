@@ -3,10 +3,12 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import ffprobe from '@ffprobe-installer/ffprobe';
-import OpenAI from 'openai';
+import OpenAI, { toFile } from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { KEY_A, probeVideo, tempDir } from './support/gateway';
+import { makeImage } from './support/images';
 import { startServerProcess, type ServerProcess } from './support/process';
 
 const ADMIN = 'sdk-test-admin-token-0123456789';
@@ -191,5 +193,23 @@ describe('the official openai SDK against a real vidgate process', () => {
     expect(limited).toBeInstanceOf(OpenAI.RateLimitError);
     expect(limited).toMatchObject({ status: 429, code: 'max_concurrent_exceeded' });
     expect((limited as InstanceType<typeof OpenAI.RateLimitError>).headers?.get('retry-after')).toBeTruthy();
+  });
+
+  it('creates with an uploaded image (a file part) and refuses a bad one and an image URL on a private address', async () => {
+    const png = makeImage('png', 128, 72);
+    const withImage = await client.videos.create({ prompt: 'from a picture', seconds: '4', size: '1280x720', input_reference: await toFile(png, 'reference.png', { type: 'image/png' }) });
+    expect(withImage).toMatchObject({ status: 'queued', size: '1280x720' });
+    const stored = fs.readdirSync(path.join(dataDir, 'images'));
+    expect(stored).toContain(createHash('sha256').update(png).digest('hex'));
+
+    const gif = await client.videos
+      .create({ prompt: 'from a gif', seconds: '4', input_reference: await toFile(makeImage('gif'), 'looks.png', { type: 'image/png' }) })
+      .catch((e: unknown) => e);
+    expect(gif).toBeInstanceOf(OpenAI.BadRequestError);
+    expect(gif).toMatchObject({ status: 400, code: 'invalid_image', param: 'input_reference' });
+
+    const privateUrl = await client.videos.create({ prompt: 'from a link', seconds: '4', input_reference: { image_url: 'http://10.0.0.1/a.png' } }).catch((e: unknown) => e);
+    expect(privateUrl).toBeInstanceOf(OpenAI.BadRequestError);
+    expect(privateUrl).toMatchObject({ status: 400, code: 'invalid_url', param: 'input_reference' });
   });
 });
