@@ -71,8 +71,66 @@ export function createTaskService(deps: TaskServiceDeps) {
   /** The task whose upstream job made this task's video: itself, or the source of a hit or follower. */
   async function generationOf(task: TaskRecord): Promise<TaskRecord> {
     let t = task;
-    while (t.source_id !== null) t = (await store.getTask(t.source_id)) ?? t;
+    for (let source = t.source_id; source !== null; source = t.source_id) {
+      const next = await store.getTask(source);
+      if (!next) break;
+      t = next;
+    }
     return t;
+  }
+
+  /**
+   * Checks the reference image (400 `invalid_image`); answers the original task for a repeated Idempotency-Key
+   * (409 `idempotency_key_reused` when the body differs); serves an identical request's stored result, or follows
+   * its running generation; else reserves the quote on the cheapest capable provider and queues the task.
+   * Refuses over quota (402, 429).
+   */
+  async function submit(caller: Caller, generation: NormalizedGeneration): Promise<TaskRecord> {
+    const { callback_url: callbackUrl, cache: wantsCache, idempotency_key: idempotencyKey } = generation;
+    assertModelAllowed(caller, generation.request.model);
+    const { request, sha256: imageSha256 } = await deps.images.prepare(generation.request, generation.image_upload, generation.image_param ?? 'image_urls');
+    // The quote is what an estimate shows: the provider that would serve it now, else the cheapest capable.
+    const quote = router.choose(request, { active: await store.countActiveByProvider() }) ?? router.candidates(request)[0];
+    if (!quote) throw invalidRequest('unsupported_combination', 'no provider can serve this request');
+    const quotedCredits = usdToCredits(quote.usd, deps.usdPerCredit);
+    const { lookup, ...cachePlan } = await deps.cache.plan(caller.owner_id, request, wantsCache, imageSha256);
+    const nowMs = deps.now();
+    const id = `task_${crypto.randomBytes(12).toString('hex')}`;
+    let task: TaskRecord;
+    try {
+      task = await store.createTask({
+        id,
+        owner_id: caller.owner_id,
+        key_id: caller.key.id,
+        model: request.model,
+        request_json: JSON.stringify(request),
+        callback_url: callbackUrl,
+        credits_reserved: quotedCredits,
+        created_at_ms: nowMs,
+        ...cachePlan,
+        ...(idempotencyKey !== undefined && {
+          idempotency: { key: idempotencyKey, request_hash: requestHash({ ...generation, request }, imageSha256), since_ms: nowMs - IDEMPOTENCY_WINDOW_MS },
+        }),
+      }, lookup);
+    } catch (err) {
+      if (err instanceof QuotaExceededError) throw quotaError(err, nowMs);
+      if (err instanceof IdempotencyConflictError) {
+        throw new ApiError(409, 'conflict_error', 'idempotency_key_reused',
+          `this Idempotency-Key was used within 24 hours for another request (task '${err.task_id}'); use a new key for a new request`, 'Idempotency-Key');
+      }
+      throw err;
+    }
+    if (task.id !== id) return task; // a retry under an Idempotency-Key: the original, charged once
+    metrics.tasksSubmitted.inc({ model: request.model });
+    metrics.credits.inc({ kind: 'reserved', team: caller.owner_id, provider: 'none', model: request.model }, task.credits_reserved);
+    deps.cache.served(task, quotedCredits);
+    if (task.cache_status === 'hit') {
+      metrics.tasksFinished.inc({ status: 'completed', provider: 'cache' });
+      metrics.credits.inc({ kind: 'settled', team: caller.owner_id, provider: 'cache', model: request.model }, task.credits_reserved);
+    } else if (task.cache_status !== 'coalesced') {
+      deps.onSubmitted();
+    }
+    return task;
   }
 
   async function cancel(caller: Caller, id: string): Promise<TaskRecord> {
@@ -110,57 +168,7 @@ export function createTaskService(deps: TaskServiceDeps) {
   }
 
   return {
-    /**
-     * Serve an identical request's stored result, or follow its running generation; else reserve the quote
-     * on the cheapest capable provider and queue the task. Refuses over quota.
-     */
-    async submit(caller: Caller, generation: NormalizedGeneration): Promise<TaskRecord> {
-      const { callback_url: callbackUrl, cache: wantsCache, idempotency_key: idempotencyKey } = generation;
-      assertModelAllowed(caller, generation.request.model);
-      const { request, sha256: imageSha256 } = await deps.images.prepare(generation.request, generation.image_upload, generation.image_param ?? 'image_urls');
-      // The quote is what an estimate shows: the provider that would serve it now, else the cheapest capable.
-      const quote = router.choose(request, { active: await store.countActiveByProvider() }) ?? router.candidates(request)[0];
-      if (!quote) throw invalidRequest('unsupported_combination', 'no provider can serve this request');
-      const quotedCredits = usdToCredits(quote.usd, deps.usdPerCredit);
-      const { lookup, ...cachePlan } = await deps.cache.plan(caller.owner_id, request, wantsCache, imageSha256);
-      const nowMs = deps.now();
-      const id = `task_${crypto.randomBytes(12).toString('hex')}`;
-      let task: TaskRecord;
-      try {
-        task = await store.createTask({
-          id,
-          owner_id: caller.owner_id,
-          key_id: caller.key.id,
-          model: request.model,
-          request_json: JSON.stringify(request),
-          callback_url: callbackUrl,
-          credits_reserved: quotedCredits,
-          created_at_ms: nowMs,
-          ...cachePlan,
-          ...(idempotencyKey !== undefined && {
-            idempotency: { key: idempotencyKey, request_hash: requestHash({ ...generation, request }, imageSha256), since_ms: nowMs - IDEMPOTENCY_WINDOW_MS },
-          }),
-        }, lookup);
-      } catch (err) {
-        if (err instanceof QuotaExceededError) throw quotaError(err, nowMs);
-        if (err instanceof IdempotencyConflictError) {
-          throw new ApiError(409, 'conflict_error', 'idempotency_key_reused',
-            `this Idempotency-Key was used within 24 hours for another request (task '${err.task_id}'); use a new key for a new request`, 'Idempotency-Key');
-        }
-        throw err;
-      }
-      if (task.id !== id) return task; // a retry under an Idempotency-Key: the original, charged once
-      metrics.tasksSubmitted.inc({ model: request.model });
-      metrics.credits.inc({ kind: 'reserved', team: caller.owner_id, provider: 'none', model: request.model }, task.credits_reserved);
-      deps.cache.served(task, quotedCredits);
-      if (task.cache_status === 'hit') {
-        metrics.tasksFinished.inc({ status: 'completed', provider: 'cache' });
-        metrics.credits.inc({ kind: 'settled', team: caller.owner_id, provider: 'cache', model: request.model }, task.credits_reserved);
-      } else if (task.cache_status !== 'coalesced') {
-        deps.onSubmitted();
-      }
-      return task;
-    },
+    submit,
 
     get: ownTask,
 
@@ -233,7 +241,7 @@ export function createTaskService(deps: TaskServiceDeps) {
       }
       const { image_url: _url, image_asset: _upload, remix_of: _remix, ...base } = JSON.parse(original.request_json) as NormalizedRequest;
       const request: NormalizedRequest = { ...base, prompt, remix_of: { video_id: id, provider_id: adapter.id, upstream_id: made.upstream_id } };
-      return this.submit(caller, { request, callback_url: null, cache: true, ...(idempotencyKey !== undefined && { idempotency_key: idempotencyKey }) });
+      return submit(caller, { request, callback_url: null, cache: true, ...(idempotencyKey !== undefined && { idempotency_key: idempotencyKey }) });
     },
   };
 }

@@ -8,6 +8,7 @@ import ffmpeg from '@ffmpeg-installer/ffmpeg';
 import {
   ProviderError,
   requireOffer,
+  type CallContext,
   type ModelOffer,
   type NormalizedRequest,
   type PollResult,
@@ -82,20 +83,22 @@ export function createSimulatedProvider(options: SimulatedProviderOptions): Prov
     await render;
   }
 
+  async function submit(request: NormalizedRequest, ctx: CallContext): Promise<{ upstreamId: string }> {
+    requireOffer(catalog, request);
+    const key = ctx.idempotencyKey;
+    const jobId = key === undefined ? newJobId() : await store.claimKey(key, newJobId());
+    // Creates the job unless it exists; also recovers a key whose claimer died before creating it.
+    if (!(await store.read(jobId))) await store.create(newJob(jobId, request, key));
+    return { upstreamId: jobId };
+  }
+
   return {
     id,
     kind: 'simulated',
     catalog,
     image_bytes: true,
 
-    async submit(request, ctx) {
-      requireOffer(catalog, request);
-      const key = ctx.idempotencyKey;
-      const jobId = key === undefined ? newJobId() : await store.claimKey(key, newJobId());
-      // Creates the job unless it exists; also recovers a key whose claimer died before creating it.
-      if (!(await store.read(jobId))) await store.create(newJob(jobId, request, key));
-      return { upstreamId: jobId };
-    },
+    submit,
 
     async poll(upstreamId): Promise<PollResult> {
       const job = await readJob(upstreamId);
@@ -119,7 +122,7 @@ export function createSimulatedProvider(options: SimulatedProviderOptions): Prov
       if (jobStatus(original, Date.now()).state !== 'done') {
         throw new ProviderError('invalid_parameters', `job ${upstreamId} has not completed; only a finished video can be remixed`, false);
       }
-      return this.submit(request, ctx);
+      return submit(request, ctx);
     },
 
     async cancel(upstreamId) {
