@@ -269,6 +269,10 @@ export interface Store {
    * one generation): a fresh stored result with that key makes the task a completed `hit`, charged
    * `hit_credits` and not counted as running; else a running leader with that key makes it a `coalesced`
    * follower that reserves `hit_credits`, mirrors the leader's status and finishes with it.
+   *
+   * With `idempotency`, first in the same transaction: a key of the owner recorded since `since_ms` for the same
+   * `request_hash` returns that task (not deleted) and charges nothing; for another hash it throws
+   * IdempotencyConflictError, creating nothing. Otherwise the key is recorded for the new task.
    */
   createTask(task: NewTask, lookup?: CacheLookup): Promise<TaskRecord>;
   /** Any task, deleted or not (the workers finish deleted tasks too); readers check `deleted_at_ms`. */
