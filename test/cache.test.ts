@@ -11,6 +11,7 @@ import { startFakeOpenAI, type FakeOpenAI } from './support/fake-openai';
 import { startFakeTasksApi, type FakeTasksApi } from './support/fake-tasks-api';
 import { mp4Renderer } from './support/mp4';
 import { KEY_A, KEY_B, auth, startTestGateway, waitFor, type ConfigOverrides } from './support/gateway';
+import { makeImage } from './support/images';
 import { checkTeamLedger } from './support/ledger-check';
 
 type Task = components['schemas']['Task'];
@@ -364,7 +365,7 @@ describe('coalescing', () => {
 
 describe('reference images', () => {
   it('keys an image by its bytes: the same bytes at another URL hit, other bytes at the same URL miss', async (ctx) => {
-    let served = Buffer.from('first image bytes');
+    let served = makeImage('png', 64, 48, 1);
     const images = http.createServer((_req, res) => void res.writeHead(200, { 'content-type': 'image/png' }).end(served));
     await new Promise<void>((resolve) => images.listen(0, '127.0.0.1', resolve));
     ctx.onTestFinished(() => new Promise<void>((resolve) => images.close(() => resolve())));
@@ -375,12 +376,12 @@ describe('reference images', () => {
     await finished(r.h, (await post(r.h, withImage('/a.png'))).task.id);
     expect((await post(r.h, withImage('/b.png?copy=1'))).task.cache).toBe('hit');
     expect((await post(r.h, BODY)).task.cache).toBe('miss'); // no image is another request
-    served = Buffer.from('second image bytes');
+    served = makeImage('png', 64, 48, 2);
     expect((await post(r.h, withImage('/a.png'))).task.cache).toBe('miss');
   });
 
   it('global scope shares no request with an image: the provider fetches the URL itself and may get other bytes', async (ctx) => {
-    const images = http.createServer((_req, res) => void res.writeHead(200, { 'content-type': 'image/png' }).end('image bytes'));
+    const images = http.createServer((_req, res) => void res.writeHead(200, { 'content-type': 'image/png' }).end(makeImage('png')));
     await new Promise<void>((resolve) => images.listen(0, '127.0.0.1', resolve));
     ctx.onTestFinished(() => new Promise<void>((resolve) => images.close(() => resolve())));
     const origin = `http://127.0.0.1:${(images.address() as AddressInfo).port}`;

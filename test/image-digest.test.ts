@@ -1,10 +1,16 @@
-// imageDigest against a real HTTP server: what it hashes, and everything it refuses.
+// readImage against a real HTTP server: what it reads (compared by hash), and everything it refuses.
 import { createHash } from 'node:crypto';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { imageDigest, type ImageDigestOptions } from '../src/core/image-digest';
+import { readImage, type ImageReadOptions } from '../src/core/image-digest';
 import { originsOf } from '../src/net/url-guard';
+
+/** SHA-256 of what readImage read, or null when it refused. */
+async function imageDigest(url: string, opts: ImageReadOptions): Promise<string | null> {
+  const read = await readImage(url, opts);
+  return 'bytes' in read ? createHash('sha256').update(read.bytes).digest('hex') : null;
+}
 
 const PNG = Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a, 1, 2, 3, 4, 5, 6, 7, 8]);
 const OTHER = Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a, 8, 7, 6, 5, 4, 3, 2, 1]);
@@ -81,9 +87,9 @@ afterAll(async () => {
   await new Promise<void>((resolve) => server.close(() => resolve()));
 });
 
-const trusted = (): ImageDigestOptions => ({ maxBytes: MAX_BYTES, timeoutMs: 300, trustedOrigins: originsOf([origin]) });
+const trusted = (): ImageReadOptions => ({ maxBytes: MAX_BYTES, timeoutMs: 300, trustedOrigins: originsOf([origin]) });
 
-describe('imageDigest from a trusted origin', () => {
+describe('readImage from a trusted origin', () => {
   it('is the SHA-256 of the bytes, whatever the URL', async () => {
     const a = await imageDigest(`${origin}/a.png`, trusted());
     const copy = await imageDigest(`${origin}/copy/of/a.png?x=1`, trusted());
@@ -137,7 +143,7 @@ describe('imageDigest from a trusted origin', () => {
   });
 });
 
-describe('imageDigest from an untrusted origin', () => {
+describe('readImage from an untrusted origin', () => {
   it('refuses a private address without sending any request', async () => {
     const before = received.length;
     expect(await imageDigest(`${origin}/a.png`, { ...trusted(), trustedOrigins: originsOf([]) })).toBeNull();

@@ -141,6 +141,24 @@ describe('OpenAI adapter: lifecycle', () => {
     expect(get?.headers.accept).toBe('application/binary');
   });
 
+  it('remixes a completed job with POST /v1/videos/{id}/remix {prompt}, under the idempotency key', async () => {
+    const provider = adapter();
+    const original = await completedJob(provider);
+    const { upstreamId } = await provider.remix!(original, request({ prompt: 'the same, at night' }), { idempotencyKey: 'task_1.1' });
+    expect(upstreamId).not.toBe(original);
+    const [post] = fake.requestsTo('remix').slice(-1);
+    expect(post).toMatchObject({ method: 'POST', path: `/v1/videos/${original}/remix`, body: { prompt: 'the same, at night' } });
+    expect(post?.headers['idempotency-key']).toBe('task_1.1');
+    expect(fake.jobs.get(upstreamId)).toMatchObject({ prompt: 'the same, at night', remixed_from: original });
+  });
+
+  it('sends an uploaded image as the file part input_reference', async () => {
+    const bytes = Buffer.from('png bytes as the adapter got them');
+    await adapter().submit(request({ image_asset: { sha256: 'a'.repeat(64), media_type: 'image/png' } }), { image: { bytes, media_type: 'image/png' } });
+    const [post] = fake.requestsTo('create').slice(-1);
+    expect(post?.body).toMatchObject({ input_reference: { filename: 'reference.png', type: 'image/png', size: bytes.length } });
+  });
+
   it('cancels with DELETE, and a job already gone is fine', async () => {
     const provider = adapter();
     const { upstreamId } = await provider.submit(request(), {});

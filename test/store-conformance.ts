@@ -10,7 +10,7 @@ import type {
   TeamRecord,
   WorkPhase,
 } from '../src/store/types';
-import { UniqueViolation } from '../src/store/types';
+import { IdempotencyConflictError, UniqueViolation } from '../src/store/types';
 
 const T0 = 1_700_000_000_000;
 const LEASE_MS = 30_000;
@@ -198,6 +198,7 @@ export function describeStoreConformance(name: string, makeStore: () => Promise<
           next_run_at_ms: T0 + 5,
           source_id: null,
           asset_stored_at_ms: null,
+          deleted_at_ms: null,
         };
         expect(await store.createTask(task)).toStrictEqual(expected);
         expect(await store.getTask(task.id)).toStrictEqual(expected);
@@ -545,6 +546,40 @@ export function describeStoreConformance(name: string, makeStore: () => Promise<
         expect((await store.listTasks({ owner_id: 'owner-a', limit: 100 }))[0]).toStrictEqual(
           created.find((t) => t.id === expected[0]),
         );
+      });
+
+      it('lists oldest first with order asc, paging past a position', async () => {
+        const store = await open();
+        for (const [i, id] of ['a0', 'a1', 'a2'].entries()) await store.createTask(newTask({ id, created_at_ms: T0 + i }));
+        const ids = async (query: ListTasksQuery) => (await store.listTasks(query)).map((t) => t.id);
+        expect(await ids({ owner_id: 'owner-a', limit: 10, order: 'asc' })).toEqual(['a0', 'a1', 'a2']);
+        expect(await ids({ owner_id: 'owner-a', limit: 10, order: 'asc', before: { created_at_ms: T0, id: 'a0' } })).toEqual(['a1', 'a2']);
+      });
+
+      it('deletes only a finished task of its owner, once; lists skip it unless asked', async () => {
+        const store = await open();
+        const done = await processingTask(store, newTask({ id: 'done' }));
+        expect(await store.markCompleted(done.id, done.lease_token, 'asset-done', T0 + 5)).toEqual([]);
+        await store.createTask(newTask({ id: 'running', created_at_ms: T0 + 6 }));
+        expect(await store.deleteTask('running', 'owner-a', T0 + 7)).toBeUndefined();
+        expect(await store.deleteTask('done', 'owner-b', T0 + 7)).toBeUndefined();
+        const deleted = await store.deleteTask('done', 'owner-a', T0 + 7);
+        expect(deleted).toMatchObject({ task: { id: 'done', deleted_at_ms: T0 + 7 }, asset_orphaned: true });
+        expect(await store.deleteTask('done', 'owner-a', T0 + 8)).toBeUndefined();
+        expect((await store.listTasks({ owner_id: 'owner-a', limit: 10 })).map((t) => t.id)).toEqual(['running']);
+        expect((await store.listTasks({ owner_id: 'owner-a', limit: 10, include_deleted: true })).map((t) => t.id).sort()).toEqual(['done', 'running']);
+        expect((await store.getTask('done'))!.deleted_at_ms).toBe(T0 + 7);
+      });
+
+      it('honours an idempotency key: the same hash returns the original, another hash throws, a stale key makes a new task', async () => {
+        const store = await open();
+        const idem = (hash: string, since = T0 - 1) => ({ key: 'k1', request_hash: hash, since_ms: since });
+        const first = await store.createTask(newTask({ id: 'i1', idempotency: idem('h1') }));
+        expect(await store.createTask(newTask({ id: 'i2', idempotency: idem('h1') }))).toStrictEqual(first);
+        await expect(store.createTask(newTask({ id: 'i3', idempotency: idem('h2') }))).rejects.toBeInstanceOf(IdempotencyConflictError);
+        expect(await store.createTask(newTask({ owner_id: 'owner-b', id: 'i4', idempotency: idem('h1') }))).toMatchObject({ id: 'i4' });
+        expect(await store.createTask(newTask({ id: 'i5', created_at_ms: T0 + 10, idempotency: idem('h2', T0 + 5) }))).toMatchObject({ id: 'i5' });
+        expect((await store.listTasks({ owner_id: 'owner-a', limit: 10 })).map((t) => t.id).sort()).toEqual(['i1', 'i5']);
       });
 
       it('filters by status and isolates owners', async () => {

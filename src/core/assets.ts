@@ -14,10 +14,15 @@ export interface AssetStore {
   put(key: string, body: Readable, check?: (file: string) => Promise<unknown>): Promise<{ bytes: number }>;
   /** Absolute path of the stored file, or undefined when absent. */
   pathOf(key: string): string | undefined;
+  /** Where a file made from the video (`<key>.<name>`, e.g. `thumbnail.jpg`) is kept beside it; it may not exist yet. */
+  derivedPathOf(key: string, name: string): string;
+  /** Removes the video and every file made from it. */
   remove(key: string): Promise<void>;
 }
 
 const SAFE_KEY = /^[A-Za-z0-9_-]+$/;
+/** A derived file's name: `thumbnail.jpg`, `spritesheet.jpg`. */
+const SAFE_NAME = /^[a-z]+\.[a-z0-9]+$/;
 
 export function createLocalAssetStore(dir: string): AssetStore {
   fs.mkdirSync(dir, { recursive: true });
@@ -47,8 +52,15 @@ export function createLocalAssetStore(dir: string): AssetStore {
       const file = fileOf(key);
       return fs.existsSync(file) ? file : undefined;
     },
+    derivedPathOf(key, name) {
+      if (!SAFE_KEY.test(key) || !SAFE_NAME.test(name)) throw new Error(`unsafe asset name '${key}.${name}'`);
+      return path.resolve(dir, `${key}.${name}`);
+    },
     async remove(key) {
       await fs.promises.rm(fileOf(key), { force: true });
+      for (const name of await fs.promises.readdir(dir)) {
+        if (name.startsWith(`${key}.`) && SAFE_NAME.test(name.slice(key.length + 1))) await fs.promises.rm(path.join(dir, name), { force: true });
+      }
     },
   };
 }

@@ -38,6 +38,8 @@ export function cacheKey(request: NormalizedRequest, scope: string, imageSha256?
     tierOfSize(request.size),
     request.resize_mode ?? null,
     imageSha256 ?? null,
+    // A remix is keyed by its original too (appended only then, so that other keys stay as they were).
+    ...(request.remix_of ? [request.remix_of.provider_id, request.remix_of.upstream_id] : []),
   ];
   return createHash('sha256').update(JSON.stringify(parts)).digest('hex');
 }

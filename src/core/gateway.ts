@@ -1,8 +1,8 @@
 // The composition root: builds every part from the config and starts/stops them in order.
 import fs from 'node:fs';
 import http from 'node:http';
-import type { AddressInfo } from 'node:net';
 import path from 'node:path';
+import type { AddressInfo } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { originsOf } from '../net/url-guard';
 import { createHealth } from '../routing/health';
@@ -18,10 +18,13 @@ import { createHealthChecker } from './health-checker';
 import { createLogger, type Logger } from './logger';
 import { createMetrics } from './metrics';
 import { providersFromConfig } from './providers-from-config';
+import { createImageLinks } from './image-links';
+import { createReferenceImages } from './reference-images';
 import { createResultCache } from './result-cache';
 import { createRetentionSweeper } from './retention';
 import { createTaskService } from './tasks';
 import { createTeamService, ensureApiKeys } from './teams';
+import { createVideoVariants } from './video-variants';
 import { createWorkers } from './workers';
 
 export interface GatewayOptions {
@@ -73,18 +76,24 @@ export async function createGateway(config: Config, options: GatewayOptions = {}
   const built = providersFromConfig(config, options.env ?? process.env, (message, fields) => log.warn(message, fields));
   for (const p of built.disabled) log.warn('provider left out', { provider: p.id, kind: p.kind, reason: p.reason });
   const health = createHealth(config.routing.breaker, now);
-  const router = createRouter(options.providers ?? built.routed, health);
+  const imageLinks = config.server.public_url ? createImageLinks(config.server.public_url, path.join(config.data_dir, 'image-link.key'), now) : undefined;
+  const router = createRouter(options.providers ?? built.routed, health, { imageLinks: imageLinks !== undefined });
   const retentionMs = config.assets.retention_days * 24 * 3600 * 1000;
   const teams = createTeamService(store, config.teams.default_quotas, now);
   const { devKey } = await ensureApiKeys(store, teams, config.auth.api_keys);
 
   const microUsdPerCredit = toMicroUsd(config.credits.usd_per_credit);
   const trustedOrigins = originsOf(config.outbound.trusted_origins);
-  const cache = createResultCache({ config: config.cache, retentionMs, trustedOrigins, metrics, log, now });
+  const cache = createResultCache({ config: config.cache, retentionMs, metrics, log, now });
+  const images = createReferenceImages(path.join(config.data_dir, 'images'), {
+    maxBytes: config.cache.image_max_bytes,
+    timeoutMs: config.cache.image_timeout_ms,
+    trustedOrigins,
+  });
   const workers = createWorkers({
-    store, router, assets, metrics, log, now, cache,
+    store, router, assets, metrics, log, now, cache, images, imageLinks,
     config: config.workers,
-    images: { maxBytes: config.cache.image_max_bytes, timeoutMs: config.cache.image_timeout_ms, trustedOrigins },
+    imageReads: { maxBytes: config.cache.image_max_bytes, timeoutMs: config.cache.image_timeout_ms, trustedOrigins },
     waitForProviderMs: config.routing.wait_for_provider_ms,
     maxRetryBackoffMs: config.routing.max_retry_backoff_ms,
     microUsdPerCredit,
@@ -92,6 +101,8 @@ export async function createGateway(config: Config, options: GatewayOptions = {}
   const tasks = createTaskService({
     store, router, assets, metrics, log, now, cache,
     microUsdPerCredit,
+    variants: createVideoVariants(assets),
+    images,
     upstreamTimeoutMs: config.workers.upstream_timeout_ms,
     onSubmitted: () => workers.wake(),
   });
@@ -106,6 +117,8 @@ export async function createGateway(config: Config, options: GatewayOptions = {}
     microUsdPerCredit,
     trustedOrigins,
     disabledProviders: built.disabled,
+    images,
+    imageLinks,
     isDraining: () => draining,
     validateResponses: options.validateResponses,
   });

@@ -6,7 +6,6 @@ import type { NormalizedRequest } from '../providers/types';
 import type { CacheLookup, NewTask, TaskRecord } from '../store/types';
 import { cacheKey } from './cache-key';
 import type { Config } from './config';
-import { imageDigest } from './image-digest';
 import type { Logger } from './logger';
 import type { Metrics } from './metrics';
 
@@ -14,8 +13,6 @@ export interface ResultCacheDeps {
   config: Config['cache'];
   /** How long stored videos are kept: no result is served past it, whatever the TTL. */
   retentionMs: number;
-  /** Origins exempt from the public-address check (url-guard's originsOf). */
-  trustedOrigins: ReadonlySet<string>;
   metrics: Metrics;
   log: Logger;
   now: () => number;
@@ -35,24 +32,11 @@ export function createResultCache(deps: ResultCacheDeps) {
   const fresh = new LRUCache<string, string>({ max: config.memory_entries });
 
   return {
-    async plan(teamId: string, request: NormalizedRequest, wanted: boolean): Promise<CachePlan> {
+    /** `imageSha256`: the hex SHA-256 of the request's reference image (checked before), when it has one. */
+    async plan(teamId: string, request: NormalizedRequest, wanted: boolean, image?: string): Promise<CachePlan> {
       if (!config.enabled) return { cache_key: null, cache_status: 'disabled' };
-      let image: string | undefined;
-      if (request.image_url !== undefined) {
-        const digest = await imageDigest(request.image_url, {
-          maxBytes: config.image_max_bytes,
-          timeoutMs: config.image_timeout_ms,
-          trustedOrigins: deps.trustedOrigins,
-        });
-        if (digest === null) {
-          // Without the image's bytes there is no key: the task generates, and its result is not cached.
-          deps.log.warn('reference image unreadable; request not cached', { model: request.model });
-          return { cache_key: null, cache_status: wanted ? 'miss' : 'bypassed' };
-        }
-        image = digest;
-      }
-      // An image is hashed as vidgate read it, but the provider fetches the URL itself and may get other
-      // bytes: such results are never shared beyond the team, so that nobody can plant a video for others.
+      // An image URL is hashed as vidgate read it, but the provider fetches the URL itself and may get other
+      // bytes: results with an image are never shared beyond the team, so that nobody can plant a video for others.
       const scope = config.scope === 'global' && image === undefined ? '*' : teamId;
       const key = cacheKey(request, scope, image);
       if (!wanted) return { cache_key: key, cache_status: 'bypassed' };

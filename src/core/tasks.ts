@@ -3,13 +3,15 @@ import crypto from 'node:crypto';
 import type { NormalizedRequest } from '../providers/types';
 import type { Router } from '../routing/router';
 import { creditsFor } from '../routing/quote';
-import { QuotaExceededError, type AttemptRecord, type Store, type TaskRecord, type TaskStatus } from '../store/types';
+import { IdempotencyConflictError, QuotaExceededError, TERMINAL_STATUSES, type AttemptRecord, type Store, type TaskRecord, type TaskStatus } from '../store/types';
 import type { AssetStore } from './assets';
 import type { Caller } from './teams';
-import { conflict, forbidden, gone, invalidRequest, quotaError, taskNotFound } from './errors';
+import { ApiError, conflict, forbidden, gone, invalidRequest, quotaError, taskNotFound } from './errors';
 import type { Logger } from './logger';
 import type { Metrics } from './metrics';
+import type { ImageUpload, ReferenceImages } from './reference-images';
 import type { ResultCache } from './result-cache';
+import type { ImageVariant, VideoVariants } from './video-variants';
 
 /** A submission, whichever front door it came through. */
 export interface NormalizedGeneration {
@@ -17,7 +19,16 @@ export interface NormalizedGeneration {
   callback_url: string | null;
   /** false when the caller asked for a fresh generation. */
   cache: boolean;
+  /** The client's `Idempotency-Key` header, when it sent one. */
+  idempotency_key?: string;
+  /** An uploaded reference image (the request then has no `image_url`). */
+  image_upload?: ImageUpload;
+  /** The field of `request.image_url` in the door's wire format, for errors; `image_urls` by default. */
+  image_param?: string;
 }
+
+/** How long an `Idempotency-Key` is honoured, as payment APIs do (Stripe: 24 hours). */
+export const IDEMPOTENCY_WINDOW_MS = 24 * 3600 * 1000;
 
 export interface TaskServiceDeps {
   store: Store;
@@ -28,6 +39,8 @@ export interface TaskServiceDeps {
   cache: ResultCache;
   /** The value of one credit, in whole micro-USD. */
   microUsdPerCredit: number;
+  images: ReferenceImages;
+  variants: VideoVariants;
   upstreamTimeoutMs: number;
   now: () => number;
   /** Called after a task is created, so the dispatcher picks it up without waiting for its next tick. */
@@ -37,7 +50,11 @@ export interface TaskServiceDeps {
 export interface ListQuery {
   status?: TaskStatus;
   limit: number;
+  /** A cursor returned by an earlier page (`nextCursor`). */
   after?: string;
+  /** Or the id of a task of the caller's: the page starts past it (the OpenAI door's `after`). */
+  afterId?: string;
+  order?: 'asc' | 'desc';
 }
 
 export type TaskService = ReturnType<typeof createTaskService>;
@@ -47,52 +64,115 @@ export function createTaskService(deps: TaskServiceDeps) {
 
   async function ownTask(caller: Caller, id: string): Promise<TaskRecord> {
     const task = await store.getTask(id);
-    // Another owner's task answers exactly like one that does not exist.
-    if (!task || task.owner_id !== caller.owner_id) throw taskNotFound(id);
+    // Another owner's task, or a deleted one, answers exactly like one that does not exist.
+    if (!task || task.owner_id !== caller.owner_id || task.deleted_at_ms !== null) throw taskNotFound(id);
     return task;
   }
 
+  /** The task whose upstream job made this task's video: itself, or the source of a hit or follower. */
+  async function generationOf(task: TaskRecord): Promise<TaskRecord> {
+    let t = task;
+    for (let source = t.source_id; source !== null; source = t.source_id) {
+      const next = await store.getTask(source);
+      if (!next) break;
+      t = next;
+    }
+    return t;
+  }
+
+  /**
+   * Checks the reference image (400 `invalid_image`); answers the original task for a repeated Idempotency-Key
+   * (409 `idempotency_key_reused` when the body differs); serves an identical request's stored result, or follows
+   * its running generation; else reserves the quote on the cheapest capable provider and queues the task.
+   * Refuses over quota (402, 429).
+   */
+  async function submit(caller: Caller, generation: NormalizedGeneration): Promise<TaskRecord> {
+    const { callback_url: callbackUrl, cache: wantsCache, idempotency_key: idempotencyKey } = generation;
+    assertModelAllowed(caller, generation.request.model);
+    const { request, sha256: imageSha256 } = await deps.images.prepare(generation.request, generation.image_upload, generation.image_param ?? 'image_urls');
+    // The quote is what an estimate shows: the provider that would serve it now, else the cheapest capable.
+    const quote = router.choose(request, { active: await store.countActiveByProvider() }) ?? router.candidates(request)[0];
+    if (!quote) throw invalidRequest('unsupported_combination', 'no provider can serve this request');
+    const quotedCredits = creditsFor(quote.micro_usd, deps.microUsdPerCredit);
+    const { lookup, ...cachePlan } = await deps.cache.plan(caller.owner_id, request, wantsCache, imageSha256);
+    const nowMs = deps.now();
+    const id = `task_${crypto.randomBytes(12).toString('hex')}`;
+    let task: TaskRecord;
+    try {
+      task = await store.createTask({
+        id,
+        owner_id: caller.owner_id,
+        key_id: caller.key.id,
+        model: request.model,
+        request_json: JSON.stringify(request),
+        callback_url: callbackUrl,
+        credits_reserved: quotedCredits,
+        created_at_ms: nowMs,
+        ...cachePlan,
+        ...(idempotencyKey !== undefined && {
+          idempotency: { key: idempotencyKey, request_hash: requestHash({ ...generation, request }, imageSha256), since_ms: nowMs - IDEMPOTENCY_WINDOW_MS },
+        }),
+      }, lookup);
+    } catch (err) {
+      if (err instanceof QuotaExceededError) throw quotaError(err, nowMs);
+      if (err instanceof IdempotencyConflictError) {
+        throw new ApiError(409, 'conflict_error', 'idempotency_key_reused',
+          `this Idempotency-Key was used within 24 hours for another request (task '${err.task_id}'); use a new key for a new request`, 'Idempotency-Key');
+      }
+      throw err;
+    }
+    if (task.id !== id) return task; // a retry under an Idempotency-Key: the original, charged once
+    metrics.tasksSubmitted.inc({ model: request.model });
+    metrics.credits.inc({ kind: 'reserved', team: caller.owner_id, provider: 'none', model: request.model }, task.credits_reserved);
+    deps.cache.served(task, quotedCredits);
+    if (task.cache_status === 'hit') {
+      metrics.tasksFinished.inc({ status: 'completed', provider: 'cache' });
+      metrics.credits.inc({ kind: 'settled', team: caller.owner_id, provider: 'cache', model: request.model }, task.credits_reserved);
+    } else if (task.cache_status !== 'coalesced') {
+      deps.onSubmitted();
+    }
+    return task;
+  }
+
+  async function cancel(caller: Caller, id: string): Promise<TaskRecord> {
+    const cancelled = await store.cancel(id, caller.owner_id, deps.now());
+    if (!cancelled) {
+      const task = await ownTask(caller, id);
+      throw conflict('task_finished', `task '${id}' is already ${task.status}`);
+    }
+    const { task: before, abandon_job: abandonJob, heir } = cancelled;
+    if (heir && heir.reserved_more > 0) {
+      const { owner_id: team, provider_id: provider, model } = heir.task;
+      metrics.credits.inc({ kind: 'reserved', team, provider: provider ?? 'none', model }, heir.reserved_more);
+    }
+    metrics.tasksFinished.inc({ status: 'cancelled', provider: before.provider_id ?? 'none' });
+    metrics.credits.inc({ kind: 'released', team: before.owner_id, provider: before.provider_id ?? 'none', model: before.model }, before.credits_reserved);
+    const adapter = before.provider_id ? router.provider(before.provider_id) : undefined;
+    deps.onSubmitted(); // a follower may have been queued to generate anew
+    if (abandonJob && adapter?.cancel && before.upstream_id) {
+      await adapter
+        .cancel(before.upstream_id, { signal: AbortSignal.timeout(deps.upstreamTimeoutMs) })
+        .catch((err: Error) => log.warn('upstream cancel failed', { task: id, provider: adapter.id, error: err.message }));
+    }
+    return ownTask(caller, id);
+  }
+
+  /** The stored MP4's path, once the task has completed and while it is retained. */
+  async function videoPath(caller: Caller, id: string): Promise<string> {
+    const task = await ownTask(caller, id);
+    if (task.status === 'failed' || task.status === 'cancelled') {
+      throw conflict(`task_${task.status}`, `task '${id}' ${task.status === 'failed' ? 'failed' : 'was cancelled'} and will never have a video; submit it again`);
+    }
+    if (task.status !== 'completed' || !task.asset_key) {
+      throw conflict('task_not_completed', `task '${id}' is ${task.status}; its video is available once it completes`);
+    }
+    const file = task.asset_expired ? undefined : assets.pathOf(task.asset_key);
+    if (!file) throw gone('video_expired', `the video of task '${id}' has passed its retention and was deleted`);
+    return file;
+  }
+
   return {
-    /**
-     * Serve an identical request's stored result, or follow its running generation; else reserve the quote
-     * on the cheapest capable provider and queue the task. Refuses over quota.
-     */
-    async submit(caller: Caller, { request, callback_url: callbackUrl, cache: wantsCache }: NormalizedGeneration): Promise<TaskRecord> {
-      assertModelAllowed(caller, request.model);
-      // The quote is what an estimate shows: the provider that would serve it now, else the cheapest capable.
-      const quote = router.choose(request, { active: await store.countActiveByProvider() }) ?? router.candidates(request)[0];
-      if (!quote) throw invalidRequest('unsupported_combination', 'no provider can serve this request');
-      const quotedCredits = creditsFor(quote.micro_usd, deps.microUsdPerCredit);
-      const { lookup, ...cachePlan } = await deps.cache.plan(caller.owner_id, request, wantsCache);
-      const nowMs = deps.now();
-      let task: TaskRecord;
-      try {
-        task = await store.createTask({
-          id: `task_${crypto.randomBytes(12).toString('hex')}`,
-          owner_id: caller.owner_id,
-          key_id: caller.key.id,
-          model: request.model,
-          request_json: JSON.stringify(request),
-          callback_url: callbackUrl,
-          credits_reserved: quotedCredits,
-          created_at_ms: nowMs,
-          ...cachePlan,
-        }, lookup);
-      } catch (err) {
-        if (err instanceof QuotaExceededError) throw quotaError(err, nowMs);
-        throw err;
-      }
-      metrics.tasksSubmitted.inc({ model: request.model });
-      metrics.credits.inc({ kind: 'reserved', team: caller.owner_id, provider: 'none', model: request.model }, task.credits_reserved);
-      deps.cache.served(task, quotedCredits);
-      if (task.cache_status === 'hit') {
-        metrics.tasksFinished.inc({ status: 'completed', provider: 'cache' });
-        metrics.credits.inc({ kind: 'settled', team: caller.owner_id, provider: 'cache', model: request.model }, task.credits_reserved);
-      } else if (task.cache_status !== 'coalesced') {
-        deps.onSubmitted();
-      }
-      return task;
-    },
+    submit,
 
     get: ownTask,
 
@@ -108,7 +188,8 @@ export function createTaskService(deps: TaskServiceDeps) {
         owner_id: caller.owner_id,
         status: query.status,
         limit: query.limit + 1,
-        before: query.after === undefined ? undefined : decodeCursor(query.after),
+        order: query.order,
+        before: query.afterId !== undefined ? await ownTask(caller, query.afterId) : query.after === undefined ? undefined : decodeCursor(query.after),
       });
       const tasks = rows.slice(0, query.limit);
       const last = tasks.at(-1);
@@ -116,41 +197,55 @@ export function createTaskService(deps: TaskServiceDeps) {
       return { tasks, nextCursor };
     },
 
-    async cancel(caller: Caller, id: string): Promise<TaskRecord> {
-      const cancelled = await store.cancel(id, caller.owner_id, deps.now());
-      if (!cancelled) {
-        const task = await ownTask(caller, id);
-        throw conflict('task_finished', `task '${id}' is already ${task.status}`);
-      }
-      const { task: before, abandon_job: abandonJob, heir } = cancelled;
-      if (heir && heir.reserved_more > 0) {
-        const { owner_id: team, provider_id: provider, model } = heir.task;
-        metrics.credits.inc({ kind: 'reserved', team, provider: provider ?? 'none', model }, heir.reserved_more);
-      }
-      metrics.tasksFinished.inc({ status: 'cancelled', provider: before.provider_id ?? 'none' });
-      metrics.credits.inc({ kind: 'released', team: before.owner_id, provider: before.provider_id ?? 'none', model: before.model }, before.credits_reserved);
-      const adapter = before.provider_id ? router.provider(before.provider_id) : undefined;
-      deps.onSubmitted(); // a follower may have been queued to generate anew
-      if (abandonJob && adapter?.cancel && before.upstream_id) {
-        await adapter
-          .cancel(before.upstream_id, { signal: AbortSignal.timeout(deps.upstreamTimeoutMs) })
-          .catch((err: Error) => log.warn('upstream cancel failed', { task: id, provider: adapter.id, error: err.message }));
-      }
-      return ownTask(caller, id);
+    cancel,
+    videoPath,
+
+    /** A JPEG made from the stored video (see video-variants.ts), once the task has completed. */
+    async imagePath(caller: Caller, id: string, variant: ImageVariant): Promise<string> {
+      await videoPath(caller, id);
+      const task = await ownTask(caller, id);
+      const { duration_s: durationS } = JSON.parse(task.request_json) as NormalizedRequest;
+      return deps.variants.pathOf(task.asset_key!, variant, durationS);
     },
 
-    /** The stored MP4's path, once the task has completed and while it is retained. */
-    async videoPath(caller: Caller, id: string): Promise<string> {
+    /**
+     * Cancels the task if it runs, then hides it from every read and list; its video is deleted unless
+     * another live task serves it. The ledger keeps every row (the cancel released the reservation).
+     */
+    async delete(caller: Caller, id: string): Promise<TaskRecord> {
       const task = await ownTask(caller, id);
-      if (task.status === 'failed' || task.status === 'cancelled') {
-        throw conflict(`task_${task.status}`, `task '${id}' ${task.status === 'failed' ? 'failed' : 'was cancelled'} and will never have a video; submit it again`);
+      if (!TERMINAL_STATUSES.includes(task.status)) {
+        await cancel(caller, id).catch((err: unknown) => {
+          // It finished meanwhile: delete it as it is.
+          if (!(err instanceof ApiError && err.code === 'task_finished')) throw err;
+        });
       }
-      if (task.status !== 'completed' || !task.asset_key) {
-        throw conflict('task_not_completed', `task '${id}' is ${task.status}; its video is available once it completes`);
+      const deleted = await store.deleteTask(id, caller.owner_id, deps.now());
+      if (!deleted) throw taskNotFound(id); // deleted by a concurrent call
+      if (deleted.asset_orphaned && deleted.task.asset_key) {
+        await store.markAssetExpired(deleted.task.asset_key);
+        await assets.remove(deleted.task.asset_key);
       }
-      const file = task.asset_expired ? undefined : assets.pathOf(task.asset_key);
-      if (!file) throw gone('video_expired', `the video of task '${id}' has passed its retention and was deleted`);
-      return file;
+      return deleted.task;
+    },
+
+    /**
+     * A new task that remixes the caller's completed task `id` with `prompt`, on the provider and upstream job
+     * that made its video. 409 while it is not completed; 400 `remix_not_supported` where that provider cannot remix.
+     */
+    async remix(caller: Caller, id: string, prompt: string, idempotencyKey?: string): Promise<TaskRecord> {
+      const original = await ownTask(caller, id);
+      if (original.status !== 'completed') {
+        throw conflict('task_not_completed', `task '${id}' is ${original.status}; only a completed video can be remixed`);
+      }
+      const made = await generationOf(original);
+      const adapter = made.provider_id ? router.provider(made.provider_id) : undefined;
+      if (!adapter?.remix || !made.upstream_id) {
+        throw invalidRequest('remix_not_supported', `the provider that made '${id}' (${made.provider_id ?? 'unknown'}) cannot remix videos`, 'id');
+      }
+      const { image_url: _url, image_asset: _upload, remix_of: _remix, ...base } = JSON.parse(original.request_json) as NormalizedRequest;
+      const request: NormalizedRequest = { ...base, prompt, remix_of: { video_id: id, provider_id: adapter.id, upstream_id: made.upstream_id } };
+      return submit(caller, { request, callback_url: null, cache: true, ...(idempotencyKey !== undefined && { idempotency_key: idempotencyKey }) });
     },
   };
 }
@@ -174,4 +269,9 @@ function decodeCursor(cursor: string): { created_at_ms: number; id: string } {
     // fall through to the error below
   }
   throw invalidRequest('invalid_cursor', 'after is not a cursor returned by this API', 'after');
+}
+
+/** What an Idempotency-Key promises to repeat: the normalized request, its options and its image's bytes, hashed (SHA-256, hex). */
+function requestHash({ request, callback_url, cache }: NormalizedGeneration, imageSha256: string | undefined): string {
+  return crypto.createHash('sha256').update(JSON.stringify([request, callback_url, cache, imageSha256 ?? null])).digest('hex');
 }

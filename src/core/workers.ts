@@ -9,10 +9,12 @@ import { QuotaExceededError, type AttemptRecord, type ClaimedTask, type Store, t
 import { verifyVideo } from '../media/probe-video';
 import { fitImage } from '../media/fit-image';
 import type { AssetStore } from './assets';
-import { readImage, type ImageDigestOptions } from './image-digest';
+import { readImage, type ImageReadOptions } from './image-digest';
 import type { Config } from './config';
 import type { Logger } from './logger';
 import type { Metrics } from './metrics';
+import type { ImageLinks } from './image-links';
+import type { ReferenceImages } from './reference-images';
 import type { ResultCache } from './result-cache';
 
 export interface WorkerDeps {
@@ -22,9 +24,13 @@ export interface WorkerDeps {
   metrics: Metrics;
   log: Logger;
   cache: ResultCache;
+  /** Where uploaded reference images are kept, to hand their bytes to the adapter. */
+  images: ReferenceImages;
+  /** Links to uploaded images, for adapters that take images only by URL; absent without `server.public_url`. */
+  imageLinks?: ImageLinks;
   config: Config['workers'];
-  /** Bounds on reading a reference image to fit it (the same as for hashing it). */
-  images: ImageDigestOptions;
+  /** Bounds on reading a reference image's URL to fit it (the same as for checking it at submission). */
+  imageReads: ImageReadOptions;
   /** How long a task may wait for any provider to become available. */
   waitForProviderMs: number;
   /** The longest wait before a task goes back to a provider that already failed it. */
@@ -32,6 +38,12 @@ export interface WorkerDeps {
   /** The value of one credit, in whole micro-USD. */
   microUsdPerCredit: number;
   now: () => number;
+}
+
+/** A request as one provider takes it, with the image bytes to send where it takes bytes. */
+interface PreparedRequest {
+  sent: NormalizedRequest;
+  image?: CallContext['image'];
 }
 
 export interface Workers {
@@ -256,7 +268,6 @@ export function createWorkers(deps: WorkerDeps): Workers {
    * provider thus holds a task for one timeout plus at most `lost_answer_grace_ms`.
    */
   async function submit(t: ClaimedTask, request: NormalizedRequest, provider: ProviderAdapter): Promise<void> {
-    const image = await referenceImage(t, request, provider);
     const started = now();
     // Where nothing could learn the job of a lost answer afterwards, a late answer is awaited for the grace;
     // the timeout counts against the provider at once all the same.
@@ -269,9 +280,11 @@ export function createWorkers(deps: WorkerDeps): Workers {
       },
     };
     let upstreamId: string | undefined;
+    let prepared: PreparedRequest = { sent: request };
     try {
-      const ctx = { idempotencyKey: idempotencyKey(t), image, lateAnswer };
-      ({ upstreamId } = await upstream(provider, 'submit', (signal) => provider.submit(request, { ...ctx, signal }), lateAnswer?.grace_ms));
+      prepared = await referenceImage(t, request, provider);
+      const ctx = { idempotencyKey: idempotencyKey(t), image: prepared.image, lateAnswer };
+      ({ upstreamId } = await upstream(provider, 'submit', (signal) => create(provider, prepared.sent, { ...ctx, signal }), lateAnswer?.grace_ms));
       if (late) log.info('late create answer adopted', { task: t.id, provider: provider.id, upstream_id: upstreamId });
       // The create answer describes a queued job: after an outage of failed submits, that ends the probe.
       else health.jobProgressing(provider.id, request.model);
@@ -280,7 +293,7 @@ export function createWorkers(deps: WorkerDeps): Workers {
       metrics.taskAttempts.inc({ provider: provider.id, outcome: error.retryable ? 'retryable_error' : 'terminal_error' });
       if (!late) blame(t, request.model, error, 'submit');
       if (!error.retryable) return finishFailed(t, publicError(provider.id, error));
-      if (answerLost(error)) upstreamId = await recoverJob(t, request, provider, started, image);
+      if (answerLost(error)) upstreamId = await recoverJob(t, prepared.sent, provider, started, prepared.image);
       if (upstreamId === undefined) return retryOrFail(t, request, publicError(provider.id, error));
     }
     metrics.taskAttempts.inc({ provider: provider.id, outcome: 'submitted' });
@@ -301,7 +314,7 @@ export function createWorkers(deps: WorkerDeps): Workers {
     try {
       if (provider.capabilities.idempotency_keys) {
         if (!health.allows(provider.id, request.model)) return undefined;
-        return (await provider.submit(request, { idempotencyKey: idempotencyKey(t), signal, image })).upstreamId;
+        return (await create(provider, request, { idempotencyKey: idempotencyKey(t), signal, image })).upstreamId;
       }
       if (!provider.findJob) return undefined;
       const window = { from_ms: sentSinceMs - CREATE_WINDOW_SLACK_MS, to_ms: now() + CREATE_WINDOW_SLACK_MS };
@@ -314,25 +327,40 @@ export function createWorkers(deps: WorkerDeps): Workers {
     }
   }
 
+  /** One create: a remix of the provider's own earlier job, or a new job. */
+  function create(provider: ProviderAdapter, request: NormalizedRequest, ctx: CallContext): Promise<{ upstreamId: string }> {
+    return request.remix_of && provider.remix ? provider.remix(request.remix_of.upstream_id, request, ctx) : provider.submit(request, ctx);
+  }
+
   /**
-   * The reference image fitted to the request's size (pad, or the request's resize_mode), for a provider that
-   * takes image bytes; read through the outbound URL guard. Undefined otherwise, or when the image cannot be read
-   * or fitted: the adapter then sends the URL, as the caller gave it.
+   * The request as this provider takes its reference image. A provider that takes bytes gets the image (an upload
+   * from the image store, or a URL's bytes read through the outbound guard) fitted to the request's size (pad, or
+   * the request's resize_mode), as a PNG; where a URL's image cannot be read or fitted, the URL is sent as given.
+   * A provider that takes URLs gets an upload as a signed link to it.
+   * @throws ProviderError `invalid_parameters` (terminal) when an upload is gone, or cannot be linked.
    */
-  async function referenceImage(t: ClaimedTask, request: NormalizedRequest, provider: ProviderAdapter): Promise<CallContext['image']> {
-    if (request.image_url === undefined || provider.capabilities.reference_image !== 'bytes') return undefined;
-    const bytes = await readImage(request.image_url, deps.images);
+  async function referenceImage(t: ClaimedTask, request: NormalizedRequest, provider: ProviderAdapter): Promise<PreparedRequest> {
+    const { image_asset: asset, image_url: url } = request;
+    if (!asset && url === undefined) return { sent: request };
+    if (provider.capabilities.reference_image === 'url') {
+      if (!asset) return { sent: request };
+      if (!deps.imageLinks) throw new ProviderError('invalid_parameters', `${provider.id} takes images only by URL and no server.public_url is set`, false);
+      return { sent: { ...request, image_url: deps.imageLinks.sign(asset.sha256) } };
+    }
+    const bytes = asset ? await deps.images.read(asset.sha256) : await readImage(url!, deps.imageReads).then((r) => ('bytes' in r ? r.bytes : undefined));
     if (!bytes) {
+      if (asset) throw new ProviderError('invalid_parameters', 'the uploaded reference image is no longer stored', false);
       log.warn('cannot read the reference image; its URL is sent as it is', { task: t.id, provider: provider.id });
-      return undefined;
+      return { sent: request };
     }
     try {
-      return { bytes: await fitImage(bytes, request.size, request.resize_mode ?? 'pad'), type: 'image/png' };
+      return { sent: request, image: { bytes: await fitImage(bytes, request.size, request.resize_mode ?? 'pad'), media_type: 'image/png' } };
     } catch (err) {
-      log.warn('cannot fit the reference image; its URL is sent as it is', { task: t.id, provider: provider.id, error: (err as Error).message });
-      return undefined;
+      log.warn('cannot fit the reference image; it is sent as it is', { task: t.id, provider: provider.id, error: (err as Error).message });
+      return asset ? { sent: request, image: { bytes, media_type: asset.media_type } } : { sent: request };
     }
   }
+
 
   /** The attempt's job is `upstreamId`: record it on the attempt and follow it (pending -> processing). */
   async function adopt(t: ClaimedTask, provider: ProviderAdapter, upstreamId: string): Promise<void> {

@@ -583,6 +583,142 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/videos": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * List the caller's videos (OpenAI shape)
+         * @description Every task of the caller's team, whichever door made it, as Video objects. Page with `after` = the previous page's `last_id`.
+         */
+        get: operations["listVideos"];
+        put?: never;
+        /**
+         * Create a video (OpenAI Videos API shape)
+         * @description The OpenAI-compatible door: what the official `openai` SDK's `videos.create` sends. The video is one vidgate
+         *     task: it reads through `GET /v1/tasks/{id}` too. Answers at once with the Video object; poll
+         *     `GET /v1/videos/{id}` at the interval in the `openai-poll-after-ms` header.
+         */
+        post: operations["createVideo"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/videos/{id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /**
+                 * @description The video's id (a task id of either door).
+                 * @example task_9f3c0c1f2e3d4c5b6a7980aa
+                 */
+                id: components["parameters"]["VideoId"];
+            };
+            cookie?: never;
+        };
+        /**
+         * Get a video (OpenAI shape)
+         * @description The task as a Video object; a cancelled task reads as `failed` with `error.code` `cancelled`.
+         */
+        get: operations["getVideo"];
+        put?: never;
+        post?: never;
+        /**
+         * Delete a video
+         * @description Cancels the task if it is still running (its reservation is released), then deletes its stored video and
+         *     hides the task from both doors' reads and lists (404 from then on). The ledger keeps its rows.
+         */
+        delete: operations["deleteVideo"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/videos/{id}/content": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /**
+                 * @description The video's id (a task id of either door).
+                 * @example task_9f3c0c1f2e3d4c5b6a7980aa
+                 */
+                id: components["parameters"]["VideoId"];
+            };
+            cookie?: never;
+        };
+        /**
+         * Download a video, its thumbnail or its spritesheet
+         * @description `variant=video` is the stored MP4 (Range requests work); `thumbnail` (a JPEG of the video's first frame, at the
+         *     video's size) and `spritesheet` (a JPEG grid of evenly spaced frames) are made from the stored MP4 once, and
+         *     kept with it. Answers 409 until the video has completed, 410 once it has passed its retention.
+         */
+        get: operations["getVideoContent"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/videos/{id}/remix": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /**
+                 * @description The video's id (a task id of either door).
+                 * @example task_9f3c0c1f2e3d4c5b6a7980aa
+                 */
+                id: components["parameters"]["VideoId"];
+            };
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Remix a completed video with a new prompt
+         * @description A new video made by the provider (and from the upstream job) that made the original, with the original's
+         *     model, size and seconds. Where that provider cannot remix, 400 `remix_not_supported`; while the original
+         *     is not completed, 409 `task_not_completed`.
+         */
+        post: operations["remixVideo"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/images/{sha256}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * An uploaded reference image, by signed link
+         * @description The link vidgate gives a provider that takes reference images only by URL (the task API), for an image
+         *     uploaded to `POST /v1/videos`. It needs no API key: the signature and its expiry (one hour) are the
+         *     credential. Links exist only where `server.public_url` is configured. A bad signature, an expired link
+         *     and an unknown image all answer 404.
+         */
+        get: operations["getImageByLink"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
 }
 export type webhooks = Record<string, never>;
 export interface components {
@@ -1606,6 +1742,269 @@ export interface components {
                 param: string | null;
             };
         };
+        /**
+         * @description The video's width x height in pixels.
+         * @example 1280x720
+         * @enum {string}
+         */
+        VideoSize: "720x1280" | "1280x720" | "1024x1792" | "1792x1024";
+        /**
+         * @description Seconds of video, as the string the SDK sends (`"4"`, `"8"`, `"12"`); the integers are accepted too.
+         * @example 4
+         */
+        VideoSeconds: ("4" | "8" | "12") | (4 | 8 | 12);
+        /**
+         * @description A reference image for the first frame, by URL.
+         * @example {
+         *       "image_url": "https://images.example.com/boat.png"
+         *     }
+         */
+        ImageReference: {
+            /**
+             * Format: uri
+             * @description An HTTPS URL on a public address of a JPEG, PNG or WebP image of at most 10 MB.
+             * @example https://images.example.com/boat.png
+             */
+            image_url: string;
+        };
+        /**
+         * @description A video to create, as JSON.
+         * @example {
+         *       "prompt": "a paper boat on a rainy street",
+         *       "model": "sora-2",
+         *       "seconds": "4",
+         *       "size": "1280x720"
+         *     }
+         */
+        VideoCreateRequest: {
+            /**
+             * @description What the video shows.
+             * @example a paper boat on a rainy street
+             */
+            prompt: string;
+            /**
+             * @description A model of `GET /v1/models`.
+             * @default sora-2
+             * @example sora-2
+             */
+            model: string;
+            seconds?: components["schemas"]["VideoSeconds"];
+            size?: components["schemas"]["VideoSize"];
+            input_reference?: components["schemas"]["ImageReference"];
+        };
+        /**
+         * @description A video to create, as multipart form fields (what the official SDK sends).
+         * @example {
+         *       "prompt": "a paper boat on a rainy street",
+         *       "model": "sora-2",
+         *       "seconds": "4",
+         *       "size": "1280x720"
+         *     }
+         */
+        VideoCreateForm: {
+            /**
+             * @description What the video shows.
+             * @example a paper boat on a rainy street
+             */
+            prompt: string;
+            /**
+             * @description A model of `GET /v1/models`.
+             * @default sora-2
+             * @example sora-2
+             */
+            model: string;
+            seconds?: components["schemas"]["VideoSeconds"];
+            size?: components["schemas"]["VideoSize"];
+            /**
+             * @description A reference image: an uploaded file part (JPEG, PNG or WebP, at most 10 MB), or the text part `input_reference[image_url]`.
+             * @example {
+             *       "image_url": "https://images.example.com/boat.png"
+             *     }
+             */
+            input_reference?: string | components["schemas"]["ImageReference"];
+        };
+        /**
+         * @description The new prompt for a remix.
+         * @example {
+         *       "prompt": "the same boat",
+         *       "now at night": null
+         *     }
+         */
+        VideoRemixRequest: {
+            /**
+             * @description What the remix changes.
+             * @example the same boat, now at night
+             */
+            prompt: string;
+        };
+        /**
+         * @description Why a video failed.
+         * @example {
+         *       "code": "cancelled",
+         *       "message": "the task was cancelled"
+         *     }
+         */
+        VideoError: {
+            /**
+             * @description The reason: a provider's, vidgate's, or `cancelled`.
+             * @example cancelled
+             */
+            code: string;
+            /**
+             * @description The reason in words.
+             * @example the task was cancelled
+             */
+            message: string;
+        };
+        /**
+         * @description A vidgate task in the OpenAI Videos API shape.
+         * @example {
+         *       "id": "task_9f3c0c1f2e3d4c5b6a7980aa",
+         *       "object": "video",
+         *       "model": "sora-2",
+         *       "status": "completed",
+         *       "progress": 100,
+         *       "created_at": 1764511200,
+         *       "completed_at": 1764511206,
+         *       "expires_at": 1767103206,
+         *       "prompt": "a paper boat on a rainy street",
+         *       "size": "1280x720",
+         *       "seconds": "4",
+         *       "remixed_from_video_id": null,
+         *       "error": null
+         *     }
+         */
+        Video: {
+            /**
+             * @description The video's id (the same as the task's).
+             * @example task_9f3c0c1f2e3d4c5b6a7980aa
+             */
+            id: string;
+            /**
+             * @description Always `video`.
+             * @example video
+             * @constant
+             */
+            object: "video";
+            /**
+             * @description The model.
+             * @example sora-2
+             */
+            model: string;
+            /**
+             * @description `queued` (pending), `in_progress` (processing), `completed`, or `failed` (also when cancelled).
+             * @example in_progress
+             * @enum {string}
+             */
+            status: "queued" | "in_progress" | "completed" | "failed";
+            /**
+             * @description Percent done.
+             * @example 40
+             */
+            progress: number;
+            /**
+             * @description Unix seconds.
+             * @example 1764511200
+             */
+            created_at: number;
+            /**
+             * @description Unix seconds at completion or failure.
+             * @example 1764511206
+             */
+            completed_at: number | null;
+            /**
+             * @description Unix seconds after which the stored video is deleted.
+             * @example 1767103206
+             */
+            expires_at: number | null;
+            /**
+             * @description The prompt.
+             * @example a paper boat on a rainy street
+             */
+            prompt: string | null;
+            size: components["schemas"]["VideoSize"];
+            /**
+             * @description Seconds of video.
+             * @example 4
+             * @enum {string}
+             */
+            seconds: "4" | "8" | "12";
+            /**
+             * @description The video this one remixes.
+             * @example null
+             */
+            remixed_from_video_id: string | null;
+            /**
+             * @description Why the video failed; null otherwise.
+             * @example null
+             */
+            error: components["schemas"]["VideoError"] | null;
+        };
+        /**
+         * @description One page of videos.
+         * @example {
+         *       "object": "list",
+         *       "data": [],
+         *       "first_id": null,
+         *       "last_id": null,
+         *       "has_more": false
+         *     }
+         */
+        VideoList: {
+            /**
+             * @description Always `list`.
+             * @example list
+             * @constant
+             */
+            object: "list";
+            /**
+             * @description The videos of this page.
+             * @example []
+             */
+            data: components["schemas"]["Video"][];
+            /**
+             * @description The first video's id.
+             * @example task_9f3c0c1f2e3d4c5b6a7980aa
+             */
+            first_id: string | null;
+            /**
+             * @description The last video's id; pass it as `after` for the next page.
+             * @example task_0a1b2c3d4e5f60718293a4b5
+             */
+            last_id: string | null;
+            /**
+             * @description Whether more videos follow.
+             * @example false
+             */
+            has_more: boolean;
+        };
+        /**
+         * @description The answer to a deletion.
+         * @example {
+         *       "id": "task_9f3c0c1f2e3d4c5b6a7980aa",
+         *       "object": "video.deleted",
+         *       "deleted": true
+         *     }
+         */
+        VideoDeleted: {
+            /**
+             * @description The deleted video's id.
+             * @example task_9f3c0c1f2e3d4c5b6a7980aa
+             */
+            id: string;
+            /**
+             * @description Always `video.deleted`.
+             * @example video.deleted
+             * @constant
+             */
+            object: "video.deleted";
+            /**
+             * @description Always true.
+             * @example true
+             * @constant
+             */
+            deleted: true;
+        };
     };
     responses: {
         /** @description The request is malformed or asks for something no provider offers. */
@@ -1716,6 +2115,25 @@ export interface components {
                 "application/json": components["schemas"]["Error"];
             };
         };
+        /** @description The Idempotency-Key was used within 24 hours for a request with another body. */
+        IdempotencyConflict: {
+            headers: {
+                [name: string]: unknown;
+            };
+            content: {
+                /**
+                 * @example {
+                 *       "error": {
+                 *         "code": "idempotency_key_reused",
+                 *         "message": "this Idempotency-Key was used for another request",
+                 *         "type": "conflict_error",
+                 *         "param": "Idempotency-Key"
+                 *       }
+                 *     }
+                 */
+                "application/json": components["schemas"]["Error"];
+            };
+        };
     };
     parameters: {
         /**
@@ -1743,9 +2161,26 @@ export interface components {
          * @example task_9f3c2a7b1e4d
          */
         TaskId: string;
+        /**
+         * @description The video's id (a task id of either door).
+         * @example task_9f3c0c1f2e3d4c5b6a7980aa
+         */
+        VideoId: string;
+        /**
+         * @description A key of the client's choosing: a retry with the same key and the same body within 24 hours answers the
+         *     original video and is not charged again; the same key with another body answers 409 `idempotency_key_reused`.
+         * @example 5f0c6c1e-2b7a-4d8e-9a51-0d4c2f1b9e77
+         */
+        IdempotencyKey: string;
     };
     requestBodies: never;
-    headers: never;
+    headers: {
+        /**
+         * @description How long to wait before polling the video again, in milliseconds (read by the OpenAI SDKs).
+         * @example 1000
+         */
+        PollAfterMs: number;
+    };
     pathItems: never;
 }
 export type $defs = Record<string, never>;
@@ -1759,6 +2194,12 @@ export interface operations {
                  * @example no-cache
                  */
                 "Cache-Control"?: string;
+                /**
+                 * @description A key of the client's choosing: a retry with the same key and the same body within 24 hours answers the
+                 *     original video and is not charged again; the same key with another body answers 409 `idempotency_key_reused`.
+                 * @example 5f0c6c1e-2b7a-4d8e-9a51-0d4c2f1b9e77
+                 */
+                "Idempotency-Key"?: components["parameters"]["IdempotencyKey"];
             };
             path?: never;
             cookie?: never;
@@ -1791,6 +2232,7 @@ export interface operations {
             401: components["responses"]["Unauthorized"];
             402: components["responses"]["PaymentRequired"];
             403: components["responses"]["Forbidden"];
+            409: components["responses"]["IdempotencyConflict"];
             413: components["responses"]["TooLarge"];
             415: components["responses"]["UnsupportedMediaType"];
             429: components["responses"]["TooManyRequests"];
@@ -2583,6 +3025,310 @@ export interface operations {
                     "application/javascript": string;
                 };
             };
+        };
+    };
+    listVideos: {
+        parameters: {
+            query?: {
+                /**
+                 * @description The id of the last video of the previous page (its `last_id`); the page starts after it.
+                 * @example task_9f3c0c1f2e3d4c5b6a7980aa
+                 */
+                after?: string;
+                /**
+                 * @description Videos per page.
+                 * @example 20
+                 */
+                limit?: number;
+                /**
+                 * @description `desc` (newest first, the default) or `asc` (oldest first), by creation time.
+                 * @example desc
+                 */
+                order?: "asc" | "desc";
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description One page of videos. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["VideoList"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            404: components["responses"]["NotFound"];
+            429: components["responses"]["TooManyRequests"];
+        };
+    };
+    createVideo: {
+        parameters: {
+            query?: never;
+            header?: {
+                /**
+                 * @description A key of the client's choosing: a retry with the same key and the same body within 24 hours answers the
+                 *     original video and is not charged again; the same key with another body answers 409 `idempotency_key_reused`.
+                 * @example 5f0c6c1e-2b7a-4d8e-9a51-0d4c2f1b9e77
+                 */
+                "Idempotency-Key"?: components["parameters"]["IdempotencyKey"];
+            };
+            path?: never;
+            cookie?: never;
+        };
+        /** @description Multipart (what the SDK sends, even without a file) or JSON. */
+        requestBody: {
+            content: {
+                /**
+                 * @example {
+                 *       "prompt": "a paper boat on a rainy street",
+                 *       "model": "sora-2",
+                 *       "seconds": "4",
+                 *       "size": "1280x720"
+                 *     }
+                 */
+                "multipart/form-data": components["schemas"]["VideoCreateForm"];
+                /**
+                 * @example {
+                 *       "prompt": "a paper boat on a rainy street",
+                 *       "model": "sora-2",
+                 *       "seconds": "4",
+                 *       "size": "1280x720"
+                 *     }
+                 */
+                "application/json": components["schemas"]["VideoCreateRequest"];
+            };
+        };
+        responses: {
+            /** @description The video, queued (or completed at once from the cache, or the original of a repeated idempotency key). */
+            200: {
+                headers: {
+                    "openai-poll-after-ms": components["headers"]["PollAfterMs"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Video"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            402: components["responses"]["PaymentRequired"];
+            403: components["responses"]["Forbidden"];
+            409: components["responses"]["IdempotencyConflict"];
+            413: components["responses"]["TooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
+            429: components["responses"]["TooManyRequests"];
+        };
+    };
+    getVideo: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /**
+                 * @description The video's id (a task id of either door).
+                 * @example task_9f3c0c1f2e3d4c5b6a7980aa
+                 */
+                id: components["parameters"]["VideoId"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The video. */
+            200: {
+                headers: {
+                    "openai-poll-after-ms": components["headers"]["PollAfterMs"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Video"];
+                };
+            };
+            401: components["responses"]["Unauthorized"];
+            404: components["responses"]["NotFound"];
+            429: components["responses"]["TooManyRequests"];
+        };
+    };
+    deleteVideo: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /**
+                 * @description The video's id (a task id of either door).
+                 * @example task_9f3c0c1f2e3d4c5b6a7980aa
+                 */
+                id: components["parameters"]["VideoId"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The video is deleted. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["VideoDeleted"];
+                };
+            };
+            401: components["responses"]["Unauthorized"];
+            404: components["responses"]["NotFound"];
+            429: components["responses"]["TooManyRequests"];
+        };
+    };
+    getVideoContent: {
+        parameters: {
+            query?: {
+                /**
+                 * @description Which file to download.
+                 * @example video
+                 */
+                variant?: "video" | "thumbnail" | "spritesheet";
+            };
+            header?: never;
+            path: {
+                /**
+                 * @description The video's id (a task id of either door).
+                 * @example task_9f3c0c1f2e3d4c5b6a7980aa
+                 */
+                id: components["parameters"]["VideoId"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The file. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "video/mp4": string;
+                    "image/jpeg": string;
+                };
+            };
+            /** @description The requested byte range. */
+            206: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "video/mp4": string;
+                    "image/jpeg": string;
+                };
+            };
+            401: components["responses"]["Unauthorized"];
+            404: components["responses"]["NotFound"];
+            409: components["responses"]["Conflict"];
+            410: components["responses"]["Gone"];
+            416: components["responses"]["RangeNotSatisfiable"];
+            429: components["responses"]["TooManyRequests"];
+        };
+    };
+    remixVideo: {
+        parameters: {
+            query?: never;
+            header?: {
+                /**
+                 * @description A key of the client's choosing: a retry with the same key and the same body within 24 hours answers the
+                 *     original video and is not charged again; the same key with another body answers 409 `idempotency_key_reused`.
+                 * @example 5f0c6c1e-2b7a-4d8e-9a51-0d4c2f1b9e77
+                 */
+                "Idempotency-Key"?: components["parameters"]["IdempotencyKey"];
+            };
+            path: {
+                /**
+                 * @description The video's id (a task id of either door).
+                 * @example task_9f3c0c1f2e3d4c5b6a7980aa
+                 */
+                id: components["parameters"]["VideoId"];
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                /**
+                 * @example {
+                 *       "prompt": "the same boat",
+                 *       "now at night": null
+                 *     }
+                 */
+                "application/json": components["schemas"]["VideoRemixRequest"];
+                /**
+                 * @example {
+                 *       "prompt": "the same boat",
+                 *       "now at night": null
+                 *     }
+                 */
+                "multipart/form-data": components["schemas"]["VideoRemixRequest"];
+            };
+        };
+        responses: {
+            /** @description The remix, queued. */
+            200: {
+                headers: {
+                    "openai-poll-after-ms": components["headers"]["PollAfterMs"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Video"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            402: components["responses"]["PaymentRequired"];
+            404: components["responses"]["NotFound"];
+            409: components["responses"]["Conflict"];
+            429: components["responses"]["TooManyRequests"];
+        };
+    };
+    getImageByLink: {
+        parameters: {
+            query: {
+                /**
+                 * @description Unix seconds after which the link no longer works.
+                 * @example 1764514800
+                 */
+                expires: number;
+                /**
+                 * @description HMAC-SHA256 (hex) of `<sha256>.<expires>` under the installation's link key.
+                 * @example 9b1f0c3e5a7d2b4c6e8f0a1b3c5d7e9f1a2b3c4d5e6f708192a3b4c5d6e7f809
+                 */
+                signature: string;
+            };
+            header?: never;
+            path: {
+                /**
+                 * @description The image's SHA-256, in hex.
+                 * @example 3cbf6cefa30ddb4c5c3b2e6c81991afed17a8f131b457c46cb713ab9103c0b61
+                 */
+                sha256: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The image's bytes. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "image/jpeg": string;
+                    "image/png": string;
+                    "image/webp": string;
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            404: components["responses"]["NotFound"];
         };
     };
 }

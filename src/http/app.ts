@@ -15,12 +15,16 @@ import { API_REFERENCE_CSP, API_REFERENCE_HTML, REDOC_BUNDLE_PATH } from './api-
 import { requireAdminToken, requireApiKey } from './auth';
 import { errorHandler } from './error-handler';
 import { refuseInexactNumbers } from './exact-numbers';
+import { createImageLinkRoutes, type ImageLinkRoutesDeps } from './image-links';
 import { createNativeRoutes, type NativeRoutesDeps } from './native/routes';
+import { createOpenAIRoutes } from './openai/routes';
 
 export const SPEC_PATH = fileURLToPath(new URL('../../openapi/vidgate.yaml', import.meta.url));
+/** The largest uploaded file accepted (413 above): above the 10 MB an image may have, so that one a little over gets a 400 saying why. */
+const MAX_UPLOAD_BYTES = 25 * 1024 * 1024;
 
-/** What the app needs: the native door's dependencies and the shared middleware's. */
-export interface AppDeps extends NativeRoutesDeps {
+/** What the app needs: the doors' dependencies and the shared middleware's. */
+export interface AppDeps extends NativeRoutesDeps, ImageLinkRoutesDeps {
   teams: TeamService;
   metrics: Metrics;
   /** Enables /admin when set. */
@@ -64,11 +68,15 @@ export function createApp(deps: AppDeps): express.Express {
       validateRequests: { allowUnknownQueryParameters: false },
       validateResponses: deps.validateResponses ?? false,
       validateSecurity: false, // requireApiKey checks keys against the store
+      // Multipart bodies (the OpenAI door) are parsed by multer into memory and validated like JSON ones.
+      fileUploader: { limits: { fileSize: MAX_UPLOAD_BYTES, files: 1, fields: 20 } },
     }),
   );
   app.use(refuseInexactNumbers());
 
   app.use(createNativeRoutes(deps));
+  app.use(createOpenAIRoutes(deps));
+  app.use(createImageLinkRoutes(deps));
   app.use('/admin', createAdminRouter({ store: deps.store, teams: deps.teams, microUsdPerCredit: deps.microUsdPerCredit, now: deps.now }));
   // Whatever the validator let through and no route took: JSON, never Express's HTML 404.
   app.use((_req, _res, next) => next(new ApiError(404, 'not_found_error', 'route_not_found', 'no such route; see /docs')));

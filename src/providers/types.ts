@@ -20,7 +20,18 @@ export interface NormalizedRequest {
   size: VideoSize;
   duration_s: DurationS;
   image_url?: string;
+  /** An uploaded reference image, stored by vidgate under its SHA-256; its bytes reach the adapter in CallContext.image. */
+  image_asset?: { sha256: string; media_type: 'image/jpeg' | 'image/png' | 'image/webp' };
   resize_mode?: 'pad' | 'crop';
+  /** A remix: a new video from the provider's own earlier job (only that provider can serve it). */
+  remix_of?: RemixSource;
+}
+
+/** The video a remix starts from: the provider and upstream job that made it, and its public id. */
+export interface RemixSource {
+  video_id: string;
+  provider_id: string;
+  upstream_id: string;
 }
 
 /** One model as one provider offers it. Prices are USD per generated second. */
@@ -38,11 +49,11 @@ export interface CallContext {
   idempotencyKey?: string;
   signal?: AbortSignal;
   /**
-   * The request's reference image, already fitted by vidgate to the request's exact size (PNG), for an
-   * adapter whose `reference_image` capability is `bytes`. Absent when there is no image or it could not be
-   * read: the adapter then sends the URL.
+   * The request's reference image for an adapter whose `reference_image` capability is `bytes`: fitted by vidgate
+   * to the request's exact size (PNG), or an upload as it was given where it could not be fitted. Absent when there
+   * is no image, or a URL's image could not be read: the adapter then sends the URL.
    */
-  image?: { bytes: Buffer; type: 'image/png' };
+  image?: { bytes: Buffer; media_type: string };
   /** For a create whose lost answer nothing else could recover: see LateAnswer. */
   lateAnswer?: LateAnswer;
 }
@@ -119,6 +130,11 @@ export interface ProviderAdapter {
   findJob?(request: NormalizedRequest, window: CreateWindow, ctx: CallContext): Promise<string[]>;
   /** Frees the provider's copy of a finished video once the gateway has stored its own; absent where there is none to free. */
   release?(upstreamId: string, ctx: CallContext): Promise<void>;
+  /**
+   * A new job that remixes the finished job `upstreamId` with `request.prompt`; absent where the provider
+   * cannot remix (its presence is the capability).
+   */
+  remix?(upstreamId: string, request: NormalizedRequest, ctx: CallContext): Promise<{ upstreamId: string }>;
 }
 
 /**
@@ -143,8 +159,18 @@ function serves(offer: ModelOffer, request: NormalizedRequest): boolean {
     offer.model === request.model &&
     offer.sizes.includes(request.size) &&
     offer.durations_s.includes(request.duration_s) &&
-    (!request.image_url || offer.image_input)
+    (!(request.image_url || request.image_asset) || offer.image_input)
   );
+}
+
+/**
+ * Whether this adapter may serve the request at all: a remix goes only to the provider of its original, if it
+ * can remix; an uploaded image only to one that sends bytes, unless vidgate can serve the image at a link
+ * (`imageLinks`).
+ */
+export function canTake(adapter: ProviderAdapter, request: NormalizedRequest, imageLinks = false): boolean {
+  if (request.image_asset && adapter.capabilities.reference_image === 'url' && !imageLinks) return false;
+  return !request.remix_of || (adapter.id === request.remix_of.provider_id && adapter.remix !== undefined);
 }
 
 export function offerFor(adapter: ProviderAdapter, request: NormalizedRequest): ModelOffer | undefined {

@@ -1,5 +1,5 @@
 // Which provider serves a request: the cheapest that can serve it exactly and is healthy right now.
-import { offerFor, type ModelOffer, type NormalizedRequest, type ProviderAdapter } from '../providers/types';
+import { canTake, offerFor, type ModelOffer, type NormalizedRequest, type ProviderAdapter } from '../providers/types';
 import type { Health } from './health';
 import { priceMicroUsd } from './quote';
 
@@ -45,13 +45,19 @@ export interface Router {
   acquire(request: NormalizedRequest, options: AcquireOptions): Candidate | undefined;
 }
 
-export function createRouter(routed: readonly RoutedProvider[], health: Health): Router {
+export interface RouterOptions {
+  /** vidgate can serve an uploaded image at a link, so providers that take images only by URL can take uploads. */
+  imageLinks?: boolean;
+}
+
+export function createRouter(routed: readonly RoutedProvider[], health: Health, { imageLinks = false }: RouterOptions = {}): Router {
   const byId = new Map(routed.map((r) => [r.adapter.id, r]));
   const providers = routed.map((r) => r.adapter);
 
   function candidates(request: NormalizedRequest): Candidate[] {
     const found: (Candidate & { error_rate: number; latency_ms: number })[] = [];
     for (const adapter of providers) {
+      if (!canTake(adapter, request, imageLinks)) continue;
       const offer = offerFor(adapter, request);
       const microUsd = offer && priceMicroUsd(offer, request);
       if (!offer || microUsd === undefined) continue;

@@ -53,6 +53,8 @@ export interface TaskRecord {
   source_id: string | null;
   /** When the video in `asset_key` was stored: the original's completion, for hits and followers. */
   asset_stored_at_ms: number | null;
+  /** When its owner deleted it: hidden from every read and list, its ledger rows kept. */
+  deleted_at_ms: number | null;
 }
 
 export interface NewTask {
@@ -69,6 +71,16 @@ export interface NewTask {
   cache_key: string | null;
   /** How the task is served when `createTask` finds nothing to share. */
   cache_status: Extract<CacheStatus, 'miss' | 'bypassed' | 'disabled'>;
+  /** The client's Idempotency-Key, with the hash of the request it came with, honoured since `since_ms`. */
+  idempotency?: { key: string; request_hash: string; since_ms: number };
+}
+
+/** An Idempotency-Key reused with another request; thrown by `createTask`, which then creates nothing. */
+export class IdempotencyConflictError extends Error {
+  constructor(readonly task_id: string) {
+    super(`idempotency key already used for task ${task_id} with another request`);
+    this.name = 'IdempotencyConflictError';
+  }
 }
 
 /** Asks `createTask` to serve an identical request from what exists: a stored result, or a running task. */
@@ -98,8 +110,12 @@ export interface ListTasksQuery {
   owner_id: string;
   status?: TaskStatus;
   limit: number;
-  /** Return tasks strictly older than this position (newest first). */
+  /** `desc` (newest first, the default) or `asc`. */
+  order?: 'asc' | 'desc';
+  /** Return tasks strictly past this position in the list's order. */
   before?: { created_at_ms: number; id: string };
+  /** Deleted tasks too (for the ledger's checks); false by default. */
+  include_deleted?: boolean;
 }
 
 export type AttemptOutcome = 'running' | 'completed' | 'failed' | 'retried' | 'cancelled';
@@ -286,10 +302,22 @@ export interface Store {
    * one generation): a fresh stored result with that key makes the task a completed `hit`, charged
    * `hit_credits` and not counted as running; else a running leader with that key makes it a `coalesced`
    * follower that reserves `hit_credits`, mirrors the leader's status and finishes with it.
+   *
+   * With `idempotency`, first in the same transaction: a key of the owner recorded since `since_ms` for the same
+   * `request_hash` returns that task (not deleted) and charges nothing; for another hash it throws
+   * IdempotencyConflictError, creating nothing. Otherwise the key is recorded for the new task.
    */
   createTask(task: NewTask, lookup?: CacheLookup): Promise<TaskRecord>;
+  /** Any task, deleted or not (the workers finish deleted tasks too); readers check `deleted_at_ms`. */
   getTask(id: string): Promise<TaskRecord | undefined>;
+  /** The owner's tasks that are not deleted (unless asked). */
   listTasks(query: ListTasksQuery): Promise<TaskRecord[]>;
+  /**
+   * Hides a finished task of this owner from reads and lists (a soft delete; the ledger is untouched).
+   * Returns the task, and whether its stored video is now nobody's (no other live task serves it), or
+   * undefined when the task is not the owner's, not finished or already deleted.
+   */
+  deleteTask(id: string, ownerId: string, nowMs: number): Promise<{ task: TaskRecord; asset_orphaned: boolean } | undefined>;
 
   // --- tasks: leases ---
   /** Lease up to `limit` due, unleased (or lease-expired) tasks of a phase, oldest due first. */

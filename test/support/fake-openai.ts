@@ -19,7 +19,7 @@ import { promisify } from 'node:util';
 import ffprobe from '@ffprobe-installer/ffprobe';
 import { mp4Of, type Mp4Source } from './mp4';
 
-export type FakeRoute = 'create' | 'list' | 'retrieve' | 'delete' | 'content';
+export type FakeRoute = 'create' | 'list' | 'retrieve' | 'delete' | 'content' | 'remix';
 
 /**
  * How the fake answers, from the next request on. Transport modes (error_500 .. malformed_json) act on
@@ -89,6 +89,8 @@ export interface FakeJob {
   seconds: string;
   /** The `input_reference[image_url]` part, when sent. */
   image_url?: string;
+  /** The job this one remixes (POST /v1/videos/{id}/remix). */
+  remixed_from?: string;
   created_at_ms: number;
   /** Time from creation to completion. */
   duration_ms: number;
@@ -227,6 +229,14 @@ export async function startFakeOpenAI(options: FakeOpenAIOptions = {}): Promise<
       if (mode.kind === 'fail_job') job.error = { code: mode.code, message: mode.message ?? `generation failed: ${mode.code}` };
       return sendJson(res, 200, videoObject(job));
     }
+    if (route.name === 'remix') {
+      const prompt = typeof record.body?.prompt === 'string' ? record.body.prompt : undefined;
+      if (!prompt) return sendError(res, 400, 'invalid_value', 'prompt is required.', 'invalid_request_error', 'prompt');
+      if (videoObject(job).status !== 'completed') return sendError(res, 400, 'invalid_value', `Video '${job.id}' is not completed.`, 'invalid_request_error');
+      const remix: FakeJob = { ...job, id: `video_${String(nextId++).padStart(6, '0')}`, prompt, remixed_from: job.id, created_at_ms: Date.now(), duration_ms: jobDurationMs };
+      jobs.set(remix.id, remix);
+      return sendJson(res, 200, videoObject(remix));
+    }
     if (route.name === 'delete') {
       jobs.delete(job.id);
       return sendJson(res, 200, { id: job.id, object: 'video.deleted', deleted: true });
@@ -352,7 +362,7 @@ function videoObject(job: FakeJob, nowMs = Date.now()) {
     prompt: job.prompt,
     size: job.size,
     seconds: job.seconds,
-    remixed_from_video_id: null,
+    remixed_from_video_id: job.remixed_from ?? null,
     error: job.error ?? null,
   };
 }
@@ -373,9 +383,10 @@ async function imageSize(bytes: Buffer): Promise<string | undefined> {
 
 function routeOf(method: string, path: string): { name: FakeRoute; id: string } | undefined {
   if (path === '/v1/videos') return method === 'POST' ? { name: 'create', id: '' } : method === 'GET' ? { name: 'list', id: '' } : undefined;
-  const m = /^\/v1\/videos\/([^/]+)(\/content)?$/.exec(path);
+  const m = /^\/v1\/videos\/([^/]+)(\/content|\/remix)?$/.exec(path);
   if (!m) return undefined;
   const id = decodeURIComponent(m[1]!);
+  if (m[2] === '/remix') return method === 'POST' ? { name: 'remix', id } : undefined;
   if (m[2]) return method === 'GET' ? { name: 'content', id } : undefined;
   if (method === 'GET') return { name: 'retrieve', id };
   if (method === 'DELETE') return { name: 'delete', id };

@@ -58,7 +58,7 @@ export interface LedgerSummary {
  */
 export async function checkTeamLedger(store: Store, teamId: string): Promise<LedgerSummary> {
   const problems: string[] = [];
-  const tasks = await store.listTasks({ owner_id: teamId, limit: 100_000 });
+  const tasks = await store.listTasks({ owner_id: teamId, limit: 100_000, include_deleted: true });
   const ledger = await store.listLedger(teamId);
   const attempts = await store.listAttempts(tasks.map((t) => t.id));
   const byTask = new Map<string, LedgerEntry[]>(tasks.map((t) => [t.id, []]));

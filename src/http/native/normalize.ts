@@ -1,7 +1,8 @@
 // The native front door's request -> one NormalizedRequest, checked against what the providers offer.
 // The spec has already checked types and enums; this checks what depends on the catalog.
 import type { components } from '../../generated/vidgate-api';
-import { tierOfSize, type ModelOffer, type NormalizedRequest, type VideoSize } from '../../providers/types';
+import { tierOfSize, type NormalizedRequest, type VideoSize } from '../../providers/types';
+import { assertOffered, offersOf } from '../offers';
 import type { Router } from '../../routing/router';
 import { invalidRequest } from '../../core/errors';
 import type { NormalizedGeneration } from '../../core/tasks';
@@ -22,26 +23,11 @@ export const DEFAULT_MODEL = 'sora-2';
 export function normalizeGeneration(body: GenerationRequest, router: Router, trustedOrigins: ReadonlySet<string> = new Set()): NormalizedGeneration {
   const urlProblem = (url: string) => (isTrustedOrigin(url, trustedOrigins) ? null : outboundUrlProblem(url));
   const model = body.model ?? DEFAULT_MODEL;
-  const offers = router.providers.flatMap((p) => p.catalog.filter((o) => o.model === model));
-  if (offers.length === 0) {
-    const known = [...new Set(router.providers.flatMap((p) => p.catalog.map((o) => o.model)))].join(', ');
-    throw invalidRequest('model_not_found', `unknown model '${model}'; available: ${known}`, 'model');
-  }
-
+  offersOf(router, model, 'model');
   const prompt = body.prompt.trim();
   if (!prompt) throw invalidRequest('invalid_value', 'prompt must not be blank', 'prompt');
-
   const size = resolveSize(body.aspect_ratio ?? '9:16', body.quality);
-  if (!offers.some((o) => o.sizes.includes(size))) {
-    throw tierOfSize(size) === 'high'
-      ? invalidRequest('unsupported_quality', `${model} does not offer 1080p (${size}); ${offersHint(offers)}`, 'quality')
-      : invalidRequest('unsupported_size', `${model} does not offer ${size}; ${offersHint(offers)}`, 'aspect_ratio');
-  }
-
   const duration_s = body.duration ?? 4;
-  if (!offers.some((o) => o.durations_s.includes(duration_s))) {
-    throw invalidRequest('unsupported_duration', `${model} does not offer ${duration_s} s`, 'duration');
-  }
 
   const image_url = body.image_urls?.[0];
   if (image_url !== undefined) {
@@ -56,9 +42,7 @@ export function normalizeGeneration(body: GenerationRequest, router: Router, tru
   const request: NormalizedRequest = { model, prompt, size, duration_s };
   if (image_url !== undefined) request.image_url = image_url;
   if (body.resize_mode !== undefined) request.resize_mode = body.resize_mode;
-  if (router.candidates(request).length === 0) {
-    throw invalidRequest('unsupported_combination', `no provider offers ${model} at ${size}, ${duration_s} s${image_url ? ' with an image' : ''}`);
-  }
+  assertOffered(request, router, { model: 'model', size: 'aspect_ratio', tier: 'quality', duration: 'duration' });
   return { request, callback_url: body.callback_url ?? null, cache: body.cache !== false };
 }
 
@@ -68,8 +52,4 @@ function resolveSize(aspect: AspectRatio, quality: Quality | undefined): VideoSi
     throw invalidRequest('invalid_value', `quality ${quality} contradicts aspect_ratio ${aspect}`, 'quality');
   }
   return aspect;
-}
-
-function offersHint(offers: ModelOffer[]): string {
-  return `sizes offered: ${[...new Set(offers.flatMap((o) => o.sizes))].join(', ')}`;
 }

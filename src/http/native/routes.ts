@@ -46,6 +46,8 @@ export function createNativeRoutes(deps: NativeRoutesDeps): express.Router {
   routes.post('/v1/videos/generations', async (req, res) => {
     const generation = normalizeGeneration(req.body as components['schemas']['GenerationRequest'], deps.router, deps.trustedOrigins);
     if (/\bno-(cache|store)\b/i.test(req.get('cache-control') ?? '')) generation.cache = false;
+    const idempotencyKey = req.get('idempotency-key');
+    if (idempotencyKey !== undefined) generation.idempotency_key = idempotencyKey;
     const task = await tasks.submit(caller(res), generation);
     res.status(task.cache_status === 'hit' ? 200 : 202).json(await presentOne(req, task));
   });

@@ -105,6 +105,18 @@ export function createOpenAIProvider(options: OpenAIProviderOptions): ProviderAd
       return found.reverse();
     },
 
+    async remix(upstreamId, request, ctx) {
+      const headers: Record<string, string> = { Accept: 'application/json', 'Content-Type': 'application/json' };
+      if (ctx.idempotencyKey !== undefined) headers['Idempotency-Key'] = ctx.idempotencyKey;
+      const body = await sendJson<unknown>(target, `${videoPath(upstreamId)}/remix`, {
+        method: 'POST',
+        headers,
+        body: JSON.stringify({ prompt: request.prompt }),
+        signal: ctx.signal,
+      });
+      return { upstreamId: asVideoObject(body).id };
+    },
+
     async cancel(upstreamId, ctx) {
       const res = await send(target, videoPath(upstreamId), { method: 'DELETE', signal: ctx.signal });
       if (res.ok || res.status === 404) return discard(res); // 404: already gone, which is what we wanted

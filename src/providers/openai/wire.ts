@@ -55,7 +55,7 @@ export function createVideoForm(request: NormalizedRequest, offer: ModelOffer, i
   form.append('model', offer.upstream_model);
   form.append('seconds', String(request.duration_s));
   form.append('size', request.size);
-  if (image) form.append('input_reference', new Blob([image.bytes], { type: image.type }), 'reference.png');
+  if (image) form.append('input_reference', new Blob([new Uint8Array(image.bytes)], { type: image.media_type }), `reference.${image.media_type.split('/')[1]}`);
   else if (request.image_url) form.append('input_reference[image_url]', request.image_url);
   return form;
 }

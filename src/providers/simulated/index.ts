@@ -8,6 +8,7 @@ import ffmpeg from '@ffmpeg-installer/ffmpeg';
 import {
   ProviderError,
   requireOffer,
+  type CallContext,
   type ModelOffer,
   type NormalizedRequest,
   type PollResult,
@@ -84,22 +85,24 @@ export function createSimulatedProvider(options: SimulatedProviderOptions): Prov
     await render;
   }
 
+  async function submit(request: NormalizedRequest, ctx: CallContext): Promise<{ upstreamId: string }> {
+    requireOffer(catalog, request);
+    const key = ctx.idempotencyKey;
+    const jobId = key === undefined ? newJobId() : await store.claimKey(key, newJobId());
+    // Creates the job unless it exists; also recovers a key whose claimer died before creating it.
+    if (!(await store.read(jobId))) await store.create(newJob(jobId, request, key));
+    return { upstreamId: jobId };
+  }
+
   return {
     id,
     kind: 'simulated',
     catalog,
     // Keys are files created exclusively (job-store.ts): a create sent again under its key is the same job.
-    // It renders a test pattern and never looks at a reference image, so it refuses none.
-    capabilities: { idempotency_keys: true, reference_image: 'url' },
+    // It renders a test pattern and never looks at a reference image, so it refuses none, uploads included.
+    capabilities: { idempotency_keys: true, reference_image: 'bytes' },
 
-    async submit(request, ctx) {
-      requireOffer(catalog, request);
-      const key = ctx.idempotencyKey;
-      const jobId = key === undefined ? newJobId() : await store.claimKey(key, newJobId());
-      // Creates the job unless it exists; also recovers a key whose claimer died before creating it.
-      if (!(await store.read(jobId))) await store.create(newJob(jobId, request, key));
-      return { upstreamId: jobId };
-    },
+    submit,
 
     async poll(upstreamId): Promise<PollResult> {
       const job = await readJob(upstreamId);
@@ -116,6 +119,14 @@ export function createSimulatedProvider(options: SimulatedProviderOptions): Prov
       }
       await ensureRendered(job);
       return createReadStream(store.videoFile(job.id));
+    },
+
+    async remix(upstreamId, request, ctx) {
+      const original = await readJob(upstreamId);
+      if (jobStatus(original, Date.now()).state !== 'done') {
+        throw new ProviderError('invalid_parameters', `job ${upstreamId} has not completed; only a finished video can be remixed`, false);
+      }
+      return submit(request, ctx);
     },
 
     async cancel(upstreamId) {

@@ -2,6 +2,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import Database from 'better-sqlite3';
 import {
+  IdempotencyConflictError,
   QuotaExceededError,
   type AttemptOutcome,
   type AttemptRecord,
@@ -43,15 +44,22 @@ const NO_LEASE = 'lease_token = NULL, lease_until_ms = NULL';
 /** The followers of the leader `@id`: tasks that share its generation and are not finished. */
 const FOLLOWERS = "source_id = @id AND status IN ('pending', 'processing')";
 /** A result that may be served to an identical request: a completed task's own, unexpired video. */
-const FRESH_SOURCE = "cache_key = @key AND status = 'completed' AND source_id IS NULL AND asset_expired = 0 AND completed_at_ms >= @since";
+const FRESH_SOURCE = "cache_key = @key AND status = 'completed' AND source_id IS NULL AND asset_expired = 0 AND deleted_at_ms IS NULL AND completed_at_ms >= @since";
 
 // `created_at_ms <= @before_ms` is implied by the OR; it is spelled out so the index can seek to the cursor.
 const listTasksSql = (statusFilter: string) => `
   SELECT * FROM tasks
-  WHERE owner_id = @owner_id ${statusFilter}
+  WHERE owner_id = @owner_id ${statusFilter} AND (deleted_at_ms IS NULL OR @include_deleted = 1)
     AND created_at_ms <= @before_ms
     AND (created_at_ms < @before_ms OR (created_at_ms = @before_ms AND id < @before_id))
   ORDER BY created_at_ms DESC, id DESC
+  LIMIT @limit`;
+const listTasksAscSql = (statusFilter: string) => `
+  SELECT * FROM tasks
+  WHERE owner_id = @owner_id ${statusFilter} AND (deleted_at_ms IS NULL OR @include_deleted = 1)
+    AND created_at_ms >= @after_ms
+    AND (created_at_ms > @after_ms OR (created_at_ms = @after_ms AND id > @after_id))
+  ORDER BY created_at_ms, id
   LIMIT @limit`;
 
 export function createSqliteStore(file: string): Store {
@@ -88,6 +96,22 @@ export function createSqliteStore(file: string): Store {
     getTask: db.prepare<[string], TaskRow>('SELECT * FROM tasks WHERE id = ?'),
     listTasks: db.prepare<[object], TaskRow>(listTasksSql('')),
     listTasksWithStatus: db.prepare<[object], TaskRow>(listTasksSql('AND status = @status')),
+    listTasksAsc: db.prepare<[object], TaskRow>(listTasksAscSql('')),
+    listTasksAscWithStatus: db.prepare<[object], TaskRow>(listTasksAscSql('AND status = @status')),
+    softDelete: db.prepare(
+      `UPDATE tasks SET deleted_at_ms = @now, updated_at_ms = @now
+       WHERE id = @id AND owner_id = @owner_id AND deleted_at_ms IS NULL AND status IN ('completed', 'failed', 'cancelled')`,
+    ),
+    liveUsersOfAsset: db.prepare<[string], number>('SELECT count(*) FROM tasks WHERE asset_key = ? AND deleted_at_ms IS NULL').pluck(),
+    idempotencyKey: db.prepare<[object], { request_hash: string; task_id: string; created_at_ms: number }>(
+      'SELECT request_hash, task_id, created_at_ms FROM idempotency_keys WHERE owner_id = @owner_id AND idempotency_key = @key',
+    ),
+    putIdempotencyKey: db.prepare(
+      `INSERT INTO idempotency_keys (owner_id, idempotency_key, request_hash, task_id, created_at_ms)
+       VALUES (@owner_id, @key, @request_hash, @task_id, @now)
+       ON CONFLICT (owner_id, idempotency_key) DO UPDATE SET request_hash = excluded.request_hash,
+         task_id = excluded.task_id, created_at_ms = excluded.created_at_ms`,
+    ),
 
     // Each claimed row gets its own random token (randomblob is evaluated per row).
     claimDue: db.prepare<[object], TaskRow>(
@@ -223,7 +247,7 @@ export function createSqliteStore(file: string): Store {
     void sql.endAttempt.run({ outcome, id: p.id, now: p.now, code: p.code ?? null, message: p.message ?? null });
 
   /** A new task row of any kind, in its quota windows; the caller charges the quotas. */
-  function insertTask(task: NewTask, row: Partial<InsertParams> = {}): TaskRow {
+  function insertTask({ idempotency: _idempotency, ...task }: NewTask, row: Partial<InsertParams> = {}): TaskRow {
     return sql.insertTask.get({
       ...task,
       status: 'pending',
@@ -242,6 +266,23 @@ export function createSqliteStore(file: string): Store {
 
   /** A hit serves the source's video; a follower shares the leader's generation; else a task of its own. */
   function createTask(task: NewTask, lookup?: CacheLookup): TaskRecord {
+    const idem = task.idempotency;
+    if (!idem) return createFresh(task, lookup);
+    // Inside the write transaction: concurrent retries under one key serialize here, and all but the first
+    // find the first one's task.
+    const known = sql.idempotencyKey.get({ owner_id: task.owner_id, key: idem.key });
+    if (known && known.created_at_ms >= idem.since_ms) {
+      if (known.request_hash !== idem.request_hash) throw new IdempotencyConflictError(known.task_id);
+      // A deleted original is gone for its owner: the key then makes a new task.
+      const original = sql.getTask.get(known.task_id);
+      if (original && original.deleted_at_ms === null) return toTask(original);
+    }
+    const created = createFresh(task, lookup);
+    sql.putIdempotencyKey.run({ owner_id: task.owner_id, key: idem.key, request_hash: idem.request_hash, task_id: created.id, now: task.created_at_ms });
+    return created;
+  }
+
+  function createFresh(task: NewTask, lookup?: CacheLookup): TaskRecord {
     const now = task.created_at_ms;
     const key = task.cache_key;
     if (lookup && key !== null) {
@@ -428,16 +469,38 @@ export function createSqliteStore(file: string): Store {
       return row && toTask(row);
     },
     async listTasks(query) {
+      if (query.order === 'asc') {
+        return (query.status ? sql.listTasksAscWithStatus : sql.listTasksAsc)
+          .all({
+            owner_id: query.owner_id,
+            status: query.status,
+            limit: query.limit,
+            include_deleted: query.include_deleted ? 1 : 0,
+            // Without a cursor, start from the oldest task.
+            after_ms: query.before?.created_at_ms ?? -1,
+            after_id: query.before?.id ?? '',
+          })
+          .map(toTask);
+      }
       return (query.status ? sql.listTasksWithStatus : sql.listTasks)
         .all({
           owner_id: query.owner_id,
           status: query.status,
           limit: query.limit,
+          include_deleted: query.include_deleted ? 1 : 0,
           // Without a cursor, start from the newest task.
           before_ms: query.before?.created_at_ms ?? Number.MAX_SAFE_INTEGER,
           before_id: query.before?.id ?? '',
         })
         .map(toTask);
+    },
+    async deleteTask(id, ownerId, nowMs) {
+      return db.transaction(() => {
+        if (!changed(sql.softDelete.run({ id, owner_id: ownerId, now: nowMs }))) return undefined;
+        const task = toTask(sql.getTask.get(id)!);
+        const orphaned = task.asset_key !== null && sql.liveUsersOfAsset.get(task.asset_key) === 0;
+        return { task, asset_orphaned: orphaned };
+      }).immediate();
     },
 
     async claimDue(phase, limit, leaseMs, nowMs) {

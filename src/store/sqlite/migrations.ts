@@ -146,6 +146,18 @@ export const MIGRATIONS: readonly string[] = [
   ALTER TABLE api_keys DROP COLUMN requests_per_minute;
   DELETE FROM usage_counters WHERE win LIKE 'minute:%';
   `,
+  // Deleted videos (a soft delete: the task and its ledger rows stay), and clients' idempotency keys.
+  `
+  ALTER TABLE tasks ADD COLUMN deleted_at_ms INTEGER;
+  CREATE TABLE idempotency_keys (
+    owner_id TEXT NOT NULL,
+    idempotency_key TEXT NOT NULL,
+    request_hash TEXT NOT NULL, -- SHA-256 of the normalized request: a reuse with another body is refused
+    task_id TEXT NOT NULL,
+    created_at_ms INTEGER NOT NULL,
+    PRIMARY KEY (owner_id, idempotency_key)
+  ) STRICT, WITHOUT ROWID;
+  `,
 ];
 
 /** Brings the schema up to date in one write transaction, so concurrent openers migrate once. */

@@ -1,0 +1,39 @@
+// The OpenAI door's create request (JSON, or multipart as the official SDK sends it) -> one NormalizedGeneration.
+// The spec has checked types and enums; this checks what depends on the catalog and the image's address.
+import type { components } from '../../generated/vidgate-api';
+import { invalidRequest } from '../../core/errors';
+import type { NormalizedGeneration } from '../../core/tasks';
+import type { NormalizedRequest } from '../../providers/types';
+import type { Router } from '../../routing/router';
+import { isTrustedOrigin, outboundUrlProblem } from '../../net/url-guard';
+import { assertOffered } from '../offers';
+
+type VideoCreate = components['schemas']['VideoCreateRequest'] | components['schemas']['VideoCreateForm'];
+
+/** OpenAI's defaults (reference: upstream-apis.md, section 1). */
+const DEFAULTS = { model: 'sora-2', seconds: 4, size: '720x1280' } as const;
+
+/**
+ * `body` as the spec validated it: in a multipart body, a text part `input_reference[image_url]` has become
+ * `input_reference.image_url`, and an uploaded file part is `''` (its bytes come separately).
+ * `trustedOrigins` are exempt from the public-address check of the image URL.
+ */
+export function normalizeVideoCreate(body: VideoCreate, router: Router, trustedOrigins: ReadonlySet<string>): NormalizedGeneration {
+  const prompt = body.prompt.trim();
+  if (!prompt) throw invalidRequest('invalid_value', 'prompt must not be blank', 'prompt');
+  const request: NormalizedRequest = {
+    model: body.model ?? DEFAULTS.model,
+    prompt,
+    size: body.size ?? DEFAULTS.size,
+    duration_s: Number(body.seconds ?? DEFAULTS.seconds) as NormalizedRequest['duration_s'],
+  };
+  const reference = body.input_reference;
+  if (typeof reference === 'object' && reference !== null) {
+    const url = reference.image_url;
+    const problem = isTrustedOrigin(url, trustedOrigins) ? null : outboundUrlProblem(url);
+    if (problem) throw invalidRequest('invalid_url', `input_reference.image_url ${problem}`, 'input_reference');
+    request.image_url = url;
+  }
+  assertOffered(request, router, { model: 'model', size: 'size', tier: 'size', duration: 'seconds' });
+  return { request, callback_url: null, cache: true, image_param: 'input_reference' };
+}

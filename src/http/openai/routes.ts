@@ -1,0 +1,72 @@
+// The OpenAI-compatible door: the official `openai` SDK's `client.videos.*` works against vidgate by changing
+// only `baseURL` and the key. Its wire format -> the task use cases -> the Video object. Mounted behind the
+// shared middleware of ../app.ts (API key, spec validation with multipart parsing, error mapper).
+import express, { type Response } from 'express';
+import type { components } from '../../generated/vidgate-api';
+import type { TaskService } from '../../core/tasks';
+import type { Caller } from '../../core/teams';
+import type { ImageVariant } from '../../core/video-variants';
+import type { Router } from '../../routing/router';
+import type { TaskRecord } from '../../store/types';
+import { normalizeVideoCreate } from './normalize';
+import { POLL_AFTER_MS, presentVideo } from './present';
+
+export interface OpenAIRoutesDeps {
+  router: Router;
+  tasks: TaskService;
+  retentionMs: number;
+  /** Origins exempt from the public-address check of image URLs (url-guard's originsOf). */
+  trustedOrigins: ReadonlySet<string>;
+}
+
+type ListQuery = { after?: string; limit?: number; order?: 'asc' | 'desc' };
+/** What multer puts in `req.files` (memory storage). */
+type UploadedFile = { fieldname: string; buffer: Buffer };
+
+/** The routes of the OpenAI door under /v1/videos. */
+export function createOpenAIRoutes(deps: OpenAIRoutesDeps): express.Router {
+  const { tasks } = deps;
+  const routes = express.Router();
+  const caller = (res: Response) => res.locals.caller as Caller;
+  const sendVideo = (res: Response, t: TaskRecord) =>
+    void res.set('openai-poll-after-ms', String(POLL_AFTER_MS)).json(presentVideo(t, deps.retentionMs));
+  const idempotencyKey = (value: string | undefined) => (value === undefined ? {} : { idempotency_key: value });
+
+  routes.post('/v1/videos', async (req, res) => {
+    const generation = normalizeVideoCreate(req.body as components['schemas']['VideoCreateRequest'], deps.router, deps.trustedOrigins);
+    // A file part, parsed into memory by the validator's multer (app.ts); its bytes are checked in the core.
+    const file = (req.files as UploadedFile[] | undefined)?.find((f) => f.fieldname === 'input_reference');
+    if (file) generation.image_upload = { bytes: file.buffer, param: 'input_reference' };
+    sendVideo(res, await tasks.submit(caller(res), { ...generation, ...idempotencyKey(req.get('idempotency-key')) }));
+  });
+
+  routes.get('/v1/videos', async (req, res) => {
+    const { after, limit = 20, order = 'desc' } = req.query as ListQuery;
+    const page = await tasks.list(caller(res), { limit: Number(limit), afterId: after, order });
+    const data = page.tasks.map((t) => presentVideo(t, deps.retentionMs));
+    res.json({ object: 'list', data, first_id: data[0]?.id ?? null, last_id: data.at(-1)?.id ?? null, has_more: page.nextCursor !== null });
+  });
+
+  routes.get('/v1/videos/:id', async (req, res) => {
+    sendVideo(res, await tasks.get(caller(res), req.params.id!));
+  });
+
+  routes.delete('/v1/videos/:id', async (req, res) => {
+    const deleted = await tasks.delete(caller(res), req.params.id!);
+    res.json({ id: deleted.id, object: 'video.deleted', deleted: true });
+  });
+
+  routes.get('/v1/videos/:id/content', async (req, res) => {
+    const variant = (req.query.variant ?? 'video') as ImageVariant | 'video';
+    const file = variant === 'video' ? await tasks.videoPath(caller(res), req.params.id!) : await tasks.imagePath(caller(res), req.params.id!, variant);
+    // No Last-Modified (and no ETag, off app-wide): they would date the original of a cache hit.
+    res.sendFile(file, { lastModified: false, headers: { 'Content-Type': variant === 'video' ? 'video/mp4' : 'image/jpeg', 'Cache-Control': 'private, max-age=3600' } });
+  });
+
+  routes.post('/v1/videos/:id/remix', async (req, res) => {
+    const { prompt } = req.body as components['schemas']['VideoRemixRequest'];
+    sendVideo(res, await tasks.remix(caller(res), req.params.id!, prompt, req.get('idempotency-key')));
+  });
+
+  return routes;
+}
