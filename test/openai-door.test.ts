@@ -3,7 +3,8 @@
 import fs from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it, type TestContext } from 'vitest';
 import { checkTeamLedger } from './support/ledger-check';
-import { renderTestMp4, startFakeTasksApi } from './support/fake-tasks-api';
+import { startFakeTasksApi } from './support/fake-tasks-api';
+import { mp4Renderer } from './support/mp4';
 import { auth, KEY_A, KEY_B, startTestGateway, waitFor } from './support/gateway';
 
 type Harness = Awaited<ReturnType<typeof startTestGateway>>;
@@ -133,7 +134,7 @@ describe('one core, two doors', () => {
 
 describe('where a remix goes', () => {
   it('answers 400 remix_not_supported for a video made by the task API', async (ctx: TestContext) => {
-    const tasksApi = await startFakeTasksApi({ mp4: await renderTestMp4(), durationMs: 200 });
+    const tasksApi = await startFakeTasksApi({ mp4: mp4Renderer(), durationMs: 200 });
     const g = await startTestGateway(
       {
         providers: [{ id: 'tasks', kind: 'tasks-api', base_url: tasksApi.url, api_key_env: 'FAKE_TASKS_KEY', models: [{ model: 'sora-2', usd_per_second: { standard: 0.2 } }] }],

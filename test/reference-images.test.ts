@@ -7,7 +7,8 @@ import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { createHash } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it, type TestContext } from 'vitest';
-import { renderTestMp4, startFakeTasksApi } from './support/fake-tasks-api';
+import { startFakeTasksApi } from './support/fake-tasks-api';
+import { mp4Renderer } from './support/mp4';
 import { startFakeOpenAI } from './support/fake-openai';
 import { auth, KEY_A, startTestGateway, waitFor } from './support/gateway';
 import { makeImage, oversizedPng } from './support/images';
@@ -108,7 +109,8 @@ describe('uploaded images', () => {
   });
 
   it('reach an OpenAI-shape upstream as the file part input_reference', async (ctx) => {
-    const openai = await startFakeOpenAI({ mp4: await renderTestMp4(), jobDurationMs: 100 });
+    // Strict as the Videos API is: a reference of another pixel size than the video's is refused.
+    const openai = await startFakeOpenAI({ mp4: mp4Renderer(), jobDurationMs: 100, strictReferenceSize: true });
     ctx.onTestFinished(() => openai.close());
     const g = await gateway(
       ctx,
@@ -118,8 +120,15 @@ describe('uploaded images', () => {
     const res = await upload(g, PNG);
     expect(res.status).toBe(200);
     const create = await waitFor(async () => openai.requestsTo('create')[0]);
-    expect(create.body).toMatchObject({ input_reference: { type: 'image/png', size: PNG.length } });
+    // The upload, fitted by vidgate to the video's size (PNG.length bytes were uploaded, at another size).
+    expect(create.body).toMatchObject({ input_reference: { type: 'image/png' } });
+    expect((create.body as { input_reference: { size: number } }).input_reference.size).not.toBe(PNG.length);
     expect(create.body).not.toHaveProperty('input_reference[image_url]');
+    const done = await waitFor(async () => {
+      const t = (await g.http.get(`/v1/tasks/${res.body.id}`).set(auth(KEY_A))).body;
+      return t.status === 'completed' || t.status === 'failed' ? t : undefined;
+    }, 30_000, 100);
+    expect(done).toMatchObject({ status: 'completed', provider: 'openai' });
   });
 
   it('find no candidate in a provider that needs a URL (the task API) without server.public_url', async (ctx) => {
@@ -137,7 +146,7 @@ describe('uploaded images', () => {
   });
 
   it('reach a provider that needs a URL at a signed, expiring link under server.public_url', async (ctx) => {
-    const tasks = await startFakeTasksApi({ durationMs: 100, mp4: await renderTestMp4() });
+    const tasks = await startFakeTasksApi({ durationMs: 100, mp4: mp4Renderer() });
     ctx.onTestFinished(() => tasks.close());
     let offsetMs = 0;
     const g = await startTestGateway(

@@ -493,6 +493,7 @@ export function createWorkers(deps: WorkerDeps): Workers {
 
   return {
     start() {
+      stopping = false; // a stopped set of loops may start again (a paused gateway)
       const loop = async () => {
         await tickOnce();
         if (!stopping) timer = setTimeout(loop, config.poll_interval_ms);

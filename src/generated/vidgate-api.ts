@@ -1826,8 +1826,7 @@ export interface components {
         /**
          * @description The new prompt for a remix.
          * @example {
-         *       "prompt": "the same boat",
-         *       "now at night": null
+         *       "prompt": "the same boat, now at night"
          *     }
          */
         VideoRemixRequest: {
@@ -3257,15 +3256,13 @@ export interface operations {
             content: {
                 /**
                  * @example {
-                 *       "prompt": "the same boat",
-                 *       "now at night": null
+                 *       "prompt": "the same boat, now at night"
                  *     }
                  */
                 "application/json": components["schemas"]["VideoRemixRequest"];
                 /**
                  * @example {
-                 *       "prompt": "the same boat",
-                 *       "now at night": null
+                 *       "prompt": "the same boat, now at night"
                  *     }
                  */
                 "multipart/form-data": components["schemas"]["VideoRemixRequest"];
