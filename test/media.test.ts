@@ -7,6 +7,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { fitImage } from '../src/media/fit-image';
 import { DURATION_TOLERANCE_S, probeVideo, verifyVideo, videoMismatch } from '../src/media/probe-video';
 import { tempDir } from './support/gateway';
+import { makeImage } from './support/images';
 import { mp4Renderer } from './support/mp4';
 
 const dir = tempDir('vidgate-media-');
@@ -58,6 +59,11 @@ describe('fitting a reference image', () => {
     const top = pixel(png, 360, 10);
     if (mode === 'pad') expect(Math.max(...top)).toBeLessThan(30); // a black bar above the image
     else expect(Math.min(...top)).toBeGreaterThan(225); // still the image
+  });
+
+  it.for(['jpg', 'png', 'webp'] as const)('fits every accepted kind of image: %s', async (format) => {
+    const png = await fitImage(makeImage(format, 64, 48), '1280x720');
+    expect([png.readUInt32BE(16), png.readUInt32BE(20)]).toEqual([1280, 720]);
   });
 
   it('bytes that are not an image are refused with a message', async () => {

@@ -2,6 +2,9 @@
 // takes an input_reference only at exactly the requested size). Bytes in, bytes out: it serves images read
 // from a URL and images uploaded to vidgate alike.
 import { spawn } from 'node:child_process';
+import fs from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
 import ffmpeg from '@ffmpeg-installer/ffmpeg';
 import type { VideoSize } from '../providers/types';
 
@@ -24,19 +27,25 @@ function filterOf(width: number, height: number, mode: ResizeMode): string {
  */
 export async function fitImage(bytes: Buffer, size: VideoSize, mode: ResizeMode = 'pad', timeoutMs = 30_000): Promise<Buffer> {
   const [width, height] = size.split('x').map(Number) as [number, number];
-  const args = ['-v', 'error', '-i', 'pipe:0', '-frames:v', '1', '-vf', filterOf(width, height, mode), '-f', 'image2pipe', '-c:v', 'png', 'pipe:1'];
-  const child = spawn(ffmpeg.path, args, { stdio: ['pipe', 'pipe', 'pipe'], timeout: timeoutMs });
-  const out: Buffer[] = [];
-  const err: Buffer[] = [];
-  child.stdout.on('data', (c: Buffer) => out.push(c));
-  child.stderr.on('data', (c: Buffer) => err.push(c));
-  child.stdin.on('error', () => undefined); // ffmpeg may stop reading early on a bad input; its exit code says why
-  child.stdin.end(bytes);
-  const code = await new Promise<number | null>((resolve, reject) => {
-    child.once('error', reject);
-    child.once('close', resolve);
-  });
-  const png = Buffer.concat(out);
-  if (code !== 0 || png.length === 0) throw new Error(`cannot fit the image to ${size}: ${Buffer.concat(err).toString('utf8').trim().slice(0, 300) || `ffmpeg exited with ${code}`}`);
-  return png;
+  // From a file, not a pipe: ffmpeg finds no stream in a WebP read from a pipe.
+  const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'vidgate-fit-'));
+  try {
+    const input = path.join(dir, 'in');
+    await fs.writeFile(input, bytes);
+    const args = ['-v', 'error', '-i', input, '-frames:v', '1', '-vf', filterOf(width, height, mode), '-f', 'image2pipe', '-c:v', 'png', 'pipe:1'];
+    const child = spawn(ffmpeg.path, args, { stdio: ['ignore', 'pipe', 'pipe'], timeout: timeoutMs });
+    const out: Buffer[] = [];
+    const err: Buffer[] = [];
+    child.stdout.on('data', (c: Buffer) => out.push(c));
+    child.stderr.on('data', (c: Buffer) => err.push(c));
+    const code = await new Promise<number | null>((resolve, reject) => {
+      child.once('error', reject);
+      child.once('close', resolve);
+    });
+    const png = Buffer.concat(out);
+    if (code !== 0 || png.length === 0) throw new Error(`cannot fit the image to ${size}: ${Buffer.concat(err).toString('utf8').trim().slice(0, 300) || `ffmpeg exited with ${code}`}`);
+    return png;
+  } finally {
+    await fs.rm(dir, { recursive: true, force: true });
+  }
 }
