@@ -99,6 +99,35 @@ describe('bodies', () => {
     }
   });
 
+  it('a multipart body that cannot be read, or is compressed, answers 4xx on every route that takes multipart', async () => {
+    const multipartRoutes = bodyRoutes.filter((r) => r.op.requestBody?.content?.['multipart/form-data']);
+    expect(multipartRoutes.map((r) => r.template)).toEqual(expect.arrayContaining(['/v1/videos', '/v1/videos/{id}/remix']));
+    const part = (name: string, value: string) => `--XX\r\nContent-Disposition: form-data; name="${name}"\r\n\r\n${value}\r\n`;
+    const file = `--XX\r\nContent-Disposition: form-data; name="input_reference"; filename="a.png"\r\nContent-Type: image/png\r\n\r\nxx\r\n`;
+    const cases: { body: string | Buffer; encoding?: string; status: number; code: string }[] = [
+      { body: `${part('prompt', 'hello')}`, status: 400, code: 'invalid_multipart' }, // no closing boundary
+      { body: '--XX\r\nno header here\r\n\r\nx\r\n--XX--\r\n', status: 400, code: 'invalid_multipart' },
+      { body: '{"prompt": "json in a multipart body"}', status: 400, code: 'invalid_multipart' },
+      { body: `${part('prompt', 'two files')}${file}${file}--XX--\r\n`, status: 400, code: 'invalid_multipart' },
+      { body: zlib.gzipSync(`${part('prompt', 'gzip')}--XX--\r\n`), encoding: 'gzip', status: 415, code: 'unsupported_media_type' },
+      { body: `${part('prompt', 'claims gzip')}--XX--\r\n`, encoding: 'gzip', status: 415, code: 'unsupported_media_type' },
+    ];
+    for (const route of multipartRoutes) {
+      for (const c of cases) {
+        // Over the socket, so that the bytes are sent as they are.
+        const res = await fetch(`${h.url}${route.url}`, {
+          method: 'POST',
+          headers: { ...route.credentials, 'Content-Type': 'multipart/form-data; boundary=XX', ...(c.encoding && { 'Content-Encoding': c.encoding }) },
+          body: c.body,
+        });
+        const body = (await res.json()) as Json;
+        expect({ route: route.template, body: String(c.body).slice(0, 30), status: res.status, code: body.error?.code }).toEqual({
+          route: route.template, body: String(c.body).slice(0, 30), status: c.status, code: c.code,
+        });
+      }
+    }
+  });
+
   it('a body that is gzip is read', async () => {
     const body = zlib.gzipSync(JSON.stringify({ prompt: 'a lighthouse at night' }));
     // Over the socket: supertest would serialize a Buffer as JSON.

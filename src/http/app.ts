@@ -62,6 +62,7 @@ export function createApp(deps: AppDeps): express.Express {
   app.use('/v1', requireApiKey(deps.store, deps.now));
   app.use('/admin', requireAdminToken(deps.adminToken));
   app.use(express.json({ limit: deps.bodyLimitBytes }));
+  app.use(refuseEncodedMultipart);
   app.use(
     OpenApiValidator.middleware({
       apiSpec: SPEC_PATH,
@@ -95,3 +96,10 @@ function recordLatency(metrics: Metrics): RequestHandler {
     next();
   };
 }
+
+/** The multipart parser reads bodies as they are: a compressed one would be misread, so it is refused. */
+const refuseEncodedMultipart: RequestHandler = (req, _res, next) => {
+  const encoding = (req.get('content-encoding') ?? 'identity').trim().toLowerCase();
+  if (encoding === 'identity' || !req.is('multipart/form-data')) return next();
+  next(new ApiError(415, 'unsupported_media_type_error', 'unsupported_media_type', 'send multipart bodies uncompressed (no Content-Encoding)', 'Content-Encoding'));
+};

@@ -21,8 +21,12 @@ const CLIENT_GONE = new Set(['ECONNABORTED', 'ECONNRESET', 'EPIPE', 'ERR_STREAM_
 export const isClientGone = (err: HttpLikeError) => err.type === 'request.aborted' || CLIENT_GONE.has(err.code ?? '');
 
 /** Every error, whatever threw it, as an ApiError; anything unknown is a 500 `internal_error`. */
-export function toApiError(err: HttpLikeError): ApiError {
+export function toApiError(err: HttpLikeError, multipart = false): ApiError {
   if (err instanceof ApiError) return err;
+  if (multipart && Array.isArray(err.errors)) {
+    const refused = fromMultipartError(err);
+    if (refused) return refused;
+  }
   if (err.type === 'entity.too.large') {
     return new ApiError(413, 'request_too_large_error', 'body_too_large', 'the request body is over the size limit');
   }
@@ -53,6 +57,20 @@ export function toApiError(err: HttpLikeError): ApiError {
   return internalError();
 }
 
+/**
+ * The validator's multipart parser (multer over busboy) reports a body it cannot read as a 500 ("Unexpected end of
+ * form", "Malformed part header") and too many files as a 413: both are the request's fault. A file too large stays 413.
+ */
+function fromMultipartError(err: HttpLikeError): ApiError | undefined {
+  if (err.status === 413 && /too many (files|parts)/i.test(err.message)) {
+    return new ApiError(400, 'invalid_request_error', 'invalid_multipart', 'send at most one file part (input_reference)', 'input_reference');
+  }
+  if (err.status === 500) {
+    return new ApiError(400, 'invalid_request_error', 'invalid_multipart', `the multipart body cannot be read (${err.message.slice(0, 100)})`);
+  }
+  return undefined;
+}
+
 function fromValidationError(err: HttpLikeError): ApiError {
   const first = err.errors?.[0];
   switch (err.status) {
@@ -63,7 +81,7 @@ function fromValidationError(err: HttpLikeError): ApiError {
     case 413:
       return new ApiError(413, 'request_too_large_error', 'body_too_large', 'the request body is over the size limit');
     case 415:
-      return new ApiError(415, 'unsupported_media_type_error', 'unsupported_media_type', 'send the body as application/json');
+      return new ApiError(415, 'unsupported_media_type_error', 'unsupported_media_type', 'send the body as application/json, or as multipart/form-data where the route takes it (see /docs)');
   }
   if (err.status !== 400 || !first) return internalError();
   // Paths look like "/body/duration", "/query/limit" or "/body/image_urls/0".
@@ -88,7 +106,7 @@ export function errorHandler(log: Logger): ErrorRequestHandler {
       log.info('client closed the connection', { method: req.method, path: req.path, code: err.code ?? err.type });
       return void (res.headersSent ? res.end() : res.destroy());
     }
-    const apiError = toApiError(err);
+    const apiError = toApiError(err, Boolean(req.is('multipart/form-data')));
     if (apiError.status >= 500) log.error('request failed', { method: req.method, path: req.path, error: err.message, stack: err.stack });
     if (res.headersSent) return void res.end();
     res.removeHeader('Cache-Control');
