@@ -83,11 +83,14 @@ describe('one core, two doors', () => {
       await h.http.delete(`/v1/videos/${id}`).set(auth(KEY_B)),
       await h.http.post(`/v1/videos/${id}/remix`).set(auth(KEY_B)).send({ prompt: 'steal' }),
       await h.http.post(`/v1/tasks/${id}/cancel`).set(auth(KEY_B)),
-      await h.http.get(`/v1/videos?after=${id}`).set(auth(KEY_B)),
     ]) {
       expect(res.status).toBe(404);
       expect(res.body.error).toMatchObject({ code: 'task_not_found', type: 'not_found_error' });
     }
+    // As a cursor, it reads as an unknown id does (400 invalid_cursor, see the paging test).
+    const asCursor = await h.http.get(`/v1/videos?after=${id}`).set(auth(KEY_B));
+    const unknown = await h.http.get('/v1/videos?after=task_unknown').set(auth(KEY_B));
+    expect([asCursor.status, asCursor.body]).toEqual([400, unknown.body]);
     expect(await allIds('videos', KEY_B)).not.toContain(id);
     expect(await allIds('tasks', KEY_B)).not.toContain(id);
     expect((await video(id)).status).toBe(200); // still there for its owner
@@ -122,6 +125,22 @@ describe('one core, two doors', () => {
     const ledger = await checkTeamLedger(h.gateway.store, await defaultTeam());
     expect(ledger.problems).toEqual([]);
     expect(ledger.tasks.map((t) => t.id)).toEqual(expect.arrayContaining([running, done]));
+  });
+
+  it("paging goes on after a video deleted between pages; an id that is not the caller's is a bad cursor", async () => {
+    const ids: string[] = [];
+    for (let i = 0; i < 3; i++) ids.push((await openai({ prompt: `paged ${i}` })).body.id as string);
+    const first = await h.http.get('/v1/videos?limit=2&order=asc').set(auth(KEY_A));
+    const lastId = first.body.last_id as string;
+    expect((await h.http.delete(`/v1/videos/${lastId}`).set(auth(KEY_A))).status).toBe(200);
+    const next = await h.http.get(`/v1/videos?limit=100&order=asc&after=${lastId}`).set(auth(KEY_A));
+    expect(next.status).toBe(200);
+    expect((next.body.data as { id: string }[]).map((v) => v.id)).toEqual(expect.arrayContaining(ids.filter((id) => id !== lastId && !first.body.data.some((v: { id: string }) => v.id === id))));
+    for (const [after, key] of [[ids[2]!, KEY_B], ['task_does_not_exist', KEY_A]] as const) {
+      const res = await h.http.get(`/v1/videos?after=${after}`).set(auth(key));
+      expect(res.status).toBe(400);
+      expect(res.body.error).toMatchObject({ code: 'invalid_cursor', param: 'after' });
+    }
   });
 
   it('a remix needs a completed original (409 before)', async () => {

@@ -69,6 +69,16 @@ export function createTaskService(deps: TaskServiceDeps) {
     return task;
   }
 
+  /**
+   * Where a page that starts after task `id` begins. A task of the caller's deleted since the last page still marks
+   * its place, so paging goes on; any other id is a bad cursor (400), never a hint that another team's task exists.
+   */
+  async function pagePosition(caller: Caller, id: string): Promise<TaskRecord> {
+    const task = await store.getTask(id);
+    if (!task || task.owner_id !== caller.owner_id) throw invalidRequest('invalid_cursor', `'after' is not the id of one of your videos: pass the previous page's last_id`, 'after');
+    return task;
+  }
+
   /** The task whose upstream job made this task's video: itself, or the source of a hit or follower. */
   async function generationOf(task: TaskRecord): Promise<TaskRecord> {
     let t = task;
@@ -189,7 +199,7 @@ export function createTaskService(deps: TaskServiceDeps) {
         status: query.status,
         limit: query.limit + 1,
         order: query.order,
-        before: query.afterId !== undefined ? await ownTask(caller, query.afterId) : query.after === undefined ? undefined : decodeCursor(query.after),
+        before: query.afterId !== undefined ? await pagePosition(caller, query.afterId) : query.after === undefined ? undefined : decodeCursor(query.after),
       });
       const tasks = rows.slice(0, query.limit);
       const last = tasks.at(-1);
