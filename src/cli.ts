@@ -93,7 +93,7 @@ Environment:
   VIDGATE_ADMIN_TOKEN  the gateway's admin token (required; the gateway must be started with it)
   VIDGATE_URL          the gateway's URL
 
-Exit codes: 0 done, 1 the gateway refused (its error is printed), 2 usage error, 3 cannot reach the gateway.`,
+Exit codes: 0 done, 1 the gateway refused (its error is printed), 2 usage error, 3 cannot reach the gateway (nothing answers, or what answers is not vidgate).`,
     )
     .configureOutput({ writeOut: io.out, writeErr: io.err })
     .exitOverride()
@@ -203,8 +203,14 @@ async function send([method, path, body]: Call, base: string, token: string | un
     io.err(`vidgate: cannot reach vidgate at ${base} (${why}): is the gateway running there? Set VIDGATE_URL or --url\n`);
     return EXIT.unreachable;
   }
-  const answer = (await res.json().catch(() => undefined)) as Record<string, unknown> | undefined;
-  if (json && answer !== undefined) io.out(`${JSON.stringify(answer, null, 2)}\n`);
+  const type = res.headers.get('content-type') ?? 'no content type';
+  const answer = /^application\/json\b/i.test(type) ? ((await res.json().catch(() => undefined)) as Record<string, unknown> | undefined) : undefined;
+  if (answer === undefined) {
+    // vidgate answers every admin call with JSON: whatever answered is something else.
+    io.err(`vidgate: what answers at ${base} is not vidgate (HTTP ${res.status}, ${type}): check VIDGATE_URL or --url\n`);
+    return EXIT.unreachable;
+  }
+  if (json) io.out(`${JSON.stringify(answer, null, 2)}\n`);
   if (res.ok) {
     if (!json) io.out(forPeople(answer));
     return EXIT.ok;

@@ -1,6 +1,7 @@
 // The command line (`npx vidgate ...`) against a running gateway: teams, keys and usage through runCli (with
 // --json, as a script would), tables for people, and the exit codes: 2 usage error, 1 API error, 3 unreachable.
 import { execFile } from 'node:child_process';
+import http from 'node:http';
 import net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { EXIT, runCli } from '../src/cli';
@@ -261,6 +262,24 @@ describe('a gateway that cannot serve the command', () => {
     for (const run of [await human(['teams', 'list'], { ...env, VIDGATE_URL: url }), await human(['--url', url, 'teams', 'list'])]) {
       expect(run.code).toBe(EXIT.unreachable);
       expect(run.err).toBe(`vidgate: cannot reach vidgate at ${url} (ECONNREFUSED): is the gateway running there? Set VIDGATE_URL or --url\n`);
+    }
+  });
+
+  it('something else answering (an HTML page, or JSON from another service): exit 3, not a silent success', async () => {
+    const other = http.createServer((req, res) => {
+      if (req.url?.startsWith('/admin/teams')) res.writeHead(200, { 'Content-Type': 'text/html' }).end('<html>hello</html>');
+      else res.writeHead(404, { 'Content-Type': 'text/plain' }).end('no');
+    });
+    await new Promise<void>((r) => other.listen(0, '127.0.0.1', r));
+    const url = `http://127.0.0.1:${(other.address() as net.AddressInfo).port}`;
+    try {
+      for (const args of [['teams', 'create', 'zz'], ['--json', 'teams', 'list'], ['keys', 'list', 'team_x']]) {
+        const run = await human(['--url', url, ...args]);
+        expect({ args, code: run.code, out: run.out }).toEqual({ args, code: EXIT.unreachable, out: '' });
+        expect(run.err).toMatch(new RegExp(`^vidgate: what answers at ${url} is not vidgate \\(HTTP (200|404), text/`));
+      }
+    } finally {
+      await new Promise((r) => other.close(r));
     }
   });
 
