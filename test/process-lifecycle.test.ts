@@ -130,6 +130,11 @@ describe('start errors are one line saying what to do', () => {
     }
   }, 60_000);
 
+  it('a host name that is no address of this machine', async () => {
+    const message = await failedStart({ VIDGATE_DATA_DIR: dataDir(), VIDGATE_SERVER__HOST: '999.1.1.1' });
+    expect(message).toMatch(/^vidgate: cannot listen on 999\.1\.1\.1, port \d+ \((ENOTFOUND|EAI_AGAIN)\): set server\.host \(VIDGATE_SERVER__HOST\) to an address of this machine, such as 127\.0\.0\.1 or 0\.0\.0\.0$/);
+  }, 60_000);
+
   it('a data directory that cannot be created', async () => {
     const file = path.join(dataDir(), 'a-file');
     fs.writeFileSync(file, '');

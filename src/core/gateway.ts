@@ -146,7 +146,8 @@ export async function createGateway(config: Config, options: GatewayOptions = {}
           if (err.code === 'EADDRINUSE') reject(new StartupError(`port ${port} on ${host} is already in use: ${fix}`));
           else if (err.code === 'EACCES') reject(new StartupError(`not allowed to listen on port ${port} on ${host} (ports below 1024 need privileges): ${fix}`));
           else if (err.code === 'EADDRNOTAVAIL') reject(new StartupError(`${host} is not an address of this machine: set server.host (VIDGATE_SERVER__HOST) to one`));
-          else reject(err);
+          // ENOTFOUND and the like: a host name that does not resolve to an address of this machine.
+          else reject(new StartupError(`cannot listen on ${host}, port ${port} (${err.code ?? err.message}): set server.host (VIDGATE_SERVER__HOST) to an address of this machine, such as 127.0.0.1 or 0.0.0.0`));
         });
         server!.listen(port, host, resolve);
       });
