@@ -195,6 +195,16 @@ describe('query parameters', () => {
 });
 
 describe('methods and paths', () => {
+  it('HEAD answers as GET without a body, on every GET route of the spec', async () => {
+    const gets = operations.filter((o) => o.method === 'get' && !o.template.includes('{'));
+    expect(gets.map((o) => o.template)).toEqual(expect.arrayContaining(['/v1/models', '/healthz', '/openapi.json']));
+    for (const route of gets) {
+      const [head, get] = [await h.http.head(route.url).set(route.credentials), await h.http.get(route.url).set(route.credentials)];
+      expect({ route: route.template, status: head.status, type: head.headers['content-type'] }).toEqual({ route: route.template, status: get.status, type: get.headers['content-type'] });
+      expect(head.text ?? '').toBe('');
+    }
+  });
+
   it('a method a path does not offer answers 405 in the error shape, with Allow listing those it does', async () => {
     for (const [template, item] of Object.entries<Json>(spec.paths)) {
       const offered = METHODS.filter((m) => item[m]);

@@ -46,6 +46,7 @@ export function createApp(deps: AppDeps): express.Express {
   app.set('etag', false);
 
   app.use(recordLatency(metrics));
+  app.use(headAsGet);
   app.get('/healthz', (_req, res) => void res.json({ status: 'ok' }));
   app.get('/readyz', async (_req, res) => {
     if (deps.isDraining()) return void res.status(503).json({ status: 'draining' });
@@ -102,4 +103,13 @@ const refuseEncodedMultipart: RequestHandler = (req, _res, next) => {
   const encoding = (req.get('content-encoding') ?? 'identity').trim().toLowerCase();
   if (encoding === 'identity' || !req.is('multipart/form-data')) return next();
   next(new ApiError(415, 'unsupported_media_type_error', 'unsupported_media_type', 'send multipart bodies uncompressed (no Content-Encoding)', 'Content-Encoding'));
+};
+
+/**
+ * HEAD is GET without the body (RFC 9110 §9.3.2), on every GET route of the spec: it is validated, counted and routed
+ * as GET. The response was made for a HEAD request, so Node sends the headers only.
+ */
+const headAsGet: RequestHandler = (req, _res, next) => {
+  if (req.method === 'HEAD') req.method = 'GET';
+  next();
 };
