@@ -47,6 +47,18 @@ describe('Idempotency-Key', () => {
     expect((await h.gateway.store.listTasks({ owner_id: await teamId('default'), limit: 1000 })).length).toBe(before);
   });
 
+  it('a retry after the original was deleted answers 409 and is not charged again', async () => {
+    const first = await openai('deleted-1', 'delete me, then retry');
+    expect(first.status).toBe(200);
+    expect((await h.http.delete(`/v1/videos/${first.body.id}`).set(auth(KEY_A))).status).toBe(200);
+    const tasksBefore = (await h.gateway.store.listTasks({ owner_id: await teamId('default'), limit: 1000, include_deleted: true })).length;
+    const retry = await openai('deleted-1', 'delete me, then retry');
+    expect(retry.status).toBe(409);
+    expect(retry.body.error).toMatchObject({ code: 'idempotency_key_reused', param: 'Idempotency-Key' });
+    expect(retry.body.error.message).toContain('deleted');
+    expect((await h.gateway.store.listTasks({ owner_id: await teamId('default'), limit: 1000, include_deleted: true })).length).toBe(tasksBefore);
+  });
+
   it('keys are per team: another team with the same key gets its own task', async () => {
     const a = await openai('shared-key', 'same words');
     const b = await openai('shared-key', 'same words', KEY_B);

@@ -97,13 +97,15 @@ describe('one core, two doors', () => {
   });
 
   it('DELETE cancels a running video, removes a stored one, hides both from both doors, and keeps the ledger exact', async () => {
-    const running = (await native({ prompt: 'running, then deleted', duration: 12 })).body.id as string;
     const done = (await openai({ prompt: 'completed, then deleted' })).body.id as string;
     await completed(done);
     const thumbnail = await h.http.get(`/v1/videos/${done}/content?variant=thumbnail`).set(auth(KEY_A));
     expect(thumbnail.status).toBe(200);
     const videosDir = h.config.assets.dir;
     expect(fs.readdirSync(videosDir).filter((f) => f.startsWith(done))).toHaveLength(2);
+    // With the loops paused, this video cannot finish before its DELETE, however slow or fast the machine.
+    await h.gateway.workers.stop(30_000);
+    const running = (await native({ prompt: 'running, then deleted', duration: 12 })).body.id as string;
 
     for (const id of [running, done]) {
       const res = await h.http.delete(`/v1/videos/${id}`).set(auth(KEY_A));
@@ -115,6 +117,7 @@ describe('one core, two doors', () => {
       expect(await allIds('tasks')).not.toContain(id);
       expect((await h.http.delete(`/v1/videos/${id}`).set(auth(KEY_A))).status).toBe(404);
     }
+    h.gateway.workers.start();
     expect(fs.readdirSync(videosDir).filter((f) => f.startsWith(done))).toEqual([]);
     const stored = await h.gateway.store.getTask(running);
     expect(stored).toMatchObject({ status: 'cancelled' });
@@ -148,6 +151,10 @@ describe('one core, two doors', () => {
     const res = await h.http.post(`/v1/videos/${id}/remix`).set(auth(KEY_A)).send({ prompt: 'too early' });
     expect(res.status).toBe(409);
     expect(res.body.error.code).toBe('task_not_completed');
+    // Cancelled, it will never have a video: said so, as /content says it.
+    expect((await h.http.post(`/v1/tasks/${id}/cancel`).set(auth(KEY_A))).status).toBe(200);
+    const never = await h.http.post(`/v1/videos/${id}/remix`).set(auth(KEY_A)).send({ prompt: 'never' });
+    expect([never.status, never.body.error.code]).toEqual([409, 'task_cancelled']);
   });
 });
 

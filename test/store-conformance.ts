@@ -580,6 +580,12 @@ export function describeStoreConformance(name: string, makeStore: () => Promise<
         expect(await store.createTask(newTask({ owner_id: 'owner-b', id: 'i4', idempotency: idem('h1') }))).toMatchObject({ id: 'i4' });
         expect(await store.createTask(newTask({ id: 'i5', created_at_ms: T0 + 10, idempotency: idem('h2', T0 + 5) }))).toMatchObject({ id: 'i5' });
         expect((await store.listTasks({ owner_id: 'owner-a', limit: 10 })).map((t) => t.id).sort()).toEqual(['i1', 'i5']);
+        // Once its task is deleted, a retry under the key creates nothing (it would be charged again).
+        await store.cancel('i5', 'owner-a', T0 + 11);
+        await store.deleteTask('i5', 'owner-a', T0 + 12);
+        const replay = store.createTask(newTask({ id: 'i6', created_at_ms: T0 + 13, idempotency: idem('h2', T0 + 5) }));
+        await expect(replay).rejects.toMatchObject({ name: 'IdempotencyConflictError', task_id: 'i5', reason: 'original_deleted' });
+        expect(await store.getTask('i6')).toBeUndefined();
       });
 
       it('filters by status and isolates owners', async () => {

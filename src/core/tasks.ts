@@ -126,8 +126,8 @@ export function createTaskService(deps: TaskServiceDeps) {
     } catch (err) {
       if (err instanceof QuotaExceededError) throw quotaError(err, nowMs);
       if (err instanceof IdempotencyConflictError) {
-        throw new ApiError(409, 'conflict_error', 'idempotency_key_reused',
-          `this Idempotency-Key was used within 24 hours for another request (task '${err.task_id}'); use a new key for a new request`, 'Idempotency-Key');
+        const why = err.reason === 'another_request' ? `was used within 24 hours for another request (task '${err.task_id}')` : `belongs to task '${err.task_id}', which was deleted`;
+        throw new ApiError(409, 'conflict_error', 'idempotency_key_reused', `this Idempotency-Key ${why}; use a new key for a new request`, 'Idempotency-Key');
       }
       throw err;
     }
@@ -167,15 +167,22 @@ export function createTaskService(deps: TaskServiceDeps) {
     return ownTask(caller, id);
   }
 
-  /** The stored MP4's path, once the task has completed and while it is retained. */
-  async function videoPath(caller: Caller, id: string): Promise<string> {
+  /**
+   * The caller's task, once it has a video. 409 `task_failed` / `task_cancelled` for one that never will, and
+   * `task_not_completed` while it runs; `needed` says what waits for the video.
+   */
+  async function completedTask(caller: Caller, id: string, needed: string): Promise<TaskRecord & { asset_key: string }> {
     const task = await ownTask(caller, id);
     if (task.status === 'failed' || task.status === 'cancelled') {
       throw conflict(`task_${task.status}`, `task '${id}' ${task.status === 'failed' ? 'failed' : 'was cancelled'} and will never have a video; submit it again`);
     }
-    if (task.status !== 'completed' || !task.asset_key) {
-      throw conflict('task_not_completed', `task '${id}' is ${task.status}; its video is available once it completes`);
-    }
+    if (task.status !== 'completed' || !task.asset_key) throw conflict('task_not_completed', `task '${id}' is ${task.status}; ${needed} once it completes`);
+    return task as TaskRecord & { asset_key: string };
+  }
+
+  /** The stored MP4's path, once the task has completed and while it is retained. */
+  async function videoPath(caller: Caller, id: string): Promise<string> {
+    const task = await completedTask(caller, id, 'its video is available');
     const file = task.asset_expired ? undefined : assets.pathOf(task.asset_key);
     if (!file) throw gone('video_expired', `the video of task '${id}' has passed its retention and was deleted`);
     return file;
@@ -244,10 +251,7 @@ export function createTaskService(deps: TaskServiceDeps) {
      * that made its video. 409 while it is not completed; 400 `remix_not_supported` where that provider cannot remix.
      */
     async remix(caller: Caller, id: string, prompt: string, idempotencyKey?: string): Promise<TaskRecord> {
-      const original = await ownTask(caller, id);
-      if (original.status !== 'completed') {
-        throw conflict('task_not_completed', `task '${id}' is ${original.status}; only a completed video can be remixed`);
-      }
+      const original = await completedTask(caller, id, 'it can be remixed');
       const made = await generationOf(original);
       const adapter = made.provider_id ? router.provider(made.provider_id) : undefined;
       if (!adapter?.remix || !made.upstream_id) {

@@ -2167,7 +2167,7 @@ export interface components {
         VideoId: string;
         /**
          * @description A key of the client's choosing: a retry with the same key and the same body within 24 hours answers the
-         *     original video and is not charged again; the same key with another body answers 409 `idempotency_key_reused`.
+         *     original video and is not charged again; the same key with another body, or once its video was deleted, answers 409 `idempotency_key_reused`.
          * @example 5f0c6c1e-2b7a-4d8e-9a51-0d4c2f1b9e77
          */
         IdempotencyKey: string;
@@ -2195,7 +2195,7 @@ export interface operations {
                 "Cache-Control"?: string;
                 /**
                  * @description A key of the client's choosing: a retry with the same key and the same body within 24 hours answers the
-                 *     original video and is not charged again; the same key with another body answers 409 `idempotency_key_reused`.
+                 *     original video and is not charged again; the same key with another body, or once its video was deleted, answers 409 `idempotency_key_reused`.
                  * @example 5f0c6c1e-2b7a-4d8e-9a51-0d4c2f1b9e77
                  */
                 "Idempotency-Key"?: components["parameters"]["IdempotencyKey"];
@@ -3072,7 +3072,7 @@ export interface operations {
             header?: {
                 /**
                  * @description A key of the client's choosing: a retry with the same key and the same body within 24 hours answers the
-                 *     original video and is not charged again; the same key with another body answers 409 `idempotency_key_reused`.
+                 *     original video and is not charged again; the same key with another body, or once its video was deleted, answers 409 `idempotency_key_reused`.
                  * @example 5f0c6c1e-2b7a-4d8e-9a51-0d4c2f1b9e77
                  */
                 "Idempotency-Key"?: components["parameters"]["IdempotencyKey"];
@@ -3238,7 +3238,7 @@ export interface operations {
             header?: {
                 /**
                  * @description A key of the client's choosing: a retry with the same key and the same body within 24 hours answers the
-                 *     original video and is not charged again; the same key with another body answers 409 `idempotency_key_reused`.
+                 *     original video and is not charged again; the same key with another body, or once its video was deleted, answers 409 `idempotency_key_reused`.
                  * @example 5f0c6c1e-2b7a-4d8e-9a51-0d4c2f1b9e77
                  */
                 "Idempotency-Key"?: components["parameters"]["IdempotencyKey"];

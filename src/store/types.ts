@@ -77,8 +77,12 @@ export interface NewTask {
 
 /** An Idempotency-Key reused with another request; thrown by `createTask`, which then creates nothing. */
 export class IdempotencyConflictError extends Error {
-  constructor(readonly task_id: string) {
-    super(`idempotency key already used for task ${task_id} with another request`);
+  /** `another_request`: the key was used for another request hash; `original_deleted`: its task was deleted since. */
+  constructor(
+    readonly task_id: string,
+    readonly reason: 'another_request' | 'original_deleted' = 'another_request',
+  ) {
+    super(reason === 'another_request' ? `idempotency key already used for task ${task_id} with another request` : `idempotency key's task ${task_id} was deleted`);
     this.name = 'IdempotencyConflictError';
   }
 }
@@ -304,8 +308,8 @@ export interface Store {
    * follower that reserves `hit_credits`, mirrors the leader's status and finishes with it.
    *
    * With `idempotency`, first in the same transaction: a key of the owner recorded since `since_ms` for the same
-   * `request_hash` returns that task (not deleted) and charges nothing; for another hash it throws
-   * IdempotencyConflictError, creating nothing. Otherwise the key is recorded for the new task.
+   * `request_hash` returns that task and charges nothing; for another hash, or once that task is deleted, it throws
+   * IdempotencyConflictError (`another_request`, `original_deleted`), creating nothing: a retry never pays twice. Otherwise the key is recorded for the new task.
    */
   createTask(task: NewTask, lookup?: CacheLookup): Promise<TaskRecord>;
   /** Any task, deleted or not (the workers finish deleted tasks too); readers check `deleted_at_ms`. */

@@ -273,9 +273,10 @@ export function createSqliteStore(file: string): Store {
     const known = sql.idempotencyKey.get({ owner_id: task.owner_id, key: idem.key });
     if (known && known.created_at_ms >= idem.since_ms) {
       if (known.request_hash !== idem.request_hash) throw new IdempotencyConflictError(known.task_id);
-      // A deleted original is gone for its owner: the key then makes a new task.
       const original = sql.getTask.get(known.task_id);
-      if (original && original.deleted_at_ms === null) return toTask(original);
+      // A deleted original cannot be answered, and a new task would charge a retry again.
+      if (original?.deleted_at_ms != null) throw new IdempotencyConflictError(known.task_id, 'original_deleted');
+      if (original) return toTask(original);
     }
     const created = createFresh(task, lookup);
     sql.putIdempotencyKey.run({ owner_id: task.owner_id, key: idem.key, request_hash: idem.request_hash, task_id: created.id, now: task.created_at_ms });
