@@ -59,6 +59,16 @@ describe('Idempotency-Key', () => {
     expect((await h.gateway.store.listTasks({ owner_id: await teamId('default'), limit: 1000, include_deleted: true })).length).toBe(tasksBefore);
   });
 
+  it('a blank key is refused (400), not taken as no key, on every create route', async () => {
+    const before = (await h.gateway.store.listTasks({ owner_id: await teamId('default'), limit: 1000 })).length;
+    for (const res of [await native('', { prompt: 'blank key' }), await native('   ', { prompt: 'blank key' }), await openai('', 'blank key')]) {
+      expect(res.status).toBe(400);
+      expect(res.body.error).toMatchObject({ code: 'invalid_value', type: 'invalid_request_error' });
+      expect(res.body.error.param.toLowerCase()).toBe('idempotency-key'); // the spec's check names headers in lower case
+    }
+    expect((await h.gateway.store.listTasks({ owner_id: await teamId('default'), limit: 1000 })).length).toBe(before);
+  });
+
   it('keys are per team: another team with the same key gets its own task', async () => {
     const a = await openai('shared-key', 'same words');
     const b = await openai('shared-key', 'same words', KEY_B);
