@@ -2,21 +2,13 @@
 // released, and temp files of dead processes are removed at start. (ffmpeg dying with a SIGKILLed gateway is
 // in process-lifecycle.test.ts.)
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { createSimulatedProvider } from '../src/providers/simulated';
 import { ProviderError } from '../src/providers/types';
-import { pollToEnd, readAll, rejection, request } from './support/adapters';
+import { pollToEnd, readAll, rejection, request, removeWorkDirs, tempWorkDir } from './support/adapters';
 
-const workDirs: string[] = [];
-afterAll(() => workDirs.forEach((dir) => fs.rmSync(dir, { recursive: true, force: true })));
-
-function tempWorkDir(): string {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'vidgate-sim-'));
-  workDirs.push(dir);
-  return dir;
-}
+afterAll(removeWorkDirs);
 
 /** A provider that cannot render: any render it starts fails. */
 const withoutFfmpeg = (workDir: string) => createSimulatedProvider({ workDir, durationMs: 1, fps: 4, ffmpegPath: path.join(workDir, 'no-ffmpeg') });

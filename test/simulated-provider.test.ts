@@ -1,6 +1,5 @@
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
 import ffmpeg from '@ffmpeg-installer/ffmpeg';
@@ -12,19 +11,12 @@ import {
   type SimulatedProviderOptions,
 } from '../src/providers/simulated';
 import { ProviderError, type NormalizedRequest, type ProviderAdapter } from '../src/providers/types';
-import { request, pollToEnd, rejection } from './support/adapters';
+import { request, pollToEnd, rejection, removeWorkDirs, tempWorkDir } from './support/adapters';
 import { setTimeout as sleep } from 'node:timers/promises';
 
 const DURATION_MS = 300;
 
-const workDirs: string[] = [];
-afterAll(() => workDirs.forEach((dir) => fs.rmSync(dir, { recursive: true, force: true })));
-
-function tempWorkDir(): string {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'vidgate-sim-'));
-  workDirs.push(dir);
-  return dir;
-}
+afterAll(removeWorkDirs);
 
 function provider(workDir: string, options: Partial<SimulatedProviderOptions> = {}): ProviderAdapter {
   return createSimulatedProvider({ workDir, durationMs: DURATION_MS, fps: 8, ...options });

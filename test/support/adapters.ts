@@ -1,4 +1,7 @@
 // What the adapter tests share: a request, polling to the end, catching the ProviderError, reading a body.
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import type { Readable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { expect } from 'vitest';
@@ -33,4 +36,17 @@ export async function readAll(stream: Readable): Promise<Buffer> {
   const chunks: Buffer[] = [];
   for await (const chunk of stream) chunks.push(chunk as Buffer);
   return Buffer.concat(chunks);
+}
+
+const workDirs: string[] = [];
+
+/** A fresh work directory for a simulated provider; `removeWorkDirs` (a file's afterAll) deletes them all. */
+export function tempWorkDir(): string {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'vidgate-sim-'));
+  workDirs.push(dir);
+  return dir;
+}
+
+export function removeWorkDirs(): void {
+  for (const dir of workDirs.splice(0)) fs.rmSync(dir, { recursive: true, force: true });
 }
