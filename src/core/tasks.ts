@@ -182,10 +182,15 @@ export function createTaskService(deps: TaskServiceDeps) {
 
   /** The stored MP4's path, once the task has completed and while it is retained. */
   async function videoPath(caller: Caller, id: string): Promise<string> {
+    return (await storedVideo(caller, id)).file;
+  }
+
+  /** The completed task with its stored MP4's path; 410 `video_expired` once retention has deleted it. */
+  async function storedVideo(caller: Caller, id: string): Promise<{ task: TaskRecord & { asset_key: string }; file: string }> {
     const task = await completedTask(caller, id, 'its video is available');
     const file = task.asset_expired ? undefined : assets.pathOf(task.asset_key);
     if (!file) throw gone('video_expired', `the video of task '${id}' has passed its retention and was deleted`);
-    return file;
+    return { task, file };
   }
 
   return {
@@ -219,10 +224,9 @@ export function createTaskService(deps: TaskServiceDeps) {
 
     /** A JPEG made from the stored video (see video-variants.ts), once the task has completed. */
     async imagePath(caller: Caller, id: string, variant: ImageVariant): Promise<string> {
-      await videoPath(caller, id);
-      const task = await ownTask(caller, id);
+      const { task } = await storedVideo(caller, id);
       const { duration_s: durationS } = JSON.parse(task.request_json) as NormalizedRequest;
-      return deps.variants.pathOf(task.asset_key!, variant, durationS);
+      return deps.variants.pathOf(task.asset_key, variant, durationS);
     },
 
     /**
