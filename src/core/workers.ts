@@ -11,6 +11,7 @@ import { fitImage } from '../media/fit-image';
 import type { AssetStore } from './assets';
 import { readImage, type ImageReadOptions } from './image-digest';
 import type { Config } from './config';
+import { createLeasedLoop } from './leased-loop';
 import type { Logger } from './logger';
 import type { Metrics } from './metrics';
 import type { ImageLinks } from './image-links';
@@ -83,11 +84,8 @@ const isLocalFailure = (err: unknown) => typeof (err as NodeJS.ErrnoException)?.
 export function createWorkers(deps: WorkerDeps): Workers {
   const { store, router, assets, metrics, log, config, now } = deps;
   const { health } = router;
-  const inFlight = new Set<Promise<void>>();
   // Per-process counters of consecutive trouble; lost on restart, which only resets their bound.
   const downloadFailures = new Map<string, number>();
-  let timer: NodeJS.Timeout | undefined;
-  let stopping = false;
 
   /** Time one call to a provider and record its outcome. */
   async function upstream<T>(adapter: ProviderAdapter, operation: 'submit' | 'poll' | 'download', call: (signal: AbortSignal) => Promise<T>, graceMs = 0): Promise<T> {
@@ -458,58 +456,24 @@ export function createWorkers(deps: WorkerDeps): Workers {
     if (status === 'cancelled' || status === 'failed') await assets.remove(t.id);
   }
 
-  /** Run one step on a claimed task, keeping its lease alive while the step runs. */
-  function run(t: ClaimedTask, step: (t: ClaimedTask) => Promise<void>): void {
-    const heartbeat = setInterval(
-      () => void store.renewLease(t.id, t.lease_token, now() + config.lease_ms).catch(() => undefined),
-      Math.max(100, config.lease_ms / 3),
-    );
-    const p = step(t)
-      .catch((err: Error) => log.error('worker step failed', { task: t.id, error: err.message }))
-      .finally(() => {
-        clearInterval(heartbeat);
-        inFlight.delete(p);
-      });
-    inFlight.add(p);
-  }
-
-  async function claimAndRun(phase: WorkPhase, step: (t: ClaimedTask) => Promise<void>): Promise<void> {
-    const room = config.batch_size - inFlight.size;
-    if (stopping || room <= 0) return;
-    for (const t of await store.claimDue(phase, room, config.lease_ms, now())) run(t, step);
-  }
-
-  async function tick(): Promise<void> {
-    try {
-      await claimAndRun('dispatch', dispatch);
-      await claimAndRun('poll', poll);
-    } catch (err) {
-      log.error('worker tick failed', { error: (err as Error).message });
-    }
-  }
-
-  let ticking: Promise<void> | undefined;
-  const tickOnce = () => (ticking ??= tick().finally(() => (ticking = undefined)));
+  const loop = (name: string, phase: WorkPhase, step: (t: ClaimedTask) => Promise<void>) =>
+    createLeasedLoop<ClaimedTask>({
+      name,
+      claim: (limit, leaseMs, nowMs) => store.claimDue(phase, limit, leaseMs, nowMs),
+      renew: async (tasks, leaseUntilMs) => void (await Promise.all(tasks.map((t) => store.renewLease(t.id, t.lease_token, leaseUntilMs)))),
+      step,
+      concurrency: config.batch_size,
+      interval_ms: config.poll_interval_ms,
+      lease_ms: config.lease_ms,
+      now,
+      log,
+    });
+  const loops = [loop('dispatcher', 'dispatch', dispatch), loop('poller', 'poll', poll)];
 
   return {
-    start() {
-      stopping = false; // a stopped set of loops may start again (a paused gateway)
-      const loop = async () => {
-        await tickOnce();
-        if (!stopping) timer = setTimeout(loop, config.poll_interval_ms);
-      };
-      void loop();
-    },
-    wake() {
-      if (!stopping) void tickOnce();
-    },
-    async stop(timeoutMs) {
-      stopping = true;
-      clearTimeout(timer);
-      await ticking;
-      const drained = Promise.allSettled([...inFlight]);
-      await Promise.race([drained, new Promise((r) => setTimeout(r, timeoutMs).unref())]);
-    },
+    start: () => loops.forEach((l) => l.start()),
+    wake: () => loops.forEach((l) => l.wake()),
+    stop: async (timeoutMs) => void (await Promise.all(loops.map((l) => l.stop(timeoutMs)))),
   };
 }
 

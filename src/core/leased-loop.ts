@@ -1,0 +1,98 @@
+// One background loop over leased work: claim what is due, work each item while keeping its lease alive, and
+// claim again at the next tick. The dispatcher, the poller and the deliverer are each one such loop; the lease
+// (with its fencing token) is what makes an item whose worker died be taken up again by another.
+import type { Logger } from './logger';
+
+/** A unit of work claimed under a lease; `lease_token` fences every change the worker makes to it. */
+export interface Leased {
+  id: string;
+  lease_token: string;
+}
+
+export interface LeasedLoopOptions<T extends Leased> {
+  /** Names the loop in logs (`dispatcher`, `poller`, `deliverer`). */
+  name: string;
+  /** Lease up to `limit` due items until `nowMs + leaseMs`. */
+  claim(limit: number, leaseMs: number, nowMs: number): Promise<T[]>;
+  /** Extend the leases of the items being worked, until `leaseUntilMs`: one call for all of them. */
+  renew(items: readonly Leased[], leaseUntilMs: number): Promise<void>;
+  /** Work one item. A throw is logged; the item's lease then lapses and it is claimed again. */
+  step(item: T): Promise<void>;
+  /** Most items worked at once by this process. */
+  concurrency: number;
+  /** Time between ticks, in ms. */
+  interval_ms: number;
+  /** How long a claim holds an item, in ms; renewed every third of it while the item is worked. */
+  lease_ms: number;
+  now(): number;
+  log: Logger;
+}
+
+export interface LeasedLoop {
+  /** Start ticking (again, after a stop). */
+  start(): void;
+  /** Tick now instead of at the next interval. */
+  wake(): void;
+  /** Stop claiming; wait for the items being worked, up to `timeoutMs`. */
+  stop(timeoutMs: number): Promise<void>;
+}
+
+/** A loop that claims and works leased items (see LeasedLoopOptions). */
+export function createLeasedLoop<T extends Leased>(options: LeasedLoopOptions<T>): LeasedLoop {
+  const { log, now } = options;
+  const working = new Map<string, { item: Leased; done: Promise<void> }>();
+  let timer: NodeJS.Timeout | undefined;
+  let heartbeat: NodeJS.Timeout | undefined;
+  let stopping = true;
+
+  function renewAll() {
+    if (working.size === 0) return;
+    const items = [...working.values()].map((w) => w.item);
+    options.renew(items, now() + options.lease_ms).catch((err: Error) => log.warn('lease renewal failed', { loop: options.name, error: err.message }));
+  }
+
+  function run(item: T) {
+    const done = options
+      .step(item)
+      .catch((err: Error) => log.error('worker step failed', { loop: options.name, id: item.id, error: err.message }))
+      .finally(() => working.delete(item.id));
+    working.set(item.id, { item, done });
+  }
+
+  async function tick(): Promise<void> {
+    const room = options.concurrency - working.size;
+    if (stopping || room <= 0) return;
+    try {
+      for (const item of await options.claim(room, options.lease_ms, now())) run(item);
+    } catch (err) {
+      log.error('worker tick failed', { loop: options.name, error: (err as Error).message });
+    }
+  }
+
+  let ticking: Promise<void> | undefined;
+  const tickOnce = () => (ticking ??= tick().finally(() => (ticking = undefined)));
+
+  return {
+    start() {
+      if (!stopping) return;
+      stopping = false;
+      heartbeat = setInterval(renewAll, Math.max(100, options.lease_ms / 3));
+      const loop = async () => {
+        await tickOnce();
+        if (!stopping) timer = setTimeout(loop, options.interval_ms);
+      };
+      void loop();
+    },
+    wake() {
+      if (!stopping) void tickOnce();
+    },
+    async stop(timeoutMs) {
+      stopping = true;
+      clearTimeout(timer);
+      await ticking;
+      const drained = Promise.allSettled([...working.values()].map((w) => w.done));
+      await Promise.race([drained, new Promise((r) => setTimeout(r, timeoutMs).unref())]);
+      clearInterval(heartbeat);
+    },
+  };
+}
