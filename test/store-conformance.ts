@@ -8,6 +8,7 @@ import type {
   Store,
   TaskRecord,
   TeamRecord,
+  TransitionReport,
   WorkPhase,
 } from '../src/store/types';
 import { IdempotencyConflictError, UniqueViolation } from '../src/store/types';
@@ -26,12 +27,18 @@ function newTask(overrides: Partial<NewTask> = {}): NewTask {
     model: 'sim-video',
     request_json: '{"prompt":"a cat"}',
     callback_url: null,
+    door: 'native',
     credits_reserved: 8,
     created_at_ms: T0,
     cache_key: null,
     cache_status: 'disabled',
     ...overrides,
   };
+}
+
+/** The followers a transition finished with its task (which comes first in the report), or false. */
+function followersIn(report: TransitionReport | false): TaskRecord[] | false {
+  return report && report.finished.slice(1).map((f) => f.task);
 }
 
 const NO_QUOTAS: Quotas = { credits_per_day: null, credits_per_month: null, max_concurrent: null, reads_per_minute: null, submits_per_minute: null };
@@ -105,7 +112,7 @@ export function describeStoreConformance(name: string, makeStore: () => Promise<
         expect(await store.countActiveByProvider()).toEqual(new Map([['other', 1]]));
         expect(await store.markSubmitted(first.id, again.lease_token, 'up-2', T0 + 12)).toBe(true);
         const poll = await claimOnly(store, 'poll', T0 + 13);
-        expect(await store.markCompleted(first.id, poll.lease_token, 'asset', T0 + 14)).toEqual([]);
+        expect(followersIn(await store.markCompleted(first.id, poll.lease_token, 'asset', T0 + 14))).toEqual([]);
         expect(await store.listAttempts([first.id])).toEqual([
           { task_id: first.id, n: 1, provider_id: 'sim', upstream_id: 'up-1', micro_usd: 400_000, credits: 8, started_at_ms: T0 + 1, ended_at_ms: T0 + 10, outcome: 'retried', error_code: ERROR.code, error_message: ERROR.message },
           { task_id: first.id, n: 2, provider_id: 'other', upstream_id: 'up-2', micro_usd: 500_000, credits: 8, started_at_ms: T0 + 11, ended_at_ms: T0 + 14, outcome: 'completed', error_code: null, error_message: null },
@@ -133,7 +140,7 @@ export function describeStoreConformance(name: string, makeStore: () => Promise<
       it('ends the running attempt on failure and on cancel, and lists several tasks at once', async () => {
         const store = await open();
         const failed = await processingTask(store, newTask({ id: 'task-f' }));
-        expect(await store.markFailed(failed.id, failed.lease_token, ERROR, T0 + 20)).toEqual([]);
+        expect(followersIn(await store.markFailed(failed.id, failed.lease_token, ERROR, T0 + 20))).toEqual([]);
         const cancelled = await processingTask(store, newTask({ id: 'task-c' }));
         expect(await store.cancel(cancelled.id, cancelled.owner_id, T0 + 21)).toBeDefined();
         const attempts = await store.listAttempts(['task-f', 'task-c', 'task-unknown']);
@@ -199,8 +206,9 @@ export function describeStoreConformance(name: string, makeStore: () => Promise<
           source_id: null,
           asset_stored_at_ms: null,
           deleted_at_ms: null,
+          door: 'native',
         };
-        expect(await store.createTask(task)).toStrictEqual(expected);
+        expect((await store.createTask(task)).task).toStrictEqual(expected);
         expect(await store.getTask(task.id)).toStrictEqual(expected);
       });
 
@@ -216,10 +224,10 @@ export function describeStoreConformance(name: string, makeStore: () => Promise<
     describe('claimDue', () => {
       it('leases only due tasks of the phase, oldest due first, up to the limit', async () => {
         const store = await open();
-        const late = await store.createTask(newTask({ created_at_ms: T0 + 2 }));
-        const early = await store.createTask(newTask({ created_at_ms: T0 }));
-        const middle = await store.createTask(newTask({ created_at_ms: T0 + 1 }));
-        const future = await store.createTask(newTask({ created_at_ms: T0 + 100 }));
+        const late = (await store.createTask(newTask({ created_at_ms: T0 + 2 }))).task;
+        const early = (await store.createTask(newTask({ created_at_ms: T0 }))).task;
+        const middle = (await store.createTask(newTask({ created_at_ms: T0 + 1 }))).task;
+        const future = (await store.createTask(newTask({ created_at_ms: T0 + 100 }))).task;
 
         expect(await store.claimDue('poll', 10, LEASE_MS, T0 + 10)).toEqual([]);
         expect(await store.claimDue('dispatch', 10, LEASE_MS, T0 - 1)).toEqual([]);
@@ -235,7 +243,7 @@ export function describeStoreConformance(name: string, makeStore: () => Promise<
 
       it('returns the task plus a distinct lease token for each task', async () => {
         const store = await open();
-        const a = await store.createTask(newTask());
+        const a = (await store.createTask(newTask())).task;
         await store.createTask(newTask());
         const claimed = await store.claimDue('dispatch', 10, LEASE_MS, T0);
         expect(claimed).toHaveLength(2);
@@ -254,7 +262,7 @@ export function describeStoreConformance(name: string, makeStore: () => Promise<
 
       it('skips leased tasks until the lease expires; the new claimer fences the old one', async () => {
         const store = await open();
-        const { id } = await store.createTask(newTask());
+        const { id } = (await store.createTask(newTask())).task;
         const old = await claimOnly(store, 'dispatch', T0);
         expect(await store.claimDue('dispatch', 10, LEASE_MS, T0 + LEASE_MS)).toEqual([]);
 
@@ -276,7 +284,7 @@ export function describeStoreConformance(name: string, makeStore: () => Promise<
       it('never hands one task to two claimers sharing the database', async () => {
         const [a, b] = [await open(), await open()];
         const ids = new Set<string>();
-        for (let i = 0; i < 30; i++) ids.add((await a.createTask(newTask())).id);
+        for (let i = 0; i < 30; i++) ids.add(((await a.createTask(newTask())).task).id);
 
         const claimedIds: string[] = [];
         for (let round = 0; round < ids.size; round++) {
@@ -291,7 +299,7 @@ export function describeStoreConformance(name: string, makeStore: () => Promise<
     describe('leases', () => {
       it('renewLease extends the lease for the token holder only', async () => {
         const store = await open();
-        const { id } = await store.createTask(newTask());
+        const { id } = (await store.createTask(newTask())).task;
         const { lease_token } = await claimOnly(store, 'dispatch', T0);
         expect(await store.renewLease(id, 'wrong', T0 + LEASE_MS * 3)).toBe(false);
         expect(await store.renewLease(id, lease_token, T0 + LEASE_MS * 3)).toBe(true);
@@ -301,7 +309,7 @@ export function describeStoreConformance(name: string, makeStore: () => Promise<
 
       it('releaseLease makes the task claimable again at the given time and voids the token', async () => {
         const store = await open();
-        const { id } = await store.createTask(newTask());
+        const { id } = (await store.createTask(newTask())).task;
         const { lease_token } = await claimOnly(store, 'dispatch', T0);
         expect(await store.releaseLease(id, 'wrong', T0 + 50, T0 + 1)).toBe(false);
         expect(await store.releaseLease(id, lease_token, T0 + 50, T0 + 1)).toBe(true);
@@ -319,7 +327,7 @@ export function describeStoreConformance(name: string, makeStore: () => Promise<
     describe('transitions', () => {
       it('startAttempt counts attempts on a pending task and resets the upstream id', async () => {
         const store = await open();
-        const { id } = await store.createTask(newTask());
+        const { id } = (await store.createTask(newTask())).task;
         const { lease_token } = await claimOnly(store, 'dispatch', T0);
         expect(await store.startAttempt(id, 'wrong', 'sim', { micro_usd: 400_000, credits: 8 }, T0 + 1)).toBe('lost');
         expect(await store.startAttempt(id, lease_token, 'sim', { micro_usd: 400_000, credits: 8 }, T0 + 1)).toBe('started');
@@ -343,7 +351,7 @@ export function describeStoreConformance(name: string, makeStore: () => Promise<
 
       it('markSubmitted moves pending to processing, due for polling at once, and releases the lease', async () => {
         const store = await open();
-        const { id } = await store.createTask(newTask());
+        const { id } = (await store.createTask(newTask())).task;
         const { lease_token } = await claimOnly(store, 'dispatch', T0);
         await store.startAttempt(id, lease_token, 'sim', { micro_usd: 400_000, credits: 8 }, T0 + 1);
         expect(await store.markSubmitted(id, 'wrong', 'up-1', T0 + 2)).toBe(false);
@@ -381,7 +389,7 @@ export function describeStoreConformance(name: string, makeStore: () => Promise<
 
       it('recordProgress and markCompleted refuse a pending task', async () => {
         const store = await open();
-        const { id } = await store.createTask(newTask());
+        const { id } = (await store.createTask(newTask())).task;
         const { lease_token } = await claimOnly(store, 'dispatch', T0);
         expect(await store.recordProgress(id, lease_token, 10, T0 + 5, T0 + 1)).toBe(false);
         expect(await store.markCompleted(id, lease_token, 'assets/x.mp4', T0 + 1)).toBe(false);
@@ -390,7 +398,7 @@ export function describeStoreConformance(name: string, makeStore: () => Promise<
 
       it('markCompleted finishes a processing task and clears the last error', async () => {
         const store = await open();
-        const { id } = await store.createTask(newTask());
+        const { id } = (await store.createTask(newTask())).task;
         const first = await claimOnly(store, 'dispatch', T0);
         expect(await store.requeue(id, first.lease_token, ERROR, T0 + 1, T0 + 1)).toBe(true);
         const { lease_token } = await claimOnly(store, 'dispatch', T0 + 1);
@@ -399,7 +407,7 @@ export function describeStoreConformance(name: string, makeStore: () => Promise<
         const poll = await claimOnly(store, 'poll', T0 + 4);
 
         expect(await store.markCompleted(id, 'wrong', 'assets/x.mp4', T0 + 5)).toBe(false);
-        expect(await store.markCompleted(id, poll.lease_token, 'assets/x.mp4', T0 + 5)).toEqual([]);
+        expect(followersIn(await store.markCompleted(id, poll.lease_token, 'assets/x.mp4', T0 + 5))).toEqual([]);
         expect(await store.getTask(id)).toMatchObject({
           status: 'completed',
           progress: 100,
@@ -418,10 +426,10 @@ export function describeStoreConformance(name: string, makeStore: () => Promise<
 
       it('markFailed fails a pending or a processing task', async () => {
         const store = await open();
-        const { id: pendingId } = await store.createTask(newTask());
+        const { id: pendingId } = (await store.createTask(newTask())).task;
         const pending = await claimOnly(store, 'dispatch', T0);
         expect(await store.markFailed(pendingId, 'wrong', ERROR, T0 + 1)).toBe(false);
-        expect(await store.markFailed(pendingId, pending.lease_token, ERROR, T0 + 1)).toEqual([]);
+        expect(followersIn(await store.markFailed(pendingId, pending.lease_token, ERROR, T0 + 1))).toEqual([]);
         expect(await store.getTask(pendingId)).toMatchObject({
           status: 'failed',
           error_code: ERROR.code,
@@ -431,7 +439,7 @@ export function describeStoreConformance(name: string, makeStore: () => Promise<
         });
 
         const processing = await processingTask(store);
-        expect(await store.markFailed(processing.id, processing.lease_token, ERROR, T0 + 9)).toEqual([]);
+        expect(followersIn(await store.markFailed(processing.id, processing.lease_token, ERROR, T0 + 9))).toEqual([]);
         expect(await store.getTask(processing.id)).toMatchObject({ status: 'failed', completed_at_ms: T0 + 9 });
         expect(await store.markFailed(processing.id, processing.lease_token, ERROR, T0 + 10)).toBe(false);
         expect(await store.claimDue('poll', 10, LEASE_MS, T0 + LEASE_MS * 10)).toEqual([]);
@@ -464,7 +472,7 @@ export function describeStoreConformance(name: string, makeStore: () => Promise<
 
       it('requeue also applies to a pending task', async () => {
         const store = await open();
-        const { id } = await store.createTask(newTask());
+        const { id } = (await store.createTask(newTask())).task;
         const { lease_token } = await claimOnly(store, 'dispatch', T0);
         expect(await store.requeue(id, lease_token, ERROR, T0 + 5, T0 + 1)).toBe(true);
         expect(await store.getTask(id)).toMatchObject({
@@ -481,7 +489,13 @@ export function describeStoreConformance(name: string, makeStore: () => Promise<
         const { id, lease_token } = await processingTask(store);
         const before = await store.getTask(id);
         const returned = await store.cancel(id, 'owner-a', T0 + 20);
-        expect(returned).toStrictEqual({ task: before, abandon_job: true, heir: null });
+        expect(returned).toStrictEqual({ task: before, abandon_job: true, heir: null, report: expect.anything() });
+        expect(returned?.report).toMatchObject({
+          created: [],
+          finished: [{ task: { id, status: 'cancelled' }, provider_id: 'sim' }],
+          credits: [{ kind: 'released', team_id: 'owner-a', model: 'sim-video', provider_id: 'sim', cache_hit: false, credits: 8 }],
+          events: [],
+        });
         expect(returned?.task).toMatchObject({ status: 'processing', provider_id: 'sim', upstream_id: 'up-1' });
         expect(await store.getTask(id)).toMatchObject({
           status: 'cancelled',
@@ -498,14 +512,14 @@ export function describeStoreConformance(name: string, makeStore: () => Promise<
 
       it('cancels a pending task', async () => {
         const store = await open();
-        const { id } = await store.createTask(newTask());
+        const { id } = (await store.createTask(newTask())).task;
         expect(await store.cancel(id, 'owner-a', T0 + 1)).toMatchObject({ task: { id, status: 'pending' } });
         expect(await store.claimDue('dispatch', 10, LEASE_MS, T0 + 1)).toEqual([]);
       });
 
       it("refuses other owners' and finished tasks", async () => {
         const store = await open();
-        const { id } = await store.createTask(newTask());
+        const { id } = (await store.createTask(newTask())).task;
         expect(await store.cancel(id, 'owner-b', T0 + 1)).toBeUndefined();
         expect((await store.getTask(id))?.status).toBe('pending');
         expect(await store.cancel('nope', 'owner-a', T0 + 1)).toBeUndefined();
@@ -526,7 +540,7 @@ export function describeStoreConformance(name: string, makeStore: () => Promise<
         const store = await open();
         const times = [T0, T0 + 1, T0 + 1, T0 + 1, T0 + 2, T0 + 2, T0 + 3];
         const created: TaskRecord[] = [];
-        for (const created_at_ms of times) created.push(await store.createTask(newTask({ created_at_ms })));
+        for (const created_at_ms of times) created.push((await store.createTask(newTask({ created_at_ms }))).task);
         const expected = created
           .slice()
           .sort((x, y) => y.created_at_ms - x.created_at_ms || (x.id < y.id ? 1 : -1))
@@ -550,7 +564,7 @@ export function describeStoreConformance(name: string, makeStore: () => Promise<
 
       it('lists oldest first with order asc, paging past a position', async () => {
         const store = await open();
-        for (const [i, id] of ['a0', 'a1', 'a2'].entries()) await store.createTask(newTask({ id, created_at_ms: T0 + i }));
+        for (const [i, id] of ['a0', 'a1', 'a2'].entries()) (await store.createTask(newTask({ id, created_at_ms: T0 + i }))).task;
         const ids = async (query: ListTasksQuery) => (await store.listTasks(query)).map((t) => t.id);
         expect(await ids({ owner_id: 'owner-a', limit: 10, order: 'asc' })).toEqual(['a0', 'a1', 'a2']);
         expect(await ids({ owner_id: 'owner-a', limit: 10, order: 'asc', before: { created_at_ms: T0, id: 'a0' } })).toEqual(['a1', 'a2']);
@@ -559,7 +573,7 @@ export function describeStoreConformance(name: string, makeStore: () => Promise<
       it('deletes only a finished task of its owner, once; lists skip it unless asked', async () => {
         const store = await open();
         const done = await processingTask(store, newTask({ id: 'done' }));
-        expect(await store.markCompleted(done.id, done.lease_token, 'asset-done', T0 + 5)).toEqual([]);
+        expect(followersIn(await store.markCompleted(done.id, done.lease_token, 'asset-done', T0 + 5))).toEqual([]);
         await store.createTask(newTask({ id: 'running', created_at_ms: T0 + 6 }));
         expect(await store.deleteTask('running', 'owner-a', T0 + 7)).toBeUndefined();
         expect(await store.deleteTask('done', 'owner-b', T0 + 7)).toBeUndefined();
@@ -574,11 +588,11 @@ export function describeStoreConformance(name: string, makeStore: () => Promise<
       it('honours an idempotency key: the same hash returns the original, another hash throws, a stale key makes a new task', async () => {
         const store = await open();
         const idem = (hash: string, since = T0 - 1) => ({ key: 'k1', request_hash: hash, since_ms: since });
-        const first = await store.createTask(newTask({ id: 'i1', idempotency: idem('h1') }));
-        expect(await store.createTask(newTask({ id: 'i2', idempotency: idem('h1') }))).toStrictEqual(first);
+        const first = (await store.createTask(newTask({ id: 'i1', idempotency: idem('h1') }))).task;
+        expect((await store.createTask(newTask({ id: 'i2', idempotency: idem('h1') }))).task).toStrictEqual(first);
         await expect(store.createTask(newTask({ id: 'i3', idempotency: idem('h2') }))).rejects.toBeInstanceOf(IdempotencyConflictError);
-        expect(await store.createTask(newTask({ owner_id: 'owner-b', id: 'i4', idempotency: idem('h1') }))).toMatchObject({ id: 'i4' });
-        expect(await store.createTask(newTask({ id: 'i5', created_at_ms: T0 + 10, idempotency: idem('h2', T0 + 5) }))).toMatchObject({ id: 'i5' });
+        expect((await store.createTask(newTask({ owner_id: 'owner-b', id: 'i4', idempotency: idem('h1') }))).task).toMatchObject({ id: 'i4' });
+        expect((await store.createTask(newTask({ id: 'i5', created_at_ms: T0 + 10, idempotency: idem('h2', T0 + 5) }))).task).toMatchObject({ id: 'i5' });
         expect((await store.listTasks({ owner_id: 'owner-a', limit: 10 })).map((t) => t.id).sort()).toEqual(['i1', 'i5']);
         // Once its task is deleted, a retry under the key creates nothing (it would be charged again).
         await store.cancel('i5', 'owner-a', T0 + 11);
@@ -592,7 +606,7 @@ export function describeStoreConformance(name: string, makeStore: () => Promise<
         const store = await open();
         const mine = ['mine-0', 'mine-1', 'mine-2', 'mine-3'] as const;
         const [m0, m1, m2, m3] = mine;
-        for (const [i, id] of mine.entries()) await store.createTask(newTask({ id, created_at_ms: T0 + i }));
+        for (const [i, id] of mine.entries()) (await store.createTask(newTask({ id, created_at_ms: T0 + i }))).task;
         await store.createTask(newTask({ owner_id: 'owner-b', created_at_ms: T0 + 10 }));
         await store.cancel(m1, 'owner-a', T0 + 20);
         await store.cancel(m3, 'owner-a', T0 + 20);
@@ -614,7 +628,7 @@ export function describeStoreConformance(name: string, makeStore: () => Promise<
         const store = await open();
         const completeAt = async (nowMs: number) => {
           const task = await processingTask(store);
-          expect(await store.markCompleted(task.id, task.lease_token, `assets/${task.id}.mp4`, nowMs)).toEqual([]);
+          expect(followersIn(await store.markCompleted(task.id, task.lease_token, `assets/${task.id}.mp4`, nowMs))).toEqual([]);
           return task.id;
         };
         const old1 = await completeAt(T0 + 100);
@@ -645,14 +659,14 @@ export function describeStoreConformance(name: string, makeStore: () => Promise<
       /** A leader with this key, completed at `at` with the video `video-<id>`. */
       async function completedSource(store: Store, at: number, overrides: Partial<NewTask> = {}): Promise<string> {
         const task = await processingTask(store, cached(overrides));
-        expect(await store.markCompleted(task.id, task.lease_token, `video-${task.id}`, at)).toEqual([]);
+        expect(followersIn(await store.markCompleted(task.id, task.lease_token, `video-${task.id}`, at))).toEqual([]);
         return task.id;
       }
 
       it('serves a fresh stored result as a completed hit that shares the video and charges hit_credits', async () => {
         const store = await open();
         const source = await completedSource(store, T0 + 100);
-        const hit = await store.createTask(cached({ owner_id: 'owner-a', created_at_ms: T0 + 200 }), { ...lookup(T0 + 50), hit_credits: 3 });
+        const hit = (await store.createTask(cached({ owner_id: 'owner-a', created_at_ms: T0 + 200 }), { ...lookup(T0 + 50), hit_credits: 3 })).task;
         expect(hit).toMatchObject({
           status: 'completed', progress: 100, cache_status: 'hit', source_id: source, asset_key: `video-${source}`,
           asset_stored_at_ms: T0 + 100, completed_at_ms: T0 + 200, credits_reserved: 3, credits_settled: 3, attempt: 0,
@@ -667,38 +681,38 @@ export function describeStoreConformance(name: string, makeStore: () => Promise<
       it('does not serve a result older than the TTL, expired, of another key, or a hit', async () => {
         const store = await open();
         const source = await completedSource(store, T0 + 100);
-        const stale = await store.createTask(cached({ created_at_ms: T0 + 200 }), lookup(T0 + 101));
+        const stale = (await store.createTask(cached({ created_at_ms: T0 + 200 }), lookup(T0 + 101))).task;
         expect(stale).toMatchObject({ status: 'pending', cache_status: 'miss', source_id: null });
         await store.cancel(stale.id, 'owner-a', T0 + 201);
 
-        const other = await store.createTask(cached({ cache_key: 'x'.repeat(64) }), lookup());
+        const other = (await store.createTask(cached({ cache_key: 'x'.repeat(64) }), lookup())).task;
         expect(other.cache_status).toBe('miss');
         await store.cancel(other.id, 'owner-a', T0 + 201);
 
-        const hit = await store.createTask(cached(), lookup());
+        const hit = (await store.createTask(cached(), lookup())).task;
         expect(hit.cache_status).toBe('hit');
         await store.markAssetExpired(`video-${source}`);
         expect(await store.getTask(hit.id)).toMatchObject({ asset_expired: true }); // the hit's video went with the original's
         expect(await store.listAssetsStoredBefore(T0 + 10_000, 10)).toEqual([]);
-        expect((await store.createTask(cached(), lookup())).cache_status).toBe('miss'); // not the expired one, not the hit
+        expect(((await store.createTask(cached(), lookup())).task).cache_status).toBe('miss'); // not the expired one, not the hit
       });
 
       it('checks a remembered source and falls back to the index when it no longer serves', async () => {
         const store = await open();
         const older = await completedSource(store, T0 + 100);
         const newer = await completedSource(store, T0 + 200);
-        expect((await store.createTask(cached(), lookup(T0, older))).source_id).toBe(older);
+        expect(((await store.createTask(cached(), lookup(T0, older))).task).source_id).toBe(older);
         await store.markAssetExpired(`video-${older}`);
-        expect((await store.createTask(cached(), lookup(T0, older))).source_id).toBe(newer);
-        expect((await store.createTask(cached(), lookup(T0, 'no-such-task'))).source_id).toBe(newer);
+        expect(((await store.createTask(cached(), lookup(T0, older))).task).source_id).toBe(newer);
+        expect(((await store.createTask(cached(), lookup(T0, 'no-such-task'))).task).source_id).toBe(newer);
       });
 
       it('makes identical requests follow a running leader, never claimed, carried along to completion', async () => {
         const store = await open();
-        const leader = await store.createTask(cached());
-        const f1 = await store.createTask(cached({ owner_id: 'owner-b', created_at_ms: T0 + 1 }), lookup());
+        const leader = (await store.createTask(cached())).task;
+        const f1 = (await store.createTask(cached({ owner_id: 'owner-b', created_at_ms: T0 + 1 }), lookup())).task;
         expect(f1).toMatchObject({ status: 'pending', cache_status: 'coalesced', source_id: leader.id, credits_reserved: 0 });
-        const bypass = await store.createTask(cached({ cache_status: 'bypassed' })); // no lookup: a leader of its own
+        const bypass = (await store.createTask(cached({ cache_status: 'bypassed' }))).task; // no lookup: a leader of its own
         expect(bypass).toMatchObject({ cache_status: 'bypassed', source_id: null });
         await store.cancel(bypass.id, 'owner-a', T0 + 1);
 
@@ -707,7 +721,7 @@ export function describeStoreConformance(name: string, makeStore: () => Promise<
         await store.startAttempt(leader.id, claimed.lease_token, 'sim', { micro_usd: 400_000, credits: 8 }, T0 + 3);
         await store.markSubmitted(leader.id, claimed.lease_token, 'up-1', T0 + 4);
         expect(await store.getTask(f1.id)).toMatchObject({ status: 'processing', progress: 0 });
-        const f2 = await store.createTask(cached({ created_at_ms: T0 + 5 }), lookup());
+        const f2 = (await store.createTask(cached({ created_at_ms: T0 + 5 }), lookup())).task;
         expect(f2).toMatchObject({ status: 'processing', source_id: leader.id });
 
         const poll = await claimOnly(store, 'poll', T0 + 6);
@@ -716,7 +730,7 @@ export function describeStoreConformance(name: string, makeStore: () => Promise<
         expect((await store.getTask(f2.id))?.progress).toBe(40);
         const again = await claimOnly(store, 'poll', T0 + 8);
         const finished = await store.markCompleted(leader.id, again.lease_token, `video-${leader.id}`, T0 + 9);
-        expect(finished && finished.map((f) => f.id).sort()).toEqual([f1.id, f2.id].sort());
+        expect(followersIn(finished) && (followersIn(finished) as TaskRecord[]).map((f) => f.id).sort()).toEqual([f1.id, f2.id].sort());
         for (const id of [f1.id, f2.id]) {
           expect(await store.getTask(id)).toMatchObject({
             status: 'completed', asset_key: `video-${leader.id}`, asset_stored_at_ms: T0 + 9, credits_settled: 0, provider_id: 'sim',
@@ -730,13 +744,13 @@ export function describeStoreConformance(name: string, makeStore: () => Promise<
       it('takes followers back to pending on a requeue, and fails them with the leader', async () => {
         const store = await open();
         const leader = await processingTask(store, cached());
-        const follower = await store.createTask(cached(), lookup());
+        const follower = (await store.createTask(cached(), lookup())).task;
         await store.requeue(leader.id, leader.lease_token, ERROR, T0 + 10, T0 + 10);
         expect(await store.getTask(follower.id)).toMatchObject({ status: 'pending', progress: 0 });
         const again = await claimOnly(store, 'dispatch', T0 + 10);
         expect(again.id).toBe(leader.id);
         const failed = await store.markFailed(leader.id, again.lease_token, ERROR, T0 + 11);
-        expect(failed && failed.map((f) => f.id)).toEqual([follower.id]);
+        expect(followersIn(failed) && (followersIn(failed) as TaskRecord[]).map((f) => f.id)).toEqual([follower.id]);
         expect(await store.getTask(follower.id)).toMatchObject({ status: 'failed', error_code: ERROR.code, error_message: ERROR.message });
         expect((await store.quotaUsage('team', 'owner-a', T0 + 11)).active_tasks).toBe(0);
       });
@@ -744,8 +758,8 @@ export function describeStoreConformance(name: string, makeStore: () => Promise<
       it("hands a cancelled leader's submitted job to the oldest follower, which adopts it at its price", async () => {
         const store = await open();
         const leader = await processingTask(store, cached());
-        const heir = await store.createTask(cached({ owner_id: 'owner-b', created_at_ms: T0 + 5 }), lookup());
-        const second = await store.createTask(cached({ created_at_ms: T0 + 6 }), lookup());
+        const heir = (await store.createTask(cached({ owner_id: 'owner-b', created_at_ms: T0 + 5 }), lookup())).task;
+        const second = (await store.createTask(cached({ created_at_ms: T0 + 6 }), lookup())).task;
         await store.recordProgress(leader.id, leader.lease_token, 30, T0 + 7, T0 + 7);
 
         const cancelled = await store.cancel(leader.id, 'owner-a', T0 + 8);
@@ -764,14 +778,14 @@ export function describeStoreConformance(name: string, makeStore: () => Promise<
         const poll = await claimOnly(store, 'poll', T0 + 9);
         expect(poll.id).toBe(heir.id);
         const done = await store.markCompleted(heir.id, poll.lease_token, `video-${heir.id}`, T0 + 10);
-        expect(done && done.map((f) => f.id)).toEqual([second.id]);
+        expect(followersIn(done) && (followersIn(done) as TaskRecord[]).map((f) => f.id)).toEqual([second.id]);
         expect(await store.getTask(heir.id)).toMatchObject({ status: 'completed', credits_settled: 8 });
       });
 
       it('queues the heir to generate anew when there is no job yet', async () => {
         const store = await open();
-        const pending = await store.createTask(cached());
-        const heir = await store.createTask(cached({ created_at_ms: T0 + 1 }), lookup());
+        const pending = (await store.createTask(cached())).task;
+        const heir = (await store.createTask(cached({ created_at_ms: T0 + 1 }), lookup())).task;
         expect((await store.cancel(pending.id, 'owner-a', T0 + 2))?.abandon_job).toBe(true);
         expect(await store.getTask(heir.id)).toMatchObject({ status: 'pending', source_id: null, cache_status: 'miss' });
         expect((await claimOnly(store, 'dispatch', T0 + 2)).id).toBe(heir.id);
@@ -781,7 +795,7 @@ export function describeStoreConformance(name: string, makeStore: () => Promise<
         const poor = await open();
         await poor.createTeam(team('poor', { credits_per_day: 5 }));
         const leader = await processingTask(poor, cached());
-        const follower = await poor.createTask(cached({ owner_id: 'poor', created_at_ms: T0 + 4 }), lookup());
+        const follower = (await poor.createTask(cached({ owner_id: 'poor', created_at_ms: T0 + 4 }), lookup())).task;
         expect((await poor.cancel(leader.id, 'owner-a', T0 + 5))?.abandon_job).toBe(true);
         expect(await poor.getTask(follower.id)).toMatchObject({ status: 'pending', source_id: null, upstream_id: null, credits_reserved: 0 });
         expect(await poor.listAttempts([follower.id])).toEqual([]);
@@ -792,8 +806,8 @@ export function describeStoreConformance(name: string, makeStore: () => Promise<
         const store = await open();
         await store.createTeam(team('poor', { credits_per_day: 5 }));
         const leader = await processingTask(store, cached());
-        const poor = await store.createTask(cached({ owner_id: 'poor', created_at_ms: T0 + 4 }), lookup());
-        const rich = await store.createTask(cached({ created_at_ms: T0 + 5 }), lookup());
+        const poor = (await store.createTask(cached({ owner_id: 'poor', created_at_ms: T0 + 4 }), lookup())).task;
+        const rich = (await store.createTask(cached({ created_at_ms: T0 + 5 }), lookup())).task;
         const cancelled = await store.cancel(leader.id, 'owner-a', T0 + 6);
         expect(cancelled).toMatchObject({ abandon_job: false, heir: { task: { id: rich.id, upstream_id: 'up-1' } } });
         expect(await store.getTask(poor.id)).toMatchObject({ status: 'processing', source_id: rich.id, credits_reserved: 0 });
@@ -802,11 +816,11 @@ export function describeStoreConformance(name: string, makeStore: () => Promise<
 
       it('hands the generation over, failing no follower, when the leader fails on its own account', async () => {
         const store = await open();
-        const leader = await store.createTask(cached());
-        const follower = await store.createTask(cached({ owner_id: 'owner-b', created_at_ms: T0 + 1 }), lookup());
+        const leader = (await store.createTask(cached())).task;
+        const follower = (await store.createTask(cached({ owner_id: 'owner-b', created_at_ms: T0 + 1 }), lookup())).task;
         const claimed = await claimOnly(store, 'dispatch', T0 + 2);
         const quotaError = { code: 'insufficient_quota', message: "over the team's credits_per_day (90 of 100 used)" };
-        expect(await store.markFailed(leader.id, claimed.lease_token, quotaError, T0 + 3, { hand_over: true })).toEqual([]);
+        expect(followersIn(await store.markFailed(leader.id, claimed.lease_token, quotaError, T0 + 3, { hand_over: true }))).toEqual([]);
         expect(await store.getTask(follower.id)).toMatchObject({ status: 'pending', source_id: null, error_code: null, error_message: null });
         expect((await claimOnly(store, 'dispatch', T0 + 3)).id).toBe(follower.id);
       });
@@ -814,10 +828,160 @@ export function describeStoreConformance(name: string, makeStore: () => Promise<
       it("cancels a follower alone: the leader's job goes on", async () => {
         const store = await open();
         const leader = await processingTask(store, cached());
-        const follower = await store.createTask(cached(), lookup());
+        const follower = (await store.createTask(cached(), lookup())).task;
         expect(await store.cancel(follower.id, 'owner-a', T0 + 5)).toMatchObject({ abandon_job: false, task: { id: follower.id } });
         expect((await store.getTask(leader.id))?.status).toBe('processing');
-        expect(await store.markCompleted(leader.id, leader.lease_token, 'video', T0 + 6)).toEqual([]);
+        expect(followersIn(await store.markCompleted(leader.id, leader.lease_token, 'video', T0 + 6))).toEqual([]);
+      });
+    });
+
+    describe('outbox: events written by the transitions that finish tasks', () => {
+      const HOOK = 'https://hooks.example.com/h';
+      const KEY = 'o'.repeat(64);
+      const lookup = { fresh_since_ms: T0, hit_credits: 0 };
+      const cached = (overrides: Partial<NewTask> = {}) => newTask({ cache_key: KEY, cache_status: 'miss', callback_url: HOOK, ...overrides });
+      const eventOf = (task: TaskRecord, status: string) =>
+        expect.objectContaining({ team_id: task.owner_id, task_id: task.id, task_status: status, door: task.door, url: HOOK, state: 'pending', failures: 0 });
+
+      it('writes one event per finished task with a callback URL, in the report and in the store', async () => {
+        const store = await open();
+        const leader = await processingTask(store, cached());
+        const follower = (await store.createTask(cached({ created_at_ms: T0 + 4, door: 'openai' }), lookup)).task;
+        const silent = (await store.createTask(cached({ created_at_ms: T0 + 4, callback_url: null }), lookup)).task;
+        const report = await store.markCompleted(leader.id, leader.lease_token, 'video', T0 + 10);
+        if (report === false) throw new Error('not completed');
+        expect(report.finished[0]).toMatchObject({ task: { id: leader.id, status: 'completed' }, provider_id: 'sim' });
+        expect(report.finished.slice(1).map((f) => [f.task.id, f.task.status, f.provider_id]).sort()).toEqual([
+          [follower.id, 'completed', 'sim'],
+          [silent.id, 'completed', 'sim'],
+        ].sort());
+        expect(report.events.map((e) => e.task_id).sort()).toEqual([leader.id, follower.id].sort());
+        expect(report.credits).toEqual([
+          { kind: 'settled', team_id: 'owner-a', model: 'sim-video', provider_id: 'sim', cache_hit: false, credits: 8 },
+        ]);
+        const [leaderEvent] = await store.listTaskEvents(leader.id);
+        expect(leaderEvent).toEqual(eventOf({ ...leader, door: 'native' }, 'completed'));
+        expect(leaderEvent!.id).toMatch(/^evt_[0-9a-f]{24}$/);
+        expect(await store.listTaskEvents(follower.id)).toEqual([eventOf({ ...follower, door: 'openai' }, 'completed')]);
+        expect(await store.listTaskEvents(silent.id)).toEqual([]);
+        expect(await store.outboxCounts()).toEqual({ pending: 2, dead: 0 });
+      });
+
+      it('writes events for a failure and its followers, a cancel, and a hit at its creation', async () => {
+        const store = await open();
+        const leader = await processingTask(store, cached());
+        const follower = (await store.createTask(cached({ created_at_ms: T0 + 4 }), lookup)).task;
+        const failed = await store.markFailed(leader.id, leader.lease_token, ERROR, T0 + 10);
+        expect(failed && failed.events.map((e) => [e.task_id, e.task_status]).sort()).toEqual([[follower.id, 'failed'], [leader.id, 'failed']].sort());
+        // The follower reserved nothing (hit_credits 0): no movement of 0 credits is reported.
+        expect(failed && failed.credits.map((m) => [m.kind, m.credits])).toEqual([['released', 8]]);
+
+        const source = await processingTask(store, cached({ cache_key: 's'.repeat(64) }));
+        await store.markCompleted(source.id, source.lease_token, 'video-s', T0 + 20);
+        const hit = await store.createTask(cached({ cache_key: 's'.repeat(64), created_at_ms: T0 + 30 }), { ...lookup, hit_credits: 2 });
+        expect(hit.task).toMatchObject({ status: 'completed', cache_status: 'hit' });
+        expect(hit.report.events).toEqual([eventOf(hit.task, 'completed')]);
+        expect(hit.report.created.map((t) => t.id)).toEqual([hit.task.id]);
+        expect(hit.report.credits.map((m) => [m.kind, m.credits, m.cache_hit])).toEqual([['reserved', 2, false], ['settled', 2, true]]);
+
+        const running = (await store.createTask(cached({ cache_key: null, cache_status: 'disabled', created_at_ms: T0 + 40 }))).task;
+        const cancelled = await store.cancel(running.id, 'owner-a', T0 + 41);
+        expect(cancelled?.report.events).toEqual([eventOf(running, 'cancelled')]);
+        expect(await store.listTaskEvents(running.id)).toEqual(cancelled?.report.events);
+      });
+
+      it("hands over without failing the followers: only the leader's own failure has an event", async () => {
+        const store = await open();
+        const leader = (await store.createTask(cached())).task;
+        const follower = (await store.createTask(cached({ created_at_ms: T0 + 1 }), lookup)).task;
+        const claimed = await claimOnly(store, 'dispatch', T0 + 2);
+        const report = await store.markFailed(leader.id, claimed.lease_token, ERROR, T0 + 3, { hand_over: true });
+        expect(report && report.events.map((e) => e.task_id)).toEqual([leader.id]);
+        expect(await store.listTaskEvents(follower.id)).toEqual([]);
+      });
+
+      it('writes nothing when the transition does not happen', async () => {
+        const store = await open();
+        const task = await processingTask(store, cached());
+        expect(await store.markCompleted(task.id, 'wrong', 'video', T0 + 5)).toBe(false);
+        expect(await store.cancel(task.id, 'owner-b', T0 + 5)).toBeUndefined();
+        expect(await store.listTaskEvents(task.id)).toEqual([]);
+        expect(await store.outboxCounts()).toEqual({ pending: 0, dead: 0 });
+      });
+
+      it('leases due events, records each attempt under the lease, retries, dead-letters and redelivers', async () => {
+        const store = await open();
+        const task = await processingTask(store, cached());
+        await store.markCompleted(task.id, task.lease_token, 'video', T0 + 10);
+        const [event] = await store.listTaskEvents(task.id);
+        expect(await store.claimDueEvents(10, LEASE_MS, T0 + 9)).toEqual([]);
+        const [claimed, ...more] = await store.claimDueEvents(10, LEASE_MS, T0 + 10);
+        expect(more).toEqual([]);
+        expect(claimed).toMatchObject({ id: event!.id, lease_token: expect.any(String) });
+        expect(await store.claimDueEvents(10, LEASE_MS, T0 + 11)).toEqual([]); // leased
+        expect(await store.renewEventLease(claimed!.id, claimed!.lease_token, T0 + 100_000)).toBe(true);
+
+        const fail = { started_at_ms: T0 + 11, status_code: 500, latency_ms: 7, error: 'the receiver answered 500' };
+        expect(await store.recordDelivery(claimed!.id, 'wrong', fail, { state: 'pending', next_run_at_ms: T0 + 1000 })).toBe(false);
+        expect(await store.recordDelivery(claimed!.id, claimed!.lease_token, fail, { state: 'pending', next_run_at_ms: T0 + 1000 })).toBe(true);
+        expect(await store.recordDelivery(claimed!.id, claimed!.lease_token, fail, { state: 'delivered' })).toBe(false); // lease ended
+        expect((await store.listTaskEvents(task.id))[0]).toMatchObject({ state: 'pending', failures: 1, next_run_at_ms: T0 + 1000 });
+        expect(await store.claimDueEvents(10, LEASE_MS, T0 + 999)).toEqual([]);
+
+        const second = (await store.claimDueEvents(10, LEASE_MS, T0 + 1000))[0]!;
+        const timeout = { started_at_ms: T0 + 1000, status_code: null, latency_ms: 50, error: 'timed out' };
+        expect(await store.recordDelivery(second.id, second.lease_token, timeout, { state: 'dead' })).toBe(true);
+        expect((await store.listTaskEvents(task.id))[0]).toMatchObject({ id: event!.id, state: 'dead', failures: 2 });
+        expect(await store.claimDueEvents(10, LEASE_MS, T0 + 1_000_000)).toEqual([]);
+        expect((await store.listDeadEvents('owner-a', 10)).map((e) => e.id)).toEqual([event!.id]);
+        expect(await store.listDeadEvents('owner-b', 10)).toEqual([]);
+        expect(await store.outboxCounts()).toEqual({ pending: 0, dead: 1 });
+
+        const again = await store.redeliverTaskEvents(task.id, T0 + 2000);
+        expect(again).toEqual([expect.objectContaining({ id: event!.id, state: 'pending', failures: 0, next_run_at_ms: T0 + 2000 })]);
+        const third = (await store.claimDueEvents(10, LEASE_MS, T0 + 2000))[0]!;
+        const ok = { started_at_ms: T0 + 2000, status_code: 204, latency_ms: 3, error: null };
+        expect(await store.recordDelivery(third.id, third.lease_token, ok, { state: 'delivered' })).toBe(true);
+        expect((await store.listTaskEvents(task.id))[0]).toMatchObject({ state: 'delivered', delivered_at_ms: T0 + 2003 });
+        expect(await store.listDeliveryAttempts([event!.id])).toEqual([
+          { event_id: event!.id, n: 1, ...fail },
+          { event_id: event!.id, n: 2, ...timeout },
+          { event_id: event!.id, n: 3, ...ok },
+        ]);
+        expect(await store.outboxCounts()).toEqual({ pending: 0, dead: 0 });
+        expect(await store.redeliverTaskEvents('nope', T0)).toEqual([]);
+      });
+
+      it('gives one event to one of two deliverers claiming at once', async () => {
+        const a = await open();
+        const b = await open();
+        const task = await processingTask(a, cached());
+        await a.markCompleted(task.id, task.lease_token, 'video', T0 + 10);
+        const [x, y] = await Promise.all([a.claimDueEvents(10, LEASE_MS, T0 + 10), b.claimDueEvents(10, LEASE_MS, T0 + 10)]);
+        expect(x.length + y.length).toBe(1);
+        // A lease that lapsed is claimed again, with a new token that fences the old one out.
+        const first = [...x, ...y][0]!;
+        const retaken = await b.claimDueEvents(10, LEASE_MS, T0 + 10 + LEASE_MS + 1);
+        expect(retaken.map((e) => e.id)).toEqual([first.id]);
+        expect(retaken[0]!.lease_token).not.toBe(first.lease_token);
+        const ok = { started_at_ms: T0 + 11, status_code: 200, latency_ms: 1, error: null };
+        expect(await a.recordDelivery(first.id, first.lease_token, ok, { state: 'delivered' })).toBe(false);
+      });
+
+      it('keeps signing secrets: the current one, and the previous ones until their grace ends', async () => {
+        const store = await open();
+        await store.putWebhookSecret({ id: 's1', team_id: 'team-1', secret_encrypted: 'enc-1', created_at_ms: T0 }, T0);
+        expect((await store.signingSecrets('team-1', T0 + 1)).map((s) => s.id)).toEqual(['s1']);
+        await store.putWebhookSecret({ id: 's2', team_id: 'team-1', secret_encrypted: 'enc-2', created_at_ms: T0 + 10 }, T0 + 100);
+        expect(await store.signingSecrets('team-1', T0 + 50)).toEqual([
+          { id: 's2', team_id: 'team-1', secret_encrypted: 'enc-2', created_at_ms: T0 + 10, expires_at_ms: null },
+          { id: 's1', team_id: 'team-1', secret_encrypted: 'enc-1', created_at_ms: T0, expires_at_ms: T0 + 100 },
+        ]);
+        expect((await store.signingSecrets('team-1', T0 + 100)).map((s) => s.id)).toEqual(['s2']);
+        expect(await store.signingSecrets('team-2', T0)).toEqual([]);
+        // A rotation without grace stops the others at once.
+        await store.putWebhookSecret({ id: 's3', team_id: 'team-1', secret_encrypted: 'enc-3', created_at_ms: T0 + 200 }, T0 + 200);
+        expect((await store.signingSecrets('team-1', T0 + 200)).map((s) => s.id)).toEqual(['s3']);
       });
     });
 
@@ -826,7 +990,7 @@ export function describeStoreConformance(name: string, makeStore: () => Promise<
         const first = await open();
         await first.createTeam(team());
         await first.insertApiKey(apiKey(1));
-        const { id } = await first.createTask(newTask());
+        const { id } = (await first.createTask(newTask())).task;
         const { lease_token } = await claimOnly(first, 'dispatch', T0);
         await close(first);
 
@@ -835,7 +999,7 @@ export function describeStoreConformance(name: string, makeStore: () => Promise<
         expect((await second.getTask(id))?.status).toBe('pending');
         expect(await second.claimDue('dispatch', 10, LEASE_MS, T0 + 1)).toEqual([]);
         expect(await second.startAttempt(id, lease_token, 'sim', { micro_usd: 400_000, credits: 8 }, T0 + 2)).toBe('started');
-        await second.createTask(newTask());
+        (await second.createTask(newTask())).task;
       });
     });
   });

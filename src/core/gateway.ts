@@ -23,6 +23,7 @@ import { createReferenceImages } from './reference-images';
 import { createResultCache } from './result-cache';
 import { createRetentionSweeper } from './retention';
 import { createTaskService } from './tasks';
+import { createReportSink } from './transition-reports';
 import { createTeamService, ensureApiKeys } from './teams';
 import { createVideoVariants } from './video-variants';
 import { createWorkers } from './workers';
@@ -90,8 +91,10 @@ export async function createGateway(config: Config, options: GatewayOptions = {}
     timeoutMs: config.cache.image_timeout_ms,
     trustedOrigins,
   });
+  let wakeDeliverer = () => {};
+  const report = createReportSink(metrics, () => wakeDeliverer());
   const workers = createWorkers({
-    store, router, assets, metrics, log, now, cache, images, imageLinks,
+    store, router, assets, metrics, log, now, cache, images, imageLinks, report,
     config: config.workers,
     imageReads: { maxBytes: config.cache.image_max_bytes, timeoutMs: config.cache.image_timeout_ms, trustedOrigins },
     waitForProviderMs: config.routing.wait_for_provider_ms,
@@ -99,12 +102,13 @@ export async function createGateway(config: Config, options: GatewayOptions = {}
     microUsdPerCredit,
   });
   const tasks = createTaskService({
-    store, router, assets, metrics, log, now, cache,
+    store, router, assets, log, now, cache,
     microUsdPerCredit,
     variants: createVideoVariants(assets),
     images,
     upstreamTimeoutMs: config.workers.upstream_timeout_ms,
     onSubmitted: () => workers.wake(),
+    report,
   });
   const healthChecker = createHealthChecker({ router, log, now, config: config.routing.health_check, onRecovery: () => workers.wake() });
   const sweeper = createRetentionSweeper({ store, assets, metrics, log, retentionMs, intervalMs: config.assets.sweep_interval_ms, now });

@@ -3,14 +3,14 @@ import crypto from 'node:crypto';
 import type { NormalizedRequest } from '../providers/types';
 import type { Router } from '../routing/router';
 import { creditsFor } from '../routing/quote';
-import { IdempotencyConflictError, QuotaExceededError, TERMINAL_STATUSES, type AttemptRecord, type Store, type TaskRecord, type TaskStatus } from '../store/types';
+import { IdempotencyConflictError, QuotaExceededError, TERMINAL_STATUSES, type AttemptRecord, type Door, type Store, type TaskRecord, type TaskStatus } from '../store/types';
 import type { AssetStore } from './assets';
 import type { Caller } from './teams';
 import { ApiError, conflict, forbidden, gone, invalidRequest, quotaError, taskNotFound } from './errors';
 import type { Logger } from './logger';
-import type { Metrics } from './metrics';
 import type { ImageUpload, ReferenceImages } from './reference-images';
 import type { ResultCache } from './result-cache';
+import type { ReportSink } from './transition-reports';
 import type { ImageVariant, VideoVariants } from './video-variants';
 
 /** A submission, whichever front door it came through. */
@@ -25,6 +25,8 @@ export interface NormalizedGeneration {
   image_upload?: ImageUpload;
   /** The field of `request.image_url` in the door's wire format, for errors; `image_urls` by default. */
   image_param?: string;
+  /** The door it came through, which shapes its webhook body; `native` by default. */
+  door?: Door;
 }
 
 /** How long an `Idempotency-Key` is honoured, as payment APIs do (Stripe: 24 hours). */
@@ -34,7 +36,6 @@ export interface TaskServiceDeps {
   store: Store;
   router: Router;
   assets: AssetStore;
-  metrics: Metrics;
   log: Logger;
   cache: ResultCache;
   /** The value of one credit, in whole micro-USD. */
@@ -45,6 +46,8 @@ export interface TaskServiceDeps {
   now: () => number;
   /** Called after a task is created, so the dispatcher picks it up without waiting for its next tick. */
   onSubmitted: () => void;
+  /** Takes what each transition did (metrics, the deliverer's wake-up). */
+  report: ReportSink;
 }
 
 export interface ListQuery {
@@ -60,7 +63,7 @@ export interface ListQuery {
 export type TaskService = ReturnType<typeof createTaskService>;
 
 export function createTaskService(deps: TaskServiceDeps) {
-  const { store, router, assets, metrics, log } = deps;
+  const { store, router, assets, log } = deps;
 
   async function ownTask(caller: Caller, id: string): Promise<TaskRecord> {
     const task = await store.getTask(id);
@@ -109,20 +112,23 @@ export function createTaskService(deps: TaskServiceDeps) {
     const id = `task_${crypto.randomBytes(12).toString('hex')}`;
     let task: TaskRecord;
     try {
-      task = await store.createTask({
+      let report;
+      ({ task, report } = await store.createTask({
         id,
         owner_id: caller.owner_id,
         key_id: caller.key.id,
         model: request.model,
         request_json: JSON.stringify(request),
         callback_url: callbackUrl,
+        door: generation.door ?? 'native',
         credits_reserved: quotedCredits,
         created_at_ms: nowMs,
         ...cachePlan,
         ...(idempotencyKey !== undefined && {
           idempotency: { key: idempotencyKey, request_hash: requestHash({ ...generation, request }, imageSha256), since_ms: nowMs - IDEMPOTENCY_WINDOW_MS },
         }),
-      }, lookup);
+      }, lookup));
+      deps.report(report);
     } catch (err) {
       if (err instanceof QuotaExceededError) throw quotaError(err, nowMs);
       if (err instanceof IdempotencyConflictError) {
@@ -132,15 +138,8 @@ export function createTaskService(deps: TaskServiceDeps) {
       throw err;
     }
     if (task.id !== id) return task; // a retry under an Idempotency-Key: the original, charged once
-    metrics.tasksSubmitted.inc({ model: request.model });
-    metrics.credits.inc({ kind: 'reserved', team: caller.owner_id, provider: 'none', model: request.model }, task.credits_reserved);
     deps.cache.served(task, quotedCredits);
-    if (task.cache_status === 'hit') {
-      metrics.tasksFinished.inc({ status: 'completed', provider: 'cache' });
-      metrics.credits.inc({ kind: 'settled', team: caller.owner_id, provider: 'cache', model: request.model }, task.credits_reserved);
-    } else if (task.cache_status !== 'coalesced') {
-      deps.onSubmitted();
-    }
+    if (task.cache_status !== 'hit' && task.cache_status !== 'coalesced') deps.onSubmitted();
     return task;
   }
 
@@ -150,13 +149,8 @@ export function createTaskService(deps: TaskServiceDeps) {
       const task = await ownTask(caller, id);
       throw conflict('task_finished', `task '${id}' is already ${task.status}`);
     }
-    const { task: before, abandon_job: abandonJob, heir } = cancelled;
-    if (heir && heir.reserved_more > 0) {
-      const { owner_id: team, provider_id: provider, model } = heir.task;
-      metrics.credits.inc({ kind: 'reserved', team, provider: provider ?? 'none', model }, heir.reserved_more);
-    }
-    metrics.tasksFinished.inc({ status: 'cancelled', provider: before.provider_id ?? 'none' });
-    metrics.credits.inc({ kind: 'released', team: before.owner_id, provider: before.provider_id ?? 'none', model: before.model }, before.credits_reserved);
+    const { task: before, abandon_job: abandonJob, report } = cancelled;
+    deps.report(report);
     const adapter = before.provider_id ? router.provider(before.provider_id) : undefined;
     deps.onSubmitted(); // a follower may have been queued to generate anew
     if (abandonJob && adapter?.cancel && before.upstream_id) {

@@ -5,7 +5,7 @@ import { ProviderError, type CallContext, type NormalizedRequest, type ProviderA
 import type { FailureStage } from '../routing/health';
 import type { Router } from '../routing/router';
 import { creditsFor } from '../routing/quote';
-import { QuotaExceededError, type AttemptRecord, type ClaimedTask, type Store, type TaskRecord, type WorkPhase } from '../store/types';
+import { QuotaExceededError, type AttemptRecord, type ClaimedTask, type Store, type WorkPhase } from '../store/types';
 import { verifyVideo } from '../media/probe-video';
 import { fitImage } from '../media/fit-image';
 import type { AssetStore } from './assets';
@@ -17,6 +17,7 @@ import type { Metrics } from './metrics';
 import type { ImageLinks } from './image-links';
 import type { ReferenceImages } from './reference-images';
 import type { ResultCache } from './result-cache';
+import type { ReportSink } from './transition-reports';
 
 export interface WorkerDeps {
   store: Store;
@@ -38,6 +39,8 @@ export interface WorkerDeps {
   maxRetryBackoffMs: number;
   /** The value of one credit, in whole micro-USD. */
   microUsdPerCredit: number;
+  /** Takes what each finishing transition did (metrics, the deliverer's wake-up). */
+  report: ReportSink;
   now: () => number;
 }
 
@@ -141,23 +144,11 @@ export function createWorkers(deps: WorkerDeps): Workers {
     if (adapter?.cancel && upstreamId) await adapter.cancel(upstreamId, {}).catch(() => undefined);
   }
 
-  /** Count the tasks that finished with their leader (followers), as the leader is counted. */
-  function followersFinished(followers: readonly TaskRecord[], status: 'completed' | 'failed', provider: string) {
-    for (const f of followers) {
-      const settled = f.credits_settled ?? 0;
-      metrics.tasksFinished.inc({ status, provider });
-      if (settled > 0) metrics.credits.inc({ kind: 'settled', team: f.owner_id, provider, model: f.model }, settled);
-      metrics.credits.inc({ kind: 'released', team: f.owner_id, provider, model: f.model }, f.credits_reserved - settled);
-    }
-  }
-
   /** `own`: the task's own failure (its quota), which its followers do not share: they carry on under an heir. */
   async function finishFailed(t: ClaimedTask, error: TaskError, jobMayRun = false, own = false): Promise<void> {
-    const followers = await store.markFailed(t.id, t.lease_token, error, now(), { hand_over: own });
-    if (followers === false) return;
-    metrics.tasksFinished.inc({ status: 'failed', provider: t.provider_id ?? 'none' });
-    metrics.credits.inc({ kind: 'released', team: t.owner_id, provider: t.provider_id ?? 'none', model: t.model }, t.credits_reserved);
-    followersFinished(followers, 'failed', t.provider_id ?? 'none');
+    const report = await store.markFailed(t.id, t.lease_token, error, now(), { hand_over: own });
+    if (report === false) return;
+    deps.report(report);
     log.info('task failed', { task: t.id, provider: t.provider_id, code: error.code });
     if (jobMayRun) await abandon(t.provider_id, t.upstream_id);
   }
@@ -438,14 +429,11 @@ export function createWorkers(deps: WorkerDeps): Workers {
     }
     downloadFailures.delete(t.id);
     health.jobSucceeded(adapter.id, request.model, t.submitted_at_ms === null ? undefined : now() - t.submitted_at_ms);
-    const followers = await store.markCompleted(t.id, t.lease_token, t.id, now());
-    if (followers !== false) {
-      const settled = (await store.getTask(t.id))?.credits_settled ?? 0;
-      metrics.tasksFinished.inc({ status: 'completed', provider: adapter.id });
-      metrics.credits.inc({ kind: 'settled', team: t.owner_id, provider: adapter.id, model: t.model }, settled);
-      metrics.credits.inc({ kind: 'released', team: t.owner_id, provider: adapter.id, model: t.model }, t.credits_reserved - settled);
-      followersFinished(followers, 'completed', adapter.id);
-      deps.cache.followersServed(followers, settled);
+    const report = await store.markCompleted(t.id, t.lease_token, t.id, now());
+    if (report !== false) {
+      deps.report(report);
+      const [completed, ...followers] = report.finished.map((f) => f.task);
+      deps.cache.followersServed(followers, completed?.credits_settled ?? 0);
       log.info('task completed', { task: t.id, provider: adapter.id, followers: followers.length });
       await adapter.release?.(upstreamId, {}).catch((err: Error) => log.warn('provider copy not released', { task: t.id, error: err.message }));
       return;

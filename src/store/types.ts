@@ -15,6 +15,9 @@ export type CacheStatus = 'miss' | 'bypassed' | 'disabled' | 'hit' | 'coalesced'
 /** Which loop a task is waiting for: `dispatch` claims pending tasks, `poll` claims processing ones. */
 export type WorkPhase = 'dispatch' | 'poll';
 
+/** The front door a task was made through: its webhook body is that door's task query response. */
+export type Door = 'native' | 'openai';
+
 export interface TaskRecord {
   id: string;
   owner_id: string;
@@ -55,6 +58,7 @@ export interface TaskRecord {
   asset_stored_at_ms: number | null;
   /** When its owner deleted it: hidden from every read and list, its ledger rows kept. */
   deleted_at_ms: number | null;
+  door: Door;
 }
 
 export interface NewTask {
@@ -66,6 +70,8 @@ export interface NewTask {
   model: string;
   request_json: string;
   callback_url: string | null;
+  /** The front door it came through (the shape of its webhook body); `native` by default. */
+  door?: Door;
   credits_reserved: number;
   created_at_ms: number;
   cache_key: string | null;
@@ -97,12 +103,108 @@ export interface CacheLookup {
   source_hint?: string;
 }
 
+/**
+ * A movement of credits a transition made, in the terms of the `vidgate_credits_total` metric: `reserved` (a
+ * reservation made or grown), `settled` (charged), `released` (reserved and not charged: all of it for a failed
+ * or cancelled task, `credits_reserved - credits_settled` for a completed one). `provider_id` is the provider
+ * whose price it is (null before one is chosen); `cache_hit` marks a hit's settlement, which no provider served.
+ */
+export interface CreditMovement {
+  kind: 'reserved' | 'settled' | 'released';
+  team_id: string;
+  model: string;
+  provider_id: string | null;
+  cache_hit: boolean;
+  credits: number;
+}
+
+/** A task a transition finished (completed, failed or cancelled), as it is after it. */
+export interface FinishedTask {
+  task: TaskRecord;
+  /** The provider that served (or last tried) it: a follower's is its leader's; null for a hit or none yet. */
+  provider_id: string | null;
+}
+
+/**
+ * What a transition did, written in the same transaction: tasks it created and finished, credits it moved,
+ * webhook events it put in the outbox (one per finished task with a `callback_url`). The metrics and the cache
+ * statistics are derived from it; nothing else recomputes what the store did.
+ */
+export interface TransitionReport {
+  created: TaskRecord[];
+  finished: FinishedTask[];
+  credits: CreditMovement[];
+  events: OutboxEvent[];
+}
+
+/** A task created by `createTask`, and the report of the creation (empty for an idempotent retry's original). */
+export interface CreatedTask {
+  task: TaskRecord;
+  report: TransitionReport;
+}
+
 /** What `cancel` did: the task as it was, and whether its upstream job is now nobody's (to cancel upstream). */
 export interface Cancellation {
+  report: TransitionReport;
   task: TaskRecord;
   abandon_job: boolean;
   /** The follower that adopted the job, and by how much its reservation grew to the job's price. */
   heir: { task: TaskRecord; reserved_more: number } | null;
+}
+
+/**
+ * An event in the transactional outbox: one task's terminal transition, to be sent to its `callback_url`.
+ * Written in the transaction of the transition itself, so no finish is ever without its event.
+ */
+export interface OutboxEvent {
+  /** `evt_…`: the `webhook-id`, the same for every attempt and redelivery of this event. */
+  id: string;
+  team_id: string;
+  task_id: string;
+  /** The task's terminal status the event announces. */
+  task_status: Extract<TaskStatus, 'completed' | 'failed' | 'cancelled'>;
+  /** The task's door at creation: which door's body is sent. */
+  door: Door;
+  url: string;
+  created_at_ms: number;
+  /** `pending` until delivered (`delivered`) or out of retries (`dead`: dead-lettered, kept and redeliverable). */
+  state: 'pending' | 'delivered' | 'dead';
+  /** Failed attempts since it was written or last redelivered: its position in the retry schedule. */
+  failures: number;
+  next_run_at_ms: number;
+  delivered_at_ms: number | null;
+}
+
+/** An event claimed by one deliverer; `lease_token` fences `recordDelivery`. */
+export interface ClaimedEvent extends OutboxEvent {
+  lease_token: string;
+}
+
+/** One attempt to deliver an event. */
+export interface DeliveryAttempt {
+  event_id: string;
+  /** 1 for the first attempt of the event, and so on across redeliveries. */
+  n: number;
+  started_at_ms: number;
+  /** The receiver's HTTP status; null when none came (network error, timeout, refused address). */
+  status_code: number | null;
+  latency_ms: number;
+  /** Why the attempt failed, in words safe to show the team (no secrets); null on success. */
+  error: string | null;
+}
+
+/** What becomes of an event after an attempt: delivered, tried again at `next_run_at_ms`, or dead-lettered. */
+export type DeliveryOutcome = { state: 'delivered' } | { state: 'pending'; next_run_at_ms: number } | { state: 'dead' };
+
+/** A team's webhook signing secret, encrypted by the caller (the store never sees it in clear). */
+export interface WebhookSecretRecord {
+  id: string;
+  team_id: string;
+  /** The secret as the caller encrypted it. */
+  secret_encrypted: string;
+  created_at_ms: number;
+  /** When it stops signing (the end of a rotation's grace period); null while it is the current one. */
+  expires_at_ms: number | null;
 }
 
 /** A task claimed by one worker. `lease_token` fences every transition the worker makes. */
@@ -311,7 +413,7 @@ export interface Store {
    * `request_hash` returns that task and charges nothing; for another hash, or once that task is deleted, it throws
    * IdempotencyConflictError (`another_request`, `original_deleted`), creating nothing: a retry never pays twice. Otherwise the key is recorded for the new task.
    */
-  createTask(task: NewTask, lookup?: CacheLookup): Promise<TaskRecord>;
+  createTask(task: NewTask, lookup?: CacheLookup): Promise<CreatedTask>;
   /** Any task, deleted or not (the workers finish deleted tasks too); readers check `deleted_at_ms`. */
   getTask(id: string): Promise<TaskRecord | undefined>;
   /** The owner's tasks that are not deleted (unless asked). */
@@ -355,13 +457,15 @@ export interface Store {
   recordProgress(id: string, leaseToken: string, progress: number, nextRunAtMs: number, nowMs: number): Promise<boolean>;
   /**
    * processing -> completed; settles the running attempt's credits and releases the reservation.
-   * Returns the followers that completed with it, or false.
+   * Returns the report (the task first in `finished`, then the followers that completed with it, settled at
+   * their reservations; an outbox event for each with a callback URL), or false.
    */
-  markCompleted(id: string, leaseToken: string, assetKey: string, nowMs: number): Promise<TaskRecord[] | false>;
+  markCompleted(id: string, leaseToken: string, assetKey: string, nowMs: number): Promise<TransitionReport | false>;
   /**
-   * pending|processing -> failed; releases the reservation. Returns the followers that failed with it, or
-   * false. With `hand_over`, the failure is the task's own (its quota), not the generation's: its followers
-   * carry on under an heir, as when a leader is cancelled, and none fails with it.
+   * pending|processing -> failed; releases the reservation. Returns the report (the task first in `finished`,
+   * then the followers that failed with it; their events), or false. With `hand_over`, the failure is the task's
+   * own (its quota), not the generation's: its followers carry on under an heir, as when a leader is cancelled,
+   * and none fails with it (the heir's grown reservation is in the report).
    */
   markFailed(
     id: string,
@@ -369,7 +473,7 @@ export interface Store {
     error: { code: string; message: string },
     nowMs: number,
     options?: { hand_over?: boolean },
-  ): Promise<TaskRecord[] | false>;
+  ): Promise<TransitionReport | false>;
   /**
    * pending|processing -> pending, to be submitted again (a new attempt) at `nextRunAtMs`. Clears the
    * provider: a pending task with a provider is an attempt started but not confirmed (see startAttempt).
@@ -379,6 +483,7 @@ export interface Store {
    * pending|processing -> cancelled, by the owner; leased or not; releases the reservation. A leader with
    * followers hands its generation to the oldest follower, which adopts the upstream job (reserving its
    * price) or, when the job is not submitted yet or its quota cannot cover it, is queued to generate anew.
+   * The report holds the cancelled task (its event) and the released and grown reservations.
    */
   cancel(id: string, ownerId: string, nowMs: number): Promise<Cancellation | undefined>;
 
@@ -387,6 +492,38 @@ export interface Store {
   listAttempts(taskIds: readonly string[]): Promise<AttemptRecord[]>;
   /** Tasks with a running attempt (submitting or processing), per provider. */
   countActiveByProvider(): Promise<Map<string, number>>;
+
+  // --- the webhook outbox (events are written by the transitions above) ---
+  /** Lease up to `limit` pending events due at `nowMs`, oldest due first. */
+  claimDueEvents(limit: number, leaseMs: number, nowMs: number): Promise<ClaimedEvent[]>;
+  renewEventLease(id: string, leaseToken: string, leaseUntilMs: number): Promise<boolean>;
+  /**
+   * Record one attempt (numbered after the event's earlier ones) and its outcome, releasing the lease; false
+   * (nothing recorded) when the lease is no longer this token's.
+   */
+  recordDelivery(id: string, leaseToken: string, attempt: Omit<DeliveryAttempt, 'event_id' | 'n'>, outcome: DeliveryOutcome): Promise<boolean>;
+  /** The events of a task, oldest first. */
+  listTaskEvents(taskId: string): Promise<OutboxEvent[]>;
+  /** The attempts of these events, by event and then in order. */
+  listDeliveryAttempts(eventIds: readonly string[]): Promise<DeliveryAttempt[]>;
+  /** A team's dead-lettered events, newest first. */
+  listDeadEvents(teamId: string, limit: number): Promise<OutboxEvent[]>;
+  /**
+   * Send the task's events again: each becomes pending, due at `nowMs`, at the start of the retry schedule, with its
+   * id unchanged (a delivered one too: a redelivery is asked for). Returns them; empty when the task has none.
+   */
+  redeliverTaskEvents(taskId: string, nowMs: number): Promise<OutboxEvent[]>;
+  /** Events waiting for delivery (`pending`) and dead-lettered (`dead`), over all teams. */
+  outboxCounts(): Promise<{ pending: number; dead: number }>;
+
+  // --- webhook signing secrets (stored as the caller encrypted them) ---
+  /**
+   * Make `secret` the team's current one; the secrets that were signing keep signing until `previousExpireAtMs`
+   * (a rotation's grace; `nowMs` to stop them at once).
+   */
+  putWebhookSecret(secret: Omit<WebhookSecretRecord, 'expires_at_ms'>, previousExpireAtMs: number): Promise<void>;
+  /** The team's secrets that sign at `nowMs`: the current one and those in their grace, newest first. */
+  signingSecrets(teamId: string, nowMs: number): Promise<WebhookSecretRecord[]>;
 
   // --- retention ---
   /** Completed tasks whose own video was stored before `beforeMs` and is not yet expired. */

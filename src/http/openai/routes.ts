@@ -37,7 +37,7 @@ export function createOpenAIRoutes(deps: OpenAIRoutesDeps): express.Router {
     // A file part, parsed into memory by the validator's multer (app.ts); its bytes are checked in the core.
     const file = (req.files as UploadedFile[] | undefined)?.find((f) => f.fieldname === 'input_reference');
     if (file) generation.image_upload = { bytes: file.buffer, param: 'input_reference' };
-    sendVideo(res, await tasks.submit(caller(res), { ...generation, ...idempotencyKey(req.get('idempotency-key')) }));
+    sendVideo(res, await tasks.submit(caller(res), { ...generation, door: 'openai', ...idempotencyKey(req.get('idempotency-key')) }));
   });
 
   routes.get('/v1/videos', async (req, res) => {

@@ -9,11 +9,14 @@ import {
   type CacheLookup,
   type Cancellation,
   type ClaimedTask,
+  type CreatedTask,
+  type CreditMovement,
   type LedgerEntry,
   type NewTask,
   type Store,
   type TaskRecord,
   type TaskStatus,
+  type TransitionReport,
   type UsageRow,
   type WorkPhase,
 } from '../types';
@@ -21,6 +24,7 @@ import { migrate } from './migrations';
 import { createQuota, utcDay, utcMonth } from './quota';
 import { withTranslatedErrors } from './errors';
 import { createTeamStatements } from './teams';
+import { createOutbox } from './outbox';
 
 type TaskRow = Omit<TaskRecord, 'asset_expired'> & {
   asset_expired: number;
@@ -35,9 +39,9 @@ function toTask(row: TaskRow): TaskRecord {
   return { ...task, asset_expired: asset_expired === 1 };
 }
 
-type InsertParams = Omit<NewTask, 'cache_status'> & Pick<TaskRow,
+type InsertParams = Omit<NewTask, 'cache_status' | 'door'> & Pick<TaskRow,
   'status' | 'progress' | 'credits_settled' | 'provider_id' | 'asset_key' | 'asset_stored_at_ms' | 'completed_at_ms' | 'source_id' | 'quota_day' | 'quota_month'
-> & { cache_status: TaskRecord['cache_status'] };
+> & { cache_status: TaskRecord['cache_status']; door: TaskRecord['door'] };
 
 const PHASE_STATUS: Record<WorkPhase, TaskStatus> = { dispatch: 'pending', poll: 'processing' };
 const NO_LEASE = 'lease_token = NULL, lease_until_ms = NULL';
@@ -77,12 +81,13 @@ export function createSqliteStore(file: string): Store {
 
   const quota = createQuota(db);
   const teams = createTeamStatements(db);
+  const outbox = createOutbox(db);
   const sql = {
     insertTask: db.prepare<[InsertParams], TaskRow>(
-      `INSERT INTO tasks (id, owner_id, key_id, status, progress, model, request_json, callback_url, credits_reserved,
+      `INSERT INTO tasks (id, owner_id, key_id, status, progress, model, request_json, callback_url, door, credits_reserved,
          credits_settled, quota_day, quota_month, attempt, provider_id, asset_key, asset_stored_at_ms, created_at_ms,
          updated_at_ms, completed_at_ms, next_run_at_ms, cache_key, cache_status, source_id)
-       VALUES (@id, @owner_id, @key_id, @status, @progress, @model, @request_json, @callback_url, @credits_reserved,
+       VALUES (@id, @owner_id, @key_id, @status, @progress, @model, @request_json, @callback_url, @door, @credits_reserved,
          @credits_settled, @quota_day, @quota_month, 0, @provider_id, @asset_key, @asset_stored_at_ms, @created_at_ms,
          @created_at_ms, @completed_at_ms, @created_at_ms, @cache_key, @cache_status, @source_id)
        RETURNING *`,
@@ -246,10 +251,25 @@ export function createSqliteStore(file: string): Store {
   const endAttempt = (outcome: AttemptOutcome) => (p: Params) =>
     void sql.endAttempt.run({ outcome, id: p.id, now: p.now, code: p.code ?? null, message: p.message ?? null });
 
+  const newReport = (): TransitionReport => ({ created: [], finished: [], credits: [], events: [] });
+  /** A movement of credits, in the report (none for zero credits). */
+  function moved(report: TransitionReport, kind: CreditMovement['kind'], t: TaskRow, providerId: string | null, credits: number, cacheHit = false) {
+    if (credits !== 0) report.credits.push({ kind, team_id: t.owner_id, model: t.model, provider_id: providerId, cache_hit: cacheHit, credits });
+  }
+  /** The task (re-read after its transition) finished: in the report, with its outbox event. */
+  function finished(report: TransitionReport, id: string, providerId: string | null, now: number): TaskRecord {
+    const task = toTask(sql.getTask.get(id)!);
+    report.finished.push({ task, provider_id: providerId });
+    const event = outbox.write(task, now);
+    if (event) report.events.push(event);
+    return task;
+  }
+
   /** A new task row of any kind, in its quota windows; the caller charges the quotas. */
   function insertTask({ idempotency: _idempotency, ...task }: NewTask, row: Partial<InsertParams> = {}): TaskRow {
     return sql.insertTask.get({
       ...task,
+      door: task.door ?? 'native',
       status: 'pending',
       progress: 0,
       credits_settled: null,
@@ -265,7 +285,7 @@ export function createSqliteStore(file: string): Store {
   }
 
   /** A hit serves the source's video; a follower shares the leader's generation; else a task of its own. */
-  function createTask(task: NewTask, lookup?: CacheLookup): TaskRecord {
+  function createTask(task: NewTask, lookup?: CacheLookup): CreatedTask {
     const idem = task.idempotency;
     if (!idem) return createFresh(task, lookup);
     // Inside the write transaction: concurrent retries under one key serialize here, and all but the first
@@ -276,15 +296,23 @@ export function createSqliteStore(file: string): Store {
       const original = sql.getTask.get(known.task_id);
       // A deleted original cannot be answered, and a new task would charge a retry again.
       if (original?.deleted_at_ms != null) throw new IdempotencyConflictError(known.task_id, 'original_deleted');
-      if (original) return toTask(original);
+      if (original) return { task: toTask(original), report: newReport() };
     }
     const created = createFresh(task, lookup);
-    sql.putIdempotencyKey.run({ owner_id: task.owner_id, key: idem.key, request_hash: idem.request_hash, task_id: created.id, now: task.created_at_ms });
+    sql.putIdempotencyKey.run({ owner_id: task.owner_id, key: idem.key, request_hash: idem.request_hash, task_id: created.task.id, now: task.created_at_ms });
     return created;
   }
 
-  function createFresh(task: NewTask, lookup?: CacheLookup): TaskRecord {
+  function createFresh(task: NewTask, lookup?: CacheLookup): CreatedTask {
     const now = task.created_at_ms;
+    const report = newReport();
+    const created = (row: TaskRow): CreatedTask => {
+      moved(report, 'reserved', row, null, row.credits_reserved);
+      const made = row.status === 'completed' ? finished(report, row.id, null, now) : toTask(row);
+      report.created.push(made);
+      if (row.status === 'completed') moved(report, 'settled', row, null, row.credits_settled ?? 0, true);
+      return { task: made, report };
+    };
     const key = task.cache_key;
     if (lookup && key !== null) {
       const query = { key, since: lookup.fresh_since_ms, hint: lookup.source_hint ?? null };
@@ -302,7 +330,7 @@ export function createSqliteStore(file: string): Store {
           source_id: source.id,
         });
         quota.serveHit(hit, now);
-        return toTask(hit);
+        return created(hit);
       }
       const leader = sql.runningLeader.get(query);
       if (leader) {
@@ -314,12 +342,12 @@ export function createSqliteStore(file: string): Store {
           source_id: leader.id,
         });
         quota.reserveNew(follower, now);
-        return toTask(follower);
+        return created(follower);
       }
     }
     const row = insertTask(task);
     quota.reserveNew(row, now);
-    return toTask(row);
+    return created(row);
   }
 
   /** The heir takes the submitted job over, reserving its price; false (nothing changed) when its quota cannot. */
@@ -347,7 +375,7 @@ export function createSqliteStore(file: string): Store {
    * no job yet, or nobody able to pay for it, the oldest is queued to generate anew (and meets its own
    * quota when it picks a provider). Returns the heir that adopted the job, if one did.
    */
-  function handOver(leader: TaskRow, job: AttemptRecord | undefined, now: number): Cancellation['heir'] {
+  function handOver(leader: TaskRow, job: AttemptRecord | undefined, now: number, report: TransitionReport): Cancellation['heir'] {
     const followers = sql.followers.all({ id: leader.id });
     if (followers.length === 0) return null;
     if (leader.status === 'processing' && job?.upstream_id) {
@@ -355,6 +383,7 @@ export function createSqliteStore(file: string): Store {
         const reservedMore = adopt(heir, leader, job, now);
         if (reservedMore === false) continue;
         sql.moveFollowers.run({ id: leader.id, heir: heir.id });
+        moved(report, 'reserved', heir, job.provider_id, reservedMore);
         return { task: toTask(sql.getTask.get(heir.id)!), reserved_more: reservedMore };
       }
     }
@@ -403,9 +432,17 @@ export function createSqliteStore(file: string): Store {
       if (!changed(sql.markCompleted.run({ ...p, settled }))) return false;
       endAttempt('completed')(p);
       quota.settle(before, settled, p.now);
+      const report = newReport();
+      finished(report, p.id, before.provider_id, p.now);
+      moved(report, 'settled', before, before.provider_id, settled);
+      moved(report, 'released', before, before.provider_id, before.credits_reserved - settled);
       const followers = sql.completeFollowers.all({ ...p, provider_id: before.provider_id });
-      for (const f of followers) quota.settle(f, f.credits_reserved, p.now);
-      return followers.map(toTask);
+      for (const f of followers) {
+        quota.settle(f, f.credits_reserved, p.now);
+        finished(report, f.id, before.provider_id, p.now);
+        moved(report, 'settled', f, before.provider_id, f.credits_reserved);
+      }
+      return report;
     }),
     markFailed: db.transaction((p: Params & { hand_over: boolean }) => {
       const before = sql.leased.get(p);
@@ -413,13 +450,20 @@ export function createSqliteStore(file: string): Store {
       if (!before || !changed(sql.markFailed.run(p))) return false;
       endAttempt('failed')(p);
       quota.release(before, p.now);
+      const report = newReport();
+      finished(report, p.id, before.provider_id, p.now);
+      moved(report, 'released', before, before.provider_id, before.credits_reserved);
       if (p.hand_over) {
-        handOver(before, job, p.now);
-        return [];
+        handOver(before, job, p.now, report);
+        return report;
       }
       const followers = sql.failFollowers.all(p);
-      for (const f of followers) quota.release(f, p.now);
-      return followers.map(toTask);
+      for (const f of followers) {
+        quota.release(f, p.now);
+        finished(report, f.id, before.provider_id, p.now);
+        moved(report, 'released', f, before.provider_id, f.credits_reserved);
+      }
+      return report;
     }),
     // SELECT + UPDATE under one write lock: the caller gets the record as it was before cancelling.
     cancel: db.transaction((id: string, ownerId: string, now: number) => {
@@ -428,14 +472,18 @@ export function createSqliteStore(file: string): Store {
       if (!before || !changed(sql.cancel.run({ id, owner_id: ownerId, now }))) return undefined;
       endAttempt('cancelled')({ id, now });
       quota.release(before, now);
+      const report = newReport();
+      finished(report, id, before.provider_id, now);
+      moved(report, 'released', before, before.provider_id, before.credits_reserved);
       // A follower owns no job; a leader's job is abandoned unless an heir adopts it.
-      const heir = before.source_id === null ? handOver(before, job, now) : null;
-      return { task: toTask(before), abandon_job: before.source_id === null && heir === null, heir };
+      const heir = before.source_id === null ? handOver(before, job, now, report) : null;
+      return { report, task: toTask(before), abandon_job: before.source_id === null && heir === null, heir };
     }),
   };
 
   return withTranslatedErrors({
     ...teams,
+    ...outbox.statements,
 
     async admitRequest(key, kind, nowMs) {
       return quota.admitRequest.immediate(key.team_id, key.id, kind, nowMs);

@@ -158,6 +158,46 @@ export const MIGRATIONS: readonly string[] = [
     PRIMARY KEY (owner_id, idempotency_key)
   ) STRICT, WITHOUT ROWID;
   `,
+  // Webhooks: the door a task came through (its body's shape), the transactional outbox of terminal transitions,
+  // each attempt to deliver one, and the teams' signing secrets (encrypted by the caller).
+  `
+  ALTER TABLE tasks ADD COLUMN door TEXT NOT NULL DEFAULT 'native' CHECK (door IN ('native', 'openai'));
+  CREATE TABLE outbox (
+    id TEXT PRIMARY KEY, -- the webhook-id
+    team_id TEXT NOT NULL,
+    task_id TEXT NOT NULL REFERENCES tasks (id),
+    task_status TEXT NOT NULL CHECK (task_status IN ('completed', 'failed', 'cancelled')),
+    door TEXT NOT NULL CHECK (door IN ('native', 'openai')),
+    url TEXT NOT NULL,
+    created_at_ms INTEGER NOT NULL,
+    state TEXT NOT NULL CHECK (state IN ('pending', 'delivered', 'dead')),
+    failures INTEGER NOT NULL DEFAULT 0,
+    next_run_at_ms INTEGER NOT NULL,
+    delivered_at_ms INTEGER,
+    lease_token TEXT,
+    lease_until_ms INTEGER
+  ) STRICT;
+  CREATE INDEX outbox_due ON outbox (next_run_at_ms) WHERE state = 'pending';
+  CREATE INDEX outbox_by_task ON outbox (task_id, created_at_ms);
+  CREATE INDEX outbox_dead ON outbox (team_id, created_at_ms DESC) WHERE state = 'dead';
+  CREATE TABLE delivery_attempts (
+    event_id TEXT NOT NULL REFERENCES outbox (id),
+    n INTEGER NOT NULL,
+    started_at_ms INTEGER NOT NULL,
+    status_code INTEGER,
+    latency_ms INTEGER NOT NULL,
+    error TEXT,
+    PRIMARY KEY (event_id, n)
+  ) STRICT, WITHOUT ROWID;
+  CREATE TABLE webhook_secrets (
+    id TEXT PRIMARY KEY,
+    team_id TEXT NOT NULL,
+    secret_encrypted TEXT NOT NULL,
+    created_at_ms INTEGER NOT NULL,
+    expires_at_ms INTEGER
+  ) STRICT;
+  CREATE INDEX webhook_secrets_by_team ON webhook_secrets (team_id, created_at_ms DESC);
+  `,
 ];
 
 /** Brings the schema up to date in one write transaction, so concurrent openers migrate once. */
