@@ -100,9 +100,17 @@ function hostOf(url: URL): string {
   return url.hostname.replace(/^\[|\]$/g, '');
 }
 
-/** Why a host name is refused (malformed or internal), or null. `host` is as WHATWG URL gives it (lowercase, punycode). */
+/** The name without the one trailing dot of a fully qualified name ('example.com.' is 'example.com'). */
+function withoutRootDot(host: string): string {
+  return host.endsWith('.') ? host.slice(0, -1) : host;
+}
+
+/**
+ * Why a host name is refused, or null: malformed (an empty label, as in 'localhost..' or 'a..b'), or internal.
+ * `host` is as WHATWG URL gives it (lowercase, punycode).
+ */
 function nameProblem(host: string): string | null {
-  const name = host.replace(/\.+$/, '');
+  const name = withoutRootDot(host);
   if (name === '' || name.split('.').some((label) => label === '')) return 'has a malformed host name';
   if (!name.includes('.') || INTERNAL_NAME.test(name)) return 'points at an internal host name';
   return null;
@@ -194,7 +202,7 @@ function build(trusted: ReadonlySet<string>, resolve: Resolver, checkedAgent: Ag
       if (isTrusted(url) || net.isIP(host)) return null;
       let addresses: ResolvedAddress[];
       try {
-        addresses = await resolve(host.replace(/\.+$/, ''));
+        addresses = await resolve(withoutRootDot(host));
       } catch {
         return 'does not resolve';
       }
