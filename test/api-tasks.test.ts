@@ -6,9 +6,16 @@ import { KEY_A, KEY_B, auth, probeVideo, startTestGateway, waitFor } from './sup
 
 type Harness = Awaited<ReturnType<typeof startTestGateway>>;
 let h: Harness;
+/** What the gateway's injected resolver answers, by host name; a name not here does not resolve. */
+const dnsAnswers = new Map<string, string>();
 
 beforeAll(async () => {
-  h = await startTestGateway({ server: { port: 0, body_limit_bytes: 4096 } });
+  const resolve = async (host: string) => {
+    const address = dnsAnswers.get(host);
+    if (address === undefined) throw Object.assign(new Error(`getaddrinfo ENOTFOUND ${host}`), { code: 'ENOTFOUND' });
+    return [{ address, family: address.includes(':') ? (6 as const) : (4 as const) }];
+  };
+  h = await startTestGateway({ server: { port: 0, body_limit_bytes: 4096 } }, { resolve });
 });
 afterAll(async () => {
   await h.close();
@@ -139,8 +146,28 @@ describe('bad input', () => {
     expect(res.body.error.param).toBe('callback_url');
     expect(res.body.error.message).toContain(why);
   });
+  it.each([
+    ['127.0.0.1', 'callback_url resolves only to private or reserved addresses'],
+    ['10.0.0.1', 'callback_url resolves only to private or reserved addresses'],
+    [undefined, 'callback_url does not resolve'],
+  ])('callback_url whose name resolves to %s', async (address, message) => {
+    if (address) dnsAnswers.set('hooks.example.com', address);
+    try {
+      const res = await submit({ ...valid, callback_url: 'https://hooks.example.com/vidgate' });
+      expectError(res, 400, 'invalid_request_error', 'invalid_url', 'callback_url');
+      expect(res.body.error.message).toBe(message);
+    } finally {
+      dnsAnswers.clear();
+    }
+  });
   it('accepts a public HTTPS callback_url', async () => {
-    expect((await submit({ ...valid, callback_url: 'https://hooks.example.com/vidgate' })).status).toBe(202);
+    // The public answer only while submitting: nothing may ever connect to it (a delivery resolves again later).
+    dnsAnswers.set('hooks.example.com', '93.184.215.14');
+    try {
+      expect((await submit({ ...valid, callback_url: 'https://hooks.example.com/vidgate' })).status).toBe(202);
+    } finally {
+      dnsAnswers.clear();
+    }
   });
   it('an unknown field', async () => {
     expectError(await submit({ ...valid, colour: 'red' }), 400, 'invalid_request_error', 'unknown_field', 'colour');

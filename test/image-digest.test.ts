@@ -4,7 +4,7 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readImage, type ImageReadOptions } from '../src/core/image-digest';
-import { originsOf } from '../src/net/url-guard';
+import { createOutbound } from '../src/net/outbound';
 
 /** SHA-256 of what readImage read, or null when it refused. */
 async function imageDigest(url: string, opts: ImageReadOptions): Promise<string | null> {
@@ -87,7 +87,7 @@ afterAll(async () => {
   await new Promise<void>((resolve) => server.close(() => resolve()));
 });
 
-const trusted = (): ImageReadOptions => ({ maxBytes: MAX_BYTES, timeoutMs: 300, trustedOrigins: originsOf([origin]) });
+const trusted = (): ImageReadOptions => ({ maxBytes: MAX_BYTES, timeoutMs: 300, outbound: createOutbound({ trusted_origins: [origin] }) });
 
 describe('readImage from a trusted origin', () => {
   it('is the SHA-256 of the bytes, whatever the URL', async () => {
@@ -146,8 +146,8 @@ describe('readImage from a trusted origin', () => {
 describe('readImage from an untrusted origin', () => {
   it('refuses a private address without sending any request', async () => {
     const before = received.length;
-    expect(await imageDigest(`${origin}/a.png`, { ...trusted(), trustedOrigins: originsOf([]) })).toBeNull();
-    expect(await imageDigest(`${origin}/a.png`, { ...trusted(), trustedOrigins: originsOf(['http://127.0.0.1:1']) })).toBeNull();
+    expect(await imageDigest(`${origin}/a.png`, { ...trusted(), outbound: createOutbound({ trusted_origins: [] }) })).toBeNull();
+    expect(await imageDigest(`${origin}/a.png`, { ...trusted(), outbound: createOutbound({ trusted_origins: ['http://127.0.0.1:1'] }) })).toBeNull();
     expect(received.length).toBe(before);
   });
 });

@@ -5,6 +5,7 @@ import {
   type TasksApiOffer,
 } from '../src/providers/tasks-api';
 import { parseTask } from '../src/providers/tasks-api/wire';
+import { createOutbound } from '../src/net/outbound';
 import { ProviderError, type ProviderAdapter } from '../src/providers/types';
 import { renderTestMp4, startFakeTasksApi, type FakeTasksApi } from './support/fake-tasks-api';
 import { request, pollToEnd, rejection, readAll } from './support/adapters';
@@ -53,7 +54,7 @@ function provider(options: { timeoutMs?: number; baseUrl?: string; apiKey?: stri
     apiKey: options.apiKey ?? fake.apiKey,
     timeoutMs: options.timeoutMs ?? 2000,
     catalog: CATALOG,
-    ...(options.trustedResultOrigins && { trustedResultOrigins: options.trustedResultOrigins }),
+    outbound: createOutbound({ trusted_origins: options.trustedResultOrigins ?? [] }),
   });
 }
 

@@ -188,6 +188,8 @@ const ConfigSchema = z
       .object({
         /** Origins exempt from the public-address check of image and callback URLs: a private host, or tests. */
         trusted_origins: z.array(z.url()).default([]),
+        /** A PEM file of extra CAs trusted for outbound HTTPS besides the system's (e.g. a private receiver's CA). */
+        ca_file: z.string().min(1).optional(),
       })
       .strict()
       .prefault({}),

@@ -4,7 +4,7 @@ import http from 'node:http';
 import path from 'node:path';
 import type { AddressInfo } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { originsOf } from '../net/url-guard';
+import { createOutbound, type Outbound, type Resolver } from '../net/outbound';
 import { createHealth } from '../routing/health';
 import { toMicroUsd } from '../routing/quote';
 import { createRouter, type RoutedProvider } from '../routing/router';
@@ -36,6 +36,8 @@ export interface GatewayOptions {
   /** Where provider keys are read from; process.env by default. */
   env?: NodeJS.ProcessEnv;
   now?: () => number;
+  /** Resolves the host names of outbound URLs (tests); `dns.lookup` by default. */
+  resolve?: Resolver;
 }
 
 export type Gateway = Awaited<ReturnType<typeof createGateway>>;
@@ -67,14 +69,27 @@ export function ensureWritableDirs(config: Config): void {
   }
 }
 
+/**
+ * The one Outbound of this gateway (src/net/outbound.ts), from `outbound.*`.
+ * @throws StartupError when `outbound.ca_file` cannot be read or holds no certificate.
+ */
+function outboundFromConfig(config: Config, resolve: Resolver | undefined): Outbound {
+  try {
+    return createOutbound({ ...config.outbound, ...(resolve && { resolve }) });
+  } catch (err) {
+    throw new StartupError(`${(err as Error).message}: set outbound.ca_file (VIDGATE_OUTBOUND__CA_FILE) to a readable PEM file of CA certificates`);
+  }
+}
+
 export async function createGateway(config: Config, options: GatewayOptions = {}) {
   const log = options.log ?? createLogger(config.log_level);
   const now = options.now ?? Date.now;
   ensureWritableDirs(config);
+  const outbound = outboundFromConfig(config, options.resolve);
   const store: Store = createSqliteStore(config.store.sqlite_path);
   const metrics = createMetrics();
   const assets = createLocalAssetStore(config.assets.dir);
-  const built = providersFromConfig(config, options.env ?? process.env, (message, fields) => log.warn(message, fields));
+  const built = providersFromConfig(config, options.env ?? process.env, outbound, (message, fields) => log.warn(message, fields));
   for (const p of built.disabled) log.warn('provider left out', { provider: p.id, kind: p.kind, reason: p.reason });
   const health = createHealth(config.routing.breaker, now);
   const imageLinks = config.server.public_url ? createImageLinks(config.server.public_url, path.join(config.data_dir, 'image-link.key'), now) : undefined;
@@ -84,19 +99,18 @@ export async function createGateway(config: Config, options: GatewayOptions = {}
   const { devKey } = await ensureApiKeys(store, teams, config.auth.api_keys);
 
   const microUsdPerCredit = toMicroUsd(config.credits.usd_per_credit);
-  const trustedOrigins = originsOf(config.outbound.trusted_origins);
   const cache = createResultCache({ config: config.cache, retentionMs, metrics, log, now });
   const images = createReferenceImages(path.join(config.data_dir, 'images'), {
     maxBytes: config.cache.image_max_bytes,
     timeoutMs: config.cache.image_timeout_ms,
-    trustedOrigins,
+    outbound,
   });
   let wakeDeliverer = () => {};
   const report = createReportSink(metrics, () => wakeDeliverer());
   const workers = createWorkers({
     store, router, assets, metrics, log, now, cache, images, imageLinks, report,
     config: config.workers,
-    imageReads: { maxBytes: config.cache.image_max_bytes, timeoutMs: config.cache.image_timeout_ms, trustedOrigins },
+    imageReads: { maxBytes: config.cache.image_max_bytes, timeoutMs: config.cache.image_timeout_ms, outbound },
     waitForProviderMs: config.routing.wait_for_provider_ms,
     maxRetryBackoffMs: config.routing.max_retry_backoff_ms,
     microUsdPerCredit,
@@ -119,7 +133,7 @@ export async function createGateway(config: Config, options: GatewayOptions = {}
     bodyLimitBytes: config.server.body_limit_bytes,
     publicUrl: config.server.public_url,
     microUsdPerCredit,
-    trustedOrigins,
+    outbound,
     disabledProviders: built.disabled,
     images,
     imageLinks,

@@ -1,12 +1,12 @@
 // Reads a reference image's bytes from its URL, so that it is checked (image-check.ts) and keyed by its bytes,
 // not its URL. The URL is caller-supplied: fetching it must not reach inside the network, nor read without limit.
-import { isTrustedOrigin, resolvedUrlProblem } from '../net/url-guard';
+import { OutboundRefused, type Outbound } from '../net/outbound';
 
 export interface ImageReadOptions {
   maxBytes: number;
   timeoutMs: number;
-  /** Origins (e.g. 'http://127.0.0.1:4567') exempt from the public-address check: a private image host, or tests. */
-  trustedOrigins: ReadonlySet<string>;
+  /** Checks the address at connect time and follows no redirect; its trusted origins (a private image host, tests) skip the check. */
+  outbound: Outbound;
 }
 
 /** The bytes, or why they could not be read (a sentence for the client, e.g. "its address answered HTTP 404"). */
@@ -17,13 +17,8 @@ export async function readImage(url: string, opts: ImageReadOptions): Promise<Im
   try {
     // The timeout covers the whole exchange: the name's lookup, the answer and the body.
     const signal = AbortSignal.timeout(opts.timeoutMs);
-    if (!isTrustedOrigin(url, opts.trustedOrigins)) {
-      const timedOut = new Promise<string>((resolve) => signal.addEventListener('abort', () => resolve('timed out')));
-      const problem = await Promise.race([resolvedUrlProblem(url), timedOut]);
-      if (problem !== null) return { problem: `its address is refused: ${problem}` };
-    }
-    // A redirect is refused rather than followed: its target has not been checked.
-    const res = await fetch(url, { redirect: 'manual', signal });
+    // A redirect is returned, not followed (its target has not been checked), and refused below.
+    const res = await opts.outbound.fetch(url, { signal });
     const type = res.headers.get('content-type');
     const length = res.headers.get('content-length');
     const refusal =
@@ -50,6 +45,7 @@ export async function readImage(url: string, opts: ImageReadOptions): Promise<Im
     }
     return bytes > 0 ? { bytes: Buffer.concat(chunks) } : { problem: 'its address answered an empty body' };
   } catch (err) {
+    if (err instanceof OutboundRefused) return { problem: `its address is refused: ${err.reason}` };
     const timeout = err instanceof Error && (err.name === 'TimeoutError' || err.name === 'AbortError');
     return { problem: timeout ? `reading it took over ${opts.timeoutMs} ms` : 'its address could not be reached' };
   }

@@ -2,6 +2,7 @@
 import path from 'node:path';
 import { createOpenAIProvider } from '../providers/openai';
 import { createSimulatedProvider } from '../providers/simulated';
+import type { Outbound } from '../net/outbound';
 import { createTasksApiProvider, defaultAspectRatioStyle } from '../providers/tasks-api';
 import { SIZES, type AdapterWarn, type ModelOffer, type VideoSize } from '../providers/types';
 import type { RoutedProvider } from '../routing/router';
@@ -26,7 +27,7 @@ export function offerFromConfig(o: OfferConfig): ModelOffer {
   };
 }
 
-export function providersFromConfig(config: Config, env: NodeJS.ProcessEnv, warn?: AdapterWarn): { routed: RoutedProvider[]; disabled: DisabledProvider[] } {
+export function providersFromConfig(config: Config, env: NodeJS.ProcessEnv, outbound: Outbound, warn?: AdapterWarn): { routed: RoutedProvider[]; disabled: DisabledProvider[] } {
   const routed: RoutedProvider[] = [];
   const disabled: DisabledProvider[] = [];
   for (const p of config.providers) {
@@ -55,7 +56,7 @@ export function providersFromConfig(config: Config, env: NodeJS.ProcessEnv, warn
         ? createOpenAIProvider({ ...target, honoursIdempotencyKey: p.honours_idempotency_key, catalog: p.models.map(offerFromConfig) })
         : createTasksApiProvider({
             ...target,
-            trustedResultOrigins: p.trusted_result_origins,
+            outbound: outbound.trusting(p.trusted_result_origins),
             catalog: p.models.map((o) => ({ ...offerFromConfig(o), aspect_ratio_style: o.aspect_ratio_style ?? defaultAspectRatioStyle(o.upstream_model ?? o.model) })),
           });
     routed.push({ adapter, ...limits });

@@ -49,9 +49,16 @@ export async function errorFromResponse(res: Response): Promise<ProviderError> {
  * fetch with a timeout on the wait for the answer's headers; reading the body is bounded by the
  * caller's signal, so a long download is not cut at `timeoutMs`. Redirects are refused. Network
  * failures and timeouts become retryable errors. With `late`, the timeout is told to `late.onTimeout` and
- * the answer awaited `late.grace_ms` longer (CallContext.lateAnswer).
+ * the answer awaited `late.grace_ms` longer (CallContext.lateAnswer). `fetcher` replaces the global fetch (an
+ * Outbound's checked fetch); a ProviderError it throws is passed on as it is.
  */
-export async function fetchTimed(url: URL, init: RequestInit & { signal?: AbortSignal }, timeoutMs: number, late?: LateAnswer): Promise<Response> {
+export async function fetchTimed(
+  url: URL,
+  init: RequestInit & { signal?: AbortSignal },
+  timeoutMs: number,
+  late?: LateAnswer,
+  fetcher: (url: URL, init: RequestInit & { signal: AbortSignal }) => Promise<Response> = fetch,
+): Promise<Response> {
   const timeout = new AbortController();
   const abort = () => timeout.abort(new DOMException('timed out', 'TimeoutError'));
   let timer = setTimeout(() => {
@@ -61,8 +68,9 @@ export async function fetchTimed(url: URL, init: RequestInit & { signal?: AbortS
   }, timeoutMs);
   const signal = init.signal ? AbortSignal.any([init.signal, timeout.signal]) : timeout.signal;
   try {
-    return await fetch(url, { ...init, signal, redirect: 'error' });
+    return await fetcher(url, { ...init, signal, redirect: 'error' });
   } catch (err) {
+    if (err instanceof ProviderError) throw err;
     const e = err as Error & { cause?: Error };
     const timedOut = timeout.signal.aborted || e.name === 'TimeoutError';
     const detail = e.cause?.message ? `${e.message} (${e.cause.message})` : e.message;

@@ -6,7 +6,7 @@ import { assertOffered, offersOf } from '../offers';
 import type { Router } from '../../routing/router';
 import { invalidRequest } from '../../core/errors';
 import type { NormalizedGeneration } from '../../core/tasks';
-import { isTrustedOrigin, outboundUrlProblem } from '../../net/url-guard';
+import type { Outbound } from '../../net/outbound';
 
 type GenerationRequest = components['schemas']['GenerationRequest'];
 type AspectRatio = components['schemas']['AspectRatio'];
@@ -19,9 +19,12 @@ const ORIENTATION_SIZES = {
 
 export const DEFAULT_MODEL = 'sora-2';
 
-/** `trustedOrigins` are exempt from the public-address check of image and callback URLs. */
-export function normalizeGeneration(body: GenerationRequest, router: Router, trustedOrigins: ReadonlySet<string> = new Set()): NormalizedGeneration {
-  const urlProblem = (url: string) => (isTrustedOrigin(url, trustedOrigins) ? null : outboundUrlProblem(url));
+/**
+ * The request as one NormalizedGeneration. Image and callback URLs are checked by `outbound.checkUrl` (host names
+ * resolved: one that resolves only to internal addresses is refused).
+ * @throws ApiError 400 (invalid_value, invalid_url naming the field, or what assertOffered throws).
+ */
+export async function normalizeGeneration(body: GenerationRequest, router: Router, outbound: Outbound): Promise<NormalizedGeneration> {
   const model = body.model ?? DEFAULT_MODEL;
   offersOf(router, model, 'model');
   const prompt = body.prompt.trim();
@@ -31,11 +34,11 @@ export function normalizeGeneration(body: GenerationRequest, router: Router, tru
 
   const image_url = body.image_urls?.[0];
   if (image_url !== undefined) {
-    const problem = urlProblem(image_url);
+    const problem = await outbound.checkUrl(image_url);
     if (problem) throw invalidRequest('invalid_url', `image_urls[0] ${problem}`, 'image_urls');
   }
   if (body.callback_url !== undefined) {
-    const problem = urlProblem(body.callback_url);
+    const problem = await outbound.checkUrl(body.callback_url);
     if (problem) throw invalidRequest('invalid_url', `callback_url ${problem}`, 'callback_url');
   }
 

@@ -6,6 +6,7 @@ import { describeCatalog } from '../../core/catalog';
 import { estimate } from '../../core/estimate';
 import { describeProviders } from '../../core/provider-status';
 import type { DisabledProvider } from '../../core/providers-from-config';
+import type { Outbound } from '../../net/outbound';
 import type { TaskService } from '../../core/tasks';
 import type { Caller } from '../../core/teams';
 import { usageReport, type UsageQuery } from '../../core/usage';
@@ -25,8 +26,8 @@ export interface NativeRoutesDeps {
   retentionMs: number;
   /** The value of one credit, in whole micro-USD. */
   microUsdPerCredit: number;
-  /** Origins exempt from the public-address check of image and callback URLs (url-guard's originsOf). */
-  trustedOrigins: ReadonlySet<string>;
+  /** Checks image and callback URLs at submission. */
+  outbound: Outbound;
   disabledProviders: readonly DisabledProvider[];
 }
 
@@ -44,7 +45,7 @@ export function createNativeRoutes(deps: NativeRoutesDeps): express.Router {
   const presentOne = async (req: Request, t: TaskRecord) => (await present(req, [t]))[0];
 
   routes.post('/v1/videos/generations', async (req, res) => {
-    const generation = normalizeGeneration(req.body as components['schemas']['GenerationRequest'], deps.router, deps.trustedOrigins);
+    const generation = await normalizeGeneration(req.body as components['schemas']['GenerationRequest'], deps.router, deps.outbound);
     if (/\bno-(cache|store)\b/i.test(req.get('cache-control') ?? '')) generation.cache = false;
     const idempotencyKey = req.get('idempotency-key');
     if (idempotencyKey !== undefined) generation.idempotency_key = idempotencyKey;
@@ -78,7 +79,7 @@ export function createNativeRoutes(deps: NativeRoutesDeps): express.Router {
   });
 
   routes.post('/v1/estimates', async (req, res) => {
-    const { request } = normalizeGeneration(req.body as components['schemas']['GenerationRequest'], deps.router, deps.trustedOrigins);
+    const { request } = await normalizeGeneration(req.body as components['schemas']['GenerationRequest'], deps.router, deps.outbound);
     res.json(estimate(request, deps.router, await deps.store.countActiveByProvider(), deps.microUsdPerCredit));
   });
 

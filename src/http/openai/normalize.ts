@@ -5,7 +5,7 @@ import { invalidRequest } from '../../core/errors';
 import type { NormalizedGeneration } from '../../core/tasks';
 import type { NormalizedRequest } from '../../providers/types';
 import type { Router } from '../../routing/router';
-import { isTrustedOrigin, outboundUrlProblem } from '../../net/url-guard';
+import type { Outbound } from '../../net/outbound';
 import { assertOffered } from '../offers';
 
 type VideoCreate = components['schemas']['VideoCreateRequest'] | components['schemas']['VideoCreateForm'];
@@ -16,9 +16,11 @@ const DEFAULTS = { model: 'sora-2', seconds: 4, size: '720x1280' } as const;
 /**
  * `body` as the spec validated it: in a multipart body, a text part `input_reference[image_url]` has become
  * `input_reference.image_url`, and an uploaded file part is `''` (its bytes come separately).
- * `trustedOrigins` are exempt from the public-address check of the image URL.
+ * The image URL is checked by `outbound.checkUrl` (its host name resolved: one that resolves only to internal
+ * addresses is refused).
+ * @throws ApiError 400 (invalid_value, invalid_url naming input_reference, or what assertOffered throws).
  */
-export function normalizeVideoCreate(body: VideoCreate, router: Router, trustedOrigins: ReadonlySet<string>): NormalizedGeneration {
+export async function normalizeVideoCreate(body: VideoCreate, router: Router, outbound: Outbound): Promise<NormalizedGeneration> {
   const prompt = body.prompt.trim();
   if (!prompt) throw invalidRequest('invalid_value', 'prompt must not be blank', 'prompt');
   const request: NormalizedRequest = {
@@ -30,7 +32,7 @@ export function normalizeVideoCreate(body: VideoCreate, router: Router, trustedO
   const reference = body.input_reference;
   if (typeof reference === 'object' && reference !== null) {
     const url = reference.image_url;
-    const problem = isTrustedOrigin(url, trustedOrigins) ? null : outboundUrlProblem(url);
+    const problem = await outbound.checkUrl(url);
     if (problem) throw invalidRequest('invalid_url', `input_reference.image_url ${problem}`, 'input_reference');
     request.image_url = url;
   }

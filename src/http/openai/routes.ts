@@ -5,6 +5,7 @@ import express, { type Response } from 'express';
 import type { components } from '../../generated/vidgate-api';
 import type { TaskService } from '../../core/tasks';
 import type { Caller } from '../../core/teams';
+import type { Outbound } from '../../net/outbound';
 import type { ImageVariant } from '../../core/video-variants';
 import type { Router } from '../../routing/router';
 import type { TaskRecord } from '../../store/types';
@@ -15,8 +16,8 @@ export interface OpenAIRoutesDeps {
   router: Router;
   tasks: TaskService;
   retentionMs: number;
-  /** Origins exempt from the public-address check of image URLs (url-guard's originsOf). */
-  trustedOrigins: ReadonlySet<string>;
+  /** Checks image URLs at submission. */
+  outbound: Outbound;
 }
 
 type ListQuery = { after?: string; limit?: number; order?: 'asc' | 'desc' };
@@ -33,7 +34,7 @@ export function createOpenAIRoutes(deps: OpenAIRoutesDeps): express.Router {
   const idempotencyKey = (value: string | undefined) => (value === undefined ? {} : { idempotency_key: value });
 
   routes.post('/v1/videos', async (req, res) => {
-    const generation = normalizeVideoCreate(req.body as components['schemas']['VideoCreateRequest'], deps.router, deps.trustedOrigins);
+    const generation = await normalizeVideoCreate(req.body as components['schemas']['VideoCreateRequest'], deps.router, deps.outbound);
     // A file part, parsed into memory by the validator's multer (app.ts); its bytes are checked in the core.
     const file = (req.files as UploadedFile[] | undefined)?.find((f) => f.fieldname === 'input_reference');
     if (file) generation.image_upload = { bytes: file.buffer, param: 'input_reference' };

@@ -3,7 +3,7 @@
 // results[0] links to the MP4. The adapter keeps nothing in memory: every call re-reads the task upstream,
 // so a gateway restart between poll and download loses nothing.
 import type { Readable } from 'node:stream';
-import { originsOf } from '../../net/url-guard';
+import type { Outbound } from '../../net/outbound';
 import { checkAnswersNotFound, errorFromResponse, readJson, send, sendJson, type HttpTarget } from '../http';
 import { ProviderError, requireOffer, type AdapterWarn, type CallContext, type PollResult, type ProviderAdapter } from '../types';
 import { downloadResult } from './result-download';
@@ -19,8 +19,11 @@ export interface TasksApiProviderOptions {
   /** Per HTTP call, until the answer's headers arrive. */
   timeoutMs: number;
   catalog: TasksApiOffer[];
-  /** Origins of result links (a CDN) exempt from the outbound URL check, e.g. `https://cdn.example.com`. */
-  trustedResultOrigins?: readonly string[];
+  /**
+   * Checks and fetches result links on other origins than the API's (a CDN); the operator's trusted result
+   * origins (e.g. `https://cdn.example.com`) are already trusted in it (Outbound.trusting).
+   */
+  outbound: Outbound;
   /** Told once per status value when the provider answers with a status the reference does not list. */
   warn?: AdapterWarn;
 }
@@ -28,7 +31,6 @@ export interface TasksApiProviderOptions {
 export function createTasksApiProvider(options: TasksApiProviderOptions): ProviderAdapter {
   const { id, catalog } = options;
   const target: HttpTarget = { baseUrl: options.baseUrl, apiKey: options.apiKey, timeoutMs: options.timeoutMs };
-  const trustedOrigins = originsOf(options.trustedResultOrigins ?? []);
   const unknownStatuses = new Set<string>();
   /** The task, with a status outside the reference's logged (once per value). */
   const task = (body: unknown): WireTask => {
@@ -90,7 +92,7 @@ export function createTasksApiProvider(options: TasksApiProviderOptions): Provid
         const why = current.status === 'completed' ? 'has no results' : `is ${current.status}`;
         throw new ProviderError('not_ready', `task ${upstreamId} ${why}`, true);
       }
-      return downloadResult(target, link, trustedOrigins, ctx.signal);
+      return downloadResult(target, link, options.outbound, ctx.signal);
     },
 
     // No `cancel`: the task API documents no cancel endpoint (task_info.can_cancel notwithstanding).
