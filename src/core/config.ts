@@ -193,6 +193,31 @@ const ConfigSchema = z
       })
       .strict()
       .prefault({}),
+    webhooks: z
+      .object({
+        /**
+         * The wait before each retry of a failed delivery, in ms: `[1000, 2000, 4000]` tries 4 times in all; after
+         * the last retry the event is dead-lettered (kept, listed, redeliverable). Hours are fine.
+         */
+        retry_schedule_ms: z.array(ms).max(100).default([1000, 2000, 4000]),
+        /** One delivery's bound, answer included: a slower receiver's attempt fails. */
+        timeout_ms: ms.default(10_000),
+        /** Deliveries under way at once in this process, so that slow receivers do not hold up the others. */
+        concurrency: z.number().int().positive().default(32),
+        /** How often the deliverer looks for due events (it is also woken when events are written). */
+        poll_interval_ms: ms.default(1000),
+        lease_ms: ms.default(60_000),
+        /** After a team's secret is rotated, how long the previous one keeps signing beside the new one. */
+        rotation_grace_ms: ms.default(24 * 60 * 60 * 1000),
+        /**
+         * The file of the key (32 bytes) that encrypts the teams' signing secrets in the store; made on first start.
+         * `<data_dir>/webhook-secrets.key` by default. The environment variable VIDGATE_WEBHOOK_SECRETS_KEY
+         * (64 hex digits) takes precedence, for deployments that keep keys out of the data directory.
+         */
+        secrets_key_file: z.string().min(1).optional(),
+      })
+      .strict()
+      .prefault({}),
     credits: z
       .object({
         usd_per_credit: usd.default(0.01),
@@ -250,7 +275,7 @@ export class ConfigError extends Error {
 
 const ENV_PREFIX = 'VIDGATE_';
 /** VIDGATE_ variables that are not config fields: the config file's path, and secrets or CLI settings. */
-const NOT_CONFIG = new Set(['VIDGATE_CONFIG', 'VIDGATE_ADMIN_TOKEN', 'VIDGATE_URL']);
+const NOT_CONFIG = new Set(['VIDGATE_CONFIG', 'VIDGATE_ADMIN_TOKEN', 'VIDGATE_URL', 'VIDGATE_WEBHOOK_SECRETS_KEY']);
 /**
  * What Kubernetes (and Docker links) set in every pod for a Service named `vidgate`: VIDGATE_SERVICE_HOST,
  * VIDGATE_SERVICE_PORT[_<name>], VIDGATE_PORT_<n>_<proto>[_PROTO|_PORT|_ADDR], and VIDGATE_PORT, whose value
@@ -318,8 +343,8 @@ function parseEnvValue(field: SchemaNode, raw: string): unknown {
  * Environment variables map onto the config by path: `VIDGATE_SERVER__PORT=9000` sets `server.port`,
  * `VIDGATE_AUTH__API_KEYS=k1,k2` sets a list of strings; text fields take the text as it is, other fields
  * read it as JSON. `PORT` is honoured as `server.port`; `VIDGATE_CONFIG` names the YAML file;
- * VIDGATE_ADMIN_TOKEN and VIDGATE_URL are read elsewhere (the admin API, the CLI); Kubernetes' service
- * variables are ignored.
+ * VIDGATE_ADMIN_TOKEN, VIDGATE_URL and VIDGATE_WEBHOOK_SECRETS_KEY are read elsewhere (the admin API, the CLI, the
+ * composition root); Kubernetes' service variables are ignored.
  * @throws ConfigError naming each VIDGATE_ variable that is no field, and the one it probably meant.
  */
 export function configFromEnv(env: NodeJS.ProcessEnv): Record<string, unknown> {

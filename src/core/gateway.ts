@@ -23,6 +23,10 @@ import { createReferenceImages } from './reference-images';
 import { createResultCache } from './result-cache';
 import { createRetentionSweeper } from './retention';
 import { createTaskService } from './tasks';
+import { createDeliverer } from './deliverer';
+import { loadOrCreateKey } from './key-file';
+import { createWebhookSecrets } from './webhook-secrets';
+import { webhookBodies } from '../http/webhook-bodies';
 import { createReportSink } from './transition-reports';
 import { createTeamService, ensureApiKeys } from './teams';
 import { createVideoVariants } from './video-variants';
@@ -81,6 +85,20 @@ function outboundFromConfig(config: Config, resolve: Resolver | undefined): Outb
   }
 }
 
+/**
+ * The key that encrypts the teams' webhook secrets: VIDGATE_WEBHOOK_SECRETS_KEY (64 hex digits), else the key file
+ * (`webhooks.secrets_key_file`, `<data_dir>/webhook-secrets.key` by default), made on first start.
+ * @throws StartupError when the variable is not 64 hex digits.
+ */
+function webhookSecretsKey(config: Config, env: NodeJS.ProcessEnv): Buffer {
+  const given = env.VIDGATE_WEBHOOK_SECRETS_KEY;
+  if (given !== undefined && given !== '') {
+    if (!/^[0-9a-f]{64}$/i.test(given)) throw new StartupError('VIDGATE_WEBHOOK_SECRETS_KEY must be 64 hex digits (32 bytes), e.g. from `openssl rand -hex 32`');
+    return Buffer.from(given, 'hex');
+  }
+  return loadOrCreateKey(config.webhooks.secrets_key_file ?? path.join(config.data_dir, 'webhook-secrets.key'));
+}
+
 export async function createGateway(config: Config, options: GatewayOptions = {}) {
   const log = options.log ?? createLogger(config.log_level);
   const now = options.now ?? Date.now;
@@ -105,8 +123,16 @@ export async function createGateway(config: Config, options: GatewayOptions = {}
     timeoutMs: config.cache.image_timeout_ms,
     outbound,
   });
-  let wakeDeliverer = () => {};
-  const report = createReportSink(metrics, () => wakeDeliverer());
+  const secrets = createWebhookSecrets(store, webhookSecretsKey(config, options.env ?? process.env), now);
+  let selfUrl = config.server.public_url ?? `http://${config.server.host}:${config.server.port}`;
+  const deliverer = createDeliverer({
+    store, metrics, log, now, secrets,
+    config: config.webhooks,
+    render: webhookBodies({ store, baseUrl: () => selfUrl, retentionMs }),
+    fetch: (url, init) => outbound.fetch(url, init),
+  });
+  metrics.countOutboxWith(() => store.outboxCounts());
+  const report = createReportSink(metrics, () => deliverer.wake());
   const workers = createWorkers({
     store, router, assets, metrics, log, now, cache, images, imageLinks, report,
     config: config.workers,
@@ -148,6 +174,9 @@ export async function createGateway(config: Config, options: GatewayOptions = {}
     router,
     metrics,
     workers,
+    /** The webhook deliverer's loop (tests stop it to hold events in the outbox). */
+    deliverer,
+    secrets,
     teams,
     /** The key created on this first start, to show once; undefined otherwise. */
     devKey,
@@ -172,8 +201,11 @@ export async function createGateway(config: Config, options: GatewayOptions = {}
       workers.start();
       healthChecker.start();
       sweeper.start();
+      deliverer.start();
       const bound = server.address() as AddressInfo;
-      return `http://${bound.address.includes(':') ? `[${bound.address}]` : bound.address}:${bound.port}`;
+      const url = `http://${bound.address.includes(':') ? `[${bound.address}]` : bound.address}:${bound.port}`;
+      selfUrl = config.server.public_url ?? url;
+      return url;
     },
     /**
      * Graceful stop, bounded by `server.drain_timeout_ms` from the call: `/readyz` answers 503 for
@@ -189,7 +221,7 @@ export async function createGateway(config: Config, options: GatewayOptions = {}
       await healthChecker.stop();
       const closed = server ? new Promise((r) => server!.close(r)) : Promise.resolve();
       server?.closeIdleConnections();
-      await workers.stop(Math.max(0, deadline - Date.now()));
+      await Promise.all([workers.stop(Math.max(0, deadline - Date.now())), deliverer.stop(Math.max(0, deadline - Date.now()))]);
       const cutoff = setTimeout(() => server?.closeAllConnections(), Math.max(0, deadline - Date.now()));
       await closed;
       clearTimeout(cutoff);

@@ -3,8 +3,7 @@
 // HMAC-SHA256 of "<sha256>.<expires>" under a key kept in the data directory (so every process of one
 // installation, and a restarted one, accepts the others' links).
 import crypto from 'node:crypto';
-import fs from 'node:fs';
-import path from 'node:path';
+import { loadOrCreateKey } from './key-file';
 
 /** How long a link works: long enough for a provider to fetch the image after the submission. */
 export const IMAGE_LINK_TTL_MS = 60 * 60 * 1000;
@@ -32,15 +31,4 @@ export function createImageLinks(publicUrl: string, keyFile: string, now: () => 
       return given.length === expected.length && crypto.timingSafeEqual(given, expected) && expiresS * 1000 > now();
     },
   };
-}
-
-/** 32 random bytes, written once with mode 0600 (exclusively, so concurrent starters agree on one key). */
-function loadOrCreateKey(file: string): Buffer {
-  fs.mkdirSync(path.dirname(file), { recursive: true });
-  try {
-    fs.writeFileSync(file, crypto.randomBytes(32), { flag: 'wx', mode: 0o600 });
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-  }
-  return fs.readFileSync(file);
 }

@@ -1,10 +1,14 @@
 // The app's own Prometheus registry (never the global one), and the metrics every step reports to.
-import { Counter, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 
 export type Metrics = ReturnType<typeof createMetrics>;
 
+/** The outbox's counts, read at each scrape (set by the composition root once the store is open). */
+export type OutboxCounts = () => Promise<{ pending: number; dead: number }>;
+
 export function createMetrics() {
   const registry = new Registry();
+  let outboxCounts: OutboxCounts = async () => ({ pending: 0, dead: 0 });
   collectDefaultMetrics({ register: registry, prefix: 'vidgate_process_' });
 
   return {
@@ -59,6 +63,34 @@ export function createMetrics() {
       labelNames: ['team', 'model'] as const,
       registers: [registry],
     }),
+    webhookDeliveries: new Counter({
+      name: 'vidgate_webhook_deliveries_total',
+      help: 'Webhook delivery attempts by outcome: delivered, retried (failed, tried again later), dead_lettered (failed, no retry left).',
+      labelNames: ['outcome'] as const,
+      registers: [registry],
+    }),
+    webhookDeliveryDuration: new Histogram({
+      name: 'vidgate_webhook_delivery_duration_seconds',
+      help: 'Latency of webhook delivery attempts, by outcome (success, failure).',
+      labelNames: ['outcome'] as const,
+      buckets: [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+      registers: [registry],
+    }),
+    webhookOutbox: new Gauge({
+      name: 'vidgate_webhook_outbox_events',
+      help: 'Webhook events in the outbox by state: pending (waiting for delivery), dead (dead-lettered).',
+      labelNames: ['state'] as const,
+      registers: [registry],
+      async collect() {
+        const counts = await outboxCounts();
+        this.set({ state: 'pending' }, counts.pending);
+        this.set({ state: 'dead' }, counts.dead);
+      },
+    }),
+    /** Where `vidgate_webhook_outbox_events` reads the outbox from. */
+    countOutboxWith(counts: OutboxCounts) {
+      outboxCounts = counts;
+    },
     assetsExpired: new Counter({
       name: 'vidgate_assets_expired_total',
       help: 'Stored videos deleted after their retention.',

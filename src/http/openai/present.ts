@@ -1,7 +1,7 @@
 // A stored task -> the Video object of the OpenAI Videos API (reference: upstream-apis.md, section 1).
 import type { components } from '../../generated/vidgate-api';
 import type { NormalizedRequest } from '../../providers/types';
-import type { TaskRecord, TaskStatus } from '../../store/types';
+import type { OutboxEvent, TaskRecord, TaskStatus } from '../../store/types';
 
 export type Video = components['schemas']['Video'];
 
@@ -44,5 +44,27 @@ export function presentVideo(t: TaskRecord, retentionMs: number): Video {
         : t.status === 'failed'
           ? { code: t.error_code ?? 'generation_failed', message: t.error_message ?? t.error_code ?? 'the video failed' }
           : null,
+  };
+}
+
+/** The webhook event OpenAI sends for a finished video; vidgate sends it for tasks made on this door. */
+export interface VideoEvent {
+  /** The event's id: the `webhook-id` header too. */
+  id: string;
+  object: 'event';
+  /** A cancelled video, like a failed one, is `video.failed` (OpenAI has no cancelled event). */
+  type: 'video.completed' | 'video.failed';
+  created_at: number;
+  data: { id: string };
+}
+
+/** The body of a webhook for a task of this door, after OpenAI's `video.completed` and `video.failed` events. */
+export function presentVideoEvent(t: TaskRecord, event: OutboxEvent): VideoEvent {
+  return {
+    id: event.id,
+    object: 'event',
+    type: event.task_status === 'completed' ? 'video.completed' : 'video.failed',
+    created_at: toUnixS(event.created_at_ms),
+    data: { id: t.id },
   };
 }

@@ -1,0 +1,98 @@
+// The deliverer: a leased loop over the webhook outbox. Each due event is sent to its URL, signed (Standard
+// Webhooks headers), through the outbound guard; any 2xx answer delivers it; another answer, a network error, a
+// refused address or no answer within the timeout is retried after the configured schedule, and after the last
+// retry the event is dead-lettered (kept, listed, redeliverable). Delivery is at least once: an event whose
+// deliverer died mid-attempt is claimed again when its lease lapses, with the same webhook-id.
+import type { ClaimedEvent, DeliveryOutcome, Door, OutboxEvent, Store, TaskRecord } from '../store/types';
+import type { OutboundInit } from '../net/outbound';
+import type { Config } from './config';
+import { createLeasedLoop, type LeasedLoop } from './leased-loop';
+import type { Logger } from './logger';
+import type { Metrics } from './metrics';
+import type { WebhookSecrets } from './webhook-secrets';
+
+/** The body of an event's delivery: the task query response of the door that made the task (given by the http layer). */
+export type EventRenderer = (task: TaskRecord, event: OutboxEvent) => Promise<unknown>;
+
+/** Sends one request without following redirects (src/net/outbound.ts `Outbound.fetch`). */
+export type DeliveryFetch = (url: string, init: OutboundInit) => Promise<Pick<Response, 'status' | 'body'>>;
+
+export interface DelivererDeps {
+  store: Store;
+  config: Config['webhooks'];
+  /** One renderer per door. */
+  render: Record<Door, EventRenderer>;
+  fetch: DeliveryFetch;
+  secrets: WebhookSecrets;
+  metrics: Metrics;
+  log: Logger;
+  now: () => number;
+}
+
+/** Why an attempt failed, in words safe to show the team. */
+function describeFailure(err: unknown, timeoutMs: number): string {
+  const e = err as Error & { reason?: string; cause?: { code?: string } };
+  if (e?.name === 'OutboundRefused') return `refused: the URL ${e.reason ?? 'is not allowed'}`;
+  if (e?.name === 'TimeoutError' || e?.name === 'AbortError') return `no answer within ${timeoutMs} ms`;
+  const code = e?.cause?.code;
+  return code ? `network error (${code})` : 'network error';
+}
+
+/**
+ * What follows a failed attempt: a retry after `schedule[failures]` ms, while the schedule lasts; else dead-lettered.
+ * `failures` counts the failed attempts before this one (since the event was written or redelivered).
+ */
+export function afterFailure(schedule: readonly number[], failures: number, nowMs: number): DeliveryOutcome {
+  const wait = schedule[failures];
+  return wait === undefined ? { state: 'dead' } : { state: 'pending', next_run_at_ms: nowMs + wait };
+}
+
+export function createDeliverer(deps: DelivererDeps): LeasedLoop {
+  const { store, config, metrics, log, now } = deps;
+
+  async function deliver(event: ClaimedEvent): Promise<void> {
+    const task = await store.getTask(event.task_id);
+    if (!task) throw new Error(`the task of event ${event.id} is gone`); // tasks are never removed: a broken store
+    const body = JSON.stringify(await deps.render[event.door](task, event));
+    const startedAtMs = now();
+    const signature = await deps.secrets.sign(event.team_id, event.id, new Date(startedAtMs), body);
+    const headers = {
+      'content-type': 'application/json',
+      'user-agent': 'vidgate-webhooks',
+      'webhook-id': event.id,
+      'webhook-timestamp': String(Math.floor(startedAtMs / 1000)),
+      'webhook-signature': signature,
+    };
+    const started = performance.now();
+    let status: number | null = null;
+    let error: string | null = null;
+    try {
+      const res = await deps.fetch(event.url, { method: 'POST', headers, body, signal: AbortSignal.timeout(config.timeout_ms) });
+      status = res.status;
+      await res.body?.cancel().catch(() => undefined); // the answer's body is not read
+      if (status < 200 || status > 299) error = `the receiver answered ${status}`;
+    } catch (err) {
+      error = describeFailure(err, config.timeout_ms);
+    }
+    const latencyMs = Math.round(performance.now() - started);
+    const outcome: DeliveryOutcome = error === null ? { state: 'delivered' } : afterFailure(config.retry_schedule_ms, event.failures, now());
+    const recorded = await store.recordDelivery(event.id, event.lease_token, { started_at_ms: startedAtMs, status_code: status, latency_ms: latencyMs, error }, outcome);
+    if (!recorded) return log.warn('webhook attempt not recorded: the lease was lost', { event: event.id, task: event.task_id });
+    const result = outcome.state === 'delivered' ? 'delivered' : outcome.state === 'dead' ? 'dead_lettered' : 'retried';
+    metrics.webhookDeliveries.inc({ outcome: result });
+    metrics.webhookDeliveryDuration.observe({ outcome: error === null ? 'success' : 'failure' }, latencyMs / 1000);
+    if (error !== null) log.warn('webhook attempt failed', { event: event.id, task: event.task_id, team: event.team_id, error, outcome: result });
+  }
+
+  return createLeasedLoop<ClaimedEvent>({
+    name: 'deliverer',
+    claim: (limit, leaseMs, nowMs) => store.claimDueEvents(limit, leaseMs, nowMs),
+    renew: async (events, leaseUntilMs) => void (await Promise.all(events.map((e) => store.renewEventLease(e.id, e.lease_token, leaseUntilMs)))),
+    step: deliver,
+    concurrency: config.concurrency,
+    interval_ms: config.poll_interval_ms,
+    lease_ms: config.lease_ms,
+    now,
+    log,
+  });
+}
