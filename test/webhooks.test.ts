@@ -2,7 +2,8 @@
 // outbound.ca_file), which verifies every Standard Webhooks signature with the `standardwebhooks` package.
 import { describe, expect, it, type TestContext } from 'vitest';
 import type { components } from '../src/generated/vidgate-api';
-import { KEY_A, auth, startTestGateway, waitFor, type ConfigOverrides } from './support/gateway';
+import { Webhook } from 'standardwebhooks';
+import { ADMIN_TOKEN, KEY_A, KEY_B, auth, startTestGateway, waitFor, type ConfigOverrides } from './support/gateway';
 import { startWebhookReceiver, type Answer, type Delivery, type Receiver } from './support/webhook-receiver';
 
 type Task = components['schemas']['Task'];
@@ -27,7 +28,7 @@ async function rig(ctx: TestContext, overrides: ConfigOverrides = {}, answer?: (
     secrets: async () => {
       const teams = await h!.gateway.store.listTeams();
       const current = await Promise.all(teams.map((t) => h!.gateway.secrets.current(t.id)));
-      return current.filter((s): s is string => s !== undefined);
+      return current.flatMap((s) => (s === undefined ? [] : [s.secret]));
     },
     ...(answer && { answer }),
     onDelivery: async (d): Promise<Seen> => {
@@ -173,5 +174,110 @@ describe('webhooks: retries, dead letters, slow receivers', () => {
     expect((await r.h.gateway.store.listTaskEvents(slow.id))[0]).toMatchObject({ state: 'pending', failures: 1 });
     // The fast one arrived while the slow one was still waiting for its answer.
     expect(df!.at_ms).toBeLessThan(ds!.at_ms + attempts[0]!.latency_ms);
+  });
+});
+
+describe('webhooks: visible, redeliverable, per door, rotated', () => {
+  it('dead-letters after the last retry; the task lists every attempt, the admin the dead letter, and a redelivery succeeds', async (ctx) => {
+    let fail = true;
+    const r = await rig(ctx, {}, () => (fail ? 503 : 200));
+    const task = await submit(r, { ...BODY, callback_url: r.hook() });
+    expect((await query(r, task.id)).callback_url).toBe(r.hook());
+    const list = async (key = KEY_A) => r.h.http.get(`/v1/tasks/${task.id}/deliveries`).set(auth(key));
+    const dead = await waitFor(async () => {
+      const res = await list();
+      return res.body.data?.[0]?.state === 'dead' ? res.body : undefined;
+    });
+    const event = dead.data[0];
+    expect(event).toMatchObject({ object: 'webhook.event', task_id: task.id, type: 'completed', url: r.hook(), next_attempt_at: null, delivered_at: null });
+    expect(event.attempts.map((a: { n: number; status_code: number; error: string }) => [a.n, a.status_code, a.error])).toEqual(
+      [1, 2, 3, 4].map((n) => [n, 503, 'the receiver answered 503']),
+    );
+    expect(deliveriesOf(r, task.id).map((d) => d.id)).toEqual(Array(4).fill(event.id));
+    // Another team sees nothing of it.
+    expect((await list(KEY_B)).status).toBe(404);
+    expect((await r.h.http.post(`/v1/tasks/${task.id}/deliveries/redeliver`).set(auth(KEY_B))).body.error.code).toBe('task_not_found');
+
+    const team = (await r.h.gateway.store.findTeamByName('default'))!.id;
+    const letters = await r.h.http.get(`/admin/teams/${team}/dead-letters`).set(auth(ADMIN_TOKEN));
+    expect(letters.status).toBe(200);
+    expect(letters.body.data.map((e: { id: string }) => e.id)).toEqual([event.id]);
+    expect((await r.h.http.get(`/admin/teams/${r.h.teamB.id}/dead-letters`).set(auth(ADMIN_TOKEN))).body.data).toEqual([]);
+    expect((await r.h.gateway.metrics.registry.getSingleMetricAsString('vidgate_webhook_outbox_events'))).toMatch(/state="dead"} 1/);
+
+    fail = false;
+    const again = await r.h.http.post(`/v1/tasks/${task.id}/deliveries/redeliver`).set(auth(KEY_A));
+    expect(again.status).toBe(202);
+    expect(again.body.data[0]).toMatchObject({ id: event.id, state: 'pending' });
+    const ds = await delivered(r, task.id, 5);
+    expect(ds[4]!.id).toBe(event.id);
+    const done = await waitFor(async () => {
+      const res = await list();
+      return res.body.data[0].state === 'delivered' ? res.body.data[0] : undefined;
+    });
+    expect(done.attempts.at(-1)).toMatchObject({ n: 5, status_code: 200, error: null });
+    expect((await r.h.http.get(`/admin/teams/${team}/dead-letters`).set(auth(ADMIN_TOKEN))).body.data).toEqual([]);
+    const metrics = await r.h.gateway.metrics.registry.metrics();
+    expect(metrics).toMatch(/vidgate_webhook_deliveries_total{outcome="dead_lettered"} 1/);
+    expect(metrics).toMatch(/vidgate_webhook_deliveries_total{outcome="delivered"} 1/);
+    expect(r.receiver.badSignatures).toEqual([]);
+  });
+
+  it('a redelivery of a task without a callback answers 409 in the documented shape', async (ctx) => {
+    const r = await rig(ctx);
+    const task = await submit(r);
+    const res = await r.h.http.post(`/v1/tasks/${task.id}/deliveries/redeliver`).set(auth(KEY_A));
+    expect(res.status).toBe(409);
+    expect(res.body).toEqual({ error: { type: 'conflict_error', code: 'no_webhook_events', message: expect.stringContaining('no callback_url'), param: null } });
+    expect((await r.h.http.get('/v1/tasks/task_nope/deliveries').set(auth(KEY_A))).status).toBe(404);
+  });
+
+  it("a task of the OpenAI door sends OpenAI's event, and lists its deliveries under /v1/videos/{id}", async (ctx) => {
+    const r = await rig(ctx);
+    const res = await r.h.http.post('/v1/videos').set(auth(KEY_A)).send({ prompt: 'a paper boat', model: 'sora-2', seconds: '4', size: '1280x720', callback_url: r.hook('/openai') });
+    expect(res.status).toBe(200);
+    const [d] = await delivered(r, res.body.id);
+    expect(d!.body).toEqual({ id: d!.id, object: 'event', type: 'video.completed', created_at: expect.any(Number), data: { id: res.body.id } });
+    expect((d!.seen as Seen).ledger).toEqual(['reserve', 'release', 'settle']);
+    const listed = await waitFor(async () => {
+      const l = await r.h.http.get(`/v1/videos/${res.body.id}/deliveries`).set(auth(KEY_A));
+      return l.body.data?.[0]?.state === 'delivered' ? l.body : undefined;
+    });
+    expect(listed.data[0].id).toBe(d!.id);
+    expect((await r.h.http.get(`/v1/videos/${res.body.id}/deliveries`).set(auth(KEY_B))).status).toBe(404);
+    const refused = await r.h.http.post('/v1/videos').set(auth(KEY_A)).send({ prompt: 'x', callback_url: 'https://127.0.0.1/hook' });
+    expect(refused.status).toBe(400);
+    expect(refused.body.error).toMatchObject({ code: 'invalid_url', param: 'callback_url' });
+  });
+
+  it('a rotation signs with both secrets during the grace, then with the new one alone', async (ctx) => {
+    const r = await rig(ctx);
+    const team = (await r.h.gateway.store.findTeamByName('default'))!.id;
+    const secretUrl = `/admin/teams/${team}/webhook-secret`;
+    expect((await r.h.http.get(secretUrl).set(auth(ADMIN_TOKEN))).body.error.code).toBe('webhook_secret_not_found');
+    const first = await r.h.http.post(secretUrl).set(auth(ADMIN_TOKEN)).send({});
+    expect(first.status).toBe(201);
+    expect(first.body.secret).toMatch(/^whsec_/);
+    expect((await r.h.http.get(secretUrl).set(auth(ADMIN_TOKEN))).body.secret).toBe(first.body.secret);
+    const second = await r.h.http.post(secretUrl).set(auth(ADMIN_TOKEN)).send({ grace_s: 3600 });
+    expect(second.body.previous_expires_at - second.body.created).toBe(3600);
+    const task = await submit(r, { ...BODY, callback_url: r.hook() });
+    const [d] = await delivered(r, task.id);
+    expect(d!.signatures).toBe(2);
+    for (const secret of [first.body.secret, second.body.secret]) expect(() => new Webhook(secret).verify(d!.raw, d!.headers)).not.toThrow();
+    expect(() => new Webhook(`whsec_${Buffer.alloc(32, 7).toString('base64')}`).verify(d!.raw, d!.headers)).toThrow();
+
+    await r.h.http.post(secretUrl).set(auth(ADMIN_TOKEN)).send({ grace_s: 0 });
+    const third = (await r.h.http.get(secretUrl).set(auth(ADMIN_TOKEN))).body.secret as string;
+    const later = await submit(r, { ...BODY, prompt: 'another', callback_url: r.hook() });
+    const [dl] = await delivered(r, later.id);
+    expect(dl!.signatures).toBe(1);
+    expect(() => new Webhook(third).verify(dl!.raw, dl!.headers)).not.toThrow();
+    expect(() => new Webhook(second.body.secret).verify(dl!.raw, dl!.headers)).toThrow();
+    // The secrets are stored encrypted: the database file does not hold them.
+    const { readFileSync } = await import('node:fs');
+    const db = readFileSync(r.h.config.store.sqlite_path);
+    expect(db.includes(Buffer.from(third.slice(6)))).toBe(false);
+    expect(r.receiver.badSignatures).toEqual([]);
   });
 });

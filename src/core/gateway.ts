@@ -26,6 +26,7 @@ import { createTaskService } from './tasks';
 import { createDeliverer } from './deliverer';
 import { loadOrCreateKey } from './key-file';
 import { createWebhookSecrets } from './webhook-secrets';
+import { createWebhookService } from './webhooks';
 import { webhookBodies } from '../http/webhook-bodies';
 import { createReportSink } from './transition-reports';
 import { createTeamService, ensureApiKeys } from './teams';
@@ -150,11 +151,16 @@ export async function createGateway(config: Config, options: GatewayOptions = {}
     onSubmitted: () => workers.wake(),
     report,
   });
+  const webhooks = createWebhookService({
+    store, tasks, teams, secrets,
+    rotationGraceMs: config.webhooks.rotation_grace_ms,
+    onRedeliver: () => deliverer.wake(),
+  });
   const healthChecker = createHealthChecker({ router, log, now, config: config.routing.health_check, onRecovery: () => workers.wake() });
   const sweeper = createRetentionSweeper({ store, assets, metrics, log, retentionMs, intervalMs: config.assets.sweep_interval_ms, now });
   let draining = false;
   const app = createApp({
-    store, router, tasks, teams, metrics, log, retentionMs, now,
+    store, router, tasks, teams, metrics, log, retentionMs, now, webhooks,
     adminToken: (options.env ?? process.env).VIDGATE_ADMIN_TOKEN || undefined,
     bodyLimitBytes: config.server.body_limit_bytes,
     publicUrl: config.server.public_url,

@@ -15,8 +15,8 @@ export interface WebhookSecrets {
    * sent), then stop. Returns the new secret, to give the team.
    */
   rotate(teamId: string, graceMs: number): Promise<{ secret: string; created_at_ms: number; previous_expire_at_ms: number }>;
-  /** The team's current secret, or undefined when it has none yet. */
-  current(teamId: string): Promise<string | undefined>;
+  /** The team's current secret and when it was made, or undefined when it has none yet. */
+  current(teamId: string): Promise<{ secret: string; created_at_ms: number } | undefined>;
   /**
    * The `webhook-signature` header for one delivery: a `v1,<base64>` signature by each secret in force, newest
    * first, separated by spaces. A team without a secret is given one first (an admin can read it, or rotate it).
@@ -55,8 +55,9 @@ export function createWebhookSecrets(store: Store, key: Buffer, now: () => numbe
     return { secret, created_at_ms: createdAtMs, previous_expire_at_ms: previousExpireAtMs };
   }
 
-  async function inForce(teamId: string): Promise<string[]> {
-    return (await store.signingSecrets(teamId, now())).map((s) => decrypt(s.secret_encrypted));
+  /** The secrets that sign now, newest first. */
+  async function inForce(teamId: string): Promise<{ secret: string; created_at_ms: number }[]> {
+    return (await store.signingSecrets(teamId, now())).map((s) => ({ secret: decrypt(s.secret_encrypted), created_at_ms: s.created_at_ms }));
   }
 
   return {
@@ -70,7 +71,7 @@ export function createWebhookSecrets(store: Store, key: Buffer, now: () => numbe
         await rotate(teamId, 0);
         secrets = await inForce(teamId); // the newest, should two processes have made one at once
       }
-      return secrets.map((s) => new Webhook(s).sign(msgId, timestamp, body)).join(' ');
+      return secrets.map((s) => new Webhook(s.secret).sign(msgId, timestamp, body)).join(' ');
     },
   };
 }

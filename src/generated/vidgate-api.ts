@@ -103,6 +103,64 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/tasks/{id}/deliveries": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /**
+                 * @description The task's `id`.
+                 * @example task_9f3c2a7b1e4d
+                 */
+                id: components["parameters"]["TaskId"];
+            };
+            cookie?: never;
+        };
+        /**
+         * The webhook deliveries of a task
+         * @description Each event sent to the task's callback URL (one per finish: completed, failed or cancelled), with every
+         *     attempt to deliver it: when, the receiver's HTTP status, the latency and, for a failed attempt, why. An event
+         *     is `pending` until a 2xx answer (`delivered`); failed attempts are retried after the operator's schedule
+         *     (`webhooks.retry_schedule_ms`, 1 s, 2 s and 4 s by default), after which the event is `dead` (dead-lettered:
+         *     kept, and sent again on `POST /v1/tasks/{id}/deliveries/redeliver`). Another team's task answers 404.
+         */
+        get: operations["listTaskDeliveries"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/tasks/{id}/deliveries/redeliver": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /**
+                 * @description The task's `id`.
+                 * @example task_9f3c2a7b1e4d
+                 */
+                id: components["parameters"]["TaskId"];
+            };
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Send the webhooks of a task again
+         * @description Every event of the task is sent again now, with its `webhook-id` unchanged (receivers drop duplicates by it),
+         *     starting the retry schedule afresh: a dead-lettered event is revived, a delivered one is delivered once more.
+         *     409 `no_webhook_events` for a task that has none (no callback URL, or not finished).
+         */
+        post: operations["redeliverTaskWebhooks"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/tasks/{id}/content": {
         parameters: {
             query?: never;
@@ -339,6 +397,66 @@ export interface paths {
          * @description Counts in today's daily and monthly windows. The ledger stays append-only; a correction is a new row.
          */
         post: operations["adminAdjustCredits"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/admin/teams/{team_id}/webhook-secret": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /**
+                 * @description The team's `id`.
+                 * @example team_acme_3fa9c1
+                 */
+                team_id: components["parameters"]["TeamId"];
+            };
+            cookie?: never;
+        };
+        /**
+         * A team's current webhook signing secret
+         * @description The secret (`whsec_…`) that signs the team's webhooks (Standard Webhooks: `webhook-id`, `webhook-timestamp`,
+         *     `webhook-signature`). A team is given one at its first delivery, or by `POST`. 404 `webhook_secret_not_found`
+         *     before either.
+         */
+        get: operations["adminGetWebhookSecret"];
+        put?: never;
+        /**
+         * Create or rotate a team's webhook signing secret
+         * @description A new secret signs from now on. The previous one keeps signing beside it (two signatures in
+         *     `webhook-signature`) for `grace_s` seconds (the operator's `webhooks.rotation_grace_ms` by default, 24 hours),
+         *     so receivers can switch without dropping a delivery; `grace_s: 0` stops it at once.
+         */
+        post: operations["adminRotateWebhookSecret"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/admin/teams/{team_id}/dead-letters": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /**
+                 * @description The team's `id`.
+                 * @example team_acme_3fa9c1
+                 */
+                team_id: components["parameters"]["TeamId"];
+            };
+            cookie?: never;
+        };
+        /**
+         * A team's dead-lettered webhook events
+         * @description Events whose retries all failed, newest first, with their attempts; `POST /v1/tasks/{id}/deliveries/redeliver` sends one again.
+         */
+        get: operations["adminListDeadLetters"];
+        put?: never;
+        post?: never;
         delete?: never;
         options?: never;
         head?: never;
@@ -640,6 +758,64 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/videos/{id}/deliveries": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /**
+                 * @description The video's id (a task id of either door).
+                 * @example task_9f3c0c1f2e3d4c5b6a7980aa
+                 */
+                id: components["parameters"]["VideoId"];
+            };
+            cookie?: never;
+        };
+        /**
+         * The webhook deliveries of a video
+         * @description Each event sent to the task's callback URL (one per finish: completed, failed or cancelled), with every
+         *     attempt to deliver it: when, the receiver's HTTP status, the latency and, for a failed attempt, why. An event
+         *     is `pending` until a 2xx answer (`delivered`); failed attempts are retried after the operator's schedule
+         *     (`webhooks.retry_schedule_ms`, 1 s, 2 s and 4 s by default), after which the event is `dead` (dead-lettered:
+         *     kept, and sent again on `POST /v1/videos/{id}/deliveries/redeliver`). Another team's task answers 404.
+         */
+        get: operations["listVideoDeliveries"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/videos/{id}/deliveries/redeliver": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /**
+                 * @description The video's id (a task id of either door).
+                 * @example task_9f3c0c1f2e3d4c5b6a7980aa
+                 */
+                id: components["parameters"]["VideoId"];
+            };
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Send the webhooks of a video again
+         * @description Every event of the task is sent again now, with its `webhook-id` unchanged (receivers drop duplicates by it),
+         *     starting the retry schedule afresh: a dead-lettered event is revived, a delivered one is delivered once more.
+         *     409 `no_webhook_events` for a task that has none (no callback URL, or not finished).
+         */
+        post: operations["redeliverVideoWebhooks"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/videos/{id}/content": {
         parameters: {
             query?: never;
@@ -733,6 +909,132 @@ export interface components {
          * @enum {string}
          */
         Quality: "720p" | "1080p";
+        /** @description Webhook events, each with its delivery attempts. */
+        WebhookEventList: {
+            /**
+             * @description Always `list`.
+             * @constant
+             */
+            object: "list";
+            /** @description The events. */
+            data: components["schemas"]["WebhookEvent"][];
+        };
+        /** @description One finish of a task, to be sent to its callback URL; written in the same transaction as the finish, so none is lost. */
+        WebhookEvent: {
+            /**
+             * @description The event's id, sent as `webhook-id` with every attempt (receivers drop duplicates by it).
+             * @example evt_5b1f0c9e2a7d4e3f8a6b1c2d
+             */
+            id: string;
+            /**
+             * @description Always `webhook.event`.
+             * @constant
+             */
+            object: "webhook.event";
+            /**
+             * @description The task that finished.
+             * @example task_9f3c2a7b1e4d
+             */
+            task_id: string;
+            /**
+             * @description How the task finished.
+             * @example completed
+             * @enum {string}
+             */
+            type: "completed" | "failed" | "cancelled";
+            /**
+             * @description Where it is sent.
+             * @example https://hooks.example.com/vidgate
+             */
+            url: string;
+            /**
+             * @description `pending` until a receiver answers 2xx (`delivered`), or its retries run out (`dead`: dead-lettered, redeliverable).
+             * @example delivered
+             * @enum {string}
+             */
+            state: "pending" | "delivered" | "dead";
+            /**
+             * @description When the task finished, in Unix seconds.
+             * @example 1767225600
+             */
+            created: number;
+            /**
+             * @description When a pending event is tried next, in Unix milliseconds; null otherwise.
+             * @example 1767225601000
+             */
+            next_attempt_at: number | null;
+            /**
+             * @description When a receiver accepted it, in Unix milliseconds; null until then.
+             * @example 1767225600412
+             */
+            delivered_at: number | null;
+            /** @description Every attempt to deliver it, oldest first. */
+            attempts: components["schemas"]["DeliveryAttempt"][];
+        };
+        /** @description One attempt to deliver a webhook event. */
+        DeliveryAttempt: {
+            /**
+             * @description 1 for the first attempt, and so on across redeliveries.
+             * @example 1
+             */
+            n: number;
+            /**
+             * @description When it was sent, in Unix milliseconds.
+             * @example 1767225600400
+             */
+            started_at: number;
+            /**
+             * @description The receiver's HTTP status; null when none came (network error, timeout, refused address).
+             * @example 200
+             */
+            status_code: number | null;
+            /**
+             * @description Time until the answer, or until the attempt failed.
+             * @example 12
+             */
+            latency_ms: number;
+            /**
+             * @description Why the attempt failed; null when it succeeded.
+             * @example null
+             */
+            error: string | null;
+        };
+        /** @description A team's webhook signing secret. Verify deliveries with any Standard Webhooks library. */
+        WebhookSecret: {
+            /**
+             * @description Always `webhook_secret`.
+             * @constant
+             */
+            object: "webhook_secret";
+            /**
+             * @description The team.
+             * @example team_1f2e3d4c
+             */
+            team_id: string;
+            /**
+             * @description The secret, `whsec_` and base64 (keep it like a password).
+             * @example whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw
+             */
+            secret: string;
+            /**
+             * @description When it was made, in Unix seconds.
+             * @example 1767225600
+             */
+            created: number;
+            /**
+             * @description After a rotation, until when (Unix seconds) the previous secret still signs beside this one; null on a read.
+             * @example 1767312000
+             */
+            previous_expires_at: number | null;
+        };
+        /** @description How to rotate. */
+        WebhookSecretRotate: {
+            /**
+             * @description How long the previous secret keeps signing, in seconds (at most 30 days).
+             * @example 86400
+             */
+            grace_s?: number;
+        };
         /**
          * @description `pending` (waiting for a provider), `processing`, then one of `completed`, `failed` or `cancelled`, which are final.
          * @enum {string}
@@ -795,6 +1097,11 @@ export interface components {
          */
         CacheStatus: "miss" | "bypassed" | "hit" | "coalesced" | "disabled";
         Task: {
+            /**
+             * @description The URL that receives this task's webhook when it finishes (`GET /v1/tasks/{id}/deliveries` lists the attempts); null without one.
+             * @example https://hooks.example.com/vidgate
+             */
+            callback_url: string | null;
             /**
              * @description The task's id; use it in `/v1/tasks/{id}`.
              * @example task_9f3c2a7b1e4d
@@ -1778,6 +2085,14 @@ export interface components {
          */
         VideoCreateRequest: {
             /**
+             * Format: uri
+             * @description vidgate's addition to OpenAI's request (the SDK's `extra_body`): an HTTPS URL on a public address that
+             *     receives OpenAI's `video.completed` or `video.failed` event (a cancelled video is `video.failed`) when the
+             *     video finishes, signed like every vidgate webhook. OpenAI itself configures webhooks per project instead.
+             * @example https://hooks.example.com/vidgate
+             */
+            callback_url?: string;
+            /**
              * @description What the video shows.
              * @example a paper boat on a rainy street
              */
@@ -1802,6 +2117,12 @@ export interface components {
          *     }
          */
         VideoCreateForm: {
+            /**
+             * Format: uri
+             * @description vidgate's addition, as in the JSON request.
+             * @example https://hooks.example.com/vidgate
+             */
+            callback_url?: string;
             /**
              * @description What the video shows.
              * @example a paper boat on a rainy street
@@ -2335,6 +2656,65 @@ export interface operations {
             429: components["responses"]["TooManyRequests"];
         };
     };
+    listTaskDeliveries: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /**
+                 * @description The task's `id`.
+                 * @example task_9f3c2a7b1e4d
+                 */
+                id: components["parameters"]["TaskId"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The task's events, oldest first, each with its attempts. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["WebhookEventList"];
+                };
+            };
+            401: components["responses"]["Unauthorized"];
+            404: components["responses"]["NotFound"];
+            429: components["responses"]["TooManyRequests"];
+        };
+    };
+    redeliverTaskWebhooks: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /**
+                 * @description The task's `id`.
+                 * @example task_9f3c2a7b1e4d
+                 */
+                id: components["parameters"]["TaskId"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The task's events, pending again. */
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["WebhookEventList"];
+                };
+            };
+            401: components["responses"]["Unauthorized"];
+            404: components["responses"]["NotFound"];
+            409: components["responses"]["Conflict"];
+            429: components["responses"]["TooManyRequests"];
+        };
+    };
     getTaskContent: {
         parameters: {
             query?: never;
@@ -2722,6 +3102,99 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["LedgerEntry"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            404: components["responses"]["NotFound"];
+        };
+    };
+    adminGetWebhookSecret: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /**
+                 * @description The team's `id`.
+                 * @example team_acme_3fa9c1
+                 */
+                team_id: components["parameters"]["TeamId"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The current secret. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["WebhookSecret"];
+                };
+            };
+            401: components["responses"]["Unauthorized"];
+            404: components["responses"]["NotFound"];
+        };
+    };
+    adminRotateWebhookSecret: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /**
+                 * @description The team's `id`.
+                 * @example team_acme_3fa9c1
+                 */
+                team_id: components["parameters"]["TeamId"];
+            };
+            cookie?: never;
+        };
+        requestBody?: {
+            content: {
+                "application/json": components["schemas"]["WebhookSecretRotate"];
+            };
+        };
+        responses: {
+            /** @description The new secret. */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["WebhookSecret"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            404: components["responses"]["NotFound"];
+        };
+    };
+    adminListDeadLetters: {
+        parameters: {
+            query?: {
+                /** @description The most events to list. */
+                limit?: number;
+            };
+            header?: never;
+            path: {
+                /**
+                 * @description The team's `id`.
+                 * @example team_acme_3fa9c1
+                 */
+                team_id: components["parameters"]["TeamId"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The dead-lettered events. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["WebhookEventList"];
                 };
             };
             400: components["responses"]["BadRequest"];
@@ -3180,6 +3653,65 @@ export interface operations {
             };
             401: components["responses"]["Unauthorized"];
             404: components["responses"]["NotFound"];
+            429: components["responses"]["TooManyRequests"];
+        };
+    };
+    listVideoDeliveries: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /**
+                 * @description The video's id (a task id of either door).
+                 * @example task_9f3c0c1f2e3d4c5b6a7980aa
+                 */
+                id: components["parameters"]["VideoId"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The task's events, oldest first, each with its attempts. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["WebhookEventList"];
+                };
+            };
+            401: components["responses"]["Unauthorized"];
+            404: components["responses"]["NotFound"];
+            429: components["responses"]["TooManyRequests"];
+        };
+    };
+    redeliverVideoWebhooks: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /**
+                 * @description The video's id (a task id of either door).
+                 * @example task_9f3c0c1f2e3d4c5b6a7980aa
+                 */
+                id: components["parameters"]["VideoId"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The task's events, pending again. */
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["WebhookEventList"];
+                };
+            };
+            401: components["responses"]["Unauthorized"];
+            404: components["responses"]["NotFound"];
+            409: components["responses"]["Conflict"];
             429: components["responses"]["TooManyRequests"];
         };
     };

@@ -79,7 +79,7 @@ export function createApp(deps: AppDeps): express.Express {
   app.use(createNativeRoutes(deps));
   app.use(createOpenAIRoutes(deps));
   app.use(createImageLinkRoutes(deps));
-  app.use('/admin', createAdminRouter({ store: deps.store, teams: deps.teams, microUsdPerCredit: deps.microUsdPerCredit, now: deps.now }));
+  app.use('/admin', createAdminRouter({ store: deps.store, teams: deps.teams, microUsdPerCredit: deps.microUsdPerCredit, now: deps.now, webhooks: deps.webhooks }));
   // Whatever the validator let through and no route took: JSON, never Express's HTML 404.
   app.use((_req, _res, next) => next(new ApiError(404, 'not_found_error', 'route_not_found', 'no such route; see /docs')));
 

@@ -16,6 +16,9 @@ export interface Delivery {
   signatures: number;
   path: string;
   body: unknown;
+  /** The body and headers as received, to verify again with a given secret. */
+  raw: string;
+  headers: Record<string, string>;
   /** When it arrived (Date.now()). */
   at_ms: number;
   /** What `onDelivery` returned, for assertions made at the moment of receipt (the ledger, say). */
@@ -78,6 +81,8 @@ export async function startWebhookReceiver(options: ReceiverOptions): Promise<Re
           signatures: headers['webhook-signature']!.split(' ').length,
           path: req.url ?? '/',
           body: JSON.parse(raw) as unknown,
+          raw,
+          headers,
           at_ms: Date.now(),
         };
         if (options.onDelivery) d.seen = await options.onDelivery(d);

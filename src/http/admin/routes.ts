@@ -4,6 +4,8 @@ import type { components } from '../../generated/vidgate-api';
 import type { ApiKeyRecord, Quotas, Store, TeamRecord } from '../../store/types';
 import { splitRequestsPerMinute, type TeamService } from '../../core/teams';
 import { usageReport, type UsageQuery } from '../../core/usage';
+import type { WebhookService } from '../../core/webhooks';
+import { presentEvents } from '../webhook-events';
 
 type Schemas = components['schemas'];
 
@@ -48,11 +50,27 @@ export interface AdminDeps {
   /** The value of one credit, in whole micro-USD. */
   microUsdPerCredit: number;
   now: () => number;
+  webhooks: WebhookService;
 }
 
 /** The admin routes; the app checks the admin token before the body is read. */
-export function createAdminRouter({ store, teams, microUsdPerCredit, now }: AdminDeps): express.Router {
+export function createAdminRouter({ store, teams, microUsdPerCredit, now, webhooks }: AdminDeps): express.Router {
   const router = express.Router();
+
+  router.get('/teams/:team_id/webhook-secret', async (req, res) => {
+    const teamId = req.params.team_id!;
+    const secret = await webhooks.currentSecret(teamId);
+    res.json({ object: 'webhook_secret', team_id: teamId, secret: secret.secret, created: toUnixS(secret.created_at_ms)!, previous_expires_at: null });
+  });
+  router.post('/teams/:team_id/webhook-secret', async (req, res) => {
+    const teamId = req.params.team_id!;
+    const body = (req.body ?? {}) as Schemas['WebhookSecretRotate'];
+    const made = await webhooks.rotateSecret(teamId, body.grace_s === undefined ? undefined : body.grace_s * 1000);
+    res.status(201).json({ object: 'webhook_secret', team_id: teamId, secret: made.secret, created: toUnixS(made.created_at_ms)!, previous_expires_at: toUnixS(made.previous_expire_at_ms) });
+  });
+  router.get('/teams/:team_id/dead-letters', async (req, res) => {
+    res.json(presentEvents(await webhooks.deadLetters(req.params.team_id!, Number(req.query.limit ?? 100))));
+  });
 
   router.post('/teams', async (req, res) => {
     const body = req.body as Schemas['TeamCreate'];

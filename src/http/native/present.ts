@@ -66,6 +66,7 @@ export function presentTask(t: TaskRecord, attempts: readonly AttemptRecord[], o
     })),
     completed_at: t.completed_at_ms === null ? null : toUnixS(t.completed_at_ms),
     cache: t.cache_status,
+    callback_url: t.callback_url,
   };
   if (t.status === 'completed' && t.asset_stored_at_ms !== null) {
     task.results = t.asset_expired ? [] : [`${opts.baseUrl}/v1/tasks/${t.id}/content`];

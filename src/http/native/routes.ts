@@ -15,6 +15,8 @@ import type { Router } from '../../routing/router';
 import type { Store, TaskRecord, TaskStatus } from '../../store/types';
 import { normalizeGeneration } from './normalize';
 import { presentTask } from './present';
+import type { WebhookService } from '../../core/webhooks';
+import { presentEvents } from '../webhook-events';
 
 export interface NativeRoutesDeps {
   store: Store;
@@ -28,6 +30,7 @@ export interface NativeRoutesDeps {
   microUsdPerCredit: number;
   /** Checks image and callback URLs at submission. */
   outbound: Outbound;
+  webhooks: WebhookService;
   disabledProviders: readonly DisabledProvider[];
 }
 
@@ -65,6 +68,14 @@ export function createNativeRoutes(deps: NativeRoutesDeps): express.Router {
 
   routes.post('/v1/tasks/:id/cancel', async (req, res) => {
     res.json(await presentOne(req, await tasks.cancel(caller(res), req.params.id!)));
+  });
+
+  routes.get('/v1/tasks/:id/deliveries', async (req, res) => {
+    res.json(presentEvents(await deps.webhooks.deliveries(caller(res), req.params.id!)));
+  });
+
+  routes.post('/v1/tasks/:id/deliveries/redeliver', async (req, res) => {
+    res.status(202).json(presentEvents(await deps.webhooks.redeliver(caller(res), req.params.id!, deps.now())));
   });
 
   routes.get('/v1/tasks/:id/content', async (req, res) => {

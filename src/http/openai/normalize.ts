@@ -36,6 +36,10 @@ export async function normalizeVideoCreate(body: VideoCreate, router: Router, ou
     if (problem) throw invalidRequest('invalid_url', `input_reference.image_url ${problem}`, 'input_reference');
     request.image_url = url;
   }
+  if (body.callback_url !== undefined) {
+    const problem = await outbound.checkUrl(body.callback_url);
+    if (problem) throw invalidRequest('invalid_url', `callback_url ${problem}`, 'callback_url');
+  }
   assertOffered(request, router, { model: 'model', size: 'size', tier: 'size', duration: 'seconds' });
-  return { request, callback_url: null, cache: true, image_param: 'input_reference' };
+  return { request, callback_url: body.callback_url ?? null, cache: true, image_param: 'input_reference' };
 }

@@ -11,13 +11,17 @@ import type { Router } from '../../routing/router';
 import type { TaskRecord } from '../../store/types';
 import { normalizeVideoCreate } from './normalize';
 import { POLL_AFTER_MS, presentVideo } from './present';
+import type { WebhookService } from '../../core/webhooks';
+import { presentEvents } from '../webhook-events';
 
 export interface OpenAIRoutesDeps {
   router: Router;
   tasks: TaskService;
   retentionMs: number;
-  /** Checks image URLs at submission. */
+  /** Checks image and callback URLs at submission. */
   outbound: Outbound;
+  webhooks: WebhookService;
+  now: () => number;
 }
 
 type ListQuery = { after?: string; limit?: number; order?: 'asc' | 'desc' };
@@ -55,6 +59,14 @@ export function createOpenAIRoutes(deps: OpenAIRoutesDeps): express.Router {
   routes.delete('/v1/videos/:id', async (req, res) => {
     const deleted = await tasks.delete(caller(res), req.params.id!);
     res.json({ id: deleted.id, object: 'video.deleted', deleted: true });
+  });
+
+  routes.get('/v1/videos/:id/deliveries', async (req, res) => {
+    res.json(presentEvents(await deps.webhooks.deliveries(caller(res), req.params.id!)));
+  });
+
+  routes.post('/v1/videos/:id/deliveries/redeliver', async (req, res) => {
+    res.status(202).json(presentEvents(await deps.webhooks.redeliver(caller(res), req.params.id!, deps.now())));
   });
 
   routes.get('/v1/videos/:id/content', async (req, res) => {
