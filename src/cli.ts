@@ -138,6 +138,21 @@ Exit codes: 0 done, 1 the gateway refused (its error is printed), 2 usage error,
     .action((id: string, opts) => call(['POST', `/admin/keys/${enc(id)}/rotate`, { grace_seconds: nullIfNone(opts.graceSeconds) ?? 0 }]));
   keys.command('revoke').description('stop a key at once').argument('<key_id>').action((id: string) => call(['POST', `/admin/keys/${enc(id)}/revoke`]));
 
+  const webhooks = root.command('webhooks').description("a team's webhook signing secret and dead-lettered deliveries");
+  const secret = webhooks.command('secret').description("a team's webhook signing secret");
+  secret.command('show').description('the current secret').argument('<team_id>').action((id: string) => call(['GET', `/admin/teams/${enc(id)}/webhook-secret`]));
+  secret
+    .command('rotate')
+    .description('a new secret (the first one, or in place of the current one)')
+    .argument('<team_id>')
+    .option('--grace-seconds <n>', "how long the previous secret keeps signing beside the new one (the gateway's webhooks.rotation_grace_ms by default)", (v) => {
+      if (!/^\d+$/.test(v)) throw new InvalidArgumentError('a whole number of seconds');
+      return Number(v);
+    })
+    .action((id: string, opts: { graceSeconds?: number }) =>
+      call(['POST', `/admin/teams/${enc(id)}/webhook-secret`, opts.graceSeconds === undefined ? {} : { grace_s: opts.graceSeconds }]));
+  webhooks.command('dead-letters').description("a team's dead-lettered events, newest first").argument('<team_id>').action((id: string) => call(['GET', `/admin/teams/${enc(id)}/dead-letters`]));
+
   root
     .command('usage')
     .description("every team's usage today, or one team's with what its tasks spent")

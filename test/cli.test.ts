@@ -105,6 +105,19 @@ describe('keys', () => {
     expect(list.text).not.toContain(key);
   });
 
+  it("webhooks: creates, shows and rotates a team's signing secret, and lists its dead letters", async () => {
+    const made = await cli(['webhooks', 'secret', 'rotate', teamId]);
+    expect(made.code).toBe(0);
+    expect(made.json).toMatchObject({ object: 'webhook_secret', team_id: teamId, secret: expect.stringMatching(/^whsec_/) });
+    expect((await cli(['webhooks', 'secret', 'show', teamId])).json.secret).toBe(made.json.secret);
+    const rotated = await cli(['webhooks', 'secret', 'rotate', teamId, '--grace-seconds', '60']);
+    expect(rotated.json.secret).not.toBe(made.json.secret);
+    expect(rotated.json.previous_expires_at - rotated.json.created).toBe(60);
+    expect((await cli(['webhooks', 'secret', 'rotate', teamId, '--grace-seconds', 'soon'])).code).toBe(2);
+    expect((await cli(['webhooks', 'dead-letters', teamId])).json).toEqual({ object: 'list', data: [] });
+    expect((await cli(['webhooks', 'secret', 'show', 'team_nope'])).code).toBe(1);
+  });
+
   it('update, rotate (at once and with a grace period) and revoke', async () => {
     const created = await cli(['keys', 'create', teamId, '--name', 'svc', '--models', 'sora-2']);
     const first = created.json as { id: string; key: string };
