@@ -3,6 +3,7 @@
 import { describe, expect, it, type TestContext } from 'vitest';
 import type { components } from '../src/generated/vidgate-api';
 import { Webhook } from 'standardwebhooks';
+import type { GatewayOptions } from '../src/core/gateway';
 import { ADMIN_TOKEN, KEY_A, KEY_B, auth, startTestGateway, waitFor, type ConfigOverrides } from './support/gateway';
 import { startWebhookReceiver, type Answer, type Delivery, type Receiver } from './support/webhook-receiver';
 
@@ -21,7 +22,7 @@ interface Rig {
 /** What the ledger holds for the task a delivery announces, at the moment it arrives. */
 type Seen = { task_id: string; ledger: string[] };
 
-async function rig(ctx: TestContext, overrides: ConfigOverrides = {}, answer?: (d: Delivery) => Answer): Promise<Rig> {
+async function rig(ctx: TestContext, overrides: ConfigOverrides = {}, answer?: (d: Delivery) => Answer, options: GatewayOptions = {}): Promise<Rig> {
   let h: Harness | undefined;
   const receiver = await startWebhookReceiver({
     // Each team's secrets in force; a delivery must carry a signature by one of them.
@@ -43,7 +44,7 @@ async function rig(ctx: TestContext, overrides: ConfigOverrides = {}, answer?: (
     outbound: { trusted_origins: [receiver.origin], ca_file: receiver.caFile },
     webhooks: { retry_schedule_ms: [100, 200, 400], poll_interval_ms: 50 },
     ...overrides,
-  });
+  }, options);
   ctx.onTestFinished(async () => {
     await h!.close();
     await receiver.close();
@@ -279,5 +280,29 @@ describe('webhooks: visible, redeliverable, per door, rotated', () => {
     const db = readFileSync(r.h.config.store.sqlite_path);
     expect(db.includes(Buffer.from(third.slice(6)))).toBe(false);
     expect(r.receiver.badSignatures).toEqual([]);
+  });
+});
+
+describe('webhooks: the address is checked again at delivery', () => {
+  it('a name public at submission that resolves to 127.0.0.1 at delivery is refused, recorded, and never connected to', async (ctx) => {
+    // The injected resolver stands for DNS: a public address first, then a rebinding to loopback.
+    let address = '93.184.215.14';
+    const r = await rig(ctx, { webhooks: { retry_schedule_ms: [], poll_interval_ms: 50 } }, undefined, {
+      resolve: async (host) => (host === 'hooks.rebind.example.com' ? [{ address, family: 4 }] : Promise.reject(new Error(`ENOTFOUND ${host}`))),
+    });
+    await r.h.gateway.deliverer.stop(5000); // nothing is sent while the name still resolves to the public address
+    const port = new URL(r.receiver.origin).port;
+    const task = await submit(r, { ...BODY, callback_url: `https://hooks.rebind.example.com:${port}/hook` });
+    address = '127.0.0.1';
+    const before = r.receiver.connections();
+    r.h.gateway.deliverer.start();
+    const [event] = await waitFor(async () => {
+      const events = await r.h.gateway.store.listTaskEvents(task.id);
+      return events[0]?.state === 'dead' ? events : undefined;
+    });
+    const attempts = await r.h.gateway.store.listDeliveryAttempts([event!.id]);
+    expect(attempts).toEqual([expect.objectContaining({ n: 1, status_code: null, error: 'refused: the URL resolves only to private or reserved addresses' })]);
+    expect(r.receiver.connections()).toBe(before);
+    expect(r.receiver.deliveries).toEqual([]);
   });
 });

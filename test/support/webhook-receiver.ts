@@ -42,6 +42,8 @@ export interface Receiver {
   caFile: string;
   deliveries: Delivery[];
   badSignatures: string[];
+  /** TCP connections accepted so far. */
+  connections(): number;
   setAnswer(answer: (d: Delivery) => Answer): void;
   close(): Promise<void>;
 }
@@ -94,12 +96,15 @@ export async function startWebhookReceiver(options: ReceiverOptions): Promise<Re
       })();
     });
   });
+  let connections = 0;
+  server.on('connection', () => void (connections += 1));
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   return {
     origin: `https://127.0.0.1:${(server.address() as AddressInfo).port}`,
     caFile: ca.caFile,
     deliveries,
     badSignatures,
+    connections: () => connections,
     setAnswer(a) {
       answer = a;
     },
