@@ -4,7 +4,7 @@
 // retry the event is dead-lettered (kept, listed, redeliverable). Delivery is at least once: an event whose
 // deliverer died mid-attempt is claimed again when its lease lapses, with the same webhook-id.
 import type { ClaimedEvent, DeliveryOutcome, Door, OutboxEvent, Store, TaskRecord } from '../store/types';
-import type { OutboundInit } from '../net/outbound';
+import { OutboundRefused, type OutboundInit } from '../net/outbound';
 import type { Config } from './config';
 import { createLeasedLoop, type LeasedLoop } from './leased-loop';
 import type { Logger } from './logger';
@@ -31,8 +31,8 @@ export interface DelivererDeps {
 
 /** Why an attempt failed, in words safe to show the team. */
 function describeFailure(err: unknown, timeoutMs: number): string {
-  const e = err as Error & { reason?: string; cause?: { code?: string } };
-  if (e?.name === 'OutboundRefused') return `refused: the URL ${e.reason ?? 'is not allowed'}`;
+  if (err instanceof OutboundRefused) return `refused: the URL ${err.reason}`;
+  const e = err as Error & { cause?: { code?: string } };
   if (e?.name === 'TimeoutError' || e?.name === 'AbortError') return `no answer within ${timeoutMs} ms`;
   const code = e?.cause?.code;
   return code ? `network error (${code})` : 'network error';
@@ -47,6 +47,11 @@ export function afterFailure(schedule: readonly number[], failures: number, nowM
   return wait === undefined ? { state: 'dead' } : { state: 'pending', next_run_at_ms: nowMs + wait };
 }
 
+/**
+ * The deliverer's loop: up to `webhooks.concurrency` events at once, each attempt bounded by `webhooks.timeout_ms`,
+ * recorded (time, status, latency, error) with its outcome under the event's lease. Start, wake and stop it like
+ * the other leased loops.
+ */
 export function createDeliverer(deps: DelivererDeps): LeasedLoop {
   const { store, config, metrics, log, now } = deps;
 

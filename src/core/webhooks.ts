@@ -25,6 +25,7 @@ export interface WebhookServiceDeps {
 
 export type WebhookService = ReturnType<typeof createWebhookService>;
 
+/** The webhook use cases; ApiErrors (404, 409) as documented in the spec. */
 export function createWebhookService(deps: WebhookServiceDeps) {
   const { store } = deps;
 

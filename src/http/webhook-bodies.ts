@@ -13,6 +13,7 @@ export interface WebhookBodyOptions {
   retentionMs: number;
 }
 
+/** The renderer of each door's webhook body, for the deliverer. */
 export function webhookBodies({ store, baseUrl, retentionMs }: WebhookBodyOptions): Record<Door, EventRenderer> {
   return {
     native: async (task) => presentTask(task, await store.listAttempts([task.id]), { baseUrl: baseUrl(), retentionMs }),

@@ -4,6 +4,7 @@ import type { EventDeliveries } from '../core/webhooks';
 
 type WebhookEvent = components['schemas']['WebhookEvent'];
 
+/** Events with their attempts as a `WebhookEventList`; `next_attempt_at` only for a pending event. */
 export function presentEvents(list: readonly EventDeliveries[]): components['schemas']['WebhookEventList'] {
   return { object: 'list', data: list.map(presentEvent) };
 }
