@@ -4,6 +4,9 @@ import {
   defaultAspectRatioStyle,
   type TasksApiOffer,
 } from '../src/providers/tasks-api';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { downloadResult } from '../src/providers/tasks-api/result-download';
 import { parseTask } from '../src/providers/tasks-api/wire';
 import { createOutbound } from '../src/net/outbound';
 import { ProviderError, type ProviderAdapter } from '../src/providers/types';
@@ -163,6 +166,33 @@ describe('lifecycle', () => {
     expectError(err, 'malformed_response', true);
     expect(err.message).toMatch(/must use https|private/);
     expect(cdn.requests).toHaveLength(0); // never contacted
+  });
+
+  it('does not follow a redirect from a trusted result origin', async () => {
+    // A CDN that sends the download elsewhere (here: to the API's own file route, which must not be asked).
+    const api = await startFakeTasksApi({ mp4, durationMs: 0 });
+    extraServers.push(api);
+    const seen: string[] = [];
+    const cdn = http.createServer((req, res) => {
+      seen.push(req.url!);
+      res.writeHead(302, { location: `${api.url}${req.url}` }).end();
+    });
+    await new Promise<void>((resolve) => cdn.listen(0, '127.0.0.1', resolve));
+    const cdnUrl = `http://127.0.0.1:${(cdn.address() as AddressInfo).port}`;
+    try {
+      const { upstreamId } = await provider({ baseUrl: api.url, apiKey: api.apiKey }).submit(request(), {});
+      api.requests.length = 0;
+      // The link the API gives is on the CDN.
+      const link = `${cdnUrl}/files/${upstreamId}.mp4`;
+      const err = await rejection(downloadResult({ baseUrl: api.url, apiKey: api.apiKey, timeoutMs: 2000 }, link, createOutbound({ trusted_origins: [cdnUrl] })));
+      expectError(err, 'malformed_response', true);
+      expect(err.message).toContain('redirects (HTTP 302)');
+      expect(seen).toEqual([`/files/${upstreamId}.mp4`]);
+      expect(api.requests.some((r) => r.path.startsWith('/files/'))).toBe(false);
+    } finally {
+      cdn.closeAllConnections();
+      await new Promise((resolve) => cdn.close(resolve));
+    }
   });
 
   it('fetches results on another (trusted) origin WITHOUT the Authorization header', async () => {
