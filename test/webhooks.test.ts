@@ -124,6 +124,29 @@ describe('webhooks: the documented body, signed, after the settlement', () => {
     expect((d!.seen as Seen).ledger).toEqual(['reserve', 'release']);
   });
 
+  it("a follower's own cancel, and a cancelled leader whose heir then completes: one event each", async (ctx) => {
+    const r = await rig(ctx, { cache: { enabled: true }, providers: [{ id: 'simulated', kind: 'simulated', duration_ms: 2500, fps: 4 }] });
+    const leader = await submit(r, { ...BODY, callback_url: r.hook('/leader') });
+    const heir = await submit(r, { ...BODY, callback_url: r.hook('/heir') });
+    const quitter = await submit(r, { ...BODY, callback_url: r.hook('/quitter') });
+    expect([heir.cache, quitter.cache]).toEqual(['coalesced', 'coalesced']);
+    expect((await r.h.http.post(`/v1/tasks/${quitter.id}/cancel`).set(auth(KEY_A))).status).toBe(200);
+    const [dq] = await delivered(r, quitter.id);
+    expect(dq!.body).toEqual(await query(r, quitter.id));
+    expect((dq!.body as Task).status).toBe('cancelled');
+    expect((dq!.seen as Seen).ledger).toEqual(['reserve', 'release']);
+
+    expect((await r.h.http.post(`/v1/tasks/${leader.id}/cancel`).set(auth(KEY_A))).status).toBe(200);
+    const [dl] = await delivered(r, leader.id);
+    expect((dl!.body as Task).status).toBe('cancelled');
+    const [dh] = await delivered(r, heir.id);
+    expect((dh!.body as Task).status).toBe('completed');
+    expect(dh!.body).toEqual(await query(r, heir.id));
+    expect((dh!.seen as Seen).ledger).toContain('settle');
+    for (const id of [leader.id, heir.id, quitter.id]) expect(await r.h.gateway.store.listTaskEvents(id)).toHaveLength(1);
+    expect(r.receiver.badSignatures).toEqual([]);
+  });
+
   it('a failed task, after its reservation was released', async (ctx) => {
     const r = await rig(ctx, { providers: [{ id: 'simulated', kind: 'simulated', duration_ms: 200, fps: 4, failure_rate: 1, failure_kind: 'terminal' }] });
     const task = await submit(r, { ...BODY, callback_url: r.hook() });
