@@ -810,6 +810,11 @@ export function describeStoreConformance(name: string, makeStore: () => Promise<
         const rich = (await store.createTask(cached({ created_at_ms: T0 + 5 }), lookup())).task;
         const cancelled = await store.cancel(leader.id, 'owner-a', T0 + 6);
         expect(cancelled).toMatchObject({ abandon_job: false, heir: { task: { id: rich.id, upstream_id: 'up-1' } } });
+        // The report has the leader's release and the heir's reservation grown to the job's price.
+        expect(cancelled?.report.credits).toEqual([
+          { kind: 'released', team_id: 'owner-a', model: 'sim-video', provider_id: 'sim', cache_hit: false, credits: 8 },
+          { kind: 'reserved', team_id: 'owner-a', model: 'sim-video', provider_id: 'sim', cache_hit: false, credits: 8 },
+        ]);
         expect(await store.getTask(poor.id)).toMatchObject({ status: 'processing', source_id: rich.id, credits_reserved: 0 });
         expect((await store.listLedger('poor')).map((e) => e.kind)).toEqual(['reserve']);
       });
