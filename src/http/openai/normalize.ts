@@ -27,6 +27,7 @@ export function normalizeVideoCreate(body: VideoCreate, router: Router, trustedO
     size: body.size ?? DEFAULTS.size,
     duration_s: Number(body.seconds ?? DEFAULTS.seconds) as NormalizedRequest['duration_s'],
   };
+  if (body.resize_mode !== undefined) request.resize_mode = body.resize_mode;
   const reference = body.input_reference;
   if (typeof reference === 'object' && reference !== null) {
     const url = reference.image_url;
