@@ -66,7 +66,11 @@ beforeAll(async () => {
     VIDGATE_AUTH__API_KEYS: 'playground-bootstrap-key-0123456789',
     VIDGATE_ADMIN_TOKEN: ADMIN,
     VIDGATE_LOG_LEVEL: 'warn',
-    VIDGATE_PROVIDERS: JSON.stringify([{ id: 'simulated', kind: 'simulated', duration_ms: JOB_MS, fps: 4 }]),
+    VIDGATE_PROVIDERS: JSON.stringify([
+      { id: 'simulated', kind: 'simulated', duration_ms: JOB_MS, fps: 4 },
+      // A model with little on offer, whose every job is refused by the content policy.
+      { id: 'strict', kind: 'simulated', duration_ms: 600, fps: 4, failure_rate: 1, failure_kind: 'terminal', models: [{ model: 'strict-model', usd_per_second: { standard: 0.05 }, durations_s: [4], image_input: false }] },
+    ]),
     VIDGATE_WORKERS__POLL_INTERVAL_MS: '100',
   });
   const team = await admin('POST', '/admin/teams', { name: 'studio' });
@@ -266,6 +270,23 @@ describe('the playground', () => {
     await admin('PATCH', `/admin/teams/${teamId}`, { quotas: { credits_per_day: null } });
   });
 
+  it("a model's limits cannot be picked, and a refusal by the content policy is said in words", async () => {
+    await page.getByLabel('Model').selectOption('strict-model');
+    expect(await page.getByLabel('8 s').isDisabled()).toBe(true);
+    expect(await page.getByLabel('12 s').isDisabled()).toBe(true);
+    expect(await page.getByLabel('Choose or drop a JPG, PNG or WebP image (up to 10 MB)').isDisabled()).toBe(true);
+    await page.getByLabel('Prompt').fill('something the provider refuses');
+    await expect.poll(() => page.getByTestId('estimate-provider').textContent(), { timeout: 10_000 }).toBe('Served by strict.');
+    await page.getByRole('button', { name: 'Generate' }).click();
+    const id = await submitted();
+    await expect.poll(() => taskItem(id).getAttribute('data-status'), { timeout: 30_000 }).toBe('failed');
+    expect(await taskItem(id).getByTestId('task-error').textContent()).toBe("Refused by the provider's content policy: simulated content policy violation");
+    // Its estimate no longer offers to follow it.
+    await expect.poll(() => page.getByTestId('estimate-provider').textContent(), { timeout: 10_000 }).toBe('Served by strict.');
+    await shot('11-content-policy');
+    await page.getByLabel('Model').selectOption('sora-2');
+  });
+
   it('the history holds the latest 20 tasks, survives a reload, and reads on a phone-sized window', async () => {
     // One generation, then 20 cache hits of it (completed at once): 23 tasks of the team in all.
     const request = { model: 'sora-2', prompt: 'a kite over a beach', aspect_ratio: '1280x720', duration: 4 };
@@ -285,7 +306,7 @@ describe('the playground', () => {
     await page.getByTestId('estimate-credits').waitFor();
     await page.setViewportSize({ width: 390, height: 844 });
     expect(await page.evaluate(() => (globalThis as any).document.documentElement.scrollWidth)).toBeLessThanOrEqual(390);
-    await shot('11-phone');
+    await shot('12-phone');
     expect(pageErrors).toEqual([]);
   });
 
