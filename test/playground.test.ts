@@ -51,6 +51,7 @@ async function submitted(): Promise<string> {
 }
 /** The estimate once the page shows the one for these credits' request (it is debounced). */
 async function shownEstimate(expected: { credits: number; usd: number }) {
+  await expect.poll(() => page.getByTestId('estimate').getAttribute('aria-busy'), { timeout: 10_000 }).toBeNull();
   await expect.poll(() => page.getByTestId('estimate-credits').textContent(), { timeout: 10_000 }).toBe(`${expected.credits.toLocaleString('en')} credits`);
   expect(await page.getByTestId('estimate-usd').textContent()).toBe(`$${expected.usd.toFixed(2)}`);
 }
@@ -242,16 +243,30 @@ describe('the playground', () => {
     await page.getByRole('button', { name: 'Remove the image' }).click();
   });
 
-  it('cancels a running task', async () => {
+  it('explains a 429 with its wait, and cancels a running task', async () => {
+    await admin('PATCH', `/admin/teams/${teamId}`, { quotas: { max_concurrent: 1 } });
     await page.getByLabel('Prompt').fill('a lighthouse in a storm, to be cancelled');
     await page.getByRole('button', { name: 'Generate' }).click();
     const id = await submitted();
+    // A second one while it runs: over the team's one unfinished task.
+    await page.getByLabel('Prompt').fill('a second lighthouse, one too many');
+    await page.getByRole('button', { name: 'Generate' }).click();
+    await expect.poll(() => page.getByTestId('generate-result').textContent(), { timeout: 10_000 }).toBe(
+      "Too many requests: too many unfinished tasks: the team's max concurrent is 1 and 1 are used. Try again in 10 s.",
+    );
+    expect(await page.getByTestId('generate-result').getAttribute('role')).toBe('alert');
+    expect(await taskItem(id).getAttribute('data-status')).toMatch(/^(pending|processing)$/);
+    await expect.poll(() => page.getByTestId('estimate-provider').textContent(), { timeout: 10_000 }).toBe('Served by simulated.');
+    expect(await page.getByTestId('estimate').getAttribute('aria-busy')).toBeNull();
+    await shot('09-too-many');
+    await admin('PATCH', `/admin/teams/${teamId}`, { quotas: { max_concurrent: null } });
+
     const cancel = taskItem(id).getByRole('button', { name: 'Cancel' });
     await cancel.click();
     await expect.poll(() => taskItem(id).getAttribute('data-status'), { timeout: 10_000 }).toBe('cancelled');
     expect(await taskItem(id).getByTestId('task-price').textContent()).toBe('0 credits ($0.00)');
     expect((await apiCall('GET', `/v1/tasks/${id}`)).status).toBe('cancelled');
-    await shot('09-cancelled');
+    await shot('10-cancelled');
   });
 
   it('says before and on Generate that the budget is spent (402, with the wait)', async () => {
@@ -266,7 +281,7 @@ describe('the playground', () => {
       /^Over budget: not enough credits: the team's credits per day is \d+ and \d+ are used\. Try again in \d+ (s|min|h)\.$/,
     );
     expect(await alert.getAttribute('role')).toBe('alert');
-    await shot('10-over-budget');
+    await shot('11-over-budget');
     await admin('PATCH', `/admin/teams/${teamId}`, { quotas: { credits_per_day: null } });
   });
 
@@ -283,7 +298,7 @@ describe('the playground', () => {
     expect(await taskItem(id).getByTestId('task-error').textContent()).toBe("Refused by the provider's content policy: simulated content policy violation");
     // Its estimate no longer offers to follow it.
     await expect.poll(() => page.getByTestId('estimate-provider').textContent(), { timeout: 10_000 }).toBe('Served by strict.');
-    await shot('11-content-policy');
+    await shot('12-content-policy');
     await page.getByLabel('Model').selectOption('sora-2');
   });
 
@@ -306,7 +321,7 @@ describe('the playground', () => {
     await page.getByTestId('estimate-credits').waitFor();
     await page.setViewportSize({ width: 390, height: 844 });
     expect(await page.evaluate(() => (globalThis as any).document.documentElement.scrollWidth)).toBeLessThanOrEqual(390);
-    await shot('12-phone');
+    await shot('13-phone');
     expect(pageErrors).toEqual([]);
   });
 

@@ -34,7 +34,8 @@ export function Generator({ apiKey, catalog, onCreated, historyVersion }: Props)
   const [image, setImage] = useState<ReferenceImage | null>(null);
   const [imageError, setImageError] = useState<string | null>(null);
   const [resizeMode, setResizeMode] = useState<'pad' | 'crop'>('pad');
-  const [estimate, setEstimate] = useState<Estimate | null>(null);
+  /** The latest estimate, and the choices it was made for (`requestKey`). */
+  const [estimated, setEstimated] = useState<{ for: string; estimate: Estimate } | null>(null);
   const [estimateError, setEstimateError] = useState<string | null>(null);
   const [submitting, setSubmitting] = useState(false);
   const [result, setResult] = useState<{ ok: boolean; text: string } | null>(null);
@@ -68,14 +69,15 @@ export function Generator({ apiKey, catalog, onCreated, historyVersion }: Props)
     ...(image && { resize_mode: resizeMode }),
   });
 
-  // The estimate follows every choice.
+  // The estimate follows every choice; until the one for the current choices arrives, the last one reads as updating.
+  const requestKey = JSON.stringify([request(), image?.sha256 ?? null]);
   useEffect(() => {
     if (!model || tooLong) return;
     let stale = false;
     const timer = setTimeout(() => {
       api.estimate(apiKey, request(), image?.sha256 ?? undefined).then(
-        (e) => !stale && (setEstimate(e), setEstimateError(null)),
-        (err: unknown) => !stale && (setEstimate(null), setEstimateError(describeFailure(err))),
+        (e) => !stale && (setEstimated({ for: requestKey, estimate: e }), setEstimateError(null)),
+        (err: unknown) => !stale && (setEstimated(null), setEstimateError(describeFailure(err))),
       );
     }, ESTIMATE_DEBOUNCE_MS);
     return () => {
@@ -131,6 +133,8 @@ export function Generator({ apiKey, catalog, onCreated, historyVersion }: Props)
 
   // The cache can only be known for the prompt typed, and for an image whose bytes were hashed.
   const cacheKnown = !blankPrompt && (!image || image.sha256 !== null);
+  const estimate = estimated?.estimate ?? null;
+  const updating = estimated !== null && estimated.for !== requestKey;
   const cached = cacheKnown ? estimate?.cache : undefined;
   const charge = cached ?? (estimate && estimate.credits !== null ? { credits: estimate.credits, usd: estimate.usd ?? 0 } : null);
 
@@ -236,8 +240,8 @@ export function Generator({ apiKey, catalog, onCreated, historyVersion }: Props)
         )}
       </fieldset>
 
-      <section class="estimate" aria-labelledby="estimate-title" aria-live="polite">
-        <h3 id="estimate-title">Estimated cost</h3>
+      <section class={updating ? 'estimate updating' : 'estimate'} aria-labelledby="estimate-title" aria-live="polite" aria-busy={updating ? 'true' : undefined} data-testid="estimate">
+        <h3 id="estimate-title">Estimated cost{updating && <span class="muted"> (updating…)</span>}</h3>
         {estimateError && <p class="error">{estimateError}</p>}
         {estimate && charge && (
           <>
