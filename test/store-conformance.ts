@@ -697,6 +697,20 @@ export function describeStoreConformance(name: string, makeStore: () => Promise<
         expect(((await store.createTask(cached(), lookup())).task).cache_status).toBe('miss'); // not the expired one, not the hit
       });
 
+      it('cacheOutlook tells, changing nothing, what createTask would serve: a running leader, then a fresh result', async () => {
+        const store = await open();
+        expect(await store.cacheOutlook(KEY, T0)).toBeNull();
+        const leader = await processingTask(store, cached());
+        expect(await store.cacheOutlook(KEY, T0)).toBe('coalesced');
+        expect(await store.markCompleted(leader.id, leader.lease_token, `video-${leader.id}`, T0 + 100)).toEqual([]);
+        expect(await store.cacheOutlook(KEY, T0 + 100)).toBe('hit');
+        expect(await store.cacheOutlook(KEY, T0 + 101)).toBeNull(); // older than the TTL allows
+        expect(await store.cacheOutlook('x'.repeat(64), T0)).toBeNull();
+        await store.markAssetExpired(`video-${leader.id}`);
+        expect(await store.cacheOutlook(KEY, T0)).toBeNull();
+        expect((await store.listTasks({ owner_id: 'owner-a', limit: 10 })).map((t) => t.id)).toEqual([leader.id]);
+      });
+
       it('checks a remembered source and falls back to the index when it no longer serves', async () => {
         const store = await open();
         const older = await completedSource(store, T0 + 100);

@@ -99,6 +99,20 @@ export function createTaskService(deps: TaskServiceDeps) {
    * its running generation; else reserves the quote on the cheapest capable provider and queues the task.
    * Refuses over quota (402, 429).
    */
+  /**
+   * How the cache would serve this request of the caller's now, for an estimate (nothing changes): `hit` or
+   * `coalesced` with what it would charge in credits, or null (generated; or the cache is off). `imageSha256` is
+   * the hex SHA-256 of the reference image's bytes, as `submit` keys an uploaded one; an image URL without it is
+   * not read here, so its outlook is unknown (null).
+   */
+  async function cacheOutlook(caller: Caller, request: NormalizedRequest, imageSha256?: string): Promise<{ status: 'hit' | 'coalesced'; credits: number } | null> {
+    if (request.image_url !== undefined && imageSha256 === undefined) return null;
+    const { cache_key: key, lookup } = await deps.cache.plan(caller.owner_id, request, true, imageSha256);
+    if (key === null || !lookup) return null;
+    const status = await store.cacheOutlook(key, lookup.fresh_since_ms);
+    return status && { status, credits: lookup.hit_credits };
+  }
+
   async function submit(caller: Caller, generation: NormalizedGeneration): Promise<TaskRecord> {
     const { callback_url: callbackUrl, cache: wantsCache, idempotency_key: idempotencyKey } = generation;
     assertModelAllowed(caller, generation.request.model);
@@ -189,6 +203,7 @@ export function createTaskService(deps: TaskServiceDeps) {
 
   return {
     submit,
+    cacheOutlook,
 
     get: ownTask,
 

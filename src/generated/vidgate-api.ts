@@ -218,7 +218,10 @@ export interface paths {
         put?: never;
         /**
          * Estimate what a request would cost, and where it would run
-         * @description Takes the body of `POST /v1/videos/generations`; nothing is submitted.
+         * @description Takes the body of `POST /v1/videos/generations`; nothing is submitted. Says whether an identical request
+         *     of the caller's team would be served from the cache now (`cache`), and whether the team's and this key's
+         *     remaining credits cover it (`quota`). For a reference image to be uploaded (the OpenAI door's
+         *     `input_reference` file), pass its SHA-256 as `image_sha256`: the cache knows images by their bytes.
          */
         post: operations["estimateGeneration"];
         delete?: never;
@@ -872,6 +875,49 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/playground": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * The playground, for people
+         * @description A web page to try a prompt: pick the model and options, see the estimated cost, generate, and watch the
+         *     history of the team's latest 20 tasks. It asks for an API key, kept in the browser session only, and calls
+         *     this API with it. Built from `web/playground/` (`npm run build:web`, run by `npm start`); it loads nothing
+         *     from elsewhere.
+         */
+        get: operations["playground"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/playground/{file}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * A script or style sheet of the playground
+         * @description The built files the page loads (`app.js`, `app.css`).
+         */
+        get: operations["playgroundAsset"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/images/{sha256}": {
         parameters: {
             query?: never;
@@ -1036,6 +1082,12 @@ export interface components {
             grace_s?: number;
         };
         /**
+         * @description How a reference image of another shape is fitted to the video: `pad` keeps all of it and adds bars, `crop` fills the frame and cuts the overflow.
+         * @example crop
+         * @enum {string}
+         */
+        ResizeMode: "pad" | "crop";
+        /**
          * @description `pending` (waiting for a provider), `processing`, then one of `completed`, `failed` or `cancelled`, which are final.
          * @enum {string}
          */
@@ -1070,12 +1122,8 @@ export interface components {
              *     ]
              */
             image_urls?: string[];
-            /**
-             * @description How a reference image of another shape is fitted.
-             * @example crop
-             * @enum {string}
-             */
-            resize_mode?: "pad" | "crop";
+            /** @description How a reference image of another shape is fitted. */
+            resize_mode?: components["schemas"]["ResizeMode"];
             /**
              * Format: uri
              * @description HTTPS URL on a public address, called when the task finishes.
@@ -1306,6 +1354,44 @@ export interface components {
                  */
                 available: boolean;
             }[];
+            /** @description Present when an identical request would be served from the cache now: `hit` (a fresh stored result, completed at once) or `coalesced` (follows the identical task that is running). It then costs `credits` (`cache.hit_credits`) instead of the provider's price. */
+            cache?: {
+                /**
+                 * @description How the cache would serve it.
+                 * @example hit
+                 * @enum {string}
+                 */
+                status: "hit" | "coalesced";
+                /**
+                 * @description What would be reserved and charged.
+                 * @example 0
+                 */
+                credits: number;
+                /**
+                 * @description The same in USD.
+                 * @example 0
+                 */
+                usd: number;
+            };
+            /** @description Present when the team or the calling key has a credit quota: the tightest one, what is left of it, and whether that covers what would be reserved (the cache's price when `cache` is present). Uncovered, a submission now answers 402. */
+            quota?: {
+                /**
+                 * @description The quota with the fewest credits left.
+                 * @example team.credits_per_month
+                 * @enum {string}
+                 */
+                quota: "team.credits_per_day" | "team.credits_per_month" | "key.credits_per_day" | "key.credits_per_month";
+                /**
+                 * @description Credits left in it.
+                 * @example 3800
+                 */
+                remaining_credits: number;
+                /**
+                 * @description True when the remaining credits cover the request.
+                 * @example true
+                 */
+                covered: boolean;
+            };
         };
         ProviderList: {
             /**
@@ -2105,6 +2191,8 @@ export interface components {
             model: string;
             seconds?: components["schemas"]["VideoSeconds"];
             size?: components["schemas"]["VideoSize"];
+            /** @description A vidgate extension: how a reference image of another shape is fitted to `size` (`pad` when absent), as in `POST /v1/videos/generations`. */
+            resize_mode?: components["schemas"]["ResizeMode"];
             input_reference?: components["schemas"]["ImageReference"];
         };
         /**
@@ -2136,6 +2224,8 @@ export interface components {
             model: string;
             seconds?: components["schemas"]["VideoSeconds"];
             size?: components["schemas"]["VideoSize"];
+            /** @description A vidgate extension: how a reference image of another shape is fitted to `size` (`pad` when absent), as in `POST /v1/videos/generations`. */
+            resize_mode?: components["schemas"]["ResizeMode"];
             /**
              * @description A reference image: an uploaded file part (JPEG, PNG or WebP, at most 10 MB), or the text part `input_reference[image_url]`.
              * @example {
@@ -2780,7 +2870,13 @@ export interface operations {
     };
     estimateGeneration: {
         parameters: {
-            query?: never;
+            query?: {
+                /**
+                 * @description The hex SHA-256 of the bytes of a reference image that will be uploaded with the request.
+                 * @example 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08
+                 */
+                image_sha256?: string;
+            };
             header?: never;
             path?: never;
             cookie?: never;
@@ -3817,6 +3913,72 @@ export interface operations {
             404: components["responses"]["NotFound"];
             409: components["responses"]["Conflict"];
             429: components["responses"]["TooManyRequests"];
+        };
+    };
+    playground: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The page. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "text/html": string;
+                };
+            };
+            /** @description The page was not built (run `npm run build:web`). */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    playgroundAsset: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /**
+                 * @description The file's name.
+                 * @example app.js
+                 */
+                file: "app.js" | "app.css";
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The file. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/javascript": string;
+                    "text/css": string;
+                };
+            };
+            404: components["responses"]["NotFound"];
+            /** @description The page was not built (run `npm run build:web`). */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
     getImageByLink: {

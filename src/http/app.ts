@@ -1,4 +1,4 @@
-// The HTTP app: the parts every door shares (health, metrics, the spec and its reference page, API keys,
+// The HTTP app: the parts every door shares (health, metrics, the spec and its reference page, the playground, API keys,
 // spec validation, the one error mapper), with each front door mounted from its own folder.
 import fs from 'node:fs';
 import path from 'node:path';
@@ -18,6 +18,7 @@ import { refuseInexactNumbers } from './exact-numbers';
 import { createImageLinkRoutes, type ImageLinkRoutesDeps } from './image-links';
 import { createNativeRoutes, type NativeRoutesDeps } from './native/routes';
 import { createOpenAIRoutes } from './openai/routes';
+import { createPlaygroundRoutes } from './playground';
 
 export const SPEC_PATH = fileURLToPath(new URL('../../openapi/vidgate.yaml', import.meta.url));
 /** The largest uploaded file accepted (413 above): above the 10 MB an image may have, so that one a little over gets a 400 saying why. */
@@ -59,6 +60,7 @@ export function createApp(deps: AppDeps): express.Express {
   app.get('/openapi.json', (_req, res) => void res.json(spec));
   app.get('/docs', (_req, res) => void res.type('html').set('Content-Security-Policy', API_REFERENCE_CSP).send(API_REFERENCE_HTML));
   app.get('/docs/redoc.standalone.js', (_req, res) => void res.sendFile(REDOC_BUNDLE_PATH, { headers: { 'Cache-Control': 'public, max-age=86400' } }));
+  app.use(createPlaygroundRoutes());
 
   app.use('/v1', requireApiKey(deps.store, deps.now));
   app.use('/admin', requireAdminToken(deps.adminToken));

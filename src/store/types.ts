@@ -414,6 +414,11 @@ export interface Store {
    * IdempotencyConflictError (`another_request`, `original_deleted`), creating nothing: a retry never pays twice. Otherwise the key is recorded for the new task.
    */
   createTask(task: NewTask, lookup?: CacheLookup): Promise<CreatedTask>;
+  /**
+   * How `createTask` would serve a request with this cache key now, changing nothing: `hit` (a fresh stored result
+   * exists, completed at or after `fresh_since_ms`), `coalesced` (an identical task is running), else null.
+   */
+  cacheOutlook(cacheKey: string, freshSinceMs: number): Promise<'hit' | 'coalesced' | null>;
   /** Any task, deleted or not (the workers finish deleted tasks too); readers check `deleted_at_ms`. */
   getTask(id: string): Promise<TaskRecord | undefined>;
   /** The owner's tasks that are not deleted (unless asked). */

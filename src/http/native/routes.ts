@@ -3,7 +3,7 @@
 import express, { type Request, type Response } from 'express';
 import type { components } from '../../generated/vidgate-api';
 import { describeCatalog } from '../../core/catalog';
-import { estimate } from '../../core/estimate';
+import { estimate, quotaOutlook } from '../../core/estimate';
 import { describeProviders } from '../../core/provider-status';
 import type { DisabledProvider } from '../../core/providers-from-config';
 import type { Outbound } from '../../net/outbound';
@@ -91,7 +91,14 @@ export function createNativeRoutes(deps: NativeRoutesDeps): express.Router {
 
   routes.post('/v1/estimates', async (req, res) => {
     const { request } = await normalizeGeneration(req.body as components['schemas']['GenerationRequest'], deps.router, deps.outbound);
-    res.json(estimate(request, deps.router, await deps.store.countActiveByProvider(), deps.microUsdPerCredit));
+    const { image_sha256: imageSha256 } = req.query as { image_sha256?: string };
+    const quote = estimate(request, deps.router, await deps.store.countActiveByProvider(), deps.microUsdPerCredit);
+    const cached = await tasks.cacheOutlook(caller(res), request, imageSha256);
+    const cache = cached && { ...cached, usd: usdOf(cached.credits * deps.microUsdPerCredit) };
+    // What a submission would reserve: the cache's price, else the quote (the cheapest capable provider's when none is available now).
+    const credits = cache?.credits ?? quote.credits ?? quote.options[0]?.credits ?? 0;
+    const quota = await quotaOutlook(deps.store, caller(res), credits, deps.now());
+    res.json({ ...quote, ...(cache && { cache }), ...(quota && { quota }) });
   });
 
   routes.get('/v1/usage', async (req, res) => {

@@ -29,6 +29,7 @@ export async function normalizeVideoCreate(body: VideoCreate, router: Router, ou
     size: body.size ?? DEFAULTS.size,
     duration_s: Number(body.seconds ?? DEFAULTS.seconds) as NormalizedRequest['duration_s'],
   };
+  if (body.resize_mode !== undefined) request.resize_mode = body.resize_mode;
   const reference = body.input_reference;
   if (typeof reference === 'object' && reference !== null) {
     const url = reference.image_url;

@@ -513,6 +513,11 @@ export function createSqliteStore(file: string): Store {
     async createTask(task, lookup) {
       return tx.createTask.immediate(task, lookup);
     },
+    async cacheOutlook(cacheKey, freshSinceMs) {
+      const query = { key: cacheKey, since: freshSinceMs };
+      if (sql.freshSource.get(query)) return 'hit';
+      return sql.runningLeader.get(query) ? 'coalesced' : null;
+    },
     async getTask(id) {
       const row = sql.getTask.get(id);
       return row && toTask(row);

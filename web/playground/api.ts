@@ -1,0 +1,91 @@
+// The playground's calls to vidgate's API, with the key of the browser session. Types come from the spec
+// (src/generated/vidgate-api.ts), as on the server.
+import type { components } from '../../src/generated/vidgate-api';
+
+export type Task = components['schemas']['Task'];
+export type TaskList = components['schemas']['TaskList'];
+export type Model = components['schemas']['Model'];
+export type ModelList = components['schemas']['ModelList'];
+export type Estimate = components['schemas']['Estimate'];
+export type GenerationRequest = components['schemas']['GenerationRequest'];
+export type Usage = components['schemas']['Usage'];
+export type VideoSize = components['schemas']['VideoSize'];
+
+/** An error answer of the API, with its words for people (`message`) and, for 402 and 429, the wait in seconds. */
+export class ApiFailure extends Error {
+  constructor(
+    readonly status: number,
+    readonly code: string,
+    message: string,
+    readonly retryAfterS: number | null,
+  ) {
+    super(message);
+  }
+}
+
+const KEY_ITEM = 'vidgate.playground.api_key';
+
+/** The API key lives in sessionStorage only: gone with the browser tab, never in a URL or a log. */
+export const sessionKey = {
+  get: (): string | null => sessionStorage.getItem(KEY_ITEM),
+  set: (key: string) => sessionStorage.setItem(KEY_ITEM, key),
+  clear: () => sessionStorage.removeItem(KEY_ITEM),
+};
+
+async function call(key: string, method: string, path: string, body?: BodyInit, contentType?: string): Promise<Response> {
+  const headers: Record<string, string> = { Authorization: `Bearer ${key}` };
+  if (contentType) headers['Content-Type'] = contentType;
+  const res = await fetch(path, { method, headers, body, cache: 'no-store' });
+  if (res.ok) return res;
+  const retry = res.headers.get('Retry-After');
+  const problem = (await res.json().catch(() => null)) as { error?: { code?: string; message?: string } } | null;
+  throw new ApiFailure(res.status, problem?.error?.code ?? 'http_error', problem?.error?.message ?? `HTTP ${res.status}`, retry === null ? null : Number(retry));
+}
+
+const json = async <T>(res: Promise<Response>): Promise<T> => (await res).json() as Promise<T>;
+
+/** The calls the page makes; each throws ApiFailure on an error answer. */
+export const api = {
+  usage: (key: string) => json<Usage>(call(key, 'GET', '/v1/usage')),
+  models: (key: string) => json<ModelList>(call(key, 'GET', '/v1/models')),
+  estimate: (key: string, body: GenerationRequest, imageSha256?: string) =>
+    json<Estimate>(call(key, 'POST', `/v1/estimates${imageSha256 ? `?image_sha256=${imageSha256}` : ''}`, JSON.stringify(body), 'application/json')),
+  /** The team's latest tasks, newest first. */
+  tasks: (key: string, limit: number) => json<TaskList>(call(key, 'GET', `/v1/tasks?limit=${limit}`)),
+  /** Creates through the OpenAI door, the one that takes an uploaded image (multipart `input_reference`). */
+  create: (key: string, form: FormData) => json<{ id: string }>(call(key, 'POST', '/v1/videos', form)),
+  cancel: (key: string, id: string) => json<Task>(call(key, 'POST', `/v1/tasks/${encodeURIComponent(id)}/cancel`)),
+  /** The stored MP4 as a Blob (a `<video>` cannot send the key itself). */
+  video: async (key: string, id: string) => (await call(key, 'GET', `/v1/tasks/${encodeURIComponent(id)}/content`)).blob(),
+};
+
+/** An API error in words, for a person. */
+export function describeFailure(err: unknown): string {
+  if (!(err instanceof ApiFailure)) return `Could not reach vidgate: ${err instanceof Error ? err.message : String(err)}`;
+  const wait = err.retryAfterS === null ? '' : ` Try again in ${formatWait(err.retryAfterS)}.`;
+  if (err.status === 401) return `This API key was not accepted (${err.message}).`;
+  if (err.status === 402) return `Over budget: ${err.message}.${wait}`;
+  if (err.status === 429) return `Too many requests: ${err.message}.${wait}`;
+  return `${err.message} (HTTP ${err.status}, ${err.code})`;
+}
+
+/** A wait in seconds as a person reads it: "40 s", "3 min", "5 h". */
+export function formatWait(seconds: number): string {
+  if (seconds < 90) return `${seconds} s`;
+  if (seconds < 90 * 60) return `${Math.round(seconds / 60)} min`;
+  return `${Math.round(seconds / 3600)} h`;
+}
+
+/** A task's error in words: the common codes explained, any other one as the API says it. */
+export function describeTaskError(error: NonNullable<Task['error']>): string {
+  switch (error.code) {
+    case 'content_policy_violation':
+      return `Refused by the provider's content policy: ${error.message}`;
+    case 'no_provider_available':
+      return `No provider could take it: ${error.message}`;
+    case 'cancelled':
+      return 'Cancelled.';
+    default:
+      return `${error.message} (${error.code})`;
+  }
+}
