@@ -19,7 +19,10 @@ const BODY = { model: 'sora-2', prompt: 'A paper boat on a rainy street', aspect
 let h: Harness;
 
 beforeAll(async () => {
-  h = await startTestGateway({ cache: { enabled: true, hit_credits: HIT_CREDITS }, providers: [{ id: 'simulated', kind: 'simulated', duration_ms: 1500, fps: 4 }] });
+  h = await startTestGateway({ cache: { enabled: true, hit_credits: HIT_CREDITS }, providers: [{ id: 'simulated', kind: 'simulated', duration_ms: 1500, fps: 4 }] }, {
+    // The image URL's host resolves to a public address; only estimated, never fetched: nothing connects to it.
+    resolve: async (host) => (host === 'images.example.com' ? [{ address: '93.184.215.14', family: 4 }] : []),
+  });
 });
 afterAll(async () => h?.close());
 
