@@ -290,9 +290,11 @@ function table(rows: string[][]): string {
 async function storeMicro(gw: Gateway, teams: Partial<Record<Mode, { id: string; keyId: string }>>, batches: number, perBatch: number) {
   const modes = (['off', 'on'] as const).filter((m) => teams[m]);
   const keys = new Map<Mode, NonNullable<Awaited<ReturnType<Gateway['store']['getApiKey']>>>>();
+  const teamRecords = new Map<Mode, NonNullable<Awaited<ReturnType<Gateway['store']['getTeam']>>>>();
   for (const m of modes) keys.set(m, (await gw.store.getApiKey(teams[m]!.keyId))!);
+  for (const m of modes) teamRecords.set(m, (await gw.store.getTeam(teams[m]!.id))!);
   const ops = {
-    admitRequest: async (m: Mode) => void (await gw.store.admitRequest(keys.get(m)!, 'read', Date.now())),
+    admitRequest: async (m: Mode) => void (await gw.store.admitRequest(keys.get(m)!, teamRecords.get(m)!, 'read', Date.now())),
     createTask: async (m: Mode) =>
       void (await gw.store.createTask({
         id: `task_${crypto.randomBytes(12).toString('hex')}`, // as the gateway makes them: random, so both modes insert alike
@@ -444,8 +446,8 @@ async function main(): Promise<void> {
     // floor: skip the rate-limit transaction for this team only (the store object is shared with the app).
     const floorTeam = teams.floor.id;
     const admit = gw.store.admitRequest.bind(gw.store);
-    gw.store.admitRequest = async (key, kind, nowMs) =>
-      key.team_id === floorTeam ? { allowed: true, quota: RATE_QUOTA[kind], limit: null, remaining: null } : admit(key, kind, nowMs);
+    gw.store.admitRequest = async (key, team, kind, nowMs) =>
+      key.team_id === floorTeam ? { allowed: true, quota: RATE_QUOTA[kind], limit: null, remaining: null } : admit(key, team, kind, nowMs);
   }
   if (workersMode === 'idle') {
     // The loops never start and a submit does not wake them: only the request path runs.
