@@ -53,6 +53,16 @@ interface Ready {
 // ---------------------------------------------------------------------------------------------------------
 // Children
 
+/** Answers {type: 'cpu'} with this process's CPU time so far (user + system, µs). */
+function answerCpu() {
+  process.on('message', (m: { type: string }) => {
+    if (m.type === 'cpu') {
+      const { user, system } = process.cpuUsage();
+      process.send!({ type: 'cpu', us: user + system });
+    }
+  });
+}
+
 /** A bare node:http server answering every request with the given status, content type and bytes. */
 async function bareChild(status: number, contentType: string, bodyFile: string) {
   const body = fs.readFileSync(bodyFile);
@@ -64,6 +74,7 @@ async function bareChild(status: number, contentType: string, bodyFile: string) 
     });
   });
   server.keepAliveTimeout = 60_000;
+  answerCpu();
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const { port } = server.address() as { port: number };
   process.send!({ url: `http://127.0.0.1:${port}` } satisfies Ready);
@@ -125,6 +136,7 @@ async function gatewayChild(store: Store, inflight: number, finished: number) {
     body: SUBMIT_BODY,
   });
   const task = (await res.json()) as { id: string };
+  answerCpu();
   process.on('message', async (m: { type: string }) => {
     if (m.type !== 'check') return;
     const ledger = await gw.store.listLedger(team.id);
@@ -142,6 +154,8 @@ async function gatewayChild(store: Store, inflight: number, finished: number) {
 
 interface WrkResult {
   rps: number;
+  /** The server process's CPU time per request answered (µs), when known. */
+  cpu_us?: number;
   p50_ms: number;
   p99_ms: number;
   requests: number;
@@ -214,10 +228,23 @@ async function stopChild(child: ChildProcess) {
   await exited;
 }
 
+function cpuOf(child: ChildProcess): Promise<number> {
+  return new Promise((resolve) => {
+    const listen = (m: { type: string; us: number }) => {
+      if (m.type !== 'cpu') return;
+      child.off('message', listen);
+      resolve(m.us);
+    };
+    child.on('message', listen);
+    child.send({ type: 'cpu' });
+  });
+}
+
 const loadavg = () => os.loadavg().map((l) => l.toFixed(2)).join(' ');
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 const fmt = (r: WrkResult) =>
   `${r.rps.toFixed(0).padStart(7)} req/s  p50 ${r.p50_ms.toFixed(2).padStart(6)} ms  p99 ${r.p99_ms.toFixed(2).padStart(6)} ms` +
+  (r.cpu_us === undefined ? '' : `  cpu ${r.cpu_us.toFixed(0).padStart(4)} µs/req`) +
   (r.non2xx || r.errors ? `  (non-2xx ${r.non2xx}, socket errors ${r.errors})` : '');
 
 /** Fetches a response's exact bytes and headers once, for the bare server to answer with. */
@@ -255,10 +282,13 @@ async function main() {
   console.log('The machine may be shared: read the ratios (same round, side by side), not the absolute figures.\n');
   let failed = false;
 
-  const run = async (label: string, url: string, c: number, script: () => string) => {
+  const run = async (label: string, url: string, c: number, script: () => string, server: ChildProcess) => {
     const before = loadavg();
     if (warmup > 0) await wrk(url, c, warmup, script());
+    const cpu0 = await cpuOf(server);
     const r = await wrk(url, c, seconds, script());
+    r.cpu_us = (await cpuOf(server)) - cpu0;
+    r.cpu_us /= r.requests || 1;
     console.log(`  ${label.padEnd(22)} load ${before}  ${fmt(r)}`);
     if (r.errors > 0 || r.non2xx > 0) failed = true;
     return r;
@@ -279,8 +309,8 @@ async function main() {
       const overheads: number[] = [];
       const p99s: number[] = [];
       for (let round = 1; round <= rounds; round++) {
-        const b = await run(`round ${round} bare`, `${bare.ready.url}/v1/tasks/${task_id}`, c, script);
-        const g = await run(`round ${round} gateway`, target, c, script);
+        const b = await run(`round ${round} bare`, `${bare.ready.url}/v1/tasks/${task_id}`, c, script, bare.child);
+        const g = await run(`round ${round} gateway`, target, c, script, gw.child);
         ratios.push(g.rps / b.rps);
         overheads.push(g.p50_ms - b.p50_ms);
         p99s.push(g.p99_ms);
@@ -306,10 +336,10 @@ async function main() {
     const p99: Record<Store, number[]> = { empty: [], inflight: [], finished: [] };
     for (let round = 1; round <= rounds; round++) {
       const order = round % 2 ? stores : [...stores].reverse();
-      rps.bare.push((await run(`round ${round} bare`, `${bare.ready.url}/v1/videos/generations`, connections, () => wrkScript(tmp, 'post-bare', 'POST', 'x'))).rps);
+      rps.bare.push((await run(`round ${round} bare`, `${bare.ready.url}/v1/videos/generations`, connections, () => wrkScript(tmp, 'post-bare', 'POST', 'x'), bare.child)).rps);
       for (const store of order) {
         const gw = await startChild(['gateway', store, ...sizes], profileDir);
-        const r = await run(`round ${round} ${store}`, `${gw.ready.url}/v1/videos/generations`, connections, () => wrkScript(tmp, `post-${store}`, 'POST', gw.ready.key!));
+        const r = await run(`round ${round} ${store}`, `${gw.ready.url}/v1/videos/generations`, connections, () => wrkScript(tmp, `post-${store}`, 'POST', gw.ready.key!), gw.child);
         rps[store].push(r.rps);
         p99[store].push(r.p99_ms);
         // The ledger stays exact: every accepted task reserved once; the team's active counter counts them.

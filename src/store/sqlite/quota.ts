@@ -24,10 +24,12 @@ export const utcMonth = (ms: number) => new Date(ms).toISOString().slice(0, 7);
 
 export function createQuota(db: Database.Database) {
   const sql = {
-    ensure: db.prepare('INSERT INTO usage_counters (scope, win, used) VALUES (?, ?, 0) ON CONFLICT DO NOTHING'),
+    // One statement per counter: created at `delta`, or moved by it, unless that passes the limit (0 rows changed).
     add: db.prepare(
-      `UPDATE usage_counters SET used = used + @delta
-       WHERE scope = @scope AND win = @win AND (@delta <= 0 OR @limit IS NULL OR used + @delta <= @limit)`,
+      `INSERT INTO usage_counters (scope, win, used) SELECT @scope, @win, @delta
+         WHERE @delta <= 0 OR @limit IS NULL OR @delta <= @limit
+       ON CONFLICT (scope, win) DO UPDATE SET used = used + @delta
+         WHERE @delta <= 0 OR @limit IS NULL OR used + @delta <= @limit`,
     ),
     used: db.prepare<[string, string], number>('SELECT used FROM usage_counters WHERE scope = ? AND win = ?').pluck(),
     teamLimits: db.prepare<[string], Limits>(
@@ -53,7 +55,6 @@ export function createQuota(db: Database.Database) {
       const limits = limitsOf(scope);
       for (const [win, quota] of windows) {
         const limit = limits[quota] ?? null;
-        sql.ensure.run(scopeKey(scope), win);
         if (sql.add.run({ scope: scopeKey(scope), win, delta, limit }).changes === 0) {
           throw new QuotaExceededError(scope.kind, quota, limit!, usedIn(scope, win));
         }
@@ -121,7 +122,6 @@ export function createQuota(db: Database.Database) {
       const day = utcDay(nowMs);
       const scope: Scope = { kind: 'team', id: teamId };
       for (const win of [`day:${day}`, `month:${day.slice(0, 7)}`]) {
-        sql.ensure.run(scopeKey(scope), win);
         sql.add.run({ scope: scopeKey(scope), win, delta: credits, limit: null });
       }
       const row = { team_id: teamId, key_id: null, task_id: null, attempt: null, kind: 'adjust', credits, day, model: null, provider_id: null, note, now: nowMs };
