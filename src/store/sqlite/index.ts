@@ -18,6 +18,7 @@ import {
   type WorkPhase,
 } from '../types';
 import { createRequestRates } from '../request-rates';
+import { FALLBACK_AUTOCHECKPOINT_PAGES, startCheckpointer } from './checkpointer';
 import { migrate } from './migrations';
 import { createQuota, utcDay, utcMonth } from './quota';
 import { withTranslatedErrors } from './errors';
@@ -63,6 +64,9 @@ const listTasksAscSql = (statusFilter: string) => `
   ORDER BY created_at_ms, id
   LIMIT @limit`;
 
+/** How often the checkpointing thread copies the WAL back into the database file. */
+const CHECKPOINT_INTERVAL_MS = 1000;
+
 export function createSqliteStore(file: string): Store {
   fs.mkdirSync(path.dirname(file), { recursive: true });
   const db = new Database(file);
@@ -70,6 +74,8 @@ export function createSqliteStore(file: string): Store {
   // In WAL mode, NORMAL syncs at checkpoints, not at every commit: a commit survives a crash of the process (SIGKILL)
   // but may be lost on a power cut or an OS crash (https://www.sqlite.org/pragma.html#pragma_synchronous).
   db.pragma('synchronous = NORMAL');
+  // Checkpoints (the fsyncs) run in a thread of their own; this connection checkpoints only past a far bound.
+  db.pragma(`wal_autocheckpoint = ${FALLBACK_AUTOCHECKPOINT_PAGES}`);
   db.pragma('busy_timeout = 5000');
   db.pragma('foreign_keys = ON');
   try {
@@ -79,6 +85,7 @@ export function createSqliteStore(file: string): Store {
     throw error;
   }
 
+  const checkpointer = startCheckpointer(file, CHECKPOINT_INTERVAL_MS, (message) => process.emitWarning(`WAL checkpoint failed: ${message}`));
   const quota = createQuota(db);
   const rates = createRequestRates();
   const teams = createTeamStatements(db);
@@ -559,6 +566,7 @@ export function createSqliteStore(file: string): Store {
     },
 
     async close() {
+      await checkpointer.stop();
       db.close();
     },
   });
