@@ -42,8 +42,8 @@ const usage = `usage: node --import tsx bench/quota.ts [options]
   --endpoints LIST   submit,get (default both)
   --modes LIST       off,on and optionally floor (default off,on)
   --floor            same as adding "floor" to --modes: a third team whose per-request rate-limit
-                     transaction is skipped (store.admitRequest stubbed in this process), to show what
-                     that transaction costs in both off and on
+                     count is skipped (store.admitRequest stubbed in this process), to show what
+                     that count costs in both off and on
   --limits-on S      team | both: where "on" sets its limits (default both: the team and the key)
   --workers W        idle (default): the dispatcher and poller are not started, so only the request
                      path is measured; live: they run, against a simulated provider whose jobs take 1 h
@@ -284,7 +284,7 @@ function table(rows: string[][]): string {
 
 /**
  * The quota statements alone, timed at the store with no HTTP around them: admitRequest (the per-request
- * rate-limit transaction) and createTask (insert + reservation), for the off and on keys, alternating in
+ * rate-limit count, in memory) and createTask (insert + reservation), for the off and on keys, alternating in
  * batches so that both see the same machine. The median batch is reported, in µs per call.
  */
 async function storeMicro(gw: Gateway, teams: Partial<Record<Mode, { id: string; keyId: string }>>, batches: number, perBatch: number) {
@@ -443,7 +443,7 @@ async function main(): Promise<void> {
     teams[mode] = { id: team.id, keyId: record.id, key, ids: [] };
   }
   if (teams.floor) {
-    // floor: skip the rate-limit transaction for this team only (the store object is shared with the app).
+    // floor: skip the rate-limit count for this team only (the store object is shared with the app).
     const floorTeam = teams.floor.id;
     const admit = gw.store.admitRequest.bind(gw.store);
     gw.store.admitRequest = async (key, team, kind, nowMs) =>
