@@ -86,6 +86,7 @@ async function gatewayChild(store: Store, inflight: number, finished: number) {
   const { createGateway } = await import('../src/core/gateway');
   const Database = (await import('better-sqlite3')).default;
   const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'vidgate-bench-http-'));
+  process.on('exit', () => fs.rmSync(dataDir, { recursive: true, force: true }));
   const config = parseConfig({
     server: { host: '127.0.0.1', port: 0 },
     data_dir: dataDir,
