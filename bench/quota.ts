@@ -42,8 +42,8 @@ const usage = `usage: node --import tsx bench/quota.ts [options]
   --endpoints LIST   submit,get (default both)
   --modes LIST       off,on and optionally floor (default off,on)
   --floor            same as adding "floor" to --modes: a third team whose per-request rate-limit
-                     transaction is skipped (store.admitRequest stubbed in this process), to show what
-                     that transaction costs in both off and on
+                     count is skipped (store.admitRequest stubbed in this process), to show what
+                     that count costs in both off and on
   --limits-on S      team | both: where "on" sets its limits (default both: the team and the key)
   --workers W        idle (default): the dispatcher and poller are not started, so only the request
                      path is measured; live: they run, against a simulated provider whose jobs take 1 h
@@ -284,15 +284,17 @@ function table(rows: string[][]): string {
 
 /**
  * The quota statements alone, timed at the store with no HTTP around them: admitRequest (the per-request
- * rate-limit transaction) and createTask (insert + reservation), for the off and on keys, alternating in
+ * rate-limit count, in memory) and createTask (insert + reservation), for the off and on keys, alternating in
  * batches so that both see the same machine. The median batch is reported, in µs per call.
  */
 async function storeMicro(gw: Gateway, teams: Partial<Record<Mode, { id: string; keyId: string }>>, batches: number, perBatch: number) {
   const modes = (['off', 'on'] as const).filter((m) => teams[m]);
   const keys = new Map<Mode, NonNullable<Awaited<ReturnType<Gateway['store']['getApiKey']>>>>();
+  const teamRecords = new Map<Mode, NonNullable<Awaited<ReturnType<Gateway['store']['getTeam']>>>>();
   for (const m of modes) keys.set(m, (await gw.store.getApiKey(teams[m]!.keyId))!);
+  for (const m of modes) teamRecords.set(m, (await gw.store.getTeam(teams[m]!.id))!);
   const ops = {
-    admitRequest: async (m: Mode) => void (await gw.store.admitRequest(keys.get(m)!, 'read', Date.now())),
+    admitRequest: async (m: Mode) => void (await gw.store.admitRequest(keys.get(m)!, teamRecords.get(m)!, 'read', Date.now())),
     createTask: async (m: Mode) =>
       void (await gw.store.createTask({
         id: `task_${crypto.randomBytes(12).toString('hex')}`, // as the gateway makes them: random, so both modes insert alike
@@ -441,11 +443,11 @@ async function main(): Promise<void> {
     teams[mode] = { id: team.id, keyId: record.id, key, ids: [] };
   }
   if (teams.floor) {
-    // floor: skip the rate-limit transaction for this team only (the store object is shared with the app).
+    // floor: skip the rate-limit count for this team only (the store object is shared with the app).
     const floorTeam = teams.floor.id;
     const admit = gw.store.admitRequest.bind(gw.store);
-    gw.store.admitRequest = async (key, kind, nowMs) =>
-      key.team_id === floorTeam ? { allowed: true, quota: RATE_QUOTA[kind], limit: null, remaining: null } : admit(key, kind, nowMs);
+    gw.store.admitRequest = async (key, team, kind, nowMs) =>
+      key.team_id === floorTeam ? { allowed: true, quota: RATE_QUOTA[kind], limit: null, remaining: null } : admit(key, team, kind, nowMs);
   }
   if (workersMode === 'idle') {
     // The loops never start and a submit does not wake them: only the request path runs.

@@ -73,6 +73,41 @@ describe('sqlite store', () => {
     await store.close();
   });
 
+  it('upgrades in place to counted running attempts: the count starts from the attempts running, then follows every change', async () => {
+    fs.mkdirSync(path.dirname(file));
+    const db = new Database(file);
+    const before = MIGRATIONS.length - 1;
+    for (const step of MIGRATIONS.slice(0, before)) db.exec(step);
+    db.pragma(`user_version = ${before}`);
+    const task = (id: string) =>
+      `('${id}', 't', 'k', 'processing', 0, 'm', '{}', 40, '2026-11-24', '2026-11', 1, 1, 1, 1)`;
+    db.exec(`
+      INSERT INTO tasks (id, owner_id, key_id, status, progress, model, request_json, credits_reserved, quota_day, quota_month,
+        attempt, created_at_ms, updated_at_ms, next_run_at_ms)
+      VALUES ${['t1', 't2', 't3', 't4'].map(task).join(', ')};
+      INSERT INTO task_attempts (task_id, n, provider_id, micro_usd, credits, started_at_ms, outcome)
+      VALUES ('t1', 1, 'a', 1, 40, 1, 'running'), ('t2', 1, 'a', 1, 40, 1, 'running'), ('t3', 1, 'b', 1, 40, 1, 'running'),
+        ('t4', 1, 'b', 1, 40, 1, 'failed');
+    `);
+    db.close();
+    const store = createSqliteStore(file);
+    expect(await store.countActiveByProvider()).toEqual(new Map([['a', 2], ['b', 1]]));
+    // Every way an attempt can change, written as SQL so that the triggers alone are tested.
+    const raw = new Database(file);
+    raw.exec(`
+      UPDATE task_attempts SET outcome = 'completed' WHERE task_id = 't1';
+      UPDATE task_attempts SET provider_id = 'c' WHERE task_id = 't3';
+      UPDATE task_attempts SET outcome = 'running' WHERE task_id = 't4';
+      INSERT INTO task_attempts (task_id, n, provider_id, micro_usd, credits, started_at_ms, outcome) VALUES ('t1', 2, 'c', 1, 40, 2, 'running');
+      UPDATE task_attempts SET started_at_ms = 3 WHERE task_id = 't2';
+    `);
+    expect(await store.countActiveByProvider()).toEqual(new Map([['a', 1], ['b', 1], ['c', 2]]));
+    raw.exec(`DELETE FROM task_attempts WHERE outcome = 'running'`);
+    expect(await store.countActiveByProvider()).toEqual(new Map());
+    raw.close();
+    await store.close();
+  });
+
   it('upgrades money and rate limits in place: attempt prices to whole micro-USD, requests per minute to reads and submissions', async () => {
     fs.mkdirSync(path.dirname(file));
     const db = new Database(file);

@@ -19,7 +19,6 @@ export function createRetentionSweeper(deps: RetentionDeps) {
   let timer: NodeJS.Timeout | undefined;
 
   async function sweep(): Promise<number> {
-    await deps.store.pruneRequestCounters(deps.now() - 3600_000);
     let removed = 0;
     for (;;) {
       const batch = await deps.store.listAssetsStoredBefore(deps.now() - deps.retentionMs, 100);

@@ -13,6 +13,7 @@ import { ApiError } from '../core/errors';
 import { createAdminRouter } from './admin/routes';
 import { API_REFERENCE_CSP, API_REFERENCE_HTML, REDOC_BUNDLE_PATH } from './api-reference';
 import { requireAdminToken, requireApiKey } from './auth';
+import { cacheOpenApiRouteMatching } from './openapi-route-cache';
 import { errorHandler } from './error-handler';
 import { refuseInexactNumbers } from './exact-numbers';
 import { createImageLinkRoutes, type ImageLinkRoutesDeps } from './image-links';
@@ -66,6 +67,7 @@ export function createApp(deps: AppDeps): express.Express {
   app.use('/admin', requireAdminToken(deps.adminToken));
   app.use(express.json({ limit: deps.bodyLimitBytes }));
   app.use(refuseEncodedMultipart);
+  cacheOpenApiRouteMatching();
   app.use(
     OpenApiValidator.middleware({
       apiSpec: SPEC_PATH,

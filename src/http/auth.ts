@@ -1,5 +1,6 @@
-// Who is calling (HTTP middleware): the bearer key is hashed and looked up on every request (no cache), so a revoked or
-// expired key stops at once in every process. Then the request is counted against the per-minute quota of its kind:
+// Who is calling (HTTP middleware): the bearer key is hashed and looked up with its team on every request (one indexed
+// read, no cache), so a revoked or expired key stops at once in every process. Then the request is counted against the
+// per-minute quota of its kind (in this process's memory; see src/store/request-rates.ts for several replicas):
 // reads (GET, HEAD) and submissions (POST, DELETE) have limits of their own, so polling cannot starve submission.
 import crypto from 'node:crypto';
 import type { RequestHandler } from 'express';
@@ -22,15 +23,14 @@ export function requireApiKey(store: Store, now: () => number): RequestHandler {
   return async (req, res, next) => {
     const match = /^Bearer\s+(\S+)$/i.exec(req.get('authorization') ?? '');
     if (!match) return next(unauthorized('missing API key: send "Authorization: Bearer <key>"'));
-    const key = await store.findApiKeyByHash(hashApiKey(match[1]!));
+    const found = await store.findCaller(hashApiKey(match[1]!));
     const t = now();
-    if (!key) return next(unauthorized('invalid API key'));
+    if (!found) return next(unauthorized('invalid API key'));
+    const { key, team } = found;
     if (key.revoked_at_ms !== null && key.revoked_at_ms <= t) return next(unauthorized('this API key was revoked'));
     if (key.expires_at_ms !== null && key.expires_at_ms <= t) return next(unauthorized('this API key has expired'));
-    const team = await store.getTeam(key.team_id);
-    if (!team) return next(unauthorized('invalid API key'));
 
-    const admission = await store.admitRequest(key, requestKind(req.method), t);
+    const admission = await store.admitRequest(key, team, requestKind(req.method), t);
     if (admission.limit !== null) {
       res.set({
         'X-RateLimit-Resource': RESOURCE[admission.quota],

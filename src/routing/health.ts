@@ -78,27 +78,38 @@ class Breaker {
   private cooldown_ms: number;
   private probe_taken_ms: number | null = null;
   private probe_holder: string | null = null;
+  /** Job outcomes in the window, oldest first, from index `head` on; with running sums so that stats are O(1). */
   private outcomes: Outcome[] = [];
+  private head = 0;
+  private failures = 0;
+  private latency_sum_ms = 0;
+  private latencies = 0;
 
   constructor(private readonly config: BreakerConfig, now_ms: number) {
     this.since_ms = now_ms;
     this.cooldown_ms = config.cooldown_ms;
   }
 
+  /** Drops the outcomes older than the window, each once (amortized O(1) per outcome). */
   private prune(now_ms: number) {
     const from = now_ms - this.config.window_ms;
-    while (this.outcomes.length && this.outcomes[0]!.at_ms < from) this.outcomes.shift();
+    while (this.head < this.outcomes.length && this.outcomes[this.head]!.at_ms < from) this.count(this.outcomes[this.head++]!, -1);
+    // Compact once the dropped part is the larger half.
+    if (this.head > 1024 && this.head * 2 > this.outcomes.length) [this.outcomes, this.head] = [this.outcomes.slice(this.head), 0];
+  }
+
+  private count(o: Outcome, sign: 1 | -1) {
+    if (!o.ok) this.failures += sign;
+    if (o.latency_ms !== undefined) [this.latency_sum_ms, this.latencies] = [this.latency_sum_ms + sign * o.latency_ms, this.latencies + sign];
   }
 
   stats(now_ms: number) {
     this.prune(now_ms);
-    const calls = this.outcomes.length;
-    const failures = this.outcomes.filter((o) => !o.ok).length;
-    const latencies = this.outcomes.flatMap((o) => (o.latency_ms === undefined ? [] : [o.latency_ms]));
+    const calls = this.outcomes.length - this.head;
     return {
       calls,
-      error_rate: calls ? failures / calls : 0,
-      latency_ms: latencies.length ? latencies.reduce((a, b) => a + b, 0) / latencies.length : null,
+      error_rate: calls ? this.failures / calls : 0,
+      latency_ms: this.latencies ? this.latency_sum_ms / this.latencies : null,
     };
   }
 
@@ -178,6 +189,7 @@ class Breaker {
 
   private push(outcome: Outcome, now_ms: number) {
     this.outcomes.push(outcome);
+    this.count(outcome, 1);
     this.prune(now_ms);
   }
 

@@ -373,6 +373,8 @@ export interface Store {
   updateTeam(id: string, patch: Partial<Omit<TeamRecord, 'id' | 'created_at_ms'>>): Promise<TeamRecord | undefined>;
   insertApiKey(key: ApiKeyRecord): Promise<void>;
   findApiKeyByHash(keyHash: string): Promise<ApiKeyRecord | undefined>;
+  /** The key with this hash and its team, in one indexed read (the request path's authentication). */
+  findCaller(keyHash: string): Promise<{ key: ApiKeyRecord; team: TeamRecord } | undefined>;
   getApiKey(id: string): Promise<ApiKeyRecord | undefined>;
   listApiKeys(teamId: string): Promise<ApiKeyRecord[]>;
   updateApiKey(id: string, patch: Partial<Pick<ApiKeyRecord, 'name' | 'expires_at_ms' | 'allowed_models' | 'revoked_at_ms' | keyof Quotas>>): Promise<ApiKeyRecord | undefined>;
@@ -380,10 +382,11 @@ export interface Store {
 
   // --- quotas and ledger ---
   /**
-   * Count one request of this kind against the per-minute limits of the key and its team (one write, like
-   * every admission); a refused request counts against neither.
+   * Count one request of this kind against the per-minute limits of the key and its team (limits from the records
+   * given); a refused request counts against neither. Counted in this process's memory, not in the database: see
+   * src/store/request-rates.ts for the bound with several replicas.
    */
-  admitRequest(key: ApiKeyRecord, kind: RequestKind, nowMs: number): Promise<RequestAdmission>;
+  admitRequest(key: ApiKeyRecord, team: TeamRecord, kind: RequestKind, nowMs: number): Promise<RequestAdmission>;
   quotaUsage(scope: 'team' | 'key', id: string, nowMs: number): Promise<QuotaUsage>;
   listLedger(teamId: string): Promise<LedgerEntry[]>;
   /** An operator's correction (a refund is negative), counted in today's windows. */
@@ -535,8 +538,6 @@ export interface Store {
   listAssetsStoredBefore(beforeMs: number, limit: number): Promise<TaskRecord[]>;
   /** The video is deleted: every task serving it (the original, its hits and followers) says so. */
   markAssetExpired(assetKey: string): Promise<void>;
-  /** Forget request counters of minutes before `beforeMs`. */
-  pruneRequestCounters(beforeMs: number): Promise<void>;
 
   close(): Promise<void>;
 }

@@ -20,6 +20,8 @@ import {
   type UsageRow,
   type WorkPhase,
 } from '../types';
+import { createRequestRates } from '../request-rates';
+import { FALLBACK_AUTOCHECKPOINT_PAGES, startCheckpointer } from './checkpointer';
 import { migrate } from './migrations';
 import { createQuota, utcDay, utcMonth } from './quota';
 import { withTranslatedErrors } from './errors';
@@ -66,10 +68,18 @@ const listTasksAscSql = (statusFilter: string) => `
   ORDER BY created_at_ms, id
   LIMIT @limit`;
 
+/** How often the checkpointing thread copies the WAL back into the database file. */
+const CHECKPOINT_INTERVAL_MS = 1000;
+
 export function createSqliteStore(file: string): Store {
   fs.mkdirSync(path.dirname(file), { recursive: true });
   const db = new Database(file);
   db.pragma('journal_mode = WAL');
+  // In WAL mode, NORMAL syncs at checkpoints, not at every commit: a commit survives a crash of the process (SIGKILL)
+  // but may be lost on a power cut or an OS crash (https://www.sqlite.org/pragma.html#pragma_synchronous).
+  db.pragma('synchronous = NORMAL');
+  // Checkpoints (the fsyncs) run in a thread of their own; this connection checkpoints only past a far bound.
+  db.pragma(`wal_autocheckpoint = ${FALLBACK_AUTOCHECKPOINT_PAGES}`);
   db.pragma('busy_timeout = 5000');
   db.pragma('foreign_keys = ON');
   try {
@@ -79,7 +89,9 @@ export function createSqliteStore(file: string): Store {
     throw error;
   }
 
+  const checkpointer = startCheckpointer(file, CHECKPOINT_INTERVAL_MS, (message) => process.emitWarning(`WAL checkpoint failed: ${message}`));
   const quota = createQuota(db);
+  const rates = createRequestRates();
   const teams = createTeamStatements(db);
   const outbox = createOutbox(db);
   const sql = {
@@ -229,10 +241,9 @@ export function createSqliteStore(file: string): Store {
     listAttempts: db.prepare<[string], AttemptRecord>(
       'SELECT * FROM task_attempts WHERE task_id IN (SELECT value FROM json_each(?)) ORDER BY task_id, n',
     ),
-    runningOn: db.prepare<[string], number>(`SELECT count(*) FROM task_attempts WHERE outcome = 'running' AND provider_id = ?`).pluck(),
-    countActiveByProvider: db.prepare<[], { provider_id: string; n: number }>(
-      `SELECT provider_id, count(*) AS n FROM task_attempts WHERE outcome = 'running' GROUP BY provider_id`,
-    ),
+    // provider_running is kept by triggers on task_attempts (migrations.ts).
+    runningOn: db.prepare<[string], number>('SELECT n FROM provider_running WHERE provider_id = ?').pluck(),
+    countActiveByProvider: db.prepare<[], { provider_id: string; n: number }>('SELECT provider_id, n FROM provider_running WHERE n > 0'),
 
     listLedger: db.prepare<[string], LedgerEntry>('SELECT * FROM ledger WHERE team_id = ? ORDER BY id'),
     usageByDay: db.prepare<[string, string, string], UsageRow>(
@@ -485,11 +496,15 @@ export function createSqliteStore(file: string): Store {
     ...teams,
     ...outbox.statements,
 
-    async admitRequest(key, kind, nowMs) {
-      return quota.admitRequest.immediate(key.team_id, key.id, kind, nowMs);
+    async admitRequest(key, team, kind, nowMs) {
+      return rates.admit(key, team, kind, nowMs);
     },
     async quotaUsage(scope, id, nowMs) {
-      return quota.usage({ kind: scope, id }, nowMs);
+      return {
+        ...quota.usage({ kind: scope, id }, nowMs),
+        reads_minute: rates.used(scope, id, 'read', nowMs),
+        submits_minute: rates.used(scope, id, 'submit', nowMs),
+      };
     },
     async listLedger(teamId) {
       return sql.listLedger.all(teamId);
@@ -505,9 +520,6 @@ export function createSqliteStore(file: string): Store {
     },
     async recomputeUsage() {
       return quota.recompute.immediate();
-    },
-    async pruneRequestCounters(beforeMs) {
-      quota.pruneMinutes(beforeMs);
     },
 
     async createTask(task, lookup) {
@@ -607,6 +619,7 @@ export function createSqliteStore(file: string): Store {
     },
 
     async close() {
+      await checkpointer.stop();
       db.close();
     },
   });

@@ -198,6 +198,30 @@ export const MIGRATIONS: readonly string[] = [
   ) STRICT;
   CREATE INDEX webhook_secrets_by_team ON webhook_secrets (team_id, created_at_ms DESC);
   `,
+  // Request rates are counted in memory (src/store/request-rates.ts): the per-minute rows go. Running attempts per
+  // provider are kept by triggers, in the transaction of every change to an attempt, so that counting them is one
+  // small read whatever the number of tasks in flight.
+  `
+  DELETE FROM usage_counters WHERE win LIKE 'minute:%';
+  CREATE TABLE provider_running (
+    provider_id TEXT PRIMARY KEY,
+    n INTEGER NOT NULL -- attempts with outcome 'running'
+  ) STRICT, WITHOUT ROWID;
+  INSERT INTO provider_running (provider_id, n)
+    SELECT provider_id, count(*) FROM task_attempts WHERE outcome = 'running' GROUP BY provider_id;
+  CREATE TRIGGER provider_running_insert AFTER INSERT ON task_attempts WHEN new.outcome = 'running' BEGIN
+    INSERT INTO provider_running (provider_id, n) VALUES (new.provider_id, 1) ON CONFLICT (provider_id) DO UPDATE SET n = n + 1;
+  END;
+  CREATE TRIGGER provider_running_update AFTER UPDATE OF outcome, provider_id ON task_attempts
+    WHEN old.outcome = 'running' OR new.outcome = 'running' BEGIN
+    UPDATE provider_running SET n = n - 1 WHERE provider_id = old.provider_id AND old.outcome = 'running';
+    INSERT INTO provider_running (provider_id, n) SELECT new.provider_id, 1 WHERE new.outcome = 'running'
+      ON CONFLICT (provider_id) DO UPDATE SET n = n + 1;
+  END;
+  CREATE TRIGGER provider_running_delete AFTER DELETE ON task_attempts WHEN old.outcome = 'running' BEGIN
+    UPDATE provider_running SET n = n - 1 WHERE provider_id = old.provider_id;
+  END;
+  `,
 ];
 
 /** Brings the schema up to date in one write transaction, so concurrent openers migrate once. */

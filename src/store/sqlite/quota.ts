@@ -2,7 +2,7 @@
 // run inside the caller's transaction, so that concurrent submissions can never overspend; every
 // movement of credits is also an append-only ledger row, from which the counters can be rebuilt.
 import type Database from 'better-sqlite3';
-import { QuotaExceededError, RATE_QUOTA, type LedgerKind, type QuotaName, type QuotaUsage, type RequestAdmission, type RequestKind } from '../types';
+import { QuotaExceededError, RATE_QUOTA, type LedgerKind, type QuotaName, type QuotaUsage } from '../types';
 
 type Limits = Record<QuotaName, number | null>;
 type Scope = { kind: 'team' | 'key'; id: string };
@@ -21,19 +21,15 @@ export interface TaskQuotaRow {
 
 export const utcDay = (ms: number) => new Date(ms).toISOString().slice(0, 10);
 export const utcMonth = (ms: number) => new Date(ms).toISOString().slice(0, 7);
-const utcMinute = (ms: number) => new Date(ms).toISOString().slice(0, 16);
-/**
- * The counter of one kind of request in one UTC minute: 'minute:YYYY-MM-DDTHH:MM:read' (or ':submit'). The
- * kind comes last so that a minute's counters sort before the next minute's 'minute:…' (pruneMinutes).
- */
-const minuteWindow = (ms: number, kind: RequestKind) => `minute:${utcMinute(ms)}:${kind}`;
 
 export function createQuota(db: Database.Database) {
   const sql = {
-    ensure: db.prepare('INSERT INTO usage_counters (scope, win, used) VALUES (?, ?, 0) ON CONFLICT DO NOTHING'),
+    // One statement per counter: created at `delta`, or moved by it, unless that passes the limit (0 rows changed).
     add: db.prepare(
-      `UPDATE usage_counters SET used = used + @delta
-       WHERE scope = @scope AND win = @win AND (@delta <= 0 OR @limit IS NULL OR used + @delta <= @limit)`,
+      `INSERT INTO usage_counters (scope, win, used) SELECT @scope, @win, @delta
+         WHERE @delta <= 0 OR @limit IS NULL OR @delta <= @limit
+       ON CONFLICT (scope, win) DO UPDATE SET used = used + @delta
+         WHERE @delta <= 0 OR @limit IS NULL OR used + @delta <= @limit`,
     ),
     used: db.prepare<[string, string], number>('SELECT used FROM usage_counters WHERE scope = ? AND win = ?').pluck(),
     teamLimits: db.prepare<[string], Limits>(
@@ -46,7 +42,6 @@ export function createQuota(db: Database.Database) {
       `INSERT INTO ledger (team_id, key_id, task_id, attempt, kind, credits, day, model, provider_id, note, created_at_ms)
        VALUES (@team_id, @key_id, @task_id, @attempt, @kind, @credits, @day, @model, @provider_id, @note, @now)`,
     ),
-    pruneMinutes: db.prepare("DELETE FROM usage_counters WHERE win LIKE 'minute:%' AND win < ?"),
   };
 
   const scopeKey = (s: Scope) => `${s.kind}:${s.id}`;
@@ -60,7 +55,6 @@ export function createQuota(db: Database.Database) {
       const limits = limitsOf(scope);
       for (const [win, quota] of windows) {
         const limit = limits[quota] ?? null;
-        sql.ensure.run(scopeKey(scope), win);
         if (sql.add.run({ scope: scopeKey(scope), win, delta, limit }).changes === 0) {
           throw new QuotaExceededError(scope.kind, quota, limit!, usedIn(scope, win));
         }
@@ -128,7 +122,6 @@ export function createQuota(db: Database.Database) {
       const day = utcDay(nowMs);
       const scope: Scope = { kind: 'team', id: teamId };
       for (const win of [`day:${day}`, `month:${day.slice(0, 7)}`]) {
-        sql.ensure.run(scopeKey(scope), win);
         sql.add.run({ scope: scopeKey(scope), win, delta: credits, limit: null });
       }
       const row = { team_id: teamId, key_id: null, task_id: null, attempt: null, kind: 'adjust', credits, day, model: null, provider_id: null, note, now: nowMs };
@@ -136,33 +129,12 @@ export function createQuota(db: Database.Database) {
       return { id, team_id: teamId, key_id: null, task_id: null, attempt: null, kind: 'adjust' as const, credits, day, model: null, provider_id: null, note, created_at_ms: nowMs };
     }),
 
-    admitRequest: db.transaction((teamId: string, keyId: string, kind: RequestKind, nowMs: number): RequestAdmission => {
-      const win = minuteWindow(nowMs, kind);
-      const quota = RATE_QUOTA[kind];
-      const scopes: Scope[] = [{ kind: 'team', id: teamId }, { kind: 'key', id: keyId }];
-      let allowed = true;
-      try {
-        // A savepoint: a refusal by the key's limit must not keep the team's increment.
-        db.transaction(() => charge(scopes, [[win, quota]], 1))();
-      } catch (err) {
-        if (!(err instanceof QuotaExceededError)) throw err;
-        allowed = false;
-      }
-      const remaining = scopes.flatMap((s) => {
-        const limit = limitsOf(s)[quota] ?? null;
-        return limit === null ? [] : [{ limit, remaining: Math.max(0, limit - usedIn(s, win)) }];
-      });
-      const tightest = remaining.sort((a, b) => a.remaining - b.remaining)[0];
-      return { allowed, quota, limit: tightest?.limit ?? null, remaining: tightest?.remaining ?? null };
-    }),
-
-    usage(scope: Scope, nowMs: number): QuotaUsage {
+    /** The credits and concurrency used; the per-minute request counts live in memory (src/store/request-rates.ts). */
+    usage(scope: Scope, nowMs: number): Omit<QuotaUsage, 'reads_minute' | 'submits_minute'> {
       return {
         credits_day: usedIn(scope, `day:${utcDay(nowMs)}`),
         credits_month: usedIn(scope, `month:${utcMonth(nowMs)}`),
         active_tasks: usedIn(scope, 'active'),
-        reads_minute: usedIn(scope, minuteWindow(nowMs, 'read')),
-        submits_minute: usedIn(scope, minuteWindow(nowMs, 'submit')),
       };
     },
 
@@ -208,9 +180,5 @@ export function createQuota(db: Database.Database) {
       }
       return wrong;
     }),
-
-    pruneMinutes(beforeMs: number) {
-      sql.pruneMinutes.run(`minute:${utcMinute(beforeMs)}`);
-    },
   };
 }

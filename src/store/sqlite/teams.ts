@@ -3,6 +3,8 @@ import type Database from 'better-sqlite3';
 import type { ApiKeyRecord, Store, TeamRecord } from '../types';
 
 type KeyRow = Omit<ApiKeyRecord, 'allowed_models'> & { allowed_models: string | null };
+/** A key's row with its team's columns, each prefixed with `t_`. */
+type CallerRow = KeyRow & { [K in Exclude<keyof TeamRecord, 'id'> as `t_${K}`]: TeamRecord[K] };
 
 const toKey = (row: KeyRow): ApiKeyRecord => ({
   ...row,
@@ -28,7 +30,7 @@ function updateSql(table: 'teams' | 'api_keys', patch: object): string {
 
 type TeamStatements = Pick<
   Store,
-  'createTeam' | 'getTeam' | 'findTeamByName' | 'listTeams' | 'updateTeam' | 'insertApiKey' | 'findApiKeyByHash' | 'getApiKey' | 'listApiKeys' | 'updateApiKey' | 'countApiKeys'
+  'createTeam' | 'getTeam' | 'findTeamByName' | 'listTeams' | 'updateTeam' | 'insertApiKey' | 'findApiKeyByHash' | 'findCaller' | 'getApiKey' | 'listApiKeys' | 'updateApiKey' | 'countApiKeys'
 >;
 
 export function createTeamStatements(db: Database.Database): TeamStatements {
@@ -47,6 +49,13 @@ export function createTeamStatements(db: Database.Database): TeamStatements {
          @credits_per_day, @credits_per_month, @max_concurrent, @reads_per_minute, @submits_per_minute)`,
     ),
     keyByHash: db.prepare<[string], KeyRow>('SELECT * FROM api_keys WHERE key_hash = ?'),
+    // The key and its team in one row; the team's columns renamed (the key has a team_id already).
+    callerByHash: db.prepare<[string], CallerRow>(
+      `SELECT k.*, t.name AS t_name, t.created_at_ms AS t_created_at_ms, t.credits_per_day AS t_credits_per_day,
+         t.credits_per_month AS t_credits_per_month, t.max_concurrent AS t_max_concurrent,
+         t.reads_per_minute AS t_reads_per_minute, t.submits_per_minute AS t_submits_per_minute
+       FROM api_keys k JOIN teams t ON t.id = k.team_id WHERE k.key_hash = ?`,
+    ),
     getKey: db.prepare<[string], KeyRow>('SELECT * FROM api_keys WHERE id = ?'),
     listKeys: db.prepare<[string], KeyRow>('SELECT * FROM api_keys WHERE team_id = ? ORDER BY created_at_ms, id'),
     countKeys: db.prepare<[], number>('SELECT count(*) FROM api_keys').pluck(),
@@ -76,6 +85,22 @@ export function createTeamStatements(db: Database.Database): TeamStatements {
     async findApiKeyByHash(hash) {
       const row = sql.keyByHash.get(hash);
       return row && toKey(row);
+    },
+    async findCaller(hash) {
+      const row = sql.callerByHash.get(hash);
+      if (!row) return undefined;
+      const { t_name, t_created_at_ms, t_credits_per_day, t_credits_per_month, t_max_concurrent, t_reads_per_minute, t_submits_per_minute, ...key } = row;
+      const team: TeamRecord = {
+        id: key.team_id,
+        name: t_name,
+        created_at_ms: t_created_at_ms,
+        credits_per_day: t_credits_per_day,
+        credits_per_month: t_credits_per_month,
+        max_concurrent: t_max_concurrent,
+        reads_per_minute: t_reads_per_minute,
+        submits_per_minute: t_submits_per_minute,
+      };
+      return { key: toKey(key), team };
     },
     async getApiKey(id) {
       const row = sql.getKey.get(id);
