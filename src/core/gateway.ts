@@ -93,6 +93,7 @@ export async function createGateway(config: Config, options: GatewayOptions = {}
   const workers = createWorkers({
     store, router, assets, metrics, log, now, cache, images, imageLinks,
     config: config.workers,
+    pollConcurrency: new Map(config.providers.flatMap((p) => (p.poll_concurrency === undefined ? [] : [[p.id, p.poll_concurrency] as const]))),
     imageReads: { maxBytes: config.cache.image_max_bytes, timeoutMs: config.cache.image_timeout_ms, trustedOrigins },
     waitForProviderMs: config.routing.wait_for_provider_ms,
     maxRetryBackoffMs: config.routing.max_retry_backoff_ms,

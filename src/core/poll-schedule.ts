@@ -1,0 +1,24 @@
+// When the poller asks a provider about a running job again: each job by its own clock, often while it is young
+// (most short jobs finish early), then less often, never less often than `max_poll_interval_ms`, and never more
+// often than the provider asks (OpenAI-shaped hosts send `openai-poll-after-ms`; upstream-apis.md section 1).
+
+/** The settings the schedule follows (`workers.*` in the config). */
+export interface PollScheduleConfig {
+  /** The shortest wait between two polls of one job, in ms (also the loops' tick). */
+  poll_interval_ms: number;
+  /** The longest wait between two polls of one job, in ms, unless the provider asks for a longer one. */
+  max_poll_interval_ms: number;
+}
+
+/** A job is polled again after a tenth of its age so far: a job running for 2 min is asked every 12 s. */
+const AGE_FRACTION = 10;
+
+/**
+ * How long to wait before polling a job again, in ms: a tenth of its age (`jobAgeMs`, since it was submitted),
+ * within [poll_interval_ms, max_poll_interval_ms]; at least the provider's `pollAfterMs` hint when it gave one,
+ * even above the maximum (the provider's word on its own rate wins).
+ */
+export function nextPollDelayMs(jobAgeMs: number, pollAfterMs: number | undefined, config: PollScheduleConfig): number {
+  const byAge = Math.min(config.max_poll_interval_ms, Math.max(config.poll_interval_ms, Math.floor(Math.max(0, jobAgeMs) / AGE_FRACTION)));
+  return Math.max(byAge, pollAfterMs ?? 0);
+}
