@@ -316,6 +316,26 @@ export function describeStoreConformance(name: string, makeStore: () => Promise<
         expect((await store.claimDue('dispatch', 10, LEASE_MS, T0 + LEASE_MS * 4 + 1)).map((t) => t.id).sort()).toEqual(held.map((t) => t.id).sort());
       });
 
+      it('pollJobNow brings the running job of a provider forward to now, never back, and finds nothing else', async () => {
+        const store = await open();
+        const { id } = await store.createTask(newTask());
+        const { lease_token } = await claimOnly(store, 'dispatch', T0);
+        expect(await store.startAttempt(id, lease_token, 'sim', { micro_usd: 400_000, credits: 8 }, T0 + 1)).toBe('started');
+        expect(await store.markSubmitted(id, lease_token, 'up-1', T0 + 2)).toBe(true);
+        const polled = await claimOnly(store, 'poll', T0 + 3);
+        expect(await store.recordProgress(id, polled.lease_token, 10, T0 + 600_000, T0 + 4)).toBe(true);
+        expect(await store.claimDue('poll', 10, LEASE_MS, T0 + 5)).toEqual([]);
+
+        expect(await store.pollJobNow('other', 'up-1', T0 + 5)).toBeUndefined();
+        expect(await store.pollJobNow('sim', 'up-2', T0 + 5)).toBeUndefined();
+        expect(await store.pollJobNow('sim', 'up-1', T0 + 5)).toBe(id);
+        expect((await store.getTask(id))?.next_run_at_ms).toBe(T0 + 5);
+        // A later word does not put a due poll back.
+        expect(await store.pollJobNow('sim', 'up-1', T0 + 50)).toBe(id);
+        expect((await store.getTask(id))?.next_run_at_ms).toBe(T0 + 5);
+        expect((await store.claimDue('poll', 10, LEASE_MS, T0 + 6)).map((t) => t.id)).toEqual([id]);
+      });
+
       it('claimDue with a provider scope takes the running jobs of that provider, or of none of the listed', async () => {
         const store = await open();
         const ids: Record<string, string> = {};

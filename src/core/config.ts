@@ -52,6 +52,11 @@ const ProviderSchema = z.discriminatedUnion('kind', [
   HttpProviderSchema('openai').extend({
     /** The host honours `Idempotency-Key` (OpenAI itself does not): a lost create answer may then be asked again. */
     honours_idempotency_key: z.boolean().default(false),
+    /**
+     * The environment variable holding the secret (`whsec_...`) the host signs its webhooks with: then its
+     * `video.completed`/`video.failed` events are taken at `POST /providers/{id}/webhooks`.
+     */
+    webhook_secret_env: z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'an environment variable name').optional(),
   }),
   HttpProviderSchema('tasks-api').extend({
     /** Origins of result links (a CDN) exempt from the outbound URL check; the API's own origin always is. */

@@ -17,7 +17,8 @@ import type { Config } from './config';
 import { createHealthChecker } from './health-checker';
 import { createLogger, type Logger } from './logger';
 import { createMetrics } from './metrics';
-import { providersFromConfig } from './providers-from-config';
+import { providersFromConfig, webhookSecrets } from './providers-from-config';
+import { createProviderWebhooks } from './provider-webhooks';
 import { createImageLinks } from './image-links';
 import { createReferenceImages } from './reference-images';
 import { createResultCache } from './result-cache';
@@ -107,6 +108,12 @@ export async function createGateway(config: Config, options: GatewayOptions = {}
     upstreamTimeoutMs: config.workers.upstream_timeout_ms,
     onSubmitted: () => workers.wake(),
   });
+  const env = options.env ?? process.env;
+  const providerWebhooks = createProviderWebhooks({
+    store, log, now,
+    secrets: webhookSecrets(config, env, (message, fields) => log.warn(message, fields)),
+    onDue: (providerId) => workers.wakePoller(providerId),
+  });
   const healthChecker = createHealthChecker({ router, log, now, config: config.routing.health_check, onRecovery: () => workers.wake() });
   const sweeper = createRetentionSweeper({ store, assets, metrics, log, retentionMs, intervalMs: config.assets.sweep_interval_ms, now });
   let draining = false;
@@ -121,6 +128,7 @@ export async function createGateway(config: Config, options: GatewayOptions = {}
     images,
     imageLinks,
     isDraining: () => draining,
+    providerWebhooks,
     validateResponses: options.validateResponses,
   });
   let server: http.Server | undefined;

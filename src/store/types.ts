@@ -339,6 +339,12 @@ export interface Store {
    * another worker after it expired, or released by a transition) is not renewed and not counted.
    */
   renewLeases(leases: readonly { id: string; lease_token: string }[], leaseUntilMs: number): Promise<number>;
+  /**
+   * The running task whose job is `upstreamId` at `providerId` is due at `nowMs` (its next poll brought forward,
+   * never put back), e.g. because the provider said by webhook that the job finished. Returns the task's id, or
+   * undefined when no processing task has that job.
+   */
+  pollJobNow(providerId: string, upstreamId: string, nowMs: number): Promise<string | undefined>;
   /** Give the task back, to be claimed again at `nextRunAtMs` (a status change also releases it). */
   releaseLease(id: string, leaseToken: string, nextRunAtMs: number, nowMs: number): Promise<boolean>;
 

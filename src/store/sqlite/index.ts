@@ -82,6 +82,9 @@ export function createSqliteStore(file: string): Store {
   fs.mkdirSync(path.dirname(file), { recursive: true });
   const db = new Database(file);
   db.pragma('journal_mode = WAL');
+  // In WAL mode, NORMAL syncs at checkpoints, not at every commit: a commit survives a crash of the process (SIGKILL)
+  // but may be lost on a power cut or an OS crash (https://www.sqlite.org/pragma.html#pragma_synchronous).
+  db.pragma('synchronous = NORMAL');
   db.pragma('busy_timeout = 5000');
   db.pragma('foreign_keys = ON');
   try {
@@ -137,6 +140,10 @@ export function createSqliteStore(file: string): Store {
     claimOfOtherProviders: db.prepare<[object], TaskRow>(
       claimSql("status = 'processing' AND (provider_id IS NULL OR provider_id NOT IN (SELECT value FROM json_each(@except)))"),
     ),
+    pollJobNow: db.prepare<[object], string>(
+      `UPDATE tasks SET next_run_at_ms = min(next_run_at_ms, @now)
+       WHERE provider_id = @provider AND upstream_id = @upstream AND status = 'processing' RETURNING id`,
+    ).pluck(),
     renewLeases: db.prepare(
       `UPDATE tasks SET lease_until_ms = @until
        WHERE (id, lease_token) IN (SELECT value ->> 0, value ->> 1 FROM json_each(@leases))`,
@@ -531,6 +538,9 @@ export function createSqliteStore(file: string): Store {
       if (leases.length === 0) return 0;
       const pairs = JSON.stringify(leases.map((l) => [l.id, l.lease_token]));
       return sql.renewLeases.run({ leases: pairs, until: leaseUntilMs }).changes;
+    },
+    async pollJobNow(providerId, upstreamId, nowMs) {
+      return sql.pollJobNow.get({ provider: providerId, upstream: upstreamId, now: nowMs });
     },
     async releaseLease(id, leaseToken, nextRunAtMs, nowMs) {
       return changed(sql.releaseLease.run({ id, token: leaseToken, next: nextRunAtMs, now: nowMs }));
