@@ -10,11 +10,11 @@ import { KEY_A, auth, startTestGateway, waitFor } from './support/gateway';
 const SCHEDULE = { poll_interval_ms: 1000, max_poll_interval_ms: 15_000 };
 
 describe('nextPollDelayMs', () => {
-  it('polls a young job at the poll interval, then after a tenth of its age, up to the maximum', () => {
+  it('polls a young job at the poll interval, then after a quarter of its age, up to the maximum', () => {
     expect(nextPollDelayMs(0, undefined, SCHEDULE)).toBe(1000);
-    expect(nextPollDelayMs(5_000, undefined, SCHEDULE)).toBe(1000);
-    expect(nextPollDelayMs(60_000, undefined, SCHEDULE)).toBe(6000);
-    expect(nextPollDelayMs(150_000, undefined, SCHEDULE)).toBe(15_000);
+    expect(nextPollDelayMs(4_000, undefined, SCHEDULE)).toBe(1000);
+    expect(nextPollDelayMs(20_000, undefined, SCHEDULE)).toBe(5000);
+    expect(nextPollDelayMs(60_000, undefined, SCHEDULE)).toBe(15_000);
     expect(nextPollDelayMs(3 * 3600_000, undefined, SCHEDULE)).toBe(15_000);
     // A clock that went back never makes the wait shorter than the interval.
     expect(nextPollDelayMs(-60_000, undefined, SCHEDULE)).toBe(1000);
@@ -22,7 +22,7 @@ describe('nextPollDelayMs', () => {
 
   it("waits at least the provider's hint, even past the maximum", () => {
     expect(nextPollDelayMs(0, 3000, SCHEDULE)).toBe(3000);
-    expect(nextPollDelayMs(60_000, 3000, SCHEDULE)).toBe(6000);
+    expect(nextPollDelayMs(20_000, 3000, SCHEDULE)).toBe(5000);
     expect(nextPollDelayMs(3 * 3600_000, 20_000, SCHEDULE)).toBe(20_000);
   });
 });
@@ -79,7 +79,7 @@ describe('the poller', () => {
     expect(hinted.requestsTo('retrieve')).toHaveLength(1);
     expect(plain.requestsTo('retrieve')).toHaveLength(1);
 
-    // Ten minutes on, both are due: a tenth of the age is 60 s, so the maximum (15 s) applies, and the hint (20 s)
+    // Ten minutes on, both are due: a quarter of the age is 150 s, so the maximum (15 s) applies, and the hint (20 s)
     // is longer still. Neither is asked again before its time: the clock stands still meanwhile.
     clockMs = start + 600_000;
     h.gateway.workers.wake();

@@ -10,11 +10,11 @@ export interface PollScheduleConfig {
   max_poll_interval_ms: number;
 }
 
-/** A job is polled again after a tenth of its age so far: a job running for 2 min is asked every 12 s. */
-const AGE_FRACTION = 10;
+/** A job is polled again after a quarter of its age so far: a job running for 20 s is asked every 5 s. */
+const AGE_FRACTION = 4;
 
 /**
- * How long to wait before polling a job again, in ms: a tenth of its age (`jobAgeMs`, since it was submitted),
+ * How long to wait before polling a job again, in ms: a quarter of its age (`jobAgeMs`, since it was submitted),
  * within [poll_interval_ms, max_poll_interval_ms]; at least the provider's `pollAfterMs` hint when it gave one,
  * even above the maximum (the provider's word on its own rate wins).
  */

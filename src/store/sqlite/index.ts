@@ -62,7 +62,7 @@ const listTasksAscSql = (statusFilter: string) => `
   LIMIT @limit`;
 
 /** Lease the `@limit` oldest due, unleased tasks matching `filter` (see Store.claimDue). */
-const claimSql = (filter: string) => `
+export const claimSql = (filter: string) => `
   UPDATE tasks SET lease_token = lower(hex(randomblob(16))), lease_until_ms = @now + @lease_ms
   WHERE id IN (
     SELECT id FROM tasks
