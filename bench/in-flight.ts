@@ -17,7 +17,7 @@
 // gateway; the generator is idle during the idle and following windows).
 //
 //   node --import tsx bench/in-flight.ts [--tasks 10000] [--finished 100000] [--rounds 3] [--window-s 45]
-//       [--idle-s 8] [--complete 200] [--connections 20] [--poll-after-ms N] [--json FILE]
+//       [--idle-s 8] [--complete 200] [--connections 20] [--poll-after-ms N] [--only A|B] [--json FILE]
 import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -36,6 +36,7 @@ const { values: v } = parseArgs({
   options: {
     ...Object.fromEntries(Object.keys(DEFAULTS).map((k) => [k, { type: 'string' as const }])),
     'poll-after-ms': { type: 'string' },
+    only: { type: 'string' },
     json: { type: 'string' },
   },
 });
@@ -125,6 +126,8 @@ interface RoundResult {
   rss_peak_mb: number;
   /** Peak RSS per phase: idle, creating and dispatching, following, completing. */
   rss_phases_mb: Record<string, number>;
+  /** V8 heap in use at the end of the following window (what is live, against RSS's high-water mark). */
+  heap_following_mb: number;
 }
 
 async function round(variant: 'A' | 'B', n: number, mp4File: string): Promise<RoundResult> {
@@ -147,6 +150,7 @@ async function round(variant: 'A' | 'B', n: number, mp4File: string): Promise<Ro
   try {
     const headers = { Authorization: `Bearer ${KEY_A}`, 'Content-Type': 'application/json' };
     await fetch(`${base}/v1/models`, { headers }); // compiles the validator
+    await sleep(2000); // past the start's one-time work
     const idleCpu = await cpuOver(O.idleS * 1000);
     const phases: Record<string, number> = {};
     const phase = (name: string) => {
@@ -182,6 +186,7 @@ async function round(variant: 'A' | 'B', n: number, mp4File: string): Promise<Ro
     const gaps = sortNum(stats.gaps_ms);
     const gapBound = Math.max(config.workers.max_poll_interval_ms, O.pollAfterMs ?? 0);
 
+    const heapFollowingMb = process.memoryUsage().heapUsed / 2 ** 20;
     phase('following');
     // Completions: some jobs finish at once upstream; each must be stored within its poll interval + 2 s.
     const done = (await (await fetch(`${upstream.url}/control/complete?n=${O.complete}`, { method: 'POST' })).json()) as { id: string; completed_at_ms: number }[];
@@ -213,6 +218,7 @@ async function round(variant: 'A' | 'B', n: number, mp4File: string): Promise<Ro
       completion: { p50_ms: pct(lags, 50), p99_ms: pct(lags, 99), max_ms: lags.at(-1) ?? NaN, over_bound: over + (O.complete - stored.length), stored: stored.length },
       rss_peak_mb: Math.max(...Object.values(phases)),
       rss_phases_mb: phases,
+      heap_following_mb: heapFollowingMb,
     };
   } finally {
     clearInterval(rssTimer);
@@ -232,7 +238,7 @@ function line(r: RoundResult): string {
     `dispatch p50 ${f0(r.dispatch_ms.p50)} p99 ${f0(r.dispatch_ms.p99)} max ${f0(r.dispatch_ms.max)} ms (>20 s: ${r.dispatch_ms.over_20s})`,
     `polls ${f0(r.follow.polls_per_s)}/s, gap p50 ${f0(r.follow.gap_p50_ms)} p99 ${f0(r.follow.gap_p99_ms)} max ${f0(r.follow.gap_max_ms)} ms (over bound: ${r.follow.over_bound}), cpu ${f1(r.follow.cpu_pct)}%`,
     `completion p50 ${f0(r.completion.p50_ms)} p99 ${f0(r.completion.p99_ms)} max ${f0(r.completion.max_ms)} ms (${r.completion.stored} stored, over bound: ${r.completion.over_bound})`,
-    `rss peak ${f0(r.rss_peak_mb)} MB (${Object.entries(r.rss_phases_mb).map(([k, mb]) => `${k} ${f0(mb)}`).join(', ')})`,
+    `rss peak ${f0(r.rss_peak_mb)} MB (${Object.entries(r.rss_phases_mb).map(([k, mb]) => `${k} ${f0(mb)}`).join(', ')}); heap in use after following ${f0(r.heap_following_mb)} MB`,
   ].join('\n    ');
 }
 
@@ -245,7 +251,7 @@ async function main() {
   const results: RoundResult[] = [];
   try {
     for (let n = 1; n <= O.rounds; n++) {
-      for (const variant of ['A', 'B'] as const) {
+      for (const variant of (['A', 'B'] as const).filter((x) => v.only === undefined || v.only === x)) {
         const r = await round(variant, n, mp4File);
         results.push(r);
         console.log(line(r));
@@ -266,6 +272,7 @@ async function main() {
     ['completion p99 ms', (r) => r.completion.p99_ms],
     ['completion max ms', (r) => r.completion.max_ms],
     ['RSS peak MB', (r) => r.rss_peak_mb],
+    ['heap in use MB', (r) => r.heap_following_mb],
   ];
   console.log(`\nmedians over ${O.rounds} rounds     A (empty)   B (${O.finished} finished)   B/A`);
   for (const [name, get] of figures) {

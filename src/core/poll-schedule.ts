@@ -15,10 +15,13 @@ const AGE_FRACTION = 4;
 
 /**
  * How long to wait before polling a job again, in ms: a quarter of its age (`jobAgeMs`, since it was submitted),
- * within [poll_interval_ms, max_poll_interval_ms]; at least the provider's `pollAfterMs` hint when it gave one,
- * even above the maximum (the provider's word on its own rate wins).
+ * at least poll_interval_ms, and at most max_poll_interval_ms less one poll_interval_ms (a due job waits up to one
+ * tick of its loop to be claimed, so that the gap between two polls stays within max_poll_interval_ms); at least
+ * the provider's `pollAfterMs` hint when it gave one, even above the maximum (the provider's word on its own rate
+ * wins).
  */
 export function nextPollDelayMs(jobAgeMs: number, pollAfterMs: number | undefined, config: PollScheduleConfig): number {
-  const byAge = Math.min(config.max_poll_interval_ms, Math.max(config.poll_interval_ms, Math.floor(Math.max(0, jobAgeMs) / AGE_FRACTION)));
+  const longest = Math.max(config.poll_interval_ms, config.max_poll_interval_ms - config.poll_interval_ms);
+  const byAge = Math.min(longest, Math.max(config.poll_interval_ms, Math.floor(Math.max(0, jobAgeMs) / AGE_FRACTION)));
   return Math.max(byAge, pollAfterMs ?? 0);
 }
