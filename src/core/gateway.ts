@@ -106,7 +106,7 @@ export async function createGateway(config: Config, options: GatewayOptions = {}
     variants: createVideoVariants(assets),
     images,
     upstreamTimeoutMs: config.workers.upstream_timeout_ms,
-    onSubmitted: () => workers.wake(),
+    onSubmitted: () => workers.wakeDispatcher(),
   });
   const env = options.env ?? process.env;
   const providerWebhooks = createProviderWebhooks({

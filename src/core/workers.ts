@@ -54,6 +54,8 @@ export interface Workers {
   start(): void;
   /** Run the dispatcher and the pollers once now instead of at their next tick. */
   wake(): void;
+  /** Run the dispatcher once now (a task was submitted). */
+  wakeDispatcher(): void;
   /** Run the poller of this provider once now (a job of it is due now, e.g. told by a webhook). */
   wakePoller(providerId: string): void;
   /** Stop claiming; wait for the steps under way, up to `timeoutMs`. */
@@ -483,8 +485,9 @@ export function createWorkers(deps: WorkerDeps): Workers {
   const pollers = new Map<string, LeasedLoop>(
     configured.map((id) => [id, loop(`poller:${id}`, 'poll', poll, deps.pollConcurrency?.get(id) ?? config.poll_concurrency, { only: id })]),
   );
+  const dispatcher = loop('dispatcher', 'dispatch', dispatch, config.batch_size);
   const loops = [
-    loop('dispatcher', 'dispatch', dispatch, config.batch_size),
+    dispatcher,
     ...pollers.values(),
     loop('poller:unconfigured', 'poll', poll, 1, { except: configured }, config.lease_ms),
   ];
@@ -492,6 +495,7 @@ export function createWorkers(deps: WorkerDeps): Workers {
   return {
     start: () => loops.forEach((l) => l.start()),
     wake: () => loops.forEach((l) => l.wake()),
+    wakeDispatcher: () => dispatcher.wake(),
     wakePoller: (providerId) => pollers.get(providerId)?.wake(),
     stop: async (timeoutMs) => void (await Promise.all(loops.map((l) => l.stop(timeoutMs)))),
   };
