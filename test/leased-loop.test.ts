@@ -4,13 +4,14 @@ import { expect, it } from 'vitest';
 import { createLeasedLoop, type Leased } from '../src/core/leased-loop';
 import { createLogger } from '../src/core/logger';
 
-it('claims again as room frees while claims come back full, within its concurrency, with one renewal call for all', async () => {
+it('claims again as room frees while claims come back full (backlogged meanwhile), within its concurrency, with one renewal call for all', async () => {
   const due = Array.from({ length: 100 }, (_, i): Leased => ({ id: `t${i}`, lease_token: `l${i}` }));
   const claims: number[] = [];
   const renewals: number[] = [];
   let working = 0;
   let most = 0;
   const worked: string[] = [];
+  const behind: boolean[] = [];
   const loop = createLeasedLoop<Leased>({
     name: 'test',
     claim: async (limit) => {
@@ -19,6 +20,7 @@ it('claims again as room frees while claims come back full, within its concurren
     },
     renew: async (items) => void renewals.push(items.length),
     step: async (item) => {
+      behind.push(loop.backlogged());
       most = Math.max(most, ++working);
       await new Promise((r) => setTimeout(r, 20));
       working--;
@@ -37,6 +39,9 @@ it('claims again as room frees while claims come back full, within its concurren
   await new Promise((r) => setTimeout(r, 150));
   await loop.stop(1000);
   expect(worked).toHaveLength(100);
+  // Behind while claims came back full; caught up once one came back short.
+  expect(behind[0]).toBe(true);
+  expect(loop.backlogged()).toBe(false);
   expect(new Set(worked).size).toBe(100);
   expect(most).toBeLessThanOrEqual(8);
   // A claim is made once a quarter of the room is free, not for every finished item.

@@ -22,6 +22,12 @@ describe('nextPollDelayMs', () => {
     expect(nextPollDelayMs(-60_000, undefined, SCHEDULE)).toBe(1000);
   });
 
+  it('waits the longest, whatever the age, while the poller is behind', () => {
+    expect(nextPollDelayMs(0, undefined, SCHEDULE, true)).toBe(14_000);
+    expect(nextPollDelayMs(20_000, undefined, SCHEDULE, true)).toBe(14_000);
+    expect(nextPollDelayMs(20_000, 30_000, SCHEDULE, true)).toBe(30_000);
+  });
+
   it("waits at least the provider's hint, even past the maximum", () => {
     expect(nextPollDelayMs(0, 3000, SCHEDULE)).toBe(3000);
     expect(nextPollDelayMs(20_000, 3000, SCHEDULE)).toBe(5000);

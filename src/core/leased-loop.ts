@@ -34,6 +34,8 @@ export interface LeasedLoop {
   start(): void;
   /** Tick now instead of at the next interval. */
   wake(): void;
+  /** Whether the loop is behind: its last claim came back full, so more items may be due than it can work. */
+  backlogged(): boolean;
   /** Stop claiming; wait for the items being worked, up to `timeoutMs`. */
   stop(timeoutMs: number): Promise<void>;
 }
@@ -107,6 +109,7 @@ export function createLeasedLoop<T extends Leased>(options: LeasedLoopOptions<T>
     wake() {
       if (!stopping) void tickOnce();
     },
+    backlogged: () => backlog,
     async stop(timeoutMs) {
       stopping = true;
       clearTimeout(timer);

@@ -1,6 +1,8 @@
 // When the poller asks a provider about a running job again: each job by its own clock, often while it is young
 // (most short jobs finish early), then less often, never less often than `max_poll_interval_ms`, and never more
 // often than the provider asks (OpenAI-shaped hosts send `openai-poll-after-ms`; upstream-apis.md section 1).
+// The frequent polls of young jobs are a nicety: while the provider's poller is behind, every job is polled only as
+// often as promised, so that the promise holds for all of them.
 
 /** The settings the schedule follows (`workers.*` in the config). */
 export interface PollScheduleConfig {
@@ -18,10 +20,11 @@ const AGE_FRACTION = 4;
  * at least poll_interval_ms, and at most max_poll_interval_ms less one poll_interval_ms (a due job waits up to one
  * tick of its loop to be claimed, so that the gap between two polls stays within max_poll_interval_ms); at least
  * the provider's `pollAfterMs` hint when it gave one, even above the maximum (the provider's word on its own rate
- * wins).
+ * wins). `backlogged`: the poller has more due than it can poll (LeasedLoop.backlogged); the job then waits the
+ * longest, whatever its age.
  */
-export function nextPollDelayMs(jobAgeMs: number, pollAfterMs: number | undefined, config: PollScheduleConfig): number {
+export function nextPollDelayMs(jobAgeMs: number, pollAfterMs: number | undefined, config: PollScheduleConfig, backlogged = false): number {
   const longest = Math.max(config.poll_interval_ms, config.max_poll_interval_ms - config.poll_interval_ms);
-  const byAge = Math.min(longest, Math.max(config.poll_interval_ms, Math.floor(Math.max(0, jobAgeMs) / AGE_FRACTION)));
+  const byAge = backlogged ? longest : Math.min(longest, Math.max(config.poll_interval_ms, Math.floor(Math.max(0, jobAgeMs) / AGE_FRACTION)));
   return Math.max(byAge, pollAfterMs ?? 0);
 }

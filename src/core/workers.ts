@@ -393,7 +393,8 @@ export function createWorkers(deps: WorkerDeps): Workers {
       return retryOrFail(t, request, publicError(adapter.id, error));
     };
     // Each job by its own clock: see poll-schedule.ts.
-    const nextPollAt = (pollAfterMs?: number) => now() + nextPollDelayMs(now() - (t.submitted_at_ms ?? now()), pollAfterMs, config);
+    const backlogged = pollers.get(adapter.id)?.backlogged() ?? false;
+    const nextPollAt = (pollAfterMs?: number) => now() + nextPollDelayMs(now() - (t.submitted_at_ms ?? now()), pollAfterMs, config, backlogged);
     try {
       const result = await upstream(adapter, 'poll', (signal) => adapter.poll(upstreamId, { signal }));
       if (result.state === 'failed') {
