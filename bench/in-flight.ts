@@ -174,7 +174,7 @@ async function round(variant: 'A' | 'B', n: number, mp4File: string): Promise<Ro
     );
     const createsPerS = O.tasks / ((performance.now() - t0) / 1000);
     const pending = reader.prepare("SELECT count(*) FROM tasks WHERE status = 'pending'").pluck();
-    for (const end = Date.now() + 300_000; (pending.get() as number) > 0 && Date.now() < end; ) await sleep(250);
+    for (const end = Date.now() + 900_000; (pending.get() as number) > 0 && Date.now() < end; ) await sleep(250);
     const lat = sortNum(reader.prepare("SELECT submitted_at_ms - created_at_ms FROM tasks WHERE status = 'processing'").pluck().all() as number[]);
     if (lat.length !== O.tasks) throw new Error(`${lat.length} of ${O.tasks} tasks running upstream`);
 
