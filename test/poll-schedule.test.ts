@@ -10,21 +10,21 @@ import { KEY_A, auth, startTestGateway, waitFor } from './support/gateway';
 const SCHEDULE = { poll_interval_ms: 1000, max_poll_interval_ms: 15_000 };
 
 describe('nextPollDelayMs', () => {
-  it('polls a young job at the poll interval, then after a quarter of its age, up to the maximum less one tick', () => {
+  it('polls a young job at the poll interval, then after a quarter of its age, up to the maximum less a margin and one tick', () => {
     expect(nextPollDelayMs(0, undefined, SCHEDULE)).toBe(1000);
     expect(nextPollDelayMs(4_000, undefined, SCHEDULE)).toBe(1000);
     expect(nextPollDelayMs(20_000, undefined, SCHEDULE)).toBe(5000);
     expect(nextPollDelayMs(50_000, undefined, SCHEDULE)).toBe(12_500);
-    // A due job may wait one tick (poll_interval_ms) to be claimed: 14 s + 1 s stays within the 15 s maximum.
-    expect(nextPollDelayMs(60_000, undefined, SCHEDULE)).toBe(14_000);
-    expect(nextPollDelayMs(3 * 3600_000, undefined, SCHEDULE)).toBe(14_000);
+    // A due job may wait one tick (poll_interval_ms) to be claimed, and its request a little more: 95 % of 15 s less 1 s.
+    expect(nextPollDelayMs(60_000, undefined, SCHEDULE)).toBe(13_250);
+    expect(nextPollDelayMs(3 * 3600_000, undefined, SCHEDULE)).toBe(13_250);
     // A clock that went back never makes the wait shorter than the interval.
     expect(nextPollDelayMs(-60_000, undefined, SCHEDULE)).toBe(1000);
   });
 
   it('waits the longest, whatever the age, while the poller is behind', () => {
-    expect(nextPollDelayMs(0, undefined, SCHEDULE, true)).toBe(14_000);
-    expect(nextPollDelayMs(20_000, undefined, SCHEDULE, true)).toBe(14_000);
+    expect(nextPollDelayMs(0, undefined, SCHEDULE, true)).toBe(13_250);
+    expect(nextPollDelayMs(20_000, undefined, SCHEDULE, true)).toBe(13_250);
     expect(nextPollDelayMs(20_000, 30_000, SCHEDULE, true)).toBe(30_000);
   });
 
@@ -87,12 +87,12 @@ describe('the poller', () => {
     expect(hinted.requestsTo('retrieve')).toHaveLength(1);
     expect(plain.requestsTo('retrieve')).toHaveLength(1);
 
-    // Ten minutes on, both are due: a quarter of the age is 150 s, so the maximum (15 s, less a 50 ms tick) applies,
+    // Ten minutes on, both are due: a quarter of the age is 150 s, so the maximum (15 s, less 5 % and a 50 ms tick) applies,
     // and the hint (20 s) is longer still. Neither is asked again before its time: the clock stands still meanwhile.
     clockMs = start + 600_000;
     h.gateway.workers.wake();
     expect((await polledAfter(h, a, clockMs)).next_run_at_ms).toBe(clockMs + 20_000);
-    expect((await polledAfter(h, b, clockMs)).next_run_at_ms).toBe(clockMs + 14_950);
+    expect((await polledAfter(h, b, clockMs)).next_run_at_ms).toBe(clockMs + 14_200);
     await new Promise((r) => setTimeout(r, 300)); // several ticks, at the same clock
     expect(hinted.requestsTo('retrieve')).toHaveLength(2);
     expect(plain.requestsTo('retrieve')).toHaveLength(2);

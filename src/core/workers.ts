@@ -394,7 +394,9 @@ export function createWorkers(deps: WorkerDeps): Workers {
     };
     // Each job by its own clock: see poll-schedule.ts.
     const backlogged = pollers.get(adapter.id)?.backlogged() ?? false;
-    const nextPollAt = (pollAfterMs?: number) => now() + nextPollDelayMs(now() - (t.submitted_at_ms ?? now()), pollAfterMs, config, backlogged);
+    // Counted from when this poll was sent, so that its own latency does not stretch the gap to the next one.
+    const sentAt = now();
+    const nextPollAt = (pollAfterMs?: number) => sentAt + nextPollDelayMs(sentAt - (t.submitted_at_ms ?? sentAt), pollAfterMs, config, backlogged);
     try {
       const result = await upstream(adapter, 'poll', (signal) => adapter.poll(upstreamId, { signal }));
       if (result.state === 'failed') {
