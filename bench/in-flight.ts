@@ -17,7 +17,10 @@
 // gateway; the generator is idle during the idle and following windows).
 //
 //   node --import tsx bench/in-flight.ts [--tasks 10000] [--finished 100000] [--rounds 3] [--window-s 45]
-//       [--idle-s 8] [--complete 200] [--connections 20] [--poll-after-ms N] [--only A|B] [--json FILE]
+//       [--idle-s 8] [--complete 200] [--connections 20] [--poll-after-ms N] [--only A|B] [--backlog] [--json FILE]
+// --backlog: the loops are stopped while the tasks are created, then started: the dispatcher's own throughput
+// (tasks submitted per second, draining a backlog of --tasks), whatever the request path's speed. Its dispatch
+// latencies then count the wait, and are not the target's.
 import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -37,6 +40,7 @@ const { values: v } = parseArgs({
     ...Object.fromEntries(Object.keys(DEFAULTS).map((k) => [k, { type: 'string' as const }])),
     'poll-after-ms': { type: 'string' },
     only: { type: 'string' },
+    backlog: { type: 'boolean' },
     json: { type: 'string' },
   },
 });
@@ -120,6 +124,8 @@ interface RoundResult {
   load_before: string;
   idle_cpu_pct: number;
   creates_per_s: number;
+  /** From the last create (with --backlog: from the loops' start) until no task is pending, in s. */
+  drain_s: number;
   dispatch_ms: { p50: number; p99: number; max: number; over_20s: number };
   follow: { polls_per_s: number; gap_p50_ms: number; gap_p99_ms: number; gap_max_ms: number; over_bound: number; cpu_pct: number };
   completion: { p50_ms: number; p99_ms: number; max_ms: number; over_bound: number; stored: number };
@@ -159,7 +165,8 @@ async function round(variant: 'A' | 'B', n: number, mp4File: string): Promise<Ro
     };
     phase('idle');
 
-    // Creates, as fast as the connections go; the dispatcher submits meanwhile.
+    // Creates, as fast as the connections go; the dispatcher submits meanwhile (unless --backlog).
+    if (v.backlog) await gateway.workers.stop(10_000);
     let sent = 0;
     const t0 = performance.now();
     await Promise.all(
@@ -174,7 +181,10 @@ async function round(variant: 'A' | 'B', n: number, mp4File: string): Promise<Ro
     );
     const createsPerS = O.tasks / ((performance.now() - t0) / 1000);
     const pending = reader.prepare("SELECT count(*) FROM tasks WHERE status = 'pending'").pluck();
+    const drainStart = Date.now();
+    if (v.backlog) gateway.workers.start();
     for (const end = Date.now() + 900_000; (pending.get() as number) > 0 && Date.now() < end; ) await sleep(250);
+    const drainS = (Date.now() - drainStart) / 1000;
     const lat = sortNum(reader.prepare("SELECT submitted_at_ms - created_at_ms FROM tasks WHERE status = 'processing'").pluck().all() as number[]);
     if (lat.length !== O.tasks) throw new Error(`${lat.length} of ${O.tasks} tasks running upstream`);
 
@@ -208,6 +218,7 @@ async function round(variant: 'A' | 'B', n: number, mp4File: string): Promise<Ro
       variant, round: n, load_before,
       idle_cpu_pct: idleCpu,
       creates_per_s: createsPerS,
+      drain_s: drainS,
       dispatch_ms: { p50: pct(lat, 50), p99: pct(lat, 99), max: lat.at(-1)!, over_20s: lat.filter((x) => x > 20_000).length },
       follow: {
         polls_per_s: stats.polls / (stats.window_ms / 1000),
@@ -234,7 +245,7 @@ const f1 = (x: number) => (Number.isFinite(x) ? x.toFixed(1) : '-');
 function line(r: RoundResult): string {
   return [
     `${r.variant}${r.round}`, `load ${r.load_before}`,
-    `idle cpu ${f1(r.idle_cpu_pct)}%`, `creates ${f0(r.creates_per_s)}/s`,
+    `idle cpu ${f1(r.idle_cpu_pct)}%`, `creates ${f0(r.creates_per_s)}/s; then ${f1(r.drain_s)} s until none pending${v.backlog ? ` (backlog: ${f0(O.tasks / r.drain_s)} dispatched/s)` : ''}`,
     `dispatch p50 ${f0(r.dispatch_ms.p50)} p99 ${f0(r.dispatch_ms.p99)} max ${f0(r.dispatch_ms.max)} ms (>20 s: ${r.dispatch_ms.over_20s})`,
     `polls ${f0(r.follow.polls_per_s)}/s, gap p50 ${f0(r.follow.gap_p50_ms)} p99 ${f0(r.follow.gap_p99_ms)} max ${f0(r.follow.gap_max_ms)} ms (over bound: ${r.follow.over_bound}), cpu ${f1(r.follow.cpu_pct)}%`,
     `completion p50 ${f0(r.completion.p50_ms)} p99 ${f0(r.completion.p99_ms)} max ${f0(r.completion.max_ms)} ms (${r.completion.stored} stored, over bound: ${r.completion.over_bound})`,
