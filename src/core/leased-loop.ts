@@ -1,7 +1,8 @@
 // One background loop over leased work: claim what is due, work each item while keeping its lease alive, and
 // claim again at the next tick, or as soon as a quarter of its room is free while a claim came back full (a
-// backlog is drained at the pace of the work, not of the ticks). The dispatcher, the poller and the deliverer are each one such loop; the lease
-// (with its fencing token) is what makes an item whose worker died be taken up again by another.
+// backlog is drained at the pace of the work, not of the ticks). The dispatcher, the pollers and the deliverer are
+// each one such loop; the lease (with its fencing token) is what makes an item whose worker died be taken up again
+// by another.
 import type { Logger } from './logger';
 
 /** A unit of work claimed under a lease; `lease_token` fences every change the worker makes to it. */
