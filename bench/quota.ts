@@ -452,7 +452,7 @@ async function main(): Promise<void> {
   if (workersMode === 'idle') {
     // The loops never start and a submit does not wake them: only the request path runs.
     gw.workers.start = () => undefined;
-    gw.workers.wake = () => undefined;
+    gw.workers.wakeDispatcher = () => undefined;
   }
   const url = await gw.start();
 

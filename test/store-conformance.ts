@@ -268,7 +268,7 @@ export function describeStoreConformance(name: string, makeStore: () => Promise<
 
         const fresh = await claimOnly(store, 'dispatch', T0 + LEASE_MS + 1);
         expect(fresh.lease_token).not.toBe(old.lease_token);
-        expect(await store.renewLease(id, old.lease_token, T0 + LEASE_MS * 5)).toBe(false);
+        expect(await store.renewLeases([{ id, lease_token: old.lease_token }], T0 + LEASE_MS * 5)).toBe(0);
         expect(await store.startAttempt(id, old.lease_token, 'sim', { micro_usd: 400_000, credits: 8 }, T0 + LEASE_MS + 2)).toBe('lost');
         expect(await store.markSubmitted(id, old.lease_token, 'up-old', T0 + LEASE_MS + 2)).toBe(false);
         expect(await store.requeue(id, old.lease_token, ERROR, T0, T0 + LEASE_MS + 2)).toBe(false);
@@ -297,14 +297,69 @@ export function describeStoreConformance(name: string, makeStore: () => Promise<
     });
 
     describe('leases', () => {
-      it('renewLease extends the lease for the token holder only', async () => {
+      it('renewLeases extends the lease for the token holder only', async () => {
         const store = await open();
         const { id } = (await store.createTask(newTask())).task;
         const { lease_token } = await claimOnly(store, 'dispatch', T0);
-        expect(await store.renewLease(id, 'wrong', T0 + LEASE_MS * 3)).toBe(false);
-        expect(await store.renewLease(id, lease_token, T0 + LEASE_MS * 3)).toBe(true);
+        expect(await store.renewLeases([{ id, lease_token: 'wrong' }], T0 + LEASE_MS * 3)).toBe(0);
+        expect(await store.renewLeases([{ id, lease_token }], T0 + LEASE_MS * 3)).toBe(1);
         expect(await store.claimDue('dispatch', 10, LEASE_MS, T0 + LEASE_MS * 2)).toEqual([]);
         expect(await store.claimDue('dispatch', 10, LEASE_MS, T0 + LEASE_MS * 3 + 1)).toHaveLength(1);
+      });
+
+      it('renewLeases renews many leases in one call, skipping the lost ones', async () => {
+        const store = await open();
+        for (let i = 0; i < 5; i++) await store.createTask(newTask());
+        const claimed = await store.claimDue('dispatch', 5, LEASE_MS, T0);
+        expect(claimed).toHaveLength(5);
+        const [lost, ...held] = claimed;
+        // The first lease expires and another worker claims the task: its old token renews nothing.
+        expect(await store.renewLeases(held, T0 + LEASE_MS * 3)).toBe(4);
+        const taken = await store.claimDue('dispatch', 10, LEASE_MS, T0 + LEASE_MS + 1);
+        expect(taken.map((t) => t.id)).toEqual([lost!.id]);
+        expect(await store.renewLeases(claimed, T0 + LEASE_MS * 4)).toBe(4);
+        expect(await store.renewLeases([], T0 + LEASE_MS * 4)).toBe(0);
+        // The four renewed leases hold until T0 + 4 leases; the new claimer's only until T0 + 2 leases + 1.
+        expect((await store.claimDue('dispatch', 10, LEASE_MS * 2, T0 + LEASE_MS * 3)).map((t) => t.id)).toEqual([lost!.id]);
+        expect((await store.claimDue('dispatch', 10, LEASE_MS, T0 + LEASE_MS * 4 + 1)).map((t) => t.id).sort()).toEqual(held.map((t) => t.id).sort());
+      });
+
+      it('pollJobNow brings the running job of a provider forward to now, never back, and finds nothing else', async () => {
+        const store = await open();
+        const { id } = (await store.createTask(newTask())).task;
+        const { lease_token } = await claimOnly(store, 'dispatch', T0);
+        expect(await store.startAttempt(id, lease_token, 'sim', { micro_usd: 400_000, credits: 8 }, T0 + 1)).toBe('started');
+        expect(await store.markSubmitted(id, lease_token, 'up-1', T0 + 2)).toBe(true);
+        const polled = await claimOnly(store, 'poll', T0 + 3);
+        expect(await store.recordProgress(id, polled.lease_token, 10, T0 + 600_000, T0 + 4)).toBe(true);
+        expect(await store.claimDue('poll', 10, LEASE_MS, T0 + 5)).toEqual([]);
+
+        expect(await store.pollJobNow('other', 'up-1', T0 + 5)).toBeUndefined();
+        expect(await store.pollJobNow('sim', 'up-2', T0 + 5)).toBeUndefined();
+        expect(await store.pollJobNow('sim', 'up-1', T0 + 5)).toBe(id);
+        expect((await store.getTask(id))?.next_run_at_ms).toBe(T0 + 5);
+        // A later word does not put a due poll back.
+        expect(await store.pollJobNow('sim', 'up-1', T0 + 50)).toBe(id);
+        expect((await store.getTask(id))?.next_run_at_ms).toBe(T0 + 5);
+        expect((await store.claimDue('poll', 10, LEASE_MS, T0 + 6)).map((t) => t.id)).toEqual([id]);
+      });
+
+      it('claimDue with a provider scope takes the running jobs of that provider, or of none of the listed', async () => {
+        const store = await open();
+        const ids: Record<string, string> = {};
+        for (const provider of ['sim', 'other', 'gone']) {
+          const { id } = (await store.createTask(newTask())).task;
+          const { lease_token } = await claimOnly(store, 'dispatch', T0);
+          expect(await store.startAttempt(id, lease_token, provider, { micro_usd: 400_000, credits: 8 }, T0 + 1)).toBe('started');
+          expect(await store.markSubmitted(id, lease_token, `up-${provider}`, T0 + 2)).toBe(true);
+          ids[provider] = id;
+        }
+        // A pending task is never a provider's running job.
+        await store.createTask(newTask());
+        expect((await store.claimDue('poll', 10, LEASE_MS, T0 + 3, { only: 'sim' })).map((t) => t.id)).toEqual([ids.sim]);
+        expect((await store.claimDue('poll', 10, LEASE_MS, T0 + 3, { except: ['sim', 'other'] })).map((t) => t.id)).toEqual([ids.gone]);
+        expect(await store.claimDue('poll', 10, LEASE_MS, T0 + 3, { only: 'sim' })).toEqual([]);
+        expect((await store.claimDue('poll', 10, LEASE_MS, T0 + 3)).map((t) => t.id)).toEqual([ids.other]);
       });
 
       it('releaseLease makes the task claimable again at the given time and voids the token', async () => {
@@ -506,7 +561,7 @@ export function describeStoreConformance(name: string, makeStore: () => Promise<
         expect(await store.recordProgress(id, lease_token, 50, T0 + 30, T0 + 21)).toBe(false);
         expect(await store.markCompleted(id, lease_token, 'assets/x.mp4', T0 + 21)).toBe(false);
         expect(await store.markFailed(id, lease_token, ERROR, T0 + 21)).toBe(false);
-        expect(await store.renewLease(id, lease_token, T0 + LEASE_MS * 5)).toBe(false);
+        expect(await store.renewLeases([{ id, lease_token }], T0 + LEASE_MS * 5)).toBe(0);
         expect(await store.claimDue('poll', 10, LEASE_MS, T0 + LEASE_MS * 10)).toEqual([]);
       });
 

@@ -31,6 +31,8 @@ const providerId = z.string().regex(/^[a-z0-9][a-z0-9_-]{0,62}$/, 'lowercase let
 const commonProvider = {
   id: providerId,
   max_concurrent: z.number().int().positive().optional(),
+  /** The most of its jobs polled at once by one process; defaults to `workers.poll_concurrency`. */
+  poll_concurrency: z.number().int().positive().optional(),
 };
 
 const HttpProviderSchema = <K extends 'openai' | 'tasks-api'>(kind: K) =>
@@ -50,6 +52,11 @@ const ProviderSchema = z.discriminatedUnion('kind', [
   HttpProviderSchema('openai').extend({
     /** The host honours `Idempotency-Key` (OpenAI itself does not): a lost create answer may then be asked again. */
     honours_idempotency_key: z.boolean().default(false),
+    /**
+     * The environment variable holding the secret (`whsec_...`) the host signs its webhooks with: then its
+     * `video.completed`/`video.failed` events are taken at `POST /providers/{id}/webhooks`.
+     */
+    webhook_secret_env: z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'an environment variable name').optional(),
   }),
   HttpProviderSchema('tasks-api').extend({
     /** Origins of result links (a CDN) exempt from the outbound URL check; the API's own origin always is. */
@@ -149,9 +156,15 @@ const ConfigSchema = z
       .prefault({}),
     workers: z
       .object({
+        /** The loops' tick, and the shortest wait between two polls of one job (src/core/poll-schedule.ts). */
         poll_interval_ms: ms.default(1000),
+        /** The longest wait between two polls of one running job, unless its provider asks for longer. */
+        max_poll_interval_ms: ms.default(15_000),
         lease_ms: ms.default(60_000),
-        batch_size: z.number().int().positive().default(16),
+        /** Pending tasks submitted at once by one process (the dispatcher's concurrency and claim size). */
+        batch_size: z.number().int().positive().default(64),
+        /** Jobs of one provider polled at once by one process, unless the provider sets its own. */
+        poll_concurrency: z.number().int().positive().default(64),
         max_attempts: z.number().int().positive().default(3),
         retry_backoff_ms: ms.default(2000),
         /** A task silent upstream for longer than this is resubmitted. */

@@ -17,7 +17,8 @@ import type { Config } from './config';
 import { createHealthChecker } from './health-checker';
 import { createLogger, type Logger } from './logger';
 import { createMetrics } from './metrics';
-import { providersFromConfig } from './providers-from-config';
+import { providersFromConfig, webhookSecrets } from './providers-from-config';
+import { createProviderWebhooks } from './provider-webhooks';
 import { createImageLinks } from './image-links';
 import { createReferenceImages } from './reference-images';
 import { createResultCache } from './result-cache';
@@ -102,13 +103,14 @@ function webhookSecretsKey(config: Config, env: NodeJS.ProcessEnv): Buffer {
 
 export async function createGateway(config: Config, options: GatewayOptions = {}) {
   const log = options.log ?? createLogger(config.log_level);
+  const env = options.env ?? process.env;
   const now = options.now ?? Date.now;
   ensureWritableDirs(config);
   const outbound = outboundFromConfig(config, options.resolve);
   const store: Store = createSqliteStore(config.store.sqlite_path);
   const metrics = createMetrics();
   const assets = createLocalAssetStore(config.assets.dir);
-  const built = providersFromConfig(config, options.env ?? process.env, outbound, (message, fields) => log.warn(message, fields));
+  const built = providersFromConfig(config, env, outbound, (message, fields) => log.warn(message, fields));
   for (const p of built.disabled) log.warn('provider left out', { provider: p.id, kind: p.kind, reason: p.reason });
   const health = createHealth(config.routing.breaker, now);
   const imageLinks = config.server.public_url ? createImageLinks(config.server.public_url, path.join(config.data_dir, 'image-link.key'), now) : undefined;
@@ -124,7 +126,7 @@ export async function createGateway(config: Config, options: GatewayOptions = {}
     timeoutMs: config.cache.image_timeout_ms,
     outbound,
   });
-  const secrets = createWebhookSecrets(store, webhookSecretsKey(config, options.env ?? process.env), now);
+  const secrets = createWebhookSecrets(store, webhookSecretsKey(config, env), now);
   let selfUrl = config.server.public_url ?? `http://${config.server.host}:${config.server.port}`;
   const deliverer = createDeliverer({
     store, metrics, log, now, secrets,
@@ -137,6 +139,7 @@ export async function createGateway(config: Config, options: GatewayOptions = {}
   const workers = createWorkers({
     store, router, assets, metrics, log, now, cache, images, imageLinks, report,
     config: config.workers,
+    pollConcurrency: new Map(config.providers.flatMap((p) => (p.poll_concurrency === undefined ? [] : [[p.id, p.poll_concurrency] as const]))),
     imageReads: { maxBytes: config.cache.image_max_bytes, timeoutMs: config.cache.image_timeout_ms, outbound },
     waitForProviderMs: config.routing.wait_for_provider_ms,
     maxRetryBackoffMs: config.routing.max_retry_backoff_ms,
@@ -148,7 +151,7 @@ export async function createGateway(config: Config, options: GatewayOptions = {}
     variants: createVideoVariants(assets),
     images,
     upstreamTimeoutMs: config.workers.upstream_timeout_ms,
-    onSubmitted: () => workers.wake(),
+    onSubmitted: () => workers.wakeDispatcher(),
     report,
   });
   const webhooks = createWebhookService({
@@ -156,12 +159,17 @@ export async function createGateway(config: Config, options: GatewayOptions = {}
     rotationGraceMs: config.webhooks.rotation_grace_ms,
     onRedeliver: () => deliverer.wake(),
   });
+  const providerWebhooks = createProviderWebhooks({
+    store, log, now,
+    secrets: webhookSecrets(config, env, (message, fields) => log.warn(message, fields)),
+    onDue: (providerId) => workers.wakePoller(providerId),
+  });
   const healthChecker = createHealthChecker({ router, log, now, config: config.routing.health_check, onRecovery: () => workers.wake() });
   const sweeper = createRetentionSweeper({ store, assets, metrics, log, retentionMs, intervalMs: config.assets.sweep_interval_ms, now });
   let draining = false;
   const app = createApp({
     store, router, tasks, teams, metrics, log, retentionMs, now, webhooks,
-    adminToken: (options.env ?? process.env).VIDGATE_ADMIN_TOKEN || undefined,
+    adminToken: env.VIDGATE_ADMIN_TOKEN || undefined,
     bodyLimitBytes: config.server.body_limit_bytes,
     publicUrl: config.server.public_url,
     microUsdPerCredit,
@@ -170,6 +178,7 @@ export async function createGateway(config: Config, options: GatewayOptions = {}
     images,
     imageLinks,
     isDraining: () => draining,
+    providerWebhooks,
     validateResponses: options.validateResponses,
   });
   let server: http.Server | undefined;

@@ -1,6 +1,8 @@
 // One background loop over leased work: claim what is due, work each item while keeping its lease alive, and
-// claim again at the next tick. The dispatcher, the poller and the deliverer are each one such loop; the lease
-// (with its fencing token) is what makes an item whose worker died be taken up again by another.
+// claim again at the next tick, or as soon as a quarter of its room is free while a claim came back full (a
+// backlog is drained at the pace of the work, not of the ticks). The dispatcher, the pollers and the deliverer are
+// each one such loop; the lease (with its fencing token) is what makes an item whose worker died be taken up again
+// by another.
 import type { Logger } from './logger';
 
 /** A unit of work claimed under a lease; `lease_token` fences every change the worker makes to it. */
@@ -18,7 +20,7 @@ export interface LeasedLoopOptions<T extends Leased> {
   renew(items: readonly Leased[], leaseUntilMs: number): Promise<void>;
   /** Work one item. A throw is logged; the item's lease then lapses and it is claimed again. */
   step(item: T): Promise<void>;
-  /** Most items worked at once by this process. */
+  /** Most items worked at once by this process; also the most one claim asks for. */
   concurrency: number;
   /** Time between ticks, in ms. */
   interval_ms: number;
@@ -33,6 +35,8 @@ export interface LeasedLoop {
   start(): void;
   /** Tick now instead of at the next interval. */
   wake(): void;
+  /** Whether the loop is behind: its last claim came back full, so more items may be due than it can work. */
+  backlogged(): boolean;
   /** Stop claiming; wait for the items being worked, up to `timeoutMs`. */
   stop(timeoutMs: number): Promise<void>;
 }
@@ -44,6 +48,11 @@ export function createLeasedLoop<T extends Leased>(options: LeasedLoopOptions<T>
   let timer: NodeJS.Timeout | undefined;
   let heartbeat: NodeJS.Timeout | undefined;
   let stopping = true;
+  /** The last claim filled the room: more may be due now. */
+  let backlog = false;
+  /** Free room worth a claim while there is a backlog: a claim is a write, not made for every finished item. */
+  const refillAt = Math.max(1, Math.floor(options.concurrency / 4));
+  const room = () => options.concurrency - working.size;
 
   function renewAll() {
     if (working.size === 0) return;
@@ -55,22 +64,37 @@ export function createLeasedLoop<T extends Leased>(options: LeasedLoopOptions<T>
     const done = options
       .step(item)
       .catch((err: Error) => log.error('worker step failed', { loop: options.name, id: item.id, error: err.message }))
-      .finally(() => working.delete(item.id));
+      .finally(() => {
+        working.delete(item.id);
+        refill();
+      });
     working.set(item.id, { item, done });
   }
 
   async function tick(): Promise<void> {
-    const room = options.concurrency - working.size;
-    if (stopping || room <= 0) return;
+    const limit = room();
+    if (stopping || limit <= 0) return;
     try {
-      for (const item of await options.claim(room, options.lease_ms, now())) run(item);
+      const claimed = await options.claim(limit, options.lease_ms, now());
+      backlog = claimed.length === limit;
+      for (const item of claimed) run(item);
     } catch (err) {
+      backlog = false;
       log.error('worker tick failed', { loop: options.name, error: (err as Error).message });
     }
   }
 
   let ticking: Promise<void> | undefined;
-  const tickOnce = () => (ticking ??= tick().finally(() => (ticking = undefined)));
+  const tickOnce = () =>
+    (ticking ??= tick().finally(() => {
+      ticking = undefined;
+      refill(); // items that finished during the claim
+    }));
+
+  /** Claim again now when there is a backlog and room enough for it. */
+  function refill() {
+    if (backlog && !stopping && !ticking && room() >= refillAt) void tickOnce();
+  }
 
   return {
     start() {
@@ -86,6 +110,7 @@ export function createLeasedLoop<T extends Leased>(options: LeasedLoopOptions<T>
     wake() {
       if (!stopping) void tickOnce();
     },
+    backlogged: () => backlog,
     async stop(timeoutMs) {
       stopping = true;
       clearTimeout(timer);

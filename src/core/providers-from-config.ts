@@ -63,3 +63,18 @@ export function providersFromConfig(config: Config, env: NodeJS.ProcessEnv, outb
   }
   return { routed, disabled };
 }
+
+/**
+ * The webhook secrets of the providers that send webhooks (`webhook_secret_env`), by provider id, read from `env`.
+ * A provider whose variable is not set takes no webhooks (its jobs are polled as usual); `warn` is told of it.
+ */
+export function webhookSecrets(config: Config, env: NodeJS.ProcessEnv, warn: AdapterWarn): Map<string, string> {
+  const secrets = new Map<string, string>();
+  for (const p of config.providers) {
+    if (p.kind !== 'openai' || p.webhook_secret_env === undefined) continue;
+    const secret = env[p.webhook_secret_env];
+    if (secret) secrets.set(p.id, secret);
+    else warn('provider webhooks left out: its secret is not set; its jobs are polled', { provider: p.id, variable: p.webhook_secret_env });
+  }
+  return secrets;
+}

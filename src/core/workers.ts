@@ -5,13 +5,14 @@ import { ProviderError, type CallContext, type NormalizedRequest, type ProviderA
 import type { FailureStage } from '../routing/health';
 import type { Router } from '../routing/router';
 import { creditsFor } from '../routing/quote';
-import { QuotaExceededError, type AttemptRecord, type ClaimedTask, type Store, type WorkPhase } from '../store/types';
+import { QuotaExceededError, type AttemptRecord, type ClaimedTask, type ProviderScope, type Store, type WorkPhase } from '../store/types';
 import { verifyVideo } from '../media/probe-video';
 import { fitImage } from '../media/fit-image';
 import type { AssetStore } from './assets';
 import { readImage, type ImageReadOptions } from './image-digest';
 import type { Config } from './config';
-import { createLeasedLoop } from './leased-loop';
+import { createLeasedLoop, type LeasedLoop } from './leased-loop';
+import { nextPollDelayMs } from './poll-schedule';
 import type { Logger } from './logger';
 import type { Metrics } from './metrics';
 import type { ImageLinks } from './image-links';
@@ -31,6 +32,8 @@ export interface WorkerDeps {
   /** Links to uploaded images, for adapters that take images only by URL; absent without `server.public_url`. */
   imageLinks?: ImageLinks;
   config: Config['workers'];
+  /** Jobs polled at once per provider, where a provider sets its own (`providers[].poll_concurrency`). */
+  pollConcurrency?: ReadonlyMap<string, number>;
   /** Bounds on reading a reference image's URL to fit it (the same as for checking it at submission). */
   imageReads: ImageReadOptions;
   /** How long a task may wait for any provider to become available. */
@@ -52,8 +55,12 @@ interface PreparedRequest {
 
 export interface Workers {
   start(): void;
-  /** Run the dispatcher and the poller once now instead of at their next tick. */
+  /** Run the dispatcher and the pollers once now instead of at their next tick. */
   wake(): void;
+  /** Run the dispatcher once now (a task was submitted). */
+  wakeDispatcher(): void;
+  /** Run the poller of this provider once now (a job of it is due now, e.g. told by a webhook). */
+  wakePoller(providerId: string): void;
   /** Stop claiming; wait for the steps under way, up to `timeoutMs`. */
   stop(timeoutMs: number): Promise<void>;
 }
@@ -376,6 +383,11 @@ export function createWorkers(deps: WorkerDeps): Workers {
       blame(t, request.model, error, 'job');
       return retryOrFail(t, request, publicError(adapter.id, error));
     };
+    // Each job by its own clock: see poll-schedule.ts.
+    const backlogged = pollers.get(adapter.id)?.backlogged() ?? false;
+    // Counted from when this poll was sent, so that its own latency does not stretch the gap to the next one.
+    const sentAt = now();
+    const nextPollAt = (pollAfterMs?: number) => sentAt + nextPollDelayMs(sentAt - (t.submitted_at_ms ?? sentAt), pollAfterMs, config, backlogged);
     try {
       const result = await upstream(adapter, 'poll', (signal) => adapter.poll(upstreamId, { signal }));
       if (result.state === 'failed') {
@@ -386,7 +398,7 @@ export function createWorkers(deps: WorkerDeps): Workers {
       if (result.state !== 'completed') {
         health.jobProgressing(adapter.id, request.model);
         if (overdue) return timedOut();
-        await store.recordProgress(t.id, t.lease_token, result.progress, now() + config.poll_interval_ms, now());
+        await store.recordProgress(t.id, t.lease_token, result.progress, nextPollAt(result.poll_after_ms), now());
         return;
       }
       await download(t, request, adapter, upstreamId);
@@ -400,7 +412,7 @@ export function createWorkers(deps: WorkerDeps): Workers {
       // Transient trouble polling: ask again later, without blaming the provider for one missed answer;
       // the deadline bounds the wait.
       if (overdue) return timedOut();
-      await store.releaseLease(t.id, t.lease_token, now() + config.poll_interval_ms, now());
+      await store.releaseLease(t.id, t.lease_token, nextPollAt(), now());
     }
   }
 
@@ -444,23 +456,38 @@ export function createWorkers(deps: WorkerDeps): Workers {
     if (status === 'cancelled' || status === 'failed') await assets.remove(t.id);
   }
 
-  const loop = (name: string, phase: WorkPhase, step: (t: ClaimedTask) => Promise<void>) =>
+  /** One leased loop over the due tasks of a phase (of some providers only, with `providers`). */
+  const loop = (name: string, phase: WorkPhase, step: (t: ClaimedTask) => Promise<void>, concurrency: number, providers?: ProviderScope, intervalMs = config.poll_interval_ms) =>
     createLeasedLoop<ClaimedTask>({
       name,
-      claim: (limit, leaseMs, nowMs) => store.claimDue(phase, limit, leaseMs, nowMs),
-      renew: async (tasks, leaseUntilMs) => void (await Promise.all(tasks.map((t) => store.renewLease(t.id, t.lease_token, leaseUntilMs)))),
+      claim: (limit, leaseMs, nowMs) => store.claimDue(phase, limit, leaseMs, nowMs, providers),
+      renew: async (tasks, leaseUntilMs) => void (await store.renewLeases(tasks, leaseUntilMs)),
       step,
-      concurrency: config.batch_size,
-      interval_ms: config.poll_interval_ms,
+      concurrency,
+      interval_ms: intervalMs,
       lease_ms: config.lease_ms,
       now,
       log,
     });
-  const loops = [loop('dispatcher', 'dispatch', dispatch), loop('poller', 'poll', poll)];
+  // One poller per provider, each with its own concurrency, so that a slow provider does not hold up the others'
+  // polls; and one for the jobs of providers no longer configured (found after a restart with another config:
+  // they are failed over, so it rarely has work and ticks once per lease).
+  const configured = router.providers.map((p) => p.id);
+  const pollers = new Map<string, LeasedLoop>(
+    configured.map((id) => [id, loop(`poller:${id}`, 'poll', poll, deps.pollConcurrency?.get(id) ?? config.poll_concurrency, { only: id })]),
+  );
+  const dispatcher = loop('dispatcher', 'dispatch', dispatch, config.batch_size);
+  const loops = [
+    dispatcher,
+    ...pollers.values(),
+    loop('poller:unconfigured', 'poll', poll, 1, { except: configured }, config.lease_ms),
+  ];
 
   return {
     start: () => loops.forEach((l) => l.start()),
     wake: () => loops.forEach((l) => l.wake()),
+    wakeDispatcher: () => dispatcher.wake(),
+    wakePoller: (providerId) => pollers.get(providerId)?.wake(),
     stop: async (timeoutMs) => void (await Promise.all(loops.map((l) => l.stop(timeoutMs)))),
   };
 }

@@ -918,6 +918,35 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/providers/{provider_id}/webhooks": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * A provider tells vidgate that one of its jobs finished
+         * @description Where a provider sends webhooks (OpenAI-shaped hosts send `video.completed` and `video.failed`), pointing
+         *     them here lets vidgate learn a finished job at once instead of at its next poll: the running task with that
+         *     job is polled now. The event's content is not trusted beyond naming the job; what the task becomes is what
+         *     the provider answers to that poll. Polling remains the fallback for every job.
+         *
+         *     No API key: the request must be signed per Standard Webhooks (`webhook-id`, `webhook-timestamp`,
+         *     `webhook-signature`: `v1,<base64 HMAC-SHA256 of "id.timestamp.body">`) with the provider's secret
+         *     (`webhook_secret_env` in its config), within 5 minutes of its timestamp. A bad, missing or stale signature
+         *     answers 401 (`invalid_webhook_signature`); a provider that is not configured, or has no webhook secret,
+         *     answers 404. An event of another type, or for a job vidgate does not follow, is acknowledged and ignored.
+         */
+        post: operations["receiveProviderWebhook"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/images/{sha256}": {
         parameters: {
             query?: never;
@@ -2108,6 +2137,37 @@ export interface components {
              * @enum {string}
              */
             status: "ok" | "unavailable" | "draining";
+        };
+        /** @description An event from a provider, as OpenAI-shaped hosts send them; only `type` and `data.id` are read. */
+        ProviderWebhookEvent: {
+            /**
+             * @description The event's id.
+             * @example evt_685343a1381c819085d44c354e1b330e
+             */
+            id?: string;
+            /**
+             * @description Always `event`.
+             * @example event
+             */
+            object?: string;
+            /**
+             * @description `video.completed` and `video.failed` make the job be polled now; any other type is ignored.
+             * @example video.completed
+             */
+            type: string;
+            /**
+             * @description Unix seconds when the event happened.
+             * @example 1764514800
+             */
+            created_at?: number;
+            /** @description What the event is about. */
+            data: {
+                /**
+                 * @description The provider's job id.
+                 * @example video_68d2a1f0e1c48190
+                 */
+                id: string;
+            };
         };
         Error: {
             /** @description What went wrong. */
@@ -3972,6 +4032,67 @@ export interface operations {
             404: components["responses"]["NotFound"];
             /** @description The page was not built (run `npm run build:web`). */
             503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+        };
+    };
+    receiveProviderWebhook: {
+        parameters: {
+            query?: never;
+            header?: {
+                /**
+                 * @description The event's unique id (Standard Webhooks); signed.
+                 * @example wh_6849d3a9f5ec8190a05fe3dbbbe1c9b4
+                 */
+                "webhook-id"?: string;
+                /**
+                 * @description Unix seconds when the event was sent (Standard Webhooks); signed.
+                 * @example 1764514800
+                 */
+                "webhook-timestamp"?: string;
+                /**
+                 * @description Space-separated signatures, each `v1,<base64>` (Standard Webhooks).
+                 * @example v1,K5oZfzN95Z9UVu1EsfQmfVNQhnkZ2pj9o9NDN/H/pI4=
+                 */
+                "webhook-signature"?: string;
+            };
+            path: {
+                /**
+                 * @description The provider's `id` in vidgate's config.
+                 * @example openai-host
+                 */
+                provider_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["ProviderWebhookEvent"];
+            };
+        };
+        responses: {
+            /** @description The event is verified; the job it names, if vidgate follows it, is polled now. */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            400: components["responses"]["BadRequest"];
+            /** @description The signature is missing, wrong or stale (`invalid_webhook_signature`). */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No such provider, or it has no webhook secret (`provider_not_found`). */
+            404: {
                 headers: {
                     [name: string]: unknown;
                 };

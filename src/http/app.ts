@@ -20,13 +20,14 @@ import { createImageLinkRoutes, type ImageLinkRoutesDeps } from './image-links';
 import { createNativeRoutes, type NativeRoutesDeps } from './native/routes';
 import { createOpenAIRoutes } from './openai/routes';
 import { createPlaygroundRoutes } from './playground';
+import { createProviderWebhookRoutes, keepWebhookBody, type ProviderWebhookRoutesDeps } from './provider-webhooks';
 
 export const SPEC_PATH = fileURLToPath(new URL('../../openapi/vidgate.yaml', import.meta.url));
 /** The largest uploaded file accepted (413 above): above the 10 MB an image may have, so that one a little over gets a 400 saying why. */
 const MAX_UPLOAD_BYTES = 25 * 1024 * 1024;
 
 /** What the app needs: the doors' dependencies and the shared middleware's. */
-export interface AppDeps extends NativeRoutesDeps, ImageLinkRoutesDeps {
+export interface AppDeps extends NativeRoutesDeps, ImageLinkRoutesDeps, ProviderWebhookRoutesDeps {
   teams: TeamService;
   metrics: Metrics;
   /** Enables /admin when set. */
@@ -65,7 +66,7 @@ export function createApp(deps: AppDeps): express.Express {
 
   app.use('/v1', requireApiKey(deps.store, deps.now));
   app.use('/admin', requireAdminToken(deps.adminToken));
-  app.use(express.json({ limit: deps.bodyLimitBytes }));
+  app.use(express.json({ limit: deps.bodyLimitBytes, verify: keepWebhookBody }));
   app.use(refuseEncodedMultipart);
   cacheOpenApiRouteMatching();
   app.use(
@@ -83,6 +84,7 @@ export function createApp(deps: AppDeps): express.Express {
   app.use(createNativeRoutes(deps));
   app.use(createOpenAIRoutes(deps));
   app.use(createImageLinkRoutes(deps));
+  app.use(createProviderWebhookRoutes(deps));
   app.use('/admin', createAdminRouter({ store: deps.store, teams: deps.teams, microUsdPerCredit: deps.microUsdPerCredit, now: deps.now, webhooks: deps.webhooks }));
   // Whatever the validator let through and no route took: JSON, never Express's HTML 404.
   app.use((_req, _res, next) => next(new ApiError(404, 'not_found_error', 'route_not_found', 'no such route; see /docs')));

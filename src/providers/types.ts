@@ -99,8 +99,12 @@ export interface CreateWindow {
  */
 export type AdapterWarn = (message: string, fields: Record<string, unknown>) => void;
 
+/**
+ * A job's state. `poll_after_ms`: how long the provider asks its clients to wait before asking again, where it
+ * says so (OpenAI-shaped hosts: the `openai-poll-after-ms` response header, upstream-apis.md section 1).
+ */
 export type PollResult =
-  | { state: 'pending' | 'processing'; progress: number }
+  | { state: 'pending' | 'processing'; progress: number; poll_after_ms?: number }
   | { state: 'completed' }
   | { state: 'failed'; error: ProviderError };
 

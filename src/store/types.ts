@@ -206,6 +206,8 @@ export interface WebhookSecretRecord {
   /** When it stops signing (the end of a rotation's grace period); null while it is the current one. */
   expires_at_ms: number | null;
 }
+/** Which tasks a claim may take by their provider: those of one provider, or those of none of the listed. */
+export type ProviderScope = { only: string } | { except: readonly string[] };
 
 /** A task claimed by one worker. `lease_token` fences every transition the worker makes. */
 export interface ClaimedTask extends TaskRecord {
@@ -434,9 +436,24 @@ export interface Store {
   deleteTask(id: string, ownerId: string, nowMs: number): Promise<{ task: TaskRecord; asset_orphaned: boolean } | undefined>;
 
   // --- tasks: leases ---
-  /** Lease up to `limit` due, unleased (or lease-expired) tasks of a phase, oldest due first. */
-  claimDue(phase: WorkPhase, limit: number, leaseMs: number, nowMs: number): Promise<ClaimedTask[]>;
-  renewLease(id: string, leaseToken: string, leaseUntilMs: number): Promise<boolean>;
+  /**
+   * Lease up to `limit` due, unleased (or lease-expired) tasks of a phase, oldest due first; with `providers`,
+   * only the tasks whose `provider_id` is `only`, or is none of `except` (or null). An index serves each form,
+   * so a claim costs the same with any number of finished tasks in the store.
+   */
+  claimDue(phase: WorkPhase, limit: number, leaseMs: number, nowMs: number, providers?: ProviderScope): Promise<ClaimedTask[]>;
+  /**
+   * Extend every lease of `leases` still held under its token until `leaseUntilMs`, in one statement (a
+   * heartbeat renews all of a loop's tasks at once). Returns how many were renewed: a lease lost (claimed by
+   * another worker after it expired, or released by a transition) is not renewed and not counted.
+   */
+  renewLeases(leases: readonly { id: string; lease_token: string }[], leaseUntilMs: number): Promise<number>;
+  /**
+   * The running task whose job is `upstreamId` at `providerId` is due at `nowMs` (its next poll brought forward,
+   * never put back), e.g. because the provider said by webhook that the job finished. Returns the task's id, or
+   * undefined when no processing task has that job.
+   */
+  pollJobNow(providerId: string, upstreamId: string, nowMs: number): Promise<string | undefined>;
   /** Give the task back, to be claimed again at `nextRunAtMs` (a status change also releases it). */
   releaseLease(id: string, leaseToken: string, nextRunAtMs: number, nowMs: number): Promise<boolean>;
 

@@ -126,6 +126,8 @@ export interface FakeOpenAIOptions {
    * image of exactly `size`, as sora-2 requires; otherwise 400 `invalid_value` on `input_reference` (issue 10).
    */
   strictReferenceSize?: boolean;
+  /** Sent as `openai-poll-after-ms` with a retrieve of a job not finished yet (the hint OpenAI's SDKs follow). */
+  pollAfterMs?: number;
 }
 
 export interface FakeOpenAI {
@@ -227,7 +229,9 @@ export async function startFakeOpenAI(options: FakeOpenAIOptions = {}): Promise<
     }
     if (route.name === 'retrieve') {
       if (mode.kind === 'fail_job') job.error = { code: mode.code, message: mode.message ?? `generation failed: ${mode.code}` };
-      return sendJson(res, 200, videoObject(job));
+      const video = videoObject(job);
+      const running = video.status === 'queued' || video.status === 'in_progress';
+      return sendJson(res, 200, video, running && options.pollAfterMs !== undefined ? { 'openai-poll-after-ms': String(options.pollAfterMs) } : {});
     }
     if (route.name === 'remix') {
       const prompt = typeof record.body?.prompt === 'string' ? record.body.prompt : undefined;
@@ -420,9 +424,9 @@ async function parseBody(contentType: string | undefined, raw: Buffer): Promise<
   return undefined;
 }
 
-function sendJson(res: http.ServerResponse, status: number, body: unknown): void {
+function sendJson(res: http.ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
   const text = JSON.stringify(body);
-  res.writeHead(status, { 'Content-Type': 'application/json', 'Content-Length': String(Buffer.byteLength(text)) });
+  res.writeHead(status, { ...headers, 'Content-Type': 'application/json', 'Content-Length': String(Buffer.byteLength(text)) });
   res.end(text);
 }
 

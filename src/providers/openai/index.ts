@@ -73,7 +73,9 @@ export function createOpenAIProvider(options: OpenAIProviderOptions): ProviderAd
         throw new ProviderError('resource_not_found', `upstream ${id} no longer knows video ${upstreamId}`, true);
       }
       if (!res.ok) throw await errorFromResponse(res);
-      return pollResultFromVideo(video(await readJson(res)));
+      const result = pollResultFromVideo(video(await readJson(res)));
+      const pollAfterMs = Number(res.headers.get('openai-poll-after-ms') ?? NaN);
+      return 'progress' in result && Number.isSafeInteger(pollAfterMs) && pollAfterMs > 0 ? { ...result, poll_after_ms: pollAfterMs } : result;
     },
 
     async download(upstreamId, ctx): Promise<Readable> {

@@ -13,6 +13,7 @@ import {
   type CreditMovement,
   type LedgerEntry,
   type NewTask,
+  type ProviderScope,
   type Store,
   type TaskRecord,
   type TaskStatus,
@@ -45,7 +46,6 @@ type InsertParams = Omit<NewTask, 'cache_status' | 'door'> & Pick<TaskRow,
   'status' | 'progress' | 'credits_settled' | 'provider_id' | 'asset_key' | 'asset_stored_at_ms' | 'completed_at_ms' | 'source_id' | 'quota_day' | 'quota_month'
 > & { cache_status: TaskRecord['cache_status']; door: TaskRecord['door'] };
 
-const PHASE_STATUS: Record<WorkPhase, TaskStatus> = { dispatch: 'pending', poll: 'processing' };
 const NO_LEASE = 'lease_token = NULL, lease_until_ms = NULL';
 /** The followers of the leader `@id`: tasks that share its generation and are not finished. */
 const FOLLOWERS = "source_id = @id AND status IN ('pending', 'processing')";
@@ -70,6 +70,22 @@ const listTasksAscSql = (statusFilter: string) => `
 
 /** How often the checkpointing thread copies the WAL back into the database file. */
 const CHECKPOINT_INTERVAL_MS = 1000;
+/** Lease the `@limit` oldest due, unleased tasks matching `filter` (see Store.claimDue). */
+export const claimSql = (filter: string) => `
+  UPDATE tasks SET lease_token = lower(hex(randomblob(16))), lease_until_ms = @now + @lease_ms
+  WHERE id IN (
+    SELECT id FROM tasks
+    WHERE ${filter} AND source_id IS NULL AND next_run_at_ms <= @now AND (lease_until_ms IS NULL OR lease_until_ms < @now)
+    ORDER BY next_run_at_ms
+    LIMIT @limit)
+  RETURNING *`;
+
+/** The claim statement for a phase and provider scope. */
+function claimStatement<S>(sql: { claimPending: S; claimProcessing: S; claimOfProvider: S; claimOfOtherProviders: S }, phase: WorkPhase, providers?: ProviderScope): S {
+  if (phase === 'dispatch') return sql.claimPending;
+  if (!providers) return sql.claimProcessing;
+  return 'only' in providers ? sql.claimOfProvider : sql.claimOfOtherProviders;
+}
 
 export function createSqliteStore(file: string): Store {
   fs.mkdirSync(path.dirname(file), { recursive: true });
@@ -130,18 +146,22 @@ export function createSqliteStore(file: string): Store {
          task_id = excluded.task_id, created_at_ms = excluded.created_at_ms`,
     ),
 
-    // Each claimed row gets its own random token (randomblob is evaluated per row).
-    claimDue: db.prepare<[object], TaskRow>(
-      `UPDATE tasks SET lease_token = lower(hex(randomblob(16))), lease_until_ms = @now + @lease_ms
-       WHERE id IN (
-         SELECT id FROM tasks
-         WHERE status = @status AND next_run_at_ms <= @now AND (lease_until_ms IS NULL OR lease_until_ms < @now)
-           AND source_id IS NULL
-         ORDER BY next_run_at_ms
-         LIMIT @limit)
-       RETURNING *`,
+    // Each claimed row gets its own random token (randomblob is evaluated per row). The status is spelled out
+    // per phase so that the planner can use the partial index of processing tasks by provider.
+    claimPending: db.prepare<[object], TaskRow>(claimSql("status = 'pending'")),
+    claimProcessing: db.prepare<[object], TaskRow>(claimSql("status = 'processing'")),
+    claimOfProvider: db.prepare<[object], TaskRow>(claimSql("status = 'processing' AND provider_id = @provider")),
+    claimOfOtherProviders: db.prepare<[object], TaskRow>(
+      claimSql("status = 'processing' AND (provider_id IS NULL OR provider_id NOT IN (SELECT value FROM json_each(@except)))"),
     ),
-    renewLease: db.prepare('UPDATE tasks SET lease_until_ms = @until WHERE id = @id AND lease_token = @token'),
+    pollJobNow: db.prepare<[object], string>(
+      `UPDATE tasks SET next_run_at_ms = min(next_run_at_ms, @now)
+       WHERE provider_id = @provider AND upstream_id = @upstream AND status = 'processing' RETURNING id`,
+    ).pluck(),
+    renewLeases: db.prepare(
+      `UPDATE tasks SET lease_until_ms = @until
+       WHERE (id, lease_token) IN (SELECT value ->> 0, value ->> 1 FROM json_each(@leases))`,
+    ),
     releaseLease: db.prepare(
       `UPDATE tasks SET ${NO_LEASE}, next_run_at_ms = @next, updated_at_ms = @now
        WHERE id = @id AND lease_token = @token`,
@@ -569,14 +589,20 @@ export function createSqliteStore(file: string): Store {
       }).immediate();
     },
 
-    async claimDue(phase, limit, leaseMs, nowMs) {
-      const rows = sql.claimDue.all({ status: PHASE_STATUS[phase], limit, lease_ms: leaseMs, now: nowMs });
+    async claimDue(phase, limit, leaseMs, nowMs, providers) {
+      const scope = providers && ('only' in providers ? { provider: providers.only } : { except: JSON.stringify(providers.except) });
+      const rows = claimStatement(sql, phase, providers).all({ limit, lease_ms: leaseMs, now: nowMs, ...scope });
       // RETURNING yields rows in no particular order.
       rows.sort((a, b) => a.next_run_at_ms - b.next_run_at_ms);
       return rows.map((row): ClaimedTask => ({ ...toTask(row), lease_token: row.lease_token! }));
     },
-    async renewLease(id, leaseToken, leaseUntilMs) {
-      return changed(sql.renewLease.run({ id, token: leaseToken, until: leaseUntilMs }));
+    async renewLeases(leases, leaseUntilMs) {
+      if (leases.length === 0) return 0;
+      const pairs = JSON.stringify(leases.map((l) => [l.id, l.lease_token]));
+      return sql.renewLeases.run({ leases: pairs, until: leaseUntilMs }).changes;
+    },
+    async pollJobNow(providerId, upstreamId, nowMs) {
+      return sql.pollJobNow.get({ provider: providerId, upstream: upstreamId, now: nowMs });
     },
     async releaseLease(id, leaseToken, nextRunAtMs, nowMs) {
       return changed(sql.releaseLease.run({ id, token: leaseToken, next: nextRunAtMs, now: nowMs }));

@@ -222,6 +222,12 @@ export const MIGRATIONS: readonly string[] = [
     UPDATE provider_running SET n = n - 1 WHERE provider_id = old.provider_id;
   END;
   `,
+  // The poller claims per provider, and a provider's webhook finds its job by upstream id: both over running
+  // jobs only, so that finished tasks (most of the table) cost nothing.
+  `
+  CREATE INDEX tasks_poll_due ON tasks (provider_id, next_run_at_ms) WHERE status = 'processing' AND source_id IS NULL;
+  CREATE INDEX tasks_running_jobs ON tasks (provider_id, upstream_id) WHERE status = 'processing';
+  `,
 ];
 
 /** Brings the schema up to date in one write transaction, so concurrent openers migrate once. */

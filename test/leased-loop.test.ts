@@ -1,0 +1,53 @@
+// The leased loop drains a backlog at the pace of its work, not of its ticks, without ever working more than
+// its concurrency at once; and renews the leases of all the items it works in one call.
+import { expect, it } from 'vitest';
+import { createLeasedLoop, type Leased } from '../src/core/leased-loop';
+import { createLogger } from '../src/core/logger';
+
+it('claims again as room frees while claims come back full (backlogged meanwhile), within its concurrency, with one renewal call for all', async () => {
+  const due = Array.from({ length: 100 }, (_, i): Leased => ({ id: `t${i}`, lease_token: `l${i}` }));
+  const claims: number[] = [];
+  const renewals: number[] = [];
+  let working = 0;
+  let most = 0;
+  const worked: string[] = [];
+  const behind: boolean[] = [];
+  const loop = createLeasedLoop<Leased>({
+    name: 'test',
+    claim: async (limit) => {
+      claims.push(limit);
+      return due.splice(0, limit);
+    },
+    renew: async (items) => void renewals.push(items.length),
+    step: async (item) => {
+      behind.push(loop.backlogged());
+      most = Math.max(most, ++working);
+      await new Promise((r) => setTimeout(r, 20));
+      working--;
+      worked.push(item.id);
+    },
+    concurrency: 8,
+    // One tick only within the test: everything after the first claim is a refill.
+    interval_ms: 3600_000,
+    lease_ms: 300, // a heartbeat every 100 ms
+    now: () => 0,
+    log: createLogger('silent'),
+  });
+  loop.start();
+  const deadline = Date.now() + 20_000;
+  while (worked.length < 100 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+  await new Promise((r) => setTimeout(r, 150));
+  await loop.stop(1000);
+  expect(worked).toHaveLength(100);
+  // Behind while claims came back full; caught up once one came back short.
+  expect(behind[0]).toBe(true);
+  expect(loop.backlogged()).toBe(false);
+  expect(new Set(worked).size).toBe(100);
+  expect(most).toBeLessThanOrEqual(8);
+  // A claim is made once a quarter of the room is free, not for every finished item.
+  expect(claims.every((limit) => limit >= 2)).toBe(true);
+  expect(claims.length).toBeLessThanOrEqual(100 / 2 + 2);
+  // Each heartbeat renewed every item being worked in one call.
+  expect(renewals.length).toBeGreaterThan(0);
+  expect(renewals.every((n) => n >= 1 && n <= 8)).toBe(true);
+});
