@@ -2160,7 +2160,12 @@ export interface components {
              * @example 1764514800
              */
             created_at?: number;
-            /** @description What the event is about. */
+            /**
+             * @description What the event is about.
+             * @example {
+             *       "id": "video_68d2a1f0e1c48190"
+             *     }
+             */
             data: {
                 /**
                  * @description The provider's job id.
