@@ -20,6 +20,7 @@ import { createImageLinkRoutes, type ImageLinkRoutesDeps } from './image-links';
 import { createNativeRoutes, type NativeRoutesDeps } from './native/routes';
 import { createOpenAIRoutes } from './openai/routes';
 import { createPlaygroundRoutes } from './playground';
+import { sendJsonDirectly } from './send-json';
 
 export const SPEC_PATH = fileURLToPath(new URL('../../openapi/vidgate.yaml', import.meta.url));
 /** The largest uploaded file accepted (413 above): above the 10 MB an image may have, so that one a little over gets a 400 saying why. */
@@ -46,6 +47,7 @@ export function createApp(deps: AppDeps): express.Express {
   app.set('trust proxy', false);
   // No ETags: a video's would be made from its file's time, and a hit would tell when the original was made.
   app.set('etag', false);
+  sendJsonDirectly(app);
 
   app.use(recordLatency(metrics));
   app.use(headAsGet);
