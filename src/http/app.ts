@@ -20,6 +20,7 @@ import { createImageLinkRoutes, type ImageLinkRoutesDeps } from './image-links';
 import { createNativeRoutes, type NativeRoutesDeps } from './native/routes';
 import { createOpenAIRoutes } from './openai/routes';
 import { createPlaygroundRoutes } from './playground';
+import { inSequence } from './in-sequence';
 import { sendJsonDirectly } from './send-json';
 
 export const SPEC_PATH = fileURLToPath(new URL('../../openapi/vidgate.yaml', import.meta.url));
@@ -71,14 +72,14 @@ export function createApp(deps: AppDeps): express.Express {
   app.use(refuseEncodedMultipart);
   cacheOpenApiRouteMatching();
   app.use(
-    OpenApiValidator.middleware({
+    inSequence(OpenApiValidator.middleware({
       apiSpec: SPEC_PATH,
       validateRequests: { allowUnknownQueryParameters: false },
       validateResponses: deps.validateResponses ?? false,
       validateSecurity: false, // requireApiKey checks keys against the store
       // Multipart bodies (the OpenAI door) are parsed by multer into memory and validated like JSON ones.
       fileUploader: { limits: { fileSize: MAX_UPLOAD_BYTES, files: 1, fields: 20 } },
-    }),
+    })),
   );
   app.use(refuseInexactNumbers());
 
