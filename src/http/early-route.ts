@@ -49,10 +49,10 @@ export function pathParamsValidator(spec: Spec, specPath: string, method: string
  * route (`next('route')`), i.e. the general path, before anything is counted or read. `auth` and `handler` must be
  * those the general path runs for this operation, so that both ways answer alike.
  */
-export function earlyRoute<P>(validParams: (params: object) => boolean, auth: RequestHandler, handler: RequestHandler<P>): RequestHandler<P>[] {
-  const commonShape: RequestHandler<P> = (req, _res, next) => {
+export function earlyRoute(validParams: (params: object) => boolean, auth: RequestHandler, handler: RequestHandler): RequestHandler[] {
+  const commonShape: RequestHandler = (req, _res, next) => {
     const hasBody = req.headers['transfer-encoding'] !== undefined || req.headers['content-length'] !== undefined;
-    next(req.url.includes('?') || hasBody || !validParams(req.params as object) ? 'route' : undefined);
+    next(req.url.includes('?') || hasBody || !validParams(req.params) ? 'route' : undefined);
   };
-  return [commonShape, auth as unknown as RequestHandler<P>, handler];
+  return [commonShape, auth, handler];
 }

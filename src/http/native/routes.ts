@@ -44,9 +44,9 @@ async function present(deps: NativeRoutesDeps, req: Request, list: TaskRecord[])
 }
 
 /** `GET /v1/tasks/{id}` (the status poll), after the API key: also mounted early by ../app.ts. */
-export function getTaskHandler(deps: NativeRoutesDeps): RequestHandler<{ id: string }> {
+export function getTaskHandler(deps: NativeRoutesDeps): RequestHandler {
   return async (req, res) => {
-    res.json((await present(deps, req, [await deps.tasks.get(caller(res), req.params.id)]))[0]);
+    res.json((await present(deps, req, [await deps.tasks.get(caller(res), String(req.params.id))]))[0]);
   };
 }
 
