@@ -17,9 +17,12 @@ import { cacheOpenApiRouteMatching } from './openapi-route-cache';
 import { errorHandler } from './error-handler';
 import { refuseInexactNumbers } from './exact-numbers';
 import { createImageLinkRoutes, type ImageLinkRoutesDeps } from './image-links';
-import { createNativeRoutes, type NativeRoutesDeps } from './native/routes';
+import { createNativeRoutes, getTaskHandler, type NativeRoutesDeps } from './native/routes';
+import { earlyRoute, pathParamsValidator } from './early-route';
 import { createOpenAIRoutes } from './openai/routes';
 import { createPlaygroundRoutes } from './playground';
+import { inSequence } from './in-sequence';
+import { sendJsonDirectly } from './send-json';
 import { createProviderWebhookRoutes, keepWebhookBody, type ProviderWebhookRoutesDeps } from './provider-webhooks';
 
 export const SPEC_PATH = fileURLToPath(new URL('../../openapi/vidgate.yaml', import.meta.url));
@@ -47,9 +50,16 @@ export function createApp(deps: AppDeps): express.Express {
   app.set('trust proxy', false);
   // No ETags: a video's would be made from its file's time, and a hit would tell when the original was made.
   app.set('etag', false);
+  sendJsonDirectly(app);
 
   app.use(recordLatency(metrics));
   app.use(headAsGet);
+  const apiKey = requireApiKey(deps.store, deps.now);
+  // The status poll, most of the traffic, ahead of the rest (see early-route.ts). Not while responses are checked
+  // against the spec: that check is express-openapi-validator's, on the general path.
+  if (!deps.validateResponses) {
+    app.get('/v1/tasks/:id', ...earlyRoute(pathParamsValidator(spec, '/v1/tasks/{id}', 'get'), apiKey, getTaskHandler(deps)));
+  }
   app.get('/healthz', (_req, res) => void res.json({ status: 'ok' }));
   app.get('/readyz', async (_req, res) => {
     if (deps.isDraining()) return void res.status(503).json({ status: 'draining' });
@@ -64,20 +74,20 @@ export function createApp(deps: AppDeps): express.Express {
   app.get('/docs/redoc.standalone.js', (_req, res) => void res.sendFile(REDOC_BUNDLE_PATH, { headers: { 'Cache-Control': 'public, max-age=86400' } }));
   app.use(createPlaygroundRoutes());
 
-  app.use('/v1', requireApiKey(deps.store, deps.now));
+  app.use('/v1', apiKey);
   app.use('/admin', requireAdminToken(deps.adminToken));
   app.use(express.json({ limit: deps.bodyLimitBytes, verify: keepWebhookBody }));
   app.use(refuseEncodedMultipart);
   cacheOpenApiRouteMatching();
   app.use(
-    OpenApiValidator.middleware({
+    inSequence(OpenApiValidator.middleware({
       apiSpec: SPEC_PATH,
       validateRequests: { allowUnknownQueryParameters: false },
       validateResponses: deps.validateResponses ?? false,
       validateSecurity: false, // requireApiKey checks keys against the store
       // Multipart bodies (the OpenAI door) are parsed by multer into memory and validated like JSON ones.
       fileUploader: { limits: { fileSize: MAX_UPLOAD_BYTES, files: 1, fields: 20 } },
-    }),
+    })),
   );
   app.use(refuseInexactNumbers());
 

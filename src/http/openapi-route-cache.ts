@@ -18,12 +18,14 @@ export function cacheOpenApiRouteMatching(): void {
   const fromValidator = createRequire(createRequire(import.meta.url).resolve('express-openapi-validator'));
   const module = fromValidator('path-to-regexp') as { pathToRegexp: PathToRegexp };
   const compile = module.pathToRegexp;
-  const compiled = new Map<string, ReturnType<PathToRegexp>>();
+  // By route, then by the options' combination (an index from their 3 flags, `end` unset or false counting apart):
+  // the lookup runs for every route of the spec on every request, so it builds no key string.
+  const compiled = new Map<string, Array<ReturnType<PathToRegexp> | undefined>>();
   module.pathToRegexp = (path, options = {}) => {
-    const key = `${path}\u0000${options.sensitive ?? ''}\u0000${options.strict ?? ''}\u0000${options.end ?? ''}`;
-    let hit = compiled.get(key);
-    if (!hit) compiled.set(key, (hit = compile(path, options)));
-    return hit;
+    const slot = (options.sensitive ? 1 : 0) + (options.strict ? 2 : 0) + (options.end === undefined ? 0 : options.end ? 4 : 8);
+    let forPath = compiled.get(path);
+    if (!forPath) compiled.set(path, (forPath = []));
+    return (forPath[slot] ??= compile(path, options));
   };
   installed = true;
 }

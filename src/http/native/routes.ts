@@ -1,6 +1,6 @@
 // The native front door (the seed's unified task API): its wire format -> the task use cases -> its Task shape.
 // Mounted behind the shared middleware of ../app.ts (API key, spec validation, error mapper).
-import express, { type Request, type Response } from 'express';
+import express, { type Request, type RequestHandler, type Response } from 'express';
 import type { components } from '../../generated/vidgate-api';
 import { describeCatalog } from '../../core/catalog';
 import { estimate, quotaOutlook } from '../../core/estimate';
@@ -34,18 +34,27 @@ export interface NativeRoutesDeps {
   disabledProviders: readonly DisabledProvider[];
 }
 
+const caller = (res: Response) => res.locals.caller as Caller;
+
+/** Tasks in the public shape, with their attempts. */
+async function present(deps: NativeRoutesDeps, req: Request, list: TaskRecord[]) {
+  const baseUrl = deps.publicUrl ?? `${req.protocol}://${req.get('host')}`;
+  const attempts = await deps.tasks.attemptsOf(list);
+  return list.map((t) => presentTask(t, attempts.get(t.id) ?? [], { baseUrl, retentionMs: deps.retentionMs }));
+}
+
+/** `GET /v1/tasks/{id}` (the status poll), after the API key: also mounted early by ../app.ts. */
+export function getTaskHandler(deps: NativeRoutesDeps): RequestHandler {
+  return async (req, res) => {
+    res.json((await present(deps, req, [await deps.tasks.get(caller(res), String(req.params.id))]))[0]);
+  };
+}
+
 /** The routes of the native door under /v1: generations, tasks, models, estimates, usage, providers. */
 export function createNativeRoutes(deps: NativeRoutesDeps): express.Router {
   const { tasks } = deps;
   const routes = express.Router();
-  const caller = (res: Response) => res.locals.caller as Caller;
-  /** Tasks in the public shape, with their attempts. */
-  const present = async (req: Request, list: TaskRecord[]) => {
-    const baseUrl = deps.publicUrl ?? `${req.protocol}://${req.get('host')}`;
-    const attempts = await tasks.attemptsOf(list);
-    return list.map((t) => presentTask(t, attempts.get(t.id) ?? [], { baseUrl, retentionMs: deps.retentionMs }));
-  };
-  const presentOne = async (req: Request, t: TaskRecord) => (await present(req, [t]))[0];
+  const presentOne = async (req: Request, t: TaskRecord) => (await present(deps, req, [t]))[0];
 
   routes.post('/v1/videos/generations', async (req, res) => {
     const generation = await normalizeGeneration(req.body as components['schemas']['GenerationRequest'], deps.router, deps.outbound);
@@ -59,12 +68,10 @@ export function createNativeRoutes(deps: NativeRoutesDeps): express.Router {
   routes.get('/v1/tasks', async (req, res) => {
     const query = req.query as { status?: TaskStatus; limit?: number; after?: string };
     const page = await tasks.list(caller(res), { status: query.status, limit: Number(query.limit ?? 20), after: query.after });
-    res.json({ object: 'list', data: await present(req, page.tasks), has_more: page.nextCursor !== null, next_cursor: page.nextCursor });
+    res.json({ object: 'list', data: await present(deps, req, page.tasks), has_more: page.nextCursor !== null, next_cursor: page.nextCursor });
   });
 
-  routes.get('/v1/tasks/:id', async (req, res) => {
-    res.json(await presentOne(req, await tasks.get(caller(res), req.params.id!)));
-  });
+  routes.get('/v1/tasks/:id', getTaskHandler(deps));
 
   routes.post('/v1/tasks/:id/cancel', async (req, res) => {
     res.json(await presentOne(req, await tasks.cancel(caller(res), req.params.id!)));

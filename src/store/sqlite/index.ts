@@ -261,6 +261,8 @@ export function createSqliteStore(file: string): Store {
     listAttempts: db.prepare<[string], AttemptRecord>(
       'SELECT * FROM task_attempts WHERE task_id IN (SELECT value FROM json_each(?)) ORDER BY task_id, n',
     ),
+    // One task's (a status poll's): no JSON array to build and walk.
+    listAttemptsOfTask: db.prepare<[string], AttemptRecord>('SELECT * FROM task_attempts WHERE task_id = ? ORDER BY n'),
     // provider_running is kept by triggers on task_attempts (migrations.ts).
     runningOn: db.prepare<[string], number>('SELECT n FROM provider_running WHERE provider_id = ?').pluck(),
     countActiveByProvider: db.prepare<[], { provider_id: string; n: number }>('SELECT provider_id, n FROM provider_running WHERE n > 0'),
@@ -631,6 +633,7 @@ export function createSqliteStore(file: string): Store {
     },
 
     async listAttempts(taskIds) {
+      if (taskIds.length === 1) return sql.listAttemptsOfTask.all(taskIds[0]!);
       return sql.listAttempts.all(JSON.stringify(taskIds));
     },
     async countActiveByProvider() {
