@@ -86,7 +86,9 @@ describe('every bad image kind answers 400 invalid_image, on both doors', () => 
   it('accepts JPEG, PNG and WebP by URL on both doors', async (ctx) => {
     const g = await gateway(ctx);
     for (const file of ['/good.png', '/good.jpg', '/good.webp']) {
-      expect((await native(g, `${origin}${file}`)).status).toBe(202);
+      const created = await native(g, `${origin}${file}`);
+      expect(created.status).toBe(202);
+      expect(created.body.task_info).toMatchObject({ prompt: 'from an image', reference_image: true });
       expect((await linked(g, `${origin}${file}`)).status).toBe(200);
     }
   });

@@ -1214,7 +1214,7 @@ export interface components {
              * @constant
              */
             type: "video";
-            /** @description What a client needs to show the task: whether it can be cancelled, the time left, the size and length of the video. */
+            /** @description What a client needs to show the task: whether it can be cancelled, the time left, the size and length of the video, its prompt and whether it has a reference image. */
             task_info: {
                 /**
                  * @description True until the task finishes; then `POST /v1/tasks/{id}/cancel` answers 409.
@@ -1236,6 +1236,16 @@ export interface components {
                  * @example 1792x1024
                  */
                 size?: string;
+                /**
+                 * @description The prompt, as submitted (the team's own words: only its own keys see them).
+                 * @example A paper boat drifts down a rainy street at dusk, seen from the curb.
+                 */
+                prompt?: string;
+                /**
+                 * @description Whether a reference image was given (by URL or upload).
+                 * @example false
+                 */
+                reference_image?: boolean;
             };
             /** @description What the task costs the team, in credits. */
             usage: {
@@ -2215,7 +2225,7 @@ export interface components {
         ImageReference: {
             /**
              * Format: uri
-             * @description An HTTPS URL on a public address of a JPEG, PNG or WebP image of at most 10 MB.
+             * @description An HTTPS URL on a public address of a JPEG, PNG or WebP image of at most 10 MB and 50 megapixels.
              * @example https://images.example.com/boat.png
              */
             image_url: string;
@@ -2287,7 +2297,7 @@ export interface components {
             /** @description A vidgate extension: how a reference image of another shape is fitted to `size` (`pad` when absent), as in `POST /v1/videos/generations`. */
             resize_mode?: components["schemas"]["ResizeMode"];
             /**
-             * @description A reference image: an uploaded file part (JPEG, PNG or WebP, at most 10 MB), or the text part `input_reference[image_url]`.
+             * @description A reference image: an uploaded file part (JPEG, PNG or WebP, at most 10 MB and 50 megapixels), or the text part `input_reference[image_url]`.
              * @example {
              *       "image_url": "https://images.example.com/boat.png"
              *     }
