@@ -906,8 +906,8 @@ export interface paths {
             cookie?: never;
         };
         /**
-         * A script or style sheet of the playground
-         * @description The built files the page loads (`app.js`, `app.css`).
+         * A script, style sheet or icon of the playground
+         * @description The built files the page loads (`app.js`, `app.css`, `icon.svg`).
          */
         get: operations["playgroundAsset"];
         put?: never;
@@ -4023,7 +4023,7 @@ export interface operations {
                  * @description The file's name.
                  * @example app.js
                  */
-                file: "app.js" | "app.css";
+                file: "app.js" | "app.css" | "icon.svg";
             };
             cookie?: never;
         };
@@ -4037,6 +4037,7 @@ export interface operations {
                 content: {
                     "application/javascript": string;
                     "text/css": string;
+                    "image/svg+xml": string;
                 };
             };
             404: components["responses"]["NotFound"];
