@@ -3,7 +3,7 @@
 // Screenshots go to test-artifacts/playground/ (not committed).
 import fs from 'node:fs';
 import path from 'node:path';
-import { chromium, type Browser, type Page } from 'playwright-core';
+import { chromium, type Browser, type Page, type Route } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildPlayground } from '../web/build-playground';
 import { tempDir } from './support/gateway';
@@ -406,6 +406,24 @@ describe('the playground', () => {
     expect(order).toEqual(['Model', 'Prompt', 'Landscape (16:9)', '4 s', 'Choose or drop a JPG, PNG or WebP image (up to 10 MB)', 'Generate']);
   });
 
+  it('a cancel that arrives after the task finished says so in words, and the row catches up', async () => {
+    await page.getByLabel('Prompt').fill('a cancel that comes too late');
+    await page.getByRole('button', { name: 'Generate' }).click();
+    const id = await submitted();
+    const cancel = taskItem(id).getByRole('button', { name: 'Cancel video 1: a cancel that comes too late' });
+    await cancel.waitFor();
+    // The page's polls are held back (not answered for it: let through later), so its row still offers Cancel.
+    const held: Route[] = [];
+    await page.route(/\/v1\/tasks\?limit=/, (route) => void held.push(route));
+    await apiCall('POST', `/v1/tasks/${id}/cancel`); // finished elsewhere meanwhile: the page's cancel meets a real 409
+    await cancel.click();
+    await expect.poll(() => taskItem(id).getByRole('alert').textContent(), { timeout: 10_000 }).toBe('Too late to cancel: it had already finished.');
+    for (const route of held.splice(0)) await route.continue();
+    await page.unroute(/\/v1\/tasks\?limit=/);
+    await expect.poll(() => taskItem(id).getAttribute('data-status'), { timeout: 10_000 }).toBe('cancelled');
+    await shot('14-late-cancel');
+  });
+
   it('a key revoked mid-session: polling stops, the key is forgotten, and the key form says why', async () => {
     // "Use another key" leads to the key field.
     await page.getByRole('button', { name: 'Use another key' }).click();
@@ -435,6 +453,6 @@ describe('the playground', () => {
     const card = (await page.locator('.key-form').boundingBox())!;
     expect(card.x).toBeGreaterThanOrEqual(8);
     expect(card.x + card.width).toBeLessThanOrEqual(390 - 8);
-    await shot('14-key-revoked-phone');
+    await shot('15-key-revoked-phone');
   });
 });
