@@ -71,6 +71,8 @@ beforeAll(async () => {
       { id: 'simulated', kind: 'simulated', duration_ms: JOB_MS, fps: 4 },
       // A model with little on offer, whose every job is refused by the content policy.
       { id: 'strict', kind: 'simulated', duration_ms: 600, fps: 4, failure_rate: 1, failure_kind: 'terminal', models: [{ model: 'strict-model', usd_per_second: { standard: 0.05 }, durations_s: [4], image_input: false }] },
+      // A model whose every job fails on the provider's side (retryable): the task fails with the provider's fault.
+      { id: 'dead', kind: 'simulated', duration_ms: 300, fps: 4, failure_rate: 1, models: [{ model: 'dead-model', usd_per_second: { standard: 0.05 }, durations_s: [4], image_input: false }] },
     ]),
     VIDGATE_WORKERS__POLL_INTERVAL_MS: '100',
   });
@@ -404,6 +406,17 @@ describe('the playground', () => {
       await page.keyboard.press('Tab');
     }
     expect(order).toEqual(['Model', 'Prompt', 'Landscape (16:9)', '4 s', 'Choose or drop a JPG, PNG or WebP image (up to 10 MB)', 'Generate']);
+  });
+
+  it("a provider's own failure is said once, its code not repeated", async () => {
+    const id = (await apiCall('POST', '/v1/videos/generations', { model: 'dead-model', prompt: 'a job the provider drops', duration: 4 })).id as string;
+    await expect.poll(async () => (await apiCall('GET', `/v1/tasks/${id}`)).status, { timeout: 60_000 }).toBe('failed');
+    const error = (await apiCall('GET', `/v1/tasks/${id}`)).error as { code: string; message: string };
+    await page.reload();
+    const shown = (await taskItem(id).getByTestId('task-error').textContent({ timeout: 10_000 }))!;
+    expect(shown).toContain(error.code);
+    expect(shown.split(error.code)).toHaveLength(2); // the code appears once
+    await shot('13b-provider-failure');
   });
 
   it('a cancel that arrives after the task finished says so in words, and the row catches up', async () => {
