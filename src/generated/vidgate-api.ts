@@ -1691,12 +1691,12 @@ export interface components {
              */
             max_concurrent?: number | null;
             /**
-             * @description Reads (`GET` requests: task polls, lists, downloads, catalog, usage) per UTC minute. Counted apart from submissions, so that polling never uses up the budget for submitting.
+             * @description Reads (`GET` requests: task polls, lists, downloads, catalog, usage; and `POST /v1/estimates`, which changes nothing) per UTC minute. Counted apart from submissions, so that polling or estimating never uses up the budget for submitting.
              * @example 1200
              */
             reads_per_minute?: number | null;
             /**
-             * @description Submissions and other changes (`POST` and `DELETE` requests: generations, cancels, estimates) per UTC minute.
+             * @description Submissions and other changes (`POST` and `DELETE` requests: generations, cancels; not estimates) per UTC minute.
              * @example 600
              */
             submits_per_minute?: number | null;
@@ -1997,7 +1997,7 @@ export interface components {
             /** @description Unfinished tasks. */
             max_concurrent: components["schemas"]["QuotaStatus"];
             /**
-             * @description Reads (`GET`) in the current UTC minute.
+             * @description Reads (`GET`, and estimates) in the current UTC minute.
              * @example {
              *       "limit": 1200,
              *       "used": 37,
