@@ -48,10 +48,9 @@ function App() {
     const rejected = (e: Event) => {
       const failure = (e as CustomEvent<ApiFailure>).detail;
       sessionKey.clear();
-      setSession((current) => {
-        if (current) setKeyError(`This key no longer works (${failure.message}): enter another one.`);
-        return null;
-      });
+      setSession(null);
+      // While the key is being checked, useKey's own refusal follows this one and replaces it.
+      setKeyError(`This key no longer works (${failure.message}): enter another one.`);
     };
     window.addEventListener(KEY_REJECTED_EVENT, rejected);
     return () => window.removeEventListener(KEY_REJECTED_EVENT, rejected);
