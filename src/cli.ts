@@ -49,8 +49,8 @@ const QUOTAS = [
   ['credits-per-day', 'credits a day'],
   ['credits-per-month', 'credits a month'],
   ['max-concurrent', 'tasks running at once'],
-  ['reads-per-minute', 'reads (GET requests) a minute'],
-  ['submits-per-minute', 'submissions (POST and DELETE requests) a minute'],
+  ['reads-per-minute', 'reads (GET requests and estimates) a minute'],
+  ['submits-per-minute', 'submissions (POST and DELETE requests but estimates) a minute'],
   ['requests-per-minute', 'reads and submissions a minute, each (older name: sets both)'],
 ] as const;
 

@@ -45,7 +45,7 @@ describe('submit to download', () => {
       status: 'pending',
       progress: 0,
       type: 'video',
-      task_info: { can_cancel: true, video_duration: 4, size: '1792x1024' },
+      task_info: { can_cancel: true, video_duration: 4, size: '1792x1024', prompt: 'a paper boat on a rainy street', reference_image: false },
       // simulated sora-2-pro high tier: $0.50/s x 4 s = $2.00 = 200 credits of $0.01
       usage: { billing_rule: 'per_second', credits_reserved: 200 },
     });

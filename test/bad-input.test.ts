@@ -161,6 +161,28 @@ describe('bodies', () => {
     }
   });
 
+  it('the largest prompt the spec allows fits the default body limit on every route that takes one, raw or escaped', async () => {
+    // 32 000 code points of 4 UTF-8 bytes (128 000 bytes), and the same written as JSON escapes (384 000 bytes).
+    const maxLength = resolve(spec.components.schemas.GenerationRequest)!.properties.prompt.maxLength as number;
+    const raw = '😀'.repeat(maxLength);
+    const escaped = (body: Json) => JSON.stringify({ ...body, prompt: 'PROMPT' }).replace('PROMPT', '\\ud83d\\ude00'.repeat(maxLength));
+    const routes = [
+      { url: '/v1/estimates', status: 200, body: { model: 'sora-2', duration: 4 } },
+      { url: '/v1/videos/generations', status: 202, body: { model: 'sora-2', duration: 4, cache: false } },
+      { url: '/v1/videos', status: 200, body: { model: 'sora-2', seconds: '4' } },
+    ];
+    for (const route of routes) {
+      for (const body of [JSON.stringify({ ...route.body, prompt: raw }), escaped(route.body)]) {
+        const res = await h.http.post(route.url).set(auth(KEY_A)).set('Content-Type', 'application/json').send(body);
+        expect(res.status, `${route.url} (${Buffer.byteLength(body)} bytes): ${JSON.stringify(res.body).slice(0, 300)}`).toBe(route.status);
+      }
+      // One code point more is refused by the spec's limit, not by the body's size.
+      const over = await h.http.post(route.url).set(auth(KEY_A)).send({ ...route.body, prompt: `${raw}😀` });
+      expectErrorShape(over, 400, 'invalid_value');
+      expect(over.body.error.param).toBe('prompt');
+    }
+  });
+
   it('refuses integers beyond 2^53 instead of rounding them, and stores the largest allowed exactly', async () => {
     const res = await h.http.post('/admin/teams').set(auth(ADMIN_TOKEN)).send({ name: 'big-quota', quotas: { credits_per_day: 1_000_000_000_000 } });
     expect(res.status).toBe(201);

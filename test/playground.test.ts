@@ -3,11 +3,11 @@
 // Screenshots go to test-artifacts/playground/ (not committed).
 import fs from 'node:fs';
 import path from 'node:path';
-import { chromium, type Browser, type Page } from 'playwright-core';
+import { chromium, type Browser, type Page, type Route } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildPlayground } from '../web/build-playground';
 import { tempDir } from './support/gateway';
-import { makeImage, oversizedPng } from './support/images';
+import { hugePng, makeImage, oversizedPng } from './support/images';
 import { startServerProcess, type ServerProcess } from './support/process';
 
 const ADMIN = 'playground-test-admin-token-0123456789';
@@ -71,6 +71,8 @@ beforeAll(async () => {
       { id: 'simulated', kind: 'simulated', duration_ms: JOB_MS, fps: 4 },
       // A model with little on offer, whose every job is refused by the content policy.
       { id: 'strict', kind: 'simulated', duration_ms: 600, fps: 4, failure_rate: 1, failure_kind: 'terminal', models: [{ model: 'strict-model', usd_per_second: { standard: 0.05 }, durations_s: [4], image_input: false }] },
+      // A model whose every job fails on the provider's side (retryable): the task fails with the provider's fault.
+      { id: 'dead', kind: 'simulated', duration_ms: 300, fps: 4, failure_rate: 1, models: [{ model: 'dead-model', usd_per_second: { standard: 0.05 }, durations_s: [4], image_input: false }] },
     ]),
     VIDGATE_WORKERS__POLL_INTERVAL_MS: '100',
   });
@@ -92,10 +94,15 @@ describe('the playground', () => {
   /** Every request the page makes, to prove what it did not send. */
   const requests: { method: string; url: string; headers: Record<string, string> }[] = [];
   const pageErrors: string[] = [];
+  /** Console errors about the page itself (a missing icon, a CSP refusal); refused API calls are expected ones. */
+  const consoleErrors: string[] = [];
+  const activeElementId = () => page.evaluate(() => (globalThis as any).document.activeElement?.id ?? null);
+  const estimatePosts = () => requests.filter((r) => r.method === 'POST' && new URL(r.url).pathname === '/v1/estimates').length;
 
   it('is served offline-safe: built files only, a CSP of this origin, nothing loaded from elsewhere', async () => {
     page.on('request', (r) => requests.push({ method: r.method(), url: r.url(), headers: r.headers() }));
     page.on('pageerror', (e) => pageErrors.push(e.message));
+    page.on('console', (m) => m.type() === 'error' && !/status of 4\d\d/.test(m.text()) && consoleErrors.push(m.text()));
     const res = await page.goto(`${server.url}/playground`);
     expect(res?.status()).toBe(200);
     expect(res?.headers()['content-security-policy']).toMatch(/^default-src 'none'; script-src 'self'; style-src 'self';/);
@@ -114,6 +121,8 @@ describe('the playground', () => {
     await page.getByLabel('API key').fill(key);
     await page.getByRole('button', { name: 'Use this key' }).click();
     expect(await page.getByTestId('team-name').textContent()).toBe('studio');
+    // Focus moves on to the first control of the generator, not back to <body>.
+    await expect.poll(activeElementId).toBe('model');
     expect(await page.evaluate(() => ({ session: Object.values((globalThis as any).sessionStorage), local: Object.keys((globalThis as any).localStorage) }))).toEqual({ session: [key], local: [] });
     // A reload keeps the session's key: no second prompt.
     await page.reload();
@@ -157,6 +166,47 @@ describe('the playground', () => {
     await page.getByLabel('4 s').check();
   });
 
+  it('estimates as the user types, debounced, and as reads: typing cannot use up the submissions', async () => {
+    await page.getByLabel('Prompt').fill('');
+    await shownEstimate(await apiCall('POST', '/v1/estimates', { model: 'sora-2', prompt: 'estimate', aspect_ratio: '1280x720', duration: 4, cache: true }));
+    const before = estimatePosts();
+    const answered = page.waitForResponse((r) => r.url().endsWith('/v1/estimates') && r.request().postDataJSON().prompt === 'a heron in the reeds at dawn');
+    await page.getByLabel('Prompt').pressSequentially('a heron in the reeds at dawn', { delay: 40 }); // 28 keys over about a second
+    const last = await answered;
+    expect(last.headers()['x-ratelimit-resource']).toBe('reads');
+    await expect.poll(() => page.getByTestId('estimate').getAttribute('aria-busy')).toBeNull();
+    expect(estimatePosts() - before).toBeLessThanOrEqual(3);
+  });
+
+  it('counts the prompt as the API does (code points), and over the limit shows no price but why', async () => {
+    // 16 100 emoji: 32 200 UTF-16 units, but 16 100 characters for the API; its JSON (64 KB and more) is estimated.
+    const emoji = '😀'.repeat(16_100);
+    await page.getByLabel('Prompt').fill(emoji);
+    expect(await page.locator('#prompt-count').textContent()).toBe('16,100 / 32,000 characters');
+    await shownEstimate(await apiCall('POST', '/v1/estimates', { model: 'sora-2', prompt: emoji, aspect_ratio: '1280x720', duration: 4, cache: true }));
+    expect(await page.getByRole('button', { name: 'Generate' }).isEnabled()).toBe(true);
+
+    await page.getByLabel('Prompt').fill('a'.repeat(32_001));
+    expect(await page.locator('#prompt-count').textContent()).toBe('32,001 / 32,000 characters: too long');
+    await expect.poll(() => page.getByTestId('estimate-too-long').textContent()).toBe('No price: the prompt is too long (32,001 characters; at most 32,000).');
+    expect(await page.getByTestId('estimate-credits').count()).toBe(0);
+    expect(await page.getByTestId('estimate').getAttribute('aria-busy')).toBeNull();
+    expect(await page.getByRole('button', { name: 'Generate' }).isDisabled()).toBe(true);
+    await shot('03b-too-long');
+
+    // An estimate refused (here: the team's reads used up) says why; the next prompt's estimate clears it.
+    await admin('PATCH', `/admin/teams/${teamId}`, { quotas: { reads_per_minute: 1 } });
+    for (let i = 0; i < 5 && !(await page.getByTestId('estimate-error').count()); i++) {
+      await page.getByLabel('Prompt').fill(`a refused estimate ${i}`);
+      await page.getByTestId('estimate-error').waitFor({ timeout: 2000 }).catch(() => undefined);
+    }
+    expect(await page.getByTestId('estimate-error').textContent()).toMatch(/^Too many requests: over 1 reads/);
+    await admin('PATCH', `/admin/teams/${teamId}`, { quotas: { reads_per_minute: null } });
+    await page.getByLabel('Prompt').fill('a paper boat on a rainy street');
+    expect(await page.getByTestId('estimate-error').count()).toBe(0); // gone as soon as the prompt changed
+    await shownEstimate(await apiCall('POST', '/v1/estimates', { model: 'sora-2', prompt: 'a paper boat on a rainy street', aspect_ratio: '1280x720', duration: 4, cache: true }));
+  });
+
   it('takes an image by click or drop, shows its pixel size against the video, and refuses other files before uploading', async () => {
     const uploadsBefore = requests.filter((r) => r.method === 'POST' && r.url.endsWith('/v1/videos')).length;
     const input = page.getByLabel('Choose or drop a JPG, PNG or WebP image (up to 10 MB)');
@@ -165,7 +215,13 @@ describe('the playground', () => {
     await shot('04-refused-file');
     await input.setInputFiles({ name: 'huge.png', mimeType: 'image/png', buffer: oversizedPng(10 * 1024 * 1024 + 1) });
     await expect.poll(() => page.getByRole('alert').textContent()).toBe('huge.png is 10.0 MB: images may be at most 10 MB.');
+    // Valid, small (about 110 KB), but 900 megapixels: refused for that, not as damaged.
+    await input.setInputFiles({ name: 'vast.png', mimeType: 'image/png', buffer: hugePng(30000, 30000) });
+    await expect.poll(() => page.getByRole('alert').textContent()).toBe('vast.png has too many pixels (30000 × 30000): images may have at most 50 megapixels.');
     expect(requests.filter((r) => r.method === 'POST' && r.url.endsWith('/v1/videos')).length).toBe(uploadsBefore);
+    // The native file input is out of sight (its "No file chosen" too), but still a labelled, focusable control.
+    const box = await input.boundingBox();
+    expect(box!.width * box!.height).toBeLessThanOrEqual(1);
 
     // Drag and drop: a real DataTransfer with a WebP file, dropped on the zone.
     const webp = makeImage('webp', 320, 240).toString('base64');
@@ -199,9 +255,10 @@ describe('the playground', () => {
     await expect.poll(() => counts().textContent(), { timeout: 60_000 }).toBe('0 running · 1 completed');
     const item = taskItem(firstId);
     expect(await item.getByTestId('task-price').textContent()).toBe('40 credits ($0.40)');
-    expect(await item.locator('.meta').textContent()).toContain('by simulated');
+    expect(await item.locator('.meta').textContent()).toContain('with image · by simulated');
+    expect(await item.getByTestId('task-prompt').textContent()).toBe('a paper boat on a rainy street');
 
-    await item.getByRole('button', { name: 'Play' }).click();
+    await item.getByRole('button', { name: 'Play video 1: a paper boat on a rainy street' }).click();
     const video = item.locator('video');
     await video.waitFor();
     await expect.poll(() => video.evaluate((v: any) => v.readyState), { timeout: 20_000 }).toBeGreaterThanOrEqual(2);
@@ -278,7 +335,7 @@ describe('the playground', () => {
     await page.getByRole('button', { name: 'Generate' }).click();
     const alert = page.getByTestId('generate-result');
     await expect.poll(() => alert.textContent(), { timeout: 10_000 }).toMatch(
-      /^Over budget: not enough credits: the team's credits per day is \d+ and \d+ are used\. Try again in \d+ (s|min|h)\.$/,
+      /^Over budget: not enough credits: the team's credits per day is \d+ and \d+ are used\. This request needs 40 credits \(\$0\.40\)\. Try again in \d+ (s|min|h)\.$/,
     );
     expect(await alert.getAttribute('role')).toBe('alert');
     await shot('11-over-budget');
@@ -306,6 +363,10 @@ describe('the playground', () => {
     // One generation, then 20 cache hits of it (completed at once): 23 tasks of the team in all.
     const request = { model: 'sora-2', prompt: 'a kite over a beach', aspect_ratio: '1280x720', duration: 4 };
     const generated = (await apiCall('POST', '/v1/videos/generations', request)).id as string;
+    // An identical request while it runs follows it.
+    const follower = (await apiCall('POST', '/v1/videos/generations', request)).id as string;
+    await page.reload();
+    await expect.poll(() => taskItem(follower).locator('.meta').textContent(), { timeout: 10_000 }).toContain('following an identical running generation');
     await expect.poll(async () => (await apiCall('GET', `/v1/tasks/${generated}`)).status, { timeout: 60_000 }).toBe('completed');
     const hits: string[] = [];
     for (let i = 0; i < 20; i++) hits.push((await apiCall('POST', '/v1/videos/generations', request)).id);
@@ -316,6 +377,11 @@ describe('the playground', () => {
     // The latest 20 (tasks made in one millisecond are ordered by id, so compared as sets); older ones are left out.
     expect(new Set(shown)).toEqual(new Set(hits));
     expect(await page.getByTestId('cache-badge').count()).toBe(20);
+    // Twenty Play and Download buttons, each named after its own task.
+    const names = await page.getByRole('button', { name: /^(Play|Download) video / }).evaluateAll((bs) => bs.map((b) => b.getAttribute('aria-label')));
+    expect(names).toHaveLength(40);
+    expect(new Set(names).size).toBe(40);
+    expect(names).toContain('Play video 3: a kite over a beach');
 
     expect(await taskItem(hits[0]!).locator('.meta').textContent()).toBe('sora-2 · 1280 × 720 · 4 s · from the cache · 0 credits ($0.00)');
     await page.getByTestId('estimate-credits').waitFor();
@@ -323,6 +389,8 @@ describe('the playground', () => {
     expect(await page.evaluate(() => (globalThis as any).document.documentElement.scrollWidth)).toBeLessThanOrEqual(390);
     await shot('13-phone');
     expect(pageErrors).toEqual([]);
+    expect(consoleErrors).toEqual([]);
+    expect(requests.some((r) => new URL(r.url).pathname === '/favicon.ico')).toBe(false);
   });
 
   it('can be used with the keyboard alone: each control is labelled and Tab follows the form', async () => {
@@ -338,5 +406,66 @@ describe('the playground', () => {
       await page.keyboard.press('Tab');
     }
     expect(order).toEqual(['Model', 'Prompt', 'Landscape (16:9)', '4 s', 'Choose or drop a JPG, PNG or WebP image (up to 10 MB)', 'Generate']);
+  });
+
+  it("a provider's own failure is said once, its code not repeated", async () => {
+    const id = (await apiCall('POST', '/v1/videos/generations', { model: 'dead-model', prompt: 'a job the provider drops', duration: 4 })).id as string;
+    await expect.poll(async () => (await apiCall('GET', `/v1/tasks/${id}`)).status, { timeout: 60_000 }).toBe('failed');
+    const error = (await apiCall('GET', `/v1/tasks/${id}`)).error as { code: string; message: string };
+    await page.reload();
+    const shown = (await taskItem(id).getByTestId('task-error').textContent({ timeout: 10_000 }))!;
+    expect(shown).toContain(error.code);
+    expect(shown.split(error.code)).toHaveLength(2); // the code appears once
+    await shot('13b-provider-failure');
+  });
+
+  it('a cancel that arrives after the task finished says so in words, and the row catches up', async () => {
+    await page.getByLabel('Prompt').fill('a cancel that comes too late');
+    await page.getByRole('button', { name: 'Generate' }).click();
+    const id = await submitted();
+    const cancel = taskItem(id).getByRole('button', { name: 'Cancel video 1: a cancel that comes too late' });
+    await cancel.waitFor();
+    // The page's polls are held back (not answered for it: let through later), so its row still offers Cancel.
+    const held: Route[] = [];
+    await page.route(/\/v1\/tasks\?limit=/, (route) => void held.push(route));
+    await apiCall('POST', `/v1/tasks/${id}/cancel`); // finished elsewhere meanwhile: the page's cancel meets a real 409
+    await cancel.click();
+    await expect.poll(() => taskItem(id).getByRole('alert').textContent(), { timeout: 10_000 }).toBe('Too late to cancel: it had already finished.');
+    for (const route of held.splice(0)) await route.continue();
+    await page.unroute(/\/v1\/tasks\?limit=/);
+    await expect.poll(() => taskItem(id).getAttribute('data-status'), { timeout: 10_000 }).toBe('cancelled');
+    await shot('14-late-cancel');
+  });
+
+  it('a key revoked mid-session: polling stops, the key is forgotten, and the key form says why', async () => {
+    // "Use another key" leads to the key field.
+    await page.getByRole('button', { name: 'Use another key' }).click();
+    await expect.poll(activeElementId).toBe('api-key');
+    const created = await admin('POST', `/admin/teams/${teamId}/keys`, { name: 'short-lived' });
+    await page.getByLabel('API key').fill(created.key);
+    await page.getByRole('button', { name: 'Use this key' }).click();
+    await expect.poll(activeElementId).toBe('model');
+
+    await page.getByLabel('Prompt').fill('a long take that outlives its key');
+    await page.getByRole('button', { name: 'Generate' }).click();
+    const id = await submitted();
+    expect(await taskItem(id).getAttribute('data-status')).toMatch(/^(pending|processing)$/);
+    await admin('POST', `/admin/keys/${created.id}/revoke`);
+
+    await expect.poll(() => page.getByRole('alert').textContent(), { timeout: 10_000 }).toBe('This key no longer works (this API key was revoked): enter another one.');
+    await expect.poll(activeElementId).toBe('api-key');
+    expect(await page.evaluate(() => Object.keys((globalThis as any).sessionStorage))).toEqual([]);
+    expect(await page.getByTestId('task').count()).toBe(0); // no stale running task, no Cancel
+    const polls = () => requests.filter((r) => new URL(r.url).pathname === '/v1/tasks').length;
+    const after = polls();
+    await page.waitForTimeout(2500); // more than two polling periods (1 s): none may follow
+    expect(polls()).toBe(after);
+
+    // On a phone, the key card keeps off the screen's edges.
+    await page.setViewportSize({ width: 390, height: 844 });
+    const card = (await page.locator('.key-form').boundingBox())!;
+    expect(card.x).toBeGreaterThanOrEqual(8);
+    expect(card.x + card.width).toBeLessThanOrEqual(390 - 8);
+    await shot('15-key-revoked-phone');
   });
 });

@@ -11,12 +11,14 @@ import { startFakeTasksApi } from './support/fake-tasks-api';
 import { mp4Renderer } from './support/mp4';
 import { startFakeOpenAI } from './support/fake-openai';
 import { auth, KEY_A, startTestGateway, waitFor } from './support/gateway';
-import { makeImage, oversizedPng } from './support/images';
+import { hugePng, makeImage, oversizedPng } from './support/images';
 
 const PNG = makeImage('png');
 const BAD_IMAGES: { kind: string; bytes: Buffer; type: string; reason: RegExp }[] = [
   { kind: 'a GIF', bytes: makeImage('gif'), type: 'image/gif', reason: /GIF; only JPEG, PNG and WebP/ },
   { kind: 'a 12 MB file', bytes: oversizedPng(12 * 1024 * 1024), type: 'image/png', reason: /at most 10485760|more than 10485760/ },
+  // Valid and small (about 110 KB), but a canvas ffmpeg would refuse to decode: refused for its pixels, not as damaged.
+  { kind: 'a 30000 × 30000 PNG', bytes: hugePng(30000, 30000), type: 'image/png', reason: /: too many pixels \(30000 × 30000\); at most 50000000 \(50 megapixels\) are accepted$/ },
   { kind: 'a damaged PNG', bytes: PNG.subarray(0, Math.floor(PNG.length * 0.6)), type: 'image/png', reason: /damaged/ },
   { kind: 'text named .png', bytes: Buffer.from('not an image at all, just words'), type: 'image/png', reason: /not a JPEG, PNG or WebP/ },
   { kind: 'an empty file', bytes: Buffer.alloc(0), type: 'image/png', reason: /empty/ },
@@ -84,7 +86,9 @@ describe('every bad image kind answers 400 invalid_image, on both doors', () => 
   it('accepts JPEG, PNG and WebP by URL on both doors', async (ctx) => {
     const g = await gateway(ctx);
     for (const file of ['/good.png', '/good.jpg', '/good.webp']) {
-      expect((await native(g, `${origin}${file}`)).status).toBe(202);
+      const created = await native(g, `${origin}${file}`);
+      expect(created.status).toBe(202);
+      expect(created.body.task_info).toMatchObject({ prompt: 'from an image', reference_image: true });
       expect((await linked(g, `${origin}${file}`)).status).toBe(200);
     }
   });

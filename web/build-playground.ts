@@ -1,5 +1,5 @@
 // Builds the playground (web/playground/) into dist/playground/: app.js and app.css bundled and minified by
-// esbuild, and index.html. `npm start` runs it first (prestart); the tests run it in their setup.
+// esbuild, index.html and icon.svg. `npm start` runs it first (prestart); the tests run it in their setup.
 // Usage: node --import tsx web/build-playground.ts
 import fs from 'node:fs';
 import path from 'node:path';
@@ -28,7 +28,7 @@ export async function buildPlayground(outDir: string = PLAYGROUND_DIST_DIR): Pro
     logLevel: 'error',
   });
   fs.renameSync(path.join(outDir, 'app-style.css'), path.join(outDir, 'app.css'));
-  fs.copyFileSync(path.join(SOURCE_DIR, 'index.html'), path.join(outDir, 'index.html'));
+  for (const file of ['index.html', 'icon.svg']) fs.copyFileSync(path.join(SOURCE_DIR, file), path.join(outDir, file));
 }
 
 if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {

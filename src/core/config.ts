@@ -89,7 +89,12 @@ const ConfigSchema = z
         port: z.number().int().min(0).max(65535).default(8080),
         /** Base of the URLs vidgate puts in `results`; defaults to the request's own host. */
         public_url: z.url().optional(),
-        body_limit_bytes: z.number().int().positive().default(64 * 1024),
+        /**
+         * The largest JSON body, in bytes. The default holds the largest request the spec allows: a prompt of 32 000
+         * code points written as JSON escapes (`\ud83d\ude00`, 12 bytes each: 384 000 bytes; raw UTF-8 is 4 bytes each)
+         * plus every other field at its longest, escaped too (about 30 KB).
+         */
+        body_limit_bytes: z.number().int().positive().default(512 * 1024),
         /** On SIGTERM, the whole drain's deadline: past it, open connections are closed and the process exits. */
         drain_timeout_ms: ms.default(15_000),
         /** At the start of a drain, how long `/readyz` answers 503 before the listener closes. */

@@ -1,6 +1,6 @@
 // A reference image is checked by its bytes, never by its name or its declared type: JPEG, PNG or WebP (by the
-// signature the `image-size` library reads), at most 10 MB, with a pixel size, and decodable to the end (ffmpeg
-// decodes it). The same check serves both doors, for uploads and for the bytes behind an image URL.
+// signature the `image-size` library reads), at most 10 MB, with a pixel size of at most IMAGE_MAX_PIXELS, and
+// decodable to the end (ffmpeg decodes it). The same check serves both doors, for uploads and for the bytes behind an image URL.
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import fs from 'node:fs/promises';
@@ -12,6 +12,14 @@ import { invalidRequest, type ApiError } from './errors';
 
 /** The largest reference image, in bytes (the task API's documented limit, upstream-apis.md section 2). */
 export const IMAGE_MAX_BYTES = 10 * 1024 * 1024;
+
+/**
+ * The most pixels (width × height) of a reference image: 50 megapixels, more than any camera photo of 10 MB has
+ * and under ffmpeg's own limit (about 268 million, `av_image_check_size`), beyond which it refuses to decode. A
+ * small file can declare a huge canvas (a 30000 × 30000 PNG compresses to 109 KB): it is refused for its pixels,
+ * before anything decodes it.
+ */
+export const IMAGE_MAX_PIXELS = 50_000_000;
 
 const MEDIA_TYPES = { jpg: 'image/jpeg', png: 'image/png', webp: 'image/webp' } as const;
 export type ImageMediaType = (typeof MEDIA_TYPES)[keyof typeof MEDIA_TYPES];
@@ -42,6 +50,9 @@ export async function checkImage(bytes: Buffer, param: string, ffmpegPath: strin
   const mediaType = MEDIA_TYPES[size.type as keyof typeof MEDIA_TYPES];
   if (!mediaType) throw invalidImage(param, `the image is ${size.type?.toUpperCase() ?? 'of an unknown kind'}; only JPEG, PNG and WebP are accepted`);
   if (!size.width || !size.height) throw invalidImage(param, 'the image has no pixel size');
+  if (size.width * size.height > IMAGE_MAX_PIXELS) {
+    throw invalidImage(param, `too many pixels (${size.width} × ${size.height}); at most ${IMAGE_MAX_PIXELS} (50 megapixels) are accepted`);
+  }
   if (!(await decodes(bytes, ffmpegPath))) throw invalidImage(param, `the ${mediaType} image is damaged: it does not decode`);
   return { media_type: mediaType, width: size.width, height: size.height, sha256: createHash('sha256').update(bytes).digest('hex') };
 }

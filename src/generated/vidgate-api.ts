@@ -906,8 +906,8 @@ export interface paths {
             cookie?: never;
         };
         /**
-         * A script or style sheet of the playground
-         * @description The built files the page loads (`app.js`, `app.css`).
+         * A script, style sheet or icon of the playground
+         * @description The built files the page loads (`app.js`, `app.css`, `icon.svg`).
          */
         get: operations["playgroundAsset"];
         put?: never;
@@ -1214,7 +1214,7 @@ export interface components {
              * @constant
              */
             type: "video";
-            /** @description What a client needs to show the task: whether it can be cancelled, the time left, the size and length of the video. */
+            /** @description What a client needs to show the task: whether it can be cancelled, the time left, the size and length of the video, its prompt and whether it has a reference image. */
             task_info: {
                 /**
                  * @description True until the task finishes; then `POST /v1/tasks/{id}/cancel` answers 409.
@@ -1236,6 +1236,16 @@ export interface components {
                  * @example 1792x1024
                  */
                 size?: string;
+                /**
+                 * @description The prompt, as submitted (the team's own words: only its own keys see them).
+                 * @example A paper boat drifts down a rainy street at dusk, seen from the curb.
+                 */
+                prompt?: string;
+                /**
+                 * @description Whether a reference image was given (by URL or upload).
+                 * @example false
+                 */
+                reference_image?: boolean;
             };
             /** @description What the task costs the team, in credits. */
             usage: {
@@ -1681,12 +1691,12 @@ export interface components {
              */
             max_concurrent?: number | null;
             /**
-             * @description Reads (`GET` requests: task polls, lists, downloads, catalog, usage) per UTC minute. Counted apart from submissions, so that polling never uses up the budget for submitting.
+             * @description Reads (`GET` requests: task polls, lists, downloads, catalog, usage; and `POST /v1/estimates`, which changes nothing) per UTC minute. Counted apart from submissions, so that polling or estimating never uses up the budget for submitting.
              * @example 1200
              */
             reads_per_minute?: number | null;
             /**
-             * @description Submissions and other changes (`POST` and `DELETE` requests: generations, cancels, estimates) per UTC minute.
+             * @description Submissions and other changes (`POST` and `DELETE` requests: generations, cancels; not estimates) per UTC minute.
              * @example 600
              */
             submits_per_minute?: number | null;
@@ -1987,7 +1997,7 @@ export interface components {
             /** @description Unfinished tasks. */
             max_concurrent: components["schemas"]["QuotaStatus"];
             /**
-             * @description Reads (`GET`) in the current UTC minute.
+             * @description Reads (`GET`, and estimates) in the current UTC minute.
              * @example {
              *       "limit": 1200,
              *       "used": 37,
@@ -2220,7 +2230,7 @@ export interface components {
         ImageReference: {
             /**
              * Format: uri
-             * @description An HTTPS URL on a public address of a JPEG, PNG or WebP image of at most 10 MB.
+             * @description An HTTPS URL on a public address of a JPEG, PNG or WebP image of at most 10 MB and 50 megapixels.
              * @example https://images.example.com/boat.png
              */
             image_url: string;
@@ -2292,7 +2302,7 @@ export interface components {
             /** @description A vidgate extension: how a reference image of another shape is fitted to `size` (`pad` when absent), as in `POST /v1/videos/generations`. */
             resize_mode?: components["schemas"]["ResizeMode"];
             /**
-             * @description A reference image: an uploaded file part (JPEG, PNG or WebP, at most 10 MB), or the text part `input_reference[image_url]`.
+             * @description A reference image: an uploaded file part (JPEG, PNG or WebP, at most 10 MB and 50 megapixels), or the text part `input_reference[image_url]`.
              * @example {
              *       "image_url": "https://images.example.com/boat.png"
              *     }
@@ -4018,7 +4028,7 @@ export interface operations {
                  * @description The file's name.
                  * @example app.js
                  */
-                file: "app.js" | "app.css";
+                file: "app.js" | "app.css" | "icon.svg";
             };
             cookie?: never;
         };
@@ -4032,6 +4042,7 @@ export interface operations {
                 content: {
                     "application/javascript": string;
                     "text/css": string;
+                    "image/svg+xml": string;
                 };
             };
             404: components["responses"]["NotFound"];

@@ -1,7 +1,8 @@
 // Who is calling (HTTP middleware): the bearer key is hashed and looked up with its team on every request (one indexed
 // read, no cache), so a revoked or expired key stops at once in every process. Then the request is counted against the
 // per-minute quota of its kind (in this process's memory; see src/store/request-rates.ts for several replicas):
-// reads (GET, HEAD) and submissions (POST, DELETE) have limits of their own, so polling cannot starve submission.
+// reads (GET, HEAD, and POST /v1/estimates, which changes nothing) and submissions (every other POST, DELETE) have
+// limits of their own, so polling or estimating cannot starve submission.
 import crypto from 'node:crypto';
 import type { RequestHandler } from 'express';
 import type { RequestKind, Store } from '../store/types';
@@ -10,7 +11,9 @@ import { hashApiKey, type Caller } from '../core/teams';
 
 const secondsToNextMinute = (nowMs: number) => 60 - Math.floor((nowMs % 60_000) / 1000);
 const READ_METHODS = new Set(['GET', 'HEAD']);
-const requestKind = (method: string): RequestKind => (READ_METHODS.has(method) ? 'read' : 'submit');
+/** POSTs that only ask (a body too rich for a query string) and change nothing; paths below /v1. */
+const READ_POSTS = new Set(['/estimates']);
+const requestKind = (method: string, path: string): RequestKind => (READ_METHODS.has(method) || (method === 'POST' && READ_POSTS.has(path)) ? 'read' : 'submit');
 /** `X-RateLimit-Resource` names the limit that counted the request, as GitHub's API does. */
 const RESOURCE = { reads_per_minute: 'reads', submits_per_minute: 'submits' } as const;
 
@@ -30,7 +33,7 @@ export function requireApiKey(store: Store, now: () => number): RequestHandler {
     if (key.revoked_at_ms !== null && key.revoked_at_ms <= t) return next(unauthorized('this API key was revoked'));
     if (key.expires_at_ms !== null && key.expires_at_ms <= t) return next(unauthorized('this API key has expired'));
 
-    const admission = await store.admitRequest(key, team, requestKind(req.method), t);
+    const admission = await store.admitRequest(key, team, requestKind(req.method, req.path), t);
     if (admission.limit !== null) {
       res.set({
         'X-RateLimit-Resource': RESOURCE[admission.quota],

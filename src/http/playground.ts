@@ -25,12 +25,12 @@ export const PLAYGROUND_CSP = [
   "frame-ancestors 'none'",
 ].join('; ');
 
-const FILES = { 'app.js': 'text/javascript', 'app.css': 'text/css' } as const;
+const FILES = { 'app.js': 'text/javascript', 'app.css': 'text/css', 'icon.svg': 'image/svg+xml' } as const;
 
 const notBuilt = () =>
   new ApiError(503, 'service_unavailable_error', 'playground_not_built', 'the playground was not built: run `npm run build:web` (npm start does it)');
 
-/** GET /playground and the two files it loads; 503 `playground_not_built` when dist/playground/ is missing. */
+/** GET /playground and the files it loads; 503 `playground_not_built` when dist/playground/ is missing. */
 export function createPlaygroundRoutes(dir: string = PLAYGROUND_DIR): express.Router {
   const routes = express.Router();
   const send = (res: express.Response, file: string, type: string) => {

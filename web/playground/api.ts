@@ -32,6 +32,9 @@ export const sessionKey = {
   clear: () => sessionStorage.removeItem(KEY_ITEM),
 };
 
+/** Dispatched on `window` when any call answers 401: the key was revoked or expired mid-session (detail: the ApiFailure). */
+export const KEY_REJECTED_EVENT = 'vidgate:key-rejected';
+
 async function call(key: string, method: string, path: string, body?: BodyInit, contentType?: string): Promise<Response> {
   const headers: Record<string, string> = { Authorization: `Bearer ${key}` };
   if (contentType) headers['Content-Type'] = contentType;
@@ -39,7 +42,9 @@ async function call(key: string, method: string, path: string, body?: BodyInit, 
   if (res.ok) return res;
   const retry = res.headers.get('Retry-After');
   const problem = (await res.json().catch(() => null)) as { error?: { code?: string; message?: string } } | null;
-  throw new ApiFailure(res.status, problem?.error?.code ?? 'http_error', problem?.error?.message ?? `HTTP ${res.status}`, retry === null ? null : Number(retry));
+  const failure = new ApiFailure(res.status, problem?.error?.code ?? 'http_error', problem?.error?.message ?? `HTTP ${res.status}`, retry === null ? null : Number(retry));
+  if (res.status === 401) window.dispatchEvent(new CustomEvent(KEY_REJECTED_EVENT, { detail: failure }));
+  throw failure;
 }
 
 const json = async <T>(res: Promise<Response>): Promise<T> => (await res).json() as Promise<T>;
@@ -59,14 +64,23 @@ export const api = {
   video: async (key: string, id: string) => (await call(key, 'GET', `/v1/tasks/${encodeURIComponent(id)}/content`)).blob(),
 };
 
-/** An API error in words, for a person. */
-export function describeFailure(err: unknown): string {
+/** A message with its code after it, unless the message already names the code. */
+const withCode = (message: string, code: string, prefix = '') => (message.includes(code) ? message : `${message} (${prefix}${code})`);
+
+/**
+ * An API error in words, for a person. `needs`: what the request would cost (its estimate), said with a 402.
+ */
+export function describeFailure(err: unknown, needs?: { credits: number; usd: number } | null): string {
   if (!(err instanceof ApiFailure)) return `Could not reach vidgate: ${err instanceof Error ? err.message : String(err)}`;
   const wait = err.retryAfterS === null ? '' : ` Try again in ${formatWait(err.retryAfterS)}.`;
   if (err.status === 401) return `This API key was not accepted (${err.message}).`;
-  if (err.status === 402) return `Over budget: ${err.message}.${wait}`;
+  if (err.status === 402) {
+    const cost = needs ? ` This request needs ${needs.credits.toLocaleString('en')} credits ($${needs.usd.toFixed(2)}).` : '';
+    return `Over budget: ${err.message}.${cost}${wait}`;
+  }
+  if (err.status === 413) return 'The request is too large for this vidgate (HTTP 413): shorten the prompt.';
   if (err.status === 429) return `Too many requests: ${err.message}.${wait}`;
-  return `${err.message} (HTTP ${err.status}, ${err.code})`;
+  return withCode(err.message, err.code, `HTTP ${err.status}, `);
 }
 
 /** A wait in seconds as a person reads it: "40 s", "3 min", "5 h". */
@@ -86,6 +100,6 @@ export function describeTaskError(error: NonNullable<Task['error']>): string {
     case 'cancelled':
       return 'Cancelled.';
     default:
-      return `${error.message} (${error.code})`;
+      return withCode(error.message, error.code);
   }
 }

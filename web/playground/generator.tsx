@@ -13,7 +13,7 @@ const SIZE_OF: Record<Orientation, Record<Quality, VideoSize>> = {
   portrait: { '720p': '720x1280', '1080p': '1024x1792' },
 };
 /** How long choices rest before the estimate is asked for again. */
-const ESTIMATE_DEBOUNCE_MS = 250;
+const ESTIMATE_DEBOUNCE_MS = 300;
 
 const offers = (model: Model, orientation: Orientation, quality: Quality) => model.sizes.includes(SIZE_OF[orientation][quality]);
 
@@ -23,9 +23,11 @@ interface Props {
   onCreated: () => Promise<void>;
   /** Changes when a task of the history changes status: the cache and the quota may answer otherwise now. */
   historyVersion: string;
+  /** Take the focus when shown (the key was just entered). */
+  focusOnMount: boolean;
 }
 
-export function Generator({ apiKey, catalog, onCreated, historyVersion }: Props) {
+export function Generator({ apiKey, catalog, onCreated, historyVersion, focusOnMount }: Props) {
   const [modelId, setModelId] = useState(catalog.data[0]?.id ?? '');
   const [prompt, setPrompt] = useState('');
   const [orientation, setOrientation] = useState<Orientation>('landscape');
@@ -36,11 +38,14 @@ export function Generator({ apiKey, catalog, onCreated, historyVersion }: Props)
   const [resizeMode, setResizeMode] = useState<'pad' | 'crop'>('pad');
   /** The latest estimate, and the choices it was made for (`requestKey`). */
   const [estimated, setEstimated] = useState<{ for: string; estimate: Estimate } | null>(null);
-  const [estimateError, setEstimateError] = useState<string | null>(null);
+  /** An estimate refused, and the choices it was for: shown for those only, so it never outlives them. */
+  const [estimateError, setEstimateError] = useState<{ for: string; text: string } | null>(null);
   const [submitting, setSubmitting] = useState(false);
   const [result, setResult] = useState<{ ok: boolean; text: string } | null>(null);
   const [dragging, setDragging] = useState(false);
   const fileInput = useRef<HTMLInputElement>(null);
+  const modelSelect = useRef<HTMLSelectElement>(null);
+  useEffect(() => void (focusOnMount && modelSelect.current?.focus()), []);
 
   const model = catalog.data.find((m) => m.id === modelId);
   const hasHigh = model?.qualities?.includes('1080p') ?? false;
@@ -58,7 +63,9 @@ export function Generator({ apiKey, catalog, onCreated, historyVersion }: Props)
 
   const size = SIZE_OF[orientation][quality];
   const blankPrompt = prompt.trim() === '';
-  const tooLong = prompt.length > PROMPT_MAX_CHARS;
+  /** Counted as the API counts (the spec's maxLength): code points, so an emoji is one character, not two UTF-16 units. */
+  const promptChars = [...prompt].length;
+  const tooLong = promptChars > PROMPT_MAX_CHARS;
 
   const request = (): GenerationRequest => ({
     model: modelId,
@@ -72,12 +79,13 @@ export function Generator({ apiKey, catalog, onCreated, historyVersion }: Props)
   // The estimate follows every choice; until the one for the current choices arrives, the last one reads as updating.
   const requestKey = JSON.stringify([request(), image?.sha256 ?? null]);
   useEffect(() => {
-    if (!model || tooLong) return;
+    if (!model) return;
+    if (tooLong) return void setEstimated(null); // no price for a request the API would refuse
     let stale = false;
     const timer = setTimeout(() => {
       api.estimate(apiKey, request(), image?.sha256 ?? undefined).then(
         (e) => !stale && (setEstimated({ for: requestKey, estimate: e }), setEstimateError(null)),
-        (err: unknown) => !stale && (setEstimated(null), setEstimateError(describeFailure(err))),
+        (err: unknown) => !stale && (setEstimated(null), setEstimateError({ for: requestKey, text: describeFailure(err) })),
       );
     }, ESTIMATE_DEBOUNCE_MS);
     return () => {
@@ -124,7 +132,7 @@ export function Generator({ apiKey, catalog, onCreated, historyVersion }: Props)
       setResult({ ok: true, text: `Submitted ${created.id}.` });
       await onCreated();
     } catch (err) {
-      setResult({ ok: false, text: describeFailure(err) });
+      setResult({ ok: false, text: describeFailure(err, updating ? null : charge) });
       await onCreated();
     } finally {
       setSubmitting(false);
@@ -143,7 +151,7 @@ export function Generator({ apiKey, catalog, onCreated, historyVersion }: Props)
       <h2 id="generator-title">New video</h2>
 
       <label for="model">Model</label>
-      <select id="model" value={modelId} onChange={(e) => setModelId(e.currentTarget.value)}>
+      <select id="model" ref={modelSelect} value={modelId} onChange={(e) => setModelId(e.currentTarget.value)}>
         {catalog.data.map((m) => (
           <option value={m.id}>{m.id}</option>
         ))}
@@ -152,7 +160,7 @@ export function Generator({ apiKey, catalog, onCreated, historyVersion }: Props)
       <label for="prompt">Prompt</label>
       <textarea id="prompt" rows={5} value={prompt} onInput={(e) => setPrompt(e.currentTarget.value)} aria-describedby="prompt-count" aria-invalid={tooLong ? 'true' : undefined} required />
       <p id="prompt-count" class={tooLong ? 'error counter' : 'muted counter'} aria-live="polite">
-        {prompt.length.toLocaleString('en')} / {PROMPT_MAX_CHARS.toLocaleString('en')} characters{tooLong && ': too long'}
+        {promptChars.toLocaleString('en')} / {PROMPT_MAX_CHARS.toLocaleString('en')} characters{tooLong && ': too long'}
       </p>
 
       <fieldset>
@@ -192,6 +200,8 @@ export function Generator({ apiKey, catalog, onCreated, historyVersion }: Props)
 
       <fieldset disabled={!model?.image_input}>
         <legend>Reference image {model && !model.image_input && <span class="muted">(not offered by {model.id})</span>}</legend>
+        {/* Hidden from sight, not from keyboards or screen readers: the drop zone is its label and opens it. */}
+        <input id="image" ref={fileInput} class="file visually-hidden" type="file" accept="image/jpeg,image/png,image/webp" onChange={(e) => void takeFile(e.currentTarget.files?.[0])} aria-describedby={imageError ? 'image-error' : undefined} />
         <label
           for="image"
           class={dragging ? 'drop dragging' : 'drop'}
@@ -208,7 +218,6 @@ export function Generator({ apiKey, catalog, onCreated, historyVersion }: Props)
         >
           Choose or drop a JPG, PNG or WebP image (up to 10 MB)
         </label>
-        <input id="image" ref={fileInput} class="file" type="file" accept="image/jpeg,image/png,image/webp" onChange={(e) => void takeFile(e.currentTarget.files?.[0])} aria-describedby={imageError ? 'image-error' : undefined} />
         {imageError && (
           <p id="image-error" role="alert" class="error">
             {imageError}
@@ -242,7 +251,16 @@ export function Generator({ apiKey, catalog, onCreated, historyVersion }: Props)
 
       <section class={updating ? 'estimate updating' : 'estimate'} aria-labelledby="estimate-title" aria-live="polite" aria-busy={updating ? 'true' : undefined} data-testid="estimate">
         <h3 id="estimate-title">Estimated cost{updating && <span class="muted"> (updating…)</span>}</h3>
-        {estimateError && <p class="error">{estimateError}</p>}
+        {tooLong && (
+          <p class="error" data-testid="estimate-too-long">
+            No price: the prompt is too long ({promptChars.toLocaleString('en')} characters; at most {PROMPT_MAX_CHARS.toLocaleString('en')}).
+          </p>
+        )}
+        {estimateError?.for === requestKey && (
+          <p class="error" data-testid="estimate-error">
+            {estimateError.text}
+          </p>
+        )}
         {estimate && charge && (
           <>
             <p class="price" data-testid="estimate-price">

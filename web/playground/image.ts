@@ -1,7 +1,11 @@
-// A reference image chosen in the browser: checked before it is sent (the server checks its bytes again).
+// A reference image chosen in the browser: checked before it is sent (the server checks its bytes again), with the
+// library the server reads image headers with (`image-size`), so both name the same kinds and pixel sizes.
+import { imageSize } from 'image-size';
 
 /** The limit of `input_reference` (openapi/vidgate.yaml, VideoCreateForm). */
 export const MAX_IMAGE_BYTES = 10 * 1024 * 1024;
+/** The most pixels of a reference image (IMAGE_MAX_PIXELS in src/core/image-check.ts; the spec says 50 megapixels). */
+export const MAX_IMAGE_PIXELS = 50_000_000;
 
 export interface ReferenceImage {
   file: File;
@@ -13,13 +17,16 @@ export interface ReferenceImage {
   previewUrl: string;
 }
 
-/** The media type from the first bytes (what the file is, not what its name says), or null. */
-function sniff(bytes: Uint8Array): 'image/jpeg' | 'image/png' | 'image/webp' | null {
-  const at = (i: number, ...b: number[]) => b.every((v, k) => bytes[i + k] === v);
-  if (at(0, 0xff, 0xd8, 0xff)) return 'image/jpeg';
-  if (at(0, 0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a)) return 'image/png';
-  if (at(0, 0x52, 0x49, 0x46, 0x46) && at(8, 0x57, 0x45, 0x42, 0x50)) return 'image/webp';
-  return null;
+const KINDS = new Set(['jpg', 'png', 'webp']);
+
+/** The kind and pixel size from the header (what the file is, not what its name says), or null. */
+function header(bytes: Uint8Array): { width: number; height: number } | null {
+  try {
+    const size = imageSize(bytes);
+    return KINDS.has(size.type ?? '') && size.width && size.height ? { width: size.width, height: size.height } : null;
+  } catch {
+    return null;
+  }
 }
 
 const megabytes = (n: number) => `${(n / 1024 / 1024).toFixed(1)} MB`;
@@ -28,7 +35,11 @@ const megabytes = (n: number) => `${(n / 1024 / 1024).toFixed(1)} MB`;
 export async function readReferenceImage(file: File): Promise<ReferenceImage> {
   if (file.size > MAX_IMAGE_BYTES) throw new Error(`${file.name} is ${megabytes(file.size)}: images may be at most 10 MB.`);
   const bytes = new Uint8Array(await file.arrayBuffer());
-  if (!sniff(bytes)) throw new Error(`${file.name} is not a JPG, PNG or WebP image: choose one of those.`);
+  const declared = header(bytes);
+  if (!declared) throw new Error(`${file.name} is not a JPG, PNG or WebP image: choose one of those.`);
+  if (declared.width * declared.height > MAX_IMAGE_PIXELS) {
+    throw new Error(`${file.name} has too many pixels (${declared.width} × ${declared.height}): images may have at most 50 megapixels.`);
+  }
   const bitmap = await createImageBitmap(file).catch(() => {
     throw new Error(`${file.name} could not be read as an image: it may be damaged.`);
   });

@@ -1,7 +1,7 @@
 // The playground's entry: the key gate, then the generator and the team's history side by side.
 import { render } from 'preact';
 import { useCallback, useEffect, useState } from 'preact/hooks';
-import { api, describeFailure, sessionKey, type ModelList, type Task } from './api';
+import { api, describeFailure, KEY_REJECTED_EVENT, sessionKey, type ApiFailure, type ModelList, type Task } from './api';
 import { Generator } from './generator';
 import { History, HISTORY_LIMIT } from './history';
 import { KeyForm } from './key-form';
@@ -9,6 +9,8 @@ import { KeyForm } from './key-form';
 interface Session {
   key: string;
   team: { id: string; name: string };
+  /** Entered in the key form just now (not restored from the tab's session): focus moves to the generator. */
+  entered: boolean;
 }
 
 function App() {
@@ -17,12 +19,12 @@ function App() {
   const [keyError, setKeyError] = useState<string | null>(null);
 
   /** Asks vidgate whose key it is: the team, or the refusal in words. */
-  const useKey = useCallback(async (key: string) => {
+  const useKey = useCallback(async (key: string, entered = true) => {
     setKeyError(null);
     try {
       const usage = await api.usage(key);
       sessionKey.set(key);
-      setSession({ key, team: usage.team });
+      setSession({ key, team: usage.team, entered });
     } catch (err) {
       sessionKey.clear();
       setKeyError(describeFailure(err));
@@ -33,13 +35,26 @@ function App() {
 
   useEffect(() => {
     const stored = sessionKey.get();
-    if (stored) void useKey(stored);
+    if (stored) void useKey(stored, false);
   }, [useKey]);
 
   const forget = () => {
     sessionKey.clear();
     setSession(null);
   };
+
+  // A key revoked or expired mid-session: every call of the page would fail; forget it and ask for another.
+  useEffect(() => {
+    const rejected = (e: Event) => {
+      const failure = (e as CustomEvent<ApiFailure>).detail;
+      sessionKey.clear();
+      setSession(null);
+      // While the key is being checked, useKey's own refusal follows this one and replaces it.
+      setKeyError(`This key no longer works (${failure.message}): enter another one.`);
+    };
+    window.addEventListener(KEY_REJECTED_EVENT, rejected);
+    return () => window.removeEventListener(KEY_REJECTED_EVENT, rejected);
+  }, []);
 
   return (
     <>
@@ -54,13 +69,13 @@ function App() {
           </p>
         )}
       </header>
-      {session ? <Workspace key={session.key} apiKey={session.key} /> : checking ? <p role="status">Checking the key…</p> : <KeyForm onKey={useKey} error={keyError} />}
+      {session ? <Workspace key={session.key} apiKey={session.key} focusGenerator={session.entered} /> : checking ? <p role="status">Checking the key…</p> : <KeyForm onKey={useKey} error={keyError} />}
     </>
   );
 }
 
 /** The generator and the history, with the catalog and the task list they share. */
-function Workspace({ apiKey }: { apiKey: string }) {
+function Workspace({ apiKey, focusGenerator }: { apiKey: string; focusGenerator: boolean }) {
   const [catalog, setCatalog] = useState<ModelList | null>(null);
   const [tasks, setTasks] = useState<Task[] | null>(null);
   const [error, setError] = useState<string | null>(null);
@@ -94,7 +109,7 @@ function Workspace({ apiKey }: { apiKey: string }) {
           {error}
         </p>
       )}
-      {catalog ? <Generator apiKey={apiKey} catalog={catalog} onCreated={refresh} historyVersion={tasks?.map((t) => t.status).join() ?? ''} /> : <p role="status">Loading the models…</p>}
+      {catalog ? <Generator apiKey={apiKey} catalog={catalog} onCreated={refresh} focusOnMount={focusGenerator} historyVersion={tasks?.map((t) => t.status).join() ?? ''} /> : <p role="status">Loading the models…</p>}
       <History apiKey={apiKey} tasks={tasks} usdPerCredit={catalog?.usd_per_credit ?? null} onChanged={refresh} />
     </main>
   );

@@ -52,6 +52,8 @@ export function presentTask(t: TaskRecord, attempts: readonly AttemptRecord[], o
       estimated_time: finished ? 0 : Math.round(expectedSeconds(request.duration_s) * (1 - t.progress / 100)),
       video_duration: request.duration_s,
       size: request.size,
+      prompt: request.prompt,
+      reference_image: request.image_url !== undefined || request.image_asset !== undefined,
     },
     usage: creditsOf(t, finished),
     provider: t.provider_id,
