@@ -247,6 +247,30 @@ describe('webhooks: visible, redeliverable, per door, rotated', () => {
     expect(r.receiver.badSignatures).toEqual([]);
   });
 
+  it('parallel redeliveries while an attempt is in flight: every POST the receiver got is listed as an attempt', async (ctx) => {
+    let n = 0;
+    // The second delivery hangs until the timeout, so that the redeliveries come while it is being sent.
+    const r = await rig(ctx, { webhooks: { retry_schedule_ms: [100], timeout_ms: 1500, poll_interval_ms: 50 } }, () => (++n === 2 ? 'hang' : 200));
+    const task = await submit(r, { ...BODY, callback_url: r.hook() });
+    await delivered(r, task.id, 1);
+    const redeliver = () => r.h.http.post(`/v1/tasks/${task.id}/deliveries/redeliver`).set(auth(KEY_A));
+    expect((await redeliver()).status).toBe(202);
+    await delivered(r, task.id, 2); // in flight
+    const answers = await Promise.all(Array.from({ length: 10 }, redeliver));
+    expect(answers.map((a) => a.status)).toEqual(Array(10).fill(202));
+    const done = await waitFor(async () => {
+      const res = await r.h.http.get(`/v1/tasks/${task.id}/deliveries`).set(auth(KEY_A));
+      const event = res.body.data[0];
+      return event.state === 'delivered' && event.attempts.length === deliveriesOf(r, task.id).length ? event : undefined;
+    }, 30_000);
+    // The hanging attempt recorded as a timeout, then sent once more (not ten times, and never twice at once).
+    expect(done.attempts.map((a: { status_code: number | null }) => a.status_code)).toEqual([200, null, 200]);
+    expect(done.delivered_at).not.toBeNull();
+    await new Promise((res) => setTimeout(res, 300));
+    expect(deliveriesOf(r, task.id)).toHaveLength(3);
+    expect(new Set(deliveriesOf(r, task.id).map((d) => d.id)).size).toBe(1);
+  });
+
   it('a redelivery of a task without a callback answers 409 in the documented shape', async (ctx) => {
     const r = await rig(ctx);
     const task = await submit(r);

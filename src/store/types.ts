@@ -535,7 +535,9 @@ export interface Store {
   listDeadEvents(teamId: string, limit: number): Promise<OutboxEvent[]>;
   /**
    * Send the task's events again: each becomes pending, due at `nowMs`, at the start of the retry schedule, with its
-   * id unchanged (a delivered one too: a redelivery is asked for). Returns them; empty when the task has none.
+   * id unchanged (a delivered one too: a redelivery is asked for; its `delivered_at_ms` is cleared). An event being
+   * sent keeps its lease: its attempt is recorded, and it is sent once more after it. Returns them; empty when the
+   * task has none.
    */
   redeliverTaskEvents(taskId: string, nowMs: number): Promise<OutboxEvent[]>;
   /** Events waiting for delivery (`pending`) and dead-lettered (`dead`), over all teams. */
