@@ -1082,20 +1082,23 @@ export function describeStoreConformance(name: string, makeStore: () => Promise<
         expect(await a.recordDelivery(first.id, first.lease_token, ok, { state: 'delivered' })).toBe(false);
       });
 
-      it('keeps signing secrets: the current one, and the previous ones until their grace ends', async () => {
+      it('keeps signing secrets: the current one, and the one kept for a grace, never more than two', async () => {
         const store = await open();
-        await store.putWebhookSecret({ id: 's1', team_id: 'team-1', secret_encrypted: 'enc-1', created_at_ms: T0 }, T0);
+        await store.putWebhookSecret({ id: 's1', team_id: 'team-1', secret_encrypted: 'enc-1', created_at_ms: T0 });
         expect((await store.signingSecrets('team-1', T0 + 1)).map((s) => s.id)).toEqual(['s1']);
-        await store.putWebhookSecret({ id: 's2', team_id: 'team-1', secret_encrypted: 'enc-2', created_at_ms: T0 + 10 }, T0 + 100);
+        await store.putWebhookSecret({ id: 's2', team_id: 'team-1', secret_encrypted: 'enc-2', created_at_ms: T0 + 10 }, { id: 's1', expires_at_ms: T0 + 100 });
         expect(await store.signingSecrets('team-1', T0 + 50)).toEqual([
           { id: 's2', team_id: 'team-1', secret_encrypted: 'enc-2', created_at_ms: T0 + 10, expires_at_ms: null },
           { id: 's1', team_id: 'team-1', secret_encrypted: 'enc-1', created_at_ms: T0, expires_at_ms: T0 + 100 },
         ]);
-        expect((await store.signingSecrets('team-1', T0 + 100)).map((s) => s.id)).toEqual(['s2']);
+        // A second rotation within the grace: s2 kept, s1 stops at once (current + previous only).
+        await store.putWebhookSecret({ id: 's3', team_id: 'team-1', secret_encrypted: 'enc-3', created_at_ms: T0 + 60 }, { id: 's2', expires_at_ms: T0 + 500 });
+        expect((await store.signingSecrets('team-1', T0 + 60)).map((s) => [s.id, s.expires_at_ms])).toEqual([['s3', null], ['s2', T0 + 500]]);
+        expect((await store.signingSecrets('team-1', T0 + 500)).map((s) => s.id)).toEqual(['s3']);
         expect(await store.signingSecrets('team-2', T0)).toEqual([]);
-        // A rotation without grace stops the others at once.
-        await store.putWebhookSecret({ id: 's3', team_id: 'team-1', secret_encrypted: 'enc-3', created_at_ms: T0 + 200 }, T0 + 200);
-        expect((await store.signingSecrets('team-1', T0 + 200)).map((s) => s.id)).toEqual(['s3']);
+        // A rotation keeping none stops the others at once.
+        await store.putWebhookSecret({ id: 's4', team_id: 'team-1', secret_encrypted: 'enc-4', created_at_ms: T0 + 600 });
+        expect((await store.signingSecrets('team-1', T0 + 600)).map((s) => s.id)).toEqual(['s4']);
       });
     });
 

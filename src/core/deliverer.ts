@@ -9,7 +9,7 @@ import type { Config } from './config';
 import { createLeasedLoop, type LeasedLoop } from './leased-loop';
 import type { Logger } from './logger';
 import type { Metrics } from './metrics';
-import type { WebhookSecrets } from './webhook-secrets';
+import { WebhookSecretUnreadable, type WebhookSecrets } from './webhook-secrets';
 
 /** The body of an event's delivery: the task query response of the door that made the task (given by the http layer). */
 export type EventRenderer = (task: TaskRecord, event: OutboxEvent) => Promise<unknown>;
@@ -32,6 +32,7 @@ export interface DelivererDeps {
 /** Why an attempt failed, in words safe to show the team. */
 function describeFailure(err: unknown, timeoutMs: number): string {
   if (err instanceof OutboundRefused) return `refused: the URL ${err.reason}`;
+  if (err instanceof WebhookSecretUnreadable) return 'not sent: no signing secret of the team can be decrypted with this installation\'s key; rotate the team\'s webhook secret';
   const e = err as Error & { cause?: { code?: string } };
   if (e?.name === 'TimeoutError' || e?.name === 'AbortError') return `no answer within ${timeoutMs} ms`;
   const code = e?.cause?.code;
@@ -39,12 +40,13 @@ function describeFailure(err: unknown, timeoutMs: number): string {
 }
 
 /**
- * What follows a failed attempt: a retry after `schedule[failures]` ms, while the schedule lasts; else dead-lettered.
- * `failures` counts the failed attempts before this one (since the event was written or redelivered).
+ * What follows a failed attempt: a retry `schedule[failures]` ms after the attempt started (`startedAtMs`), so that
+ * retries keep to the schedule whatever the attempt took; after the last, dead-lettered. `failures` counts the
+ * failed attempts before this one (since the event was written or redelivered).
  */
-export function afterFailure(schedule: readonly number[], failures: number, nowMs: number): DeliveryOutcome {
+export function afterFailure(schedule: readonly number[], failures: number, startedAtMs: number): DeliveryOutcome {
   const wait = schedule[failures];
-  return wait === undefined ? { state: 'dead' } : { state: 'pending', next_run_at_ms: nowMs + wait };
+  return wait === undefined ? { state: 'dead' } : { state: 'pending', next_run_at_ms: startedAtMs + wait };
 }
 
 /**
@@ -60,18 +62,18 @@ export function createDeliverer(deps: DelivererDeps): LeasedLoop {
     if (!task) throw new Error(`the task of event ${event.id} is gone`); // tasks are never removed: a broken store
     const body = JSON.stringify(await deps.render[event.door](task, event));
     const startedAtMs = now();
-    const signature = await deps.secrets.sign(event.team_id, event.id, new Date(startedAtMs), body);
-    const headers = {
-      'content-type': 'application/json',
-      'user-agent': 'vidgate-webhooks',
-      'webhook-id': event.id,
-      'webhook-timestamp': String(Math.floor(startedAtMs / 1000)),
-      'webhook-signature': signature,
-    };
     const started = performance.now();
     let status: number | null = null;
     let error: string | null = null;
     try {
+      const signature = await deps.secrets.sign(event.team_id, event.id, new Date(startedAtMs), body);
+      const headers = {
+        'content-type': 'application/json',
+        'user-agent': 'vidgate-webhooks',
+        'webhook-id': event.id,
+        'webhook-timestamp': String(Math.floor(startedAtMs / 1000)),
+        'webhook-signature': signature,
+      };
       const res = await deps.fetch(event.url, { method: 'POST', headers, body, signal: AbortSignal.timeout(config.timeout_ms) });
       status = res.status;
       await res.body?.cancel().catch(() => undefined); // the answer's body is not read
@@ -80,7 +82,7 @@ export function createDeliverer(deps: DelivererDeps): LeasedLoop {
       error = describeFailure(err, config.timeout_ms);
     }
     const latencyMs = Math.round(performance.now() - started);
-    const outcome: DeliveryOutcome = error === null ? { state: 'delivered' } : afterFailure(config.retry_schedule_ms, event.failures, now());
+    const outcome: DeliveryOutcome = error === null ? { state: 'delivered' } : afterFailure(config.retry_schedule_ms, event.failures, startedAtMs);
     const recorded = await store.recordDelivery(event.id, event.lease_token, { started_at_ms: startedAtMs, status_code: status, latency_ms: latencyMs, error }, outcome);
     if (!recorded) return log.warn('webhook attempt not recorded: the lease was lost', { event: event.id, task: event.task_id });
     const result = outcome.state === 'delivered' ? 'delivered' : outcome.state === 'dead' ? 'dead_lettered' : 'retried';

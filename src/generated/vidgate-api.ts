@@ -423,15 +423,19 @@ export interface paths {
          * A team's current webhook signing secret
          * @description The secret (`whsec_…`) that signs the team's webhooks (Standard Webhooks: `webhook-id`, `webhook-timestamp`,
          *     `webhook-signature`). A team is given one at its first delivery, or by `POST`. 404 `webhook_secret_not_found`
-         *     before either.
+         *     before either. 409 `webhook_secret_unreadable` when the secret cannot be decrypted with the installation's
+         *     key (`<data_dir>/webhook-secrets.key` or `VIDGATE_WEBHOOK_SECRETS_KEY` lost or replaced): rotate it with
+         *     `POST`, which makes a new one and drops the unreadable ones.
          */
         get: operations["adminGetWebhookSecret"];
         put?: never;
         /**
          * Create or rotate a team's webhook signing secret
-         * @description A new secret signs from now on. The previous one keeps signing beside it (two signatures in
-         *     `webhook-signature`) for `grace_s` seconds (the operator's `webhooks.rotation_grace_ms` by default, 24 hours),
-         *     so receivers can switch without dropping a delivery; `grace_s: 0` stops it at once.
+         * @description A new secret signs from now on. The previous one (the current one until now) keeps signing beside it (two
+         *     signatures in `webhook-signature`) for `grace_s` seconds (the operator's `webhooks.rotation_grace_ms` by
+         *     default, 24 hours), so receivers can switch without dropping a delivery; `grace_s: 0` stops it at once. At
+         *     most two secrets sign: any older one still in an earlier grace stops at once, and so does a previous one
+         *     that cannot be decrypted with the installation's key (the way to recover from a lost key).
          */
         post: operations["adminRotateWebhookSecret"];
         delete?: never;
@@ -1097,7 +1101,7 @@ export interface components {
              */
             created: number;
             /**
-             * @description After a rotation, until when (Unix seconds) the previous secret still signs beside this one; null on a read.
+             * @description Until when (Unix seconds) the previous secret still signs beside this one, in a rotation's grace; null when it signs alone.
              * @example 1767312000
              */
             previous_expires_at: number | null;
@@ -3291,6 +3295,7 @@ export interface operations {
             };
             401: components["responses"]["Unauthorized"];
             404: components["responses"]["NotFound"];
+            409: components["responses"]["Conflict"];
         };
     };
     adminRotateWebhookSecret: {

@@ -72,7 +72,8 @@ export function createOutbox(db: Database.Database) {
       `SELECT count(*) FILTER (WHERE state = 'pending') AS pending, count(*) FILTER (WHERE state = 'dead') AS dead FROM outbox`,
     ),
     expireSecrets: db.prepare(
-      `UPDATE webhook_secrets SET expires_at_ms = @until WHERE team_id = @team_id AND (expires_at_ms IS NULL OR expires_at_ms > @until)`,
+      `UPDATE webhook_secrets SET expires_at_ms = CASE WHEN id = @keep_id THEN min(coalesce(expires_at_ms, @keep_until), @keep_until) ELSE @now END
+       WHERE team_id = @team_id AND (expires_at_ms IS NULL OR expires_at_ms > @now)`,
     ),
     insertSecret: db.prepare(
       `INSERT INTO webhook_secrets (id, team_id, secret_encrypted, created_at_ms, expires_at_ms)
@@ -123,9 +124,9 @@ export function createOutbox(db: Database.Database) {
     async outboxCounts() {
       return sql.counts.get()!;
     },
-    async putWebhookSecret(secret, previousExpireAtMs) {
+    async putWebhookSecret(secret, keep) {
       db.transaction(() => {
-        sql.expireSecrets.run({ team_id: secret.team_id, until: previousExpireAtMs });
+        sql.expireSecrets.run({ team_id: secret.team_id, now: secret.created_at_ms, keep_id: keep?.id ?? null, keep_until: keep?.expires_at_ms ?? null });
         sql.insertSecret.run(secret);
       }).immediate();
     },
