@@ -183,6 +183,26 @@ describe('webhooks: retries, dead letters, slow receivers', () => {
     expect(deliveriesOf(r, task.id)).toHaveLength(4); // nothing after the success
   });
 
+  it('retries arrive on schedule: woken when due, not at the next tick, the wait counted from the attempt\'s start', async (ctx) => {
+    let calls = 0;
+    // A tick once a minute: only the wake at the due time brings the retries within the test's time.
+    const r = await rig(ctx, { webhooks: { retry_schedule_ms: [1500, 200], timeout_ms: 1500, poll_interval_ms: 60_000 } }, () => (++calls === 1 ? 'hang' : calls === 2 ? 500 : 204));
+    const task = await submit(r, { ...BODY, callback_url: r.hook() });
+    await delivered(r, task.id, 3);
+    const [event] = await waitFor(async () => {
+      const events = await r.h.gateway.store.listTaskEvents(task.id);
+      return events[0]?.state === 'delivered' ? events : undefined;
+    });
+    expect(event).toMatchObject({ failures: 2 });
+    const starts = (await r.h.gateway.store.listDeliveryAttempts([event!.id])).map((a) => a.started_at_ms);
+    const [hangToRetry, failToRetry] = starts.slice(1).map((at, i) => at - starts[i]!);
+    // The first attempt hangs for its 1500 ms timeout; its retry is due 1500 ms after it started, not after it ended (3000).
+    expect(hangToRetry).toBeGreaterThanOrEqual(1500);
+    expect(hangToRetry).toBeLessThan(2900);
+    expect(failToRetry).toBeGreaterThanOrEqual(200);
+    expect(failToRetry).toBeLessThan(60_000);
+  });
+
   it('a slow receiver fails by the timeout and holds up no other delivery', async (ctx) => {
     const r = await rig(ctx, { webhooks: { retry_schedule_ms: [60_000], timeout_ms: 5000, poll_interval_ms: 50 } }, (d) => (d.path === '/slow' ? 'hang' : 200));
     const slow = await submit(r, { ...BODY, callback_url: r.hook('/slow') });

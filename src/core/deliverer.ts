@@ -51,8 +51,8 @@ export function afterFailure(schedule: readonly number[], failures: number, star
 
 /**
  * The deliverer's loop: up to `webhooks.concurrency` events at once, each attempt bounded by `webhooks.timeout_ms`,
- * recorded (time, status, latency, error) with its outcome under the event's lease. Start, wake and stop it like
- * the other leased loops.
+ * recorded (time, status, latency, error) with its outcome under the event's lease; woken when a retry it scheduled
+ * is due (besides its ticks). Start, wake and stop it like the other leased loops.
  */
 export function createDeliverer(deps: DelivererDeps): LeasedLoop {
   const { store, config, metrics, log, now } = deps;
@@ -85,13 +85,26 @@ export function createDeliverer(deps: DelivererDeps): LeasedLoop {
     const outcome: DeliveryOutcome = error === null ? { state: 'delivered' } : afterFailure(config.retry_schedule_ms, event.failures, startedAtMs);
     const recorded = await store.recordDelivery(event.id, event.lease_token, { started_at_ms: startedAtMs, status_code: status, latency_ms: latencyMs, error }, outcome);
     if (!recorded) return log.warn('webhook attempt not recorded: the lease was lost', { event: event.id, task: event.task_id });
+    if (outcome.state === 'pending') wakeAt(outcome.next_run_at_ms);
     const result = outcome.state === 'delivered' ? 'delivered' : outcome.state === 'dead' ? 'dead_lettered' : 'retried';
     metrics.webhookDeliveries.inc({ outcome: result });
     metrics.webhookDeliveryDuration.observe({ outcome: error === null ? 'success' : 'failure' }, latencyMs / 1000);
     if (error !== null) log.warn('webhook attempt failed', { event: event.id, task: event.task_id, team: event.team_id, error, outcome: result });
   }
 
-  return createLeasedLoop<ClaimedEvent>({
+  /** One timer, at the earliest retry this process scheduled: a retry is claimed when due, not at the next tick. */
+  let retryTimer: { at_ms: number; timer: NodeJS.Timeout } | undefined;
+  function wakeAt(atMs: number) {
+    if (retryTimer !== undefined && retryTimer.at_ms <= atMs) return;
+    clearTimeout(retryTimer?.timer);
+    const timer = setTimeout(() => {
+      retryTimer = undefined;
+      loop.wake();
+    }, Math.max(0, atMs - now() + 1)).unref(); // +1: never before it is due by `now`
+    retryTimer = { at_ms: atMs, timer };
+  }
+
+  const loop = createLeasedLoop<ClaimedEvent>({
     name: 'deliverer',
     claim: (limit, leaseMs, nowMs) => store.claimDueEvents(limit, leaseMs, nowMs),
     renew: async (events, leaseUntilMs) => void (await Promise.all(events.map((e) => store.renewEventLease(e.id, e.lease_token, leaseUntilMs)))),
@@ -102,4 +115,12 @@ export function createDeliverer(deps: DelivererDeps): LeasedLoop {
     now,
     log,
   });
+  return {
+    ...loop,
+    async stop(timeoutMs) {
+      await loop.stop(timeoutMs);
+      clearTimeout(retryTimer?.timer);
+      retryTimer = undefined;
+    },
+  };
 }
