@@ -300,6 +300,13 @@ describe('webhooks: visible, redeliverable, per door, rotated', () => {
     expect(res.status).toBe(409);
     expect(res.body).toEqual({ error: { type: 'conflict_error', code: 'no_webhook_events', message: expect.stringContaining('no callback_url'), param: null } });
     expect((await r.h.http.get('/v1/tasks/task_nope/deliveries').set(auth(KEY_A))).status).toBe(404);
+    // A redelivery takes no body: an unknown field is refused, on both doors.
+    for (const url of [`/v1/tasks/${task.id}/deliveries/redeliver`, `/v1/videos/${task.id}/deliveries/redeliver`]) {
+      const bad = await r.h.http.post(url).set(auth(KEY_A)).send({ force: true });
+      expect(bad.status).toBe(400);
+      expect(bad.body.error).toMatchObject({ type: 'invalid_request_error', message: expect.stringContaining('force') });
+      expect((await r.h.http.post(url).set(auth(KEY_A)).send({})).status).toBe(409);
+    }
   });
 
   it("a task of the OpenAI door sends OpenAI's event, and lists its deliveries under /v1/videos/{id}", async (ctx) => {

@@ -151,8 +151,10 @@ export interface paths {
         /**
          * Send the webhooks of a task again
          * @description Every event of the task is sent again now, with its `webhook-id` unchanged (receivers drop duplicates by it),
-         *     starting the retry schedule afresh: a dead-lettered event is revived, a delivered one is delivered once more.
-         *     409 `no_webhook_events` for a task that has none (no callback URL, or not finished).
+         *     starting the retry schedule afresh: a dead-lettered event is revived, a delivered one is delivered once more
+         *     (its `delivered_at` is cleared until then). An event being sent at that moment is not sent twice at once: its
+         *     attempt is recorded, then it is sent once more. No body (or `{}`); 409 `no_webhook_events` for a task that has
+         *     none (no callback URL, or not finished).
          */
         post: operations["redeliverTaskWebhooks"];
         delete?: never;
@@ -813,8 +815,10 @@ export interface paths {
         /**
          * Send the webhooks of a video again
          * @description Every event of the task is sent again now, with its `webhook-id` unchanged (receivers drop duplicates by it),
-         *     starting the retry schedule afresh: a dead-lettered event is revived, a delivered one is delivered once more.
-         *     409 `no_webhook_events` for a task that has none (no callback URL, or not finished).
+         *     starting the retry schedule afresh: a dead-lettered event is revived, a delivered one is delivered once more
+         *     (its `delivered_at` is cleared until then). An event being sent at that moment is not sent twice at once: its
+         *     attempt is recorded, then it is sent once more. No body (or `{}`); 409 `no_webhook_events` for a task that has
+         *     none (no callback URL, or not finished).
          */
         post: operations["redeliverVideoWebhooks"];
         delete?: never;
@@ -1106,6 +1110,8 @@ export interface components {
              */
             previous_expires_at: number | null;
         };
+        /** @description Nothing to say; any field is refused. */
+        RedeliverRequest: Record<string, never>;
         /** @description How to rotate. */
         WebhookSecretRotate: {
             /**
@@ -2852,7 +2858,11 @@ export interface operations {
             };
             cookie?: never;
         };
-        requestBody?: never;
+        requestBody?: {
+            content: {
+                "application/json": components["schemas"]["RedeliverRequest"];
+            };
+        };
         responses: {
             /** @description The task's events, pending again. */
             202: {
@@ -3859,7 +3869,11 @@ export interface operations {
             };
             cookie?: never;
         };
-        requestBody?: never;
+        requestBody?: {
+            content: {
+                "application/json": components["schemas"]["RedeliverRequest"];
+            };
+        };
         responses: {
             /** @description The task's events, pending again. */
             202: {
