@@ -65,8 +65,14 @@ export function createDeliverer(deps: DelivererDeps): LeasedLoop {
     const started = performance.now();
     let status: number | null = null;
     let error: string | null = null;
+    let signature: string | undefined;
     try {
-      const signature = await deps.secrets.sign(event.team_id, event.id, new Date(startedAtMs), body);
+      signature = await deps.secrets.sign(event.team_id, event.id, new Date(startedAtMs), body);
+    } catch (err) {
+      if (!(err instanceof WebhookSecretUnreadable)) throw err; // the store's: the step fails, the lease lapses
+      error = describeFailure(err, config.timeout_ms); // not sent: recorded, retried, then dead-lettered
+    }
+    if (signature !== undefined) {
       const headers = {
         'content-type': 'application/json',
         'user-agent': 'vidgate-webhooks',
@@ -74,12 +80,14 @@ export function createDeliverer(deps: DelivererDeps): LeasedLoop {
         'webhook-timestamp': String(Math.floor(startedAtMs / 1000)),
         'webhook-signature': signature,
       };
-      const res = await deps.fetch(event.url, { method: 'POST', headers, body, signal: AbortSignal.timeout(config.timeout_ms) });
-      status = res.status;
-      await res.body?.cancel().catch(() => undefined); // the answer's body is not read
-      if (status < 200 || status > 299) error = `the receiver answered ${status}`;
-    } catch (err) {
-      error = describeFailure(err, config.timeout_ms);
+      try {
+        const res = await deps.fetch(event.url, { method: 'POST', headers, body, signal: AbortSignal.timeout(config.timeout_ms) });
+        status = res.status;
+        await res.body?.cancel().catch(() => undefined); // the answer's body is not read
+        if (status < 200 || status > 299) error = `the receiver answered ${status}`;
+      } catch (err) {
+        error = describeFailure(err, config.timeout_ms);
+      }
     }
     const latencyMs = Math.round(performance.now() - started);
     const outcome: DeliveryOutcome = error === null ? { state: 'delivered' } : afterFailure(config.retry_schedule_ms, event.failures, startedAtMs);
