@@ -151,7 +151,15 @@ Exit codes: 0 done, 1 the gateway refused (its error is printed), 2 usage error,
     })
     .action((id: string, opts: { graceSeconds?: number }) =>
       call(['POST', `/admin/teams/${enc(id)}/webhook-secret`, opts.graceSeconds === undefined ? {} : { grace_s: opts.graceSeconds }]));
-  webhooks.command('dead-letters').description("a team's dead-lettered events, newest first").argument('<team_id>').action((id: string) => call(['GET', `/admin/teams/${enc(id)}/dead-letters`]));
+  webhooks
+    .command('dead-letters')
+    .description("a team's dead-lettered events, newest first")
+    .argument('<team_id>')
+    .option('--limit <n>', 'the most events to list (1 to 1000; the gateway lists 100 by default)', (v) => {
+      if (!/^\d+$/.test(v) || Number(v) < 1 || Number(v) > 1000) throw new InvalidArgumentError('a whole number from 1 to 1000');
+      return Number(v);
+    })
+    .action((id: string, opts: { limit?: number }) => call(['GET', `/admin/teams/${enc(id)}/dead-letters${opts.limit === undefined ? '' : `?limit=${opts.limit}`}`]));
 
   root
     .command('usage')

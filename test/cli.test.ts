@@ -115,6 +115,8 @@ describe('keys', () => {
     expect(rotated.json.previous_expires_at - rotated.json.created).toBe(60);
     expect((await cli(['webhooks', 'secret', 'rotate', teamId, '--grace-seconds', 'soon'])).code).toBe(2);
     expect((await cli(['webhooks', 'dead-letters', teamId])).json).toEqual({ object: 'list', data: [] });
+    expect((await cli(['webhooks', 'dead-letters', teamId, '--limit', '5'])).json).toEqual({ object: 'list', data: [] });
+    expect((await cli(['webhooks', 'dead-letters', teamId, '--limit', '0'])).code).toBe(2);
     expect((await cli(['webhooks', 'secret', 'show', 'team_nope'])).code).toBe(1);
   });
 

@@ -79,6 +79,13 @@ describe('config', () => {
     expect(() => loadConfig({ VIDGATE_SERVER__PORT: 'eighty' })).toThrow('server.port (VIDGATE_SERVER__PORT): ');
   });
 
+  it('a duration beyond the longest timer Node keeps (2^31 - 1 ms) is refused, naming the setting', () => {
+    expect(() => loadConfig({ VIDGATE_WEBHOOKS__TIMEOUT_MS: '2147483648' })).toThrow(/webhooks\.timeout_ms \(VIDGATE_WEBHOOKS__TIMEOUT_MS\): .*at most 2147483647 ms/);
+    expect(() => loadConfig({ VIDGATE_WEBHOOKS__RETRY_SCHEDULE_MS: '[1000, 3000000000]' })).toThrow(/webhooks\.retry_schedule_ms/);
+    expect(() => loadConfig({ VIDGATE_WORKERS__LEASE_MS: '9999999999' })).toThrow(/workers\.lease_ms/);
+    expect(loadConfig({ VIDGATE_WEBHOOKS__TIMEOUT_MS: '2147483647' }).webhooks.timeout_ms).toBe(2_147_483_647);
+  });
+
   it('the readiness delay of a drain must be shorter than its deadline', () => {
     expect(() => parseConfig({ server: { drain_timeout_ms: 5000, drain_readiness_delay_ms: 5000 } })).toThrow('server.drain_readiness_delay_ms: must be shorter than server.drain_timeout_ms');
     expect(parseConfig({ server: { drain_timeout_ms: 5000, drain_readiness_delay_ms: 0 } }).server.drain_readiness_delay_ms).toBe(0);

@@ -122,6 +122,15 @@ describe('urlProblem: the URL as written', () => {
     expect(trusting.trusting(['https://127.0.0.1:8443']).urlProblem('https://127.0.0.1:8443/x')).toBeNull();
   });
 
+  it('a trusted origin skips only the address, name and https checks: credentials and the length still apply', () => {
+    const trusting = createOutbound({ trusted_origins: ['https://127.0.0.1:9443', 'http://127.0.0.1:8080'] });
+    expect(trusting.urlProblem('https://user@127.0.0.1:9443/')).toBe('must not carry credentials');
+    expect(trusting.urlProblem('https://user:pw@127.0.0.1:9443/')).toBe('must not carry credentials');
+    expect(trusting.urlProblem('http://:pw@127.0.0.1:8080/')).toBe('must not carry credentials');
+    expect(trusting.urlProblem(`https://127.0.0.1:9443/${'a'.repeat(2048)}`)).toBe('is longer than 2048 characters');
+    expect(trusting.urlProblem('https://127.0.0.1:9443/hook')).toBeNull();
+  });
+
   it('isPublicAddress: only unicast, embedded IPv4 judged where it is the address', () => {
     expect([PUBLIC, '8.8.8.8', '2606:4700::1111', '::ffff:8.8.8.8'].map(isPublicAddress)).toEqual([true, true, true, true]);
     expect(['127.0.0.1', '::ffff:10.0.0.1', '64:ff9b::a00:1', 'fe80::1%eth0', 'localhost', ''].map(isPublicAddress)).toEqual([false, false, false, false, false, false]);
@@ -192,6 +201,22 @@ describe('submission through the HTTP API refuses names that resolve to internal
     const res = await h.http.post('/v1/videos').set(auth(KEY_A)).send({ prompt: 'a boat', input_reference: { image_url } });
     expect(res.status).toBe(400);
     expect(res.body.error).toMatchObject({ code: 'invalid_url', param: 'input_reference', message: 'input_reference.image_url resolves only to private or reserved addresses' });
+  });
+
+  it('a callback URL with credentials on a trusted origin is refused by both doors', async () => {
+    const t = await startTestGateway({ outbound: { trusted_origins: ['https://127.0.0.1:9443'] } });
+    try {
+      const callback_url = 'https://user@127.0.0.1:9443/';
+      const nativeRes = await t.http.post('/v1/videos/generations').set(auth(KEY_A)).send({ prompt: 'a boat', callback_url });
+      expect(nativeRes.status).toBe(400);
+      expect(nativeRes.body).toEqual({ error: { type: 'invalid_request_error', code: 'invalid_url', param: 'callback_url', message: 'callback_url must not carry credentials' } });
+      const openai = await t.http.post('/v1/videos').set(auth(KEY_A)).send({ prompt: 'a boat', callback_url });
+      expect(openai.status).toBe(400);
+      expect(openai.body.error).toMatchObject({ code: 'invalid_url', param: 'callback_url', message: 'callback_url must not carry credentials' });
+      expect((await t.http.get('/v1/tasks').set(auth(KEY_A))).body.data).toEqual([]);
+    } finally {
+      await t.close();
+    }
   });
 
   it('made no task', async () => {

@@ -1026,6 +1026,46 @@ export function describeStoreConformance(name: string, makeStore: () => Promise<
         expect(await store.redeliverTaskEvents('nope', T0)).toEqual([]);
       });
 
+      it('a redelivery of an event being sent keeps its lease: the attempt is recorded, then it is sent once more', async () => {
+        const store = await open();
+        const task = await processingTask(store, cached());
+        await store.markCompleted(task.id, task.lease_token, 'video', T0 + 10);
+        const [claimed] = await store.claimDueEvents(10, LEASE_MS, T0 + 10);
+        // Several redeliveries while the attempt is in flight: none takes the lease, none makes it claimable.
+        for (const at of [T0 + 20, T0 + 21, T0 + 22]) {
+          expect(await store.redeliverTaskEvents(task.id, at)).toEqual([expect.objectContaining({ id: claimed!.id, state: 'pending', failures: 0 })]);
+        }
+        expect(await store.claimDueEvents(10, LEASE_MS, T0 + 30)).toEqual([]);
+        expect(await store.renewEventLease(claimed!.id, claimed!.lease_token, T0 + 100_000)).toBe(true);
+        const ok = { started_at_ms: T0 + 10, status_code: 200, latency_ms: 25, error: null };
+        expect(await store.recordDelivery(claimed!.id, claimed!.lease_token, ok, { state: 'delivered' })).toBe(true);
+        // Asked for after the attempt began: due again from the last ask, not delivered, failures afresh.
+        expect((await store.listTaskEvents(task.id))[0]).toMatchObject({ state: 'pending', failures: 0, next_run_at_ms: T0 + 22, delivered_at_ms: null });
+        const again = (await store.claimDueEvents(10, LEASE_MS, T0 + 40))[0]!;
+        expect(again.id).toBe(claimed!.id);
+        const ok2 = { ...ok, started_at_ms: T0 + 40 };
+        expect(await store.recordDelivery(again.id, again.lease_token, ok2, { state: 'delivered' })).toBe(true);
+        expect((await store.listTaskEvents(task.id))[0]).toMatchObject({ state: 'delivered', delivered_at_ms: T0 + 65 });
+        expect((await store.listDeliveryAttempts([claimed!.id])).map((a) => a.started_at_ms)).toEqual([T0 + 10, T0 + 40]);
+
+        // A failing attempt during which a redelivery is asked: due again at once, its failures not counted.
+        await store.redeliverTaskEvents(task.id, T0 + 100);
+        expect((await store.listTaskEvents(task.id))[0]).toMatchObject({ state: 'pending', delivered_at_ms: null }); // a delivered one: cleared
+        const third = (await store.claimDueEvents(10, LEASE_MS, T0 + 100))[0]!;
+        await store.redeliverTaskEvents(task.id, T0 + 101);
+        const fail = { started_at_ms: T0 + 100, status_code: 500, latency_ms: 1, error: 'the receiver answered 500' };
+        expect(await store.recordDelivery(third.id, third.lease_token, fail, { state: 'dead' })).toBe(true);
+        expect((await store.listTaskEvents(task.id))[0]).toMatchObject({ state: 'pending', failures: 0, next_run_at_ms: T0 + 101 });
+
+        // A lease that lapsed: the next claim is the redelivery asked for, and its outcome stands.
+        const fourth = (await store.claimDueEvents(10, LEASE_MS, T0 + 101))[0]!;
+        await store.redeliverTaskEvents(task.id, T0 + 102);
+        const retaken = (await store.claimDueEvents(10, LEASE_MS, T0 + 101 + LEASE_MS + 1))[0]!;
+        expect(retaken.lease_token).not.toBe(fourth.lease_token);
+        expect(await store.recordDelivery(retaken.id, retaken.lease_token, ok, { state: 'delivered' })).toBe(true);
+        expect((await store.listTaskEvents(task.id))[0]).toMatchObject({ state: 'delivered' });
+      });
+
       it('gives one event to one of two deliverers claiming at once', async () => {
         const a = await open();
         const b = await open();
@@ -1042,20 +1082,23 @@ export function describeStoreConformance(name: string, makeStore: () => Promise<
         expect(await a.recordDelivery(first.id, first.lease_token, ok, { state: 'delivered' })).toBe(false);
       });
 
-      it('keeps signing secrets: the current one, and the previous ones until their grace ends', async () => {
+      it('keeps signing secrets: the current one, and the one kept for a grace, never more than two', async () => {
         const store = await open();
-        await store.putWebhookSecret({ id: 's1', team_id: 'team-1', secret_encrypted: 'enc-1', created_at_ms: T0 }, T0);
+        await store.putWebhookSecret({ id: 's1', team_id: 'team-1', secret_encrypted: 'enc-1', created_at_ms: T0 });
         expect((await store.signingSecrets('team-1', T0 + 1)).map((s) => s.id)).toEqual(['s1']);
-        await store.putWebhookSecret({ id: 's2', team_id: 'team-1', secret_encrypted: 'enc-2', created_at_ms: T0 + 10 }, T0 + 100);
+        await store.putWebhookSecret({ id: 's2', team_id: 'team-1', secret_encrypted: 'enc-2', created_at_ms: T0 + 10 }, { id: 's1', expires_at_ms: T0 + 100 });
         expect(await store.signingSecrets('team-1', T0 + 50)).toEqual([
           { id: 's2', team_id: 'team-1', secret_encrypted: 'enc-2', created_at_ms: T0 + 10, expires_at_ms: null },
           { id: 's1', team_id: 'team-1', secret_encrypted: 'enc-1', created_at_ms: T0, expires_at_ms: T0 + 100 },
         ]);
-        expect((await store.signingSecrets('team-1', T0 + 100)).map((s) => s.id)).toEqual(['s2']);
+        // A second rotation within the grace: s2 kept, s1 stops at once (current + previous only).
+        await store.putWebhookSecret({ id: 's3', team_id: 'team-1', secret_encrypted: 'enc-3', created_at_ms: T0 + 60 }, { id: 's2', expires_at_ms: T0 + 500 });
+        expect((await store.signingSecrets('team-1', T0 + 60)).map((s) => [s.id, s.expires_at_ms])).toEqual([['s3', null], ['s2', T0 + 500]]);
+        expect((await store.signingSecrets('team-1', T0 + 500)).map((s) => s.id)).toEqual(['s3']);
         expect(await store.signingSecrets('team-2', T0)).toEqual([]);
-        // A rotation without grace stops the others at once.
-        await store.putWebhookSecret({ id: 's3', team_id: 'team-1', secret_encrypted: 'enc-3', created_at_ms: T0 + 200 }, T0 + 200);
-        expect((await store.signingSecrets('team-1', T0 + 200)).map((s) => s.id)).toEqual(['s3']);
+        // A rotation keeping none stops the others at once.
+        await store.putWebhookSecret({ id: 's4', team_id: 'team-1', secret_encrypted: 'enc-4', created_at_ms: T0 + 600 });
+        expect((await store.signingSecrets('team-1', T0 + 600)).map((s) => s.id)).toEqual(['s4']);
       });
     });
 

@@ -3,7 +3,9 @@
 import { describe, expect, it, type TestContext } from 'vitest';
 import type { components } from '../src/generated/vidgate-api';
 import { Webhook } from 'standardwebhooks';
-import type { GatewayOptions } from '../src/core/gateway';
+import { createGateway, type GatewayOptions } from '../src/core/gateway';
+import type { Logger } from '../src/core/logger';
+import { createWebhookSecrets } from '../src/core/webhook-secrets';
 import { ADMIN_TOKEN, KEY_A, KEY_B, auth, startTestGateway, waitFor, type ConfigOverrides } from './support/gateway';
 import { startWebhookReceiver, type Answer, type Delivery, type Receiver } from './support/webhook-receiver';
 
@@ -164,13 +166,17 @@ describe('webhooks: retries, dead letters, slow receivers', () => {
     const task = await submit(r, { ...BODY, callback_url: r.hook() });
     const ds = await delivered(r, task.id, 4);
     expect(new Set(ds.map((d) => d.id)).size).toBe(1);
-    const gaps = ds.slice(1).map((d, i) => d.at_ms - ds[i]!.at_ms);
-    // The schedule is 100, 200, 400 ms: each wait at least its step, and in that order.
-    gaps.forEach((gap, i) => expect(gap).toBeGreaterThanOrEqual([100, 200, 400][i]! - 5));
-    expect(gaps[1]! > gaps[0]! && gaps[2]! > gaps[1]!).toBe(true);
-    const [event] = await r.h.gateway.store.listTaskEvents(task.id);
+    const [event] = await waitFor(async () => {
+      const events = await r.h.gateway.store.listTaskEvents(task.id);
+      return events[0]?.state === 'delivered' ? events : undefined;
+    });
     expect(event).toMatchObject({ state: 'delivered', failures: 3 });
     const attempts = await r.h.gateway.store.listDeliveryAttempts([event!.id]);
+    // The schedule is 100, 200, 400 ms, each counted from the start of the failed attempt: each wait at least its
+    // step, and in that order (the receiver sees the same gaps less the differences in connection set-up).
+    const gaps = attempts.slice(1).map((a, i) => a.started_at_ms - attempts[i]!.started_at_ms);
+    gaps.forEach((gap, i) => expect(gap).toBeGreaterThanOrEqual([100, 200, 400][i]!));
+    expect(gaps[1]! > gaps[0]! && gaps[2]! > gaps[1]!).toBe(true);
     expect(attempts.map((a) => [a.status_code, a.error])).toEqual([
       [500, 'the receiver answered 500'],
       [500, 'the receiver answered 500'],
@@ -179,6 +185,26 @@ describe('webhooks: retries, dead letters, slow receivers', () => {
     ]);
     await new Promise((res) => setTimeout(res, 300));
     expect(deliveriesOf(r, task.id)).toHaveLength(4); // nothing after the success
+  });
+
+  it('retries arrive on schedule: woken when due, not at the next tick, the wait counted from the attempt\'s start', async (ctx) => {
+    let calls = 0;
+    // A tick once a minute: only the wake at the due time brings the retries within the test's time.
+    const r = await rig(ctx, { webhooks: { retry_schedule_ms: [1500, 200], timeout_ms: 1500, poll_interval_ms: 60_000 } }, () => (++calls === 1 ? 'hang' : calls === 2 ? 500 : 204));
+    const task = await submit(r, { ...BODY, callback_url: r.hook() });
+    await delivered(r, task.id, 3);
+    const [event] = await waitFor(async () => {
+      const events = await r.h.gateway.store.listTaskEvents(task.id);
+      return events[0]?.state === 'delivered' ? events : undefined;
+    });
+    expect(event).toMatchObject({ failures: 2 });
+    const starts = (await r.h.gateway.store.listDeliveryAttempts([event!.id])).map((a) => a.started_at_ms);
+    const [hangToRetry, failToRetry] = starts.slice(1).map((at, i) => at - starts[i]!);
+    // The first attempt hangs for its 1500 ms timeout; its retry is due 1500 ms after it started, not after it ended (3000).
+    expect(hangToRetry).toBeGreaterThanOrEqual(1500);
+    expect(hangToRetry).toBeLessThan(2900);
+    expect(failToRetry).toBeGreaterThanOrEqual(200);
+    expect(failToRetry).toBeLessThan(60_000);
   });
 
   it('a slow receiver fails by the timeout and holds up no other delivery', async (ctx) => {
@@ -247,6 +273,30 @@ describe('webhooks: visible, redeliverable, per door, rotated', () => {
     expect(r.receiver.badSignatures).toEqual([]);
   });
 
+  it('parallel redeliveries while an attempt is in flight: every POST the receiver got is listed as an attempt', async (ctx) => {
+    let n = 0;
+    // The second delivery hangs until the timeout, so that the redeliveries come while it is being sent.
+    const r = await rig(ctx, { webhooks: { retry_schedule_ms: [100], timeout_ms: 1500, poll_interval_ms: 50 } }, () => (++n === 2 ? 'hang' : 200));
+    const task = await submit(r, { ...BODY, callback_url: r.hook() });
+    await delivered(r, task.id, 1);
+    const redeliver = () => r.h.http.post(`/v1/tasks/${task.id}/deliveries/redeliver`).set(auth(KEY_A));
+    expect((await redeliver()).status).toBe(202);
+    await delivered(r, task.id, 2); // in flight
+    const answers = await Promise.all(Array.from({ length: 10 }, redeliver));
+    expect(answers.map((a) => a.status)).toEqual(Array(10).fill(202));
+    const done = await waitFor(async () => {
+      const res = await r.h.http.get(`/v1/tasks/${task.id}/deliveries`).set(auth(KEY_A));
+      const event = res.body.data[0];
+      return event.state === 'delivered' && event.attempts.length === deliveriesOf(r, task.id).length ? event : undefined;
+    }, 30_000);
+    // The hanging attempt recorded as a timeout, then sent once more (not ten times, and never twice at once).
+    expect(done.attempts.map((a: { status_code: number | null }) => a.status_code)).toEqual([200, null, 200]);
+    expect(done.delivered_at).not.toBeNull();
+    await new Promise((res) => setTimeout(res, 300));
+    expect(deliveriesOf(r, task.id)).toHaveLength(3);
+    expect(new Set(deliveriesOf(r, task.id).map((d) => d.id)).size).toBe(1);
+  });
+
   it('a redelivery of a task without a callback answers 409 in the documented shape', async (ctx) => {
     const r = await rig(ctx);
     const task = await submit(r);
@@ -254,6 +304,13 @@ describe('webhooks: visible, redeliverable, per door, rotated', () => {
     expect(res.status).toBe(409);
     expect(res.body).toEqual({ error: { type: 'conflict_error', code: 'no_webhook_events', message: expect.stringContaining('no callback_url'), param: null } });
     expect((await r.h.http.get('/v1/tasks/task_nope/deliveries').set(auth(KEY_A))).status).toBe(404);
+    // A redelivery takes no body: an unknown field is refused, on both doors.
+    for (const url of [`/v1/tasks/${task.id}/deliveries/redeliver`, `/v1/videos/${task.id}/deliveries/redeliver`]) {
+      const bad = await r.h.http.post(url).set(auth(KEY_A)).send({ force: true });
+      expect(bad.status).toBe(400);
+      expect(bad.body.error).toMatchObject({ type: 'invalid_request_error', message: expect.stringContaining('force') });
+      expect((await r.h.http.post(url).set(auth(KEY_A)).send({})).status).toBe(409);
+    }
   });
 
   it("a task of the OpenAI door sends OpenAI's event, and lists its deliveries under /v1/videos/{id}", async (ctx) => {
@@ -290,19 +347,94 @@ describe('webhooks: visible, redeliverable, per door, rotated', () => {
     expect(d!.signatures).toBe(2);
     for (const secret of [first.body.secret, second.body.secret]) expect(() => new Webhook(secret).verify(d!.raw, d!.headers)).not.toThrow();
     expect(() => new Webhook(`whsec_${Buffer.alloc(32, 7).toString('base64')}`).verify(d!.raw, d!.headers)).toThrow();
+    expect(first.body.previous_expires_at).toBeNull(); // nothing before it
+    expect((await r.h.http.get(secretUrl).set(auth(ADMIN_TOKEN))).body.previous_expires_at).toBe(second.body.previous_expires_at);
+
+    // A second rotation within the grace: the current and the previous sign, the first stops (never three).
+    const again = await r.h.http.post(secretUrl).set(auth(ADMIN_TOKEN)).send({ grace_s: 60 });
+    expect(again.body.previous_expires_at - again.body.created).toBe(60);
+    const at = new Date();
+    const header = await r.h.gateway.secrets.sign(team, 'msg_x', at, '{}');
+    const signed = { 'webhook-id': 'msg_x', 'webhook-timestamp': String(Math.floor(at.getTime() / 1000)), 'webhook-signature': header };
+    expect(header.split(' ')).toHaveLength(2);
+    for (const secret of [again.body.secret, second.body.secret]) expect(() => new Webhook(secret).verify('{}', signed)).not.toThrow();
+    expect(() => new Webhook(first.body.secret).verify('{}', signed)).toThrow();
 
     await r.h.http.post(secretUrl).set(auth(ADMIN_TOKEN)).send({ grace_s: 0 });
     const third = (await r.h.http.get(secretUrl).set(auth(ADMIN_TOKEN))).body.secret as string;
+    expect(third).not.toBe(again.body.secret);
     const later = await submit(r, { ...BODY, prompt: 'another', callback_url: r.hook() });
     const [dl] = await delivered(r, later.id);
     expect(dl!.signatures).toBe(1);
     expect(() => new Webhook(third).verify(dl!.raw, dl!.headers)).not.toThrow();
-    expect(() => new Webhook(second.body.secret).verify(dl!.raw, dl!.headers)).toThrow();
+    expect(() => new Webhook(again.body.secret).verify(dl!.raw, dl!.headers)).toThrow();
     // The secrets are stored encrypted: the database file does not hold them.
     const { readFileSync } = await import('node:fs');
     const db = readFileSync(r.h.config.store.sqlite_path);
     expect(db.includes(Buffer.from(third.slice(6)))).toBe(false);
     expect(r.receiver.badSignatures).toEqual([]);
+  });
+});
+
+describe('webhooks: a secrets key lost or replaced', () => {
+  const KEY_HEX = 'a1'.repeat(32);
+  const otherKey = (byte: number) => Buffer.alloc(32, byte);
+
+  it('is named at start; deliveries fail recorded and dead-letter; the admin read answers 409; a rotation mends it', async (ctx) => {
+    const r = await rig(ctx, {}, undefined, { env: { VIDGATE_WEBHOOK_SECRETS_KEY: KEY_HEX } });
+    const team = (await r.h.gateway.store.findTeamByName('default'))!.id;
+    // The team's secret as another key made it (the key file lost, or the variable changed since).
+    await createWebhookSecrets(r.h.gateway.store, otherKey(2), Date.now).rotate(team, 0);
+
+    const logged: { message: string; fields?: object }[] = [];
+    const capture = (message: string, fields?: object) => void logged.push({ message, fields });
+    const restarted = await createGateway(r.h.config, { log: { info: capture, warn: capture, error: capture } satisfies Logger, env: { VIDGATE_WEBHOOK_SECRETS_KEY: KEY_HEX } });
+    await restarted.stop();
+    const warning = logged.find((l) => l.message.includes('cannot be decrypted'));
+    expect(warning?.fields).toMatchObject({ teams: [team], key: 'VIDGATE_WEBHOOK_SECRETS_KEY', fix: expect.stringContaining('webhook-secret') });
+
+    const secretUrl = `/admin/teams/${team}/webhook-secret`;
+    const read = await r.h.http.get(secretUrl).set(auth(ADMIN_TOKEN));
+    expect(read.status).toBe(409);
+    expect(read.body).toEqual({ error: { type: 'conflict_error', code: 'webhook_secret_unreadable', message: expect.stringContaining('rotate'), param: null } });
+
+    const task = await submit(r, { ...BODY, callback_url: r.hook() });
+    const dead = await waitFor(async () => {
+      const res = await r.h.http.get(`/v1/tasks/${task.id}/deliveries`).set(auth(KEY_A));
+      return res.body.data?.[0]?.state === 'dead' ? res.body.data[0] : undefined;
+    });
+    expect(dead.attempts.map((a: { status_code: number | null; error: string }) => [a.status_code, a.error])).toEqual(
+      Array(4).fill([null, expect.stringMatching(/^not sent: no signing secret .* rotate the team's webhook secret$/)]),
+    );
+    expect(deliveriesOf(r, task.id)).toEqual([]); // never sent unsigned
+
+    // A rotation with the default grace: a new current secret, the unreadable one dropped (not kept in grace).
+    const rotated = await r.h.http.post(secretUrl).set(auth(ADMIN_TOKEN)).send({});
+    expect(rotated.status).toBe(201);
+    expect(rotated.body.previous_expires_at).toBeNull();
+    expect((await r.h.http.get(secretUrl).set(auth(ADMIN_TOKEN))).body).toMatchObject({ secret: rotated.body.secret, previous_expires_at: null });
+    expect((await r.h.http.post(`/v1/tasks/${task.id}/deliveries/redeliver`).set(auth(KEY_A))).status).toBe(202);
+    const [d] = await delivered(r, task.id);
+    expect(d!.signatures).toBe(1);
+    expect(() => new Webhook(rotated.body.secret).verify(d!.raw, d!.headers)).not.toThrow();
+    expect(r.receiver.badSignatures).toEqual([]);
+  });
+
+  it('an unreadable previous secret in its grace never blocks the current one', async (ctx) => {
+    const r = await rig(ctx, {}, undefined, { env: { VIDGATE_WEBHOOK_SECRETS_KEY: KEY_HEX } });
+    const { store, secrets } = r.h.gateway;
+    const team = (await store.findTeamByName('default'))!.id;
+    const readable = await secrets.rotate(team, 0);
+    const [record] = await store.signingSecrets(team, Date.now());
+    const unreadable = await createWebhookSecrets(store, otherKey(3), Date.now).rotate(team, 0);
+    const [other] = await store.signingSecrets(team, unreadable.created_at_ms);
+    // The readable secret current again, the unreadable one kept in a grace beside it.
+    await store.putWebhookSecret({ ...record!, id: 'whs_again', created_at_ms: Date.now() + 1 }, { id: other!.id, expires_at_ms: Date.now() + 3_600_000 });
+    expect(await store.signingSecrets(team, Date.now() + 2)).toHaveLength(2);
+    await new Promise((res) => setTimeout(res, 5));
+    const header = await secrets.sign(team, 'msg_1', new Date(), '{}');
+    expect(header.split(' ')).toHaveLength(1);
+    expect(() => new Webhook(readable.secret).verify('{}', { 'webhook-id': 'msg_1', 'webhook-timestamp': String(Math.floor(Date.now() / 1000)), 'webhook-signature': header })).not.toThrow();
   });
 });
 

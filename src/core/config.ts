@@ -8,7 +8,10 @@ import { SIZES } from '../providers/types';
 import { isWholeMicroUsd } from '../routing/quote';
 import { splitRequestsPerMinute } from './teams';
 
-const ms = z.number().int().positive();
+/** The longest wait Node's timers take (setTimeout, AbortSignal.timeout): 2^31 - 1 ms, about 24.8 days; beyond it they fire at once. */
+export const MAX_TIMER_MS = 2_147_483_647;
+/** A duration in ms, used with the timers: a positive integer of at most MAX_TIMER_MS. */
+const ms = z.number().int().positive().max(MAX_TIMER_MS, `at most ${MAX_TIMER_MS} ms (about 24.8 days, the longest timer Node keeps)`);
 /** A positive USD amount of at most 6 decimal places: money is computed in whole micro-USD (routing/quote.ts). */
 const usd = z.number().positive().refine(isWholeMicroUsd, 'at most 6 decimal places (whole micro-USD)');
 
@@ -98,7 +101,7 @@ const ConfigSchema = z
         /** On SIGTERM, the whole drain's deadline: past it, open connections are closed and the process exits. */
         drain_timeout_ms: ms.default(15_000),
         /** At the start of a drain, how long `/readyz` answers 503 before the listener closes. */
-        drain_readiness_delay_ms: z.number().int().nonnegative().default(5000),
+        drain_readiness_delay_ms: z.number().int().nonnegative().max(MAX_TIMER_MS).default(5000),
         /** Time a client has to send all request headers; a slower one gets 408. At most request_timeout_ms. */
         headers_timeout_ms: ms.default(10_000),
         /** Time a client has to send the whole request, headers and body; a slower one gets 408. */

@@ -127,6 +127,15 @@ export async function createGateway(config: Config, options: GatewayOptions = {}
     outbound,
   });
   const secrets = createWebhookSecrets(store, webhookSecretsKey(config, env), now);
+  const unreadable = await secrets.unreadableTeams();
+  if (unreadable.length > 0) {
+    const keySource = env.VIDGATE_WEBHOOK_SECRETS_KEY ? 'VIDGATE_WEBHOOK_SECRETS_KEY' : (config.webhooks.secrets_key_file ?? path.join(config.data_dir, 'webhook-secrets.key'));
+    log.error('webhook signing secrets cannot be decrypted with this installation\'s key: their deliveries fail (recorded, then dead-lettered) until fixed', {
+      teams: unreadable,
+      key: keySource,
+      fix: `restore the key that encrypted them (${keySource}), or rotate each team's secret: POST /admin/teams/{team_id}/webhook-secret (vidgate webhooks secret rotate <team_id>) and give the team the new one`,
+    });
+  }
   let selfUrl = config.server.public_url ?? `http://${config.server.host}:${config.server.port}`;
   const deliverer = createDeliverer({
     store, metrics, log, now, secrets,

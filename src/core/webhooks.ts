@@ -3,7 +3,7 @@
 import { ApiError, conflict } from './errors';
 import type { Caller, TeamService } from './teams';
 import type { TaskService } from './tasks';
-import type { WebhookSecrets } from './webhook-secrets';
+import { WebhookSecretUnreadable, type WebhookSecrets } from './webhook-secrets';
 import type { DeliveryAttempt, OutboxEvent, Store } from '../store/types';
 
 /** An event with its delivery attempts, in order. */
@@ -58,17 +58,26 @@ export function createWebhookService(deps: WebhookServiceDeps) {
       return withAttempts(await store.listDeadEvents(teamId, limit));
     },
 
-    /** The team's current secret; 404 `webhook_secret_not_found` before it has one. */
-    async currentSecret(teamId: string): Promise<{ secret: string; created_at_ms: number }> {
+    /**
+     * The team's current secret; 404 `webhook_secret_not_found` before it has one; 409 `webhook_secret_unreadable`
+     * when it cannot be decrypted with this installation's key (lost or replaced): a rotation makes a new one.
+     */
+    async currentSecret(teamId: string) {
       await deps.teams.team(teamId);
-      const secret = await deps.secrets.current(teamId);
+      const secret = await deps.secrets.current(teamId).catch((err: unknown) => {
+        if (!(err instanceof WebhookSecretUnreadable)) throw err;
+        throw conflict('webhook_secret_unreadable', `${err.message} with POST /admin/teams/${teamId}/webhook-secret (vidgate webhooks secret rotate ${teamId})`);
+      });
       if (secret === undefined) {
         throw new ApiError(404, 'not_found_error', 'webhook_secret_not_found', `team '${teamId}' has no webhook secret yet: create one with POST`, 'team_id');
       }
       return secret;
     },
 
-    /** A new secret for the team; the previous ones sign beside it for `graceMs` (the configured grace by default). */
+    /**
+     * A new secret for the team; the previous one (when readable) signs beside it for `graceMs` (the configured
+     * grace by default), older and unreadable ones stop at once.
+     */
     async rotateSecret(teamId: string, graceMs = deps.rotationGraceMs) {
       await deps.teams.team(teamId);
       return deps.secrets.rotate(teamId, graceMs);

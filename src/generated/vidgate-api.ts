@@ -151,8 +151,10 @@ export interface paths {
         /**
          * Send the webhooks of a task again
          * @description Every event of the task is sent again now, with its `webhook-id` unchanged (receivers drop duplicates by it),
-         *     starting the retry schedule afresh: a dead-lettered event is revived, a delivered one is delivered once more.
-         *     409 `no_webhook_events` for a task that has none (no callback URL, or not finished).
+         *     starting the retry schedule afresh: a dead-lettered event is revived, a delivered one is delivered once more
+         *     (its `delivered_at` is cleared until then). An event being sent at that moment is not sent twice at once: its
+         *     attempt is recorded, then it is sent once more. No body (or `{}`); 409 `no_webhook_events` for a task that has
+         *     none (no callback URL, or not finished).
          */
         post: operations["redeliverTaskWebhooks"];
         delete?: never;
@@ -423,15 +425,19 @@ export interface paths {
          * A team's current webhook signing secret
          * @description The secret (`whsec_…`) that signs the team's webhooks (Standard Webhooks: `webhook-id`, `webhook-timestamp`,
          *     `webhook-signature`). A team is given one at its first delivery, or by `POST`. 404 `webhook_secret_not_found`
-         *     before either.
+         *     before either. 409 `webhook_secret_unreadable` when the secret cannot be decrypted with the installation's
+         *     key (`<data_dir>/webhook-secrets.key` or `VIDGATE_WEBHOOK_SECRETS_KEY` lost or replaced): rotate it with
+         *     `POST`, which makes a new one and drops the unreadable ones.
          */
         get: operations["adminGetWebhookSecret"];
         put?: never;
         /**
          * Create or rotate a team's webhook signing secret
-         * @description A new secret signs from now on. The previous one keeps signing beside it (two signatures in
-         *     `webhook-signature`) for `grace_s` seconds (the operator's `webhooks.rotation_grace_ms` by default, 24 hours),
-         *     so receivers can switch without dropping a delivery; `grace_s: 0` stops it at once.
+         * @description A new secret signs from now on. The previous one (the current one until now) keeps signing beside it (two
+         *     signatures in `webhook-signature`) for `grace_s` seconds (the operator's `webhooks.rotation_grace_ms` by
+         *     default, 24 hours), so receivers can switch without dropping a delivery; `grace_s: 0` stops it at once. At
+         *     most two secrets sign: any older one still in an earlier grace stops at once, and so does a previous one
+         *     that cannot be decrypted with the installation's key (the way to recover from a lost key).
          */
         post: operations["adminRotateWebhookSecret"];
         delete?: never;
@@ -809,8 +815,10 @@ export interface paths {
         /**
          * Send the webhooks of a video again
          * @description Every event of the task is sent again now, with its `webhook-id` unchanged (receivers drop duplicates by it),
-         *     starting the retry schedule afresh: a dead-lettered event is revived, a delivered one is delivered once more.
-         *     409 `no_webhook_events` for a task that has none (no callback URL, or not finished).
+         *     starting the retry schedule afresh: a dead-lettered event is revived, a delivered one is delivered once more
+         *     (its `delivered_at` is cleared until then). An event being sent at that moment is not sent twice at once: its
+         *     attempt is recorded, then it is sent once more. No body (or `{}`); 409 `no_webhook_events` for a task that has
+         *     none (no callback URL, or not finished).
          */
         post: operations["redeliverVideoWebhooks"];
         delete?: never;
@@ -971,7 +979,55 @@ export interface paths {
         trace?: never;
     };
 }
-export type webhooks = Record<string, never>;
+export interface webhooks {
+    taskFinished: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * A native task finished (sent to its callback_url)
+         * @description Sent by vidgate to the `callback_url` of a task made by `POST /v1/videos/generations` once it completes, fails
+         *     or is cancelled, after its credits are settled or released. The body is the task exactly as
+         *     `GET /v1/tasks/{id}` answers at that moment. 10 s to answer (`webhooks.timeout_ms`); any 2xx delivers it;
+         *     another answer, a network error or no answer is retried after 1, 2 and 4 s (`webhooks.retry_schedule_ms`),
+         *     then the event is dead-lettered (`GET /admin/teams/{team_id}/dead-letters`, and
+         *     `POST /v1/tasks/{id}/deliveries/redeliver`). Delivery is at least once.
+         */
+        post: operations["taskFinishedWebhook"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    videoFinished: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * A video of the OpenAI door finished (sent to its callback_url)
+         * @description Sent by vidgate to the `callback_url` of a video made by `POST /v1/videos` once it completes, fails or is
+         *     cancelled (`video.failed`), after its credits are settled or released: OpenAI's event shape, signed and
+         *     retried like `taskFinished`; `GET /v1/videos/{id}` gives the video.
+         */
+        post: operations["videoFinishedWebhook"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+}
 export interface components {
     schemas: {
         /**
@@ -1097,11 +1153,13 @@ export interface components {
              */
             created: number;
             /**
-             * @description After a rotation, until when (Unix seconds) the previous secret still signs beside this one; null on a read.
+             * @description Until when (Unix seconds) the previous secret still signs beside this one, in a rotation's grace; null when it signs alone.
              * @example 1767312000
              */
             previous_expires_at: number | null;
         };
+        /** @description Nothing to say; any field is refused. */
+        RedeliverRequest: Record<string, never>;
         /** @description How to rotate. */
         WebhookSecretRotate: {
             /**
@@ -1155,7 +1213,12 @@ export interface components {
             resize_mode?: components["schemas"]["ResizeMode"];
             /**
              * Format: uri
-             * @description HTTPS URL on a public address, called when the task finishes.
+             * @description HTTPS URL on a public address (at most 2048 characters, no credentials), called when the task finishes
+             *     (completed, failed or cancelled), after its credits are settled: a `POST` whose body is this task as
+             *     `GET /v1/tasks/{id}` answers then, signed with the Standard Webhooks headers `webhook-id`,
+             *     `webhook-timestamp` and `webhook-signature` (see the `taskFinished` webhook). Any 2xx answer delivers it;
+             *     anything else is retried, then dead-lettered. How to verify and redeliver: the README, section Webhooks
+             *     (README.md#webhooks).
              * @example https://hooks.example.com/vidgate
              */
             callback_url?: string;
@@ -2148,6 +2211,38 @@ export interface components {
              */
             status: "ok" | "unavailable" | "draining";
         };
+        /** @description OpenAI's video event, as vidgate sends it for a video of the OpenAI door. */
+        VideoEvent: {
+            /**
+             * @description The event's id (also its `webhook-id`).
+             * @example evt_5f0c8e2d4b6a1c3e9f7d2b4a
+             */
+            id: string;
+            /**
+             * @description Always `event`.
+             * @constant
+             */
+            object: "event";
+            /**
+             * @description `video.completed`, or `video.failed` (a failed or cancelled video).
+             * @example video.completed
+             * @enum {string}
+             */
+            type: "video.completed" | "video.failed";
+            /**
+             * @description Unix seconds when the video finished.
+             * @example 1767225600
+             */
+            created_at: number;
+            /** @description What the event is about. */
+            data: {
+                /**
+                 * @description The video's id (`GET /v1/videos/{id}`).
+                 * @example task_01hx0000000000000000000000
+                 */
+                id: string;
+            };
+        };
         /** @description An event from a provider, as OpenAI-shaped hosts send them; only `type` and `data.id` are read. */
         ProviderWebhookEvent: {
             /**
@@ -2863,7 +2958,11 @@ export interface operations {
             };
             cookie?: never;
         };
-        requestBody?: never;
+        requestBody?: {
+            content: {
+                "application/json": components["schemas"]["RedeliverRequest"];
+            };
+        };
         responses: {
             /** @description The task's events, pending again. */
             202: {
@@ -3306,6 +3405,7 @@ export interface operations {
             };
             401: components["responses"]["Unauthorized"];
             404: components["responses"]["NotFound"];
+            409: components["responses"]["Conflict"];
         };
     };
     adminRotateWebhookSecret: {
@@ -3869,7 +3969,11 @@ export interface operations {
             };
             cookie?: never;
         };
-        requestBody?: never;
+        requestBody?: {
+            content: {
+                "application/json": components["schemas"]["RedeliverRequest"];
+            };
+        };
         responses: {
             /** @description The task's events, pending again. */
             202: {
@@ -4157,6 +4261,84 @@ export interface operations {
             };
             400: components["responses"]["BadRequest"];
             404: components["responses"]["NotFound"];
+        };
+    };
+    taskFinishedWebhook: {
+        parameters: {
+            query?: never;
+            header: {
+                /** @description The event's id, the same on every retry and redelivery of it; receivers drop duplicates by it. */
+                "webhook-id": string;
+                /** @description When this attempt was signed, in Unix seconds; reject one too far from now (Standard Webhooks allows 5 minutes). */
+                "webhook-timestamp": string;
+                /**
+                 * @description `v1,<base64 HMAC-SHA256>` by each of the team's secrets in force (two during a rotation's grace, never
+                 *     more), separated by spaces; verify with any Standard Webhooks library and the team's `whsec_` secret.
+                 */
+                "webhook-signature": string;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["Task"];
+            };
+        };
+        responses: {
+            /** @description Any 2xx answer delivers the event; its body is not read. Another status is a failed attempt. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description A client error (for example a bad signature) is a failed attempt, retried on the schedule. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+        };
+    };
+    videoFinishedWebhook: {
+        parameters: {
+            query?: never;
+            header: {
+                /** @description The event's id, the same on every retry and redelivery of it; receivers drop duplicates by it. */
+                "webhook-id": string;
+                /** @description When this attempt was signed, in Unix seconds; reject one too far from now (Standard Webhooks allows 5 minutes). */
+                "webhook-timestamp": string;
+                /**
+                 * @description `v1,<base64 HMAC-SHA256>` by each of the team's secrets in force (two during a rotation's grace, never
+                 *     more), separated by spaces; verify with any Standard Webhooks library and the team's `whsec_` secret.
+                 */
+                "webhook-signature": string;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["VideoEvent"];
+            };
+        };
+        responses: {
+            /** @description Any 2xx answer delivers the event; its body is not read. Another status is a failed attempt. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description A client error (for example a bad signature) is a failed attempt, retried on the schedule. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
         };
     };
 }

@@ -31,7 +31,8 @@ export interface Outbound {
   /**
    * Why the URL is refused as written, as a phrase that follows the field's name ("must use https"), or null.
    * Refused: not a URL, longer than 2048 characters, not https, credentials in it, a literal address that is not
-   * public, an internal or malformed host name. A URL of a trusted origin passes (http too).
+   * public, an internal or malformed host name. A URL of a trusted origin skips the https rule and the address and
+   * name checks (http passes), never the length and credentials rules.
    */
   urlProblem(url: string): string | null;
   /**
@@ -60,7 +61,7 @@ export class OutboundRefused extends Error {
 }
 
 export interface OutboundOptions {
-  /** URLs whose origins skip the address and name checks (and the https rule): a private receiver, tests. */
+  /** URLs whose origins skip the address and name checks (and the https rule), not the others: a private receiver, tests. */
   trusted_origins: readonly string[];
   /** A PEM file of extra CAs trusted for outbound HTTPS besides the system's (a private receiver's CA). */
   ca_file?: string;
@@ -181,9 +182,12 @@ function build(trusted: ReadonlySet<string>, resolve: Resolver, checkedAgent: Ag
     } catch {
       return 'is not a valid URL';
     }
+    // Every URL, trusted or not: the length (above), credentials (never sent to anyone), an http(s) scheme.
+    if (url.username || url.password) return 'must not carry credentials';
+    if (url.protocol !== 'https:' && url.protocol !== 'http:') return 'must use https';
+    // A trusted origin is exempt from the https rule and the address and name checks only.
     if (isTrusted(url)) return url;
     if (url.protocol !== 'https:') return 'must use https';
-    if (url.username || url.password) return 'must not carry credentials';
     const host = hostOf(url);
     if (net.isIP(host)) return isPublicAddress(host) ? url : 'points at a private or reserved address';
     return nameProblem(host) ?? url;

@@ -535,7 +535,9 @@ export interface Store {
   listDeadEvents(teamId: string, limit: number): Promise<OutboxEvent[]>;
   /**
    * Send the task's events again: each becomes pending, due at `nowMs`, at the start of the retry schedule, with its
-   * id unchanged (a delivered one too: a redelivery is asked for). Returns them; empty when the task has none.
+   * id unchanged (a delivered one too: a redelivery is asked for; its `delivered_at_ms` is cleared). An event being
+   * sent keeps its lease: its attempt is recorded, and it is sent once more after it. Returns them; empty when the
+   * task has none.
    */
   redeliverTaskEvents(taskId: string, nowMs: number): Promise<OutboxEvent[]>;
   /** Events waiting for delivery (`pending`) and dead-lettered (`dead`), over all teams. */
@@ -543,10 +545,11 @@ export interface Store {
 
   // --- webhook signing secrets (stored as the caller encrypted them) ---
   /**
-   * Make `secret` the team's current one; the secrets that were signing keep signing until `previousExpireAtMs`
-   * (a rotation's grace; `nowMs` to stop them at once).
+   * Make `secret` the team's current one. `keep` (a rotation's grace: the secret that was current) keeps signing
+   * until its `expires_at_ms` (or its own earlier end); every other secret of the team stops at
+   * `secret.created_at_ms`, so that at most two sign.
    */
-  putWebhookSecret(secret: Omit<WebhookSecretRecord, 'expires_at_ms'>, previousExpireAtMs: number): Promise<void>;
+  putWebhookSecret(secret: Omit<WebhookSecretRecord, 'expires_at_ms'>, keep?: { id: string; expires_at_ms: number }): Promise<void>;
   /** The team's secrets that sign at `nowMs`: the current one and those in their grace, newest first. */
   signingSecrets(teamId: string, nowMs: number): Promise<WebhookSecretRecord[]>;
 

@@ -60,13 +60,13 @@ export function createAdminRouter({ store, teams, microUsdPerCredit, now, webhoo
   router.get('/teams/:team_id/webhook-secret', async (req, res) => {
     const teamId = req.params.team_id!;
     const secret = await webhooks.currentSecret(teamId);
-    res.json({ object: 'webhook_secret', team_id: teamId, secret: secret.secret, created: toUnixS(secret.created_at_ms)!, previous_expires_at: null });
+    res.json({ object: 'webhook_secret', team_id: teamId, secret: secret.secret, created: toUnixS(secret.created_at_ms)!, previous_expires_at: toUnixS(secret.previous_expire_at_ms ?? null) });
   });
   router.post('/teams/:team_id/webhook-secret', async (req, res) => {
     const teamId = req.params.team_id!;
     const body = (req.body ?? {}) as Schemas['WebhookSecretRotate'];
     const made = await webhooks.rotateSecret(teamId, body.grace_s === undefined ? undefined : body.grace_s * 1000);
-    res.status(201).json({ object: 'webhook_secret', team_id: teamId, secret: made.secret, created: toUnixS(made.created_at_ms)!, previous_expires_at: toUnixS(made.previous_expire_at_ms) });
+    res.status(201).json({ object: 'webhook_secret', team_id: teamId, secret: made.secret, created: toUnixS(made.created_at_ms)!, previous_expires_at: toUnixS(made.previous_expire_at_ms ?? null) });
   });
   router.get('/teams/:team_id/dead-letters', async (req, res) => {
     res.json(presentEvents(await webhooks.deadLetters(req.params.team_id!, Number(req.query.limit ?? 100))));

@@ -47,16 +47,8 @@ export function presentVideo(t: TaskRecord, retentionMs: number): Video {
   };
 }
 
-/** The webhook event OpenAI sends for a finished video; vidgate sends it for tasks made on this door. */
-export interface VideoEvent {
-  /** The event's id: the `webhook-id` header too. */
-  id: string;
-  object: 'event';
-  /** A cancelled video, like a failed one, is `video.failed` (OpenAI has no cancelled event). */
-  type: 'video.completed' | 'video.failed';
-  created_at: number;
-  data: { id: string };
-}
+/** The webhook event OpenAI sends for a finished video (the spec's `videoFinished` webhook); vidgate sends it for tasks made on this door. */
+export type VideoEvent = components['schemas']['VideoEvent'];
 
 /** The body of a webhook for a task of this door, after OpenAI's `video.completed` and `video.failed` events. */
 export function presentVideoEvent(t: TaskRecord, event: OutboxEvent): VideoEvent {

@@ -228,6 +228,11 @@ export const MIGRATIONS: readonly string[] = [
   CREATE INDEX tasks_poll_due ON tasks (provider_id, next_run_at_ms) WHERE status = 'processing' AND source_id IS NULL;
   CREATE INDEX tasks_running_jobs ON tasks (provider_id, upstream_id) WHERE status = 'processing';
   `,
+  // A redelivery asked for while the event is being sent: noted here (when it was asked) instead of taking the
+  // attempt's lease, so that the attempt is recorded and the event is sent once more after it.
+  `
+  ALTER TABLE outbox ADD COLUMN redeliver_at_ms INTEGER;
+  `,
 ];
 
 /** Brings the schema up to date in one write transaction, so concurrent openers migrate once. */

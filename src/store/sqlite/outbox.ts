@@ -4,9 +4,9 @@ import crypto from 'node:crypto';
 import type Database from 'better-sqlite3';
 import type { ClaimedEvent, DeliveryAttempt, OutboxEvent, Store, TaskRecord, WebhookSecretRecord } from '../types';
 
-type EventRow = OutboxEvent & { lease_token: string | null; lease_until_ms: number | null };
+type EventRow = OutboxEvent & { lease_token: string | null; lease_until_ms: number | null; redeliver_at_ms: number | null };
 
-const toEvent = ({ lease_token: _token, lease_until_ms: _until, ...event }: EventRow): OutboxEvent => event;
+const toEvent = ({ lease_token: _token, lease_until_ms: _until, redeliver_at_ms: _redeliver, ...event }: EventRow): OutboxEvent => event;
 
 type OutboxStatements = Pick<
   Store,
@@ -30,7 +30,7 @@ export function createOutbox(db: Database.Database) {
        RETURNING *`,
     ),
     claimDue: db.prepare<[object], EventRow>(
-      `UPDATE outbox SET lease_token = lower(hex(randomblob(16))), lease_until_ms = @now + @lease_ms
+      `UPDATE outbox SET lease_token = lower(hex(randomblob(16))), lease_until_ms = @now + @lease_ms, redeliver_at_ms = NULL
        WHERE id IN (
          SELECT id FROM outbox
          WHERE state = 'pending' AND next_run_at_ms <= @now AND (lease_until_ms IS NULL OR lease_until_ms < @now)
@@ -43,9 +43,15 @@ export function createOutbox(db: Database.Database) {
       `INSERT INTO delivery_attempts (event_id, n, started_at_ms, status_code, latency_ms, error)
        VALUES (@id, (SELECT coalesce(max(n), 0) + 1 FROM delivery_attempts WHERE event_id = @id), @started_at_ms, @status_code, @latency_ms, @error)`,
     ),
+    // A redelivery asked for during the attempt (redeliver_at_ms) wins over the attempt's outcome: the attempt is
+    // recorded, and the event is due again from when the redelivery was asked, its failures counted afresh.
     settle: db.prepare(
-      `UPDATE outbox SET state = @state, failures = failures + @failed, next_run_at_ms = @next, delivered_at_ms = @delivered_at_ms,
-         lease_token = NULL, lease_until_ms = NULL
+      `UPDATE outbox SET
+         state = CASE WHEN redeliver_at_ms IS NULL THEN @state ELSE 'pending' END,
+         failures = CASE WHEN redeliver_at_ms IS NULL THEN failures + @failed ELSE 0 END,
+         next_run_at_ms = coalesce(redeliver_at_ms, @next),
+         delivered_at_ms = CASE WHEN redeliver_at_ms IS NULL THEN @delivered_at_ms END,
+         lease_token = NULL, lease_until_ms = NULL, redeliver_at_ms = NULL
        WHERE id = @id AND lease_token = @token AND state = 'pending'`,
     ),
     byTask: db.prepare<[string], EventRow>('SELECT * FROM outbox WHERE task_id = ? ORDER BY created_at_ms, id'),
@@ -55,15 +61,19 @@ export function createOutbox(db: Database.Database) {
     dead: db.prepare<[string, number], EventRow>(
       `SELECT * FROM outbox WHERE team_id = ? AND state = 'dead' ORDER BY created_at_ms DESC, id DESC LIMIT ?`,
     ),
+    // An event being sent (leased) keeps its lease: the redelivery is noted, and applied when the attempt is recorded
+    // (settle), or dropped by the next claim should the lease lapse (that claim's attempt is the one asked for).
     redeliver: db.prepare<[object], EventRow>(
-      `UPDATE outbox SET state = 'pending', failures = 0, next_run_at_ms = @now, lease_token = NULL, lease_until_ms = NULL
+      `UPDATE outbox SET state = 'pending', failures = 0, next_run_at_ms = @now, delivered_at_ms = NULL,
+         redeliver_at_ms = CASE WHEN lease_token IS NULL THEN NULL ELSE @now END
        WHERE task_id = @task_id RETURNING *`,
     ),
     counts: db.prepare<[], { pending: number; dead: number }>(
       `SELECT count(*) FILTER (WHERE state = 'pending') AS pending, count(*) FILTER (WHERE state = 'dead') AS dead FROM outbox`,
     ),
     expireSecrets: db.prepare(
-      `UPDATE webhook_secrets SET expires_at_ms = @until WHERE team_id = @team_id AND (expires_at_ms IS NULL OR expires_at_ms > @until)`,
+      `UPDATE webhook_secrets SET expires_at_ms = CASE WHEN id = @keep_id THEN min(coalesce(expires_at_ms, @keep_until), @keep_until) ELSE @now END
+       WHERE team_id = @team_id AND (expires_at_ms IS NULL OR expires_at_ms > @now)`,
     ),
     insertSecret: db.prepare(
       `INSERT INTO webhook_secrets (id, team_id, secret_encrypted, created_at_ms, expires_at_ms)
@@ -114,9 +124,9 @@ export function createOutbox(db: Database.Database) {
     async outboxCounts() {
       return sql.counts.get()!;
     },
-    async putWebhookSecret(secret, previousExpireAtMs) {
+    async putWebhookSecret(secret, keep) {
       db.transaction(() => {
-        sql.expireSecrets.run({ team_id: secret.team_id, until: previousExpireAtMs });
+        sql.expireSecrets.run({ team_id: secret.team_id, now: secret.created_at_ms, keep_id: keep?.id ?? null, keep_until: keep?.expires_at_ms ?? null });
         sql.insertSecret.run(secret);
       }).immediate();
     },
