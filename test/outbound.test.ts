@@ -2,7 +2,6 @@
 // API), the connection made only to the address checked at that moment, no redirects, the operator's CA file.
 // Safety of these tests themselves: the injected resolvers answer a public address only where the code refuses
 // or never connects (checkUrl, submission); every connection made here goes to 127.0.0.1.
-import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import http from 'node:http';
 import https from 'node:https';
@@ -13,6 +12,7 @@ import { createOutbound, isPublicAddress, OutboundRefused, type Resolver } from 
 import { createGateway, StartupError } from '../src/core/gateway';
 import { createLogger } from '../src/core/logger';
 import { KEY_A, auth, startTestGateway, tempDir, testConfig } from './support/gateway';
+import { makeTestCa } from './support/test-ca';
 
 /** A public address (example.com's) that nothing in these tests ever connects to. */
 const PUBLIC = '93.184.215.14';
@@ -286,20 +286,13 @@ describe('fetch: connects only to an address checked at that moment', () => {
 });
 
 describe('outbound.ca_file: a private receiver with its own CA', () => {
-  // CA and server certificate made with the openssl CLI (no test package needed).
   const dir = tempDir('vidgate-ca-');
   const file = (name: string) => path.join(dir, name);
   let server: https.Server;
   let origin: string;
   beforeAll(async () => {
-    const openssl = (...args: string[]) => execFileSync('openssl', args, { cwd: dir, stdio: 'pipe' });
-    const ec = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes'];
-    openssl('req', '-x509', ...ec, '-keyout', 'ca.key', '-out', 'ca.pem', '-days', '2', '-subj', '/CN=vidgate test CA',
-      '-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign,cRLSign');
-    openssl('req', ...ec, '-keyout', 'server.key', '-out', 'server.csr', '-subj', '/CN=127.0.0.1');
-    fs.writeFileSync(file('server.ext'), 'subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n');
-    openssl('x509', '-req', '-in', 'server.csr', '-CA', 'ca.pem', '-CAkey', 'ca.key', '-CAcreateserial', '-out', 'server.pem', '-days', '2', '-extfile', 'server.ext');
-    server = https.createServer({ key: fs.readFileSync(file('server.key')), cert: fs.readFileSync(file('server.pem')) }, (_req, res) => void res.end('private hello'));
+    const ca = makeTestCa(dir);
+    server = https.createServer({ key: fs.readFileSync(ca.keyFile), cert: fs.readFileSync(ca.certFile) }, (_req, res) => void res.end('private hello'));
     origin = `https://127.0.0.1:${await listen(server)}`;
   });
   afterAll(async () => {
