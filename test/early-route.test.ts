@@ -60,6 +60,7 @@ describe('the early route of GET /v1/tasks/{id}', () => {
       const early = await ask(method, path, headers, body);
       const general = await ask(method, `${path}?`, headers, body);
       expect({ method, path, ...early }).toEqual({ method, path, ...general });
+      expect(early.status, `${method} ${path}`).toBeLessThan(500);
     }
     const ok = await ask('GET', `/v1/tasks/${taskId}`, auth(KEY_A));
     expect(ok.status).toBe(200);

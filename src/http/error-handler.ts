@@ -50,6 +50,10 @@ export function toApiError(err: HttpLikeError, multipart = false): ApiError {
     return new ApiError(416, 'invalid_request_error', 'range_not_satisfiable', 'the requested range is outside the video', 'Range', err.headers);
   }
   if (Array.isArray(err.errors) && typeof err.status === 'number') return fromValidationError(err);
+  // The router decodes a route's path parameters before any handler runs: `%ZZ` is the URL's fault.
+  if (err instanceof URIError && err.status === 400) {
+    return new ApiError(400, 'invalid_request_error', 'invalid_value', 'a path parameter is not valid percent-encoding');
+  }
   // Any other client error from the HTTP stack (http-errors with `expose`), e.g. a malformed URL or Content-Length.
   if (err.expose && err.status && err.status >= 400 && err.status < 500) {
     return new ApiError(err.status, 'invalid_request_error', 'bad_request', err.message);
