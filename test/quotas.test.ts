@@ -394,7 +394,7 @@ describe('reads and submissions per minute', () => {
     expect((await h.http.get('/v1/models').set(auth(t.key))).status).toBe(200);
     const over = await h.http.get('/v1/models').set(auth(t.key));
     expectError(over, 429, 'rate_limit_error', 'reads_per_minute_exceeded', null);
-    expect(over.body.error.message).toContain('2 reads (GET) per minute');
+    expect(over.body.error.message).toContain('2 reads (GET, HEAD, estimates) per minute');
   });
 
   it("requests a key's own limit refused do not use up its team's limit", async () => {

@@ -49,8 +49,8 @@ export function requireApiKey(store: Store, now: () => number): RequestHandler {
           'rate_limit_error',
           `${admission.quota}_exceeded`,
           admission.quota === 'reads_per_minute'
-            ? `over ${admission.limit} reads (GET) per minute; submissions have a limit of their own`
-            : `over ${admission.limit} submissions (POST, DELETE) per minute; reads have a limit of their own`,
+            ? `over ${admission.limit} reads (GET, HEAD, estimates) per minute; submissions have a limit of their own`
+            : `over ${admission.limit} submissions (other POSTs, DELETE) per minute; reads have a limit of their own`,
           null,
           { 'Retry-After': String(secondsToNextMinute(t)) },
         ),
