@@ -189,6 +189,9 @@ describe('where a remix goes', () => {
     await waitFor(async () => ((await g.http.get(`/v1/videos/${original}`).set(auth(KEY_A))).body.status === 'completed' ? true : undefined), 30_000, 200);
     const hit = (await create()).body.id as string;
     expect((await g.http.get(`/v1/tasks/${hit}`).set(auth(KEY_A))).body.cache).toBe('hit');
+    // As on the native door, Cache-Control: no-cache asks for a fresh take (the SDK's extra headers).
+    const fresh = await create().set('Cache-Control', 'no-cache');
+    expect((await g.http.get(`/v1/tasks/${fresh.body.id}`).set(auth(KEY_A))).body.cache).toBe('bypassed');
     const remix = await g.http.post(`/v1/videos/${hit}/remix`).set(auth(KEY_A)).send({ prompt: 'cached original, remixed' });
     expect(remix.status).toBe(200);
     expect(remix.body.remixed_from_video_id).toBe(hit);

@@ -727,7 +727,8 @@ export interface paths {
          * Create a video (OpenAI Videos API shape)
          * @description The OpenAI-compatible door: what the official `openai` SDK's `videos.create` sends. The video is one vidgate
          *     task: it reads through `GET /v1/tasks/{id}` too. Answers at once with the Video object; poll
-         *     `GET /v1/videos/{id}` at the interval in the `openai-poll-after-ms` header.
+         *     `GET /v1/videos/{id}` at the interval in the `openai-poll-after-ms` header. An identical request may be
+         *     served from the cache (or follow a running twin); a `Cache-Control: no-cache` header asks for a fresh take.
          */
         post: operations["createVideo"];
         delete?: never;
@@ -2717,6 +2718,11 @@ export interface components {
     };
     parameters: {
         /**
+         * @description `no-cache` (or `no-store`) asks for a fresh generation instead of a cached result or a running twin.
+         * @example no-cache
+         */
+        CacheControl: string;
+        /**
          * @description The team's `id`.
          * @example team_acme_3fa9c1
          */
@@ -2770,10 +2776,10 @@ export interface operations {
             query?: never;
             header?: {
                 /**
-                 * @description `no-cache` (or `no-store`) asks for a fresh generation, like `"cache": false`.
+                 * @description `no-cache` (or `no-store`) asks for a fresh generation instead of a cached result or a running twin.
                  * @example no-cache
                  */
-                "Cache-Control"?: string;
+                "Cache-Control"?: components["parameters"]["CacheControl"];
                 /**
                  * @description A key of the client's choosing: a retry with the same key and the same body within 24 hours answers the
                  *     original video and is not charged again; the same key with another body, or once its video was deleted, answers 409 `idempotency_key_reused`.
@@ -3814,6 +3820,11 @@ export interface operations {
         parameters: {
             query?: never;
             header?: {
+                /**
+                 * @description `no-cache` (or `no-store`) asks for a fresh generation instead of a cached result or a running twin.
+                 * @example no-cache
+                 */
+                "Cache-Control"?: components["parameters"]["CacheControl"];
                 /**
                  * @description A key of the client's choosing: a retry with the same key and the same body within 24 hours answers the
                  *     original video and is not charged again; the same key with another body, or once its video was deleted, answers 409 `idempotency_key_reused`.

@@ -1,6 +1,7 @@
 // The native front door (the seed's unified task API): its wire format -> the task use cases -> its Task shape.
 // Mounted behind the shared middleware of ../app.ts (API key, spec validation, error mapper).
 import express, { type Request, type RequestHandler, type Response } from 'express';
+import { asksForFreshTake } from '../cache-control';
 import type { components } from '../../generated/vidgate-api';
 import { describeCatalog } from '../../core/catalog';
 import { estimate, quotaOutlook } from '../../core/estimate';
@@ -58,7 +59,7 @@ export function createNativeRoutes(deps: NativeRoutesDeps): express.Router {
 
   routes.post('/v1/videos/generations', async (req, res) => {
     const generation = await normalizeGeneration(req.body as components['schemas']['GenerationRequest'], deps.router, deps.outbound);
-    if (/\bno-(cache|store)\b/i.test(req.get('cache-control') ?? '')) generation.cache = false;
+    if (asksForFreshTake(req)) generation.cache = false;
     const idempotencyKey = req.get('idempotency-key');
     if (idempotencyKey !== undefined) generation.idempotency_key = idempotencyKey;
     const task = await tasks.submit(caller(res), generation);

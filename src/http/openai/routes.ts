@@ -9,6 +9,7 @@ import type { Outbound } from '../../net/outbound';
 import type { ImageVariant } from '../../core/video-variants';
 import type { Router } from '../../routing/router';
 import type { TaskRecord } from '../../store/types';
+import { asksForFreshTake } from '../cache-control';
 import { normalizeVideoCreate } from './normalize';
 import { POLL_AFTER_MS, presentVideo } from './present';
 import type { WebhookService } from '../../core/webhooks';
@@ -42,6 +43,7 @@ export function createOpenAIRoutes(deps: OpenAIRoutesDeps): express.Router {
     // A file part, parsed into memory by the validator's multer (app.ts); its bytes are checked in the core.
     const file = (req.files as UploadedFile[] | undefined)?.find((f) => f.fieldname === 'input_reference');
     if (file) generation.image_upload = { bytes: file.buffer, param: 'input_reference' };
+    if (asksForFreshTake(req)) generation.cache = false;
     sendVideo(res, await tasks.submit(caller(res), { ...generation, door: 'openai', ...idempotencyKey(req.get('idempotency-key')) }));
   });
 
