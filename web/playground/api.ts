@@ -38,7 +38,9 @@ export const KEY_REJECTED_EVENT = 'vidgate:key-rejected';
 async function call(key: string, method: string, path: string, body?: BodyInit, contentType?: string): Promise<Response> {
   const headers: Record<string, string> = { Authorization: `Bearer ${key}` };
   if (contentType) headers['Content-Type'] = contentType;
-  const res = await fetch(path, { method, headers, body, cache: 'no-store' });
+  // Reads skip the browser's HTTP cache. Not writes: 'no-store' makes the browser send `Cache-Control: no-cache`,
+  // which the API reads as "generate afresh" (a create would never be served from vidgate's cache).
+  const res = await fetch(path, { method, headers, body, cache: method === 'GET' ? 'no-store' : 'default' });
   if (res.ok) return res;
   const retry = res.headers.get('Retry-After');
   const problem = (await res.json().catch(() => null)) as { error?: { code?: string; message?: string } } | null;
