@@ -87,6 +87,9 @@ function outboundFromConfig(config: Config, resolve: Resolver | undefined): Outb
   }
 }
 
+/** Where the key of the webhook secrets is kept: `webhooks.secrets_key_file`, else `<data_dir>/webhook-secrets.key`. */
+const secretsKeyFile = (config: Config) => config.webhooks.secrets_key_file ?? path.join(config.data_dir, 'webhook-secrets.key');
+
 /**
  * The key that encrypts the teams' webhook secrets: VIDGATE_WEBHOOK_SECRETS_KEY (64 hex digits), else the key file
  * (`webhooks.secrets_key_file`, `<data_dir>/webhook-secrets.key` by default), made on first start.
@@ -98,7 +101,7 @@ function webhookSecretsKey(config: Config, env: NodeJS.ProcessEnv): Buffer {
     if (!/^[0-9a-f]{64}$/i.test(given)) throw new StartupError('VIDGATE_WEBHOOK_SECRETS_KEY must be 64 hex digits (32 bytes), e.g. from `openssl rand -hex 32`');
     return Buffer.from(given, 'hex');
   }
-  return loadOrCreateKey(config.webhooks.secrets_key_file ?? path.join(config.data_dir, 'webhook-secrets.key'));
+  return loadOrCreateKey(secretsKeyFile(config));
 }
 
 export async function createGateway(config: Config, options: GatewayOptions = {}) {
@@ -129,7 +132,7 @@ export async function createGateway(config: Config, options: GatewayOptions = {}
   const secrets = createWebhookSecrets(store, webhookSecretsKey(config, env), now);
   const unreadable = await secrets.unreadableTeams();
   if (unreadable.length > 0) {
-    const keySource = env.VIDGATE_WEBHOOK_SECRETS_KEY ? 'VIDGATE_WEBHOOK_SECRETS_KEY' : (config.webhooks.secrets_key_file ?? path.join(config.data_dir, 'webhook-secrets.key'));
+    const keySource = env.VIDGATE_WEBHOOK_SECRETS_KEY ? 'VIDGATE_WEBHOOK_SECRETS_KEY' : secretsKeyFile(config);
     log.error('webhook signing secrets cannot be decrypted with this installation\'s key: their deliveries fail (recorded, then dead-lettered) until fixed', {
       teams: unreadable,
       key: keySource,
