@@ -128,6 +128,11 @@ export interface FakeOpenAIOptions {
   strictReferenceSize?: boolean;
   /** Sent as `openai-poll-after-ms` with a retrieve of a job not finished yet (the hint OpenAI's SDKs follow). */
   pollAfterMs?: number;
+  /**
+   * Called with each job as it is made, before it is answered: it may change the job (a longer `duration_ms`, an
+   * `error` from the start, e.g. content policy), to single out one job by its prompt.
+   */
+  onCreate?: (job: FakeJob) => void;
 }
 
 export interface FakeOpenAI {
@@ -300,6 +305,7 @@ export async function startFakeOpenAI(options: FakeOpenAIOptions = {}): Promise<
       created_at_ms: Date.now(),
       duration_ms: jobDurationMs,
     };
+    options.onCreate?.(job);
     jobs.set(job.id, job);
     if (typeof key === 'string') jobByKey.set(key, job);
     // --- lost and late create answers, unknown statuses (issue 10, adapters) ---
