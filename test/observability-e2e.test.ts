@@ -29,7 +29,7 @@ import { freePort } from './support/free-port';
 import { tempDir } from './support/gateway';
 import { mp4Renderer } from './support/mp4';
 import { startServerProcess, type ServerProcess } from './support/process';
-import { startPrometheus, type PrometheusServer, type RangeSeries } from './support/prometheus';
+import { startPrometheus, type PrometheusServer, type RangeSeries } from './support/prometheus-scraper';
 import { readStoreFacts, type StoreFacts } from './support/store-facts';
 import { startWebhookReceiver, type Receiver } from './support/webhook-receiver';
 

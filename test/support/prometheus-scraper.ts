@@ -1,6 +1,7 @@
 // A real Prometheus server (Debian's /usr/bin/prometheus) scraping one target every second, for the
 // observability end-to-end test: started on a free 127.0.0.1 port with a temporary config and TSDB, queried
-// through its HTTP API (https://prometheus.io/docs/prometheus/latest/querying/api/).
+// through its HTTP API (https://prometheus.io/docs/prometheus/latest/querying/api/), with the scrape times and raw
+// samples a test of counters across restarts needs.
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
