@@ -21,7 +21,7 @@ describe('dashboardPanelQueries', () => {
       JSON.stringify({
         panels: [
           { title: 'Top', targets: [target('up'), target('', 'B'), target('1', 'C', { datasource: { type: '__expr__' } })] },
-          { type: 'row', title: 'Row', collapsed: true, panels: [{ title: 'Inside', targets: [target('vidgate_tasks_open', 'X')] }] },
+          { type: 'row', title: 'Row', collapsed: true, panels: [{ title: 'Inside', fieldConfig: { defaults: { unit: 'short' } }, targets: [target('vidgate_tasks_open', 'X')] }] },
           { type: 'text', title: 'Notes' },
         ],
         rows: [{ panels: [{ title: 'Old', targets: [target('rate(x[1m])')] }] }],
@@ -31,7 +31,7 @@ describe('dashboardPanelQueries', () => {
     fs.writeFileSync(path.join(d, 'notes.md'), 'not a dashboard');
     expect(dashboardPanelQueries(d)).toEqual([
       { source: 'dashboards/a.json: panel "Top" (A)', expr: 'up' },
-      { source: 'dashboards/a.json: panel "Inside" (X)', expr: 'vidgate_tasks_open' },
+      { source: 'dashboards/a.json: panel "Inside" (X)', expr: 'vidgate_tasks_open', unit: 'short' },
       { source: 'dashboards/a.json: panel "Old" (A)', expr: 'rate(x[1m])' },
       { source: 'dashboards/b.json: panel "Wrapped" (A)', expr: 'y' },
     ]);

@@ -29,7 +29,7 @@ import { freePort } from './support/free-port';
 import { tempDir } from './support/gateway';
 import { mp4Renderer } from './support/mp4';
 import { startServerProcess, type ServerProcess } from './support/process';
-import { startPrometheus, type PrometheusServer, type RangeSeries } from './support/prometheus-scraper';
+import { startPrometheus, type InstantSample, type PrometheusServer, type RangeSeries } from './support/prometheus-scraper';
 import { readStoreFacts, type StoreFacts } from './support/store-facts';
 import { startWebhookReceiver, type Receiver } from './support/webhook-receiver';
 
@@ -37,6 +37,7 @@ type Task = components['schemas']['Task'];
 
 /** The dashboards and alert rules as code (tests run from the repository's root). */
 const GRAFANA_DIR = path.resolve('grafana');
+const DASHBOARDS_DIR = path.join(GRAFANA_DIR, 'dashboards');
 const ADMIN_TOKEN = 'observability-admin-token-0123456789';
 const MODEL = 'sora-2';
 /** 16:9, 720p, 4 s: 100 credits at the cheap provider ($0.25/s), 200 at the dear one ($0.50/s). */
@@ -116,8 +117,9 @@ beforeAll(async () => {
   const api = client(server.url);
 
   // Two teams with a key each, and the webhook secret of the first.
-  const alpha = await api.admin<{ id: string }>('POST', '/admin/teams', { name: 'alpha' });
-  const beta = await api.admin<{ id: string }>('POST', '/admin/teams', { name: 'beta' });
+  // Each with a budget (a day's, a month's), far from spent, so that the budget gauges exist.
+  const alpha = await api.admin<{ id: string }>('POST', '/admin/teams', { name: 'alpha', quotas: { credits_per_day: 1_000_000 } });
+  const beta = await api.admin<{ id: string }>('POST', '/admin/teams', { name: 'beta', quotas: { credits_per_month: 1_000_000 } });
   const keyA = (await api.admin<{ key: string }>('POST', `/admin/teams/${alpha.id}/keys`, { name: 'alpha-ci' })).key;
   const keyB = (await api.admin<{ key: string }>('POST', `/admin/teams/${beta.id}/keys`, { name: 'beta-ci' })).key;
   secrets = [(await api.admin<{ secret: string }>('POST', `/admin/teams/${alpha.id}/webhook-secret`, {})).secret];
@@ -314,6 +316,17 @@ async function queryBy(p: PrometheusServer, expr: string, label: string, at_s: n
   return Object.fromEntries((await p.query(expr, at_s)).map((s) => [s.metric[label] ?? '', s.value]));
 }
 
+/** What one credit is worth: credits.usd_per_credit's default, which the run keeps. */
+const USD_PER_CREDIT = 0.01;
+
+/** The panel queries of the dashboards; fails when the dashboards, a required part of issue 13, are missing. */
+function panelQueries(): SourcedQuery[] {
+  expect(fs.existsSync(DASHBOARDS_DIR), `${DASHBOARDS_DIR} is part of issue 13 and does not exist yet`).toBe(true);
+  const queries = dashboardPanelQueries(DASHBOARDS_DIR);
+  expect(queries.length, `no panel queries in ${DASHBOARDS_DIR}`).toBeGreaterThan(0);
+  return queries;
+}
+
 const within = (actual: number | undefined, expected: number) => actual !== undefined && Math.abs(actual - expected) <= TOLERANCE * Math.max(Math.abs(expected), 1e-9);
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -331,11 +344,7 @@ describe('observability end to end: vidgate, a real Prometheus, the dashboards a
 
   it('every panel query of every dashboard, and every query variable, returns data', async () => {
     const r = theRun();
-    const dir = path.join(GRAFANA_DIR, 'dashboards');
-    expect(fs.existsSync(dir), `${dir} is part of issue 13 and does not exist yet`).toBe(true);
-    const panels = dashboardPanelQueries(dir);
-    expect(panels.length, `no panel queries in ${dir}`).toBeGreaterThan(0);
-    const queries = [...panels, ...dashboardVariableQueries(dir)];
+    const queries = [...panelQueries(), ...dashboardVariableQueries(DASHBOARDS_DIR)];
     const problems: string[] = [];
     for (const q of queries) {
       const problem = await missingData(r.prometheus, q, expandTemplate(q.expr, { range_s: r.window_s }), r.at_s);
@@ -370,7 +379,7 @@ describe('observability end to end: vidgate, a real Prometheus, the dashboards a
       expect(within(raw[team], expected), `team ${team}: both processes' totals ${raw[team]}, ledger ${expected}`).toBe(true);
     }
     // The value of a credit, for the panels in USD (credits.usd_per_credit's default).
-    expect((await r.prometheus.query('vidgate_credit_value_usd', r.at_s)).map((s) => s.value)).toEqual([0.01]);
+    expect((await r.prometheus.query('vidgate_credit_value_usd', r.at_s)).map((s) => s.value)).toEqual([USD_PER_CREDIT]);
   });
 
   it('spend per team as the panels compute it: increase() over the run, across the restart, agrees with the ledger within 1 %', async () => {
@@ -411,5 +420,56 @@ describe('observability end to end: vidgate, a real Prometheus, the dashboards a
     // Every team with a reservation is there with it; any other team listed shows 0.
     for (const [team, credits] of Object.entries(r.facts.reserved_credits)) expect(reserved[team], `team ${team}`).toBe(credits);
     for (const [team, credits] of Object.entries(reserved)) expect(credits, `team ${team}`).toBe(r.facts.reserved_credits[team] ?? 0);
+  });
+
+  it('the money panels (settled credits over the time range, in credits or USD, in all or by team, provider or model) agree with the ledger within 1 %', async () => {
+    const r = theRun();
+    const money = panelQueries().filter((q) => /vidgate_credits_total\{[^}]*kind="settled"/.test(q.expr) && q.expr.includes('$__range'));
+    expect(money.some((q) => /by \(team\)/.test(q.expr)), 'no panel shows the spend per team over the time range').toBe(true);
+    const by: Record<string, Record<string, number>> = { team: r.facts.settled_credits, provider: r.facts.settled_credits_by_provider, model: r.facts.settled_credits_by_model };
+    const problems: string[] = [];
+    for (const q of money) {
+      const factor = q.unit === 'currencyUSD' ? USD_PER_CREDIT : 1;
+      for (const row of await r.prometheus.query(expandTemplate(q.expr, { range_s: r.window_s }), r.at_s)) {
+        const label = ['team', 'provider', 'model'].find((l) => row.metric[l] !== undefined);
+        const credits = label ? (by[label]![row.metric[label]!] ?? 0) : Object.values(r.facts.settled_credits).reduce((a, b) => a + b, 0);
+        if (!within(row.value, credits * factor)) problems.push(`${q.source} ${label ? `${label}=${row.metric[label]}` : ''}: ${row.value}, ledger ${credits * factor}`);
+      }
+    }
+    expect(problems).toEqual([]);
+  });
+
+  it('the cache hit ratio panels over the time range agree with the tasks table within 1 %', async () => {
+    const r = theRun();
+    const statuses = r.facts.cache_statuses;
+    expect(statuses.bypassed ?? 0, 'the ratio below counts every task; the workload bypasses nothing').toBe(0);
+    const ratios = panelQueries().filter((q) => q.expr.includes('vidgate_cache_requests_total') && /result="hit"/.test(q.expr) && q.expr.includes('$__range') && q.unit === 'percentunit');
+    expect(ratios.length, 'no panel shows the cache hit ratio over the time range').toBeGreaterThan(0);
+    const expected = (statuses.hit ?? 0) / Object.values(statuses).reduce((a, b) => a + b, 0);
+    for (const q of ratios) {
+      const rows = await r.prometheus.query(expandTemplate(q.expr, { range_s: r.window_s }), r.at_s);
+      expect(rows.length, `${q.source}: one ratio over all teams`).toBe(1);
+      expect(within(rows[0]!.value, expected), `${q.source}: ${rows[0]!.value}, tasks table ${expected}`).toBe(true);
+    }
+  });
+
+  it('the panels of tasks open, jobs in flight and reservations show what the store holds', async () => {
+    const r = theRun();
+    const gauges = panelQueries().filter((q) => !q.expr.includes('['));
+    const of = (metric: string) => gauges.filter((q) => q.expr.includes(metric));
+    const problems: string[] = [];
+    const check = async (q: SourcedQuery, expected: (row: InstantSample) => number) => {
+      const rows = await r.prometheus.query(expandTemplate(q.expr, { range_s: r.window_s }), r.at_s);
+      if (rows.length === 0) problems.push(`${q.source}: no series`);
+      for (const row of rows) if (row.value !== expected(row)) problems.push(`${q.source} ${JSON.stringify(row.metric)}: ${row.value}, store ${expected(row)}`);
+    };
+    for (const metric of ['vidgate_tasks_open', 'vidgate_provider_jobs_in_flight', 'vidgate_team_reserved_credits']) expect(of(metric).length, `no panel shows ${metric}`).toBeGreaterThan(0);
+    for (const q of of('vidgate_tasks_open')) {
+      const status = /status="(\w+)"/.exec(q.expr)?.[1];
+      await check(q, (row) => r.facts.open_tasks[status ?? row.metric.status ?? ''] ?? 0);
+    }
+    for (const q of of('vidgate_provider_jobs_in_flight')) await check(q, (row) => r.facts.jobs_in_flight[row.metric.provider ?? ''] ?? 0);
+    for (const q of of('vidgate_team_reserved_credits')) await check(q, (row) => r.facts.reserved_credits[row.metric.team ?? ''] ?? 0);
+    expect(problems).toEqual([]);
   });
 });

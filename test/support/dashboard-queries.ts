@@ -10,6 +10,8 @@ export interface SourcedQuery {
   /** e.g. 'dashboards/money.json: panel "Spend per team" (A)'. */
   source: string;
   expr: string;
+  /** A panel's unit (`fieldConfig.defaults.unit`, e.g. `currencyUSD`, `percentunit`), when it has one. */
+  unit?: string;
 }
 
 /** Grafana's built-in variables, and the values a query gets for a dashboard whose time range is the whole run. */
@@ -54,7 +56,9 @@ export function dashboardPanelQueries(dir: string): SourcedQuery[] {
           const ds = isObject(target.datasource) ? target.datasource : isObject(panel.datasource) ? panel.datasource : undefined;
           if (typeof ds?.type === 'string' && ds.type !== 'prometheus') continue;
           if (typeof target.expr !== 'string' || target.expr.trim() === '') continue;
-          out.push({ source: `dashboards/${file}: panel ${JSON.stringify(panel.title ?? '(untitled)')} (${String(target.refId ?? '?')})`, expr: target.expr });
+          const defaults = isObject(panel.fieldConfig) && isObject(panel.fieldConfig.defaults) ? panel.fieldConfig.defaults : {};
+          const source = `dashboards/${file}: panel ${JSON.stringify(panel.title ?? '(untitled)')} (${String(target.refId ?? '?')})`;
+          out.push({ source, expr: target.expr, ...(typeof defaults.unit === 'string' && { unit: defaults.unit }) });
         }
         walk(arrayOf(panel.panels)); // a row's collapsed panels, or a library panel's
       }

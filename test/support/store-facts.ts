@@ -6,6 +6,10 @@ import Database from 'better-sqlite3';
 export interface StoreFacts {
   /** Credits of the ledger's `settle` rows, per team id. */
   settled_credits: Record<string, number>;
+  /** The same, per provider id (rows without one under ''). */
+  settled_credits_by_provider: Record<string, number>;
+  /** The same, per model. */
+  settled_credits_by_model: Record<string, number>;
   /** Tasks per `cache_status` (hit, miss, coalesced, bypassed, disabled). */
   cache_statuses: Record<string, number>;
   /** Unfinished tasks per status (`pending`, `processing`). */
@@ -27,6 +31,8 @@ export function readStoreFacts(file: string): StoreFacts {
     const all = (sql: string) => grouped(db.prepare(sql).all() as { k: string; n: number }[]);
     return db.transaction(() => ({
       settled_credits: all(`SELECT team_id AS k, SUM(credits) AS n FROM ledger WHERE kind = 'settle' GROUP BY team_id`),
+      settled_credits_by_provider: all(`SELECT COALESCE(provider_id, '') AS k, SUM(credits) AS n FROM ledger WHERE kind = 'settle' GROUP BY 1`),
+      settled_credits_by_model: all(`SELECT COALESCE(model, '') AS k, SUM(credits) AS n FROM ledger WHERE kind = 'settle' GROUP BY 1`),
       cache_statuses: all(`SELECT cache_status AS k, COUNT(*) AS n FROM tasks GROUP BY cache_status`),
       open_tasks: all(`SELECT status AS k, COUNT(*) AS n FROM tasks WHERE status IN ('pending', 'processing') GROUP BY status`),
       reserved_credits: all(`SELECT owner_id AS k, SUM(credits_reserved) AS n FROM tasks WHERE status IN ('pending', 'processing') GROUP BY owner_id`),
