@@ -110,6 +110,10 @@ describe('alertProbes', () => {
     ['x{name=~"a|b>c"} > 0', ['x{name=~"a|b>c"}']],
     ['vendor_total or on() vector(0)', ['vendor_total', 'vector(0)']],
     ['histogram_quantile(0.99, sum by (le) (rate(h_bucket[5m]))) > 2 * 60', ['histogram_quantile(0.99, sum by (le) (rate(h_bucket[5m])))']],
+    [
+      '(max by (team) (left) / max by (team) (budget > 0) < 0.1) * on(team) group_left(name) max by (team, name) (info{name!="a>1)"})',
+      ['(max by (team) (left) / max by (team) (budget)) * on(team) group_left(name) max by (team, name) (info{name!="a>1)"})'],
+    ],
   ])('%s', (expr, probes) => {
     expect(alertProbes(expr)).toEqual(probes);
   });

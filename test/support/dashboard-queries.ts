@@ -142,7 +142,9 @@ export function expandTemplate(expr: string, { range_s }: TemplateWindow): strin
  * Rules, applied recursively: outer parentheses go; `a or b`, `a and b`, `a unless b` (with their `on(...)`,
  * `ignoring(...)`, `group_*` modifiers) give the probes of a and of b; a comparison `x > 0.1` (`bool` included)
  * gives the probes of each side that is not a number; `absent(x)` and `absent_over_time(x[5m])` give the probes
- * of x (absent is empty exactly when x has data, which is the state to check). Anything else is one probe.
+ * of x (absent is empty exactly when x has data, which is the state to check). Anything else is one probe, with
+ * every comparison to a number inside it taken off too (`(a / b < 0.1) * on(team) group_left(name) info` gives
+ * `(a / b) * on(team) group_left(name) info`, so that the join must still match).
  */
 export function alertProbes(expr: string): string[] {
   const e = stripOuterParens(expr.trim());
@@ -152,7 +154,30 @@ export function alertProbes(expr: string): string[] {
   }
   const absent = /^absent(?:_over_time)?\s*\(([\s\S]*)\)$/.exec(e);
   if (absent && balanced(absent[1]!)) return alertProbes(absent[1]!.replace(/\[[^\]]*\]\s*$/, ''));
-  return [e];
+  return [withoutNumberComparisons(e)];
+}
+
+/**
+ * `e` without its comparisons to a number that closes a group (`x > 0)`, `y < 0.1 )`), wherever they stand, outside
+ * strings, label matchers and ranges.
+ */
+function withoutNumberComparisons(e: string): string {
+  // A copy where strings, {...} and [...] are blanked (same length), so that the pattern sees only operators.
+  let masked = '';
+  let depth = 0;
+  for (const { ch, quoted } of scan(e)) {
+    if (!quoted && (ch === '{' || ch === '[')) depth++;
+    masked += quoted || depth > 0 ? '_' : ch;
+    if (!quoted && (ch === '}' || ch === ']')) depth--;
+  }
+  const comparison = /\s*(?:==|!=|>=|<=|>|<)\s*(?:bool\s+)?[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:e[-+]?\d+)?(?=\s*\))/gi;
+  let out = '';
+  let last = 0;
+  for (const m of masked.matchAll(comparison)) {
+    out += e.slice(last, m.index);
+    last = m.index + m[0].length;
+  }
+  return out + e.slice(last);
 }
 
 /** Whether the text's parentheses, brackets and braces balance (outside string literals). */
