@@ -58,8 +58,7 @@ const TERMINAL = ['completed', 'failed', 'cancelled'];
 /** What the run leaves for the assertions. */
 interface Run {
   prometheus: PrometheusServer;
-  /** The store file, and its facts read right after the last scrape. */
-  dbFile: string;
+  /** The store's facts, read from its file right after the last scrape. */
   facts: StoreFacts;
   /** Unix seconds of the last scrape, where every query is evaluated. */
   at_s: number;
@@ -165,6 +164,7 @@ beforeAll(async () => {
   server.child.kill('SIGTERM');
   expect(await server.exited).toBe(0);
   const restart_s = Date.now() / 1000;
+  const cheapRequestsBefore = cheap.requests.length;
 
   // --- second process, same data directory and port; its series are scraped before any traffic ---
   server = await startVidgate(env);
@@ -176,14 +176,15 @@ beforeAll(async () => {
   await again.finished(keyB, [beta2.id]);
   expect((await again.submit(keyA, body('a harbour at dawn'))).cache).toBe('hit'); // the cache outlives the process
   expect((await again.submit(keyB, body('a river delta'))).cache).toBe('hit');
-  await again.processing(keyB, long.id); // the new process polls the long job
+  // The new process polls the long job (the stopped one's lease lapsed).
+  const longJob = (await again.call<Task>(keyB, 'GET', `/v1/tasks/${long.id}`)).attempts[0]!.upstream_id;
+  await waitUntil(() => cheap.requests.slice(cheapRequestsBefore).some((q) => q.method === 'GET' && q.path === `/v1/videos/${longJob}`), 'the long job polled by the new process');
   const quiet_ms = Date.now();
   const at_s = await prometheus.scrapedAfter(quiet_ms, STEP_TIMEOUT_MS);
-  const dbFile = path.join(dataDir, 'vidgate.db');
-  const facts = readStoreFacts(dbFile);
+  const facts = readStoreFacts(path.join(dataDir, 'vidgate.db'));
   expect(facts.open_tasks).toEqual({ processing: 1 }); // only the long job: the gauges must show exactly it
 
-  run = { prometheus, dbFile, facts, at_s, restart_s, window_s: Math.ceil(at_s - runStart_ms / 1000) + 10, teams: { alpha: alpha.id, beta: beta.id } };
+  run = { prometheus, facts, at_s, restart_s, window_s: Math.ceil(at_s - runStart_ms / 1000) + 10, teams: { alpha: alpha.id, beta: beta.id } };
   console.info(`observability run: ${((Date.now() - started) / 1000).toFixed(1)} s of setup and workload, window ${run.window_s} s`);
 
   /** The receiver fails a task's first delivery, then accepts. */
