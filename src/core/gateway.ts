@@ -122,10 +122,10 @@ export async function createGateway(config: Config, options: GatewayOptions = {}
   const env = options.env ?? process.env;
   const now = options.now ?? Date.now;
   ensureWritableDirs(config);
+  const metricsToken = metricsBearerToken(config, env);
   const outbound = outboundFromConfig(config, options.resolve);
   const store: Store = createSqliteStore(config.store.sqlite_path);
   const metrics = createMetrics({ teamLabel: config.metrics.team_label, usdPerCredit: config.credits.usd_per_credit });
-  const metricsToken = metricsBearerToken(config, env);
   const assets = createLocalAssetStore(config.assets.dir);
   const built = providersFromConfig(config, env, outbound, (message, fields) => log.warn(message, fields));
   for (const p of built.disabled) log.warn('provider left out', { provider: p.id, kind: p.kind, reason: p.reason });
