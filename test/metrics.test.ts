@@ -3,6 +3,7 @@
 // Prometheus would, and the text checked by Debian's promtool.
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
+import net from 'node:net';
 import supertest from 'supertest';
 import { beforeAll, describe, expect, it, type TestContext } from 'vitest';
 import { createGateway, StartupError } from '../src/core/gateway';
@@ -243,6 +244,27 @@ describe('metrics', () => {
     expect(count('GET', '/v1/tasks/{id}', '400')).toBe(1);
     expect(count('GET', 'unmatched', '404')).toBe(1);
     expect(samples(text).filter((s) => s.name === 'vidgate_http_request_duration_seconds_count' && s.labels.route === 'unmatched')).toHaveLength(1);
+  });
+
+  it("counts the server's own 408 for a stalled body under the route's template", async (ctx) => {
+    const r = await rig(ctx, { server: { headers_timeout_ms: 1000, request_timeout_ms: 1500 } }, {}, { validateResponses: false });
+    const { hostname, port } = new URL(r.h.url);
+    const raw = await new Promise<string>((resolve, reject) => {
+      const socket = net.connect(Number(port), hostname, () =>
+        socket.write(`POST /v1/estimates HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${KEY_A}\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{"prompt":`),
+      );
+      let answer = '';
+      socket.on('data', (chunk) => (answer += chunk.toString('utf8')));
+      socket.on('close', () => resolve(answer));
+      socket.on('error', reject);
+      socket.setTimeout(15_000, () => reject(new Error(`no answer; got: ${answer}`)));
+    });
+    expect(raw).toMatch(/^HTTP\/1\.1 408 /);
+    const text = await waitFor(async () => {
+      const t = await scrape(r.h);
+      return value(t, 'vidgate_http_request_duration_seconds_count', { method: 'POST', route: '/v1/estimates', status: '408' }) === 1 ? t : undefined;
+    }, 5000);
+    expect(value(text, 'vidgate_http_request_duration_seconds_count', { method: 'POST', route: 'unmatched', status: '408' })).toBeUndefined();
   });
 
   it('reads the gauges from the store after a restart: open tasks, jobs in flight, reservations, budgets', async (ctx) => {

@@ -15,6 +15,7 @@ import { API_REFERENCE_CSP, API_REFERENCE_HTML, REDOC_BUNDLE_PATH } from './api-
 import { requireAdminToken, requireApiKey } from './auth';
 import { cacheOpenApiRouteMatching } from './openapi-route-cache';
 import { createRouteTemplates } from './route-templates';
+import { RAW_ANSWER_STATUS } from './server';
 import { errorHandler } from './error-handler';
 import { refuseInexactNumbers } from './exact-numbers';
 import { createImageLinkRoutes, type ImageLinkRoutesDeps } from './image-links';
@@ -110,7 +111,8 @@ export function createApp(deps: AppDeps): express.Express {
 
 /**
  * Times every request into `vidgate_http_request_duration_seconds`, labelled with the spec's route template of its
- * path (`routeOf`), so a request refused by any stage (the early route, auth, rate limits, validation) has its route.
+ * path (`routeOf`), so a request refused by any stage (the early route, auth, rate limits, validation, the server's
+ * own 408 for a body not received in time) has its route. A request whose client went away unanswered is not counted.
  */
 function recordLatency(metrics: Metrics, routeOf: (path: string) => string): RequestHandler {
   return (req, res, next) => {
@@ -118,6 +120,10 @@ function recordLatency(metrics: Metrics, routeOf: (path: string) => string): Req
     // The path as it came: the routers below rewrite req.url while they run.
     const url = req.originalUrl;
     res.on('finish', () => end({ route: routeOf(url), status: String(res.statusCode) }));
+    res.on('close', () => {
+      const raw = (res as typeof res & { [RAW_ANSWER_STATUS]?: number })[RAW_ANSWER_STATUS];
+      if (!res.writableFinished && raw !== undefined) end({ route: routeOf(url), status: String(raw) });
+    });
     next();
   };
 }
