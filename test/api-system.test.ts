@@ -85,8 +85,8 @@ describe('operations', () => {
     await waitFor(async () => ((await h.http.get(`/v1/tasks/${id}`).set(auth(KEY_A))).body.status === 'completed' ? true : undefined));
     const text = (await h.http.get('/metrics')).text;
     expect(text).toMatch(/vidgate_http_request_duration_seconds_count\{method="POST",route="\/v1\/videos\/generations",status="202"\} [1-9]/);
-    expect(text).toMatch(/vidgate_http_request_duration_seconds_count\{method="GET",route="\/v1\/tasks\/:id",status="200"\} [1-9]/);
-    expect(text).toMatch(/vidgate_tasks_finished_total\{status="completed",provider="simulated"\} [1-9]/);
+    expect(text).toMatch(/vidgate_http_request_duration_seconds_count\{method="GET",route="\/v1\/tasks\/\{id\}",status="200"\} [1-9]/);
+    expect(text).toMatch(/vidgate_tasks_finished_total\{team="[^"]+",status="completed",provider="simulated",model="[^"]+"\} [1-9]/);
     expect(text).toMatch(/vidgate_upstream_request_duration_seconds_count\{provider="simulated",operation="submit",outcome="ok"\} [1-9]/);
     expect(text).toMatch(/vidgate_upstream_request_duration_seconds_count\{provider="simulated",operation="download",outcome="ok"\} [1-9]/);
     expect(text).not.toContain(KEY_A);

@@ -3,6 +3,7 @@
 import { describe, expect, it } from 'vitest';
 import { createHealthChecker } from '../src/core/health-checker';
 import { createLogger } from '../src/core/logger';
+import { createMetrics } from '../src/core/metrics';
 import { ProviderError, type ModelOffer, type NormalizedRequest, type ProviderAdapter } from '../src/providers/types';
 import { createHealth, type BreakerConfig } from '../src/routing/health';
 import { createRouter } from '../src/routing/router';
@@ -190,7 +191,7 @@ describe('active checks', () => {
     });
     const router = createRouter([{ adapter: a }, { adapter: adapter('b', 0.2) }], h);
     let woken = 0;
-    const checker = createHealthChecker({ router, log: createLogger('silent'), config: CHECKS, onRecovery: () => woken++, now: c.now });
+    const checker = createHealthChecker({ router, log: createLogger('silent'), metrics: createMetrics({ teamLabel: true, usdPerCredit: 0.01 }), config: CHECKS, onRecovery: () => woken++, now: c.now });
     const start = c.now();
     await checker.checkDue();
     expect(checks).toEqual([]); // nothing is unhealthy

@@ -1102,6 +1102,33 @@ export function describeStoreConformance(name: string, makeStore: () => Promise<
       });
     });
 
+    describe('metricsSnapshot', () => {
+      it('reads open tasks, jobs in flight, and each team with its reservations and budgets in the current windows', async () => {
+        const store = await open();
+        await store.createTeam(team('team-1', { credits_per_day: 100 }));
+        await store.createTeam(team('team-2'));
+        const owned = (overrides: Partial<NewTask> = {}) => newTask({ owner_id: 'team-1', ...overrides });
+        const done = await processingTask(store, owned());
+        expect(await store.markCompleted(done.id, done.lease_token, 'video', T0 + 5)).not.toBe(false);
+        await processingTask(store, owned({ credits_reserved: 5 }));
+        await store.createTask(owned({ credits_reserved: 3 }));
+
+        const snapshot = await store.metricsSnapshot(T0 + 100);
+        const byStatus = Object.fromEntries(snapshot.open_tasks.map((r) => [r.status, r.tasks]));
+        expect(byStatus).toEqual({ pending: 1, processing: 1 });
+        expect(snapshot.jobs_in_flight).toEqual([{ provider_id: 'sim', jobs: 1 }]);
+        const teams = [...snapshot.teams].sort((a, b) => a.id.localeCompare(b.id));
+        // Settled 8 (the completed task) + reserved 8 (grown to the attempt's price) + reserved 3.
+        expect(teams).toEqual([
+          { id: 'team-1', name: 'name of team-1', reserved_credits: 11, credits_per_day: 100, credits_per_month: null, credits_day_used: 19, credits_month_used: 19 },
+          { id: 'team-2', name: 'name of team-2', reserved_credits: 0, credits_per_day: null, credits_per_month: null, credits_day_used: 0, credits_month_used: 0 },
+        ]);
+        // In a later day and month, nothing is used yet; the reservations stay.
+        const later = (await store.metricsSnapshot(T0 + 40 * 24 * 3600 * 1000)).teams.find((t) => t.id === 'team-1');
+        expect(later).toMatchObject({ reserved_credits: 11, credits_day_used: 0, credits_month_used: 0 });
+      });
+    });
+
     describe('persistence', () => {
       it('keeps data, schema and leases across reopening', async () => {
         const first = await open();

@@ -245,6 +245,19 @@ const ConfigSchema = z
       })
       .strict()
       .prefault({}),
+    metrics: z
+      .object({
+        /** Label metrics with the team id (`team`); false leaves every `team` label out (very many teams). */
+        team_label: z.boolean().default(true),
+        /** The environment variable holding a token: when set, `GET /metrics` requires `Authorization: Bearer <token>`. */
+        bearer_token_env: z
+          .string()
+          .regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'an environment variable name')
+          .refine((name) => !name.toUpperCase().startsWith('VIDGATE_'), 'VIDGATE_ variables are settings: name another one, e.g. METRICS_TOKEN')
+          .optional(),
+      })
+      .strict()
+      .prefault({}),
     providers: z.array(ProviderSchema).min(1).prefault([{ id: 'simulated', kind: 'simulated' }]),
     routing: z
       .object({

@@ -104,14 +104,28 @@ function webhookSecretsKey(config: Config, env: NodeJS.ProcessEnv): Buffer {
   return loadOrCreateKey(secretsKeyFile(config));
 }
 
+/**
+ * The token `GET /metrics` requires: the value of the variable `metrics.bearer_token_env` names; undefined when no
+ * variable is named (the metrics are open).
+ * @throws StartupError when the named variable is unset or empty (the metrics would be open by mistake).
+ */
+function metricsBearerToken(config: Config, env: NodeJS.ProcessEnv): string | undefined {
+  const name = config.metrics.bearer_token_env;
+  if (name === undefined) return undefined;
+  const token = env[name];
+  if (!token) throw new StartupError(`metrics.bearer_token_env names ${name}, which is not set: set ${name} to the token Prometheus sends, or remove metrics.bearer_token_env`);
+  return token;
+}
+
 export async function createGateway(config: Config, options: GatewayOptions = {}) {
   const log = options.log ?? createLogger(config.log_level);
   const env = options.env ?? process.env;
   const now = options.now ?? Date.now;
   ensureWritableDirs(config);
+  const metricsToken = metricsBearerToken(config, env);
   const outbound = outboundFromConfig(config, options.resolve);
   const store: Store = createSqliteStore(config.store.sqlite_path);
-  const metrics = createMetrics();
+  const metrics = createMetrics({ teamLabel: config.metrics.team_label, usdPerCredit: config.credits.usd_per_credit });
   const assets = createLocalAssetStore(config.assets.dir);
   const built = providersFromConfig(config, env, outbound, (message, fields) => log.warn(message, fields));
   for (const p of built.disabled) log.warn('provider left out', { provider: p.id, kind: p.kind, reason: p.reason });
@@ -119,8 +133,11 @@ export async function createGateway(config: Config, options: GatewayOptions = {}
   const imageLinks = config.server.public_url ? createImageLinks(config.server.public_url, path.join(config.data_dir, 'image-link.key'), now) : undefined;
   const router = createRouter(options.providers ?? built.routed, health, { imageLinks: imageLinks !== undefined });
   const retentionMs = config.assets.retention_days * 24 * 3600 * 1000;
-  const teams = createTeamService(store, config.teams.default_quotas, now);
+  metrics.knowProviders(router.providers.map((p) => ({ id: p.id, models: p.catalog.map((o) => o.model) })));
+  const teams = createTeamService(store, config.teams.default_quotas, now, (team) => metrics.knowTeam(team.id));
   const { devKey } = await ensureApiKeys(store, teams, config.auth.api_keys);
+  for (const team of await store.listTeams()) metrics.knowTeam(team.id);
+  metrics.readStateWith({ snapshot: () => store.metricsSnapshot(now()), breakers: () => health.breakerStates() });
 
   const microUsdPerCredit = toMicroUsd(config.credits.usd_per_credit);
   const cache = createResultCache({ config: config.cache, retentionMs, metrics, log, now });
@@ -147,7 +164,7 @@ export async function createGateway(config: Config, options: GatewayOptions = {}
     fetch: (url, init) => outbound.fetch(url, init),
   });
   metrics.countOutboxWith(() => store.outboxCounts());
-  const report = createReportSink(metrics, () => deliverer.wake());
+  const report = createReportSink(metrics, router, () => deliverer.wake());
   const workers = createWorkers({
     store, router, assets, metrics, log, now, cache, images, imageLinks, report,
     config: config.workers,
@@ -176,12 +193,13 @@ export async function createGateway(config: Config, options: GatewayOptions = {}
     secrets: webhookSecrets(config, env, (message, fields) => log.warn(message, fields)),
     onDue: (providerId) => workers.wakePoller(providerId),
   });
-  const healthChecker = createHealthChecker({ router, log, now, config: config.routing.health_check, onRecovery: () => workers.wake() });
+  const healthChecker = createHealthChecker({ router, log, now, metrics, config: config.routing.health_check, onRecovery: () => workers.wake() });
   const sweeper = createRetentionSweeper({ store, assets, metrics, log, retentionMs, intervalMs: config.assets.sweep_interval_ms, now });
   let draining = false;
   const app = createApp({
     store, router, tasks, teams, metrics, log, retentionMs, now, webhooks,
     adminToken: env.VIDGATE_ADMIN_TOKEN || undefined,
+    metricsToken,
     bodyLimitBytes: config.server.body_limit_bytes,
     publicUrl: config.server.public_url,
     microUsdPerCredit,

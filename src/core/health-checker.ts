@@ -8,10 +8,13 @@ import type { Router } from '../routing/router';
 import { ProviderError } from '../providers/types';
 import type { Config } from './config';
 import type { Logger } from './logger';
+import type { Metrics } from './metrics';
 
 export interface HealthCheckerDeps {
   router: Router;
   log: Logger;
+  /** Counts each check (`vidgate_health_checks_total`) and times it (`vidgate_upstream_request_duration_seconds`). */
+  metrics: Pick<Metrics, 'healthChecks' | 'upstreamDuration'>;
   config: Config['routing']['health_check'];
   /** Called when a check passed for a provider that had an open breaker (wakes the dispatcher). */
   onRecovery: () => void;
@@ -40,14 +43,19 @@ export function createHealthChecker(deps: HealthCheckerDeps): HealthChecker {
   async function check(providerId: string, entry: { due_ms: number; interval_ms: number }): Promise<void> {
     const adapter = router.provider(providerId);
     if (!adapter?.checkHealth) return;
+    const end = deps.metrics.upstreamDuration.startTimer({ provider: providerId, operation: 'health_check' });
     try {
       await adapter.checkHealth({ signal: AbortSignal.timeout(config.timeout_ms) });
+      end({ outcome: 'ok' });
+      deps.metrics.healthChecks.inc({ provider: providerId, result: 'success' });
       health.checkSucceeded(providerId);
       entry.interval_ms = config.min_interval_ms;
       log.info('provider health check passed', { provider: providerId });
       deps.onRecovery();
     } catch (err) {
       const error = err instanceof ProviderError ? err : new ProviderError('health_check_failed', (err as Error).message, true);
+      end({ outcome: error.retryable ? 'retryable_error' : 'terminal_error' });
+      deps.metrics.healthChecks.inc({ provider: providerId, result: 'failure' });
       // The provider's own Retry-After times the next check; otherwise the interval grows by half.
       const next_ms = error.retryAfterMs ?? entry.interval_ms * 1.5;
       entry.interval_ms = Math.round(Math.min(Math.max(next_ms, config.min_interval_ms), config.max_interval_ms));

@@ -26,7 +26,7 @@ export function createRetentionSweeper(deps: RetentionDeps) {
         // Expired first: no hit may be served from a video that is about to go.
         await deps.store.markAssetExpired(task.asset_key!);
         await deps.assets.remove(task.asset_key!);
-        deps.metrics.assetsExpired.inc();
+        deps.metrics.assetsExpired.inc({});
         removed++;
       }
       if (batch.length < 100) return removed;

@@ -44,7 +44,8 @@ export interface NewKeyOptions extends Partial<Quotas> {
 
 export type TeamService = ReturnType<typeof createTeamService>;
 
-export function createTeamService(store: Store, defaultQuotas: Quotas, now: () => number) {
+/** `onCreated` is told of each team this service creates (the metrics set its counters to 0). */
+export function createTeamService(store: Store, defaultQuotas: Quotas, now: () => number, onCreated: (team: TeamRecord) => void = () => {}) {
   const teamNotFound = (id: string) => new ApiError(404, 'not_found_error', 'team_not_found', `no team '${id}'`, 'team_id');
   const keyNotFound = (id: string) => new ApiError(404, 'not_found_error', 'key_not_found', `no API key '${id}'`, 'key_id');
   const teamExists = (name: string) => conflict('team_exists', `a team named '${name}' exists`);
@@ -69,7 +70,9 @@ export function createTeamService(store: Store, defaultQuotas: Quotas, now: () =
     if (await store.findTeamByName(name)) throw teamExists(name);
     const slug = name.toLowerCase().replace(/[^a-z0-9]+/g, '-').replace(/^-|-$/g, '').slice(0, 40) || 'team';
     const id = `team_${slug}_${crypto.randomBytes(3).toString('hex')}`;
-    return store.createTeam({ id, name, created_at_ms: now(), ...defaultQuotas, ...quotas }).catch(nameTaken(name));
+    const created = await store.createTeam({ id, name, created_at_ms: now(), ...defaultQuotas, ...quotas }).catch(nameTaken(name));
+    onCreated(created);
+    return created;
   }
 
   /** Store a key (by hash) for a team; returns the record and the key itself, to show once. */

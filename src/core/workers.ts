@@ -66,6 +66,13 @@ export interface Workers {
 }
 
 type TaskError = { code: string; message: string };
+/**
+ * How an attempt ended in failure, for `vidgate_attempts_total`: where (the create, or the accepted job), and whose
+ * fault it was (the adapter's classification: retryable is the provider's, terminal the request's).
+ */
+type AttemptEnd = { stage: FailureStage; fault: 'provider' | 'request' };
+/** The end of an attempt that failed with `error` at `stage`. */
+const endedBy = (error: ProviderError, stage: FailureStage): AttemptEnd => ({ stage, fault: error.retryable ? 'provider' : 'request' });
 
 /** Downloads that may fail in a row (reset, truncated) before the task is generated again elsewhere. */
 const MAX_DOWNLOAD_FAILURES = 3;
@@ -98,7 +105,7 @@ export function createWorkers(deps: WorkerDeps): Workers {
   const downloadFailures = new Map<string, number>();
 
   /** Time one call to a provider and record its outcome. */
-  async function upstream<T>(adapter: ProviderAdapter, operation: 'submit' | 'poll' | 'download', call: (signal: AbortSignal) => Promise<T>, graceMs = 0): Promise<T> {
+  async function upstream<T>(adapter: ProviderAdapter, operation: 'submit' | 'poll' | 'download' | 'cancel', call: (signal: AbortSignal) => Promise<T>, graceMs = 0): Promise<T> {
     const end = metrics.upstreamDuration.startTimer({ provider: adapter.id, operation });
     const timeoutMs = operation === 'download' ? config.download_timeout_ms : config.upstream_timeout_ms;
     try {
@@ -148,13 +155,24 @@ export function createWorkers(deps: WorkerDeps): Workers {
   /** Stop an upstream job nobody will collect, where the provider allows. */
   async function abandon(providerId: string | null, upstreamId: string | null) {
     const adapter = providerId ? router.provider(providerId) : undefined;
-    if (adapter?.cancel && upstreamId) await adapter.cancel(upstreamId, {}).catch(() => undefined);
+    const cancel = adapter?.cancel?.bind(adapter);
+    if (adapter && cancel && upstreamId) await upstream(adapter, 'cancel', (signal) => cancel(upstreamId, { signal })).catch(() => undefined);
   }
 
-  /** `own`: the task's own failure (its quota), which its followers do not share: they carry on under an heir. */
-  async function finishFailed(t: ClaimedTask, error: TaskError, jobMayRun = false, own = false): Promise<void> {
+  /** Count the end of the task's current attempt (`vidgate_attempts_total`), once its transition was made. */
+  function countFailedAttempt(t: ClaimedTask, ended: AttemptEnd | undefined) {
+    if (!ended || !t.provider_id) return;
+    metrics.attempts.inc({ provider: t.provider_id, model: t.model, stage: ended.stage, result: 'failed', fault: ended.fault });
+  }
+
+  /**
+   * `own`: the task's own failure (its quota), which its followers do not share: they carry on under an heir.
+   * `ended`: how the current attempt ended, when the failure ends one (counted once the task is failed).
+   */
+  async function finishFailed(t: ClaimedTask, error: TaskError, jobMayRun = false, own = false, ended?: AttemptEnd): Promise<void> {
     const report = await store.markFailed(t.id, t.lease_token, error, now(), { hand_over: own });
     if (report === false) return;
+    countFailedAttempt(t, ended);
     deps.report(report);
     log.info('task failed', { task: t.id, provider: t.provider_id, code: error.code });
     if (jobMayRun) await abandon(t.provider_id, t.upstream_id);
@@ -164,7 +182,7 @@ export function createWorkers(deps: WorkerDeps): Workers {
    * A retryable failure: abandon this attempt and submit again, to another provider first, with backoff
    * once every capable provider has failed this task, until the attempts run out.
    */
-  async function retryOrFail(t: ClaimedTask, request: NormalizedRequest, error: TaskError): Promise<void> {
+  async function retryOrFail(t: ClaimedTask, request: NormalizedRequest, error: TaskError, ended?: AttemptEnd): Promise<void> {
     const attempts = await store.listAttempts([t.id]);
     const failedOn = new Set(attempts.filter((a) => a.outcome === 'retried').map((a) => a.provider_id));
     if (t.provider_id) failedOn.add(t.provider_id);
@@ -172,13 +190,16 @@ export function createWorkers(deps: WorkerDeps): Workers {
       // Out of attempts: when several providers could serve it and every one is out, say so for each of them
       // rather than give the last one's error (with a single provider, its own error says it all).
       const active = await store.countActiveByProvider();
-      if (router.candidates(request).length < 2 || !everyProviderOut(request, failedOn, active)) return finishFailed(t, error, true);
+      if (router.candidates(request).length < 2 || !everyProviderOut(request, failedOn, active)) return finishFailed(t, error, true, false, ended);
       const current = attempts.map((a) => (a.n === t.attempt ? { ...a, outcome: 'retried' as const, error_code: error.code } : a));
-      return finishFailed(t, whyNoProvider(request, current, active), true);
+      return finishFailed(t, whyNoProvider(request, current, active), true, false, ended);
     }
     const untried = router.candidates(request).some((c) => !failedOn.has(c.adapter.id));
     const backoffMs = untried ? 0 : Math.min(config.retry_backoff_ms * 2 ** Math.max(0, t.attempt - 1), deps.maxRetryBackoffMs);
     if (!(await store.requeue(t.id, t.lease_token, error, now() + backoffMs, now()))) return;
+    countFailedAttempt(t, ended);
+    // A failover: the provider failed it, and the next attempt goes to another one, the next cheapest untried.
+    if (ended?.fault === 'provider' && untried && t.provider_id) metrics.failovers.inc({ provider: t.provider_id, model: t.model });
     log.info('task requeued', { task: t.id, provider: t.provider_id, code: error.code, attempt: t.attempt });
     await abandon(t.provider_id, t.upstream_id);
   }
@@ -222,6 +243,7 @@ export function createWorkers(deps: WorkerDeps): Workers {
       }
       if (credits > t.credits_reserved) {
         metrics.credits.inc({ kind: 'reserved', team: t.owner_id, provider: provider.id, model: t.model }, credits - t.credits_reserved);
+        metrics.failoverSurcharge.inc({ team: t.owner_id, provider: provider.id, model: t.model }, credits - t.credits_reserved);
       }
       return { ...t, attempt: t.attempt + 1, provider_id: provider.id, upstream_id: null, credits_reserved: Math.max(credits, t.credits_reserved) };
     }
@@ -286,13 +308,11 @@ export function createWorkers(deps: WorkerDeps): Workers {
       else health.jobProgressing(provider.id, request.model);
     } catch (err) {
       const error = asProviderError(err);
-      metrics.taskAttempts.inc({ provider: provider.id, outcome: error.retryable ? 'retryable_error' : 'terminal_error' });
       if (!late) blame(t, request.model, error, 'submit');
-      if (!error.retryable) return finishFailed(t, publicError(provider.id, error));
+      if (!error.retryable) return finishFailed(t, publicError(provider.id, error), false, false, endedBy(error, 'submit'));
       if (answerLost(error)) upstreamId = await recoverJob(t, prepared.sent, provider, started, prepared.image);
-      if (upstreamId === undefined) return retryOrFail(t, request, publicError(provider.id, error));
+      if (upstreamId === undefined) return retryOrFail(t, request, publicError(provider.id, error), endedBy(error, 'submit'));
     }
-    metrics.taskAttempts.inc({ provider: provider.id, outcome: 'submitted' });
     await adopt(t, provider, upstreamId);
   }
 
@@ -360,7 +380,11 @@ export function createWorkers(deps: WorkerDeps): Workers {
 
   /** The attempt's job is `upstreamId`: record it on the attempt and follow it (pending -> processing). */
   async function adopt(t: ClaimedTask, provider: ProviderAdapter, upstreamId: string): Promise<void> {
-    if (await store.markSubmitted(t.id, t.lease_token, upstreamId, now())) return;
+    if (await store.markSubmitted(t.id, t.lease_token, upstreamId, now())) {
+      // The first submission a provider accepted ends the task's wait in the queue (submitted_at_ms stays set after).
+      if (t.submitted_at_ms === null) metrics.queueWait.observe({ model: t.model }, (now() - t.created_at_ms) / 1000);
+      return;
+    }
     // Our lease is gone. Cancel the job only if the task ended without it (cancelled while we were
     // submitting); a worker that took the task over may be running this very job.
     const current = await store.getTask(t.id);
@@ -381,7 +405,7 @@ export function createWorkers(deps: WorkerDeps): Workers {
     const timedOut = () => {
       const error = new ProviderError('generation_timeout', `${adapter.id} did not finish within ${config.upstream_deadline_ms} ms`, true);
       blame(t, request.model, error, 'job');
-      return retryOrFail(t, request, publicError(adapter.id, error));
+      return retryOrFail(t, request, publicError(adapter.id, error), endedBy(error, 'job'));
     };
     // Each job by its own clock: see poll-schedule.ts.
     const backlogged = pollers.get(adapter.id)?.backlogged() ?? false;
@@ -392,8 +416,9 @@ export function createWorkers(deps: WorkerDeps): Workers {
       const result = await upstream(adapter, 'poll', (signal) => adapter.poll(upstreamId, { signal }));
       if (result.state === 'failed') {
         blame(t, request.model, result.error, 'job');
-        if (!result.error.retryable) return finishFailed(t, publicError(adapter.id, result.error));
-        return retryOrFail(t, request, publicError(adapter.id, result.error));
+        const ended = endedBy(result.error, 'job');
+        if (!result.error.retryable) return finishFailed(t, publicError(adapter.id, result.error), false, false, ended);
+        return retryOrFail(t, request, publicError(adapter.id, result.error), ended);
       }
       if (result.state !== 'completed') {
         health.jobProgressing(adapter.id, request.model);
@@ -406,9 +431,9 @@ export function createWorkers(deps: WorkerDeps): Workers {
       const error = asProviderError(err);
       if (error.code === 'resource_not_found') {
         blame(t, request.model, error, 'job');
-        return retryOrFail(t, request, publicError(adapter.id, error)); // the provider lost it
+        return retryOrFail(t, request, publicError(adapter.id, error), endedBy(error, 'job')); // the provider lost it
       }
-      if (!error.retryable) return finishFailed(t, publicError(adapter.id, error), true);
+      if (!error.retryable) return finishFailed(t, publicError(adapter.id, error), true, false, endedBy(error, 'job'));
       // Transient trouble polling: ask again later, without blaming the provider for one missed answer;
       // the deadline bounds the wait.
       if (overdue) return timedOut();
@@ -434,7 +459,7 @@ export function createWorkers(deps: WorkerDeps): Workers {
       if (error.code === 'result_expired' || error.code === 'output_mismatch' || failures >= MAX_DOWNLOAD_FAILURES) {
         downloadFailures.delete(t.id);
         blame(t, request.model, error, 'job'); // the attempt ends here: one failed job
-        return retryOrFail(t, request, publicError(adapter.id, error));
+        return retryOrFail(t, request, publicError(adapter.id, error), endedBy(error, 'job'));
       }
       await store.releaseLease(t.id, t.lease_token, now() + config.poll_interval_ms, now());
       return;

@@ -639,7 +639,7 @@ export interface paths {
         };
         /**
          * Prometheus metrics
-         * @description Request latency, tasks by status, provider calls, breaker states, cache hits and the like, in the Prometheus text format.
+         * @description Request latency, tasks by status, provider calls, breaker states, cache hits and the like, in the Prometheus text format (docs/metrics.md). Open, unless `metrics.bearer_token_env` names a variable holding a token: then `Authorization: Bearer <token>` is required.
          */
         get: operations["metrics"];
         put?: never;
@@ -3712,6 +3712,15 @@ export interface operations {
                 };
                 content: {
                     "text/plain": string;
+                };
+            };
+            /** @description `metrics.bearer_token_env` is set and the request does not carry its token (`invalid_metrics_token`). */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
                 };
             };
         };

@@ -1,7 +1,7 @@
 // The HTTP app: the parts every door shares (health, metrics, the spec and its reference page, the playground, API keys,
 // spec validation, the one error mapper), with each front door mounted from its own folder.
+import crypto from 'node:crypto';
 import fs from 'node:fs';
-import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import express, { type RequestHandler } from 'express';
 import * as OpenApiValidator from 'express-openapi-validator';
@@ -14,6 +14,8 @@ import { createAdminRouter } from './admin/routes';
 import { API_REFERENCE_CSP, API_REFERENCE_HTML, REDOC_BUNDLE_PATH } from './api-reference';
 import { requireAdminToken, requireApiKey } from './auth';
 import { cacheOpenApiRouteMatching } from './openapi-route-cache';
+import { createRouteTemplates } from './route-templates';
+import { RAW_ANSWER_STATUS } from './server';
 import { errorHandler } from './error-handler';
 import { refuseInexactNumbers } from './exact-numbers';
 import { createImageLinkRoutes, type ImageLinkRoutesDeps } from './image-links';
@@ -35,6 +37,8 @@ export interface AppDeps extends NativeRoutesDeps, ImageLinkRoutesDeps, Provider
   metrics: Metrics;
   /** Enables /admin when set. */
   adminToken: string | undefined;
+  /** When set, `GET /metrics` requires `Authorization: Bearer <metricsToken>` (`metrics.bearer_token_env`). */
+  metricsToken?: string;
   log: Logger;
   bodyLimitBytes: number;
   isDraining: () => boolean;
@@ -52,7 +56,7 @@ export function createApp(deps: AppDeps): express.Express {
   app.set('etag', false);
   sendJsonDirectly(app);
 
-  app.use(recordLatency(metrics));
+  app.use(recordLatency(metrics, createRouteTemplates(Object.keys(spec.paths))));
   app.use(headAsGet);
   const apiKey = requireApiKey(deps.store, deps.now);
   // The status poll, most of the traffic, ahead of the rest (see early-route.ts). Not while responses are checked
@@ -66,7 +70,9 @@ export function createApp(deps: AppDeps): express.Express {
     const reachable = await deps.store.countApiKeys().then(() => true, () => false);
     res.status(reachable ? 200 : 503).json({ status: reachable ? 'ok' : 'unavailable' });
   });
-  app.get('/metrics', async (_req, res) => {
+  const metricsAuth = requireMetricsToken(deps.metricsToken);
+  app.get('/metrics', async (req, res) => {
+    metricsAuth(req.get('authorization'));
     res.type(metrics.registry.contentType).send(await metrics.registry.metrics());
   });
   app.get('/openapi.json', (_req, res) => void res.json(spec));
@@ -103,14 +109,38 @@ export function createApp(deps: AppDeps): express.Express {
   return app;
 }
 
-function recordLatency(metrics: Metrics): RequestHandler {
+/**
+ * Times every request into `vidgate_http_request_duration_seconds`, labelled with the spec's route template of its
+ * path (`routeOf`), so a request refused by any stage (the early route, auth, rate limits, validation, the server's
+ * own 408 for a body not received in time) has its route. A request whose client went away unanswered is not counted.
+ */
+function recordLatency(metrics: Metrics, routeOf: (path: string) => string): RequestHandler {
   return (req, res, next) => {
     const end = metrics.httpRequestDuration.startTimer({ method: req.method });
-    res.on('finish', () => {
-      const route = req.route ? path.posix.join(req.baseUrl ?? '', String(req.route.path)) : 'unmatched';
-      end({ route, status: String(res.statusCode) });
+    // The path as it came: the routers below rewrite req.url while they run.
+    const url = req.originalUrl;
+    res.on('finish', () => end({ route: routeOf(url), status: String(res.statusCode) }));
+    res.on('close', () => {
+      const raw = (res as typeof res & { [RAW_ANSWER_STATUS]?: number })[RAW_ANSWER_STATUS];
+      if (!res.writableFinished && raw !== undefined) end({ route: routeOf(url), status: String(raw) });
     });
     next();
+  };
+}
+
+/**
+ * A check of `GET /metrics`' Authorization header against `token` (nothing to check without one): the header's
+ * token and `token` are compared by their SHA-256 digests in constant time, so neither their contents nor their
+ * lengths show in the time taken.
+ * @throws ApiError 401 `invalid_metrics_token` when the header does not carry the token.
+ */
+function requireMetricsToken(token: string | undefined): (authorization: string | undefined) => void {
+  if (token === undefined) return () => {};
+  const expected = crypto.createHash('sha256').update(token).digest();
+  return (authorization) => {
+    const given = /^Bearer (.+)$/i.exec(authorization ?? '')?.[1] ?? '';
+    if (crypto.timingSafeEqual(crypto.createHash('sha256').update(given).digest(), expected)) return;
+    throw new ApiError(401, 'authentication_error', 'invalid_metrics_token', 'GET /metrics needs Authorization: Bearer <metrics token> (metrics.bearer_token_env)', null, { 'WWW-Authenticate': 'Bearer' });
   };
 }
 

@@ -18,6 +18,12 @@ function answerFor(code: string | undefined): ApiError {
   }
 }
 
+/**
+ * Set on a response Express was still working on when Node answered its request itself (a body not received within
+ * `server.request_timeout_ms`: 408): the status written, so the request metrics count it (src/http/app.ts).
+ */
+export const RAW_ANSWER_STATUS = Symbol('vidgate.rawAnswerStatus');
+
 /** The response to write on a socket Express never saw, as raw HTTP/1.1 text. */
 export function rawErrorResponse(err: ApiError): string {
   const body = JSON.stringify(err.toBody());
@@ -48,7 +54,9 @@ export function createHttpServer(app: express.Express, config: Pick<Config['serv
   );
   server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex & { _httpMessage?: http.ServerResponse }) => {
     if (err.code === 'ECONNRESET' || !socket.writable || socket._httpMessage?.headersSent) return void socket.destroy();
-    socket.end(rawErrorResponse(answerFor(err.code)));
+    const answer = answerFor(err.code);
+    if (socket._httpMessage) (socket._httpMessage as http.ServerResponse & { [RAW_ANSWER_STATUS]?: number })[RAW_ANSWER_STATUS] = answer.status;
+    socket.end(rawErrorResponse(answer));
   });
   return server;
 }

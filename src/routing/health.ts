@@ -250,6 +250,8 @@ export interface Health {
   snapshot(provider: string, model: string): BreakerSnapshot;
   /** Providers with a breaker that is not closed (as of now), for the active checks. */
   unhealthyProviders(): Set<string>;
+  /** The state (as of now) of every breaker that exists, read-only (creates none): a pair without one is closed. */
+  breakerStates(): { provider: string; model: string; state: BreakerState }[];
 }
 
 export function createHealth(config: BreakerConfig, now: () => number = Date.now): Health {
@@ -282,6 +284,11 @@ export function createHealth(config: BreakerConfig, now: () => number = Date.now
     unhealthyProviders() {
       const out = new Set<string>();
       for (const [provider, byModel] of breakers) for (const b of byModel.values()) if (b.view(now()).state !== 'closed') out.add(provider);
+      return out;
+    },
+    breakerStates() {
+      const out: { provider: string; model: string; state: BreakerState }[] = [];
+      for (const [provider, byModel] of breakers) for (const [model, b] of byModel) out.push({ provider, model, state: b.view(now()).state });
       return out;
     },
   };

@@ -356,6 +356,29 @@ export interface QuotaUsage {
   submits_minute: number;
 }
 
+/**
+ * What the metrics read of the store at each scrape (`Store.metricsSnapshot`), as plain rows. Only unfinished tasks
+ * and the teams are read (indexed), so a scrape costs the same with any number of finished tasks.
+ */
+export interface MetricsSnapshot {
+  /** Unfinished tasks by status (followers included); a status without tasks is absent. */
+  open_tasks: { status: Extract<TaskStatus, 'pending' | 'processing'>; tasks: number }[];
+  /** Jobs accepted by each provider and not finished (processing tasks that own their job); absent when none. */
+  jobs_in_flight: { provider_id: string; jobs: number }[];
+  /** Every team, with its credit budgets and what its quota counters hold in the current UTC day and month. */
+  teams: {
+    id: string;
+    name: string;
+    /** Credits reserved by the team's unfinished tasks. */
+    reserved_credits: number;
+    credits_per_day: number | null;
+    credits_per_month: number | null;
+    /** Credits charged in the current windows (reservations included), as `quotaUsage` counts them. */
+    credits_day_used: number;
+    credits_month_used: number;
+  }[];
+}
+
 export interface RequestAdmission {
   allowed: boolean;
   /** The per-minute quota the request was counted against. */
@@ -542,6 +565,10 @@ export interface Store {
   redeliverTaskEvents(taskId: string, nowMs: number): Promise<OutboxEvent[]>;
   /** Events waiting for delivery (`pending`) and dead-lettered (`dead`), over all teams. */
   outboxCounts(): Promise<{ pending: number; dead: number }>;
+
+  // --- metrics ---
+  /** The state the scrape-time gauges show (open tasks, jobs in flight, teams and their budgets) at `nowMs`. */
+  metricsSnapshot(nowMs: number): Promise<MetricsSnapshot>;
 
   // --- webhook signing secrets (stored as the caller encrypted them) ---
   /**

@@ -28,6 +28,7 @@ import { createQuota, utcDay, utcMonth } from './quota';
 import { withTranslatedErrors } from './errors';
 import { createTeamStatements } from './teams';
 import { createOutbox } from './outbox';
+import { createMetricsSnapshot } from './metrics-snapshot';
 
 type TaskRow = Omit<TaskRecord, 'asset_expired'> & {
   asset_expired: number;
@@ -110,6 +111,7 @@ export function createSqliteStore(file: string): Store {
   const rates = createRequestRates();
   const teams = createTeamStatements(db);
   const outbox = createOutbox(db);
+  const metricsSnapshot = createMetricsSnapshot(db, quota);
   const sql = {
     insertTask: db.prepare<[InsertParams], TaskRow>(
       `INSERT INTO tasks (id, owner_id, key_id, status, progress, model, request_json, callback_url, door, credits_reserved,
@@ -639,6 +641,8 @@ export function createSqliteStore(file: string): Store {
     async countActiveByProvider() {
       return new Map(sql.countActiveByProvider.all().map((r) => [r.provider_id, r.n]));
     },
+
+    metricsSnapshot: async (nowMs) => metricsSnapshot(nowMs),
 
     async listAssetsStoredBefore(beforeMs, limit) {
       return sql.listAssetsStoredBefore.all(beforeMs, limit).map(toTask);
