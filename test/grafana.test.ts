@@ -1,0 +1,150 @@
+// The dashboards, alert rules and Prometheus config under grafana/: the committed JSON is what the generator writes,
+// every panel, variable and alert query is PromQL a real Prometheus accepts and names only metrics of the contract
+// (docs/metrics.md), and promtool checks the rules, runs their unit tests and checks the scrape config.
+import { execFile } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import YAML from 'yaml';
+import { buildDashboardJson, dashboardQueries, renderDashboards, substituteTemplateVariables } from '../grafana/src/dashboards';
+import { startPrometheus, type PrometheusServer } from './support/prometheus';
+
+const run = promisify(execFile);
+const root = path.resolve(import.meta.dirname, '..');
+const alertsDir = path.join(root, 'grafana', 'alerts');
+
+/** Every alert rule of grafana/alerts/*.yml: its name and expr. */
+function alertRules(): { alert: string; expr: string }[] {
+  return fs
+    .readdirSync(alertsDir)
+    .filter((f) => f.endsWith('.yml'))
+    .flatMap((f) => {
+      const doc = YAML.parse(fs.readFileSync(path.join(alertsDir, f), 'utf8')) as {
+        groups: { rules: { alert?: string; expr: string }[] }[];
+      };
+      return doc.groups.flatMap((g) => g.rules.map((r) => ({ alert: r.alert ?? '', expr: r.expr })));
+    });
+}
+
+/** The PromQL inside each dashboard's query variables (`label_values(X, label)` → X, `query_result(X)` → X). */
+function variableQueries(): { variable: string; expr: string }[] {
+  return (['cost', 'uptime'] as const).flatMap((name) => {
+    const json = buildDashboardJson(name) as { templating: { list: { name: string; type: string; definition?: string }[] } };
+    return json.templating.list
+      .filter((v) => v.type === 'query')
+      .map((v) => {
+        const m = /^(?:label_values\((.*),\s*\w+\)|query_result\((.*)\))$/.exec(v.definition ?? '');
+        if (!m) throw new Error(`${name}: variable ${v.name} has an unexpected query ${v.definition}`);
+        return { variable: `${name}.${v.name}`, expr: (m[1] ?? m[2])! };
+      });
+  });
+}
+
+/** Metric names of the contract: the first column of docs/metrics.md's tables. */
+function contractMetrics(): Set<string> {
+  const doc = fs.readFileSync(path.join(root, 'docs', 'metrics.md'), 'utf8');
+  return new Set([...doc.matchAll(/^\| `(vidgate_[a-z0-9_]+)` \|/gm)].map((m) => m[1]!));
+}
+
+describe('dashboards', () => {
+  it('the committed JSON is what `npm run gen:dashboards` writes', () => {
+    for (const [name, text] of Object.entries(renderDashboards())) {
+      const committed = fs.readFileSync(path.join(root, 'grafana', 'dashboards', `${name}.json`), 'utf8');
+      expect(committed, `grafana/dashboards/${name}.json is stale: run npm run gen:dashboards`).toBe(text);
+    }
+    expect(renderDashboards()).toEqual(renderDashboards());
+  });
+
+  it('has stable uids, unique panel ids and every panel on the Prometheus data source variable', () => {
+    for (const [name, uid] of [['cost', 'vidgate-cost'], ['uptime', 'vidgate-uptime']] as const) {
+      const json = buildDashboardJson(name) as {
+        uid: string;
+        panels: { id: number; type: string; datasource?: { uid?: string }; targets?: { datasource?: { uid?: string } }[] }[];
+      };
+      expect(json.uid).toBe(uid);
+      expect(json.panels.map((p) => p.id)).toEqual(json.panels.map((_, i) => i + 1));
+      for (const panel of json.panels.filter((p) => p.type !== 'row')) {
+        expect(panel.datasource?.uid).toBe('${datasource}');
+        expect(panel.targets?.length).toBeGreaterThan(0);
+        for (const t of panel.targets ?? []) expect(t.datasource?.uid).toBe('${datasource}');
+      }
+    }
+  });
+
+  it('names only metrics of the contract (docs/metrics.md), in panels, variables and alerts', () => {
+    const known = contractMetrics();
+    expect(known.size).toBeGreaterThan(20);
+    const exprs = [...dashboardQueries(), ...variableQueries(), ...alertRules()].map((q) => q.expr);
+    const used = new Set(exprs.flatMap((e) => [...e.matchAll(/\bvidgate_[a-z0-9_]+/g)].map((m) => m[0])));
+    const unknown = [...used].filter((m) => !known.has(m) && !known.has(m.replace(/_(bucket|count|sum)$/, '')));
+    expect(unknown).toEqual([]);
+  });
+
+  it('substitutes template variables as Grafana does with every variable on All', () => {
+    expect(
+      substituteTemplateVariables('sum(rate(x{team=~"$team", model=~"${model}", provider=~"$provider"}[$__rate_interval])) + y[$__range]'),
+    ).toBe('sum(rate(x{team=~".*", model=~".*", provider=~".*"}[1m])) + y[1h]');
+  });
+});
+
+describe('PromQL against a real Prometheus', () => {
+  let prometheus: PrometheusServer;
+  beforeAll(async () => {
+    prometheus = await startPrometheus();
+  }, 60_000);
+  afterAll(async () => {
+    await prometheus?.stop();
+  });
+
+  it('accepts every panel query, variable query and alert expr', async () => {
+    const queries = [
+      ...dashboardQueries().map((q) => ({ what: `${q.dashboard} / ${q.panel} / ${q.refId}`, expr: q.expr })),
+      ...variableQueries().map((q) => ({ what: `variable ${q.variable}`, expr: q.expr })),
+      ...alertRules().map((r) => ({ what: `alert ${r.alert}`, expr: r.expr })),
+    ];
+    expect(queries.length).toBeGreaterThan(60);
+    const failures: string[] = [];
+    for (const q of queries) {
+      const expr = substituteTemplateVariables(q.expr);
+      expect(expr, q.what).not.toContain('$');
+      const answer = await prometheus.query(expr);
+      if (answer.status !== 'success') failures.push(`${q.what}: ${answer.errorType}: ${answer.error}\n  ${expr}`);
+    }
+    expect(failures).toEqual([]);
+  });
+
+  it('rejects a malformed query as bad_data (the check above can fail)', async () => {
+    const answer = await prometheus.query('sum by (team (vidgate_team_info)');
+    expect(answer).toMatchObject({ status: 'error', errorType: 'bad_data' });
+  });
+});
+
+describe('promtool', () => {
+  const promtool = async (...args: string[]) => run('promtool', args, { cwd: root, timeout: 60_000 });
+
+  it('checks the alert rules', async () => {
+    const files = fs.readdirSync(alertsDir).filter((f) => f.endsWith('.yml')).map((f) => path.join('grafana', 'alerts', f));
+    const { stdout } = await promtool('check', 'rules', ...files);
+    expect(stdout).toContain('SUCCESS: 5 rules found');
+  });
+
+  it('passes the alert rules unit tests (each alert firing and not firing)', async () => {
+    const dir = path.join(alertsDir, 'tests');
+    const files = fs.readdirSync(dir).filter((f) => f.endsWith('.yml')).map((f) => path.join(dir, f));
+    expect(files.length).toBeGreaterThan(0);
+    const { stdout } = await promtool('test', 'rules', ...files);
+    expect(stdout).toContain('SUCCESS');
+    expect(stdout).not.toContain('FAILED');
+    const tested = new Set(
+      files.flatMap((f) => [...fs.readFileSync(f, 'utf8').matchAll(/alertname: (\w+)/g)].map((m) => m[1])),
+    );
+    expect([...tested].sort()).toEqual(alertRules().map((r) => r.alert).sort());
+  });
+
+  it('checks the Prometheus config and the rule files it loads', async () => {
+    const { stdout } = await promtool('check', 'config', 'grafana/prometheus.yml');
+    expect(stdout).toContain('SUCCESS: grafana/prometheus.yml is valid prometheus config file syntax');
+    expect(stdout).toContain('SUCCESS: 5 rules found');
+  });
+});
