@@ -7,8 +7,15 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import YAML from 'yaml';
-import { buildDashboardJson, dashboardQueries, renderDashboards, substituteTemplateVariables } from '../grafana/src/dashboards';
-import { startPrometheus, type PrometheusServer } from './support/prometheus';
+import {
+  buildDashboardJson,
+  dashboardQueries,
+  renderDashboards,
+  substituteTemplateVariables,
+  type DashboardName,
+} from '../grafana/src/dashboards';
+import { startPrometheus, type PromApiAnswer, type PrometheusServer } from './support/prometheus';
+import { CREDIT_VALUE_USD, syntheticOpenMetrics } from './support/synthetic-metrics';
 
 const run = promisify(execFile);
 const root = path.resolve(import.meta.dirname, '..');
@@ -85,31 +92,56 @@ describe('dashboards', () => {
     expect(
       substituteTemplateVariables('sum(rate(x{team=~"$team", model=~"${model}", provider=~"$provider"}[$__rate_interval])) + y[$__range]'),
     ).toBe('sum(rate(x{team=~".*", model=~".*", provider=~".*"}[1m])) + y[1h]');
+    expect(
+      substituteTemplateVariables('x{team=~"$team", model=~"${model}"}[$__rate_interval]', {
+        rateInterval: '2m',
+        variables: { team: '(t1|t2)' },
+      }),
+    ).toBe('x{team=~"(t1|t2)", model=~".*"}[2m]');
   });
 });
 
-describe('PromQL against a real Prometheus', () => {
+/** The value of each series of an instant vector answer, keyed by the given labels joined with `/`. */
+function valuesBy(answer: PromApiAnswer, ...labels: string[]): Record<string, number> {
+  expect(answer.status, answer.error).toBe('success');
+  const result = (answer.data?.result ?? []) as { metric: Record<string, string>; value: [number, string] }[];
+  return Object.fromEntries(result.map((r) => [labels.map((l) => r.metric[l] ?? '').join('/'), Number(r.value[1])]));
+}
+
+describe('PromQL against a real Prometheus holding a synthetic history of every metric', () => {
+  const end_s = Math.floor(Date.now() / 1000);
   let prometheus: PrometheusServer;
   beforeAll(async () => {
-    prometheus = await startPrometheus();
-  }, 60_000);
+    prometheus = await startPrometheus({ backfillOpenMetrics: syntheticOpenMetrics(end_s, 2 * 3600) });
+  }, 90_000);
   afterAll(async () => {
     await prometheus?.stop();
   });
 
-  it('accepts every panel query, variable query and alert expr', async () => {
+  /** Runs a panel's target (variables on All, $__rate_interval 1m, $__range 1h) at the end of the history. */
+  async function panel(dashboard: DashboardName, title: string, refId = 'A'): Promise<PromApiAnswer> {
+    const q = dashboardQueries().find((p) => p.dashboard === dashboard && p.panel === title && p.refId === refId);
+    if (!q) throw new Error(`no panel ${dashboard} / ${title} / ${refId}`);
+    return prometheus.query(substituteTemplateVariables(q.expr), end_s);
+  }
+
+  it('answers every panel query with data (variables on All, and on every value), and accepts every variable query and alert expr', async () => {
+    // Every value selected, as Grafana renders it: a typo in a label matched by a variable returns nothing then.
+    const everyValue = { variables: { team: '(t1|t2)', provider: '(a|b|cache)', model: '(sora-2|veo-3)' } };
     const queries = [
-      ...dashboardQueries().map((q) => ({ what: `${q.dashboard} / ${q.panel} / ${q.refId}`, expr: q.expr })),
-      ...variableQueries().map((q) => ({ what: `variable ${q.variable}`, expr: q.expr })),
-      ...alertRules().map((r) => ({ what: `alert ${r.alert}`, expr: r.expr })),
+      ...dashboardQueries().map((q) => ({ what: `${q.dashboard} / ${q.panel} / ${q.refId}`, expr: q.expr, data: true })),
+      ...variableQueries().map((q) => ({ what: `variable ${q.variable}`, expr: q.expr, data: true })),
+      ...alertRules().map((r) => ({ what: `alert ${r.alert}`, expr: r.expr, data: false })),
     ];
     expect(queries.length).toBeGreaterThan(60);
     const failures: string[] = [];
     for (const q of queries) {
-      const expr = substituteTemplateVariables(q.expr);
-      expect(expr, q.what).not.toContain('$');
-      const answer = await prometheus.query(expr);
-      if (answer.status !== 'success') failures.push(`${q.what}: ${answer.errorType}: ${answer.error}\n  ${expr}`);
+      for (const expr of new Set([substituteTemplateVariables(q.expr), substituteTemplateVariables(q.expr, everyValue)])) {
+        expect(expr, q.what).not.toContain('$');
+        const answer = await prometheus.query(expr, end_s);
+        if (answer.status !== 'success') failures.push(`${q.what}: ${answer.errorType}: ${answer.error}\n  ${expr}`);
+        else if (q.data && answer.data?.result.length === 0) failures.push(`${q.what}: no series\n  ${expr}`);
+      }
     }
     expect(failures).toEqual([]);
   });
@@ -117,6 +149,37 @@ describe('PromQL against a real Prometheus', () => {
   it('rejects a malformed query as bad_data (the check above can fail)', async () => {
     const answer = await prometheus.query('sum by (team (vidgate_team_info)');
     expect(answer).toMatchObject({ status: 'error', errorType: 'bad_data' });
+  });
+
+  it('computes spend in USD and credits, by team name, and what providers are paid', async () => {
+    // Settled credits per second: t1 0.5 at a and 0.05 from the cache, t2 0.25 at b; a credit is worth 0.01 USD.
+    expect(valuesBy(await panel('cost', 'Spend in USD (time range)'))['']).toBeCloseTo(0.8 * 3600 * CREDIT_VALUE_USD, 6);
+    expect(valuesBy(await panel('cost', 'Spend in credits (time range)'))['']).toBeCloseTo(0.8 * 3600, 6);
+    expect(valuesBy(await panel('cost', 'Paid to providers in USD (time range)'))['']).toBeCloseTo(0.1 * 3600, 6);
+    const byTeam = valuesBy(await panel('cost', 'Spend by team (USD per hour)'), 'name');
+    expect(Object.keys(byTeam).sort()).toEqual(['Acme', 'Beta']);
+    expect(byTeam.Acme).toBeCloseTo(0.55 * 3600 * CREDIT_VALUE_USD, 6);
+    expect(byTeam.Beta).toBeCloseTo(0.25 * 3600 * CREDIT_VALUE_USD, 6);
+  });
+
+  it('computes budget use, cache hit ratio, savings and the price per video second', async () => {
+    expect(valuesBy(await panel('cost', 'Budget used'), 'name', 'window')).toEqual({ 'Acme/month': 0.95 });
+    expect(valuesBy(await panel('cost', 'Cache hit ratio (time range)'))['']).toBeCloseTo(0.02 / 0.2, 6);
+    expect(valuesBy(await panel('cost', 'Saved by cache and coalescing in USD (time range)'))['']).toBeCloseTo(0.4 * 3600 * CREDIT_VALUE_USD, 6);
+    const paid = valuesBy(await panel('cost', 'Price per video second (USD)', 'A'), 'provider');
+    expect(paid).toEqual({ a: expect.closeTo(0.1 / 0.5, 6) });
+    const charged = valuesBy(await panel('cost', 'Price per video second (USD)', 'B'), 'model');
+    expect(charged).toEqual({ 'sora-2': expect.closeTo((0.5 * CREDIT_VALUE_USD) / 0.5, 6) });
+  });
+
+  it('counts only provider-fault failures in the success ratio, and maps breaker states', async () => {
+    // b's failures are all content-policy ones (fault="request"): its ratio stays 1.
+    const ratio = valuesBy(await panel('uptime', 'Task success ratio by provider'), 'provider');
+    expect(ratio).toEqual({ a: expect.closeTo(1 / 1.01, 6), b: 1 });
+    expect(valuesBy(await panel('uptime', 'Breaker states'), 'provider', 'model')).toEqual({ 'a/sora-2': 0, 'b/veo-3': 2 });
+    expect(valuesBy(await panel('uptime', 'API availability (time range)'))['']).toBeCloseTo(1 - 0.01 / 10.01, 6);
+    expect(valuesBy(await panel('uptime', 'Tasks in flight and queued', 'A'))).toEqual({ '': 12 });
+    expect(valuesBy(await panel('uptime', 'Tasks in flight and queued', 'B'))).toEqual({ '': 30 });
   });
 });
 

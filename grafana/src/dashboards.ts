@@ -79,16 +79,22 @@ export interface Substitutions {
   rateInterval?: string;
   /** `$__range` (the dashboard's time range). Default `1h`. */
   range?: string;
+  /**
+   * Regexes for `$team` (team ids), `$provider` and `$model`, as Grafana renders a multi-value selection
+   * (`(t1|t2)`). Default `.*` for each: the "All" value.
+   */
+  variables?: Partial<Record<'team' | 'provider' | 'model', string>>;
 }
 
 /**
- * Turns a panel expr into PromQL Prometheus accepts, as Grafana would with every variable on "All":
- * `$team`, `$provider` and `$model` (and `${name}` forms) become `.*` (their "All" value, always used as `label=~"…"`),
+ * Turns a panel expr into PromQL Prometheus accepts, as Grafana would: `$team`, `$provider` and `$model` (and their
+ * `${name}` forms, always used as `label=~"…"`) become the given regexes, by default `.*` (every variable on "All");
  * `$__rate_interval` and `$__range` become the given windows.
  */
-export function substituteTemplateVariables(expr: string, windows: Substitutions = {}): string {
+export function substituteTemplateVariables(expr: string, substitutions: Substitutions = {}): string {
+  const variables = substitutions.variables ?? {};
   return expr
-    .replaceAll('$__rate_interval', windows.rateInterval ?? '1m')
-    .replaceAll('$__range', windows.range ?? '1h')
-    .replace(/\$\{?(team|provider|model)\}?/g, '.*');
+    .replaceAll('$__rate_interval', substitutions.rateInterval ?? '1m')
+    .replaceAll('$__range', substitutions.range ?? '1h')
+    .replace(/\$\{?(team|provider|model)\}?/g, (_, name: 'team' | 'provider' | 'model') => variables[name] ?? '.*');
 }
