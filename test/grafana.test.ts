@@ -146,6 +146,25 @@ describe('PromQL against a real Prometheus holding a synthetic history of every 
     expect(failures).toEqual([]);
   });
 
+  it("lists team names for the cost dashboard's team variable, with team ids as values", async () => {
+    const variable = (buildDashboardJson('cost') as { templating: { list: { name: string; definition: string; regex: string }[] } })
+      .templating.list.find((v) => v.name === 'team')!;
+    const inner = /^query_result\((.*)\)$/.exec(variable.definition)![1]!;
+    const answer = await prometheus.query(inner, end_s);
+    // Grafana's query_result() gives each series as `name{label="value", ...} value timestamp`, labels sorted.
+    const lines = ((answer.data?.result ?? []) as { metric: Record<string, string>; value: [number, string] }[]).map(
+      (r) =>
+        `${r.metric.__name__ ?? ''}{${Object.keys(r.metric)
+          .filter((k) => k !== '__name__')
+          .sort()
+          .map((k) => `${k}="${r.metric[k]}"`)
+          .join(', ')}} ${r.value[1]} ${r.value[0] * 1000}`,
+    );
+    const regex = new RegExp(variable.regex.slice(1, -1));
+    const options = lines.map((line) => regex.exec(line)?.groups).map((g) => `${g?.text}=${g?.value}`);
+    expect(options.sort()).toEqual(['Acme=t1', 'Beta=t2']);
+  });
+
   it('rejects a malformed query as bad_data (the check above can fail)', async () => {
     const answer = await prometheus.query('sum by (team (vidgate_team_info)');
     expect(answer).toMatchObject({ status: 'error', errorType: 'bad_data' });

@@ -90,7 +90,7 @@ export function buildCostDashboard(): dashboard.DashboardBuilder {
       labelVariable(
         'team',
         'Team',
-        'query_result(vidgate_team_info)',
+        'query_result(max by (team, name) (vidgate_team_info))',
         '/name="(?<text>[^"]*)".*team="(?<value>[^"]*)"/',
       ),
     )
