@@ -32,7 +32,7 @@ function successRatio(by: string, window: string): string {
   const grouping = by === '' ? '' : ` by (${by})`;
   return (
     `sum${grouping} (increase(vidgate_attempts_total{result="succeeded", ${providerModel}}[${window}]))` +
-    ` / sum${grouping} (increase(vidgate_attempts_total{result=~"succeeded|failed", fault!="request", ${providerModel}}[${window}]))`
+    ` / sum${grouping} (increase(vidgate_attempts_total{result=~"succeeded|failed", fault=~"none|provider", ${providerModel}}[${window}]))`
   );
 }
 
