@@ -63,6 +63,23 @@ describe('dashboards', () => {
     expect(renderDashboards()).toEqual(renderDashboards());
   });
 
+  it('lays panels out on the 24-column grid without overlaps', () => {
+    for (const name of ['cost', 'uptime'] as const) {
+      const panels = (buildDashboardJson(name) as { panels: { title: string; gridPos: { x: number; y: number; w: number; h: number } }[] }).panels;
+      for (const [i, a] of panels.entries()) {
+        expect(a.gridPos.x + a.gridPos.w, a.title).toBeLessThanOrEqual(24);
+        for (const b of panels.slice(i + 1)) {
+          const apart =
+            a.gridPos.x + a.gridPos.w <= b.gridPos.x ||
+            b.gridPos.x + b.gridPos.w <= a.gridPos.x ||
+            a.gridPos.y + a.gridPos.h <= b.gridPos.y ||
+            b.gridPos.y + b.gridPos.h <= a.gridPos.y;
+          expect(apart, `${name}: ${a.title} overlaps ${b.title}`).toBe(true);
+        }
+      }
+    }
+  });
+
   it('has stable uids, unique panel ids and every panel on the Prometheus data source variable', () => {
     for (const [name, uid] of [['cost', 'vidgate-cost'], ['uptime', 'vidgate-uptime']] as const) {
       const json = buildDashboardJson(name) as {

@@ -31,7 +31,7 @@ function statPanel(title: string, description: string, expr: string, unit: strin
     .title(title)
     .description(description)
     .unit(unit)
-    .span(4)
+    .span(8)
     .height(4)
     .graphMode(common.BigValueGraphMode.None)
     .reduceOptions(new common.ReduceDataOptionsBuilder().calcs(['lastNotNull']).values(false))
