@@ -1,0 +1,17 @@
+# A minimal image of vidgate for docker-compose.yml. Untested here (Docker cannot run on the project's machines).
+# node:20-bookworm has python3, make and g++, which npm ci needs to build better-sqlite3.
+FROM node:20-bookworm
+WORKDIR /app
+COPY package.json package-lock.json ./
+RUN npm ci --no-audit --no-fund
+COPY . .
+# What `npm start` runs before starting: bundle the playground page into dist/playground/.
+RUN node --import tsx web/build-playground.ts
+# Listen on every interface of the container (the default, 127.0.0.1, is unreachable from outside it).
+ENV VIDGATE_SERVER__HOST=0.0.0.0 \
+    VIDGATE_SERVER__PORT=8080 \
+    VIDGATE_DATA_DIR=/data
+VOLUME /data
+EXPOSE 8080
+# node as PID 1 handles SIGTERM and SIGINT itself and drains (README, "Starting and stopping").
+CMD ["node", "--import", "tsx", "src/main.ts"]
