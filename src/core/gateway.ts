@@ -113,14 +113,14 @@ export async function createGateway(config: Config, options: GatewayOptions = {}
   const store: Store = createSqliteStore(config.store.sqlite_path);
   const metrics = createMetrics();
   const assets = createLocalAssetStore(config.assets.dir);
-  const built = providersFromConfig(config, env, outbound, (message, fields) => log.warn(message, fields));
-  for (const p of built.disabled) log.warn('provider left out', { provider: p.id, kind: p.kind, reason: p.reason });
+  const built = providersFromConfig(config, env, outbound, (message, fields) => log.warn(fields, message));
+  for (const p of built.disabled) log.warn({ provider: p.id, kind: p.kind, reason: p.reason }, 'provider left out');
   const health = createHealth(config.routing.breaker, now);
   const imageLinks = config.server.public_url ? createImageLinks(config.server.public_url, path.join(config.data_dir, 'image-link.key'), now) : undefined;
   const router = createRouter(options.providers ?? built.routed, health, { imageLinks: imageLinks !== undefined });
   const retentionMs = config.assets.retention_days * 24 * 3600 * 1000;
   const teams = createTeamService(store, config.teams.default_quotas, now);
-  const { devKey } = await ensureApiKeys(store, teams, config.auth.api_keys);
+  const { devKey } = await ensureApiKeys(store, teams, config.auth.api_keys, log);
 
   const microUsdPerCredit = toMicroUsd(config.credits.usd_per_credit);
   const cache = createResultCache({ config: config.cache, retentionMs, metrics, log, now });
@@ -133,11 +133,11 @@ export async function createGateway(config: Config, options: GatewayOptions = {}
   const unreadable = await secrets.unreadableTeams();
   if (unreadable.length > 0) {
     const keySource = env.VIDGATE_WEBHOOK_SECRETS_KEY ? 'VIDGATE_WEBHOOK_SECRETS_KEY' : secretsKeyFile(config);
-    log.error('webhook signing secrets cannot be decrypted with this installation\'s key: their deliveries fail (recorded, then dead-lettered) until fixed', {
+    log.error({
       teams: unreadable,
-      key: keySource,
+      key_source: keySource,
       fix: `restore the key that encrypted them (${keySource}), or rotate each team's secret: POST /admin/teams/{team_id}/webhook-secret (vidgate webhooks secret rotate <team_id>) and give the team the new one`,
-    });
+    }, 'webhook signing secrets cannot be decrypted with this installation\'s key: their deliveries fail (recorded, then dead-lettered) until fixed');
   }
   let selfUrl = config.server.public_url ?? `http://${config.server.host}:${config.server.port}`;
   const deliverer = createDeliverer({
@@ -173,7 +173,7 @@ export async function createGateway(config: Config, options: GatewayOptions = {}
   });
   const providerWebhooks = createProviderWebhooks({
     store, log, now,
-    secrets: webhookSecrets(config, env, (message, fields) => log.warn(message, fields)),
+    secrets: webhookSecrets(config, env, (message, fields) => log.warn(fields, message)),
     onDue: (providerId) => workers.wakePoller(providerId),
   });
   const healthChecker = createHealthChecker({ router, log, now, config: config.routing.health_check, onRecovery: () => workers.wake() });
@@ -212,7 +212,7 @@ export async function createGateway(config: Config, options: GatewayOptions = {}
      * @throws StartupError when the port is taken or not allowed.
      */
     async start(): Promise<string> {
-      server = createHttpServer(app, config.server);
+      server = createHttpServer(app, config.server, log);
       const { host, port } = config.server;
       await new Promise<void>((resolve, reject) => {
         server!.once('error', (err: NodeJS.ErrnoException) => {
