@@ -400,7 +400,9 @@ export function createWorkers(deps: WorkerDeps): Workers {
       if (result.state !== 'completed') {
         health.jobProgressing(adapter.id, request.model);
         if (overdue) return timedOut();
-        await store.recordProgress(t.id, t.lease_token, result.progress, nextPollAt(result.poll_after_ms), now());
+        const nextAtMs = nextPollAt(result.poll_after_ms);
+        await store.recordProgress(t.id, t.lease_token, result.progress, nextAtMs, now());
+        taskLog(log, t).debug({ provider: adapter.id, progress: result.progress, next_poll_in_ms: nextAtMs - sentAt }, 'task polled');
         return;
       }
       await download(t, request, adapter, upstreamId);
