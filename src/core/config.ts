@@ -119,6 +119,7 @@ const ConfigSchema = z
       })
       .prefault({}),
     data_dir: z.string().min(1).default('./data'),
+    /** The least level written (`debug` to `error`, or `silent`); see src/core/logger.ts. */
     log_level: z.enum(LOG_LEVELS).default('info'),
     store: z
       .object({

@@ -124,6 +124,7 @@ export function createDeliverer(deps: DelivererDeps): LeasedLoop {
     lease_ms: config.lease_ms,
     now,
     log,
+    logFields: (e) => ({ event: e.id, task_id: e.task_id, team_id: e.team_id }),
   });
   return {
     ...loop,

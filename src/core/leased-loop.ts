@@ -28,6 +28,8 @@ export interface LeasedLoopOptions<T extends Leased> {
   lease_ms: number;
   now(): number;
   log: Logger;
+  /** The fields naming an item on the log's lines about it (e.g. `task_id`); `{ id }` by default. */
+  logFields?(item: T): Record<string, unknown>;
 }
 
 export interface LeasedLoop {
@@ -63,7 +65,7 @@ export function createLeasedLoop<T extends Leased>(options: LeasedLoopOptions<T>
   function run(item: T) {
     const done = options
       .step(item)
-      .catch((err: Error) => log.error({ loop: options.name, id: item.id, error: err.message }, 'worker step failed'))
+      .catch((err: Error) => log.error({ loop: options.name, ...(options.logFields?.(item) ?? { id: item.id }), error: err.message }, 'worker step failed'))
       .finally(() => {
         working.delete(item.id);
         refill();

@@ -472,6 +472,7 @@ export function createWorkers(deps: WorkerDeps): Workers {
       lease_ms: config.lease_ms,
       now,
       log,
+      logFields: (t) => ({ task_id: t.id, team_id: t.owner_id }),
     });
   // One poller per provider, each with its own concurrency, so that a slow provider does not hold up the others'
   // polls; and one for the jobs of providers no longer configured (found after a restart with another config:
