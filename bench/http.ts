@@ -23,7 +23,7 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { parseArgs } from 'node:util';
 import type { Gateway } from '../src/core/gateway';
-import type { Logger } from '../src/core/logger';
+import { createLogger } from '../src/core/logger';
 import type { Quotas } from '../src/store/types';
 
 const usage = `usage: node --import tsx bench/http.ts [options]
@@ -40,7 +40,7 @@ const WRK = '/usr/bin/wrk';
 const HUGE = 1_000_000_000;
 const HIGH_LIMITS: Quotas = { credits_per_day: HUGE, credits_per_month: HUGE, max_concurrent: HUGE, reads_per_minute: HUGE, submits_per_minute: HUGE };
 const SUBMIT_BODY = JSON.stringify({ model: 'sora-2', prompt: 'a paper boat on a rainy street', aspect_ratio: '16:9', duration: 4 });
-const silent: Logger = { info: () => undefined, warn: () => undefined, error: () => undefined };
+const silent = createLogger('silent');
 
 type Store = 'empty' | 'inflight' | 'finished';
 /** What a child tells the parent once it listens. */

@@ -28,7 +28,7 @@ import { fileURLToPath } from 'node:url';
 import { performance } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
 import type { Gateway } from '../src/core/gateway';
-import type { Logger } from '../src/core/logger';
+import { createLogger } from '../src/core/logger';
 import { RATE_QUOTA, type Quotas } from '../src/store/types';
 
 // ---------------------------------------------------------------------------------------------------------
@@ -239,7 +239,7 @@ function schedstat(): [number, number] | undefined {
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-const silent: Logger = { info: () => undefined, warn: () => undefined, error: () => undefined };
+const silent = createLogger('silent');
 
 function startChild(): Promise<ChildProcess> {
   const self = fileURLToPath(import.meta.url);

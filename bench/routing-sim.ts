@@ -14,7 +14,7 @@ import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
 import { parseConfig } from '../src/core/config';
 import { createGateway, type Gateway } from '../src/core/gateway';
-import type { Logger } from '../src/core/logger';
+import { createLogger } from '../src/core/logger';
 import { TERMINAL_STATUSES, type AttemptRecord, type TaskRecord } from '../src/store/types';
 import { usdOf } from '../src/routing/quote';
 import { startFakeOpenAI, type FakeJob, type FakeOpenAI } from '../test/support/fake-openai';
@@ -282,20 +282,17 @@ function countingLogger() {
   const requeues = new Map<string, number>();
   const errors: string[] = [];
   let warnings = 0;
-  const log: Logger = {
-    info(message, fields) {
-      if (message === 'task requeued') {
-        const key = `${String(fields?.provider)}: ${String(fields?.code)}`;
+  const log = createLogger('info', {
+    write(line: string) {
+      const { level, msg, time: _time, pid: _pid, hostname: _host, ...fields } = JSON.parse(line) as { level: string; msg: string } & Record<string, unknown>;
+      if (level === 'info' && msg === 'task requeued') {
+        const key = `${String(fields.provider)}: ${String(fields.code)}`;
         requeues.set(key, (requeues.get(key) ?? 0) + 1);
       }
+      if (level === 'warn') warnings++;
+      if (level === 'error') errors.push(`${msg} ${JSON.stringify(fields)}`);
     },
-    warn() {
-      warnings++;
-    },
-    error(message, fields) {
-      errors.push(`${message} ${JSON.stringify(fields ?? {})}`);
-    },
-  };
+  });
   return { log, requeues, errors, warnings: () => warnings };
 }
 

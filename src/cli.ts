@@ -4,6 +4,7 @@
 import fs from 'node:fs';
 import Table from 'cli-table3';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
+import { CLI_USER_AGENT } from './core/audit';
 
 /** The exit codes, documented in the README. */
 export const EXIT = {
@@ -17,6 +18,7 @@ export const EXIT = {
 } as const;
 
 const DEFAULT_URL = 'http://127.0.0.1:8080';
+const VERSION = (JSON.parse(fs.readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version;
 const REQUEST_TIMEOUT_MS = 30_000;
 
 export interface CliIo {
@@ -80,10 +82,9 @@ function keyFields(opts: Record<string, unknown>) {
 
 /** The command tree; each action hands back the HTTP call to make through `call`. */
 function program(io: CliIo, call: (c: Call) => void): Command {
-  const version = (JSON.parse(fs.readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version;
   const root = new Command('vidgate')
     .description('Administer a running vidgate gateway: teams, API keys, usage and the credit ledger.')
-    .version(version)
+    .version(VERSION)
     .option('--url <url>', 'the gateway (default: VIDGATE_URL, else http://127.0.0.1:8080)')
     .option('--json', 'print the API answer as JSON, for scripts')
     .addHelpText(
@@ -216,7 +217,7 @@ async function send([method, path, body]: Call, base: string, token: string | un
   try {
     res = await fetch(url, {
       method,
-      headers: { Authorization: `Bearer ${token}`, ...(body !== undefined && { 'Content-Type': 'application/json' }) },
+      headers: { Authorization: `Bearer ${token}`, 'User-Agent': `${CLI_USER_AGENT}/${VERSION}`, ...(body !== undefined && { 'Content-Type': 'application/json' }) },
       body: body === undefined ? undefined : JSON.stringify(body),
       signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS),
     });

@@ -8,7 +8,7 @@ import { createGateway } from '../src/core/gateway';
 import { hashApiKey } from '../src/core/teams';
 import { createSqliteStore } from '../src/store/sqlite';
 import { ADMIN_TOKEN, KEY_A, KEY_B, auth, startTestGateway, tempDir, waitFor } from './support/gateway';
-import { captureLogger } from './support/ledger-check';
+import { captureLogger } from './support/log-capture';
 import { startServerProcess } from './support/process';
 
 type Harness = Awaited<ReturnType<typeof startTestGateway>>;

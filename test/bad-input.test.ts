@@ -7,7 +7,7 @@ import fs from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import YAML from 'yaml';
 import { SPEC_PATH } from '../src/http/app';
-import type { Logger } from '../src/core/logger';
+import { captureLogger } from './support/log-capture';
 import { ADMIN_TOKEN, KEY_A, auth, startTestGateway, tempDir, waitFor } from './support/gateway';
 import { startServerProcess } from './support/process';
 
@@ -69,12 +69,8 @@ function rawExchange(url: string, write: (socket: net.Socket) => void, timeoutMs
 const jsonOf = (raw: string) => JSON.parse(raw.slice(raw.indexOf('\r\n\r\n') + 4));
 
 let h: Harness;
-const logged: { level: string; message: string; fields?: Json }[] = [];
-const log: Logger = {
-  info: (message, fields) => void logged.push({ level: 'info', message, fields }),
-  warn: (message, fields) => void logged.push({ level: 'warn', message, fields }),
-  error: (message, fields) => void logged.push({ level: 'error', message, fields }),
-};
+const captured = captureLogger();
+const log = captured.log;
 
 beforeAll(async () => {
   // As in production: without the check of responses, so the status poll takes its early route (src/http/early-route.ts).
@@ -308,14 +304,14 @@ describe('what Node answers before Express', () => {
   });
 
   it('a client that hangs up mid-body is logged at info, not as an error', async () => {
-    const before = logged.length;
+    const before = captured.lines.length;
     await rawExchange(h.url, (s) => {
       s.write(`POST /v1/estimates HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${KEY_A}\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{"pro`);
       setTimeout(() => s.destroy(), 100);
     });
-    const entry = await waitFor(async () => logged.slice(before).find((e) => e.message === 'client closed the connection'));
+    const entry = await waitFor(async () => captured.entries().slice(before).find((e) => e.msg === 'client closed the connection'));
     expect(entry.level).toBe('info');
-    expect(logged.slice(before).filter((e) => e.level === 'error')).toEqual([]);
+    expect(captured.entries().slice(before).filter((e) => e.level === 'error')).toEqual([]);
   });
 });
 

@@ -28,8 +28,9 @@ function ask(method: string, path: string, headers: Record<string, string> = {},
       let text = '';
       res.setEncoding('utf8').on('data', (chunk: string) => (text += chunk));
       res.on('end', () => {
-        const { date: _date, 'x-ratelimit-remaining': _left, 'keep-alive': _ka, connection: _c, ...rest } = res.headers;
-        resolve({ status: res.statusCode!, headers: rest, body: text });
+        // Each answer has its own request id: that it has one is what both ways share.
+        const { date: _date, 'x-ratelimit-remaining': _left, 'keep-alive': _ka, connection: _c, 'x-request-id': id, ...rest } = res.headers;
+        resolve({ status: res.statusCode!, headers: { ...rest, 'x-request-id': typeof id === 'string' && id.length > 0 }, body: text });
       });
     });
     req.on('error', reject).end(body);

@@ -1,8 +1,10 @@
 // The leased loop drains a backlog at the pace of its work, not of its ticks, without ever working more than
-// its concurrency at once; and renews the leases of all the items it works in one call.
+// its concurrency at once; renews the leases of all the items it works in one call; and logs a failed step with the
+// fields that name its item.
 import { expect, it } from 'vitest';
 import { createLeasedLoop, type Leased } from '../src/core/leased-loop';
 import { createLogger } from '../src/core/logger';
+import { captureLogger } from './support/log-capture';
 
 it('claims again as room frees while claims come back full (backlogged meanwhile), within its concurrency, with one renewal call for all', async () => {
   const due = Array.from({ length: 100 }, (_, i): Leased => ({ id: `t${i}`, lease_token: `l${i}` }));
@@ -50,4 +52,30 @@ it('claims again as room frees while claims come back full (backlogged meanwhile
   // Each heartbeat renewed every item being worked in one call.
   expect(renewals.length).toBeGreaterThan(0);
   expect(renewals.every((n) => n >= 1 && n <= 8)).toBe(true);
+});
+
+it('logs a failed step at error with the fields that name its item (a task id, say), and goes on', async () => {
+  const captured = captureLogger('info');
+  const due: Leased[] = [{ id: 'task_1', lease_token: 'l1' }];
+  const loop = createLeasedLoop<Leased>({
+    name: 'dispatcher',
+    claim: async (limit) => due.splice(0, limit),
+    renew: async () => undefined,
+    step: async () => {
+      throw new Error('the store is gone');
+    },
+    concurrency: 1,
+    interval_ms: 3600_000,
+    lease_ms: 300,
+    now: () => 0,
+    log: captured.log,
+    logFields: (item) => ({ task_id: item.id }),
+  });
+  loop.start();
+  const deadline = Date.now() + 20_000;
+  while (captured.lines.length === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+  await loop.stop(1000);
+  expect(captured.entries()).toEqual([
+    expect.objectContaining({ level: 'error', msg: 'worker step failed', loop: 'dispatcher', task_id: 'task_1', error: 'the store is gone' }),
+  ]);
 });

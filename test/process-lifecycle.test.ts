@@ -51,7 +51,7 @@ function processesMentioning(text: string): number[] {
     .map(Number);
 }
 
-/** The message a start that fails writes, once it has exited. */
+/** The message a start that fails writes, once it has exited (without the log's JSON lines written before it). */
 async function failedStart(env: Record<string, string>): Promise<string> {
   const err = await startServerProcess({ VIDGATE_SERVER__PORT: '0', ...env }).then(
     () => {
@@ -60,7 +60,8 @@ async function failedStart(env: Record<string, string>): Promise<string> {
     (e: Error) => e,
   );
   expect(err.message).toMatch(/exited \(1\) before listening/);
-  return err.message.slice(err.message.indexOf('\n') + 1).trim();
+  const output = err.message.slice(err.message.indexOf('\n') + 1);
+  return output.split('\n').filter((line) => !line.startsWith('{')).join('\n').trim();
 }
 
 async function submit(url: string, body: Record<string, unknown>): Promise<string> {

@@ -4,7 +4,7 @@ import { describe, expect, it, type TestContext } from 'vitest';
 import type { components } from '../src/generated/vidgate-api';
 import { Webhook } from 'standardwebhooks';
 import { createGateway, type GatewayOptions } from '../src/core/gateway';
-import type { Logger } from '../src/core/logger';
+import { captureLogger } from './support/log-capture';
 import { createWebhookSecrets } from '../src/core/webhook-secrets';
 import { ADMIN_TOKEN, KEY_A, KEY_B, auth, startTestGateway, waitFor, type ConfigOverrides } from './support/gateway';
 import { startWebhookReceiver, type Answer, type Delivery, type Receiver } from './support/webhook-receiver';
@@ -386,12 +386,11 @@ describe('webhooks: a secrets key lost or replaced', () => {
     // The team's secret as another key made it (the key file lost, or the variable changed since).
     await createWebhookSecrets(r.h.gateway.store, otherKey(2), Date.now).rotate(team, 0);
 
-    const logged: { message: string; fields?: object }[] = [];
-    const capture = (message: string, fields?: object) => void logged.push({ message, fields });
-    const restarted = await createGateway(r.h.config, { log: { info: capture, warn: capture, error: capture } satisfies Logger, env: { VIDGATE_WEBHOOK_SECRETS_KEY: KEY_HEX } });
+    const captured = captureLogger();
+    const restarted = await createGateway(r.h.config, { log: captured.log, env: { VIDGATE_WEBHOOK_SECRETS_KEY: KEY_HEX } });
     await restarted.stop();
-    const warning = logged.find((l) => l.message.includes('cannot be decrypted'));
-    expect(warning?.fields).toMatchObject({ teams: [team], key: 'VIDGATE_WEBHOOK_SECRETS_KEY', fix: expect.stringContaining('webhook-secret') });
+    const warning = captured.entries().find((l) => l.msg.includes('cannot be decrypted'));
+    expect(warning).toMatchObject({ level: 'error', teams: [team], key_source: 'VIDGATE_WEBHOOK_SECRETS_KEY', fix: expect.stringContaining('webhook-secret') });
 
     const secretUrl = `/admin/teams/${team}/webhook-secret`;
     const read = await r.h.http.get(secretUrl).set(auth(ADMIN_TOKEN));

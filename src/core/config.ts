@@ -7,6 +7,7 @@ import { z } from 'zod';
 import { SIZES } from '../providers/types';
 import { isWholeMicroUsd } from '../routing/quote';
 import { splitRequestsPerMinute } from './teams';
+import { LOG_LEVELS } from './logger';
 
 /** The longest wait Node's timers take (setTimeout, AbortSignal.timeout): 2^31 - 1 ms, about 24.8 days; beyond it they fire at once. */
 export const MAX_TIMER_MS = 2_147_483_647;
@@ -118,7 +119,8 @@ const ConfigSchema = z
       })
       .prefault({}),
     data_dir: z.string().min(1).default('./data'),
-    log_level: z.enum(['info', 'warn', 'silent']).default('info'),
+    /** The least level written (`debug` to `error`, or `silent`); see src/core/logger.ts. */
+    log_level: z.enum(LOG_LEVELS).default('info'),
     store: z
       .object({
         sqlite_path: z.string().min(1).optional(),

@@ -92,12 +92,14 @@ export function createDeliverer(deps: DelivererDeps): LeasedLoop {
     const latencyMs = Math.round(performance.now() - started);
     const outcome: DeliveryOutcome = error === null ? { state: 'delivered' } : afterFailure(config.retry_schedule_ms, event.failures, startedAtMs);
     const recorded = await store.recordDelivery(event.id, event.lease_token, { started_at_ms: startedAtMs, status_code: status, latency_ms: latencyMs, error }, outcome);
-    if (!recorded) return log.warn('webhook attempt not recorded: the lease was lost', { event: event.id, task: event.task_id });
+    const eventLog = log.child({ task_id: event.task_id, team_id: event.team_id, event: event.id });
+    if (!recorded) return eventLog.warn('webhook attempt not recorded: the lease was lost');
     if (outcome.state === 'pending') wakeAt(outcome.next_run_at_ms);
     const result = outcome.state === 'delivered' ? 'delivered' : outcome.state === 'dead' ? 'dead_lettered' : 'retried';
     metrics.webhookDeliveries.inc({ outcome: result });
     metrics.webhookDeliveryDuration.observe({ outcome: error === null ? 'success' : 'failure' }, latencyMs / 1000);
-    if (error !== null) log.warn('webhook attempt failed', { event: event.id, task: event.task_id, team: event.team_id, error, outcome: result });
+    if (error !== null) eventLog.warn({ error, outcome: result, status_code: status, latency_ms: latencyMs }, 'webhook attempt failed');
+    else eventLog.info({ status_code: status, latency_ms: latencyMs }, 'webhook delivered');
   }
 
   /** One timer, at the earliest retry this process scheduled: a retry is claimed when due, not at the next tick. */
@@ -122,6 +124,7 @@ export function createDeliverer(deps: DelivererDeps): LeasedLoop {
     lease_ms: config.lease_ms,
     now,
     log,
+    logFields: (e) => ({ event: e.id, task_id: e.task_id, team_id: e.team_id }),
   });
   return {
     ...loop,

@@ -127,15 +127,15 @@ export async function createGateway(config: Config, options: GatewayOptions = {}
   const store: Store = createSqliteStore(config.store.sqlite_path);
   const metrics = createMetrics({ teamLabel: config.metrics.team_label, usdPerCredit: config.credits.usd_per_credit });
   const assets = createLocalAssetStore(config.assets.dir);
-  const built = providersFromConfig(config, env, outbound, (message, fields) => log.warn(message, fields));
-  for (const p of built.disabled) log.warn('provider left out', { provider: p.id, kind: p.kind, reason: p.reason });
+  const built = providersFromConfig(config, env, outbound, (message, fields) => log.warn(fields, message));
+  for (const p of built.disabled) log.warn({ provider: p.id, kind: p.kind, reason: p.reason }, 'provider left out');
   const health = createHealth(config.routing.breaker, now);
   const imageLinks = config.server.public_url ? createImageLinks(config.server.public_url, path.join(config.data_dir, 'image-link.key'), now) : undefined;
   const router = createRouter(options.providers ?? built.routed, health, { imageLinks: imageLinks !== undefined });
   const retentionMs = config.assets.retention_days * 24 * 3600 * 1000;
   metrics.knowProviders(router.providers.map((p) => ({ id: p.id, models: p.catalog.map((o) => o.model) })));
   const teams = createTeamService(store, config.teams.default_quotas, now, (team) => metrics.knowTeam(team.id));
-  const { devKey } = await ensureApiKeys(store, teams, config.auth.api_keys);
+  const { devKey } = await ensureApiKeys(store, teams, config.auth.api_keys, log);
   for (const team of await store.listTeams()) metrics.knowTeam(team.id);
   metrics.readStateWith({ snapshot: () => store.metricsSnapshot(now()), breakers: () => health.breakerStates() });
 
@@ -150,11 +150,11 @@ export async function createGateway(config: Config, options: GatewayOptions = {}
   const unreadable = await secrets.unreadableTeams();
   if (unreadable.length > 0) {
     const keySource = env.VIDGATE_WEBHOOK_SECRETS_KEY ? 'VIDGATE_WEBHOOK_SECRETS_KEY' : secretsKeyFile(config);
-    log.error('webhook signing secrets cannot be decrypted with this installation\'s key: their deliveries fail (recorded, then dead-lettered) until fixed', {
+    log.error({
       teams: unreadable,
-      key: keySource,
+      key_source: keySource,
       fix: `restore the key that encrypted them (${keySource}), or rotate each team's secret: POST /admin/teams/{team_id}/webhook-secret (vidgate webhooks secret rotate <team_id>) and give the team the new one`,
-    });
+    }, 'webhook signing secrets cannot be decrypted with this installation\'s key: their deliveries fail (recorded, then dead-lettered) until fixed');
   }
   let selfUrl = config.server.public_url ?? `http://${config.server.host}:${config.server.port}`;
   const deliverer = createDeliverer({
@@ -190,7 +190,7 @@ export async function createGateway(config: Config, options: GatewayOptions = {}
   });
   const providerWebhooks = createProviderWebhooks({
     store, log, now,
-    secrets: webhookSecrets(config, env, (message, fields) => log.warn(message, fields)),
+    secrets: webhookSecrets(config, env, (message, fields) => log.warn(fields, message)),
     onDue: (providerId) => workers.wakePoller(providerId),
   });
   const healthChecker = createHealthChecker({ router, log, now, metrics, config: config.routing.health_check, onRecovery: () => workers.wake() });
@@ -230,7 +230,7 @@ export async function createGateway(config: Config, options: GatewayOptions = {}
      * @throws StartupError when the port is taken or not allowed.
      */
     async start(): Promise<string> {
-      server = createHttpServer(app, config.server);
+      server = createHttpServer(app, config.server, log);
       const { host, port } = config.server;
       await new Promise<void>((resolve, reject) => {
         server!.once('error', (err: NodeJS.ErrnoException) => {

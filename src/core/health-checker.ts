@@ -50,7 +50,7 @@ export function createHealthChecker(deps: HealthCheckerDeps): HealthChecker {
       deps.metrics.healthChecks.inc({ provider: providerId, result: 'success' });
       health.checkSucceeded(providerId);
       entry.interval_ms = config.min_interval_ms;
-      log.info('provider health check passed', { provider: providerId });
+      log.info({ provider: providerId }, 'provider health check passed');
       deps.onRecovery();
     } catch (err) {
       const error = err instanceof ProviderError ? err : new ProviderError('health_check_failed', (err as Error).message, true);
@@ -86,7 +86,7 @@ export function createHealthChecker(deps: HealthCheckerDeps): HealthChecker {
       if (!config.enabled) return;
       const loop = () => {
         const p = checkDue()
-          .catch((err: Error) => log.error('health checks failed', { error: err.message }))
+          .catch((err: Error) => log.error({ error: err.message }, 'health checks failed'))
           .finally(() => running.delete(p));
         running.add(p);
         if (!stopped) timer = setTimeout(loop, LOOP_MS);

@@ -28,6 +28,8 @@ export interface LeasedLoopOptions<T extends Leased> {
   lease_ms: number;
   now(): number;
   log: Logger;
+  /** The fields naming an item on the log's lines about it (e.g. `task_id`); `{ id }` by default. */
+  logFields?(item: T): Record<string, unknown>;
 }
 
 export interface LeasedLoop {
@@ -57,13 +59,13 @@ export function createLeasedLoop<T extends Leased>(options: LeasedLoopOptions<T>
   function renewAll() {
     if (working.size === 0) return;
     const items = [...working.values()].map((w) => w.item);
-    options.renew(items, now() + options.lease_ms).catch((err: Error) => log.warn('lease renewal failed', { loop: options.name, error: err.message }));
+    options.renew(items, now() + options.lease_ms).catch((err: Error) => log.warn({ loop: options.name, error: err.message }, 'lease renewal failed'));
   }
 
   function run(item: T) {
     const done = options
       .step(item)
-      .catch((err: Error) => log.error('worker step failed', { loop: options.name, id: item.id, error: err.message }))
+      .catch((err: Error) => log.error({ loop: options.name, ...(options.logFields?.(item) ?? { id: item.id }), error: err.message }, 'worker step failed'))
       .finally(() => {
         working.delete(item.id);
         refill();
@@ -80,7 +82,7 @@ export function createLeasedLoop<T extends Leased>(options: LeasedLoopOptions<T>
       for (const item of claimed) run(item);
     } catch (err) {
       backlog = false;
-      log.error('worker tick failed', { loop: options.name, error: (err as Error).message });
+      log.error({ loop: options.name, error: (err as Error).message }, 'worker tick failed');
     }
   }
 

@@ -1,18 +1,49 @@
-// Structured one-line JSON logs on stderr. Never pass secrets (API keys) in `fields`.
-export type LogFields = Record<string, unknown>;
+// The log: pino's JSON lines on stderr, one object a line: `level` (its name), `time` (ISO 8601), `pid`, `hostname`,
+// `msg`, then the line's own fields. Call sites use pino's API: `log.info({ fields }, 'message')`, and `log.child()`
+// to bind what every line about one thing carries (`request_id`, `task_id`). Keys, secrets and prompts are never
+// passed; the redaction below is a second line of defence, not the first.
+import { pino, type DestinationStream, type Logger } from 'pino';
 
-export interface Logger {
-  info(message: string, fields?: LogFields): void;
-  warn(message: string, fields?: LogFields): void;
-  error(message: string, fields?: LogFields): void;
+export type { Logger } from 'pino';
+
+/** The levels `log_level` takes, most verbose first; `silent` writes nothing. */
+export const LOG_LEVELS = ['debug', 'info', 'warn', 'error', 'silent'] as const;
+export type LogLevel = (typeof LOG_LEVELS)[number];
+
+/** The text that replaces a redacted value. */
+export const REDACTED = '[redacted]';
+
+/**
+ * Field names whose values never reach a line, at the top level or one level down (pino's `redact`): credentials
+ * (API keys, the admin token, webhook secrets, signed links' tokens) and what tenants wrote (prompts).
+ */
+const SECRET_FIELDS = ['authorization', 'api_key', 'key', 'admin_token', 'token', 'secret', 'webhook_secret', 'password', 'prompt'];
+export const REDACT_PATHS = SECRET_FIELDS.flatMap((f) => [f, `*.${f}`]);
+
+/**
+ * A logger at `level` writing to `destination` (stderr by default, synchronously, so that nothing is lost when
+ * the process exits). Tests pass a stream of their own to read the lines.
+ */
+export function createLogger(level: LogLevel = 'info', destination: DestinationStream = pino.destination({ fd: 2, sync: true })): Logger {
+  return pino(
+    {
+      level,
+      timestamp: pino.stdTimeFunctions.isoTime,
+      formatters: { level: (label) => ({ level: label }) },
+      redact: { paths: REDACT_PATHS, censor: REDACTED },
+    },
+    destination,
+  );
 }
 
-export function createLogger(level: 'info' | 'warn' | 'silent' = 'info'): Logger {
-  const write = (lvl: string, message: string, fields?: LogFields) =>
-    process.stderr.write(JSON.stringify({ time: new Date().toISOString(), level: lvl, message, ...fields }) + '\n');
-  return {
-    info: (m, f) => level === 'info' && write('info', m, f),
-    warn: (m, f) => level !== 'silent' && write('warn', m, f),
-    error: (m, f) => level !== 'silent' && write('error', m, f),
-  };
+/** What identifies a task in the log: its id, and the team it belongs to. */
+export interface TaskIdentity {
+  id: string;
+  /** The team's id (tasks belong to a team). */
+  owner_id?: string;
+}
+
+/** A child of `log` whose lines carry `task_id` (and `team_id` when the task's team is known). */
+export function taskLog(log: Logger, task: TaskIdentity): Logger {
+  return log.child(task.owner_id === undefined ? { task_id: task.id } : { task_id: task.id, team_id: task.owner_id });
 }

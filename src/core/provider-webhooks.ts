@@ -49,7 +49,7 @@ export function createProviderWebhooks(deps: ProviderWebhooksDeps): ProviderWebh
       if (typeof event?.type !== 'string' || !FINISHED.has(event.type) || typeof jobId !== 'string') return;
       const taskId = await deps.store.pollJobNow(providerId, jobId, deps.now());
       if (taskId === undefined) return;
-      deps.log.info('provider webhook: job finished, polling it now', { provider: providerId, task: taskId, event: event.type });
+      deps.log.info({ provider: providerId, task_id: taskId, event: event.type }, 'provider webhook: job finished, polling it now');
       deps.onDue(providerId);
     },
   };

@@ -36,7 +36,7 @@ export function createRetentionSweeper(deps: RetentionDeps) {
   return {
     sweep,
     start() {
-      const run = () => sweep().catch((err: Error) => deps.log.error('retention sweep failed', { error: err.message }));
+      const run = () => sweep().catch((err: Error) => deps.log.error({ error: err.message }, 'retention sweep failed'));
       void run();
       timer = setInterval(run, deps.intervalMs);
       timer.unref();

@@ -7,7 +7,7 @@ import { IdempotencyConflictError, QuotaExceededError, TERMINAL_STATUSES, type A
 import type { AssetStore } from './assets';
 import type { Caller } from './teams';
 import { ApiError, conflict, forbidden, gone, invalidRequest, quotaError, taskNotFound } from './errors';
-import type { Logger } from './logger';
+import { taskLog, type Logger } from './logger';
 import type { ImageUpload, ReferenceImages } from './reference-images';
 import type { ResultCache } from './result-cache';
 import type { ReportSink } from './transition-reports';
@@ -153,6 +153,7 @@ export function createTaskService(deps: TaskServiceDeps) {
     }
     if (task.id !== id) return task; // a retry under an Idempotency-Key: the original, charged once
     deps.cache.served(task, quotedCredits);
+    taskLog(log, task).info({ key_id: caller.key.id, model: request.model, door: task.door, cache: task.cache_status, credits_reserved: task.credits_reserved }, 'task accepted');
     if (task.cache_status !== 'hit' && task.cache_status !== 'coalesced') deps.onSubmitted();
     return task;
   }
@@ -170,7 +171,7 @@ export function createTaskService(deps: TaskServiceDeps) {
     if (abandonJob && adapter?.cancel && before.upstream_id) {
       await adapter
         .cancel(before.upstream_id, { signal: AbortSignal.timeout(deps.upstreamTimeoutMs) })
-        .catch((err: Error) => log.warn('upstream cancel failed', { task: id, provider: adapter.id, error: err.message }));
+        .catch((err: Error) => taskLog(log, before).warn({ provider: adapter.id, error: err.message }, 'upstream cancel failed'));
     }
     return ownTask(caller, id);
   }

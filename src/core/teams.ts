@@ -2,6 +2,8 @@
 import crypto from 'node:crypto';
 import { UniqueViolation, type ApiKeyRecord, type Quotas, type Store, type TeamRecord } from '../store/types';
 import { ApiError, conflict, invalidRequest } from './errors';
+import { audit } from './audit';
+import type { Logger } from './logger';
 
 const KEY_PREFIX = 'vg_';
 export const DEFAULT_TEAM = 'default';
@@ -140,11 +142,6 @@ export function createTeamService(store: Store, defaultQuotas: Quotas, now: () =
       await store.updateApiKey(id, graceMs > 0 ? { expires_at_ms: Math.min(old.expires_at_ms ?? Infinity, now() + graceMs) } : { revoked_at_ms: now() });
       return fresh;
     },
-
-    /** The default team, created on first use. */
-    async defaultTeam(): Promise<TeamRecord> {
-      return (await store.findTeamByName(DEFAULT_TEAM)) ?? createTeam(DEFAULT_TEAM);
-    },
   };
 }
 
@@ -155,16 +152,29 @@ export interface Caller {
   owner_id: string;
 }
 
-/** Store the configured keys (by hash) in the default team and, when no key exists at all, create a development key. */
-export async function ensureApiKeys(store: Store, teams: TeamService, configuredKeys: string[]): Promise<{ devKey?: string }> {
+/**
+ * Store the configured keys (by hash) in the default team and, when no key exists at all, create a development key.
+ * Each team and key made here gets its audit line (actor `config`) on `log`.
+ */
+export async function ensureApiKeys(store: Store, teams: TeamService, configuredKeys: string[], log: Logger): Promise<{ devKey?: string }> {
   const needed = configuredKeys.filter((k) => k);
   let defaultTeam: TeamRecord | undefined;
+  const addToDefaultTeam = async (name: string, plainKey?: string): Promise<string> => {
+    if (!defaultTeam) {
+      defaultTeam = await store.findTeamByName(DEFAULT_TEAM);
+      if (!defaultTeam) {
+        defaultTeam = await teams.createTeam(DEFAULT_TEAM);
+        audit(log, { action: 'team.created', actor: 'config', team_id: defaultTeam.id, fields: ['name'] });
+      }
+    }
+    const { record, key } = await teams.addKey(defaultTeam.id, { name }, plainKey);
+    audit(log, { action: 'key.created', actor: 'config', team_id: record.team_id, key_id: record.id, fields: ['name'] });
+    return key;
+  };
   for (const key of needed) {
     if (await store.findApiKeyByHash(hashApiKey(key))) continue;
-    defaultTeam ??= await teams.defaultTeam();
-    await teams.addKey(defaultTeam.id, { name: 'configured' }, key);
+    await addToDefaultTeam('configured', key);
   }
   if (needed.length > 0 || (await store.countApiKeys()) > 0) return {};
-  const { key } = await teams.addKey((await teams.defaultTeam()).id, { name: 'development' });
-  return { devKey: key };
+  return { devKey: await addToDefaultTeam('development') };
 }

@@ -13,7 +13,7 @@ import { readImage, type ImageReadOptions } from './image-digest';
 import type { Config } from './config';
 import { createLeasedLoop, type LeasedLoop } from './leased-loop';
 import { nextPollDelayMs } from './poll-schedule';
-import type { Logger } from './logger';
+import { taskLog, type Logger } from './logger';
 import type { Metrics } from './metrics';
 import type { ImageLinks } from './image-links';
 import type { ReferenceImages } from './reference-images';
@@ -127,7 +127,7 @@ export function createWorkers(deps: WorkerDeps): Workers {
     if (!t.provider_id) return;
     // The request's fault says nothing of the provider: a probe that ends so is given back for another task.
     if (!error.retryable) return health.release(t.provider_id, model, t.id);
-    log.warn('provider failure', { task: t.id, provider: t.provider_id, code: error.code, error: error.message });
+    taskLog(log, t).warn({ provider: t.provider_id, code: error.code, error: error.message }, 'provider failure');
     health.jobFailed(t.provider_id, model, { reason: error.code, stage, retry_after_ms: error.retryAfterMs });
   }
 
@@ -174,7 +174,7 @@ export function createWorkers(deps: WorkerDeps): Workers {
     if (report === false) return;
     countFailedAttempt(t, ended);
     deps.report(report);
-    log.info('task failed', { task: t.id, provider: t.provider_id, code: error.code });
+    taskLog(log, t).info({ provider: t.provider_id, code: error.code }, 'task failed');
     if (jobMayRun) await abandon(t.provider_id, t.upstream_id);
   }
 
@@ -200,7 +200,7 @@ export function createWorkers(deps: WorkerDeps): Workers {
     countFailedAttempt(t, ended);
     // A failover: the provider failed it, and the next attempt goes to another one, the next cheapest untried.
     if (ended?.fault === 'provider' && untried && t.provider_id) metrics.failovers.inc({ provider: t.provider_id, model: t.model });
-    log.info('task requeued', { task: t.id, provider: t.provider_id, code: error.code, attempt: t.attempt });
+    taskLog(log, t).info({ provider: t.provider_id, code: error.code, attempt: t.attempt }, 'task requeued');
     await abandon(t.provider_id, t.upstream_id);
   }
 
@@ -303,7 +303,7 @@ export function createWorkers(deps: WorkerDeps): Workers {
       prepared = await referenceImage(t, request, provider);
       const ctx = { idempotencyKey: idempotencyKey(t), image: prepared.image, lateAnswer };
       ({ upstreamId } = await upstream(provider, 'submit', (signal) => create(provider, prepared.sent, { ...ctx, signal }), lateAnswer?.grace_ms));
-      if (late) log.info('late create answer adopted', { task: t.id, provider: provider.id, upstream_id: upstreamId });
+      if (late) taskLog(log, t).info({ provider: provider.id, upstream_id: upstreamId }, 'late create answer adopted');
       // The create answer describes a queued job: after an outage of failed submits, that ends the probe.
       else health.jobProgressing(provider.id, request.model);
     } catch (err) {
@@ -335,10 +335,10 @@ export function createWorkers(deps: WorkerDeps): Workers {
       if (!provider.findJob) return undefined;
       const window = { from_ms: sentSinceMs - CREATE_WINDOW_SLACK_MS, to_ms: now() + CREATE_WINDOW_SLACK_MS };
       const [upstreamId] = await provider.findJob(request, window, { signal });
-      if (upstreamId !== undefined) log.info('lost create answer reconciled', { task: t.id, provider: provider.id, upstream_id: upstreamId });
+      if (upstreamId !== undefined) taskLog(log, t).info({ provider: provider.id, upstream_id: upstreamId }, 'lost create answer reconciled');
       return upstreamId;
     } catch (err) {
-      log.warn('cannot learn the job of a lost create answer', { task: t.id, provider: provider.id, error: asProviderError(err).message });
+      taskLog(log, t).warn({ provider: provider.id, error: asProviderError(err).message }, 'cannot learn the job of a lost create answer');
       return undefined;
     }
   }
@@ -366,13 +366,13 @@ export function createWorkers(deps: WorkerDeps): Workers {
     const bytes = asset ? await deps.images.read(asset.sha256) : await readImage(url!, deps.imageReads).then((r) => ('bytes' in r ? r.bytes : undefined));
     if (!bytes) {
       if (asset) throw new ProviderError('invalid_parameters', 'the uploaded reference image is no longer stored', false);
-      log.warn('cannot read the reference image; its URL is sent as it is', { task: t.id, provider: provider.id });
+      taskLog(log, t).warn({ provider: provider.id }, 'cannot read the reference image; its URL is sent as it is');
       return { sent: request };
     }
     try {
       return { sent: request, image: { bytes: await fitImage(bytes, request.size, request.resize_mode ?? 'pad'), media_type: 'image/png' } };
     } catch (err) {
-      log.warn('cannot fit the reference image; it is sent as it is', { task: t.id, provider: provider.id, error: (err as Error).message });
+      taskLog(log, t).warn({ provider: provider.id, error: (err as Error).message }, 'cannot fit the reference image; it is sent as it is');
       return asset ? { sent: request, image: { bytes, media_type: asset.media_type } } : { sent: request };
     }
   }
@@ -383,7 +383,7 @@ export function createWorkers(deps: WorkerDeps): Workers {
     if (await store.markSubmitted(t.id, t.lease_token, upstreamId, now())) {
       // The first submission a provider accepted ends the task's wait in the queue (submitted_at_ms stays set after).
       if (t.submitted_at_ms === null) metrics.queueWait.observe({ model: t.model }, (now() - t.created_at_ms) / 1000);
-      return;
+      return void taskLog(log, t).info({ provider: provider.id, upstream_id: upstreamId, attempt: t.attempt }, 'task sent to provider');
     }
     // Our lease is gone. Cancel the job only if the task ended without it (cancelled while we were
     // submitting); a worker that took the task over may be running this very job.
@@ -423,7 +423,9 @@ export function createWorkers(deps: WorkerDeps): Workers {
       if (result.state !== 'completed') {
         health.jobProgressing(adapter.id, request.model);
         if (overdue) return timedOut();
-        await store.recordProgress(t.id, t.lease_token, result.progress, nextPollAt(result.poll_after_ms), now());
+        const nextAtMs = nextPollAt(result.poll_after_ms);
+        await store.recordProgress(t.id, t.lease_token, result.progress, nextAtMs, now());
+        taskLog(log, t).debug({ provider: adapter.id, progress: result.progress, next_poll_in_ms: nextAtMs - sentAt }, 'task polled');
         return;
       }
       await download(t, request, adapter, upstreamId);
@@ -448,7 +450,7 @@ export function createWorkers(deps: WorkerDeps): Workers {
       await upstream(adapter, 'download', async (signal) => assets.put(t.id, await adapter.download(upstreamId, { signal }), verify));
     } catch (err) {
       if (isLocalFailure(err)) {
-        log.error('cannot store video', { task: t.id, error: (err as Error).message });
+        taskLog(log, t).error({ error: (err as Error).message }, 'cannot store video');
         await store.releaseLease(t.id, t.lease_token, now() + config.retry_backoff_ms, now());
         return;
       }
@@ -471,8 +473,8 @@ export function createWorkers(deps: WorkerDeps): Workers {
       deps.report(report);
       const [completed, ...followers] = report.finished.map((f) => f.task);
       deps.cache.followersServed(followers, completed?.credits_settled ?? 0);
-      log.info('task completed', { task: t.id, provider: adapter.id, followers: followers.length });
-      await adapter.release?.(upstreamId, {}).catch((err: Error) => log.warn('provider copy not released', { task: t.id, error: err.message }));
+      taskLog(log, t).info({ provider: adapter.id, followers: followers.length }, 'task completed');
+      await adapter.release?.(upstreamId, {}).catch((err: Error) => taskLog(log, t).warn({ error: err.message }, 'provider copy not released'));
       return;
     }
     // Our lease is gone. Remove the file only if the task ended without a video; a worker that took
@@ -493,6 +495,7 @@ export function createWorkers(deps: WorkerDeps): Workers {
       lease_ms: config.lease_ms,
       now,
       log,
+      logFields: (t) => ({ task_id: t.id, team_id: t.owner_id }),
     });
   // One poller per provider, each with its own concurrency, so that a slow provider does not hold up the others'
   // polls; and one for the jobs of providers no longer configured (found after a restart with another config:

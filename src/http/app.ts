@@ -26,6 +26,7 @@ import { createPlaygroundRoutes } from './playground';
 import { inSequence } from './in-sequence';
 import { sendJsonDirectly } from './send-json';
 import { createProviderWebhookRoutes, keepWebhookBody, type ProviderWebhookRoutesDeps } from './provider-webhooks';
+import { requestLogging } from './request-log';
 
 export const SPEC_PATH = fileURLToPath(new URL('../../openapi/vidgate.yaml', import.meta.url));
 /** The largest uploaded file accepted (413 above): above the 10 MB an image may have, so that one a little over gets a 400 saying why. */
@@ -56,7 +57,9 @@ export function createApp(deps: AppDeps): express.Express {
   app.set('etag', false);
   sendJsonDirectly(app);
 
-  app.use(recordLatency(metrics, createRouteTemplates(Object.keys(spec.paths))));
+  const routeOf = createRouteTemplates(Object.keys(spec.paths));
+  app.use(requestLogging(deps.log, routeOf));
+  app.use(recordLatency(metrics, routeOf));
   app.use(headAsGet);
   const apiKey = requireApiKey(deps.store, deps.now);
   // The status poll, most of the traffic, ahead of the rest (see early-route.ts). Not while responses are checked
@@ -101,7 +104,7 @@ export function createApp(deps: AppDeps): express.Express {
   app.use(createOpenAIRoutes(deps));
   app.use(createImageLinkRoutes(deps));
   app.use(createProviderWebhookRoutes(deps));
-  app.use('/admin', createAdminRouter({ store: deps.store, teams: deps.teams, microUsdPerCredit: deps.microUsdPerCredit, now: deps.now, webhooks: deps.webhooks }));
+  app.use('/admin', createAdminRouter({ store: deps.store, teams: deps.teams, microUsdPerCredit: deps.microUsdPerCredit, now: deps.now, webhooks: deps.webhooks, log: deps.log }));
   // Whatever the validator let through and no route took: JSON, never Express's HTML 404.
   app.use((_req, _res, next) => next(new ApiError(404, 'not_found_error', 'route_not_found', 'no such route; see /docs')));
 

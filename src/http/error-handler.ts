@@ -3,6 +3,7 @@
 import type { ErrorRequestHandler } from 'express';
 import { ApiError, internalError } from '../core/errors';
 import type { Logger } from '../core/logger';
+import { requestLog } from './request-log';
 import { StoreUnavailable, UniqueViolation } from '../store/types';
 
 type HttpLikeError = Error & {
@@ -107,11 +108,11 @@ export function methodNotAllowed(allow: string): ApiError {
 export function errorHandler(log: Logger): ErrorRequestHandler {
   return (err: HttpLikeError, req, res, _next) => {
     if (isClientGone(err)) {
-      log.info('client closed the connection', { method: req.method, path: req.path, code: err.code ?? err.type });
+      requestLog(res, log).info({ method: req.method, path: req.path, code: err.code ?? err.type }, 'client closed the connection');
       return void (res.headersSent ? res.end() : res.destroy());
     }
     const apiError = toApiError(err, Boolean(req.is('multipart/form-data')));
-    if (apiError.status >= 500) log.error('request failed', { method: req.method, path: req.path, error: err.message, stack: err.stack });
+    if (apiError.status >= 500) requestLog(res, log).error({ method: req.method, path: req.path, error: err.message, stack: err.stack }, 'request failed');
     if (res.headersSent) return void res.end();
     res.removeHeader('Cache-Control');
     res.status(apiError.status).set(apiError.headers).type('application/json').json(apiError.toBody());

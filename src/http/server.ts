@@ -1,10 +1,13 @@
 // The HTTP server around the app: how long a client may take to send a request, and the answers Node gives before
 // Express sees a request (oversized headers, unparsable requests, timeouts), in the documented error shape.
+import crypto from 'node:crypto';
 import http from 'node:http';
 import type { Duplex } from 'node:stream';
 import type express from 'express';
 import type { Config } from '../core/config';
 import { ApiError } from '../core/errors';
+import type { Logger } from '../core/logger';
+import { REQUEST_ID_HEADER } from './request-log';
 
 /** Node's `clientError` codes -> the answer; anything else unparsable is a 400. */
 function answerFor(code: string | undefined): ApiError {
@@ -24,11 +27,12 @@ function answerFor(code: string | undefined): ApiError {
  */
 export const RAW_ANSWER_STATUS = Symbol('vidgate.rawAnswerStatus');
 
-/** The response to write on a socket Express never saw, as raw HTTP/1.1 text. */
-export function rawErrorResponse(err: ApiError): string {
+/** The response to write on a socket Express never saw, as raw HTTP/1.1 text, with the request's id. */
+export function rawErrorResponse(err: ApiError, requestId: string): string {
   const body = JSON.stringify(err.toBody());
   return [
     `HTTP/1.1 ${err.status} ${http.STATUS_CODES[err.status]}`,
+    `${REQUEST_ID_HEADER}: ${requestId}`,
     'Content-Type: application/json; charset=utf-8',
     `Content-Length: ${Buffer.byteLength(body)}`,
     'Connection: close',
@@ -42,8 +46,10 @@ export function rawErrorResponse(err: ApiError): string {
  * defaults of 60 s and 300 s held a stalled body for 330 s), checked every second, and JSON answers for what Node
  * refuses before Express (431 over its 16 KB header limit, 400 unparsable, 408), per the `clientError` event's
  * contract (https://nodejs.org/api/http.html#event-clienterror): write on the socket unless a response has begun.
+ * Such an answer carries an `X-Request-Id` and gets its access line like any other: the one of the request Express
+ * was reading (a stalled body), whose line then has this status, else a new one logged here.
  */
-export function createHttpServer(app: express.Express, config: Pick<Config['server'], 'headers_timeout_ms' | 'request_timeout_ms'>): http.Server {
+export function createHttpServer(app: express.Express, config: Pick<Config['server'], 'headers_timeout_ms' | 'request_timeout_ms'>, log: Logger): http.Server {
   const server = http.createServer(
     {
       headersTimeout: config.headers_timeout_ms,
@@ -53,10 +59,18 @@ export function createHttpServer(app: express.Express, config: Pick<Config['serv
     app,
   );
   server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex & { _httpMessage?: http.ServerResponse }) => {
-    if (err.code === 'ECONNRESET' || !socket.writable || socket._httpMessage?.headersSent) return void socket.destroy();
+    const res = socket._httpMessage;
+    if (err.code === 'ECONNRESET' || !socket.writable || res?.headersSent) return void socket.destroy();
     const answer = answerFor(err.code);
-    if (socket._httpMessage) (socket._httpMessage as http.ServerResponse & { [RAW_ANSWER_STATUS]?: number })[RAW_ANSWER_STATUS] = answer.status;
-    socket.end(rawErrorResponse(answer));
+    const known = res?.getHeader(REQUEST_ID_HEADER);
+    if (res && typeof known === 'string') {
+      res.statusCode = answer.status; // for the access line written when this response closes
+      (res as http.ServerResponse & { [RAW_ANSWER_STATUS]?: number })[RAW_ANSWER_STATUS] = answer.status; // and for the metrics
+      return void socket.end(rawErrorResponse(answer, known));
+    }
+    const requestId = crypto.randomUUID();
+    log.info({ request_id: requestId, status: answer.status, code: answer.code }, 'request'); // no method nor path: unparsed
+    socket.end(rawErrorResponse(answer, requestId));
   });
   return server;
 }

@@ -1,17 +1,6 @@
-// Helpers for the quota and ledger tests: a logger that keeps every line, the credits metric read back from
-// /metrics, and the ledger invariants checked against a store (returned as a list of problems, so that a
-// failure says which task broke which rule).
-import type { Logger } from '../../src/core/logger';
+// Helpers for the quota and ledger tests: the credits metric read back from /metrics, and the ledger invariants
+// checked against a store (returned as a list of problems, so that a failure says which task broke which rule).
 import type { LedgerEntry, Store, TaskRecord } from '../../src/store/types';
-
-/** A Logger that keeps every line it is given, as the JSON the real logger would write. */
-export function captureLogger(): { log: Logger; lines: string[] } {
-  const lines: string[] = [];
-  const write = (level: string) => (message: string, fields?: Record<string, unknown>) => {
-    lines.push(JSON.stringify({ level, message, ...fields }));
-  };
-  return { log: { info: write('info'), warn: write('warn'), error: write('error') }, lines };
-}
 
 export interface CreditSample {
   kind: string;

@@ -6,6 +6,9 @@ import { splitRequestsPerMinute, type TeamService } from '../../core/teams';
 import { usageReport, type UsageQuery } from '../../core/usage';
 import type { WebhookService } from '../../core/webhooks';
 import { presentEvents } from '../webhook-events';
+import { audit, CLI_USER_AGENT, fieldsIn, quotasIn, type AuditEntry } from '../../core/audit';
+import type { Logger } from '../../core/logger';
+import { requestLog } from '../request-log';
 
 type Schemas = components['schemas'];
 
@@ -51,11 +54,15 @@ export interface AdminDeps {
   microUsdPerCredit: number;
   now: () => number;
   webhooks: WebhookService;
+  log: Logger;
 }
 
 /** The admin routes; the app checks the admin token before the body is read. */
-export function createAdminRouter({ store, teams, microUsdPerCredit, now, webhooks }: AdminDeps): express.Router {
+export function createAdminRouter({ store, teams, microUsdPerCredit, now, webhooks, log }: AdminDeps): express.Router {
   const router = express.Router();
+  /** The audit line of a change made by this request (the admin token's; `via: 'cli'` from the CLI). */
+  const audited = (req: express.Request, res: express.Response, entry: Omit<AuditEntry, 'actor' | 'via'>) =>
+    audit(requestLog(res, log), { ...entry, actor: 'admin_token', ...(req.get('user-agent')?.startsWith(`${CLI_USER_AGENT}/`) && { via: 'cli' as const }) });
 
   router.get('/teams/:team_id/webhook-secret', async (req, res) => {
     const teamId = req.params.team_id!;
@@ -66,6 +73,7 @@ export function createAdminRouter({ store, teams, microUsdPerCredit, now, webhoo
     const teamId = req.params.team_id!;
     const body = (req.body ?? {}) as Schemas['WebhookSecretRotate'];
     const made = await webhooks.rotateSecret(teamId, body.grace_s === undefined ? undefined : body.grace_s * 1000);
+    audited(req, res, { action: 'webhook_secret.rotated', team_id: teamId, fields: fieldsIn(body), detail: { grace_s: body.grace_s ?? null } });
     res.status(201).json({ object: 'webhook_secret', team_id: teamId, secret: made.secret, created: toUnixS(made.created_at_ms)!, previous_expires_at: toUnixS(made.previous_expire_at_ms ?? null) });
   });
   router.get('/teams/:team_id/dead-letters', async (req, res) => {
@@ -74,7 +82,10 @@ export function createAdminRouter({ store, teams, microUsdPerCredit, now, webhoo
 
   router.post('/teams', async (req, res) => {
     const body = req.body as Schemas['TeamCreate'];
-    res.status(201).json(presentTeam(await teams.createTeam(body.name, quotasFrom(body.quotas))));
+    const quotas = quotasFrom(body.quotas);
+    const team = await teams.createTeam(body.name, quotas);
+    audited(req, res, { action: 'team.created', team_id: team.id, fields: ['name', ...fieldsIn(quotas)], quotas: quotasIn(quotas) });
+    res.status(201).json(presentTeam(team));
   });
   router.get('/teams', async (_req, res) => {
     res.json({ object: 'list', data: (await teams.listTeams()).map(presentTeam) });
@@ -84,17 +95,17 @@ export function createAdminRouter({ store, teams, microUsdPerCredit, now, webhoo
   });
   router.patch('/teams/:team_id', async (req, res) => {
     const body = req.body as Schemas['TeamUpdate'];
-    res.json(presentTeam(await teams.updateTeam(req.params.team_id!, { ...(body.name !== undefined && { name: body.name }), ...quotasFrom(body.quotas) })));
+    const patch = { ...(body.name !== undefined && { name: body.name }), ...quotasFrom(body.quotas) };
+    const team = await teams.updateTeam(req.params.team_id!, patch);
+    audited(req, res, { action: 'team.updated', team_id: team.id, fields: fieldsIn(patch), quotas: quotasIn(patch) });
+    res.json(presentTeam(team));
   });
 
   router.post('/teams/:team_id/keys', async (req, res) => {
     const body = req.body as Schemas['KeyCreate'];
-    const { record, key } = await teams.addKey(req.params.team_id!, {
-      name: body.name,
-      expires_at_ms: fromUnixS(body.expires_at),
-      allowed_models: body.allowed_models,
-      ...quotasFrom(body.quotas),
-    });
+    const options = { name: body.name, expires_at_ms: fromUnixS(body.expires_at), allowed_models: body.allowed_models, ...quotasFrom(body.quotas) };
+    const { record, key } = await teams.addKey(req.params.team_id!, options);
+    audited(req, res, { action: 'key.created', team_id: record.team_id, key_id: record.id, fields: fieldsIn(options), quotas: quotasIn(options) });
     res.status(201).json({ ...presentKey(record), key });
   });
   router.get('/teams/:team_id/keys', async (req, res) => {
@@ -108,10 +119,13 @@ export function createAdminRouter({ store, teams, microUsdPerCredit, now, webhoo
     const team = await teams.team(req.params.team_id!);
     const body = req.body as Schemas['AdjustmentCreate'];
     const entry = await store.adjustCredits(team.id, body.credits, body.note, now());
+    audited(req, res, { action: 'credits.adjusted', team_id: team.id, fields: fieldsIn(body), detail: { credits: entry.credits, ledger_entry_id: entry.id } });
     res.status(201).json({ object: 'ledger_entry', id: entry.id, team_id: entry.team_id, kind: entry.kind, credits: entry.credits, day: entry.day, note: entry.note, created: toUnixS(entry.created_at_ms)! });
   });
-  router.post('/ledger/verify', async (_req, res) => {
-    res.json({ object: 'ledger_verification', counters_corrected: await store.recomputeUsage() });
+  router.post('/ledger/verify', async (req, res) => {
+    const corrected = await store.recomputeUsage();
+    audited(req, res, { action: 'ledger.verified', detail: { counters_corrected: corrected } });
+    res.json({ object: 'ledger_verification', counters_corrected: corrected });
   });
   router.get('/usage', async (req, res) => {
     const all = await teams.listTeams();
@@ -127,15 +141,20 @@ export function createAdminRouter({ store, teams, microUsdPerCredit, now, webhoo
       ...(body.allowed_models !== undefined && { allowed_models: body.allowed_models }),
       ...quotasFrom(body.quotas),
     };
-    res.json(presentKey(await teams.updateKey(req.params.key_id!, patch)));
+    const record = await teams.updateKey(req.params.key_id!, patch);
+    audited(req, res, { action: 'key.updated', team_id: record.team_id, key_id: record.id, fields: fieldsIn(patch), quotas: quotasIn(patch) });
+    res.json(presentKey(record));
   });
   router.post('/keys/:key_id/rotate', async (req, res) => {
     const grace = (req.body as { grace_seconds?: number } | undefined)?.grace_seconds ?? 0;
     const { record, key } = await teams.rotateKey(req.params.key_id!, grace * 1000);
+    audited(req, res, { action: 'key.rotated', team_id: record.team_id, key_id: req.params.key_id!, detail: { new_key_id: record.id, grace_s: grace } });
     res.status(201).json({ ...presentKey(record), key });
   });
   router.post('/keys/:key_id/revoke', async (req, res) => {
-    res.json(presentKey(await teams.revokeKey(req.params.key_id!)));
+    const record = await teams.revokeKey(req.params.key_id!);
+    audited(req, res, { action: 'key.revoked', team_id: record.team_id, key_id: record.id });
+    res.json(presentKey(record));
   });
   return router;
 }

@@ -1,0 +1,62 @@
+// Every request's id and its access line. The id is the client's `X-Request-Id` when it is a sane token, else a new
+// UUID; it is returned in the `X-Request-Id` response header of every answer (errors too) and bound to every line
+// logged about the request. One access line per request, when its response ends: method, path (never the query
+// string: signed links carry their signature there), route, status, latency, team: never a key, a header or a body.
+import crypto from 'node:crypto';
+import type http from 'node:http';
+import type { RequestHandler, Response } from 'express';
+import type { Logger } from '../core/logger';
+
+export const REQUEST_ID_HEADER = 'X-Request-Id';
+/** What a client's id may be to be kept: 1 to 128 characters of letters, digits and `._:-`. */
+const SANE_REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
+/** Probes polled every few seconds: their access lines are at `debug`, not to drown the others. */
+const PROBES = new Set(['/healthz', '/readyz', '/metrics']);
+
+/** The client's `X-Request-Id` when it is a sane token (one header, 1–128 of `[A-Za-z0-9._:-]`), else a random UUID. */
+export function requestIdOf(req: http.IncomingMessage): string {
+  const given = req.headers['x-request-id'];
+  return typeof given === 'string' && SANE_REQUEST_ID.test(given) ? given : crypto.randomUUID();
+}
+
+/** The request's path without its query string, as the client sent it. */
+export const pathOf = (url: string | undefined): string => (url ?? '').split('?', 1)[0]!;
+
+/**
+ * The first middleware of the app: gives the request its id (header set at once, so every answer has it), binds a
+ * child logger with `request_id` to `res.locals.log` (read it with `requestLog`), and writes the access line when
+ * the response is done (`close`): at `info`, or `debug` for the probes; `aborted: true` when the client left first.
+ * `routeOf`: the spec's route template of a path (src/http/route-templates.ts), the same as the metrics' label.
+ */
+export function requestLogging(log: Logger, routeOf: (path: string) => string): RequestHandler {
+  return (req, res, next) => {
+    const started = performance.now();
+    const requestId = requestIdOf(req);
+    const method = req.method; // before HEAD is served as GET
+    const requestPath = pathOf(req.originalUrl);
+    const child = log.child({ request_id: requestId });
+    res.locals.log = child;
+    res.setHeader(REQUEST_ID_HEADER, requestId);
+    res.once('close', () => {
+      const caller = res.locals.caller as { team: { id: string } } | undefined;
+      child[PROBES.has(requestPath) ? 'debug' : 'info'](
+        {
+          method,
+          path: requestPath,
+          route: routeOf(requestPath),
+          status: res.statusCode,
+          latency_ms: Math.round((performance.now() - started) * 10) / 10,
+          team_id: caller?.team.id,
+          ...(!res.writableFinished && { aborted: true }),
+        },
+        'request',
+      );
+    });
+    next();
+  };
+}
+
+/** The logger of this request (lines carry its `request_id`); `fallback` outside `requestLogging`. */
+export function requestLog(res: Response, fallback: Logger): Logger {
+  return (res.locals.log as Logger | undefined) ?? fallback;
+}
