@@ -89,17 +89,17 @@ describe('request ids', () => {
     const unauthorized = await h.http.get('/v1/models').set('X-Request-Id', 'no-key-1');
     expect(unauthorized.status).toBe(401);
     expect(unauthorized.headers['x-request-id']).toBe('no-key-1');
-    expect(await accessLine('no-key-1')).toMatchObject({ status: 401, path: '/v1/models', method: 'GET' });
+    expect(await accessLine('no-key-1')).toMatchObject({ status: 401, path: '/v1/models', route: '/v1/models', method: 'GET' });
     expect((await accessLine('no-key-1')).team_id).toBeUndefined();
 
     const invalid = await h.http.post('/v1/videos/generations').set(auth(KEY_A)).set('X-Request-Id', 'invalid-1').send({ prompt: PROMPT, colour: 1 });
     expect(invalid.status).toBe(400);
     expect(invalid.headers['x-request-id']).toBe('invalid-1');
-    expect(await accessLine('invalid-1')).toMatchObject({ status: 400, method: 'POST', path: '/v1/videos/generations', team_id: expect.stringMatching(/^team_/) });
+    expect(await accessLine('invalid-1')).toMatchObject({ status: 400, method: 'POST', path: '/v1/videos/generations', route: '/v1/videos/generations', team_id: expect.stringMatching(/^team_/) });
 
     const missing = await h.http.get('/v1/no-such-route').set(auth(KEY_A)).set('X-Request-Id', 'missing-1');
     expect(missing.status).toBe(404);
-    expect(await accessLine('missing-1')).toMatchObject({ status: 404, path: '/v1/no-such-route' });
+    expect(await accessLine('missing-1')).toMatchObject({ status: 404, path: '/v1/no-such-route', route: 'unmatched' });
 
     const raw = await rawExchange(h.url, `GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: ${'a'.repeat(20_000)}\r\n\r\n`);
     expect(raw).toMatch(/^HTTP\/1\.1 431 /);
