@@ -202,6 +202,184 @@ describe('the S3 backend only', () => {
   });
 });
 
+type Harness = Awaited<ReturnType<typeof startTestGateway>>;
+
+/** A gateway whose videos go to the test S3 server under `prefix`, its credentials named by variables. */
+function startS3Gateway(prefix: string, s3Extra: Record<string, unknown> = {}, now?: () => number) {
+  return startTestGateway(
+    {
+      assets: {
+        kind: 's3',
+        retention_days: 1,
+        sweep_interval_ms: 100,
+        s3: { endpoint: s3.endpoint, bucket: s3.bucket, force_path_style: true, access_key_id_env: 'TEST_S3_KEY_ID', secret_access_key_env: 'TEST_S3_SECRET', prefix, ...s3Extra },
+      },
+    },
+    { env: { TEST_S3_KEY_ID: S3RVER_CREDENTIALS.accessKeyId, TEST_S3_SECRET: S3RVER_CREDENTIALS.secretAccessKey }, ...(now && { now }) },
+  );
+}
+
+/** Submits on the simulated provider (which renders a real MP4) and waits for the task to complete. */
+async function completedTask(h: Harness): Promise<string> {
+  const res = await h.http.post('/v1/videos/generations').set(auth(KEY_A)).send({ model: 'sora-2', prompt: 'a lighthouse at dusk', aspect_ratio: '16:9', duration: 4 });
+  expect(res.status).toBe(202);
+  const done = await waitFor(async () => {
+    const t = await h.http.get(`/v1/tasks/${res.body.id}`).set(auth(KEY_A));
+    return ['completed', 'failed', 'cancelled'].includes(t.body.status) ? t.body : undefined;
+  });
+  expect(done).toMatchObject({ status: 'completed' });
+  return res.body.id as string;
+}
+
+/** Nothing temporary is left in the gateway's scratch space (`assets.dir`). */
+const scratchOf = (h: Harness) => (fs.existsSync(h.config.assets.dir) ? fs.readdirSync(h.config.assets.dir) : []);
+
+describe('a gateway with assets.kind s3', () => {
+  let h: Harness;
+  let offsetMs = 0;
+  let id: string;
+  let object: Buffer;
+  beforeAll(async () => {
+    h = await startS3Gateway('gw/', {}, () => Date.now() + offsetMs);
+    id = await completedTask(h);
+    object = await s3.bytes(`gw/${id}.mp4`);
+  });
+  afterAll(async () => {
+    await h?.close();
+  });
+
+  it('keeps the downloaded video as an object, checked (a real MP4), leaving no temporary file', async () => {
+    expect(await s3.keys('gw/')).toEqual([`gw/${id}.mp4`]);
+    expect(object.toString('latin1', 4, 8)).toBe('ftyp');
+    expect(scratchOf(h)).toEqual([]);
+  });
+
+  it('serves the whole object through both doors', async () => {
+    for (const url of [`/v1/tasks/${id}/content`, `/v1/videos/${id}/content`, `/v1/videos/${id}/content?variant=video`]) {
+      const res = await h.http.get(url).set(auth(KEY_A)).responseType('blob');
+      expect(res.status).toBe(200);
+      expect(res.headers).toMatchObject({ 'content-type': 'video/mp4', 'content-length': String(object.length), 'accept-ranges': 'bytes', 'cache-control': 'private, max-age=3600' });
+      expect(res.headers['content-range']).toBeUndefined();
+      expect((res.body as Buffer).equals(object)).toBe(true);
+    }
+  });
+
+  it('answers single ranges with 206 and the bytes of the object', async () => {
+    const size = object.length;
+    const cases: [header: string, start: number, end: number][] = [
+      ['bytes=100-199', 100, 199],
+      ['bytes=0-0', 0, 0],
+      ['bytes=1000-', 1000, size - 1],
+      ['bytes=-50', size - 50, size - 1],
+      ['bytes=10-99999999', 10, size - 1],
+    ];
+    for (const door of [`/v1/tasks/${id}/content`, `/v1/videos/${id}/content`]) {
+      for (const [header, start, end] of cases) {
+        const res = await h.http.get(door).set(auth(KEY_A)).set('Range', header).responseType('blob');
+        expect(res.status, `${door} ${header}`).toBe(206);
+        expect(res.headers['content-range']).toBe(`bytes ${start}-${end}/${size}`);
+        expect(res.headers['content-length']).toBe(String(end - start + 1));
+        expect(res.headers['content-type']).toBe('video/mp4');
+        expect((res.body as Buffer).equals(object.subarray(start, end + 1)), `${door} ${header}`).toBe(true);
+      }
+    }
+  });
+
+  it('answers 416 for a range past the end, and the whole object for several ranges, a malformed one or an If-Range', async () => {
+    const beyond = await h.http.get(`/v1/tasks/${id}/content`).set(auth(KEY_A)).set('Range', `bytes=${object.length}-`);
+    expect(beyond.status).toBe(416);
+    expect(beyond.headers['content-range']).toBe(`bytes */${object.length}`);
+    expect(beyond.body.error).toMatchObject({ code: 'range_not_satisfiable', type: 'invalid_request_error', param: 'Range' });
+    for (const headers of [{ Range: 'bytes=0-1,5-6' }, { Range: 'bytes=abc' }, { Range: 'bytes=0-9', 'If-Range': '"an-etag"' }]) {
+      const res = await h.http.get(`/v1/videos/${id}/content`).set(auth(KEY_A)).set(headers).responseType('blob');
+      expect(res.status, JSON.stringify(headers)).toBe(200);
+      expect((res.body as Buffer).equals(object)).toBe(true);
+    }
+  });
+
+  it('answers HEAD with the headers alone', async () => {
+    const res = await h.http.head(`/v1/tasks/${id}/content`).set(auth(KEY_A)).set('Range', 'bytes=0-9');
+    expect(res.status).toBe(206);
+    expect(res.headers['content-length']).toBe('10');
+  });
+
+  it('makes the thumbnail and spritesheet once, from a local copy, and keeps each as an object beside the video', async () => {
+    const thumbnail = await h.http.get(`/v1/videos/${id}/content?variant=thumbnail`).set(auth(KEY_A)).responseType('blob');
+    expect(thumbnail.status).toBe(200);
+    expect(thumbnail.headers['content-type']).toBe('image/jpeg');
+    const jpeg = thumbnail.body as Buffer;
+    expect(jpeg.subarray(0, 2)).toEqual(Buffer.from([0xff, 0xd8]));
+    expect((await s3.bytes(`gw/${id}.thumbnail.jpg`)).equals(jpeg)).toBe(true);
+    const again = await h.http.get(`/v1/videos/${id}/content?variant=thumbnail`).set(auth(KEY_A)).set('Range', 'bytes=0-99').responseType('blob');
+    expect(again.status).toBe(206);
+    expect((again.body as Buffer).equals(jpeg.subarray(0, 100))).toBe(true);
+    const sprites = await h.http.get(`/v1/videos/${id}/content?variant=spritesheet`).set(auth(KEY_A)).responseType('blob');
+    expect(sprites.status).toBe(200);
+    expect((await s3.bytes(`gw/${id}.spritesheet.jpg`)).equals(sprites.body as Buffer)).toBe(true);
+    expect(await s3.keys('gw/')).toEqual([`gw/${id}.mp4`, `gw/${id}.spritesheet.jpg`, `gw/${id}.thumbnail.jpg`]);
+    expect(scratchOf(h)).toEqual([]);
+  });
+
+  it('retention removes the video and its images from the bucket', async () => {
+    offsetMs = 2 * 24 * 3600 * 1000; // past the one day of retention, by the gateway's clock
+    await waitFor(async () => ((await s3.keys('gw/')).length === 0 ? true : undefined));
+    const gone = await h.http.get(`/v1/tasks/${id}/content`).set(auth(KEY_A));
+    expect(gone.status).toBe(410);
+    expect(gone.body.error.code).toBe('video_expired');
+  });
+});
+
+describe('a gateway with assets.kind s3 and presigned redirects', () => {
+  let h: Harness;
+  let id: string;
+  beforeAll(async () => {
+    h = await startS3Gateway('redirect/', { presigned_redirect_ttl_s: 120 });
+    id = await completedTask(h);
+  });
+  afterAll(async () => {
+    await h?.close();
+  });
+
+  it('answers 302 to a presigned URL of the object, which serves its bytes and ranges without credentials', async () => {
+    const object = await s3.bytes(`redirect/${id}.mp4`);
+    for (const door of [`/v1/tasks/${id}/content`, `/v1/videos/${id}/content`]) {
+      const res = await h.http.get(door).set(auth(KEY_A));
+      expect(res.status).toBe(302);
+      expect(res.headers['cache-control']).toBe('no-store');
+      const location = res.headers.location as string;
+      expect(location.startsWith(`${s3.endpoint}/${s3.bucket}/redirect/${id}.mp4?`)).toBe(true);
+      expect(new URL(location).searchParams.get('X-Amz-Expires')).toBe('120');
+      const whole = await fetch(location);
+      expect(whole.status).toBe(200);
+      expect(Buffer.from(await whole.arrayBuffer()).equals(object)).toBe(true);
+      const part = await fetch(location, { headers: { Range: 'bytes=4-7' } });
+      expect(part.status).toBe(206);
+      expect(Buffer.from(await part.arrayBuffer()).toString('latin1')).toBe('ftyp');
+    }
+  });
+
+  it('redirects an image variant to its object once made', async () => {
+    const res = await h.http.get(`/v1/videos/${id}/content?variant=thumbnail`).set(auth(KEY_A));
+    expect(res.status).toBe(302);
+    const image = await fetch(res.headers.location as string);
+    expect(image.headers.get('content-type')).toBe('image/jpeg');
+    expect(Buffer.from(await image.arrayBuffer()).equals(await s3.bytes(`redirect/${id}.thumbnail.jpg`))).toBe(true);
+  });
+
+  it('answers an unknown task 404 as JSON, not a redirect', async () => {
+    expect((await h.http.get('/v1/tasks/task_000000000000000000000000/content').set(auth(KEY_A))).status).toBe(404);
+  });
+});
+
+describe('starting with assets.kind s3', () => {
+  it('stops with a message naming an unset credentials variable, never a value', async () => {
+    const err = (await startTestGateway({ assets: { kind: 's3', s3: { bucket: 'videos', access_key_id_env: 'UNSET_KEY_ID_VAR', secret_access_key_env: 'TEST_S3_SECRET' } } }, { env: { TEST_S3_SECRET: 'secret-value-0123' } }).catch((e: unknown) => e)) as Error;
+    expect(err.name).toBe('StartupError');
+    expect(err.message).toContain('UNSET_KEY_ID_VAR');
+    expect(err.message).not.toContain('secret-value-0123');
+  });
+});
+
 /** A port on 127.0.0.1 where nothing listens (taken, then released). */
 async function freePort(): Promise<number> {
   const net = await import('node:net');
