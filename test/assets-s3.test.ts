@@ -8,6 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createLocalAssetStore } from '../src/assets/local';
 import { createS3AssetStore } from '../src/assets/s3';
 import { AssetMissing, AssetStoreError, type AssetStore } from '../src/assets/types';
+import { ConfigError, loadConfig, parseConfig } from '../src/core/config';
 import { ProviderError } from '../src/providers/types';
 import { KEY_A, auth, startTestGateway, tempDir, waitFor } from './support/gateway';
 import { S3RVER_CREDENTIALS, startTestS3, type TestS3 } from './support/s3-server';
@@ -368,6 +369,81 @@ describe('a gateway with assets.kind s3 and presigned redirects', () => {
 
   it('answers an unknown task 404 as JSON, not a redirect', async () => {
     expect((await h.http.get('/v1/tasks/task_000000000000000000000000/content').set(auth(KEY_A))).status).toBe(404);
+  });
+});
+
+describe('a gateway whose object store is down', () => {
+  it('keeps the task waiting without blaming the provider, and completes it once the store is back', async () => {
+    const port = await freePort();
+    const errors: { message: string; fields?: Record<string, unknown> }[] = [];
+    const log = { info() {}, warn() {}, error: (message: string, fields?: Record<string, unknown>) => void errors.push({ message, fields }) };
+    const h = await startTestGateway(
+      { assets: { kind: 's3', s3: { endpoint: `http://127.0.0.1:${port}`, bucket: 'videos', force_path_style: true, access_key_id_env: 'K', secret_access_key_env: 'S' } } },
+      { env: { K: S3RVER_CREDENTIALS.accessKeyId, S: S3RVER_CREDENTIALS.secretAccessKey }, log },
+    );
+    let late: TestS3 | undefined;
+    try {
+      const res = await h.http.post('/v1/videos/generations').set(auth(KEY_A)).send({ model: 'sora-2', prompt: 'a kite over a beach', aspect_ratio: '16:9', duration: 4 });
+      // The provider finished and its video was checked, but keeping it failed, again and again.
+      await waitFor(async () => (errors.filter((e) => e.message === 'cannot store video').length >= 3 ? true : undefined));
+      expect(errors[0]!.fields).toMatchObject({ task: res.body.id, error: expect.stringMatching(/^object store: upload videos\/task_\w+\.mp4 failed/) });
+      const waiting = await h.http.get(`/v1/tasks/${res.body.id}`).set(auth(KEY_A));
+      expect(waiting.body.status).toBe('processing');
+      expect(waiting.body.attempts).toHaveLength(1);
+      const providers = await h.http.get('/v1/providers').set(auth(KEY_A));
+      expect(JSON.stringify(providers.body)).not.toMatch(/"state":"(open|half_open)"/);
+
+      late = await startTestS3('videos', port);
+      const done = await waitFor(async () => {
+        const t = await h.http.get(`/v1/tasks/${res.body.id}`).set(auth(KEY_A));
+        return t.body.status === 'processing' ? undefined : t.body;
+      });
+      expect(done).toMatchObject({ status: 'completed', attempts: [expect.anything()] });
+      expect(await late.keys()).toEqual([`${res.body.id}.mp4`]);
+    } finally {
+      await h.close();
+      await late?.close();
+    }
+  });
+});
+
+describe('the assets settings', () => {
+  it('default to local disk, and read the s3 section from the environment', () => {
+    expect(parseConfig({}).assets).toMatchObject({ kind: 'local', dir: path.join('data', 'videos') });
+    expect(parseConfig({}).assets.s3).toBeUndefined();
+    const c = loadConfig({
+      VIDGATE_ASSETS__KIND: 's3',
+      VIDGATE_ASSETS__S3__BUCKET: 'videos',
+      VIDGATE_ASSETS__S3__ENDPOINT: 'http://127.0.0.1:9000',
+      VIDGATE_ASSETS__S3__FORCE_PATH_STYLE: 'true',
+      VIDGATE_ASSETS__S3__ACCESS_KEY_ID_ENV: 'S3_KEY_ID',
+      VIDGATE_ASSETS__S3__SECRET_ACCESS_KEY_ENV: 'S3_SECRET',
+      VIDGATE_ASSETS__S3__PREFIX: 'vidgate/videos/',
+      VIDGATE_ASSETS__S3__PRESIGNED_REDIRECT_TTL_S: '300',
+    });
+    expect(c.assets.kind).toBe('s3');
+    expect(c.assets.s3).toEqual({
+      bucket: 'videos',
+      endpoint: 'http://127.0.0.1:9000',
+      region: 'us-east-1',
+      force_path_style: true,
+      access_key_id_env: 'S3_KEY_ID',
+      secret_access_key_env: 'S3_SECRET',
+      prefix: 'vidgate/videos/',
+      presigned_redirect_ttl_s: 300,
+    });
+  });
+
+  it.each([
+    [{ kind: 's3' }, 'assets.s3: assets.kind s3 needs assets.s3'],
+    [{ kind: 's3', s3: { bucket: 'b', access_key_id_env: 'K' } }, 'give both access_key_id_env and secret_access_key_env, or neither'],
+    [{ kind: 's3', s3: { bucket: 'b', access_key_id_env: 'not a name', secret_access_key_env: 'S' } }, 'assets.s3.access_key_id_env: an environment variable name'],
+    [{ kind: 's3', s3: { bucket: 'b', prefix: 'videos' } }, 'assets.s3.prefix: empty, or path segments each ending in /'],
+    [{ kind: 's3', s3: { bucket: 'b', presigned_redirect_ttl_s: 8 * 86400 } }, 'at most 7 days'],
+    [{ kind: 's3', s3: { bucket: 'b', secret_access_key: 'x' } }, 'assets.s3'],
+  ])('refuses %j', (assets, message) => {
+    expect(() => parseConfig({ assets })).toThrow(ConfigError);
+    expect(() => parseConfig({ assets })).toThrow(message);
   });
 });
 

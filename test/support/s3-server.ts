@@ -19,11 +19,11 @@ export interface TestS3 {
   close(): Promise<void>;
 }
 
-export async function startTestS3(bucket = 'videos'): Promise<TestS3> {
+/** Starts s3rver on 127.0.0.1 with `bucket`; on `port`, or a free one. */
+export async function startTestS3(bucket = 'videos', port = 0): Promise<TestS3> {
   const dir = tempDir('vidgate-s3rver-');
-  const server = new S3rver({ address: '127.0.0.1', port: 0, directory: dir, silent: true, configureBuckets: [{ name: bucket, configs: [] }] });
-  const { port } = await server.run();
-  const endpoint = `http://127.0.0.1:${port}`;
+  const server = new S3rver({ address: '127.0.0.1', port, directory: dir, silent: true, configureBuckets: [{ name: bucket, configs: [] }] });
+  const endpoint = `http://127.0.0.1:${(await server.run()).port}`;
   const client = new S3Client({ endpoint, region: 'us-east-1', forcePathStyle: true, credentials: S3RVER_CREDENTIALS, requestChecksumCalculation: 'WHEN_REQUIRED' });
   return {
     endpoint,
