@@ -373,7 +373,7 @@ describe('a gateway with assets.kind s3 and presigned redirects', () => {
 });
 
 describe('a gateway whose object store is down', () => {
-  it('keeps the task waiting without blaming the provider, and completes it once the store is back', async () => {
+  it('keeps the task waiting without blaming the provider, completes it once the store is back, and answers 503 while it is down', async () => {
     const port = await freePort();
     const errors: { message: string; fields?: Record<string, unknown> }[] = [];
     const log = { info() {}, warn() {}, error: (message: string, fields?: Record<string, unknown>) => void errors.push({ message, fields }) };
@@ -400,6 +400,14 @@ describe('a gateway whose object store is down', () => {
       });
       expect(done).toMatchObject({ status: 'completed', attempts: [expect.anything()] });
       expect(await late.keys()).toEqual([`${res.body.id}.mp4`]);
+
+      // The store gone again: a download answers 503 store_unavailable, not 500.
+      await late.close();
+      late = undefined;
+      const down = await h.http.get(`/v1/tasks/${res.body.id}/content`).set(auth(KEY_A));
+      expect(down.status).toBe(503);
+      expect(down.headers['retry-after']).toBe('1');
+      expect(down.body.error).toMatchObject({ type: 'service_unavailable_error', code: 'store_unavailable' });
     } finally {
       await h.close();
       await late?.close();
