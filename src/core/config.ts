@@ -31,6 +31,8 @@ const OfferSchema = z
   })
   .strict();
 
+/** The name of an environment variable (config files name where secrets are, never hold them). */
+const envVariableName = z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'an environment variable name');
 const providerId = z.string().regex(/^[a-z0-9][a-z0-9_-]{0,62}$/, 'lowercase letters, digits, - and _');
 const commonProvider = {
   id: providerId,
@@ -129,11 +131,39 @@ const ConfigSchema = z
       .prefault({}),
     assets: z
       .object({
+        /** Where videos are kept: `local` disk (`dir`), or an `s3`-compatible bucket shared by several replicas. */
+        kind: z.enum(['local', 's3']).default('local'),
+        /** local: the videos and the images made from them; s3: scratch space for files being checked or probed. */
         dir: z.string().min(1).optional(),
         retention_days: z.number().positive().default(30),
         sweep_interval_ms: ms.default(60 * 60 * 1000),
+        s3: z
+          .object({
+            /** The S3-compatible endpoint (MinIO, R2, Ceph...); AWS's regional endpoint when unset. */
+            endpoint: z.url({ protocol: /^https?$/ }).optional(),
+            bucket: z.string().min(1),
+            region: z.string().min(1).default('us-east-1'),
+            /** Address the bucket as `<endpoint>/<bucket>` (most self-hosted stores need it). */
+            force_path_style: z.boolean().default(false),
+            /** Names of the environment variables holding the credentials (never the secrets themselves); both or neither. */
+            access_key_id_env: envVariableName.optional(),
+            secret_access_key_env: envVariableName.optional(),
+            /** Prepended to each object's key, e.g. `vidgate/`. */
+            prefix: z.string().regex(/^([A-Za-z0-9_.-]+\/)*$/, 'empty, or path segments each ending in /').default(''),
+            /**
+             * When set, the content routes answer 302 to a presigned URL of the object valid this many seconds, and
+             * the client downloads from the object store itself; when unset, vidgate streams the bytes.
+             */
+            presigned_redirect_ttl_s: z.number().int().positive().max(7 * 24 * 3600, 'at most 7 days (604800 s), the longest S3 presigns').optional(),
+          })
+          .strict()
+          .refine((s) => (s.access_key_id_env === undefined) === (s.secret_access_key_env === undefined), {
+            message: 'give both access_key_id_env and secret_access_key_env, or neither (the SDK\'s default credentials)',
+          })
+          .optional(),
       })
       .strict()
+      .refine((a) => a.kind !== 's3' || a.s3 !== undefined, { message: 'assets.kind s3 needs assets.s3 (at least its bucket)', path: ['s3'] })
       .prefault({}),
     auth: z
       .object({

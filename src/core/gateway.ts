@@ -10,9 +10,10 @@ import { toMicroUsd } from '../routing/quote';
 import { createRouter, type RoutedProvider } from '../routing/router';
 import { createSqliteStore } from '../store/sqlite';
 import type { Store } from '../store/types';
+import { AssetConfigError, createAssetStore } from '../assets/from-config';
 import { createApp } from '../http/app';
+import { createContentSender } from '../http/asset-content';
 import { createHttpServer } from '../http/server';
-import { createLocalAssetStore } from './assets';
 import type { Config } from './config';
 import { createHealthChecker } from './health-checker';
 import { createLogger, type Logger } from './logger';
@@ -87,6 +88,19 @@ function outboundFromConfig(config: Config, resolve: Resolver | undefined): Outb
   }
 }
 
+/**
+ * The asset store of `assets.*` (local disk, or an S3-compatible bucket).
+ * @throws StartupError when a credentials variable that `assets.s3` names is not set.
+ */
+function assetStoreFromConfig(config: Config, env: NodeJS.ProcessEnv) {
+  try {
+    return createAssetStore(config.assets, env);
+  } catch (err) {
+    if (err instanceof AssetConfigError) throw new StartupError(`${err.message}: set it, or change the setting`);
+    throw err;
+  }
+}
+
 /** Where the key of the webhook secrets is kept: `webhooks.secrets_key_file`, else `<data_dir>/webhook-secrets.key`. */
 const secretsKeyFile = (config: Config) => config.webhooks.secrets_key_file ?? path.join(config.data_dir, 'webhook-secrets.key');
 
@@ -126,7 +140,7 @@ export async function createGateway(config: Config, options: GatewayOptions = {}
   const outbound = outboundFromConfig(config, options.resolve);
   const store: Store = createSqliteStore(config.store.sqlite_path);
   const metrics = createMetrics({ teamLabel: config.metrics.team_label, usdPerCredit: config.credits.usd_per_credit });
-  const assets = createLocalAssetStore(config.assets.dir);
+  const assets = assetStoreFromConfig(config, env);
   const built = providersFromConfig(config, env, outbound, (message, fields) => log.warn(fields, message));
   for (const p of built.disabled) log.warn({ provider: p.id, kind: p.kind, reason: p.reason }, 'provider left out');
   const health = createHealth(config.routing.breaker, now);
@@ -210,6 +224,7 @@ export async function createGateway(config: Config, options: GatewayOptions = {}
     isDraining: () => draining,
     providerWebhooks,
     validateResponses: options.validateResponses,
+    content: createContentSender(assets, config.assets.s3?.presigned_redirect_ttl_s),
   });
   let server: http.Server | undefined;
 

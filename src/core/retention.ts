@@ -1,7 +1,7 @@
 // Deletes stored videos once they pass their retention (the task keeps saying what it was), and
 // forgets old per-minute request counters.
 import type { Store } from '../store/types';
-import type { AssetStore } from './assets';
+import type { AssetStore } from '../assets/types';
 import type { Logger } from './logger';
 import type { Metrics } from './metrics';
 

@@ -4,7 +4,7 @@ import type { NormalizedRequest } from '../providers/types';
 import type { Router } from '../routing/router';
 import { creditsFor } from '../routing/quote';
 import { IdempotencyConflictError, QuotaExceededError, TERMINAL_STATUSES, type AttemptRecord, type Door, type Store, type TaskRecord, type TaskStatus } from '../store/types';
-import type { AssetStore } from './assets';
+import { AssetMissing, type AssetRef, type AssetStat, type AssetStore } from '../assets/types';
 import type { Caller } from './teams';
 import { ApiError, conflict, forbidden, gone, invalidRequest, quotaError, taskNotFound } from './errors';
 import { taskLog, type Logger } from './logger';
@@ -28,6 +28,13 @@ export interface NormalizedGeneration {
   /** The door it came through, which shapes its webhook body; `native` by default. */
   door?: Door;
 }
+
+/** A stored file to send: which one, and its size. */
+export interface StoredFile extends AssetStat {
+  ref: AssetRef;
+}
+
+const videoExpired = (id: string) => gone('video_expired', `the video of task '${id}' has passed its retention and was deleted`);
 
 /** How long an `Idempotency-Key` is honoured, as payment APIs do (Stripe: 24 hours). */
 export const IDEMPOTENCY_WINDOW_MS = 24 * 3600 * 1000;
@@ -189,17 +196,18 @@ export function createTaskService(deps: TaskServiceDeps) {
     return task as TaskRecord & { asset_key: string };
   }
 
-  /** The stored MP4's path, once the task has completed and while it is retained. */
-  async function videoPath(caller: Caller, id: string): Promise<string> {
+  /** The stored MP4, once the task has completed and while it is retained. */
+  async function videoFile(caller: Caller, id: string): Promise<StoredFile> {
     return (await storedVideo(caller, id)).file;
   }
 
-  /** The completed task with its stored MP4's path; 410 `video_expired` once retention has deleted it. */
-  async function storedVideo(caller: Caller, id: string): Promise<{ task: TaskRecord & { asset_key: string }; file: string }> {
+  /** The completed task with its stored MP4; 410 `video_expired` once retention has deleted it. */
+  async function storedVideo(caller: Caller, id: string): Promise<{ task: TaskRecord & { asset_key: string }; file: StoredFile }> {
     const task = await completedTask(caller, id, 'its video is available');
-    const file = task.asset_expired ? undefined : assets.pathOf(task.asset_key);
-    if (!file) throw gone('video_expired', `the video of task '${id}' has passed its retention and was deleted`);
-    return { task, file };
+    const ref = { key: task.asset_key };
+    const stat = task.asset_expired ? undefined : await assets.stat(ref);
+    if (!stat) throw videoExpired(id);
+    return { task, file: { ref, ...stat } };
   }
 
   return {
@@ -230,13 +238,18 @@ export function createTaskService(deps: TaskServiceDeps) {
     },
 
     cancel,
-    videoPath,
+    videoFile,
 
     /** A JPEG made from the stored video (see video-variants.ts), once the task has completed. */
-    async imagePath(caller: Caller, id: string, variant: ImageVariant): Promise<string> {
+    async imageFile(caller: Caller, id: string, variant: ImageVariant): Promise<StoredFile> {
       const { task } = await storedVideo(caller, id);
       const { duration_s: durationS } = JSON.parse(task.request_json) as NormalizedRequest;
-      return deps.variants.pathOf(task.asset_key, variant, durationS);
+      const ref = await deps.variants.ensure(task.asset_key, variant, durationS).catch((err: unknown) => {
+        throw err instanceof AssetMissing ? videoExpired(id) : err; // removed since it was found
+      });
+      const stat = await assets.stat(ref);
+      if (!stat) throw videoExpired(id);
+      return { ref, ...stat };
     },
 
     /**

@@ -1,10 +1,12 @@
 // The images the OpenAI door offers beside a video (GET /v1/videos/{id}/content?variant=...), made from the
-// stored MP4 with ffmpeg on first request and kept beside it, so each is made once.
+// stored MP4 with ffmpeg on first request and stored beside it (a file or an object), so each is made once.
 import { spawn } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import ffmpeg from '@ffmpeg-installer/ffmpeg';
-import type { AssetStore } from './assets';
+import type { AssetRef, AssetStore } from '../assets/types';
 
 export type ImageVariant = 'thumbnail' | 'spritesheet';
 
@@ -16,39 +18,40 @@ const SPRITE_FRAME_WIDTH = 256;
 
 export interface VideoVariants {
   /**
-   * The JPEG of `variant` for the video stored under `assetKey` (`durationS` long): made on the first call,
-   * then read from disk. Concurrent calls share one ffmpeg run. Throws when ffmpeg fails.
+   * The stored JPEG of `variant` for the video stored under `assetKey` (`durationS` long): made on the first call
+   * (from a local copy of the video where the store is remote) and stored beside the video, then found there.
+   * Concurrent calls in this process share one ffmpeg run. Throws AssetMissing without a video; throws when ffmpeg fails.
    */
-  pathOf(assetKey: string, variant: ImageVariant, durationS: number): Promise<string>;
+  ensure(assetKey: string, variant: ImageVariant, durationS: number): Promise<AssetRef>;
 }
 
 export function createVideoVariants(assets: AssetStore, ffmpegPath: string = ffmpeg.path): VideoVariants {
-  const making = new Map<string, Promise<string>>();
+  const making = new Map<string, Promise<AssetRef>>();
   return {
-    async pathOf(assetKey, variant, durationS) {
-      const target = assets.derivedPathOf(assetKey, `${variant}.jpg`);
-      if (fs.existsSync(target)) return target;
-      let made = making.get(target);
+    async ensure(assetKey, variant, durationS) {
+      const ref: AssetRef = { key: assetKey, derived: `${variant}.jpg` };
+      if (await assets.stat(ref)) return ref;
+      const id = `${assetKey}.${variant}`;
+      let made = making.get(id);
       if (!made) {
-        made = make(assets.pathOf(assetKey), target, variant, durationS).finally(() => making.delete(target));
-        making.set(target, made);
+        made = make(ref, variant, durationS).finally(() => making.delete(id));
+        making.set(id, made);
       }
       return made;
     },
   };
 
-  async function make(video: string | undefined, target: string, variant: ImageVariant, durationS: number): Promise<string> {
-    if (!video) throw new Error(`no stored video for ${target}`);
-    const tmp = `${target}.${crypto.randomUUID()}.part.jpg`;
+  async function make(ref: AssetRef, variant: ImageVariant, durationS: number): Promise<AssetRef> {
+    const tmp = path.join(os.tmpdir(), `vidgate-${crypto.randomUUID()}.jpg`);
     // The thumbnail is the first frame at the video's size; the spritesheet samples SPRITE_FRAMES frames evenly.
     const filter =
       variant === 'thumbnail'
         ? []
         : ['-vf', `fps=${SPRITE_FRAMES / durationS},scale=${SPRITE_FRAME_WIDTH}:-2,tile=${SPRITE_COLUMNS}x${Math.ceil(SPRITE_FRAMES / SPRITE_COLUMNS)}`];
     try {
-      await run(ffmpegPath, ['-hide_banner', '-loglevel', 'error', '-nostdin', '-y', '-i', video, ...filter, '-frames:v', '1', '-q:v', '4', tmp]);
-      await fs.promises.rename(tmp, target);
-      return target;
+      await assets.withLocalCopy(ref.key, (video) => run(ffmpegPath, ['-hide_banner', '-loglevel', 'error', '-nostdin', '-y', '-i', video, ...filter, '-frames:v', '1', '-q:v', '4', tmp]));
+      await assets.putDerived(ref.key, ref.derived!, tmp);
+      return ref;
     } finally {
       await fs.promises.rm(tmp, { force: true });
     }

@@ -8,7 +8,7 @@ import { creditsFor } from '../routing/quote';
 import { QuotaExceededError, type AttemptRecord, type ClaimedTask, type ProviderScope, type Store, type WorkPhase } from '../store/types';
 import { verifyVideo } from '../media/probe-video';
 import { fitImage } from '../media/fit-image';
-import type { AssetStore } from './assets';
+import { AssetStoreError, type AssetStore } from '../assets/types';
 import { readImage, type ImageReadOptions } from './image-digest';
 import type { Config } from './config';
 import { createLeasedLoop, type LeasedLoop } from './leased-loop';
@@ -95,8 +95,8 @@ function publicError(provider: string, error: ProviderError): TaskError {
     : { code: error.code, message: error.message.slice(0, 500) };
 }
 
-/** A failure writing the video to our own disk: not the provider's fault. */
-const isLocalFailure = (err: unknown) => typeof (err as NodeJS.ErrnoException)?.syscall === 'string';
+/** The gateway's own trouble keeping a video (its disk, its object store), which is no fault of the provider's. */
+const isLocalFailure = (err: unknown) => err instanceof AssetStoreError || typeof (err as NodeJS.ErrnoException)?.syscall === 'string';
 
 export function createWorkers(deps: WorkerDeps): Workers {
   const { store, router, assets, metrics, log, config, now } = deps;
@@ -113,6 +113,10 @@ export function createWorkers(deps: WorkerDeps): Workers {
       end({ outcome: 'ok' });
       return result;
     } catch (err) {
+      if (err instanceof AssetStoreError) {
+        end({ outcome: 'ok' }); // the provider answered; keeping its video failed here
+        throw err;
+      }
       const error = asProviderError(err);
       end({ outcome: error.retryable ? 'retryable_error' : 'terminal_error' });
       throw error;

@@ -2669,6 +2669,15 @@ export interface components {
                 "application/json": components["schemas"]["Error"];
             };
         };
+        /** @description Only where the operator keeps videos in an S3-compatible store and set `assets.s3.presigned_redirect_ttl_s`: the file is at `Location`, a presigned URL of the object store valid that many seconds, which answers the download (and its Range requests) itself. Clients that follow redirects need no change. */
+        PresignedRedirect: {
+            headers: {
+                /** @description The presigned URL of the file in the object store. */
+                Location?: string;
+                [name: string]: unknown;
+            };
+            content?: never;
+        };
         /** @description The requested byte range lies outside the video. */
         RangeNotSatisfiable: {
             headers: {
@@ -3018,6 +3027,7 @@ export interface operations {
                     "video/mp4": string;
                 };
             };
+            302: components["responses"]["PresignedRedirect"];
             401: components["responses"]["Unauthorized"];
             404: components["responses"]["NotFound"];
             409: components["responses"]["Conflict"];
@@ -4051,6 +4061,7 @@ export interface operations {
                     "image/jpeg": string;
                 };
             };
+            302: components["responses"]["PresignedRedirect"];
             401: components["responses"]["Unauthorized"];
             404: components["responses"]["NotFound"];
             409: components["responses"]["Conflict"];

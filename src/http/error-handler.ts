@@ -1,6 +1,7 @@
 // The one error mapper: whatever threw (a use case, the body parser, the spec validator, sendFile),
 // the client gets the documented error shape, which is also the shape the OpenAI SDK parses.
 import type { ErrorRequestHandler } from 'express';
+import { AssetStoreError } from '../assets/types';
 import { ApiError, internalError } from '../core/errors';
 import type { Logger } from '../core/logger';
 import { requestLog } from './request-log';
@@ -45,6 +46,9 @@ export function toApiError(err: HttpLikeError, multipart = false): ApiError {
   if (err instanceof UniqueViolation) return new ApiError(409, 'conflict_error', 'already_exists', 'a value that must be unique is already taken');
   if (err instanceof StoreUnavailable) {
     return new ApiError(503, 'service_unavailable_error', 'store_unavailable', 'the store is busy or unavailable; try again shortly', null, { 'Retry-After': '1' });
+  }
+  if (err instanceof AssetStoreError) {
+    return new ApiError(503, 'service_unavailable_error', 'store_unavailable', 'the video store is unavailable; try again shortly', null, { 'Retry-After': '1' });
   }
   if (err.status === 416) {
     // From sendFile; its headers carry the Content-Range with the file's size.

@@ -18,6 +18,7 @@ import { normalizeGeneration } from './normalize';
 import { presentTask } from './present';
 import type { WebhookService } from '../../core/webhooks';
 import { presentEvents } from '../webhook-events';
+import type { ContentSender } from '../asset-content';
 
 export interface NativeRoutesDeps {
   store: Store;
@@ -33,6 +34,8 @@ export interface NativeRoutesDeps {
   outbound: Outbound;
   webhooks: WebhookService;
   disabledProviders: readonly DisabledProvider[];
+  /** Sends stored videos and images (both doors). */
+  content: ContentSender;
 }
 
 const caller = (res: Response) => res.locals.caller as Caller;
@@ -87,10 +90,7 @@ export function createNativeRoutes(deps: NativeRoutesDeps): express.Router {
   });
 
   routes.get('/v1/tasks/:id/content', async (req, res) => {
-    const file = await tasks.videoPath(caller(res), req.params.id!);
-    // sendFile answers Range requests (206, 416) and conditional requests itself.
-    // No ETag (off app-wide) and no Last-Modified: they would date the original of a cache hit.
-    res.sendFile(file, { lastModified: false, headers: { 'Content-Type': 'video/mp4', 'Cache-Control': 'private, max-age=3600' } });
+    await deps.content.send(req, res, await tasks.videoFile(caller(res), req.params.id!), 'video/mp4');
   });
 
   routes.get('/v1/models', (_req, res) => {

@@ -14,6 +14,7 @@ import { normalizeVideoCreate } from './normalize';
 import { POLL_AFTER_MS, presentVideo } from './present';
 import type { WebhookService } from '../../core/webhooks';
 import { presentEvents } from '../webhook-events';
+import type { ContentSender } from '../asset-content';
 
 export interface OpenAIRoutesDeps {
   router: Router;
@@ -23,6 +24,8 @@ export interface OpenAIRoutesDeps {
   outbound: Outbound;
   webhooks: WebhookService;
   now: () => number;
+  /** Sends stored videos and images (both doors). */
+  content: ContentSender;
 }
 
 type ListQuery = { after?: string; limit?: number; order?: 'asc' | 'desc' };
@@ -73,9 +76,9 @@ export function createOpenAIRoutes(deps: OpenAIRoutesDeps): express.Router {
 
   routes.get('/v1/videos/:id/content', async (req, res) => {
     const variant = (req.query.variant ?? 'video') as ImageVariant | 'video';
-    const file = variant === 'video' ? await tasks.videoPath(caller(res), req.params.id!) : await tasks.imagePath(caller(res), req.params.id!, variant);
-    // No Last-Modified (and no ETag, off app-wide): they would date the original of a cache hit.
-    res.sendFile(file, { lastModified: false, headers: { 'Content-Type': variant === 'video' ? 'video/mp4' : 'image/jpeg', 'Cache-Control': 'private, max-age=3600' } });
+    const id = req.params.id!;
+    if (variant === 'video') return deps.content.send(req, res, await tasks.videoFile(caller(res), id), 'video/mp4');
+    await deps.content.send(req, res, await tasks.imageFile(caller(res), id, variant), 'image/jpeg');
   });
 
   routes.post('/v1/videos/:id/remix', async (req, res) => {
