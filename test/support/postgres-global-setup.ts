@@ -11,7 +11,7 @@ declare module 'vitest' {
   }
 }
 
-const ADMIN_URL = process.env.VIDGATE_TEST_PG_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
+const ADMIN_URL = process.env.VIDGATE_TEST_PG_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
 
 async function admin<T>(fn: (client: pg.Client) => Promise<T>): Promise<T> {
   const client = new pg.Client({ connectionString: ADMIN_URL });
