@@ -8,7 +8,7 @@ import { createOutbound, type Outbound, type Resolver } from '../net/outbound';
 import { createHealth } from '../routing/health';
 import { toMicroUsd } from '../routing/quote';
 import { createRouter, type RoutedProvider } from '../routing/router';
-import { createSqliteStore } from '../store/sqlite';
+import { openStore } from '../store/open-store';
 import type { Store } from '../store/types';
 import { createApp } from '../http/app';
 import { createHttpServer } from '../http/server';
@@ -44,6 +44,8 @@ export interface GatewayOptions {
   now?: () => number;
   /** Resolves the host names of outbound URLs (tests); `dns.lookup` by default. */
   resolve?: Resolver;
+  /** The store to use instead of the one `config.store` names (tests pick a backend); the gateway closes it at stop. */
+  store?: Store;
 }
 
 export type Gateway = Awaited<ReturnType<typeof createGateway>>;
@@ -110,7 +112,7 @@ export async function createGateway(config: Config, options: GatewayOptions = {}
   const now = options.now ?? Date.now;
   ensureWritableDirs(config);
   const outbound = outboundFromConfig(config, options.resolve);
-  const store: Store = createSqliteStore(config.store.sqlite_path);
+  const store: Store = options.store ?? (await openStore(config.store));
   const metrics = createMetrics();
   const assets = createLocalAssetStore(config.assets.dir);
   const built = providersFromConfig(config, env, outbound, (message, fields) => log.warn(message, fields));
