@@ -11,7 +11,7 @@ import type {
   TransitionReport,
   WorkPhase,
 } from '../src/store/types';
-import { IdempotencyConflictError, UniqueViolation } from '../src/store/types';
+import { IdempotencyConflictError, QuotaExceededError, UniqueViolation } from '../src/store/types';
 
 const T0 = 1_700_000_000_000;
 const LEASE_MS = 30_000;
@@ -1099,6 +1099,163 @@ export function describeStoreConformance(name: string, makeStore: () => Promise<
         // A rotation keeping none stops the others at once.
         await store.putWebhookSecret({ id: 's4', team_id: 'team-1', secret_encrypted: 'enc-4', created_at_ms: T0 + 600 });
         expect((await store.signingSecrets('team-1', T0 + 600)).map((s) => s.id)).toEqual(['s4']);
+      });
+    });
+
+    describe('teams and keys: reads and updates', () => {
+      it('gets, finds by name, lists and updates teams', async () => {
+        const store = await open();
+        await store.createTeam(team('team-2'));
+        await store.createTeam({ ...team('team-1'), created_at_ms: T0 + 1 });
+        expect(await store.getTeam('team-1')).toStrictEqual({ ...team('team-1'), created_at_ms: T0 + 1 });
+        expect(await store.getTeam('team-9')).toBeUndefined();
+        expect((await store.findTeamByName('name of team-2'))?.id).toBe('team-2');
+        expect(await store.findTeamByName('nobody')).toBeUndefined();
+        expect((await store.listTeams()).map((t) => t.id)).toEqual(['team-2', 'team-1']);
+        expect(await store.updateTeam('team-2', { credits_per_day: 100, name: 'renamed' })).toMatchObject({ credits_per_day: 100, name: 'renamed' });
+        expect(await store.updateTeam('team-9', { credits_per_day: 1 })).toBeUndefined();
+      });
+
+      it('gets, lists and updates keys, and finds a caller (key and team) by hash', async () => {
+        const store = await open();
+        await store.createTeam(team('team-1', { credits_per_month: 500 }));
+        await store.insertApiKey(apiKey(2));
+        await store.insertApiKey(apiKey(1));
+        expect(await store.getApiKey('key-1')).toStrictEqual(apiKey(1));
+        expect(await store.getApiKey('key-9')).toBeUndefined();
+        expect((await store.listApiKeys('team-1')).map((k) => k.id)).toEqual(['key-1', 'key-2']);
+        expect(await store.listApiKeys('team-9')).toEqual([]);
+        const updated = await store.updateApiKey('key-1', { allowed_models: ['sora-2'], revoked_at_ms: T0 + 5, max_concurrent: 3 });
+        expect(updated).toStrictEqual({ ...apiKey(1), allowed_models: ['sora-2'], revoked_at_ms: T0 + 5, max_concurrent: 3 });
+        expect(await store.findCaller('hash-1')).toStrictEqual({ key: updated, team: team('team-1', { credits_per_month: 500 }) });
+        expect(await store.findCaller('hash-9')).toBeUndefined();
+      });
+    });
+
+    describe('quotas and ledger', () => {
+      it('refuses a creation past a credit quota with QuotaExceededError, creating and charging nothing', async () => {
+        const store = await open();
+        await store.createTeam(team('owner-a', { credits_per_day: 10 }));
+        await store.createTask(newTask({ id: 'first' }));
+        const refused = store.createTask(newTask({ id: 'second' }));
+        await expect(refused).rejects.toBeInstanceOf(QuotaExceededError);
+        await expect(refused).rejects.toMatchObject({ scope: 'team', quota: 'credits_per_day', limit: 10, used: 8 });
+        expect(await store.getTask('second')).toBeUndefined();
+        expect((await store.listLedger('owner-a')).map((r) => [r.task_id, r.kind, r.credits])).toEqual([['first', 'reserve', 8]]);
+        expect(await store.quotaUsage('team', 'owner-a', T0)).toMatchObject({ credits_day: 8, credits_month: 8, active_tasks: 1 });
+      });
+
+      it("refuses a creation past a key's max_concurrent, and frees the slot when a task finishes", async () => {
+        const store = await open();
+        await store.createTeam(team('owner-a'));
+        await store.insertApiKey({ ...apiKey(1, 'owner-a'), id: 'key-a', max_concurrent: 1 });
+        await store.createTask(newTask({ id: 'first' }));
+        await expect(store.createTask(newTask({ id: 'second' }))).rejects.toMatchObject({ scope: 'key', quota: 'max_concurrent', limit: 1, used: 1 });
+        expect((await store.cancel('first', 'owner-a', T0 + 1))?.task.id).toBe('first');
+        expect((await store.createTask(newTask({ id: 'third' }))).task.id).toBe('third');
+      });
+
+      it('counts requests per minute per key and team in memory, refusing past the tightest limit', async () => {
+        const store = await open();
+        const t = team('team-1', { reads_per_minute: 3 });
+        const k = { ...apiKey(1), reads_per_minute: 2 };
+        const admit = (at: number) => store.admitRequest(k, t, 'read', at);
+        expect(await admit(T0)).toEqual({ allowed: true, quota: 'reads_per_minute', limit: 2, remaining: 1 });
+        expect(await admit(T0 + 1)).toMatchObject({ allowed: true, remaining: 0 });
+        expect(await admit(T0 + 2)).toMatchObject({ allowed: false, remaining: 0 });
+        expect(await store.admitRequest(k, t, 'submit', T0 + 3)).toEqual({ allowed: true, quota: 'submits_per_minute', limit: null, remaining: null });
+        expect((await store.quotaUsage('key', 'key-1', T0 + 4)).reads_minute).toBe(2);
+        expect((await store.quotaUsage('team', 'team-1', T0 + 4)).submits_minute).toBe(1);
+        expect(await admit(T0 + 60_000)).toMatchObject({ allowed: true });
+      });
+
+      it("adjusts a team's spend today, reports settled usage by day, lists open tasks, and recomputes counters that agree", async () => {
+        const store = await open();
+        await store.createTeam(team('owner-a'));
+        const done = await processingTask(store, newTask({ id: 'done' }));
+        await store.markCompleted('done', done.lease_token, 'asset', T0 + 10);
+        await store.createTask(newTask({ id: 'open', created_at_ms: T0 + 20 }));
+        const entry = await store.adjustCredits('owner-a', -3, 'refund', T0 + 30);
+        expect(entry).toMatchObject({ team_id: 'owner-a', key_id: null, task_id: null, kind: 'adjust', credits: -3, note: 'refund', created_at_ms: T0 + 30 });
+        expect((await store.listLedger('owner-a')).at(-1)).toStrictEqual(entry);
+        const day = new Date(T0).toISOString().slice(0, 10);
+        expect(await store.usageByDay('owner-a', day, day)).toEqual([{ day, model: 'sim-video', provider_id: 'sim', tasks: 1, credits: 8 }]);
+        expect(await store.usageByDay('owner-a', '2000-01-01', '2000-01-02')).toEqual([]);
+        expect((await store.listOpenTasks('owner-a')).map((t) => t.id)).toEqual(['open']);
+        expect(await store.quotaUsage('team', 'owner-a', T0 + 30)).toMatchObject({ credits_day: 8 + 8 - 3, active_tasks: 1 });
+        expect(await store.recomputeUsage()).toBe(0);
+      });
+    });
+
+    // Several connections (two stores, each with its own connections) acting at once on the same rows: the rules
+    // must hold whatever the backend's isolation, not only because a backend happens to serialize every write.
+    describe('races', () => {
+      const LOOKUP = { fresh_since_ms: 0, hit_credits: 2 };
+
+      it('concurrent identical creations make one leader; the others follow it', async () => {
+        const [a, b] = [await open(), await open()];
+        const made = await Promise.all(
+          Array.from({ length: 12 }, (_, i) => (i % 2 ? a : b).createTask(newTask({ cache_key: 'same', cache_status: 'miss' }), LOOKUP)),
+        );
+        const leaders = made.filter((m) => m.task.source_id === null);
+        expect(leaders).toHaveLength(1);
+        expect(made.filter((m) => m.task.cache_status === 'coalesced' && m.task.source_id === leaders[0]!.task.id)).toHaveLength(11);
+        expect(await a.recomputeUsage()).toBe(0);
+      });
+
+      it("concurrent attempts on one provider never pass its max_concurrent", async () => {
+        const [a, b] = [await open(), await open()];
+        for (let i = 0; i < 8; i++) await a.createTask(newTask());
+        const claimed = await a.claimDue('dispatch', 10, LEASE_MS, T0);
+        expect(claimed).toHaveLength(8);
+        const outcomes = await Promise.all(
+          claimed.map((t, i) => (i % 2 ? a : b).startAttempt(t.id, t.lease_token, 'sim', { micro_usd: 400_000, credits: 8, max_concurrent: 3 }, T0 + 1)),
+        );
+        expect(outcomes.filter((o) => o === 'started')).toHaveLength(3);
+        expect(outcomes.filter((o) => o === 'provider_full')).toHaveLength(5);
+        expect(await b.countActiveByProvider()).toEqual(new Map([['sim', 3]]));
+      });
+
+      it("a leader and its oldest follower cancelled at once: the next follower adopts the job, the rest follow it", async () => {
+        const [a, b] = [await open(), await open()];
+        const leader = await processingTask(a, newTask({ id: 'leader', cache_key: 'same', cache_status: 'miss' }));
+        for (const id of ['f1', 'f2', 'f3']) await a.createTask(newTask({ id, cache_key: 'same', cache_status: 'miss' }), LOOKUP);
+        const [gone, alsoGone] = await Promise.all([a.cancel('leader', 'owner-a', T0 + 10), b.cancel('f1', 'owner-a', T0 + 10)]);
+        expect(gone?.task.id).toBe('leader');
+        expect(alsoGone?.task.id).toBe('f1');
+        const [l, f1, f2, f3] = await Promise.all(['leader', 'f1', 'f2', 'f3'].map((id) => a.getTask(id)));
+        expect([l?.status, f1?.status]).toEqual(['cancelled', 'cancelled']);
+        expect(f2).toMatchObject({ status: 'processing', source_id: null, upstream_id: leader.upstream_id, provider_id: 'sim' });
+        expect(f3).toMatchObject({ status: 'processing', source_id: 'f2' });
+        expect(await a.countActiveByProvider()).toEqual(new Map([['sim', 1]]));
+        expect(await a.recomputeUsage()).toBe(0);
+      });
+
+      it('concurrent reservations never pass a credit quota', async () => {
+        const [a, b] = [await open(), await open()];
+        await a.createTeam(team('owner-a', { credits_per_day: 40 }));
+        const made = await Promise.allSettled(Array.from({ length: 10 }, (_, i) => (i % 2 ? a : b).createTask(newTask())));
+        expect(made.filter((m) => m.status === 'fulfilled')).toHaveLength(5);
+        for (const m of made) if (m.status === 'rejected') expect(m.reason).toBeInstanceOf(QuotaExceededError);
+        expect((await a.quotaUsage('team', 'owner-a', T0)).credits_day).toBe(40);
+        expect(await a.recomputeUsage()).toBe(0);
+      });
+
+      it('concurrent retries under one idempotency key make one task', async () => {
+        const [a, b] = [await open(), await open()];
+        const idempotency = { key: 'retry', request_hash: 'h', since_ms: 0 };
+        const made = await Promise.all(Array.from({ length: 6 }, (_, i) => (i % 2 ? a : b).createTask(newTask({ id: `try-${i}`, idempotency }))));
+        expect(new Set(made.map((m) => m.task.id)).size).toBe(1);
+        expect(made.filter((m) => m.report.created.length === 1)).toHaveLength(1);
+        expect((await a.quotaUsage('team', 'owner-a', T0)).active_tasks).toBe(1);
+      });
+
+      it('concurrent creations of one team name: one team, the others UniqueViolation', async () => {
+        const [a, b] = [await open(), await open()];
+        const made = await Promise.allSettled(Array.from({ length: 6 }, (_, i) => (i % 2 ? a : b).createTeam({ ...team(`team-${i}`), name: 'same' })));
+        expect(made.filter((m) => m.status === 'fulfilled')).toHaveLength(1);
+        for (const m of made) if (m.status === 'rejected') expect(m.reason).toMatchObject({ constraint: 'teams.name' });
+        expect(await a.listTeams()).toHaveLength(1);
       });
     });
 

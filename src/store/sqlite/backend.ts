@@ -1,7 +1,10 @@
 // The rules' primitives (../rules/sql.ts) over one better-sqlite3 connection. The rules are async, so a transaction
-// spans awaits during which other calls would run on the same connection: every transaction, and every statement
-// issued while one is open, waits its turn in one queue. A write transaction begins IMMEDIATE (it takes the write
-// lock at once), so other processes on the file serialize with it as well; Tx.lock has nothing to add.
+// spans awaits during which other calls would run: every transaction, and every statement issued while one is open,
+// waits its turn in one queue. The queue is shared by every connection of this process to the same file, because a
+// connection that waited synchronously for the write lock held by another across an await would block the thread
+// that must finish it (until busy_timeout). A write transaction begins IMMEDIATE (it takes the write lock at once),
+// so other processes on the file serialize with it as well; Tx.lock has nothing to add.
+import path from 'node:path';
 import Database from 'better-sqlite3';
 import type { Backend, Dialect, Params, Sql, Tx } from '../rules/sql';
 import { translateSqliteError } from './errors';
@@ -17,8 +20,23 @@ export const sqliteDialect: Dialect = {
   skipLocked: '',
 };
 
-/** A backend over an open connection; `close` runs `onClose` once the queue is empty. */
-export function createSqliteBackend(db: Database.Database, onClose: () => Promise<void>): Backend {
+/** The turn-taking of this process's connections to one file. */
+interface Gate {
+  queue: Promise<unknown>;
+  /** Whether one of them has a transaction open. */
+  open: boolean;
+}
+const gates = new Map<string, Gate>();
+
+/**
+ * A backend over an open connection to `file` (its resolved path names the queue it shares); `close` runs `onClose`
+ * once the queue is empty.
+ */
+export function createSqliteBackend(db: Database.Database, file: string, onClose: () => Promise<void>): Backend {
+  const key = path.resolve(file);
+  let gate = gates.get(key);
+  if (!gate) gates.set(key, (gate = { queue: Promise.resolve(), open: false }));
+  const shared = gate;
   const statements = new Map<string, Database.Statement>();
   const prepare = (sql: string) => {
     let stmt = statements.get(sql);
@@ -38,15 +56,14 @@ export function createSqliteBackend(db: Database.Database, onClose: () => Promis
     run: (sql: string, params?: Params) => call(() => (params ? prepare(sql).run(params) : prepare(sql).run()).changes),
   };
 
-  let queue: Promise<unknown> = Promise.resolve();
   /** Runs `fn` after everything queued before it. */
   function enqueue<T>(fn: () => Promise<T> | T): Promise<T> {
-    const turn = queue.then(fn);
-    queue = turn.catch(() => undefined);
+    const turn = shared.queue.then(fn);
+    shared.queue = turn.catch(() => undefined);
     return turn;
   }
   /** A statement outside transactions: at once when none is open, else after it. */
-  const outside = <T>(fn: () => T): Promise<T> => (db.inTransaction ? enqueue(fn) : new Promise<T>((resolve) => resolve(fn())));
+  const outside = <T>(fn: () => T): Promise<T> => (shared.open ? enqueue(fn) : new Promise<T>((resolve) => resolve(fn())));
 
   const read: Sql = {
     get: (sql, params) => outside(() => direct.get(sql, params)),
@@ -83,6 +100,7 @@ export function createSqliteBackend(db: Database.Database, onClose: () => Promis
     transaction: (fn) =>
       enqueue(async () => {
         call(() => begin.run());
+        shared.open = true;
         try {
           const result = await fn(tx);
           call(() => commit.run());
@@ -90,6 +108,8 @@ export function createSqliteBackend(db: Database.Database, onClose: () => Promis
         } catch (err) {
           if (db.inTransaction) db.exec('ROLLBACK');
           throw err;
+        } finally {
+          shared.open = false;
         }
       }),
     close: () => enqueue(onClose),

@@ -38,7 +38,7 @@ export function createSqliteStore(file: string): Store {
 
   const checkpointer = startCheckpointer(file, CHECKPOINT_INTERVAL_MS, (message) => process.emitWarning(`WAL checkpoint failed: ${message}`));
   return createStore(
-    createSqliteBackend(db, async () => {
+    createSqliteBackend(db, file, async () => {
       await checkpointer.stop();
       db.close();
     }),
