@@ -5,6 +5,7 @@ import type {
   ListTasksQuery,
   NewTask,
   Quotas,
+  Refused,
   Store,
   TaskRecord,
   TeamRecord,
@@ -36,9 +37,15 @@ function newTask(overrides: Partial<NewTask> = {}): NewTask {
   };
 }
 
-/** The followers a transition finished with its task (which comes first in the report), or false. */
-function followersIn(report: TransitionReport | false): TaskRecord[] | false {
-  return report && report.finished.slice(1).map((f) => f.task);
+/** The report of a transition that happened (throws when it was refused). */
+function reported(report: TransitionReport | Refused): TransitionReport {
+  if ('refused' in report) throw new Error(`transition refused: ${report.refused}`);
+  return report;
+}
+
+/** The followers a transition finished with its task (which comes first in the report), or false when refused. */
+function followersIn(report: TransitionReport | Refused): TaskRecord[] | false {
+  return 'refused' in report ? false : report.finished.slice(1).map((f) => f.task);
 }
 
 const NO_QUOTAS: Quotas = { credits_per_day: null, credits_per_month: null, max_concurrent: null, reads_per_minute: null, submits_per_minute: null };
@@ -96,7 +103,7 @@ export function describeStoreConformance(name: string, makeStore: () => Promise<
       await store.createTask(task);
       const { lease_token } = await claimOnly(store, 'dispatch', T0);
       expect(await store.startAttempt(task.id, lease_token, 'sim', { micro_usd: 400_000, credits: 8 }, T0 + 1)).toBe('started');
-      expect(await store.markSubmitted(task.id, lease_token, 'up-1', T0 + 2)).toBe(true);
+      expect(await store.markSubmitted(task.id, lease_token, 'up-1', T0 + 2)).toBe('done');
       return claimOnly(store, 'poll', T0 + 3);
     }
 
@@ -105,12 +112,12 @@ export function describeStoreConformance(name: string, makeStore: () => Promise<
         const store = await open();
         const first = await processingTask(store);
         expect(await store.countActiveByProvider()).toEqual(new Map([['sim', 1]]));
-        expect(await store.requeue(first.id, first.lease_token, ERROR, T0 + 10, T0 + 10)).toBe(true);
+        expect(await store.requeue(first.id, first.lease_token, ERROR, T0 + 10, T0 + 10)).toBe('done');
         expect(await store.countActiveByProvider()).toEqual(new Map());
         const again = await claimOnly(store, 'dispatch', T0 + 10);
         expect(await store.startAttempt(first.id, again.lease_token, 'other', { micro_usd: 500_000, credits: 8 }, T0 + 11)).toBe('started');
         expect(await store.countActiveByProvider()).toEqual(new Map([['other', 1]]));
-        expect(await store.markSubmitted(first.id, again.lease_token, 'up-2', T0 + 12)).toBe(true);
+        expect(await store.markSubmitted(first.id, again.lease_token, 'up-2', T0 + 12)).toBe('done');
         const poll = await claimOnly(store, 'poll', T0 + 13);
         expect(followersIn(await store.markCompleted(first.id, poll.lease_token, 'asset', T0 + 14))).toEqual([]);
         expect(await store.listAttempts([first.id])).toEqual([
@@ -255,7 +262,7 @@ export function describeStoreConformance(name: string, makeStore: () => Promise<
       it('claims processing tasks in the poll phase only', async () => {
         const store = await open();
         const { id, lease_token } = await processingTask(store);
-        expect(await store.releaseLease(id, lease_token, T0 + 10, T0 + 4)).toBe(true);
+        expect(await store.releaseLease(id, lease_token, T0 + 10, T0 + 4)).toBe('done');
         expect(await store.claimDue('dispatch', 10, LEASE_MS, T0 + 10)).toEqual([]);
         expect((await store.claimDue('poll', 10, LEASE_MS, T0 + 10)).map((t) => t.id)).toEqual([id]);
       });
@@ -270,14 +277,14 @@ export function describeStoreConformance(name: string, makeStore: () => Promise<
         expect(fresh.lease_token).not.toBe(old.lease_token);
         expect(await store.renewLeases([{ id, lease_token: old.lease_token }], T0 + LEASE_MS * 5)).toBe(0);
         expect(await store.startAttempt(id, old.lease_token, 'sim', { micro_usd: 400_000, credits: 8 }, T0 + LEASE_MS + 2)).toBe('lost');
-        expect(await store.markSubmitted(id, old.lease_token, 'up-old', T0 + LEASE_MS + 2)).toBe(false);
-        expect(await store.requeue(id, old.lease_token, ERROR, T0, T0 + LEASE_MS + 2)).toBe(false);
-        expect(await store.markFailed(id, old.lease_token, ERROR, T0 + LEASE_MS + 2)).toBe(false);
-        expect(await store.releaseLease(id, old.lease_token, T0, T0 + LEASE_MS + 2)).toBe(false);
+        expect(await store.markSubmitted(id, old.lease_token, 'up-old', T0 + LEASE_MS + 2)).not.toBe('done');
+        expect(await store.requeue(id, old.lease_token, ERROR, T0, T0 + LEASE_MS + 2)).not.toBe('done');
+        expect(await store.markFailed(id, old.lease_token, ERROR, T0 + LEASE_MS + 2)).toHaveProperty('refused');
+        expect(await store.releaseLease(id, old.lease_token, T0, T0 + LEASE_MS + 2)).not.toBe('done');
         expect((await store.getTask(id))?.attempt).toBe(0);
 
         expect(await store.startAttempt(id, fresh.lease_token, 'sim', { micro_usd: 400_000, credits: 8 }, T0 + LEASE_MS + 3)).toBe('started');
-        expect(await store.markSubmitted(id, fresh.lease_token, 'up-new', T0 + LEASE_MS + 4)).toBe(true);
+        expect(await store.markSubmitted(id, fresh.lease_token, 'up-new', T0 + LEASE_MS + 4)).toBe('done');
         expect((await store.getTask(id))?.upstream_id).toBe('up-new');
       });
 
@@ -329,9 +336,9 @@ export function describeStoreConformance(name: string, makeStore: () => Promise<
         const { id } = (await store.createTask(newTask())).task;
         const { lease_token } = await claimOnly(store, 'dispatch', T0);
         expect(await store.startAttempt(id, lease_token, 'sim', { micro_usd: 400_000, credits: 8 }, T0 + 1)).toBe('started');
-        expect(await store.markSubmitted(id, lease_token, 'up-1', T0 + 2)).toBe(true);
+        expect(await store.markSubmitted(id, lease_token, 'up-1', T0 + 2)).toBe('done');
         const polled = await claimOnly(store, 'poll', T0 + 3);
-        expect(await store.recordProgress(id, polled.lease_token, 10, T0 + 600_000, T0 + 4)).toBe(true);
+        expect(await store.recordProgress(id, polled.lease_token, 10, T0 + 600_000, T0 + 4)).toBe('done');
         expect(await store.claimDue('poll', 10, LEASE_MS, T0 + 5)).toEqual([]);
 
         expect(await store.pollJobNow('other', 'up-1', T0 + 5)).toBeUndefined();
@@ -351,7 +358,7 @@ export function describeStoreConformance(name: string, makeStore: () => Promise<
           const { id } = (await store.createTask(newTask())).task;
           const { lease_token } = await claimOnly(store, 'dispatch', T0);
           expect(await store.startAttempt(id, lease_token, provider, { micro_usd: 400_000, credits: 8 }, T0 + 1)).toBe('started');
-          expect(await store.markSubmitted(id, lease_token, `up-${provider}`, T0 + 2)).toBe(true);
+          expect(await store.markSubmitted(id, lease_token, `up-${provider}`, T0 + 2)).toBe('done');
           ids[provider] = id;
         }
         // A pending task is never a provider's running job.
@@ -366,8 +373,8 @@ export function describeStoreConformance(name: string, makeStore: () => Promise<
         const store = await open();
         const { id } = (await store.createTask(newTask())).task;
         const { lease_token } = await claimOnly(store, 'dispatch', T0);
-        expect(await store.releaseLease(id, 'wrong', T0 + 50, T0 + 1)).toBe(false);
-        expect(await store.releaseLease(id, lease_token, T0 + 50, T0 + 1)).toBe(true);
+        expect(await store.releaseLease(id, 'wrong', T0 + 50, T0 + 1)).not.toBe('done');
+        expect(await store.releaseLease(id, lease_token, T0 + 50, T0 + 1)).toBe('done');
         expect(await store.getTask(id)).toMatchObject({
           status: 'pending',
           next_run_at_ms: T0 + 50,
@@ -400,7 +407,7 @@ export function describeStoreConformance(name: string, makeStore: () => Promise<
         const store = await open();
         const { id, lease_token } = await processingTask(store);
         expect(await store.startAttempt(id, lease_token, 'sim', { micro_usd: 400_000, credits: 8 }, T0 + 10)).toBe('lost');
-        expect(await store.markSubmitted(id, lease_token, 'up-2', T0 + 10)).toBe(false);
+        expect(await store.markSubmitted(id, lease_token, 'up-2', T0 + 10)).not.toBe('done');
         expect(await store.getTask(id)).toMatchObject({ status: 'processing', attempt: 1, upstream_id: 'up-1' });
       });
 
@@ -409,8 +416,8 @@ export function describeStoreConformance(name: string, makeStore: () => Promise<
         const { id } = (await store.createTask(newTask())).task;
         const { lease_token } = await claimOnly(store, 'dispatch', T0);
         await store.startAttempt(id, lease_token, 'sim', { micro_usd: 400_000, credits: 8 }, T0 + 1);
-        expect(await store.markSubmitted(id, 'wrong', 'up-1', T0 + 2)).toBe(false);
-        expect(await store.markSubmitted(id, lease_token, 'up-1', T0 + 2)).toBe(true);
+        expect(await store.markSubmitted(id, 'wrong', 'up-1', T0 + 2)).not.toBe('done');
+        expect(await store.markSubmitted(id, lease_token, 'up-1', T0 + 2)).toBe('done');
         expect(await store.getTask(id)).toMatchObject({
           status: 'processing',
           progress: 0,
@@ -420,25 +427,25 @@ export function describeStoreConformance(name: string, makeStore: () => Promise<
           updated_at_ms: T0 + 2,
           next_run_at_ms: T0 + 2,
         });
-        expect(await store.recordProgress(id, lease_token, 10, T0 + 3, T0 + 3)).toBe(false);
+        expect(await store.recordProgress(id, lease_token, 10, T0 + 3, T0 + 3)).not.toBe('done');
         expect((await store.claimDue('poll', 10, LEASE_MS, T0 + 2)).map((t) => t.id)).toEqual([id]);
       });
 
       it('recordProgress keeps progress monotonic and releases the lease until the next poll', async () => {
         const store = await open();
         const { id, lease_token } = await processingTask(store);
-        expect(await store.recordProgress(id, 'wrong', 40, T0 + 100, T0 + 10)).toBe(false);
-        expect(await store.recordProgress(id, lease_token, 40, T0 + 100, T0 + 10)).toBe(true);
+        expect(await store.recordProgress(id, 'wrong', 40, T0 + 100, T0 + 10)).not.toBe('done');
+        expect(await store.recordProgress(id, lease_token, 40, T0 + 100, T0 + 10)).toBe('done');
         expect(await store.getTask(id)).toMatchObject({
           progress: 40,
           next_run_at_ms: T0 + 100,
           updated_at_ms: T0 + 10,
         });
-        expect(await store.recordProgress(id, lease_token, 50, T0 + 100, T0 + 11)).toBe(false);
+        expect(await store.recordProgress(id, lease_token, 50, T0 + 100, T0 + 11)).not.toBe('done');
 
         expect(await store.claimDue('poll', 10, LEASE_MS, T0 + 99)).toEqual([]);
         const next = await claimOnly(store, 'poll', T0 + 100);
-        expect(await store.recordProgress(id, next.lease_token, 30, T0 + 200, T0 + 101)).toBe(true);
+        expect(await store.recordProgress(id, next.lease_token, 30, T0 + 200, T0 + 101)).toBe('done');
         expect((await store.getTask(id))?.progress).toBe(40);
       });
 
@@ -446,8 +453,8 @@ export function describeStoreConformance(name: string, makeStore: () => Promise<
         const store = await open();
         const { id } = (await store.createTask(newTask())).task;
         const { lease_token } = await claimOnly(store, 'dispatch', T0);
-        expect(await store.recordProgress(id, lease_token, 10, T0 + 5, T0 + 1)).toBe(false);
-        expect(await store.markCompleted(id, lease_token, 'assets/x.mp4', T0 + 1)).toBe(false);
+        expect(await store.recordProgress(id, lease_token, 10, T0 + 5, T0 + 1)).not.toBe('done');
+        expect(await store.markCompleted(id, lease_token, 'assets/x.mp4', T0 + 1)).toHaveProperty('refused');
         expect(await store.getTask(id)).toMatchObject({ status: 'pending', progress: 0, asset_key: null });
       });
 
@@ -455,13 +462,13 @@ export function describeStoreConformance(name: string, makeStore: () => Promise<
         const store = await open();
         const { id } = (await store.createTask(newTask())).task;
         const first = await claimOnly(store, 'dispatch', T0);
-        expect(await store.requeue(id, first.lease_token, ERROR, T0 + 1, T0 + 1)).toBe(true);
+        expect(await store.requeue(id, first.lease_token, ERROR, T0 + 1, T0 + 1)).toBe('done');
         const { lease_token } = await claimOnly(store, 'dispatch', T0 + 1);
         await store.startAttempt(id, lease_token, 'sim', { micro_usd: 400_000, credits: 8 }, T0 + 2);
         await store.markSubmitted(id, lease_token, 'up-1', T0 + 3);
         const poll = await claimOnly(store, 'poll', T0 + 4);
 
-        expect(await store.markCompleted(id, 'wrong', 'assets/x.mp4', T0 + 5)).toBe(false);
+        expect(await store.markCompleted(id, 'wrong', 'assets/x.mp4', T0 + 5)).toHaveProperty('refused');
         expect(followersIn(await store.markCompleted(id, poll.lease_token, 'assets/x.mp4', T0 + 5))).toEqual([]);
         expect(await store.getTask(id)).toMatchObject({
           status: 'completed',
@@ -473,9 +480,9 @@ export function describeStoreConformance(name: string, makeStore: () => Promise<
           completed_at_ms: T0 + 5,
           updated_at_ms: T0 + 5,
         });
-        expect(await store.markCompleted(id, poll.lease_token, 'assets/y.mp4', T0 + 6)).toBe(false);
-        expect(await store.markFailed(id, poll.lease_token, ERROR, T0 + 6)).toBe(false);
-        expect(await store.requeue(id, poll.lease_token, ERROR, T0 + 6, T0 + 6)).toBe(false);
+        expect(await store.markCompleted(id, poll.lease_token, 'assets/y.mp4', T0 + 6)).toHaveProperty('refused');
+        expect(await store.markFailed(id, poll.lease_token, ERROR, T0 + 6)).toHaveProperty('refused');
+        expect(await store.requeue(id, poll.lease_token, ERROR, T0 + 6, T0 + 6)).not.toBe('done');
         expect(await store.claimDue('poll', 10, LEASE_MS, T0 + LEASE_MS * 10)).toEqual([]);
       });
 
@@ -483,7 +490,7 @@ export function describeStoreConformance(name: string, makeStore: () => Promise<
         const store = await open();
         const { id: pendingId } = (await store.createTask(newTask())).task;
         const pending = await claimOnly(store, 'dispatch', T0);
-        expect(await store.markFailed(pendingId, 'wrong', ERROR, T0 + 1)).toBe(false);
+        expect(await store.markFailed(pendingId, 'wrong', ERROR, T0 + 1)).toHaveProperty('refused');
         expect(followersIn(await store.markFailed(pendingId, pending.lease_token, ERROR, T0 + 1))).toEqual([]);
         expect(await store.getTask(pendingId)).toMatchObject({
           status: 'failed',
@@ -496,7 +503,7 @@ export function describeStoreConformance(name: string, makeStore: () => Promise<
         const processing = await processingTask(store);
         expect(followersIn(await store.markFailed(processing.id, processing.lease_token, ERROR, T0 + 9))).toEqual([]);
         expect(await store.getTask(processing.id)).toMatchObject({ status: 'failed', completed_at_ms: T0 + 9 });
-        expect(await store.markFailed(processing.id, processing.lease_token, ERROR, T0 + 10)).toBe(false);
+        expect(await store.markFailed(processing.id, processing.lease_token, ERROR, T0 + 10)).toHaveProperty('refused');
         expect(await store.claimDue('poll', 10, LEASE_MS, T0 + LEASE_MS * 10)).toEqual([]);
       });
 
@@ -505,8 +512,8 @@ export function describeStoreConformance(name: string, makeStore: () => Promise<
         const { id, lease_token } = await processingTask(store);
         await store.recordProgress(id, lease_token, 60, T0 + 10, T0 + 10);
         const poll = await claimOnly(store, 'poll', T0 + 10);
-        expect(await store.requeue(id, 'wrong', ERROR, T0 + 500, T0 + 11)).toBe(false);
-        expect(await store.requeue(id, poll.lease_token, ERROR, T0 + 500, T0 + 11)).toBe(true);
+        expect(await store.requeue(id, 'wrong', ERROR, T0 + 500, T0 + 11)).not.toBe('done');
+        expect(await store.requeue(id, poll.lease_token, ERROR, T0 + 500, T0 + 11)).toBe('done');
         expect(await store.getTask(id)).toMatchObject({
           status: 'pending',
           progress: 0,
@@ -518,7 +525,7 @@ export function describeStoreConformance(name: string, makeStore: () => Promise<
           next_run_at_ms: T0 + 500,
           updated_at_ms: T0 + 11,
         });
-        expect(await store.requeue(id, poll.lease_token, ERROR, T0 + 500, T0 + 12)).toBe(false);
+        expect(await store.requeue(id, poll.lease_token, ERROR, T0 + 500, T0 + 12)).not.toBe('done');
         expect(await store.claimDue('dispatch', 10, LEASE_MS, T0 + 499)).toEqual([]);
         const again = await claimOnly(store, 'dispatch', T0 + 500);
         expect(await store.startAttempt(id, again.lease_token, 'sim', { micro_usd: 400_000, credits: 8 }, T0 + 501)).toBe('started');
@@ -529,7 +536,7 @@ export function describeStoreConformance(name: string, makeStore: () => Promise<
         const store = await open();
         const { id } = (await store.createTask(newTask())).task;
         const { lease_token } = await claimOnly(store, 'dispatch', T0);
-        expect(await store.requeue(id, lease_token, ERROR, T0 + 5, T0 + 1)).toBe(true);
+        expect(await store.requeue(id, lease_token, ERROR, T0 + 5, T0 + 1)).toBe('done');
         expect(await store.getTask(id)).toMatchObject({
           status: 'pending',
           error_code: ERROR.code,
@@ -558,9 +565,9 @@ export function describeStoreConformance(name: string, makeStore: () => Promise<
           updated_at_ms: T0 + 20,
         });
 
-        expect(await store.recordProgress(id, lease_token, 50, T0 + 30, T0 + 21)).toBe(false);
-        expect(await store.markCompleted(id, lease_token, 'assets/x.mp4', T0 + 21)).toBe(false);
-        expect(await store.markFailed(id, lease_token, ERROR, T0 + 21)).toBe(false);
+        expect(await store.recordProgress(id, lease_token, 50, T0 + 30, T0 + 21)).not.toBe('done');
+        expect(await store.markCompleted(id, lease_token, 'assets/x.mp4', T0 + 21)).toHaveProperty('refused');
+        expect(await store.markFailed(id, lease_token, ERROR, T0 + 21)).toHaveProperty('refused');
         expect(await store.renewLeases([{ id, lease_token }], T0 + LEASE_MS * 5)).toBe(0);
         expect(await store.claimDue('poll', 10, LEASE_MS, T0 + LEASE_MS * 10)).toEqual([]);
       });
@@ -757,7 +764,7 @@ export function describeStoreConformance(name: string, makeStore: () => Promise<
         expect(await store.cacheOutlook(KEY, T0)).toBeNull();
         const leader = await processingTask(store, cached());
         expect(await store.cacheOutlook(KEY, T0)).toBe('coalesced');
-        expect(await store.markCompleted(leader.id, leader.lease_token, `video-${leader.id}`, T0 + 100)).not.toBe(false);
+        expect(await store.markCompleted(leader.id, leader.lease_token, `video-${leader.id}`, T0 + 100)).not.toHaveProperty('refused');
         expect(await store.cacheOutlook(KEY, T0 + 100)).toBe('hit');
         expect(await store.cacheOutlook(KEY, T0 + 101)).toBeNull(); // older than the TTL allows
         expect(await store.cacheOutlook('x'.repeat(64), T0)).toBeNull();
@@ -843,7 +850,7 @@ export function describeStoreConformance(name: string, makeStore: () => Promise<
         expect((await store.listLedger('owner-b')).map((e) => [e.kind, e.credits])).toEqual([['reserve', 0], ['reserve', 8]]);
 
         // The old worker is fenced; the heir is polled and completes for the remaining follower too.
-        expect(await store.markCompleted(leader.id, leader.lease_token, 'stale', T0 + 9)).toBe(false);
+        expect(await store.markCompleted(leader.id, leader.lease_token, 'stale', T0 + 9)).toHaveProperty('refused');
         const poll = await claimOnly(store, 'poll', T0 + 9);
         expect(poll.id).toBe(heir.id);
         const done = await store.markCompleted(heir.id, poll.lease_token, `video-${heir.id}`, T0 + 10);
@@ -923,7 +930,7 @@ export function describeStoreConformance(name: string, makeStore: () => Promise<
         const follower = (await store.createTask(cached({ created_at_ms: T0 + 4, door: 'openai' }), lookup)).task;
         const silent = (await store.createTask(cached({ created_at_ms: T0 + 4, callback_url: null }), lookup)).task;
         const report = await store.markCompleted(leader.id, leader.lease_token, 'video', T0 + 10);
-        if (report === false) throw new Error('not completed');
+        if ('refused' in report) throw new Error('not completed');
         expect(report.finished[0]).toMatchObject({ task: { id: leader.id, status: 'completed' }, provider_id: 'sim' });
         expect(report.finished.slice(1).map((f) => [f.task.id, f.task.status, f.provider_id]).sort()).toEqual([
           [follower.id, 'completed', 'sim'],
@@ -946,9 +953,9 @@ export function describeStoreConformance(name: string, makeStore: () => Promise<
         const leader = await processingTask(store, cached());
         const follower = (await store.createTask(cached({ created_at_ms: T0 + 4 }), lookup)).task;
         const failed = await store.markFailed(leader.id, leader.lease_token, ERROR, T0 + 10);
-        expect(failed && failed.events.map((e) => [e.task_id, e.task_status]).sort()).toEqual([[follower.id, 'failed'], [leader.id, 'failed']].sort());
+        expect(reported(failed).events.map((e) => [e.task_id, e.task_status]).sort()).toEqual([[follower.id, 'failed'], [leader.id, 'failed']].sort());
         // The follower reserved nothing (hit_credits 0): no movement of 0 credits is reported.
-        expect(failed && failed.credits.map((m) => [m.kind, m.credits])).toEqual([['released', 8]]);
+        expect(reported(failed).credits.map((m) => [m.kind, m.credits])).toEqual([['released', 8]]);
 
         const source = await processingTask(store, cached({ cache_key: 's'.repeat(64) }));
         await store.markCompleted(source.id, source.lease_token, 'video-s', T0 + 20);
@@ -970,14 +977,14 @@ export function describeStoreConformance(name: string, makeStore: () => Promise<
         const follower = (await store.createTask(cached({ created_at_ms: T0 + 1 }), lookup)).task;
         const claimed = await claimOnly(store, 'dispatch', T0 + 2);
         const report = await store.markFailed(leader.id, claimed.lease_token, ERROR, T0 + 3, { hand_over: true });
-        expect(report && report.events.map((e) => e.task_id)).toEqual([leader.id]);
+        expect(reported(report).events.map((e) => e.task_id)).toEqual([leader.id]);
         expect(await store.listTaskEvents(follower.id)).toEqual([]);
       });
 
       it('writes nothing when the transition does not happen', async () => {
         const store = await open();
         const task = await processingTask(store, cached());
-        expect(await store.markCompleted(task.id, 'wrong', 'video', T0 + 5)).toBe(false);
+        expect(await store.markCompleted(task.id, 'wrong', 'video', T0 + 5)).toHaveProperty('refused');
         expect(await store.cancel(task.id, 'owner-b', T0 + 5)).toBeUndefined();
         expect(await store.listTaskEvents(task.id)).toEqual([]);
         expect(await store.outboxCounts()).toEqual({ pending: 0, dead: 0 });
@@ -1256,6 +1263,24 @@ export function describeStoreConformance(name: string, makeStore: () => Promise<
         expect(made.filter((m) => m.status === 'fulfilled')).toHaveLength(1);
         for (const m of made) if (m.status === 'rejected') expect(m.reason).toMatchObject({ constraint: 'teams.name' });
         expect(await a.listTeams()).toHaveLength(1);
+      });
+    });
+
+    describe('refusals say why', () => {
+      it('not_found, lease_lost and wrong_state, for every transition that names a lease', async () => {
+        const store = await open();
+        await store.createTask(newTask({ id: 'pending' }));
+        const { lease_token } = await claimOnly(store, 'dispatch', T0);
+        expect(await store.markSubmitted('nobody', lease_token, 'up', T0 + 1)).toBe('not_found');
+        expect(await store.markSubmitted('pending', 'another', 'up', T0 + 1)).toBe('lease_lost');
+        expect(await store.recordProgress('pending', lease_token, 10, T0 + 1, T0 + 1)).toBe('wrong_state');
+        expect(await store.markCompleted('pending', lease_token, 'video', T0 + 1)).toEqual({ refused: 'wrong_state' });
+        expect(await store.markCompleted('nobody', lease_token, 'video', T0 + 1)).toEqual({ refused: 'not_found' });
+        expect(await store.markFailed('pending', 'another', ERROR, T0 + 1)).toEqual({ refused: 'lease_lost' });
+        expect(await store.releaseLease('nobody', lease_token, T0 + 2, T0 + 1)).toBe('not_found');
+        expect(await store.releaseLease('pending', lease_token, T0 + 2, T0 + 1)).toBe('done');
+        // Released: the token is no longer the task's.
+        expect(await store.requeue('pending', lease_token, ERROR, T0 + 3, T0 + 2)).toBe('lease_lost');
       });
     });
 

@@ -154,7 +154,7 @@ export function createWorkers(deps: WorkerDeps): Workers {
   /** `own`: the task's own failure (its quota), which its followers do not share: they carry on under an heir. */
   async function finishFailed(t: ClaimedTask, error: TaskError, jobMayRun = false, own = false): Promise<void> {
     const report = await store.markFailed(t.id, t.lease_token, error, now(), { hand_over: own });
-    if (report === false) return;
+    if ('refused' in report) return;
     deps.report(report);
     log.info('task failed', { task: t.id, provider: t.provider_id, code: error.code });
     if (jobMayRun) await abandon(t.provider_id, t.upstream_id);
@@ -178,7 +178,7 @@ export function createWorkers(deps: WorkerDeps): Workers {
     }
     const untried = router.candidates(request).some((c) => !failedOn.has(c.adapter.id));
     const backoffMs = untried ? 0 : Math.min(config.retry_backoff_ms * 2 ** Math.max(0, t.attempt - 1), deps.maxRetryBackoffMs);
-    if (!(await store.requeue(t.id, t.lease_token, error, now() + backoffMs, now()))) return;
+    if ((await store.requeue(t.id, t.lease_token, error, now() + backoffMs, now())) !== 'done') return;
     log.info('task requeued', { task: t.id, provider: t.provider_id, code: error.code, attempt: t.attempt });
     await abandon(t.provider_id, t.upstream_id);
   }
@@ -360,7 +360,7 @@ export function createWorkers(deps: WorkerDeps): Workers {
 
   /** The attempt's job is `upstreamId`: record it on the attempt and follow it (pending -> processing). */
   async function adopt(t: ClaimedTask, provider: ProviderAdapter, upstreamId: string): Promise<void> {
-    if (await store.markSubmitted(t.id, t.lease_token, upstreamId, now())) return;
+    if ((await store.markSubmitted(t.id, t.lease_token, upstreamId, now())) === 'done') return;
     // Our lease is gone. Cancel the job only if the task ended without it (cancelled while we were
     // submitting); a worker that took the task over may be running this very job.
     const current = await store.getTask(t.id);
@@ -442,7 +442,7 @@ export function createWorkers(deps: WorkerDeps): Workers {
     downloadFailures.delete(t.id);
     health.jobSucceeded(adapter.id, request.model, t.submitted_at_ms === null ? undefined : now() - t.submitted_at_ms);
     const report = await store.markCompleted(t.id, t.lease_token, t.id, now());
-    if (report !== false) {
+    if (!('refused' in report)) {
       deps.report(report);
       const [completed, ...followers] = report.finished.map((f) => f.task);
       deps.cache.followersServed(followers, completed?.credits_settled ?? 0);

@@ -8,7 +8,7 @@ import * as quota from './quota';
 import { toTask, type TaskRow } from './rows';
 import type { Backend, Dialect } from './sql';
 import { createTeamMethods } from './teams';
-import { createTransitions } from './transitions';
+import { createTransitions, refusal } from './transitions';
 
 /** Lease the `@limit` oldest due, unleased tasks matching `filter` (see Store.claimDue), in the backend's dialect. */
 export const claimSql = (d: Dialect, filter: string) => `
@@ -151,7 +151,7 @@ export function createStore(backend: Backend): Store {
         `UPDATE tasks SET lease_token = NULL, lease_until_ms = NULL, next_run_at_ms = @next, updated_at_ms = @now WHERE id = @id AND lease_token = @token`,
         { id, token: leaseToken, next: nextRunAtMs, now: nowMs },
       );
-      return changed === 1;
+      return changed === 1 ? 'done' : refusal(read, id, leaseToken);
     },
 
     async startAttempt(id, leaseToken, providerId, { micro_usd, credits, max_concurrent }, nowMs) {

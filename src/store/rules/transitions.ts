@@ -3,7 +3,7 @@
 // (a leader's generation handed over to a follower). Every write is conditional on the state and the lease token;
 // the rows a transition reads before it writes are locked (Dialect.forUpdate), so that on a backend with row locks
 // two transitions of one task, or a leader's and its followers', happen one after the other.
-import { QuotaExceededError, type AttemptOutcome, type AttemptRecord, type Cancellation, type TransitionReport } from '../types';
+import { QuotaExceededError, type AttemptOutcome, type AttemptRecord, type Cancellation, type RefusalReason, type TransitionOutcome, type TransitionReport, type Refused } from '../types';
 import * as quota from './quota';
 import { finished, moved, newReport } from './report';
 import { toTask, type TaskRow } from './rows';
@@ -12,6 +12,13 @@ import type { Dialect, Tx } from './sql';
 const NO_LEASE = 'lease_token = NULL, lease_until_ms = NULL';
 /** The followers of the leader `@id`: tasks that share its generation and are not finished. */
 const FOLLOWERS = "source_id = @id AND status IN ('pending', 'processing')";
+
+/** Why a conditional write on the task `id` under `token` changed nothing. */
+export async function refusal(tx: Pick<Tx, 'get'>, id: string, token: string): Promise<RefusalReason> {
+  const row = await tx.get<{ lease_token: string | null }>('SELECT lease_token FROM tasks WHERE id = @id', { id });
+  if (!row) return 'not_found';
+  return row.lease_token === token ? 'wrong_state' : 'lease_lost';
+}
 
 type Params = { id: string; now: number; code?: string | null; message?: string | null; [k: string]: unknown };
 
@@ -121,46 +128,46 @@ export function createTransitions(d: Dialect) {
       return 'started' as const;
     },
 
-    async markSubmitted(tx: Tx, p: { id: string; token: string; upstream_id: string; now: number }): Promise<boolean> {
+    async markSubmitted(tx: Tx, p: { id: string; token: string; upstream_id: string; now: number }): Promise<TransitionOutcome> {
       const changed = await tx.run(
         `UPDATE tasks SET status = 'processing', upstream_id = @upstream_id, submitted_at_ms = @now, updated_at_ms = @now,
            progress = 0, ${NO_LEASE}, next_run_at_ms = @now
          WHERE id = @id AND status = 'pending' AND lease_token = @token`,
         p,
       );
-      if (changed !== 1) return false;
+      if (changed !== 1) return refusal(tx, p.id, p.token);
       await setAttemptUpstream(tx, p);
       await mirrorFollowers(tx, { ...p, status: 'processing' });
-      return true;
+      return 'done';
     },
 
-    async recordProgress(tx: Tx, p: { id: string; token: string; progress: number; next: number; now: number }): Promise<boolean> {
+    async recordProgress(tx: Tx, p: { id: string; token: string; progress: number; next: number; now: number }): Promise<TransitionOutcome> {
       const changed = await tx.run(
         `UPDATE tasks SET progress = ${d.greatest('progress', '@progress')}, ${NO_LEASE}, next_run_at_ms = @next, updated_at_ms = @now
          WHERE id = @id AND status = 'processing' AND lease_token = @token`,
         p,
       );
-      if (changed !== 1) return false;
+      if (changed !== 1) return refusal(tx, p.id, p.token);
       await tx.run(`UPDATE tasks SET progress = ${d.greatest('progress', '@progress')}, updated_at_ms = @now WHERE ${FOLLOWERS}`, p);
-      return true;
+      return 'done';
     },
 
-    async requeue(tx: Tx, p: Params & { token: string; next: number }): Promise<boolean> {
+    async requeue(tx: Tx, p: Params & { token: string; next: number }): Promise<TransitionOutcome> {
       const changed = await tx.run(
         `UPDATE tasks SET status = 'pending', progress = 0, provider_id = NULL, upstream_id = NULL, error_code = @code,
            error_message = @message, next_run_at_ms = @next, updated_at_ms = @now, ${NO_LEASE}
          WHERE id = @id AND status IN ('pending', 'processing') AND lease_token = @token`,
         p,
       );
-      if (changed !== 1) return false;
+      if (changed !== 1) return refusal(tx, p.id, p.token);
       await endAttempt(tx, 'retried', p);
       await mirrorFollowers(tx, { id: p.id, status: 'pending', now: p.now });
-      return true;
+      return 'done';
     },
 
-    async markCompleted(tx: Tx, p: { id: string; token: string; asset_key: string; now: number }): Promise<TransitionReport | false> {
+    async markCompleted(tx: Tx, p: { id: string; token: string; asset_key: string; now: number }): Promise<TransitionReport | Refused> {
       const before = await leased(tx, p);
-      if (!before) return false;
+      if (!before) return { refused: await refusal(tx, p.id, p.token) };
       const settled = (await runningAttempt(tx, p.id))?.credits ?? before.credits_reserved;
       const changed = await tx.run(
         `UPDATE tasks SET status = 'completed', progress = 100, asset_key = @asset_key, asset_stored_at_ms = @now, completed_at_ms = @now,
@@ -168,7 +175,7 @@ export function createTransitions(d: Dialect) {
          WHERE id = @id AND status = 'processing' AND lease_token = @token`,
         { ...p, settled },
       );
-      if (changed !== 1) return false;
+      if (changed !== 1) return { refused: 'wrong_state' };
       await endAttempt(tx, 'completed', p);
       await quota.settle(tx, before, settled, p.now);
       const report = newReport();
@@ -190,17 +197,17 @@ export function createTransitions(d: Dialect) {
       return report;
     },
 
-    async markFailed(tx: Tx, p: { id: string; token: string; code: string; message: string; now: number; hand_over: boolean }): Promise<TransitionReport | false> {
+    async markFailed(tx: Tx, p: { id: string; token: string; code: string; message: string; now: number; hand_over: boolean }): Promise<TransitionReport | Refused> {
       const before = await leased(tx, p);
       const job = p.hand_over ? await runningAttempt(tx, p.id) : undefined; // read before the attempt ends
-      if (!before) return false;
+      if (!before) return { refused: await refusal(tx, p.id, p.token) };
       const changed = await tx.run(
         `UPDATE tasks SET status = 'failed', error_code = @code, error_message = @message, completed_at_ms = @now,
            updated_at_ms = @now, ${NO_LEASE}
          WHERE id = @id AND status IN ('pending', 'processing') AND lease_token = @token`,
         p,
       );
-      if (changed !== 1) return false;
+      if (changed !== 1) return { refused: 'wrong_state' };
       await endAttempt(tx, 'failed', p);
       await quota.release(tx, before, p.now);
       const report = newReport();
