@@ -3,6 +3,7 @@
 // conditional writes, and a transaction that meets a serialization failure or a deadlock is run again.
 import pg from 'pg';
 import type { Backend, Dialect, Params, Sql, Tx } from '../rules/sql';
+import { StoreUnavailable } from '../types';
 import { translatePgError, isRetryable } from './errors';
 
 export const postgresDialect: Dialect = {
@@ -63,8 +64,25 @@ function over(queryable: pg.Pool | pg.PoolClient): Sql {
   };
 }
 
+/**
+ * Runs `fn` again while it meets serialization failures or deadlocks, after a short random pause growing with the
+ * tries (so the transactions that collided do not collide again); StoreUnavailable when they persist.
+ */
+async function retried<T>(fn: () => Promise<T>): Promise<T> {
+  for (let tries = 1; ; tries++) {
+    try {
+      return await fn();
+    } catch (err) {
+      if (!isRetryable(err)) throw err;
+      if (tries >= MAX_TRIES) throw new StoreUnavailable(`transaction conflicts persisted over ${MAX_TRIES} tries`);
+      await new Promise((resolve) => setTimeout(resolve, Math.random() * 5 * tries));
+    }
+  }
+}
+
 /** A backend over a pool whose connections all use the store's schema. */
 export function createPostgresBackend(pool: pg.Pool): Backend {
+  const onPool = over(pool);
   async function attempt<T>(fn: (tx: Tx) => Promise<T>): Promise<T> {
     const client = await pool.connect().catch((err: unknown) => Promise.reject(translatePgError(err)));
     const sql = over(client);
@@ -103,18 +121,13 @@ export function createPostgresBackend(pool: pg.Pool): Backend {
 
   return {
     dialect: postgresDialect,
-    read: over(pool),
-    async transaction(fn) {
-      for (let tries = 1; ; tries++) {
-        try {
-          return await attempt(fn);
-        } catch (err) {
-          if (!isRetryable(err) || tries >= MAX_TRIES) throw err;
-          // A short random pause, growing with the tries, so the transactions that collided do not collide again.
-          await new Promise((resolve) => setTimeout(resolve, Math.random() * 5 * tries));
-        }
-      }
+    // A single statement is a transaction of its own: retried likewise (e.g. a claim meeting a deadlock).
+    read: {
+      get: (sql, params) => retried(() => onPool.get(sql, params)),
+      all: (sql, params) => retried(() => onPool.all(sql, params)),
+      run: (sql, params) => retried(() => onPool.run(sql, params)),
     },
+    transaction: (fn) => retried(() => attempt(fn)),
     close: () => pool.end(),
   };
 }
