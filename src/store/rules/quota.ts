@@ -1,8 +1,8 @@
 // Quota counters and the credit ledger. Each charge is one conditional upsert (`used + delta <= limit`), run inside
 // the caller's transaction, so that concurrent submissions can never overspend (PostgreSQL re-checks the condition
 // on the latest row version after waiting for its lock); every movement of credits is also an append-only ledger
-// row, from which the counters can be rebuilt. Counters are always charged in one order (the running count first,
-// then the credit windows; team before key), so that two transactions never wait for each other in a cycle.
+// row, from which the counters can be rebuilt. Counters are always charged in one order (the running count, then the
+// day, then the month; team before key), so that two transactions never wait for each other in a cycle.
 import { QuotaExceededError, type LedgerEntry, type LedgerKind, type QuotaName, type QuotaUsage } from '../types';
 import type { Backend, Sql, Tx } from './sql';
 import { utcDay, utcMonth } from './rows';
@@ -34,24 +34,36 @@ const LEDGER = `INSERT INTO ledger (team_id, key_id, task_id, attempt, kind, cre
 
 const scopeKey = (s: Scope) => `${s.kind}:${s.id}`;
 const scopesOf = (t: TaskQuotaRow): Scope[] => [{ kind: 'team', id: t.owner_id }, { kind: 'key', id: t.key_id }];
-const ACTIVE: [string, QuotaName][] = [['active', 'max_concurrent']];
-const creditWindows = (t: TaskQuotaRow): [string, QuotaName][] => [
-  [`day:${t.quota_day}`, 'credits_per_day'],
-  [`month:${t.quota_month}`, 'credits_per_month'],
+/** The changes to a task's counters: the running count by `active`, its credit windows by `credits`. */
+const changesOf = (t: TaskQuotaRow, active: number, credits: number): [string, QuotaName, number][] => [
+  ['active', 'max_concurrent', active],
+  [`day:${t.quota_day}`, 'credits_per_day', credits],
+  [`month:${t.quota_month}`, 'credits_per_month', credits],
 ];
 
 async function usedIn(sql: Sql, s: Scope, win: string): Promise<number> {
   return (await sql.get<{ used: number }>(USED, { scope: scopeKey(s), win }))?.used ?? 0;
 }
 
-/** Add `delta` to each (scope, window) counter; a positive delta past a limit throws QuotaExceededError. */
-async function charge(tx: Tx, scopes: Scope[], windows: [win: string, quota: QuotaName][], delta: number): Promise<void> {
-  if (delta === 0) return;
+/** One counter's change: the window, the quota that limits it, and the delta. */
+type Change = [win: string, quota: QuotaName, delta: number];
+
+/**
+ * Add each change to the counters of each scope, in one order (change by change, in the order given, team before
+ * key); a positive delta past a limit throws QuotaExceededError. The limits are read only when a delta is positive.
+ */
+async function charge(tx: Tx, scopes: Scope[], changes: Change[]): Promise<void> {
+  const moving = changes.filter(([, , delta]) => delta !== 0);
+  if (moving.length === 0) return;
+  const growing = moving.some(([, , delta]) => delta > 0);
+  const limits: Partial<Limits>[] = [];
   for (const scope of scopes) {
-    const limits =
-      (await tx.get<Limits>(`SELECT ${LIMIT_COLUMNS} FROM ${scope.kind === 'team' ? 'teams' : 'api_keys'} WHERE id = @id`, { id: scope.id })) ?? ({} as Partial<Limits>);
-    for (const [win, quota] of windows) {
-      const limit = limits[quota] ?? null;
+    const table = scope.kind === 'team' ? 'teams' : 'api_keys';
+    limits.push(growing ? ((await tx.get<Limits>(`SELECT ${LIMIT_COLUMNS} FROM ${table} WHERE id = @id`, { id: scope.id })) ?? {}) : {});
+  }
+  for (const [win, quota, delta] of moving) {
+    for (const [i, scope] of scopes.entries()) {
+      const limit = limits[i]![quota] ?? null;
       if ((await tx.run(ADD, { scope: scopeKey(scope), win, delta, lim: limit })) === 0) {
         throw new QuotaExceededError(scope.kind, quota, limit!, await usedIn(tx, scope, win));
       }
@@ -77,20 +89,19 @@ async function record(tx: Tx, t: TaskQuotaRow, kind: LedgerKind, credits: number
 
 /** A new task: one more running task, and its reservation. QuotaExceededError when either passes a limit. */
 export async function reserveNew(tx: Tx, t: TaskQuotaRow, nowMs: number): Promise<void> {
-  await charge(tx, scopesOf(t), ACTIVE, 1);
-  await charge(tx, scopesOf(t), creditWindows(t), t.credits_reserved);
+  await charge(tx, scopesOf(t), changesOf(t, 1, t.credits_reserved));
   await record(tx, t, 'reserve', t.credits_reserved, nowMs);
 }
 
 /** Grow a reservation by `extra` credits (failover to a dearer provider, or adopting a generation). */
 export async function grow(tx: Tx, t: TaskQuotaRow, extra: number, nowMs: number, note: string): Promise<void> {
-  await charge(tx, scopesOf(t), creditWindows(t), extra);
+  await charge(tx, scopesOf(t), changesOf(t, 0, extra));
   await record(tx, t, 'reserve', extra, nowMs, note);
 }
 
 /** A task served at once from a stored result: reserved, released and settled at `credits_reserved`. */
 export async function serveHit(tx: Tx, t: TaskQuotaRow, nowMs: number): Promise<void> {
-  await charge(tx, scopesOf(t), creditWindows(t), t.credits_reserved);
+  await charge(tx, scopesOf(t), changesOf(t, 0, t.credits_reserved));
   await record(tx, t, 'reserve', t.credits_reserved, nowMs, 'cache hit');
   await record(tx, t, 'release', -t.credits_reserved, nowMs);
   await record(tx, t, 'settle', t.credits_reserved, nowMs);
@@ -100,15 +111,13 @@ export async function serveHit(tx: Tx, t: TaskQuotaRow, nowMs: number): Promise<
 export async function settle(tx: Tx, t: TaskQuotaRow, spent: number, nowMs: number): Promise<void> {
   await record(tx, t, 'release', -t.credits_reserved, nowMs);
   await record(tx, t, 'settle', spent, nowMs);
-  await charge(tx, scopesOf(t), ACTIVE, -1);
-  await charge(tx, scopesOf(t), creditWindows(t), spent - t.credits_reserved);
+  await charge(tx, scopesOf(t), changesOf(t, -1, spent - t.credits_reserved));
 }
 
 /** The task failed or was cancelled: release the reservation in full. */
 export async function release(tx: Tx, t: TaskQuotaRow, nowMs: number): Promise<void> {
   await record(tx, t, 'release', -t.credits_reserved, nowMs);
-  await charge(tx, scopesOf(t), ACTIVE, -1);
-  await charge(tx, scopesOf(t), creditWindows(t), -t.credits_reserved);
+  await charge(tx, scopesOf(t), changesOf(t, -1, -t.credits_reserved));
 }
 
 /** An operator's adjustment of a team's spend today (negative refunds); never refused. */
