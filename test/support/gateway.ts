@@ -1,4 +1,4 @@
-// A real gateway for tests: real SQLite file (or PostgreSQL: VIDGATE_TEST_STORE), real disk, the real simulated provider (fast settings).
+// A real gateway for tests: real SQLite file (or PostgreSQL: TEST_STORE), real disk, the real simulated provider (fast settings).
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -22,13 +22,13 @@ export function tempDir(prefix = 'vidgate-test-'): string {
 export type ConfigOverrides = { [section: string]: Record<string, unknown> | unknown };
 
 /**
- * The store of a test gateway: its data directory's SQLite file, or with VIDGATE_TEST_STORE=postgres a fresh schema of
+ * The store of a test gateway: its data directory's SQLite file, or with TEST_STORE=postgres a fresh schema of
  * the run's PostgreSQL database (a second gateway made from the same config is a second replica on it).
  */
 function testStore(): Record<string, unknown> {
-  const kind = process.env.VIDGATE_TEST_STORE ?? 'sqlite';
+  const kind = process.env.TEST_STORE ?? 'sqlite';
   if (kind === 'sqlite') return {};
-  if (kind !== 'postgres') throw new Error(`VIDGATE_TEST_STORE must be sqlite or postgres, not ${kind}`);
+  if (kind !== 'postgres') throw new Error(`TEST_STORE must be sqlite or postgres, not ${kind}`);
   return { kind: 'postgres', url: postgresUrl(), schema: newPostgresSchema(), pool_size: 5 };
 }
 

@@ -5,8 +5,12 @@ import { inject } from 'vitest';
 import { createPostgresStore } from '../../src/store/postgres';
 import type { Store } from '../../src/store/types';
 
-/** The URL of this test run's PostgreSQL database. */
-export const postgresUrl = (): string => inject('postgresUrl');
+/** The URL of this test run's PostgreSQL database; throws, saying why, when the run has none. */
+export function postgresUrl(): string {
+  const db = inject('postgres');
+  if ('unavailable' in db) throw new Error(db.unavailable);
+  return db.url;
+}
 
 /** A new, empty schema's name (created by the first store opened on it). */
 export const newPostgresSchema = (): string => `t_${crypto.randomBytes(8).toString('hex')}`;
