@@ -1257,6 +1257,17 @@ export function describeStoreConformance(name: string, makeStore: () => Promise<
         expect((await a.quotaUsage('team', 'owner-a', T0)).active_tasks).toBe(1);
       });
 
+      it("concurrent first secrets of a team: one is made, and it is the one that signs", async () => {
+        const [a, b] = [await open(), await open()];
+        const made = await Promise.all(
+          Array.from({ length: 6 }, (_, i) => (i % 2 ? a : b).putFirstWebhookSecret({ id: `s${i}`, team_id: 'team-1', secret_encrypted: `enc-${i}`, created_at_ms: T0 + i })),
+        );
+        expect(made.filter(Boolean)).toHaveLength(1);
+        const signing = await a.signingSecrets('team-1', T0 + 10);
+        expect(signing.map((s) => s.id)).toEqual([`s${made.indexOf(true)}`]);
+        expect(await a.putFirstWebhookSecret({ id: 'later', team_id: 'team-1', secret_encrypted: 'enc', created_at_ms: T0 + 20 })).toBe(false);
+      });
+
       it('concurrent creations of one team name: one team, the others UniqueViolation', async () => {
         const [a, b] = [await open(), await open()];
         const made = await Promise.allSettled(Array.from({ length: 6 }, (_, i) => (i % 2 ? a : b).createTeam({ ...team(`team-${i}`), name: 'same' })));

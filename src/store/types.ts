@@ -563,6 +563,11 @@ export interface Store {
    * `secret.created_at_ms`, so that at most two sign.
    */
   putWebhookSecret(secret: Omit<WebhookSecretRecord, 'expires_at_ms'>, keep?: { id: string; expires_at_ms: number }): Promise<void>;
+  /**
+   * Make `secret` the team's first: only when none signs at its `created_at_ms` (checked and inserted under a lock of
+   * the team's secrets, so that two processes signing a team's first event at once make one). False when one signs.
+   */
+  putFirstWebhookSecret(secret: Omit<WebhookSecretRecord, 'expires_at_ms'>): Promise<boolean>;
   /** The team's secrets that sign at `nowMs`: the current one and those in their grace, newest first. */
   signingSecrets(teamId: string, nowMs: number): Promise<WebhookSecretRecord[]>;
 

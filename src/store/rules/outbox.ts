@@ -19,8 +19,12 @@ type OutboxMethods = Pick<
   | 'redeliverTaskEvents'
   | 'outboxCounts'
   | 'putWebhookSecret'
+  | 'putFirstWebhookSecret'
   | 'signingSecrets'
 >;
+
+const INSERT_SECRET = `INSERT INTO webhook_secrets (id, team_id, secret_encrypted, created_at_ms, expires_at_ms)
+  VALUES (@id, @team_id, @secret_encrypted, @created_at_ms, NULL)`;
 
 /**
  * In the caller's transaction: the event of a task that has just finished, when it has a callback URL.
@@ -123,17 +127,26 @@ export function createOutboxMethods({ read, transaction, dialect: d }: Backend):
     },
     async putWebhookSecret(secret, keep) {
       await transaction(async (tx) => {
+        await tx.lock(`webhook_secrets:${secret.team_id}`);
         await tx.run(
           `UPDATE webhook_secrets SET expires_at_ms = CASE WHEN id = @keep_id
              THEN ${d.least('coalesce(expires_at_ms, CAST(@keep_until AS BIGINT))', 'CAST(@keep_until AS BIGINT)')} ELSE CAST(@now AS BIGINT) END
            WHERE team_id = @team_id AND (expires_at_ms IS NULL OR expires_at_ms > @now)`,
           { team_id: secret.team_id, now: secret.created_at_ms, keep_id: keep?.id ?? null, keep_until: keep?.expires_at_ms ?? null },
         );
-        await tx.run(
-          `INSERT INTO webhook_secrets (id, team_id, secret_encrypted, created_at_ms, expires_at_ms)
-           VALUES (@id, @team_id, @secret_encrypted, @created_at_ms, NULL)`,
-          { ...secret },
+        await tx.run(INSERT_SECRET, { ...secret });
+      });
+    },
+    async putFirstWebhookSecret(secret) {
+      return transaction(async (tx) => {
+        await tx.lock(`webhook_secrets:${secret.team_id}`);
+        const signing = await tx.get(
+          'SELECT id FROM webhook_secrets WHERE team_id = @team_id AND (expires_at_ms IS NULL OR expires_at_ms > @created_at_ms) LIMIT 1',
+          { team_id: secret.team_id, created_at_ms: secret.created_at_ms },
         );
+        if (signing) return false;
+        await tx.run(INSERT_SECRET, { ...secret });
+        return true;
       });
     },
     async signingSecrets(teamId, nowMs) {
