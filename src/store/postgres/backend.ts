@@ -7,7 +7,6 @@ import { StoreUnavailable } from '../types';
 import { translatePgError, isRetryable } from './errors';
 
 export const postgresDialect: Dialect = {
-  name: 'postgres',
   greatest: (a, b) => `GREATEST(${a}, ${b})`,
   least: (a, b) => `LEAST(${a}, ${b})`,
   randomToken: "replace(gen_random_uuid()::text, '-', '')",

@@ -32,10 +32,14 @@ export async function createPostgresStore(options: PostgresStoreOptions): Promis
   try {
     const client = await pool.connect();
     try {
-      await client.query(`CREATE SCHEMA IF NOT EXISTS ${schema}`).catch((err: unknown) => {
-        // Two replicas creating it at once: one of them meets the unique index of schema names.
-        if (!(err instanceof pg.DatabaseError && err.code === '23505')) throw err;
-      });
+      // Created only when missing: a role without CREATE on the database can still use an existing schema.
+      const { rowCount } = await client.query('SELECT 1 FROM pg_namespace WHERE nspname = $1', [schema]);
+      if (rowCount === 0) {
+        await client.query(`CREATE SCHEMA IF NOT EXISTS ${schema}`).catch((err: unknown) => {
+          // Two replicas creating it at once: one of them meets the unique index of schema names.
+          if (!(err instanceof pg.DatabaseError && err.code === '23505')) throw err;
+        });
+      }
       await migratePostgres(client);
     } finally {
       client.release();

@@ -29,7 +29,6 @@ export interface Tx extends Sql {
 
 /** The SQL that differs between the backends. Every other statement of the rules is shared. */
 export interface Dialect {
-  readonly name: 'sqlite' | 'postgres';
   /** The larger / smaller of two values (SQLite's scalar max/min, PostgreSQL's GREATEST/LEAST). */
   greatest(a: string, b: string): string;
   least(a: string, b: string): string;

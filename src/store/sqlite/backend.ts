@@ -10,7 +10,6 @@ import type { Backend, Dialect, Params, Sql, Tx } from '../rules/sql';
 import { translateSqliteError } from './errors';
 
 export const sqliteDialect: Dialect = {
-  name: 'sqlite',
   greatest: (a, b) => `max(${a}, ${b})`,
   least: (a, b) => `min(${a}, ${b})`,
   randomToken: 'lower(hex(randomblob(16)))',
