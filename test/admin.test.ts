@@ -112,6 +112,13 @@ describe('teams', () => {
     expect((await h.http.get(`/admin/teams/${other.id}`).set(admin)).body.name).toBe('other name');
   });
 
+  it('concurrent creations of one name: one 201, the others 409, never a 500', async () => {
+    const answers = await Promise.all(Array.from({ length: 8 }, () => h.http.post('/admin/teams').set(admin).send({ name: 'raced name' })));
+    expect(answers.map((r) => r.status).sort()).toEqual([201, 409, 409, 409, 409, 409, 409, 409]);
+    for (const r of answers.filter((a) => a.status === 409)) expectError(r, 409, 'conflict_error', 'team_exists', null);
+    expect((await h.http.get('/admin/teams').set(admin)).body.data.filter((t: { name: string }) => t.name === 'raced name')).toHaveLength(1);
+  });
+
   it('an unknown team answers 404 on every team route', async () => {
     for (const req of [
       h.http.get('/admin/teams/team_nope'),

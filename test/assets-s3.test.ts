@@ -1,5 +1,6 @@
 // The asset-store contract, run against both backends: local disk, and S3 against a real S3-compatible server
 // (s3rver on 127.0.0.1). Then a gateway configured with `assets.kind: s3`, end to end over HTTP.
+import { captureLogger } from './support/log-capture';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -375,8 +376,8 @@ describe('a gateway with assets.kind s3 and presigned redirects', () => {
 describe('a gateway whose object store is down', () => {
   it('keeps the task waiting without blaming the provider, completes it once the store is back, and answers 503 while it is down', async () => {
     const port = await freePort();
-    const errors: { message: string; fields?: Record<string, unknown> }[] = [];
-    const log = { info() {}, warn() {}, error: (message: string, fields?: Record<string, unknown>) => void errors.push({ message, fields }) };
+    const { log, entries } = captureLogger('error');
+    const errors = () => entries().filter((e) => e.msg === 'cannot store video');
     const h = await startTestGateway(
       { assets: { kind: 's3', s3: { endpoint: `http://127.0.0.1:${port}`, bucket: 'videos', force_path_style: true, access_key_id_env: 'K', secret_access_key_env: 'S' } } },
       { env: { K: S3RVER_CREDENTIALS.accessKeyId, S: S3RVER_CREDENTIALS.secretAccessKey }, log },
@@ -385,8 +386,8 @@ describe('a gateway whose object store is down', () => {
     try {
       const res = await h.http.post('/v1/videos/generations').set(auth(KEY_A)).send({ model: 'sora-2', prompt: 'a kite over a beach', aspect_ratio: '16:9', duration: 4 });
       // The provider finished and its video was checked, but keeping it failed, again and again.
-      await waitFor(async () => (errors.filter((e) => e.message === 'cannot store video').length >= 3 ? true : undefined));
-      expect(errors[0]!.fields).toMatchObject({ task: res.body.id, error: expect.stringMatching(/^object store: upload videos\/task_\w+\.mp4 failed/) });
+      await waitFor(async () => (errors().length >= 3 ? true : undefined));
+      expect(errors()[0]).toMatchObject({ task_id: res.body.id, error: expect.stringMatching(/^object store: upload videos\/task_\w+\.mp4 failed/) });
       const waiting = await h.http.get(`/v1/tasks/${res.body.id}`).set(auth(KEY_A));
       expect(waiting.body.status).toBe('processing');
       expect(waiting.body.attempts).toHaveLength(1);

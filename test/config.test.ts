@@ -16,6 +16,14 @@ describe('config', () => {
     expect(c.credits.usd_per_credit).toBe(0.01);
   });
 
+  it('names the store: SQLite by default, PostgreSQL with its URL from store.url or DATABASE_URL', () => {
+    expect(parseConfig({}).store).toMatchObject({ kind: 'sqlite', schema: 'public', pool_size: 10 });
+    expect(() => parseConfig({ store: { kind: 'postgres' } })).toThrow(/store\.url: store\.kind postgres needs store\.url \(or DATABASE_URL\)/);
+    const c = loadConfig({ VIDGATE_STORE__KIND: 'postgres', DATABASE_URL: 'postgres://vidgate@127.0.0.1:5432/vidgate' });
+    expect(c.store).toMatchObject({ kind: 'postgres', url: 'postgres://vidgate@127.0.0.1:5432/vidgate', schema: 'public' });
+    expect(() => parseConfig({ store: { kind: 'postgres', url: 'postgres://x@127.0.0.1/y', schema: 'Bad-Name' } })).toThrow(/store\.schema/);
+  });
+
   it('layers a YAML file and then environment variables', () => {
     const dir = tempDir();
     const file = path.join(dir, 'vidgate.yaml');

@@ -109,7 +109,7 @@ async function rig(ctx: TestContext, overrides: ConfigOverrides = {}, env: Recor
     await tasks.close();
     await h.close();
   });
-  return { h, openai, tasks, defaultTeam: (await h.gateway.teams.defaultTeam()).id };
+  return { h, openai, tasks, defaultTeam: (await h.gateway.store.findTeamByName('default'))!.id };
 }
 
 async function submit(h: Pick<Harness, 'http'>): Promise<string> {
@@ -296,7 +296,7 @@ describe('metrics', () => {
     g = await open();
 
     const text = await scrape(g);
-    const team = (await g.gateway.teams.defaultTeam()).id;
+    const team = (await g.gateway.store.findTeamByName('default'))!.id;
     const open_ = await g.gateway.store.listOpenTasks(team);
     const usage = await g.gateway.store.quotaUsage('team', team, Date.now());
     expect(value(text, 'vidgate_tasks_open', { status: 'processing' })).toBe(2);

@@ -5,13 +5,14 @@ import type {
   ListTasksQuery,
   NewTask,
   Quotas,
+  Refused,
   Store,
   TaskRecord,
   TeamRecord,
   TransitionReport,
   WorkPhase,
 } from '../src/store/types';
-import { IdempotencyConflictError, UniqueViolation } from '../src/store/types';
+import { IdempotencyConflictError, QuotaExceededError, UniqueViolation } from '../src/store/types';
 
 const T0 = 1_700_000_000_000;
 const LEASE_MS = 30_000;
@@ -36,9 +37,15 @@ function newTask(overrides: Partial<NewTask> = {}): NewTask {
   };
 }
 
-/** The followers a transition finished with its task (which comes first in the report), or false. */
-function followersIn(report: TransitionReport | false): TaskRecord[] | false {
-  return report && report.finished.slice(1).map((f) => f.task);
+/** The report of a transition that happened (throws when it was refused). */
+function reported(report: TransitionReport | Refused): TransitionReport {
+  if ('refused' in report) throw new Error(`transition refused: ${report.refused}`);
+  return report;
+}
+
+/** The followers a transition finished with its task (which comes first in the report), or false when refused. */
+function followersIn(report: TransitionReport | Refused): TaskRecord[] | false {
+  return 'refused' in report ? false : report.finished.slice(1).map((f) => f.task);
 }
 
 const NO_QUOTAS: Quotas = { credits_per_day: null, credits_per_month: null, max_concurrent: null, reads_per_minute: null, submits_per_minute: null };
@@ -96,7 +103,7 @@ export function describeStoreConformance(name: string, makeStore: () => Promise<
       await store.createTask(task);
       const { lease_token } = await claimOnly(store, 'dispatch', T0);
       expect(await store.startAttempt(task.id, lease_token, 'sim', { micro_usd: 400_000, credits: 8 }, T0 + 1)).toBe('started');
-      expect(await store.markSubmitted(task.id, lease_token, 'up-1', T0 + 2)).toBe(true);
+      expect(await store.markSubmitted(task.id, lease_token, 'up-1', T0 + 2)).toBe('done');
       return claimOnly(store, 'poll', T0 + 3);
     }
 
@@ -105,12 +112,12 @@ export function describeStoreConformance(name: string, makeStore: () => Promise<
         const store = await open();
         const first = await processingTask(store);
         expect(await store.countActiveByProvider()).toEqual(new Map([['sim', 1]]));
-        expect(await store.requeue(first.id, first.lease_token, ERROR, T0 + 10, T0 + 10)).toBe(true);
+        expect(await store.requeue(first.id, first.lease_token, ERROR, T0 + 10, T0 + 10)).toBe('done');
         expect(await store.countActiveByProvider()).toEqual(new Map());
         const again = await claimOnly(store, 'dispatch', T0 + 10);
         expect(await store.startAttempt(first.id, again.lease_token, 'other', { micro_usd: 500_000, credits: 8 }, T0 + 11)).toBe('started');
         expect(await store.countActiveByProvider()).toEqual(new Map([['other', 1]]));
-        expect(await store.markSubmitted(first.id, again.lease_token, 'up-2', T0 + 12)).toBe(true);
+        expect(await store.markSubmitted(first.id, again.lease_token, 'up-2', T0 + 12)).toBe('done');
         const poll = await claimOnly(store, 'poll', T0 + 13);
         expect(followersIn(await store.markCompleted(first.id, poll.lease_token, 'asset', T0 + 14))).toEqual([]);
         expect(await store.listAttempts([first.id])).toEqual([
@@ -255,7 +262,7 @@ export function describeStoreConformance(name: string, makeStore: () => Promise<
       it('claims processing tasks in the poll phase only', async () => {
         const store = await open();
         const { id, lease_token } = await processingTask(store);
-        expect(await store.releaseLease(id, lease_token, T0 + 10, T0 + 4)).toBe(true);
+        expect(await store.releaseLease(id, lease_token, T0 + 10, T0 + 4)).toBe('done');
         expect(await store.claimDue('dispatch', 10, LEASE_MS, T0 + 10)).toEqual([]);
         expect((await store.claimDue('poll', 10, LEASE_MS, T0 + 10)).map((t) => t.id)).toEqual([id]);
       });
@@ -270,14 +277,14 @@ export function describeStoreConformance(name: string, makeStore: () => Promise<
         expect(fresh.lease_token).not.toBe(old.lease_token);
         expect(await store.renewLeases([{ id, lease_token: old.lease_token }], T0 + LEASE_MS * 5)).toBe(0);
         expect(await store.startAttempt(id, old.lease_token, 'sim', { micro_usd: 400_000, credits: 8 }, T0 + LEASE_MS + 2)).toBe('lost');
-        expect(await store.markSubmitted(id, old.lease_token, 'up-old', T0 + LEASE_MS + 2)).toBe(false);
-        expect(await store.requeue(id, old.lease_token, ERROR, T0, T0 + LEASE_MS + 2)).toBe(false);
-        expect(await store.markFailed(id, old.lease_token, ERROR, T0 + LEASE_MS + 2)).toBe(false);
-        expect(await store.releaseLease(id, old.lease_token, T0, T0 + LEASE_MS + 2)).toBe(false);
+        expect(await store.markSubmitted(id, old.lease_token, 'up-old', T0 + LEASE_MS + 2)).not.toBe('done');
+        expect(await store.requeue(id, old.lease_token, ERROR, T0, T0 + LEASE_MS + 2)).not.toBe('done');
+        expect(await store.markFailed(id, old.lease_token, ERROR, T0 + LEASE_MS + 2)).toHaveProperty('refused');
+        expect(await store.releaseLease(id, old.lease_token, T0, T0 + LEASE_MS + 2)).not.toBe('done');
         expect((await store.getTask(id))?.attempt).toBe(0);
 
         expect(await store.startAttempt(id, fresh.lease_token, 'sim', { micro_usd: 400_000, credits: 8 }, T0 + LEASE_MS + 3)).toBe('started');
-        expect(await store.markSubmitted(id, fresh.lease_token, 'up-new', T0 + LEASE_MS + 4)).toBe(true);
+        expect(await store.markSubmitted(id, fresh.lease_token, 'up-new', T0 + LEASE_MS + 4)).toBe('done');
         expect((await store.getTask(id))?.upstream_id).toBe('up-new');
       });
 
@@ -329,9 +336,9 @@ export function describeStoreConformance(name: string, makeStore: () => Promise<
         const { id } = (await store.createTask(newTask())).task;
         const { lease_token } = await claimOnly(store, 'dispatch', T0);
         expect(await store.startAttempt(id, lease_token, 'sim', { micro_usd: 400_000, credits: 8 }, T0 + 1)).toBe('started');
-        expect(await store.markSubmitted(id, lease_token, 'up-1', T0 + 2)).toBe(true);
+        expect(await store.markSubmitted(id, lease_token, 'up-1', T0 + 2)).toBe('done');
         const polled = await claimOnly(store, 'poll', T0 + 3);
-        expect(await store.recordProgress(id, polled.lease_token, 10, T0 + 600_000, T0 + 4)).toBe(true);
+        expect(await store.recordProgress(id, polled.lease_token, 10, T0 + 600_000, T0 + 4)).toBe('done');
         expect(await store.claimDue('poll', 10, LEASE_MS, T0 + 5)).toEqual([]);
 
         expect(await store.pollJobNow('other', 'up-1', T0 + 5)).toBeUndefined();
@@ -351,7 +358,7 @@ export function describeStoreConformance(name: string, makeStore: () => Promise<
           const { id } = (await store.createTask(newTask())).task;
           const { lease_token } = await claimOnly(store, 'dispatch', T0);
           expect(await store.startAttempt(id, lease_token, provider, { micro_usd: 400_000, credits: 8 }, T0 + 1)).toBe('started');
-          expect(await store.markSubmitted(id, lease_token, `up-${provider}`, T0 + 2)).toBe(true);
+          expect(await store.markSubmitted(id, lease_token, `up-${provider}`, T0 + 2)).toBe('done');
           ids[provider] = id;
         }
         // A pending task is never a provider's running job.
@@ -366,8 +373,8 @@ export function describeStoreConformance(name: string, makeStore: () => Promise<
         const store = await open();
         const { id } = (await store.createTask(newTask())).task;
         const { lease_token } = await claimOnly(store, 'dispatch', T0);
-        expect(await store.releaseLease(id, 'wrong', T0 + 50, T0 + 1)).toBe(false);
-        expect(await store.releaseLease(id, lease_token, T0 + 50, T0 + 1)).toBe(true);
+        expect(await store.releaseLease(id, 'wrong', T0 + 50, T0 + 1)).not.toBe('done');
+        expect(await store.releaseLease(id, lease_token, T0 + 50, T0 + 1)).toBe('done');
         expect(await store.getTask(id)).toMatchObject({
           status: 'pending',
           next_run_at_ms: T0 + 50,
@@ -400,7 +407,7 @@ export function describeStoreConformance(name: string, makeStore: () => Promise<
         const store = await open();
         const { id, lease_token } = await processingTask(store);
         expect(await store.startAttempt(id, lease_token, 'sim', { micro_usd: 400_000, credits: 8 }, T0 + 10)).toBe('lost');
-        expect(await store.markSubmitted(id, lease_token, 'up-2', T0 + 10)).toBe(false);
+        expect(await store.markSubmitted(id, lease_token, 'up-2', T0 + 10)).not.toBe('done');
         expect(await store.getTask(id)).toMatchObject({ status: 'processing', attempt: 1, upstream_id: 'up-1' });
       });
 
@@ -409,8 +416,8 @@ export function describeStoreConformance(name: string, makeStore: () => Promise<
         const { id } = (await store.createTask(newTask())).task;
         const { lease_token } = await claimOnly(store, 'dispatch', T0);
         await store.startAttempt(id, lease_token, 'sim', { micro_usd: 400_000, credits: 8 }, T0 + 1);
-        expect(await store.markSubmitted(id, 'wrong', 'up-1', T0 + 2)).toBe(false);
-        expect(await store.markSubmitted(id, lease_token, 'up-1', T0 + 2)).toBe(true);
+        expect(await store.markSubmitted(id, 'wrong', 'up-1', T0 + 2)).not.toBe('done');
+        expect(await store.markSubmitted(id, lease_token, 'up-1', T0 + 2)).toBe('done');
         expect(await store.getTask(id)).toMatchObject({
           status: 'processing',
           progress: 0,
@@ -420,25 +427,25 @@ export function describeStoreConformance(name: string, makeStore: () => Promise<
           updated_at_ms: T0 + 2,
           next_run_at_ms: T0 + 2,
         });
-        expect(await store.recordProgress(id, lease_token, 10, T0 + 3, T0 + 3)).toBe(false);
+        expect(await store.recordProgress(id, lease_token, 10, T0 + 3, T0 + 3)).not.toBe('done');
         expect((await store.claimDue('poll', 10, LEASE_MS, T0 + 2)).map((t) => t.id)).toEqual([id]);
       });
 
       it('recordProgress keeps progress monotonic and releases the lease until the next poll', async () => {
         const store = await open();
         const { id, lease_token } = await processingTask(store);
-        expect(await store.recordProgress(id, 'wrong', 40, T0 + 100, T0 + 10)).toBe(false);
-        expect(await store.recordProgress(id, lease_token, 40, T0 + 100, T0 + 10)).toBe(true);
+        expect(await store.recordProgress(id, 'wrong', 40, T0 + 100, T0 + 10)).not.toBe('done');
+        expect(await store.recordProgress(id, lease_token, 40, T0 + 100, T0 + 10)).toBe('done');
         expect(await store.getTask(id)).toMatchObject({
           progress: 40,
           next_run_at_ms: T0 + 100,
           updated_at_ms: T0 + 10,
         });
-        expect(await store.recordProgress(id, lease_token, 50, T0 + 100, T0 + 11)).toBe(false);
+        expect(await store.recordProgress(id, lease_token, 50, T0 + 100, T0 + 11)).not.toBe('done');
 
         expect(await store.claimDue('poll', 10, LEASE_MS, T0 + 99)).toEqual([]);
         const next = await claimOnly(store, 'poll', T0 + 100);
-        expect(await store.recordProgress(id, next.lease_token, 30, T0 + 200, T0 + 101)).toBe(true);
+        expect(await store.recordProgress(id, next.lease_token, 30, T0 + 200, T0 + 101)).toBe('done');
         expect((await store.getTask(id))?.progress).toBe(40);
       });
 
@@ -446,8 +453,8 @@ export function describeStoreConformance(name: string, makeStore: () => Promise<
         const store = await open();
         const { id } = (await store.createTask(newTask())).task;
         const { lease_token } = await claimOnly(store, 'dispatch', T0);
-        expect(await store.recordProgress(id, lease_token, 10, T0 + 5, T0 + 1)).toBe(false);
-        expect(await store.markCompleted(id, lease_token, 'assets/x.mp4', T0 + 1)).toBe(false);
+        expect(await store.recordProgress(id, lease_token, 10, T0 + 5, T0 + 1)).not.toBe('done');
+        expect(await store.markCompleted(id, lease_token, 'assets/x.mp4', T0 + 1)).toHaveProperty('refused');
         expect(await store.getTask(id)).toMatchObject({ status: 'pending', progress: 0, asset_key: null });
       });
 
@@ -455,13 +462,13 @@ export function describeStoreConformance(name: string, makeStore: () => Promise<
         const store = await open();
         const { id } = (await store.createTask(newTask())).task;
         const first = await claimOnly(store, 'dispatch', T0);
-        expect(await store.requeue(id, first.lease_token, ERROR, T0 + 1, T0 + 1)).toBe(true);
+        expect(await store.requeue(id, first.lease_token, ERROR, T0 + 1, T0 + 1)).toBe('done');
         const { lease_token } = await claimOnly(store, 'dispatch', T0 + 1);
         await store.startAttempt(id, lease_token, 'sim', { micro_usd: 400_000, credits: 8 }, T0 + 2);
         await store.markSubmitted(id, lease_token, 'up-1', T0 + 3);
         const poll = await claimOnly(store, 'poll', T0 + 4);
 
-        expect(await store.markCompleted(id, 'wrong', 'assets/x.mp4', T0 + 5)).toBe(false);
+        expect(await store.markCompleted(id, 'wrong', 'assets/x.mp4', T0 + 5)).toHaveProperty('refused');
         expect(followersIn(await store.markCompleted(id, poll.lease_token, 'assets/x.mp4', T0 + 5))).toEqual([]);
         expect(await store.getTask(id)).toMatchObject({
           status: 'completed',
@@ -473,9 +480,9 @@ export function describeStoreConformance(name: string, makeStore: () => Promise<
           completed_at_ms: T0 + 5,
           updated_at_ms: T0 + 5,
         });
-        expect(await store.markCompleted(id, poll.lease_token, 'assets/y.mp4', T0 + 6)).toBe(false);
-        expect(await store.markFailed(id, poll.lease_token, ERROR, T0 + 6)).toBe(false);
-        expect(await store.requeue(id, poll.lease_token, ERROR, T0 + 6, T0 + 6)).toBe(false);
+        expect(await store.markCompleted(id, poll.lease_token, 'assets/y.mp4', T0 + 6)).toHaveProperty('refused');
+        expect(await store.markFailed(id, poll.lease_token, ERROR, T0 + 6)).toHaveProperty('refused');
+        expect(await store.requeue(id, poll.lease_token, ERROR, T0 + 6, T0 + 6)).not.toBe('done');
         expect(await store.claimDue('poll', 10, LEASE_MS, T0 + LEASE_MS * 10)).toEqual([]);
       });
 
@@ -483,7 +490,7 @@ export function describeStoreConformance(name: string, makeStore: () => Promise<
         const store = await open();
         const { id: pendingId } = (await store.createTask(newTask())).task;
         const pending = await claimOnly(store, 'dispatch', T0);
-        expect(await store.markFailed(pendingId, 'wrong', ERROR, T0 + 1)).toBe(false);
+        expect(await store.markFailed(pendingId, 'wrong', ERROR, T0 + 1)).toHaveProperty('refused');
         expect(followersIn(await store.markFailed(pendingId, pending.lease_token, ERROR, T0 + 1))).toEqual([]);
         expect(await store.getTask(pendingId)).toMatchObject({
           status: 'failed',
@@ -496,7 +503,7 @@ export function describeStoreConformance(name: string, makeStore: () => Promise<
         const processing = await processingTask(store);
         expect(followersIn(await store.markFailed(processing.id, processing.lease_token, ERROR, T0 + 9))).toEqual([]);
         expect(await store.getTask(processing.id)).toMatchObject({ status: 'failed', completed_at_ms: T0 + 9 });
-        expect(await store.markFailed(processing.id, processing.lease_token, ERROR, T0 + 10)).toBe(false);
+        expect(await store.markFailed(processing.id, processing.lease_token, ERROR, T0 + 10)).toHaveProperty('refused');
         expect(await store.claimDue('poll', 10, LEASE_MS, T0 + LEASE_MS * 10)).toEqual([]);
       });
 
@@ -505,8 +512,8 @@ export function describeStoreConformance(name: string, makeStore: () => Promise<
         const { id, lease_token } = await processingTask(store);
         await store.recordProgress(id, lease_token, 60, T0 + 10, T0 + 10);
         const poll = await claimOnly(store, 'poll', T0 + 10);
-        expect(await store.requeue(id, 'wrong', ERROR, T0 + 500, T0 + 11)).toBe(false);
-        expect(await store.requeue(id, poll.lease_token, ERROR, T0 + 500, T0 + 11)).toBe(true);
+        expect(await store.requeue(id, 'wrong', ERROR, T0 + 500, T0 + 11)).not.toBe('done');
+        expect(await store.requeue(id, poll.lease_token, ERROR, T0 + 500, T0 + 11)).toBe('done');
         expect(await store.getTask(id)).toMatchObject({
           status: 'pending',
           progress: 0,
@@ -518,7 +525,7 @@ export function describeStoreConformance(name: string, makeStore: () => Promise<
           next_run_at_ms: T0 + 500,
           updated_at_ms: T0 + 11,
         });
-        expect(await store.requeue(id, poll.lease_token, ERROR, T0 + 500, T0 + 12)).toBe(false);
+        expect(await store.requeue(id, poll.lease_token, ERROR, T0 + 500, T0 + 12)).not.toBe('done');
         expect(await store.claimDue('dispatch', 10, LEASE_MS, T0 + 499)).toEqual([]);
         const again = await claimOnly(store, 'dispatch', T0 + 500);
         expect(await store.startAttempt(id, again.lease_token, 'sim', { micro_usd: 400_000, credits: 8 }, T0 + 501)).toBe('started');
@@ -529,7 +536,7 @@ export function describeStoreConformance(name: string, makeStore: () => Promise<
         const store = await open();
         const { id } = (await store.createTask(newTask())).task;
         const { lease_token } = await claimOnly(store, 'dispatch', T0);
-        expect(await store.requeue(id, lease_token, ERROR, T0 + 5, T0 + 1)).toBe(true);
+        expect(await store.requeue(id, lease_token, ERROR, T0 + 5, T0 + 1)).toBe('done');
         expect(await store.getTask(id)).toMatchObject({
           status: 'pending',
           error_code: ERROR.code,
@@ -558,9 +565,9 @@ export function describeStoreConformance(name: string, makeStore: () => Promise<
           updated_at_ms: T0 + 20,
         });
 
-        expect(await store.recordProgress(id, lease_token, 50, T0 + 30, T0 + 21)).toBe(false);
-        expect(await store.markCompleted(id, lease_token, 'assets/x.mp4', T0 + 21)).toBe(false);
-        expect(await store.markFailed(id, lease_token, ERROR, T0 + 21)).toBe(false);
+        expect(await store.recordProgress(id, lease_token, 50, T0 + 30, T0 + 21)).not.toBe('done');
+        expect(await store.markCompleted(id, lease_token, 'assets/x.mp4', T0 + 21)).toHaveProperty('refused');
+        expect(await store.markFailed(id, lease_token, ERROR, T0 + 21)).toHaveProperty('refused');
         expect(await store.renewLeases([{ id, lease_token }], T0 + LEASE_MS * 5)).toBe(0);
         expect(await store.claimDue('poll', 10, LEASE_MS, T0 + LEASE_MS * 10)).toEqual([]);
       });
@@ -757,7 +764,7 @@ export function describeStoreConformance(name: string, makeStore: () => Promise<
         expect(await store.cacheOutlook(KEY, T0)).toBeNull();
         const leader = await processingTask(store, cached());
         expect(await store.cacheOutlook(KEY, T0)).toBe('coalesced');
-        expect(await store.markCompleted(leader.id, leader.lease_token, `video-${leader.id}`, T0 + 100)).not.toBe(false);
+        expect(await store.markCompleted(leader.id, leader.lease_token, `video-${leader.id}`, T0 + 100)).not.toHaveProperty('refused');
         expect(await store.cacheOutlook(KEY, T0 + 100)).toBe('hit');
         expect(await store.cacheOutlook(KEY, T0 + 101)).toBeNull(); // older than the TTL allows
         expect(await store.cacheOutlook('x'.repeat(64), T0)).toBeNull();
@@ -843,7 +850,7 @@ export function describeStoreConformance(name: string, makeStore: () => Promise<
         expect((await store.listLedger('owner-b')).map((e) => [e.kind, e.credits])).toEqual([['reserve', 0], ['reserve', 8]]);
 
         // The old worker is fenced; the heir is polled and completes for the remaining follower too.
-        expect(await store.markCompleted(leader.id, leader.lease_token, 'stale', T0 + 9)).toBe(false);
+        expect(await store.markCompleted(leader.id, leader.lease_token, 'stale', T0 + 9)).toHaveProperty('refused');
         const poll = await claimOnly(store, 'poll', T0 + 9);
         expect(poll.id).toBe(heir.id);
         const done = await store.markCompleted(heir.id, poll.lease_token, `video-${heir.id}`, T0 + 10);
@@ -923,7 +930,7 @@ export function describeStoreConformance(name: string, makeStore: () => Promise<
         const follower = (await store.createTask(cached({ created_at_ms: T0 + 4, door: 'openai' }), lookup)).task;
         const silent = (await store.createTask(cached({ created_at_ms: T0 + 4, callback_url: null }), lookup)).task;
         const report = await store.markCompleted(leader.id, leader.lease_token, 'video', T0 + 10);
-        if (report === false) throw new Error('not completed');
+        if ('refused' in report) throw new Error('not completed');
         expect(report.finished[0]).toMatchObject({ task: { id: leader.id, status: 'completed' }, provider_id: 'sim' });
         expect(report.finished.slice(1).map((f) => [f.task.id, f.task.status, f.provider_id]).sort()).toEqual([
           [follower.id, 'completed', 'sim'],
@@ -946,9 +953,9 @@ export function describeStoreConformance(name: string, makeStore: () => Promise<
         const leader = await processingTask(store, cached());
         const follower = (await store.createTask(cached({ created_at_ms: T0 + 4 }), lookup)).task;
         const failed = await store.markFailed(leader.id, leader.lease_token, ERROR, T0 + 10);
-        expect(failed && failed.events.map((e) => [e.task_id, e.task_status]).sort()).toEqual([[follower.id, 'failed'], [leader.id, 'failed']].sort());
+        expect(reported(failed).events.map((e) => [e.task_id, e.task_status]).sort()).toEqual([[follower.id, 'failed'], [leader.id, 'failed']].sort());
         // The follower reserved nothing (hit_credits 0): no movement of 0 credits is reported.
-        expect(failed && failed.credits.map((m) => [m.kind, m.credits])).toEqual([['released', 8]]);
+        expect(reported(failed).credits.map((m) => [m.kind, m.credits])).toEqual([['released', 8]]);
 
         const source = await processingTask(store, cached({ cache_key: 's'.repeat(64) }));
         await store.markCompleted(source.id, source.lease_token, 'video-s', T0 + 20);
@@ -970,14 +977,14 @@ export function describeStoreConformance(name: string, makeStore: () => Promise<
         const follower = (await store.createTask(cached({ created_at_ms: T0 + 1 }), lookup)).task;
         const claimed = await claimOnly(store, 'dispatch', T0 + 2);
         const report = await store.markFailed(leader.id, claimed.lease_token, ERROR, T0 + 3, { hand_over: true });
-        expect(report && report.events.map((e) => e.task_id)).toEqual([leader.id]);
+        expect(reported(report).events.map((e) => e.task_id)).toEqual([leader.id]);
         expect(await store.listTaskEvents(follower.id)).toEqual([]);
       });
 
       it('writes nothing when the transition does not happen', async () => {
         const store = await open();
         const task = await processingTask(store, cached());
-        expect(await store.markCompleted(task.id, 'wrong', 'video', T0 + 5)).toBe(false);
+        expect(await store.markCompleted(task.id, 'wrong', 'video', T0 + 5)).toHaveProperty('refused');
         expect(await store.cancel(task.id, 'owner-b', T0 + 5)).toBeUndefined();
         expect(await store.listTaskEvents(task.id)).toEqual([]);
         expect(await store.outboxCounts()).toEqual({ pending: 0, dead: 0 });
@@ -1109,7 +1116,7 @@ export function describeStoreConformance(name: string, makeStore: () => Promise<
         await store.createTeam(team('team-2'));
         const owned = (overrides: Partial<NewTask> = {}) => newTask({ owner_id: 'team-1', ...overrides });
         const done = await processingTask(store, owned());
-        expect(await store.markCompleted(done.id, done.lease_token, 'video', T0 + 5)).not.toBe(false);
+        expect(await store.markCompleted(done.id, done.lease_token, 'video', T0 + 5)).not.toHaveProperty('refused');
         await processingTask(store, owned({ credits_reserved: 5 }));
         await store.createTask(owned({ credits_reserved: 3 }));
 
@@ -1126,6 +1133,192 @@ export function describeStoreConformance(name: string, makeStore: () => Promise<
         // In a later day and month, nothing is used yet; the reservations stay.
         const later = (await store.metricsSnapshot(T0 + 40 * 24 * 3600 * 1000)).teams.find((t) => t.id === 'team-1');
         expect(later).toMatchObject({ reserved_credits: 11, credits_day_used: 0, credits_month_used: 0 });
+      });
+    });
+
+    describe('teams and keys: reads and updates', () => {
+      it('gets, finds by name, lists and updates teams', async () => {
+        const store = await open();
+        await store.createTeam(team('team-2'));
+        await store.createTeam({ ...team('team-1'), created_at_ms: T0 + 1 });
+        expect(await store.getTeam('team-1')).toStrictEqual({ ...team('team-1'), created_at_ms: T0 + 1 });
+        expect(await store.getTeam('team-9')).toBeUndefined();
+        expect((await store.findTeamByName('name of team-2'))?.id).toBe('team-2');
+        expect(await store.findTeamByName('nobody')).toBeUndefined();
+        expect((await store.listTeams()).map((t) => t.id)).toEqual(['team-2', 'team-1']);
+        expect(await store.updateTeam('team-2', { credits_per_day: 100, name: 'renamed' })).toMatchObject({ credits_per_day: 100, name: 'renamed' });
+        expect(await store.updateTeam('team-9', { credits_per_day: 1 })).toBeUndefined();
+      });
+
+      it('gets, lists and updates keys, and finds a caller (key and team) by hash', async () => {
+        const store = await open();
+        await store.createTeam(team('team-1', { credits_per_month: 500 }));
+        await store.insertApiKey(apiKey(2));
+        await store.insertApiKey(apiKey(1));
+        expect(await store.getApiKey('key-1')).toStrictEqual(apiKey(1));
+        expect(await store.getApiKey('key-9')).toBeUndefined();
+        expect((await store.listApiKeys('team-1')).map((k) => k.id)).toEqual(['key-1', 'key-2']);
+        expect(await store.listApiKeys('team-9')).toEqual([]);
+        const updated = await store.updateApiKey('key-1', { allowed_models: ['sora-2'], revoked_at_ms: T0 + 5, max_concurrent: 3 });
+        expect(updated).toStrictEqual({ ...apiKey(1), allowed_models: ['sora-2'], revoked_at_ms: T0 + 5, max_concurrent: 3 });
+        expect(await store.findCaller('hash-1')).toStrictEqual({ key: updated, team: team('team-1', { credits_per_month: 500 }) });
+        expect(await store.findCaller('hash-9')).toBeUndefined();
+      });
+    });
+
+    describe('quotas and ledger', () => {
+      it('refuses a creation past a credit quota with QuotaExceededError, creating and charging nothing', async () => {
+        const store = await open();
+        await store.createTeam(team('owner-a', { credits_per_day: 10 }));
+        await store.createTask(newTask({ id: 'first' }));
+        const refused = store.createTask(newTask({ id: 'second' }));
+        await expect(refused).rejects.toBeInstanceOf(QuotaExceededError);
+        await expect(refused).rejects.toMatchObject({ scope: 'team', quota: 'credits_per_day', limit: 10, used: 8 });
+        expect(await store.getTask('second')).toBeUndefined();
+        expect((await store.listLedger('owner-a')).map((r) => [r.task_id, r.kind, r.credits])).toEqual([['first', 'reserve', 8]]);
+        expect(await store.quotaUsage('team', 'owner-a', T0)).toMatchObject({ credits_day: 8, credits_month: 8, active_tasks: 1 });
+      });
+
+      it("refuses a creation past a key's max_concurrent, and frees the slot when a task finishes", async () => {
+        const store = await open();
+        await store.createTeam(team('owner-a'));
+        await store.insertApiKey({ ...apiKey(1, 'owner-a'), id: 'key-a', max_concurrent: 1 });
+        await store.createTask(newTask({ id: 'first' }));
+        await expect(store.createTask(newTask({ id: 'second' }))).rejects.toMatchObject({ scope: 'key', quota: 'max_concurrent', limit: 1, used: 1 });
+        expect((await store.cancel('first', 'owner-a', T0 + 1))?.task.id).toBe('first');
+        expect((await store.createTask(newTask({ id: 'third' }))).task.id).toBe('third');
+      });
+
+      it('counts requests per minute per key and team in memory, refusing past the tightest limit', async () => {
+        const store = await open();
+        const t = team('team-1', { reads_per_minute: 3 });
+        const k = { ...apiKey(1), reads_per_minute: 2 };
+        const admit = (at: number) => store.admitRequest(k, t, 'read', at);
+        expect(await admit(T0)).toEqual({ allowed: true, quota: 'reads_per_minute', limit: 2, remaining: 1 });
+        expect(await admit(T0 + 1)).toMatchObject({ allowed: true, remaining: 0 });
+        expect(await admit(T0 + 2)).toMatchObject({ allowed: false, remaining: 0 });
+        expect(await store.admitRequest(k, t, 'submit', T0 + 3)).toEqual({ allowed: true, quota: 'submits_per_minute', limit: null, remaining: null });
+        expect((await store.quotaUsage('key', 'key-1', T0 + 4)).reads_minute).toBe(2);
+        expect((await store.quotaUsage('team', 'team-1', T0 + 4)).submits_minute).toBe(1);
+        expect(await admit(T0 + 60_000)).toMatchObject({ allowed: true });
+      });
+
+      it("adjusts a team's spend today, reports settled usage by day, lists open tasks, and recomputes counters that agree", async () => {
+        const store = await open();
+        await store.createTeam(team('owner-a'));
+        const done = await processingTask(store, newTask({ id: 'done' }));
+        await store.markCompleted('done', done.lease_token, 'asset', T0 + 10);
+        await store.createTask(newTask({ id: 'open', created_at_ms: T0 + 20 }));
+        const entry = await store.adjustCredits('owner-a', -3, 'refund', T0 + 30);
+        expect(entry).toMatchObject({ team_id: 'owner-a', key_id: null, task_id: null, kind: 'adjust', credits: -3, note: 'refund', created_at_ms: T0 + 30 });
+        expect((await store.listLedger('owner-a')).at(-1)).toStrictEqual(entry);
+        const day = new Date(T0).toISOString().slice(0, 10);
+        expect(await store.usageByDay('owner-a', day, day)).toEqual([{ day, model: 'sim-video', provider_id: 'sim', tasks: 1, credits: 8 }]);
+        expect(await store.usageByDay('owner-a', '2000-01-01', '2000-01-02')).toEqual([]);
+        expect((await store.listOpenTasks('owner-a')).map((t) => t.id)).toEqual(['open']);
+        expect(await store.quotaUsage('team', 'owner-a', T0 + 30)).toMatchObject({ credits_day: 8 + 8 - 3, active_tasks: 1 });
+        expect(await store.recomputeUsage()).toBe(0);
+      });
+    });
+
+    // Several connections (two stores, each with its own connections) acting at once on the same rows: the rules
+    // must hold whatever the backend's isolation, not only because a backend happens to serialize every write.
+    describe('races', () => {
+      const LOOKUP = { fresh_since_ms: 0, hit_credits: 2 };
+
+      it('concurrent identical creations make one leader; the others follow it', async () => {
+        const [a, b] = [await open(), await open()];
+        const made = await Promise.all(
+          Array.from({ length: 12 }, (_, i) => (i % 2 ? a : b).createTask(newTask({ cache_key: 'same', cache_status: 'miss' }), LOOKUP)),
+        );
+        const leaders = made.filter((m) => m.task.source_id === null);
+        expect(leaders).toHaveLength(1);
+        expect(made.filter((m) => m.task.cache_status === 'coalesced' && m.task.source_id === leaders[0]!.task.id)).toHaveLength(11);
+        expect(await a.recomputeUsage()).toBe(0);
+      });
+
+      it("concurrent attempts on one provider never pass its max_concurrent", async () => {
+        const [a, b] = [await open(), await open()];
+        for (let i = 0; i < 8; i++) await a.createTask(newTask());
+        const claimed = await a.claimDue('dispatch', 10, LEASE_MS, T0);
+        expect(claimed).toHaveLength(8);
+        const outcomes = await Promise.all(
+          claimed.map((t, i) => (i % 2 ? a : b).startAttempt(t.id, t.lease_token, 'sim', { micro_usd: 400_000, credits: 8, max_concurrent: 3 }, T0 + 1)),
+        );
+        expect(outcomes.filter((o) => o === 'started')).toHaveLength(3);
+        expect(outcomes.filter((o) => o === 'provider_full')).toHaveLength(5);
+        expect(await b.countActiveByProvider()).toEqual(new Map([['sim', 3]]));
+      });
+
+      it("a leader and its oldest follower cancelled at once: the next follower adopts the job, the rest follow it", async () => {
+        const [a, b] = [await open(), await open()];
+        const leader = await processingTask(a, newTask({ id: 'leader', cache_key: 'same', cache_status: 'miss' }));
+        for (const id of ['f1', 'f2', 'f3']) await a.createTask(newTask({ id, cache_key: 'same', cache_status: 'miss' }), LOOKUP);
+        const [gone, alsoGone] = await Promise.all([a.cancel('leader', 'owner-a', T0 + 10), b.cancel('f1', 'owner-a', T0 + 10)]);
+        expect(gone?.task.id).toBe('leader');
+        expect(alsoGone?.task.id).toBe('f1');
+        const [l, f1, f2, f3] = await Promise.all(['leader', 'f1', 'f2', 'f3'].map((id) => a.getTask(id)));
+        expect([l?.status, f1?.status]).toEqual(['cancelled', 'cancelled']);
+        expect(f2).toMatchObject({ status: 'processing', source_id: null, upstream_id: leader.upstream_id, provider_id: 'sim' });
+        expect(f3).toMatchObject({ status: 'processing', source_id: 'f2' });
+        expect(await a.countActiveByProvider()).toEqual(new Map([['sim', 1]]));
+        expect(await a.recomputeUsage()).toBe(0);
+      });
+
+      it('concurrent reservations never pass a credit quota', async () => {
+        const [a, b] = [await open(), await open()];
+        await a.createTeam(team('owner-a', { credits_per_day: 40 }));
+        const made = await Promise.allSettled(Array.from({ length: 10 }, (_, i) => (i % 2 ? a : b).createTask(newTask())));
+        expect(made.filter((m) => m.status === 'fulfilled')).toHaveLength(5);
+        for (const m of made) if (m.status === 'rejected') expect(m.reason).toBeInstanceOf(QuotaExceededError);
+        expect((await a.quotaUsage('team', 'owner-a', T0)).credits_day).toBe(40);
+        expect(await a.recomputeUsage()).toBe(0);
+      });
+
+      it('concurrent retries under one idempotency key make one task', async () => {
+        const [a, b] = [await open(), await open()];
+        const idempotency = { key: 'retry', request_hash: 'h', since_ms: 0 };
+        const made = await Promise.all(Array.from({ length: 6 }, (_, i) => (i % 2 ? a : b).createTask(newTask({ id: `try-${i}`, idempotency }))));
+        expect(new Set(made.map((m) => m.task.id)).size).toBe(1);
+        expect(made.filter((m) => m.report.created.length === 1)).toHaveLength(1);
+        expect((await a.quotaUsage('team', 'owner-a', T0)).active_tasks).toBe(1);
+      });
+
+      it("concurrent first secrets of a team: one is made, and it is the one that signs", async () => {
+        const [a, b] = [await open(), await open()];
+        const made = await Promise.all(
+          Array.from({ length: 6 }, (_, i) => (i % 2 ? a : b).putFirstWebhookSecret({ id: `s${i}`, team_id: 'team-1', secret_encrypted: `enc-${i}`, created_at_ms: T0 + i })),
+        );
+        expect(made.filter(Boolean)).toHaveLength(1);
+        const signing = await a.signingSecrets('team-1', T0 + 10);
+        expect(signing.map((s) => s.id)).toEqual([`s${made.indexOf(true)}`]);
+        expect(await a.putFirstWebhookSecret({ id: 'later', team_id: 'team-1', secret_encrypted: 'enc', created_at_ms: T0 + 20 })).toBe(false);
+      });
+
+      it('concurrent creations of one team name: one team, the others UniqueViolation', async () => {
+        const [a, b] = [await open(), await open()];
+        const made = await Promise.allSettled(Array.from({ length: 6 }, (_, i) => (i % 2 ? a : b).createTeam({ ...team(`team-${i}`), name: 'same' })));
+        expect(made.filter((m) => m.status === 'fulfilled')).toHaveLength(1);
+        for (const m of made) if (m.status === 'rejected') expect(m.reason).toMatchObject({ constraint: 'teams.name' });
+        expect(await a.listTeams()).toHaveLength(1);
+      });
+    });
+
+    describe('refusals say why', () => {
+      it('not_found, lease_lost and wrong_state, for every transition that names a lease', async () => {
+        const store = await open();
+        await store.createTask(newTask({ id: 'pending' }));
+        const { lease_token } = await claimOnly(store, 'dispatch', T0);
+        expect(await store.markSubmitted('nobody', lease_token, 'up', T0 + 1)).toBe('not_found');
+        expect(await store.markSubmitted('pending', 'another', 'up', T0 + 1)).toBe('lease_lost');
+        expect(await store.recordProgress('pending', lease_token, 10, T0 + 1, T0 + 1)).toBe('wrong_state');
+        expect(await store.markCompleted('pending', lease_token, 'video', T0 + 1)).toEqual({ refused: 'wrong_state' });
+        expect(await store.markCompleted('nobody', lease_token, 'video', T0 + 1)).toEqual({ refused: 'not_found' });
+        expect(await store.markFailed('pending', 'another', ERROR, T0 + 1)).toEqual({ refused: 'lease_lost' });
+        expect(await store.releaseLease('nobody', lease_token, T0 + 2, T0 + 1)).toBe('not_found');
+        expect(await store.releaseLease('pending', lease_token, T0 + 2, T0 + 1)).toBe('done');
+        // Released: the token is no longer the task's.
+        expect(await store.requeue('pending', lease_token, ERROR, T0 + 3, T0 + 2)).toBe('lease_lost');
       });
     });
 

@@ -125,9 +125,18 @@ const ConfigSchema = z
     log_level: z.enum(LOG_LEVELS).default('info'),
     store: z
       .object({
+        /** `sqlite` (embedded, one process) or `postgres` (several replicas on one database). */
+        kind: z.enum(['sqlite', 'postgres']).default('sqlite'),
         sqlite_path: z.string().min(1).optional(),
+        /** The PostgreSQL connection URL (also `DATABASE_URL`); required with `kind: postgres`. */
+        url: z.string().min(1).optional(),
+        /** The PostgreSQL schema holding vidgate's tables (created when missing). */
+        schema: z.string().regex(/^[a-z_][a-z0-9_]*$/, 'a lower-case SQL identifier').default('public'),
+        /** PostgreSQL connections per process. */
+        pool_size: z.number().int().positive().default(10),
       })
       .strict()
+      .refine((s) => s.kind !== 'postgres' || s.url !== undefined, { message: 'store.kind postgres needs store.url (or DATABASE_URL)', path: ['url'] })
       .prefault({}),
     assets: z
       .object({
@@ -435,6 +444,7 @@ function readEnv(env: NodeJS.ProcessEnv): { config: Record<string, unknown>; sou
     sources.set(keys.join('.'), name);
   };
   if (env.PORT) set('PORT', ['server', 'port'], env.PORT);
+  if (env.DATABASE_URL) set('DATABASE_URL', ['store', 'url'], env.DATABASE_URL);
   for (const [name, raw] of Object.entries(env)) {
     if (!name.startsWith(ENV_PREFIX) || NOT_CONFIG.has(name) || raw === undefined) continue;
     if (SERVICE_LINK_NAME.test(name) || (name === 'VIDGATE_PORT' && SERVICE_LINK_VALUE.test(raw))) continue;
@@ -475,7 +485,7 @@ export function parseConfig(input: unknown, sources: ReadonlyMap<string, string>
   const c = result.data;
   return {
     ...c,
-    store: { sqlite_path: c.store.sqlite_path ?? path.join(c.data_dir, 'vidgate.db') },
+    store: { ...c.store, sqlite_path: c.store.sqlite_path ?? path.join(c.data_dir, 'vidgate.db') },
     assets: { ...c.assets, dir: c.assets.dir ?? path.join(c.data_dir, 'videos') },
   };
 }

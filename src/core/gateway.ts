@@ -8,7 +8,7 @@ import { createOutbound, type Outbound, type Resolver } from '../net/outbound';
 import { createHealth } from '../routing/health';
 import { toMicroUsd } from '../routing/quote';
 import { createRouter, type RoutedProvider } from '../routing/router';
-import { createSqliteStore } from '../store/sqlite';
+import { openStore } from '../store/open-store';
 import type { Store } from '../store/types';
 import { AssetConfigError, createAssetStore } from '../assets/from-config';
 import { createApp } from '../http/app';
@@ -45,6 +45,8 @@ export interface GatewayOptions {
   now?: () => number;
   /** Resolves the host names of outbound URLs (tests); `dns.lookup` by default. */
   resolve?: Resolver;
+  /** The store to use instead of the one `config.store` names (tests pick a backend); the gateway closes it at stop. */
+  store?: Store;
 }
 
 export type Gateway = Awaited<ReturnType<typeof createGateway>>;
@@ -138,7 +140,7 @@ export async function createGateway(config: Config, options: GatewayOptions = {}
   ensureWritableDirs(config);
   const metricsToken = metricsBearerToken(config, env);
   const outbound = outboundFromConfig(config, options.resolve);
-  const store: Store = createSqliteStore(config.store.sqlite_path);
+  const store: Store = options.store ?? (await openStore(config.store));
   const metrics = createMetrics({ teamLabel: config.metrics.team_label, usdPerCredit: config.credits.usd_per_credit });
   const assets = assetStoreFromConfig(config, env);
   const built = providersFromConfig(config, env, outbound, (message, fields) => log.warn(fields, message));

@@ -97,8 +97,11 @@ export function createWebhookSecrets(store: Store, key: Buffer, now: () => numbe
     async sign(teamId, msgId, timestamp, body) {
       let secrets = await inForce(teamId);
       if (secrets.length === 0) {
-        await rotate(teamId, 0);
-        secrets = await inForce(teamId); // the newest, should two processes have made one at once
+        // The first secret, unless another signer (here or in another replica) made it meanwhile: then that one.
+        const secret = `whsec_${crypto.randomBytes(32).toString('base64')}`;
+        const first = { id: `whs_${crypto.randomBytes(12).toString('hex')}`, team_id: teamId, secret_encrypted: encrypt(secret), created_at_ms: now() };
+        await store.putFirstWebhookSecret(first);
+        secrets = await inForce(teamId);
       }
       const readable = secrets.flatMap((s) => (s.secret === undefined ? [] : [s.secret]));
       if (readable.length === 0) throw new WebhookSecretUnreadable(teamId);

@@ -175,7 +175,7 @@ export function createWorkers(deps: WorkerDeps): Workers {
    */
   async function finishFailed(t: ClaimedTask, error: TaskError, jobMayRun = false, own = false, ended?: AttemptEnd): Promise<void> {
     const report = await store.markFailed(t.id, t.lease_token, error, now(), { hand_over: own });
-    if (report === false) return;
+    if ('refused' in report) return;
     countFailedAttempt(t, ended);
     deps.report(report);
     taskLog(log, t).info({ provider: t.provider_id, code: error.code }, 'task failed');
@@ -200,7 +200,7 @@ export function createWorkers(deps: WorkerDeps): Workers {
     }
     const untried = router.candidates(request).some((c) => !failedOn.has(c.adapter.id));
     const backoffMs = untried ? 0 : Math.min(config.retry_backoff_ms * 2 ** Math.max(0, t.attempt - 1), deps.maxRetryBackoffMs);
-    if (!(await store.requeue(t.id, t.lease_token, error, now() + backoffMs, now()))) return;
+    if ((await store.requeue(t.id, t.lease_token, error, now() + backoffMs, now())) !== 'done') return;
     countFailedAttempt(t, ended);
     // A failover: the provider failed it, and the next attempt goes to another one, the next cheapest untried.
     if (ended?.fault === 'provider' && untried && t.provider_id) metrics.failovers.inc({ provider: t.provider_id, model: t.model });
@@ -384,7 +384,7 @@ export function createWorkers(deps: WorkerDeps): Workers {
 
   /** The attempt's job is `upstreamId`: record it on the attempt and follow it (pending -> processing). */
   async function adopt(t: ClaimedTask, provider: ProviderAdapter, upstreamId: string): Promise<void> {
-    if (await store.markSubmitted(t.id, t.lease_token, upstreamId, now())) {
+    if ((await store.markSubmitted(t.id, t.lease_token, upstreamId, now())) === 'done') {
       // The first submission a provider accepted ends the task's wait in the queue (submitted_at_ms stays set after).
       if (t.submitted_at_ms === null) metrics.queueWait.observe({ model: t.model }, (now() - t.created_at_ms) / 1000);
       return void taskLog(log, t).info({ provider: provider.id, upstream_id: upstreamId, attempt: t.attempt }, 'task sent to provider');
@@ -473,7 +473,7 @@ export function createWorkers(deps: WorkerDeps): Workers {
     downloadFailures.delete(t.id);
     health.jobSucceeded(adapter.id, request.model, t.submitted_at_ms === null ? undefined : now() - t.submitted_at_ms);
     const report = await store.markCompleted(t.id, t.lease_token, t.id, now());
-    if (report !== false) {
+    if (!('refused' in report)) {
       deps.report(report);
       const [completed, ...followers] = report.finished.map((f) => f.task);
       deps.cache.followersServed(followers, completed?.credits_settled ?? 0);

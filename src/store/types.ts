@@ -316,6 +316,19 @@ export class StoreUnavailable extends Error {
   }
 }
 
+/**
+ * Why a transition did not happen: the task does not exist (`not_found`), its lease is no longer the caller's token
+ * (`lease_lost`: it expired and another worker claimed it, or a transition released it), or it is not in a status
+ * the transition starts from (`wrong_state`).
+ */
+export type RefusalReason = 'not_found' | 'lease_lost' | 'wrong_state';
+/** A transition with a report that did not happen, and why. */
+export interface Refused {
+  refused: RefusalReason;
+}
+/** What a transition without a report did: `done`, or why it did not. */
+export type TransitionOutcome = 'done' | RefusalReason;
+
 export type LedgerKind = 'reserve' | 'settle' | 'release' | 'adjust';
 
 /**
@@ -478,9 +491,9 @@ export interface Store {
    */
   pollJobNow(providerId: string, upstreamId: string, nowMs: number): Promise<string | undefined>;
   /** Give the task back, to be claimed again at `nextRunAtMs` (a status change also releases it). */
-  releaseLease(id: string, leaseToken: string, nextRunAtMs: number, nowMs: number): Promise<boolean>;
+  releaseLease(id: string, leaseToken: string, nextRunAtMs: number, nowMs: number): Promise<TransitionOutcome>;
 
-  // --- tasks: transitions (each returns false when the task was not in the expected state) ---
+  // --- tasks: transitions (each says why when it did not happen: RefusalReason) ---
   /**
    * pending -> pending: a new attempt is about to be submitted to `providerId` at `micro_usd` (`credits`).
    * Counts the attempt and records it (outcome `running`), ending a previous attempt left running.
@@ -500,18 +513,18 @@ export interface Store {
   // back to pending on a requeue, completed with its video (settled at their reservation) or failed.
 
   /** pending -> processing; the running attempt gets its upstream id. */
-  markSubmitted(id: string, leaseToken: string, upstreamId: string, nowMs: number): Promise<boolean>;
+  markSubmitted(id: string, leaseToken: string, upstreamId: string, nowMs: number): Promise<TransitionOutcome>;
   /** processing -> processing, with new progress; releases the lease until `nextRunAtMs`. */
-  recordProgress(id: string, leaseToken: string, progress: number, nextRunAtMs: number, nowMs: number): Promise<boolean>;
+  recordProgress(id: string, leaseToken: string, progress: number, nextRunAtMs: number, nowMs: number): Promise<TransitionOutcome>;
   /**
    * processing -> completed; settles the running attempt's credits and releases the reservation.
    * Returns the report (the task first in `finished`, then the followers that completed with it, settled at
-   * their reservations; an outbox event for each with a callback URL), or false.
+   * their reservations; an outbox event for each with a callback URL), or why it did not happen.
    */
-  markCompleted(id: string, leaseToken: string, assetKey: string, nowMs: number): Promise<TransitionReport | false>;
+  markCompleted(id: string, leaseToken: string, assetKey: string, nowMs: number): Promise<TransitionReport | Refused>;
   /**
    * pending|processing -> failed; releases the reservation. Returns the report (the task first in `finished`,
-   * then the followers that failed with it; their events), or false. With `hand_over`, the failure is the task's
+   * then the followers that failed with it; their events), or why it did not happen. With `hand_over`, the failure is the task's
    * own (its quota), not the generation's: its followers carry on under an heir, as when a leader is cancelled,
    * and none fails with it (the heir's grown reservation is in the report).
    */
@@ -521,12 +534,12 @@ export interface Store {
     error: { code: string; message: string },
     nowMs: number,
     options?: { hand_over?: boolean },
-  ): Promise<TransitionReport | false>;
+  ): Promise<TransitionReport | Refused>;
   /**
    * pending|processing -> pending, to be submitted again (a new attempt) at `nextRunAtMs`. Clears the
    * provider: a pending task with a provider is an attempt started but not confirmed (see startAttempt).
    */
-  requeue(id: string, leaseToken: string, error: { code: string; message: string }, nextRunAtMs: number, nowMs: number): Promise<boolean>;
+  requeue(id: string, leaseToken: string, error: { code: string; message: string }, nextRunAtMs: number, nowMs: number): Promise<TransitionOutcome>;
   /**
    * pending|processing -> cancelled, by the owner; leased or not; releases the reservation. A leader with
    * followers hands its generation to the oldest follower, which adopts the upstream job (reserving its
@@ -577,6 +590,11 @@ export interface Store {
    * `secret.created_at_ms`, so that at most two sign.
    */
   putWebhookSecret(secret: Omit<WebhookSecretRecord, 'expires_at_ms'>, keep?: { id: string; expires_at_ms: number }): Promise<void>;
+  /**
+   * Make `secret` the team's first: only when none signs at its `created_at_ms` (checked and inserted under a lock of
+   * the team's secrets, so that two processes signing a team's first event at once make one). False when one signs.
+   */
+  putFirstWebhookSecret(secret: Omit<WebhookSecretRecord, 'expires_at_ms'>): Promise<boolean>;
   /** The team's secrets that sign at `nowMs`: the current one and those in their grace, newest first. */
   signingSecrets(teamId: string, nowMs: number): Promise<WebhookSecretRecord[]>;
 

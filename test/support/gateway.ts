@@ -1,4 +1,4 @@
-// A real gateway for tests: real SQLite file, real disk, the real simulated provider (fast settings).
+// A real gateway for tests: real SQLite file (or PostgreSQL: TEST_STORE), real disk, the real simulated provider (fast settings).
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -8,6 +8,7 @@ import supertest from 'supertest';
 import { parseConfig } from '../../src/core/config';
 import { createGateway, type GatewayOptions } from '../../src/core/gateway';
 import { createLogger } from '../../src/core/logger';
+import { newPostgresSchema, postgresUrl } from './postgres';
 
 export const KEY_A = 'test-key-team-a-0123456789';
 export const KEY_B = 'test-key-team-b-0123456789';
@@ -20,6 +21,17 @@ export function tempDir(prefix = 'vidgate-test-'): string {
 /** Config overrides for tests, deep-merged one level under each section. */
 export type ConfigOverrides = { [section: string]: Record<string, unknown> | unknown };
 
+/**
+ * The store of a test gateway: its data directory's SQLite file, or with TEST_STORE=postgres a fresh schema of
+ * the run's PostgreSQL database (a second gateway made from the same config is a second replica on it).
+ */
+function testStore(): Record<string, unknown> {
+  const kind = process.env.TEST_STORE ?? 'sqlite';
+  if (kind === 'sqlite') return {};
+  if (kind !== 'postgres') throw new Error(`TEST_STORE must be sqlite or postgres, not ${kind}`);
+  return { kind: 'postgres', url: postgresUrl(), schema: newPostgresSchema(), pool_size: 5 };
+}
+
 export function testConfig(dataDir: string, overrides: ConfigOverrides = {}) {
   const base: Record<string, Record<string, unknown>> = {
     server: { port: 0, drain_readiness_delay_ms: 0 },
@@ -27,6 +39,7 @@ export function testConfig(dataDir: string, overrides: ConfigOverrides = {}) {
     workers: { poll_interval_ms: 50, retry_backoff_ms: 50, lease_ms: 5000 },
     // Most tests submit identical requests and expect each to generate; the cache tests turn it on.
     cache: { enabled: false },
+    store: testStore(),
   };
   const merged: Record<string, unknown> = {
     data_dir: dataDir,

@@ -1,6 +1,6 @@
 // SQLite's errors -> the store's vocabulary (../types), so no backend error reaches the domain in SQLite's terms.
 import Database from 'better-sqlite3';
-import { StoreUnavailable, UniqueViolation, type Store } from '../types';
+import { StoreUnavailable, UniqueViolation } from '../types';
 
 /** SQLite result codes (https://www.sqlite.org/rescode.html) that mean "try again later", not "this is a bug". */
 const UNAVAILABLE = /^SQLITE_(BUSY|LOCKED|FULL|IOERR|CANTOPEN|READONLY)/;
@@ -14,20 +14,4 @@ export function translateSqliteError(err: unknown): unknown {
   }
   if (UNAVAILABLE.test(err.code)) return new StoreUnavailable(err.code);
   return err;
-}
-
-/** The store with every method's SqliteError translated (sync throws and rejected promises alike). */
-export function withTranslatedErrors(store: Store): Store {
-  const wrapped = {} as Record<string, unknown>;
-  for (const [name, method] of Object.entries(store) as [string, (...args: unknown[]) => unknown][]) {
-    wrapped[name] = (...args: unknown[]) => {
-      try {
-        const result = method(...args);
-        return result instanceof Promise ? result.catch((err: unknown) => Promise.reject(translateSqliteError(err))) : result;
-      } catch (err) {
-        throw translateSqliteError(err);
-      }
-    };
-  }
-  return wrapped as unknown as Store;
 }

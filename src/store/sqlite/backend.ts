@@ -1,0 +1,116 @@
+// The rules' primitives (../rules/sql.ts) over one better-sqlite3 connection. The rules are async, so a transaction
+// spans awaits during which other calls would run: every transaction, and every statement issued while one is open,
+// waits its turn in one queue. The queue is shared by every connection of this process to the same file, because a
+// connection that waited synchronously for the write lock held by another across an await would block the thread
+// that must finish it (until busy_timeout). A write transaction begins IMMEDIATE (it takes the write lock at once),
+// so other processes on the file serialize with it as well; Tx.lock has nothing to add.
+import path from 'node:path';
+import Database from 'better-sqlite3';
+import type { Backend, Dialect, Params, Sql, Tx } from '../rules/sql';
+import { translateSqliteError } from './errors';
+
+export const sqliteDialect: Dialect = {
+  greatest: (a, b) => `max(${a}, ${b})`,
+  least: (a, b) => `min(${a}, ${b})`,
+  randomToken: 'lower(hex(randomblob(16)))',
+  jsonTexts: (param) => `(SELECT value FROM json_each(${param}))`,
+  jsonPairs: (param) => `(SELECT value ->> 0, value ->> 1 FROM json_each(${param}))`,
+  forUpdate: '',
+  skipLocked: '',
+};
+
+/** The turn-taking of this process's connections to one file. */
+interface Gate {
+  queue: Promise<unknown>;
+  /** Whether one of them has a transaction open. */
+  open: boolean;
+}
+const gates = new Map<string, Gate>();
+
+/**
+ * A backend over an open connection to `file` (its resolved path names the queue it shares); `close` runs `onClose`
+ * once the queue is empty.
+ */
+export function createSqliteBackend(db: Database.Database, file: string, onClose: () => Promise<void>): Backend {
+  const key = path.resolve(file);
+  let gate = gates.get(key);
+  if (!gate) gates.set(key, (gate = { queue: Promise.resolve(), open: false }));
+  const shared = gate;
+  const statements = new Map<string, Database.Statement>();
+  const prepare = (sql: string) => {
+    let stmt = statements.get(sql);
+    if (!stmt) statements.set(sql, (stmt = db.prepare(sql)));
+    return stmt;
+  };
+  const call = <T>(fn: () => T): T => {
+    try {
+      return fn();
+    } catch (err) {
+      throw translateSqliteError(err);
+    }
+  };
+  const direct = {
+    get: <T>(sql: string, params?: Params) => call(() => (params ? prepare(sql).get(params) : prepare(sql).get()) as T | undefined),
+    all: <T>(sql: string, params?: Params) => call(() => (params ? prepare(sql).all(params) : prepare(sql).all()) as T[]),
+    run: (sql: string, params?: Params) => call(() => (params ? prepare(sql).run(params) : prepare(sql).run()).changes),
+  };
+
+  /** Runs `fn` after everything queued before it. */
+  function enqueue<T>(fn: () => Promise<T> | T): Promise<T> {
+    const turn = shared.queue.then(fn);
+    shared.queue = turn.catch(() => undefined);
+    return turn;
+  }
+  /** A statement outside transactions: at once when none is open, else after it. */
+  const outside = <T>(fn: () => T): Promise<T> => (shared.open ? enqueue(fn) : new Promise<T>((resolve) => resolve(fn())));
+
+  const read: Sql = {
+    get: (sql, params) => outside(() => direct.get(sql, params)),
+    all: (sql, params) => outside(() => direct.all(sql, params)),
+    run: (sql, params) => outside(() => direct.run(sql, params)),
+  };
+
+  const begin = db.prepare('BEGIN IMMEDIATE');
+  const commit = db.prepare('COMMIT');
+  let savepoints = 0;
+  const tx: Tx = {
+    get: async (sql, params) => direct.get(sql, params),
+    all: async (sql, params) => direct.all(sql, params),
+    run: async (sql, params) => direct.run(sql, params),
+    async lock() {},
+    async savepoint(fn) {
+      const name = `sp${++savepoints}`;
+      db.exec(`SAVEPOINT ${name}`);
+      try {
+        const result = await fn();
+        db.exec(`RELEASE ${name}`);
+        return result;
+      } catch (err) {
+        db.exec(`ROLLBACK TO ${name}`);
+        db.exec(`RELEASE ${name}`);
+        throw err;
+      }
+    },
+  };
+
+  return {
+    dialect: sqliteDialect,
+    read,
+    transaction: (fn) =>
+      enqueue(async () => {
+        call(() => begin.run());
+        shared.open = true;
+        try {
+          const result = await fn(tx);
+          call(() => commit.run());
+          return result;
+        } catch (err) {
+          if (db.inTransaction) db.exec('ROLLBACK');
+          throw err;
+        } finally {
+          shared.open = false;
+        }
+      }),
+    close: () => enqueue(onClose),
+  };
+}
