@@ -164,6 +164,7 @@ describe('metrics', () => {
     }
     expect(value(text, 'vidgate_task_queue_wait_seconds_count', { model: MODEL })).toBe(0);
     for (const outcome of ['delivered', 'retried', 'dead_lettered']) expect(value(text, 'vidgate_webhook_deliveries_total', { outcome })).toBe(0);
+    for (const outcome of ['success', 'failure']) expect(value(text, 'vidgate_webhook_delivery_duration_seconds_count', { outcome })).toBe(0);
     expect(value(text, 'vidgate_assets_expired_total')).toBe(0);
     expect(value(text, 'vidgate_tasks_open', { status: 'pending' })).toBe(0);
     expect(value(text, 'vidgate_tasks_open', { status: 'processing' })).toBe(0);

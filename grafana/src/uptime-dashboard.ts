@@ -36,10 +36,10 @@ function successRatio(by: string, window: string): string {
   );
 }
 
-/** Share of HTTP requests answered without a 5xx. */
+/** Share of HTTP requests answered without a 5xx (`or vector(0)`: no 5xx series at all is the healthy case). */
 function availability(window: string): string {
   return (
-    `1 - sum(increase(vidgate_http_request_duration_seconds_count{status=~"5.."}[${window}]))` +
+    `1 - (sum(increase(vidgate_http_request_duration_seconds_count{status=~"5.."}[${window}])) or vector(0))` +
     ` / sum(increase(vidgate_http_request_duration_seconds_count[${window}]))`
   );
 }

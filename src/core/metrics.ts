@@ -205,6 +205,7 @@ export function createMetrics(options: MetricsOptions) {
     for (const model of models) m.queueWait.zero({ model });
     for (const provider of providers) for (const result of ['success', 'failure']) m.healthChecks.inc({ provider, result }, 0);
     for (const outcome of DELIVERY_OUTCOMES) m.webhookDeliveries.inc({ outcome }, 0);
+    for (const outcome of ['success', 'failure']) m.webhookDeliveryDuration.zero({ outcome });
     // Known teams get the sets of the providers known now; without team labels, one team stands for all.
     for (const team of options.teamLabel ? teams : ['']) initTeam(team);
   }
