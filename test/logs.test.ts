@@ -5,7 +5,7 @@
 import net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runCli } from '../src/cli';
-import { createLogger, REDACTED } from '../src/core/logger';
+import { createLogger, REDACTED, taskLog } from '../src/core/logger';
 import { ADMIN_TOKEN, KEY_A, auth, startTestGateway, tempDir, waitFor } from './support/gateway';
 import { captureLogger, type LogEntry } from './support/log-capture';
 import { startServerProcess } from './support/process';
@@ -83,6 +83,29 @@ describe('request ids', () => {
       await accessLine(id);
     }
     expect(captured.lines.filter((l) => l.includes('<script>') || l.includes('two words'))).toEqual([]);
+  });
+
+  it("a 429's access line names the team whose key was over its rate", async () => {
+    const team = await h.gateway.teams.createTeam('rate-limited team', { reads_per_minute: 1 });
+    const { key } = await h.gateway.teams.addKey(team.id, {});
+    // Three reads at once against one a minute: whichever UTC minute they straddle, at least one is refused.
+    const ids = ['over-rate-1', 'over-rate-2', 'over-rate-3'];
+    const answers: { status: number }[] = [];
+    for (const id of ids) answers.push(await h.http.get('/v1/models').set(auth(key)).set('X-Request-Id', id));
+    const refused = ids.filter((_, i) => answers[i]!.status === 429);
+    expect(refused.length).toBeGreaterThanOrEqual(1);
+    for (const id of refused) expect(await accessLine(id)).toMatchObject({ status: 429, route: '/v1/models', team_id: team.id });
+  });
+
+  it('an API key pasted as a request id or into a path never reaches a line', async () => {
+    const key = 'vg_' + 'K'.repeat(32);
+    const asId = await h.http.get('/v1/models').set(auth(KEY_A)).set('X-Request-Id', key);
+    expect(asId.headers['x-request-id']).toMatch(UUID);
+    await accessLine(asId.headers['x-request-id'] as string);
+    const inPath = await h.http.get(`/v1/tasks/${key}`).set(auth(KEY_A)).set('X-Request-Id', 'key-in-path');
+    expect(inPath.status).toBe(404);
+    expect(await accessLine('key-in-path')).toMatchObject({ path: `/v1/tasks/${REDACTED}`, route: '/v1/tasks/{id}' });
+    expect(captured.lines.filter((l) => l.includes(key))).toEqual([]);
   });
 
   it('errors carry it too: 401, a validation 400, an unknown route, and the raw 431 answered before Express', async () => {
@@ -235,6 +258,17 @@ describe('levels and redaction', () => {
     const e = JSON.parse(lines[0]!) as LogEntry;
     expect(e).toMatchObject({ authorization: REDACTED, prompt: REDACTED, nested: { api_key: REDACTED, secret: REDACTED, prompt: REDACTED } });
     expect(lines[0]).not.toMatch(/s3cr3t|p1|k1|w1|p2/);
+  });
+
+  it("a provider's error text that quotes the prompt (as written or JSON-escaped) is logged without it", () => {
+    const { log, lines } = captureLogger('info');
+    const prompt = 'SECRET PROMPT: a "red" kite\nover the sea';
+    const task = { id: 'task_1', owner_id: 'team_1', request_json: JSON.stringify({ model: 'sora-2', prompt }) };
+    const quoted = `HTTP 500: upstream exploded on '${prompt}'; body {"object":"video","prompt":${JSON.stringify(prompt)}}`;
+    taskLog(log, task).warn({ provider: 'p', code: 'http_500', error: quoted }, 'provider failure');
+    expect(lines).toHaveLength(1);
+    expect(lines[0]).not.toContain('SECRET PROMPT');
+    expect(JSON.parse(lines[0]!)).toMatchObject({ task_id: 'task_1', error: `HTTP 500: upstream exploded on '${REDACTED}'; body {"object":"video","prompt":"${REDACTED}"}` });
   });
 });
 

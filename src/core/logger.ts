@@ -41,9 +41,41 @@ export interface TaskIdentity {
   id: string;
   /** The team's id (tasks belong to a team). */
   owner_id?: string;
+  /** The task's request as stored (JSON with its `prompt`): an `error` field's text is cleared of the prompt. */
+  request_json?: string;
 }
 
-/** A child of `log` whose lines carry `task_id` (and `team_id` when the task's team is known). */
+/** Prompts shorter than this are not searched for in error texts (they would cut ordinary words). */
+const MIN_REDACTED_PROMPT_LENGTH = 4;
+
+/**
+ * `text` with every verbatim copy of `prompt` (as written, and JSON-escaped as in a quoted body) replaced by
+ * `[redacted]`: providers quote the prompt in their error messages and bodies. A provider that quotes a cut or
+ * rewritten prompt is not caught.
+ */
+export function withoutPrompt(text: string, prompt: string | undefined): string {
+  if (prompt === undefined || prompt.length < MIN_REDACTED_PROMPT_LENGTH) return text;
+  const escaped = JSON.stringify(prompt).slice(1, -1);
+  return text.split(prompt).join(REDACTED).split(escaped).join(REDACTED);
+}
+
+function promptOf(requestJson: string): string | undefined {
+  try {
+    const prompt = (JSON.parse(requestJson) as { prompt?: unknown }).prompt;
+    return typeof prompt === 'string' ? prompt : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * A child of `log` whose lines carry `task_id` (and `team_id` when the task's team is known); with the task's
+ * `request_json`, its `error` field is cleared of the prompt (`withoutPrompt`).
+ */
 export function taskLog(log: Logger, task: TaskIdentity): Logger {
-  return log.child(task.owner_id === undefined ? { task_id: task.id } : { task_id: task.id, team_id: task.owner_id });
+  const bindings = task.owner_id === undefined ? { task_id: task.id } : { task_id: task.id, team_id: task.owner_id };
+  const requestJson = task.request_json;
+  if (requestJson === undefined) return log.child(bindings);
+  // Provider errors are logged in `error`; some quote the prompt back.
+  return log.child(bindings, { serializers: { error: (value: unknown) => (typeof value === 'string' ? withoutPrompt(value, promptOf(requestJson)) : value) } });
 }

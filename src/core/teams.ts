@@ -5,7 +5,10 @@ import { ApiError, conflict, invalidRequest } from './errors';
 import { audit } from './audit';
 import type { Logger } from './logger';
 
+/** How every key vidgate makes starts: `vg_` and 32 base64url characters. */
 const KEY_PREFIX = 'vg_';
+/** Text shaped like a key vidgate made, wherever it appears (logs clear it from request ids and paths). */
+export const MADE_KEY = /vg_[A-Za-z0-9_-]{32}/g;
 export const DEFAULT_TEAM = 'default';
 
 export function hashApiKey(key: string): string {

@@ -33,6 +33,8 @@ export function requireApiKey(store: Store, now: () => number): RequestHandler {
     if (key.revoked_at_ms !== null && key.revoked_at_ms <= t) return next(unauthorized('this API key was revoked'));
     if (key.expires_at_ms !== null && key.expires_at_ms <= t) return next(unauthorized('this API key has expired'));
 
+    // Known before the rate check, so that a 429's access line names the team too.
+    res.locals.caller = { key, team, owner_id: team.id } satisfies Caller;
     const admission = await store.admitRequest(key, team, requestKind(req.method, req.path), t);
     if (admission.limit !== null) {
       res.set({
@@ -56,7 +58,6 @@ export function requireApiKey(store: Store, now: () => number): RequestHandler {
         ),
       );
     }
-    res.locals.caller = { key, team, owner_id: team.id } satisfies Caller;
     next();
   };
 }

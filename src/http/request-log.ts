@@ -5,7 +5,8 @@
 import crypto from 'node:crypto';
 import type http from 'node:http';
 import type { RequestHandler, Response } from 'express';
-import type { Logger } from '../core/logger';
+import { REDACTED, type Logger } from '../core/logger';
+import { MADE_KEY } from '../core/teams';
 
 export const REQUEST_ID_HEADER = 'X-Request-Id';
 /** What a client's id may be to be kept: 1 to 128 characters of letters, digits and `._:-`. */
@@ -13,14 +14,22 @@ const SANE_REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
 /** Probes polled every few seconds: their access lines are at `debug`, not to drown the others. */
 const PROBES = new Set(['/healthz', '/readyz', '/metrics']);
 
-/** The client's `X-Request-Id` when it is a sane token (one header, 1–128 of `[A-Za-z0-9._:-]`), else a random UUID. */
+/**
+ * The client's `X-Request-Id` when it is a sane token (one header, 1–128 of `[A-Za-z0-9._:-]`, not holding a vidgate
+ * API key), else a random UUID.
+ */
 export function requestIdOf(req: http.IncomingMessage): string {
   const given = req.headers['x-request-id'];
-  return typeof given === 'string' && SANE_REQUEST_ID.test(given) ? given : crypto.randomUUID();
+  return typeof given === 'string' && SANE_REQUEST_ID.test(given) && !keyIn(given) ? given : crypto.randomUUID();
 }
 
-/** The request's path without its query string, as the client sent it. */
-export const pathOf = (url: string | undefined): string => (url ?? '').split('?', 1)[0]!;
+const keyIn = (text: string) => text.search(MADE_KEY) !== -1;
+
+/**
+ * The request's path without its query string, as the client sent it, with anything shaped like a vidgate API key
+ * (a key pasted where an id goes) replaced by `[redacted]`.
+ */
+export const pathOf = (url: string | undefined): string => (url ?? '').split('?', 1)[0]!.replace(MADE_KEY, REDACTED);
 
 /**
  * The first middleware of the app: gives the request its id (header set at once, so every answer has it), binds a

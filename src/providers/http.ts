@@ -22,12 +22,19 @@ export function retryAfterMs(headers: Headers, nowMs = Date.now()): number | und
 }
 
 /**
- * Provider at fault (retry elsewhere) for 408, 429 and 5xx, and for 401/402/403: those say that our key
- * or account at that provider is bad, which another provider can still serve. The request is at fault
- * otherwise.
+ * Statuses that blame the request's content (RFC 9110 §15.5): 400 (malformed, invalid parameters, content policy),
+ * 413 (too large) and 422 (understood but refused). Another provider would refuse the same request.
+ */
+const REQUEST_AT_FAULT = new Set([400, 413, 422]);
+
+/**
+ * Provider at fault (retry elsewhere) for every failed status but those that blame the request's content: 408, 429
+ * and 5xx; 401/402/403 (our key or account at that provider is bad); 404/405/410 and the rest (a wrong `base_url`,
+ * an API that changed, a job that vanished), which another provider can still serve. The request is at fault for
+ * 400, 413 and 422 only.
  */
 export function isRetryableStatus(status: number): boolean {
-  return status === 408 || status === 429 || status >= 500 || status === 401 || status === 402 || status === 403;
+  return status >= 400 && !REQUEST_AT_FAULT.has(status);
 }
 
 /** A failed HTTP answer as a ProviderError, with the upstream's own message where it sent one. */
