@@ -36,11 +36,14 @@ function successRatio(by: string, window: string): string {
   );
 }
 
-/** Share of HTTP requests answered without a 5xx (`or vector(0)`: no 5xx series at all is the healthy case). */
+/** The API's requests: every route but the probes (`/metrics` scraped every few seconds, `/healthz`, `/readyz`). */
+const API = 'route!~"/metrics|/healthz|/readyz"';
+
+/** Share of API requests answered without a 5xx (counted as the non-5xx, so that no 5xx at all reads 1). */
 function availability(window: string): string {
   return (
-    `1 - (sum(increase(vidgate_http_request_duration_seconds_count{status=~"5.."}[${window}])) or vector(0))` +
-    ` / sum(increase(vidgate_http_request_duration_seconds_count[${window}]))`
+    `sum(increase(vidgate_http_request_duration_seconds_count{status!~"5..", ${API}}[${window}]))` +
+    ` / sum(increase(vidgate_http_request_duration_seconds_count{${API}}[${window}]))`
   );
 }
 
@@ -140,14 +143,14 @@ export function buildUptimeDashboard(): dashboard.DashboardBuilder {
     .withPanel(
       seriesPanel(
         'API latency',
-        'p50, p95 and p99 of HTTP request duration, all routes.',
+        'p50, p95 and p99 of HTTP request duration, all routes but the probes (/metrics, /healthz, /readyz).',
         's',
-        quantileTargets('vidgate_http_request_duration_seconds', ''),
+        quantileTargets('vidgate_http_request_duration_seconds', `{${API}}`),
       ),
     )
     .withPanel(
-      seriesPanel('Requests by status (per second)', 'HTTP requests by status code.', 'reqps', [
-        ['sum by (status) (rate(vidgate_http_request_duration_seconds_count[$__rate_interval]))', '{{status}}'],
+      seriesPanel('Requests by status (per second)', 'API requests by status code (the probes left out).', 'reqps', [
+        [`sum by (status) (rate(vidgate_http_request_duration_seconds_count{${API}}[$__rate_interval]))`, '{{status}}'],
       ]),
     )
     .withPanel(

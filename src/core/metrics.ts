@@ -45,7 +45,7 @@ const ATTEMPT_SETS = [
   { stage: 'job', result: 'cancelled', fault: 'none' },
 ] as const;
 /** Queue waits and times to video: seconds to an hour. */
-const TASK_SECONDS_BUCKETS = [1, 5, 10, 30, 60, 120, 300, 600, 900, 1200, 1800, 2700, 3600];
+const TASK_SECONDS_BUCKETS = [0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 900, 1200, 1800, 2700, 3600];
 /** Calls to providers: a poll in milliseconds, a download of a long video in minutes. */
 const UPSTREAM_SECONDS_BUCKETS = [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600];
 
