@@ -11,7 +11,12 @@ RUN node --import tsx web/build-playground.ts
 ENV VIDGATE_SERVER__HOST=0.0.0.0 \
     VIDGATE_SERVER__PORT=8080 \
     VIDGATE_DATA_DIR=/data
+# Run as the image's unprivileged user, owning only its data directory.
+RUN mkdir -p /data && chown node:node /data
+USER node
 VOLUME /data
 EXPOSE 8080
+HEALTHCHECK --interval=10s --timeout=3s --start-period=30s CMD node -e "fetch('http://127.0.0.1:8080/readyz').then((r) => process.exit(r.ok ? 0 : 1), () => process.exit(1))"
+
 # node as PID 1 handles SIGTERM and SIGINT itself and drains (README, "Starting and stopping").
 CMD ["node", "--import", "tsx", "src/main.ts"]

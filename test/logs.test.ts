@@ -305,6 +305,12 @@ describe('the real server process', () => {
 
       expect(server.output()).not.toContain(KEY_A);
       expect(server.output()).not.toContain('0badc0ffee');
+      expect(parsed().find((e) => e.msg === 'vidgate started')).toMatchObject({ level: 'info', url: server.url, store: 'sqlite', providers: ['simulated'] });
+
+      // The start, the drain and the stop each leave a line.
+      server.child.kill('SIGTERM');
+      expect(await server.exited).toBe(0);
+      expect(parsed().map((e) => e.msg).filter((m) => m.startsWith('vidgate '))).toEqual(['vidgate started', 'vidgate draining', 'vidgate stopped']);
     } finally {
       server.child.kill('SIGTERM');
       await server.exited;

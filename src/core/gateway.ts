@@ -267,6 +267,7 @@ export async function createGateway(config: Config, options: GatewayOptions = {}
       const bound = server.address() as AddressInfo;
       const url = `http://${bound.address.includes(':') ? `[${bound.address}]` : bound.address}:${bound.port}`;
       selfUrl = config.server.public_url ?? url;
+      log.info({ url, store: config.store.kind, assets: config.assets.kind, providers: router.providers.map((p) => p.id) }, 'vidgate started');
       return url;
     },
     /**
@@ -278,6 +279,7 @@ export async function createGateway(config: Config, options: GatewayOptions = {}
     async stop(): Promise<void> {
       const deadline = Date.now() + config.server.drain_timeout_ms;
       draining = true;
+      log.info({ drain_timeout_ms: config.server.drain_timeout_ms }, 'vidgate draining');
       sweeper.stop();
       if (server?.listening) await sleep(config.server.drain_readiness_delay_ms);
       await healthChecker.stop();
@@ -288,6 +290,7 @@ export async function createGateway(config: Config, options: GatewayOptions = {}
       await closed;
       clearTimeout(cutoff);
       await store.close();
+      log.info('vidgate stopped');
     },
   };
 }

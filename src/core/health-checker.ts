@@ -50,7 +50,7 @@ export function createHealthChecker(deps: HealthCheckerDeps): HealthChecker {
       deps.metrics.healthChecks.inc({ provider: providerId, result: 'success' });
       health.checkSucceeded(providerId);
       entry.interval_ms = config.min_interval_ms;
-      log.info({ provider: providerId }, 'provider health check passed');
+      log.debug({ provider: providerId }, 'provider health check passed');
       deps.onRecovery();
     } catch (err) {
       const error = err instanceof ProviderError ? err : new ProviderError('health_check_failed', (err as Error).message, true);
