@@ -1333,9 +1333,10 @@ export function describeStoreConformance(name: string, makeStore: () => Promise<
         expect(await store.recordBreaker({ ...OPEN, state: 'closed', since_ms: T0 - 1, until_ms: null, reason: null })).toBeUndefined();
         expect(await store.recordBreaker({ ...OPEN, until_ms: T0 + 60_000 })).toBe(2);
         expect(await store.recordBreaker({ ...OPEN, model: 'other', state: 'closed', until_ms: null, reason: null, opened_by: 'job' })).toBe(1);
+        // By provider, then model.
         expect(await store.listBreakers()).toEqual([
-          { ...OPEN, until_ms: T0 + 60_000, probe_holder: null, probe_until_ms: null, version: 2 },
           { ...OPEN, model: 'other', state: 'closed', until_ms: null, reason: null, opened_by: 'job', probe_holder: null, probe_until_ms: null, version: 1 },
+          { ...OPEN, until_ms: T0 + 60_000, probe_holder: null, probe_until_ms: null, version: 2 },
         ]);
       });
 
