@@ -170,6 +170,23 @@ function describeShared(name: string, openStore: () => Promise<Store>) {
       expect(a.health.tryAcquire('p', 'm', 'task-a')).toBe(true);
       expect(await a.acquireProbe('p', 'm', 'task-a')).toBe(true);
     });
+
+    it("a passing check on another replica ends a submit-side outage everywhere, but never a provider's Retry-After", async () => {
+      const { a, b, syncBoth } = await twoReplicas();
+      openOn(a);
+      a.health.jobFailed('r', 'm', { ...SUBMIT_FAILURE, retry_after_ms: 20_000 });
+      await syncBoth();
+      const pinned = a.health.snapshot('r', 'm');
+      expect(b.health.snapshot('r', 'm')).toMatchObject({ state: 'open', until_ms: pinned.until_ms });
+      // B's checks pass for both providers.
+      b.health.checkSucceeded('p');
+      b.health.checkSucceeded('r');
+      expect(b.health.snapshot('p', 'm').state).toBe('half_open');
+      expect(b.health.snapshot('r', 'm')).toMatchObject({ state: 'open', until_ms: pinned.until_ms });
+      await syncBoth();
+      expect(a.health.snapshot('p', 'm').state).toBe('half_open');
+      expect(a.health.snapshot('r', 'm')).toMatchObject({ state: 'open', until_ms: pinned.until_ms });
+    });
   });
 }
 

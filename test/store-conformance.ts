@@ -1323,7 +1323,7 @@ export function describeStoreConformance(name: string, makeStore: () => Promise<
     });
 
     describe('circuit breakers shared by replicas', () => {
-      const OPEN = { provider: 'sim', model: 'sim-video', state: 'open' as const, since_ms: T0, until_ms: T0 + 30_000, reason: '5 consecutive failures', opened_by: 'submit' as const };
+      const OPEN = { provider: 'sim', model: 'sim-video', state: 'open' as const, since_ms: T0, until_ms: T0 + 30_000, reason: '5 consecutive failures', opened_by: 'submit' as const, pinned: false };
 
       it('records a transition only when it is at least as new as the stored one, bumping the version', async () => {
         const store = await open();
@@ -1331,12 +1331,12 @@ export function describeStoreConformance(name: string, makeStore: () => Promise<
         expect(await store.recordBreaker(OPEN)).toBe(1);
         // An older transition (a replica late to write) loses; a newer one wins.
         expect(await store.recordBreaker({ ...OPEN, state: 'closed', since_ms: T0 - 1, until_ms: null, reason: null })).toBeUndefined();
-        expect(await store.recordBreaker({ ...OPEN, until_ms: T0 + 60_000 })).toBe(2);
+        expect(await store.recordBreaker({ ...OPEN, until_ms: T0 + 60_000, pinned: true })).toBe(2);
         expect(await store.recordBreaker({ ...OPEN, model: 'other', state: 'closed', until_ms: null, reason: null, opened_by: 'job' })).toBe(1);
         // By provider, then model.
         expect(await store.listBreakers()).toEqual([
           { ...OPEN, model: 'other', state: 'closed', until_ms: null, reason: null, opened_by: 'job', probe_holder: null, probe_until_ms: null, version: 1 },
-          { ...OPEN, until_ms: T0 + 60_000, probe_holder: null, probe_until_ms: null, version: 2 },
+          { ...OPEN, until_ms: T0 + 60_000, pinned: true, probe_holder: null, probe_until_ms: null, version: 2 },
         ]);
       });
 
@@ -1367,7 +1367,7 @@ export function describeStoreConformance(name: string, makeStore: () => Promise<
         const store = await open();
         expect(await store.acquireProbe('sim', 'new-model', 'task-a', T0 + 1000, T0)).toBe(true);
         expect(await store.listBreakers()).toEqual([
-          { provider: 'sim', model: 'new-model', state: 'closed', since_ms: 0, until_ms: null, reason: null, opened_by: 'job', probe_holder: 'task-a', probe_until_ms: T0 + 1000, version: 0 },
+          { provider: 'sim', model: 'new-model', state: 'closed', since_ms: 0, until_ms: null, reason: null, opened_by: 'job', pinned: false, probe_holder: 'task-a', probe_until_ms: T0 + 1000, version: 0 },
         ]);
         // Any transition is newer than that row.
         expect(await store.recordBreaker({ ...OPEN, model: 'new-model' })).toBe(1);

@@ -70,8 +70,8 @@ export function createSharedHealth(deps: SharedHealthDeps): SharedHealth {
     const key = pairKey(row.provider, row.model);
     if (row.version <= (seen.get(key) ?? 0)) return;
     noteSeen(key, row.version);
-    const { provider, model, state, reason, since_ms, until_ms, opened_by } = row;
-    health.adopt({ provider, model, state, reason, since_ms, until_ms, opened_by });
+    const { provider, model, state, reason, since_ms, until_ms, opened_by, pinned } = row;
+    health.adopt({ provider, model, state, reason, since_ms, until_ms, opened_by, pinned });
   }
 
   const sync = () => inOrder(async () => (await store.listBreakers()).forEach(adopt));

@@ -71,6 +71,8 @@ export interface SharedBreakerState {
   since_ms: number;
   until_ms: number | null;
   opened_by: FailureStage;
+  /** `until_ms` is the provider's Retry-After (a passing check does not shorten it). */
+  pinned: boolean;
 }
 
 /** Told of the breakers' changes made here (never of those adopted). */
@@ -173,8 +175,8 @@ class Breaker {
   }
 
   /** The state as shared (the raw state: half_open is the one that is not). */
-  shared(): { state: BreakerState; reason: string | null; since_ms: number; until_ms: number | null; opened_by: FailureStage } {
-    return { state: this.state_, reason: this.reason, since_ms: this.since_ms, until_ms: this.until_ms, opened_by: this.opened_by };
+  shared(): { state: BreakerState; reason: string | null; since_ms: number; until_ms: number | null; opened_by: FailureStage; pinned: boolean } {
+    return { state: this.state_, reason: this.reason, since_ms: this.since_ms, until_ms: this.until_ms, opened_by: this.opened_by, pinned: this.pinned };
   }
 
   /** Take on a state another replica recorded: an open breaker opens here until the same time; a closed one closes. */
@@ -183,7 +185,7 @@ class Breaker {
     if (mine.state === s.state && mine.since_ms === s.since_ms && mine.until_ms === s.until_ms) return;
     this.transition(s.state, s.reason, s.since_ms);
     this.opened_by = s.opened_by;
-    this.pinned = false;
+    this.pinned = s.pinned;
     if (s.state === 'open') this.until_ms = s.until_ms;
     else [this.cooldown_ms, this.failed_probes, this.consecutive] = [this.config.cooldown_ms, 0, 0];
   }

@@ -417,6 +417,8 @@ export interface BreakerRecord {
   reason: string | null;
   /** What opened it: failed submits (`submit`) or failed accepted jobs (`job`). */
   opened_by: 'submit' | 'job';
+  /** `until_ms` is the provider's Retry-After: a passing health check does not end it sooner. */
+  pinned: boolean;
   /** Who holds the half-open probe across all replicas (a task id), until `probe_until_ms`; null when nobody. */
   probe_holder: string | null;
   probe_until_ms: number | null;

@@ -203,6 +203,7 @@ export const PG_MIGRATIONS: readonly string[] = [
     until_ms BIGINT,
     reason TEXT,
     opened_by TEXT NOT NULL CHECK (opened_by IN ('submit', 'job')),
+    pinned INTEGER NOT NULL CHECK (pinned IN (0, 1)), -- until_ms set by the provider's Retry-After
     probe_holder TEXT COLLATE "C",
     probe_until_ms BIGINT,
     version BIGINT NOT NULL,

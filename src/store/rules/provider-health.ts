@@ -3,6 +3,8 @@
 import type { BreakerRecord, Store } from '../types';
 import type { Backend } from './sql';
 
+type BreakerRow = Omit<BreakerRecord, 'pinned'> & { pinned: number };
+
 type ProviderHealthMethods = Pick<Store, 'recordBreaker' | 'listBreakers' | 'acquireProbe' | 'releaseProbe'>;
 
 /** The breakers' methods of the Store, over a backend. Each is one statement: atomic on its own. */
@@ -10,24 +12,25 @@ export function createProviderHealthMethods({ read }: Backend): ProviderHealthMe
   return {
     async recordBreaker(t) {
       const row = await read.get<{ version: number }>(
-        `INSERT INTO provider_health (provider, model, state, since_ms, until_ms, reason, opened_by, probe_holder, probe_until_ms, version)
-         VALUES (@provider, @model, @state, @since_ms, @until_ms, @reason, @opened_by, NULL, NULL, 1)
+        `INSERT INTO provider_health (provider, model, state, since_ms, until_ms, reason, opened_by, pinned, probe_holder, probe_until_ms, version)
+         VALUES (@provider, @model, @state, @since_ms, @until_ms, @reason, @opened_by, @pinned, NULL, NULL, 1)
          ON CONFLICT (provider, model) DO UPDATE SET
            state = excluded.state, since_ms = excluded.since_ms, until_ms = excluded.until_ms, reason = excluded.reason,
-           opened_by = excluded.opened_by, probe_holder = NULL, probe_until_ms = NULL, version = provider_health.version + 1
+           opened_by = excluded.opened_by, pinned = excluded.pinned, probe_holder = NULL, probe_until_ms = NULL, version = provider_health.version + 1
          WHERE excluded.since_ms >= provider_health.since_ms
          RETURNING version`,
-        { ...t },
+        { ...t, pinned: t.pinned ? 1 : 0 },
       );
       return row?.version;
     },
     async listBreakers() {
-      return read.all<BreakerRecord>('SELECT * FROM provider_health ORDER BY provider, model');
+      const rows = await read.all<BreakerRow>('SELECT * FROM provider_health ORDER BY provider, model');
+      return rows.map((row) => ({ ...row, pinned: row.pinned === 1 }));
     },
     async acquireProbe(provider, model, holder, untilMs, nowMs) {
       const row = await read.get(
-        `INSERT INTO provider_health (provider, model, state, since_ms, until_ms, reason, opened_by, probe_holder, probe_until_ms, version)
-         VALUES (@provider, @model, 'closed', 0, NULL, NULL, 'job', @holder, @until, 0)
+        `INSERT INTO provider_health (provider, model, state, since_ms, until_ms, reason, opened_by, pinned, probe_holder, probe_until_ms, version)
+         VALUES (@provider, @model, 'closed', 0, NULL, NULL, 'job', 0, @holder, @until, 0)
          ON CONFLICT (provider, model) DO UPDATE SET probe_holder = excluded.probe_holder, probe_until_ms = excluded.probe_until_ms
          WHERE (provider_health.probe_holder IS NULL OR provider_health.probe_until_ms <= @now OR provider_health.probe_holder = excluded.probe_holder)
            AND NOT (provider_health.state = 'open' AND provider_health.until_ms > @now)

@@ -244,6 +244,7 @@ export const MIGRATIONS: readonly string[] = [
     until_ms INTEGER,
     reason TEXT,
     opened_by TEXT NOT NULL CHECK (opened_by IN ('submit', 'job')),
+    pinned INTEGER NOT NULL CHECK (pinned IN (0, 1)), -- until_ms set by the provider's Retry-After
     probe_holder TEXT,
     probe_until_ms INTEGER,
     version INTEGER NOT NULL,
