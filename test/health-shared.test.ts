@@ -4,7 +4,7 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { createLogger } from '../src/core/logger';
 import { createSharedHealth, type SharedHealth } from '../src/core/shared-health';
 import type { ModelOffer, NormalizedRequest, ProviderAdapter } from '../src/providers/types';
@@ -36,10 +36,10 @@ function describeShared(name: string, openStore: () => Promise<Store>) {
       let t = 1_700_000_000_000;
       const clock = { now: () => t, advance: (ms: number) => (t += ms) };
       const log = createLogger('silent');
-      const replica = async (): Promise<SharedHealth> => {
+      const replica = async (syncIntervalMs = 1000): Promise<SharedHealth> => {
         const store = await openStore();
         opened.push(store);
-        return createSharedHealth({ store, breaker: BREAKER, syncIntervalMs: 1000, log, now: clock.now });
+        return createSharedHealth({ store, breaker: BREAKER, syncIntervalMs, log, now: clock.now });
       };
       const [a, b] = [await replica(), await replica()];
       /** One poll interval passes: each replica's writes land, then each reads the other's. */
@@ -48,7 +48,7 @@ function describeShared(name: string, openStore: () => Promise<Store>) {
         await Promise.all([a.flush(), b.flush()]);
         await Promise.all([a.sync(), b.sync()]);
       };
-      return { a, b, clock, syncBoth };
+      return { a, b, clock, syncBoth, replica };
     }
 
     /** Opens A's breaker of provider p (A sees the failures; B sees none). */
@@ -186,6 +186,18 @@ function describeShared(name: string, openStore: () => Promise<Store>) {
       await syncBoth();
       expect(a.health.snapshot('p', 'm').state).toBe('half_open');
       expect(a.health.snapshot('r', 'm')).toMatchObject({ state: 'open', until_ms: pinned.until_ms });
+    });
+
+    it('the sync loop brings a replica an outage learnt elsewhere on its own (real timers, every 20 ms)', async () => {
+      const { a, replica } = await twoReplicas();
+      const c = await replica(20);
+      c.start();
+      try {
+        openOn(a);
+        await vi.waitFor(() => expect(c.health.allows('p', 'm')).toBe(false), { timeout: 5000, interval: 10 });
+      } finally {
+        await c.stop();
+      }
     });
   });
 }
