@@ -24,7 +24,10 @@ export interface SharedHealthDeps {
 export interface SharedHealth {
   /** The replica's breakers, reporting their transitions to the store. */
   readonly health: Health;
-  /** Takes the store's lease of a half-open probe for `holder` (the router's `probeLease`); false when refused. */
+  /**
+   * Takes the store's lease of a half-open probe for `holder` (the router's `probeLease`); false when refused (or the
+   * store failed), and the caller then gives the probe back in process (`health.release`).
+   */
   acquireProbe(provider: string, model: string, holder: string): Promise<boolean>;
   /** Reads the stored rows and adopts those not seen yet (the loop calls it; tests with an injected clock too). */
   sync(): Promise<void>;
@@ -40,6 +43,8 @@ export function createSharedHealth(deps: SharedHealthDeps): SharedHealth {
   const { store, log, now } = deps;
   /** Per pair, the newest row version this replica wrote or adopted. */
   const seen = new Map<string, number>();
+  /** Probes the store refused, about to be given back in process: nothing to give back in the store. */
+  const refused = new Set<string>();
   let chain: Promise<unknown> = Promise.resolve();
   let timer: NodeJS.Timeout | undefined;
 
@@ -59,6 +64,7 @@ export function createSharedHealth(deps: SharedHealthDeps): SharedHealth {
   }
 
   function releaseProbe(provider: string, model: string, holder: string) {
+    if (refused.delete(`${pairKey(provider, model)}\u0000${holder}`)) return;
     inOrder(() => store.releaseProbe(provider, model, holder)).catch((err: Error) =>
       log.warn({ provider, model, error: err.message }, 'probe lease not given back (it expires)'),
     );
@@ -79,13 +85,15 @@ export function createSharedHealth(deps: SharedHealthDeps): SharedHealth {
   return {
     health,
     async acquireProbe(provider, model, holder) {
+      let granted = false;
       try {
-        return await inOrder(() => store.acquireProbe(provider, model, holder, now() + deps.breaker.max_cooldown_ms, now()));
+        granted = await inOrder(() => store.acquireProbe(provider, model, holder, now() + deps.breaker.max_cooldown_ms, now()));
       } catch (err) {
         // Without the store nobody can be sure to be the only prober: no probe (the task waits, as for an open breaker).
         log.warn({ provider, model, error: (err as Error).message }, 'probe lease not taken');
-        return false;
       }
+      if (!granted) refused.add(`${pairKey(provider, model)}\u0000${holder}`);
+      return granted;
     },
     sync,
     flush: () => inOrder(async () => undefined),
