@@ -1322,6 +1322,65 @@ export function describeStoreConformance(name: string, makeStore: () => Promise<
       });
     });
 
+    describe('circuit breakers shared by replicas', () => {
+      const OPEN = { provider: 'sim', model: 'sim-video', state: 'open' as const, since_ms: T0, until_ms: T0 + 30_000, reason: '5 consecutive failures', opened_by: 'submit' as const, pinned: false };
+
+      it('records a transition only when it is at least as new as the stored one, bumping the version', async () => {
+        const store = await open();
+        expect(await store.listBreakers()).toEqual([]);
+        expect(await store.recordBreaker(OPEN)).toBe(1);
+        // An older transition (a replica late to write) loses; a newer one wins.
+        expect(await store.recordBreaker({ ...OPEN, state: 'closed', since_ms: T0 - 1, until_ms: null, reason: null })).toBeUndefined();
+        expect(await store.recordBreaker({ ...OPEN, until_ms: T0 + 60_000, pinned: true })).toBe(2);
+        expect(await store.recordBreaker({ ...OPEN, model: 'other', state: 'closed', until_ms: null, reason: null, opened_by: 'job' })).toBe(1);
+        // By provider, then model.
+        expect(await store.listBreakers()).toEqual([
+          { ...OPEN, model: 'other', state: 'closed', until_ms: null, reason: null, opened_by: 'job', probe_holder: null, probe_until_ms: null, version: 1 },
+          { ...OPEN, until_ms: T0 + 60_000, pinned: true, probe_holder: null, probe_until_ms: null, version: 2 },
+        ]);
+      });
+
+      it('leases the probe to one holder at a time, not before the cool-down ends, until it expires or is given back', async () => {
+        const store = await open();
+        await store.recordBreaker(OPEN);
+        // Still cooling down: nobody probes.
+        expect(await store.acquireProbe('sim', 'sim-video', 'task-a', T0 + 90_000, T0 + 29_999)).toBe(false);
+        const after = T0 + 30_000;
+        expect(await store.acquireProbe('sim', 'sim-video', 'task-a', after + 60_000, after)).toBe(true);
+        expect(await store.acquireProbe('sim', 'sim-video', 'task-b', after + 60_001, after + 1)).toBe(false);
+        // The holder asking again keeps it.
+        expect(await store.acquireProbe('sim', 'sim-video', 'task-a', after + 60_000, after + 2)).toBe(true);
+        expect(await store.releaseProbe('sim', 'sim-video', 'task-b')).toBe(false);
+        expect(await store.releaseProbe('sim', 'sim-video', 'task-a')).toBe(true);
+        expect(await store.acquireProbe('sim', 'sim-video', 'task-b', after + 70_000, after + 10)).toBe(true);
+        // task-b dies: its lease expires, and another takes it.
+        expect(await store.acquireProbe('sim', 'sim-video', 'task-c', after + 200_000, after + 69_999)).toBe(false);
+        expect(await store.acquireProbe('sim', 'sim-video', 'task-c', after + 200_000, after + 70_000)).toBe(true);
+        const [row] = await store.listBreakers();
+        expect(row).toMatchObject({ probe_holder: 'task-c', probe_until_ms: after + 200_000, version: 1 });
+        // The probe's outcome (a recorded transition) ends the lease.
+        expect(await store.recordBreaker({ ...OPEN, state: 'closed', since_ms: after + 80_000, until_ms: null, reason: null })).toBe(2);
+        expect((await store.listBreakers())[0]).toMatchObject({ state: 'closed', probe_holder: null, probe_until_ms: null });
+      });
+
+      it('a pair with no row yet gets one (closed, version 0) with its lease', async () => {
+        const store = await open();
+        expect(await store.acquireProbe('sim', 'new-model', 'task-a', T0 + 1000, T0)).toBe(true);
+        expect(await store.listBreakers()).toEqual([
+          { provider: 'sim', model: 'new-model', state: 'closed', since_ms: 0, until_ms: null, reason: null, opened_by: 'job', pinned: false, probe_holder: 'task-a', probe_until_ms: T0 + 1000, version: 0 },
+        ]);
+        // Any transition is newer than that row.
+        expect(await store.recordBreaker({ ...OPEN, model: 'new-model' })).toBe(1);
+      });
+
+      it('of many replicas asking at once, exactly one gets the probe', async () => {
+        const [a, b] = [await open(), await open()];
+        await a.recordBreaker(OPEN);
+        const asked = await Promise.all(Array.from({ length: 12 }, (_, i) => (i % 2 ? a : b).acquireProbe('sim', 'sim-video', `task-${i}`, T0 + 100_000, T0 + 30_000)));
+        expect(asked.filter(Boolean)).toHaveLength(1);
+      });
+    });
+
     describe('persistence', () => {
       it('keeps data, schema and leases across reopening', async () => {
         const first = await open();

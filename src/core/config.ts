@@ -326,6 +326,8 @@ const ConfigSchema = z
             min_calls: z.number().int().positive().default(10),
             cooldown_ms: ms.default(30_000),
             max_cooldown_ms: ms.default(10 * 60 * 1000),
+            /** How often a replica reads the breakers the others recorded in the store (src/core/shared-health.ts). */
+            sync_interval_ms: ms.default(1000),
           })
           .strict()
           .prefault({}),

@@ -5,7 +5,6 @@ import path from 'node:path';
 import type { AddressInfo } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { createOutbound, type Outbound, type Resolver } from '../net/outbound';
-import { createHealth } from '../routing/health';
 import { toMicroUsd } from '../routing/quote';
 import { createRouter, type RoutedProvider } from '../routing/router';
 import { openStore } from '../store/open-store';
@@ -16,6 +15,7 @@ import { createContentSender } from '../http/asset-content';
 import { createHttpServer } from '../http/server';
 import type { Config } from './config';
 import { createHealthChecker } from './health-checker';
+import { createSharedHealth } from './shared-health';
 import { createLogger, type Logger } from './logger';
 import { createMetrics } from './metrics';
 import { providersFromConfig, webhookSecrets } from './providers-from-config';
@@ -145,9 +145,11 @@ export async function createGateway(config: Config, options: GatewayOptions = {}
   const assets = assetStoreFromConfig(config, env);
   const built = providersFromConfig(config, env, outbound, (message, fields) => log.warn(fields, message));
   for (const p of built.disabled) log.warn({ provider: p.id, kind: p.kind, reason: p.reason }, 'provider left out');
-  const health = createHealth(config.routing.breaker, now);
+  const { sync_interval_ms: syncIntervalMs, ...breaker } = config.routing.breaker;
+  const shared = createSharedHealth({ store, breaker, syncIntervalMs, log, now });
+  const { health } = shared;
   const imageLinks = config.server.public_url ? createImageLinks(config.server.public_url, path.join(config.data_dir, 'image-link.key'), now) : undefined;
-  const router = createRouter(options.providers ?? built.routed, health, { imageLinks: imageLinks !== undefined });
+  const router = createRouter(options.providers ?? built.routed, health, { imageLinks: imageLinks !== undefined, probeLease: shared.acquireProbe });
   const retentionMs = config.assets.retention_days * 24 * 3600 * 1000;
   metrics.knowProviders(router.providers.map((p) => ({ id: p.id, models: p.catalog.map((o) => o.model) })));
   const teams = createTeamService(store, config.teams.default_quotas, now, (team) => metrics.knowTeam(team.id));
@@ -260,6 +262,7 @@ export async function createGateway(config: Config, options: GatewayOptions = {}
         });
         server!.listen(port, host, resolve);
       });
+      shared.start();
       workers.start();
       healthChecker.start();
       sweeper.start();
@@ -289,6 +292,7 @@ export async function createGateway(config: Config, options: GatewayOptions = {}
       const cutoff = setTimeout(() => server?.closeAllConnections(), Math.max(0, deadline - Date.now()));
       await closed;
       clearTimeout(cutoff);
+      await shared.stop();
       await store.close();
       log.info('vidgate stopped');
     },

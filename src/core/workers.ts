@@ -220,10 +220,11 @@ export function createWorkers(deps: WorkerDeps): Workers {
     for (;;) {
       const active = await store.countActiveByProvider();
       // Prefer providers that have not failed this task yet; once all have, any of them again.
-      // The pick takes its breaker's gate (the one half-open probe) at once; it is given back if the attempt does not start.
+      // The pick takes its breaker's gate (the one half-open probe, leased for all replicas) at once; it is given back
+      // if the attempt does not start.
       const pick =
-        router.acquire(request, { exclude: new Set([...failedOn, ...full]), active, holder: t.id }) ??
-        router.acquire(request, { exclude: full, active, holder: t.id });
+        (await router.claim(request, { exclude: new Set([...failedOn, ...full]), active, holder: t.id })) ??
+        (await router.claim(request, { exclude: full, active, holder: t.id }));
       if (!pick) break;
       const provider = pick.adapter;
       const giveBack = () => health.release(provider.id, request.model, t.id);

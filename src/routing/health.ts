@@ -12,6 +12,9 @@
 //
 // Active checks (src/core/health-checker.ts) report through `checkSucceeded` / `checkFailed`: a failing check
 // keeps an open breaker from letting a customer's task probe; a passing one ends a submit-side outage at once.
+//
+// Replicas share their breakers through the store (src/core/shared-health.ts): `onTransition` reports each change
+// of a breaker's closed/open state or cool-down, `adopt` applies one learnt from another replica.
 
 export interface BreakerConfig {
   consecutive_failures: number;
@@ -54,6 +57,30 @@ export interface BreakerSnapshot {
   error_rate: number;
   /** Mean time of the completed jobs in the window. */
   latency_ms: number | null;
+}
+
+/**
+ * A breaker's state as replicas share it: closed, or open until `until_ms` (half_open is not shared: an open breaker
+ * past its `until_ms` reads half_open everywhere, and the store leases its probe).
+ */
+export interface SharedBreakerState {
+  provider: string;
+  model: string;
+  state: 'closed' | 'open';
+  reason: string | null;
+  since_ms: number;
+  until_ms: number | null;
+  opened_by: FailureStage;
+  /** `until_ms` is the provider's Retry-After (a passing check does not shorten it). */
+  pinned: boolean;
+}
+
+/** Told of the breakers' changes made here (never of those adopted). */
+export interface HealthHooks {
+  /** A breaker closed or opened, or an open one's `until_ms` moved. */
+  onTransition?(state: SharedBreakerState): void;
+  /** The holder of a half-open probe gave it back (`release`) without an outcome. */
+  onProbeReleased?(provider: string, model: string, holder: string): void;
 }
 
 type Outcome = { ok: boolean; at_ms: number; latency_ms?: number };
@@ -136,8 +163,31 @@ class Breaker {
     return true;
   }
 
-  release(holder: string) {
-    if (this.state_ === 'half_open' && this.probe_holder === holder) this.probe_taken_ms = this.probe_holder = null;
+  /** True when `holder` held the probe and gave it back. */
+  release(holder: string): boolean {
+    if (this.state_ !== 'half_open' || this.probe_holder !== holder) return false;
+    this.probe_taken_ms = this.probe_holder = null;
+    return true;
+  }
+
+  holdsProbe(holder: string): boolean {
+    return this.state_ === 'half_open' && this.probe_holder === holder;
+  }
+
+  /** The state as shared (the raw state: half_open is the one that is not). */
+  shared(): { state: BreakerState; reason: string | null; since_ms: number; until_ms: number | null; opened_by: FailureStage; pinned: boolean } {
+    return { state: this.state_, reason: this.reason, since_ms: this.since_ms, until_ms: this.until_ms, opened_by: this.opened_by, pinned: this.pinned };
+  }
+
+  /** Take on a state another replica recorded: an open breaker opens here until the same time; a closed one closes. */
+  adopt(s: SharedBreakerState) {
+    const mine = this.shared();
+    if (mine.state === s.state && mine.since_ms === s.since_ms && mine.until_ms === s.until_ms) return;
+    this.transition(s.state, s.reason, s.since_ms);
+    this.opened_by = s.opened_by;
+    this.pinned = s.pinned;
+    if (s.state === 'open') this.until_ms = s.until_ms;
+    else [this.cooldown_ms, this.failed_probes, this.consecutive] = [this.config.cooldown_ms, 0, 0];
   }
 
   jobSucceeded(now_ms: number, latency_ms?: number) {
@@ -252,9 +302,13 @@ export interface Health {
   unhealthyProviders(): Set<string>;
   /** The state (as of now) of every breaker that exists, read-only (creates none): a pair without one is closed. */
   breakerStates(): { provider: string; model: string; state: BreakerState }[];
+  /** Does `holder` hold this breaker's half-open probe (taken by `tryAcquire`, not yet reported or released)? */
+  holdsProbe(provider: string, model: string, holder: string): boolean;
+  /** Apply a state learnt from another replica (a no-op when it is already this one's); tells no hook. */
+  adopt(state: SharedBreakerState): void;
 }
 
-export function createHealth(config: BreakerConfig, now: () => number = Date.now): Health {
+export function createHealth(config: BreakerConfig, now: () => number = Date.now, hooks: HealthHooks = {}): Health {
   const breakers = new Map<string, Map<string, Breaker>>();
   const get = (provider: string, model: string) => {
     let byModel = breakers.get(provider);
@@ -263,20 +317,38 @@ export function createHealth(config: BreakerConfig, now: () => number = Date.now
     if (!b) byModel.set(model, (b = new Breaker(config, now())));
     return b;
   };
-  const each = (provider: string) => breakers.get(provider)?.values() ?? [];
+  const each = (provider: string) => breakers.get(provider)?.entries() ?? [];
+  /** Runs a change of the breaker and tells `onTransition` when its shared state moved (half_open is not shared). */
+  const change = (p: string, m: string, b: Breaker, op: (b: Breaker) => void) => {
+    const before = b.shared();
+    op(b);
+    const after = b.shared();
+    if (after.state === 'half_open' || !hooks.onTransition) return;
+    if (after.state !== before.state || after.since_ms !== before.since_ms || after.until_ms !== before.until_ms) {
+      hooks.onTransition({ provider: p, model: m, ...after, state: after.state });
+    }
+  };
   return {
     allows: (p, m) => get(p, m).allows(now()),
-    tryAcquire: (p, m, holder) => get(p, m).tryAcquire(now(), holder),
-    release: (p, m, holder) => get(p, m).release(holder),
-    jobSucceeded: (p, m, latency_ms) => get(p, m).jobSucceeded(now(), latency_ms),
-    jobProgressing: (p, m) => get(p, m).jobProgressing(now()),
-    jobFailed: (p, m, failure) => get(p, m).jobFailed(now(), failure),
+    tryAcquire(p, m, holder) {
+      let granted = false;
+      change(p, m, get(p, m), (b) => (granted = b.tryAcquire(now(), holder)));
+      return granted;
+    },
+    release(p, m, holder) {
+      if (get(p, m).release(holder)) hooks.onProbeReleased?.(p, m, holder);
+    },
+    jobSucceeded: (p, m, latency_ms) => change(p, m, get(p, m), (b) => b.jobSucceeded(now(), latency_ms)),
+    jobProgressing: (p, m) => change(p, m, get(p, m), (b) => b.jobProgressing(now())),
+    jobFailed: (p, m, failure) => change(p, m, get(p, m), (b) => b.jobFailed(now(), failure)),
     checkSucceeded(provider) {
-      for (const b of each(provider)) b.checkSucceeded(now());
+      for (const [m, b] of each(provider)) change(provider, m, b, (b) => b.checkSucceeded(now()));
     },
     checkFailed(provider, hold_ms) {
-      for (const b of each(provider)) b.checkFailed(now(), hold_ms);
+      for (const [m, b] of each(provider)) change(provider, m, b, (b) => b.checkFailed(now(), hold_ms));
     },
+    holdsProbe: (p, m, holder) => get(p, m).holdsProbe(holder),
+    adopt: (s) => get(s.provider, s.model).adopt(s),
     snapshot(provider, model) {
       const b = get(provider, model);
       return { provider, model, reason: b.reason, ...b.view(now()), ...b.stats(now()) };

@@ -43,14 +43,25 @@ export interface Router {
    * others move on to the next. The caller gives the gate back (`health.release`) if the attempt does not start.
    */
   acquire(request: NormalizedRequest, options: AcquireOptions): Candidate | undefined;
+  /**
+   * As `acquire`, for the dispatcher: a half-open probe taken in process must also get the replicas' lease
+   * (`RouterOptions.probeLease`); when another replica holds it, the probe is given back here and the next candidate
+   * is tried. Without `probeLease`, the same as `acquire`.
+   */
+  claim(request: NormalizedRequest, options: AcquireOptions): Promise<Candidate | undefined>;
 }
 
 export interface RouterOptions {
   /** vidgate can serve an uploaded image at a link, so providers that take images only by URL can take uploads. */
   imageLinks?: boolean;
+  /**
+   * Takes a half-open probe for all the replicas (the store's lease, src/core/shared-health.ts); false when another
+   * replica holds it. Asked only for a probe, never for a closed breaker's traffic.
+   */
+  probeLease?: (provider: string, model: string, holder: string) => Promise<boolean>;
 }
 
-export function createRouter(routed: readonly RoutedProvider[], health: Health, { imageLinks = false }: RouterOptions = {}): Router {
+export function createRouter(routed: readonly RoutedProvider[], health: Health, { imageLinks = false, probeLease }: RouterOptions = {}): Router {
   const byId = new Map(routed.map((r) => [r.adapter.id, r]));
   const providers = routed.map((r) => r.adapter);
 
@@ -75,8 +86,23 @@ export function createRouter(routed: readonly RoutedProvider[], health: Health, 
     maxConcurrent: (id) => byId.get(id)?.max_concurrent,
     candidates,
     choose: (request, options) => first(request, options, (id) => health.allows(id, request.model)),
-    acquire: (request, options) => first(request, options, (id) => health.tryAcquire(id, request.model, options.holder)),
+    acquire,
+    async claim(request, options) {
+      const refused = new Set(options.exclude);
+      for (;;) {
+        const pick = acquire(request, { ...options, exclude: refused });
+        const id = pick?.adapter.id;
+        if (!pick || !probeLease || !health.holdsProbe(id!, request.model, options.holder)) return pick;
+        if (await probeLease(id!, request.model, options.holder)) return pick;
+        health.release(id!, request.model, options.holder);
+        refused.add(id!);
+      }
+    },
   };
+
+  function acquire(request: NormalizedRequest, options: AcquireOptions) {
+    return first(request, options, (id) => health.tryAcquire(id, request.model, options.holder));
+  }
 
   function first(request: NormalizedRequest, { exclude, active }: ChooseOptions = {}, gate: (id: string) => boolean) {
     return candidates(request).find((c) => {

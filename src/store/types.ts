@@ -401,6 +401,34 @@ export interface RequestAdmission {
   remaining: number | null;
 }
 
+/**
+ * A circuit breaker's state as the replicas share it (table `provider_health`, one row per provider and model):
+ * the last persisted transition of the in-process breaker (src/routing/health.ts), and the half-open probe's lease.
+ */
+export interface BreakerRecord {
+  provider: string;
+  model: string;
+  /** Only `closed` and `open` are persisted: an open breaker past `until_ms` reads half-open everywhere. */
+  state: 'closed' | 'open';
+  /** When the transition happened (the writer's clock, ms since the epoch): a row only moves to a newer one. */
+  since_ms: number;
+  /** When an open breaker lets its probe through; null when closed. */
+  until_ms: number | null;
+  reason: string | null;
+  /** What opened it: failed submits (`submit`) or failed accepted jobs (`job`). */
+  opened_by: 'submit' | 'job';
+  /** `until_ms` is the provider's Retry-After: a passing health check does not end it sooner. */
+  pinned: boolean;
+  /** Who holds the half-open probe across all replicas (a task id), until `probe_until_ms`; null when nobody. */
+  probe_holder: string | null;
+  probe_until_ms: number | null;
+  /** Bumped by every recorded transition: a replica applies a row whose version it has not seen yet. */
+  version: number;
+}
+
+/** A breaker transition to record (the row without its lease and version). */
+export type BreakerTransition = Omit<BreakerRecord, 'probe_holder' | 'probe_until_ms' | 'version'>;
+
 export interface Store {
   // --- teams and API keys (only hashes of keys are stored) ---
   /** Throws when the name is taken. */
@@ -597,6 +625,24 @@ export interface Store {
   putFirstWebhookSecret(secret: Omit<WebhookSecretRecord, 'expires_at_ms'>): Promise<boolean>;
   /** The team's secrets that sign at `nowMs`: the current one and those in their grace, newest first. */
   signingSecrets(teamId: string, nowMs: number): Promise<WebhookSecretRecord[]>;
+
+  // --- circuit breakers shared by the replicas ---
+  /**
+   * Record a breaker's transition: upserts its row unless the stored transition is newer (a greater `since_ms`),
+   * bumps its version and ends any probe lease. Returns the row's new version, or undefined when the stored one won.
+   */
+  recordBreaker(transition: BreakerTransition): Promise<number | undefined>;
+  /** Every breaker row, by provider and model (a few per provider: cheap to read every poll interval). */
+  listBreakers(): Promise<BreakerRecord[]>;
+  /**
+   * Take the half-open probe of a provider's model for `holder` until `untilMs`, atomically (one conditional
+   * upsert): granted when nobody holds it, its lease expired by `nowMs`, or `holder` already holds it, and the row
+   * is not open with `until_ms` after `nowMs`. So of all the replicas, exactly one probes. A pair without a row gets
+   * one (closed, version 0). True when granted.
+   */
+  acquireProbe(provider: string, model: string, holder: string, untilMs: number, nowMs: number): Promise<boolean>;
+  /** Give back the probe lease `holder` holds (its attempt did not start); false when it held none. */
+  releaseProbe(provider: string, model: string, holder: string): Promise<boolean>;
 
   // --- retention ---
   /** Completed tasks whose own video was stored before `beforeMs` and is not yet expired. */

@@ -193,6 +193,23 @@ export const PG_MIGRATIONS: readonly string[] = [
   CREATE TRIGGER provider_running_keep AFTER INSERT OR UPDATE OF outcome, provider_id OR DELETE ON task_attempts
     FOR EACH ROW EXECUTE FUNCTION provider_running_keep();
   `,
+  // The circuit breakers' state shared by the replicas (SQLite's provider_health migration).
+  `
+  CREATE TABLE provider_health (
+    provider TEXT COLLATE "C" NOT NULL,
+    model TEXT COLLATE "C" NOT NULL,
+    state TEXT NOT NULL CHECK (state IN ('closed', 'open')),
+    since_ms BIGINT NOT NULL,
+    until_ms BIGINT,
+    reason TEXT,
+    opened_by TEXT NOT NULL CHECK (opened_by IN ('submit', 'job')),
+    pinned INTEGER NOT NULL CHECK (pinned IN (0, 1)), -- until_ms set by the provider's Retry-After
+    probe_holder TEXT COLLATE "C",
+    probe_until_ms BIGINT,
+    version BIGINT NOT NULL,
+    PRIMARY KEY (provider, model)
+  );
+  `,
 ];
 
 /** A fixed advisory lock key (in the schema's namespace) held while migrations run. */

@@ -5,6 +5,7 @@ import { createRequestRates } from '../request-rates';
 import { createTask, FRESH_SOURCE, RUNNING_LEADER } from './create-task';
 import { metricsSnapshot } from './metrics-snapshot';
 import { createOutboxMethods } from './outbox';
+import { createProviderHealthMethods } from './provider-health';
 import * as quota from './quota';
 import { toTask, type TaskRow } from './rows';
 import type { Backend, Dialect } from './sql';
@@ -56,6 +57,7 @@ export function createStore(backend: Backend): Store {
   return {
     ...createTeamMethods(backend),
     ...createOutboxMethods(backend),
+    ...createProviderHealthMethods(backend),
 
     async metricsSnapshot(nowMs) {
       return metricsSnapshot(read, nowMs);

@@ -233,6 +233,24 @@ export const MIGRATIONS: readonly string[] = [
   `
   ALTER TABLE outbox ADD COLUMN redeliver_at_ms INTEGER;
   `,
+  // The circuit breakers' state shared by the replicas (src/store/rules/provider-health.ts): each pair's last
+  // transition, its version, and the half-open probe's lease.
+  `
+  CREATE TABLE provider_health (
+    provider TEXT NOT NULL,
+    model TEXT NOT NULL,
+    state TEXT NOT NULL CHECK (state IN ('closed', 'open')),
+    since_ms INTEGER NOT NULL,
+    until_ms INTEGER,
+    reason TEXT,
+    opened_by TEXT NOT NULL CHECK (opened_by IN ('submit', 'job')),
+    pinned INTEGER NOT NULL CHECK (pinned IN (0, 1)), -- until_ms set by the provider's Retry-After
+    probe_holder TEXT,
+    probe_until_ms INTEGER,
+    version INTEGER NOT NULL,
+    PRIMARY KEY (provider, model)
+  ) STRICT, WITHOUT ROWID;
+  `,
 ];
 
 /** Brings the schema up to date in one write transaction, so concurrent openers migrate once. */
