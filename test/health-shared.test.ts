@@ -5,7 +5,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { createLogger } from '../src/core/logger';
+import { captureLogger } from './support/log-capture';
 import { createSharedHealth, type SharedHealth } from '../src/core/shared-health';
 import type { ModelOffer, NormalizedRequest, ProviderAdapter } from '../src/providers/types';
 import type { BreakerConfig } from '../src/routing/health';
@@ -35,20 +35,24 @@ function describeShared(name: string, openStore: () => Promise<Store>) {
     async function twoReplicas() {
       let t = 1_700_000_000_000;
       const clock = { now: () => t, advance: (ms: number) => (t += ms) };
-      const log = createLogger('silent');
+      const logs: ReturnType<typeof captureLogger>[] = [];
       const replica = async (syncIntervalMs = 1000): Promise<SharedHealth> => {
         const store = await openStore();
         opened.push(store);
-        return createSharedHealth({ store, breaker: BREAKER, syncIntervalMs, log, now: clock.now });
+        const captured = captureLogger('info');
+        logs.push(captured);
+        return createSharedHealth({ store, breaker: BREAKER, syncIntervalMs, log: captured.log, now: clock.now });
       };
       const [a, b] = [await replica(), await replica()];
+      /** The breaker lines each replica logged: [A's, B's]. */
+      const breakerLines = () => logs.slice(0, 2).map((l) => l.entries().filter((e) => e.msg.startsWith('breaker ')).map((e) => [e.msg, e.learned_from_store]));
       /** One poll interval passes: each replica's writes land, then each reads the other's. */
       const syncBoth = async () => {
         clock.advance(1000);
         await Promise.all([a.flush(), b.flush()]);
         await Promise.all([a.sync(), b.sync()]);
       };
-      return { a, b, clock, syncBoth, replica };
+      return { a, b, clock, syncBoth, replica, breakerLines };
     }
 
     /** Opens A's breaker of provider p (A sees the failures; B sees none). */
@@ -57,7 +61,7 @@ function describeShared(name: string, openStore: () => Promise<Store>) {
     };
 
     it('an outage replica A learns opens B too after one sync, until the same time', async () => {
-      const { a, b, syncBoth } = await twoReplicas();
+      const { a, b, syncBoth, breakerLines } = await twoReplicas();
       openOn(a);
       expect(a.health.allows('p', 'm')).toBe(false);
       expect(b.health.allows('p', 'm')).toBe(true);
@@ -67,10 +71,12 @@ function describeShared(name: string, openStore: () => Promise<Store>) {
       expect(sb).toMatchObject({ state: 'open', reason: sa.reason, since_ms: sa.since_ms, until_ms: sa.until_ms });
       // B never saw a failure: its window is its own.
       expect(sb.calls).toBe(0);
+      // Each logs the opening once: A as it saw it, B as it learnt it from the store.
+      expect(breakerLines()).toEqual([[['breaker opened', false]], [['breaker opened', true]]]);
     });
 
     it('after the cool-down exactly one replica probes; its success closes both after a sync', async () => {
-      const { a, b, clock, syncBoth } = await twoReplicas();
+      const { a, b, clock, syncBoth, breakerLines } = await twoReplicas();
       openOn(a);
       await syncBoth();
       clock.advance(BREAKER.cooldown_ms);
@@ -93,6 +99,7 @@ function describeShared(name: string, openStore: () => Promise<Store>) {
       await syncBoth();
       expect(other.health.snapshot('p', 'm').state).toBe('closed');
       expect(other.health.allows('p', 'm')).toBe(true);
+      for (const lines of breakerLines()) expect(lines.map(([msg]) => msg)).toEqual(['breaker opened', 'breaker closed']);
     });
 
     it('a failed probe reopens both with the doubled cool-down; nobody probes before it ends', async () => {

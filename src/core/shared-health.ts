@@ -17,7 +17,7 @@ export interface SharedHealthDeps {
   breaker: BreakerConfig;
   /** How often the stored rows are read (ms). */
   syncIntervalMs: number;
-  log: Pick<Logger, 'warn'>;
+  log: Pick<Logger, 'warn' | 'info'>;
   now: () => number;
 }
 
@@ -56,7 +56,19 @@ export function createSharedHealth(deps: SharedHealthDeps): SharedHealth {
   }
   const noteSeen = (key: string, version: number) => seen.set(key, Math.max(seen.get(key) ?? 0, version));
 
+  /** Per pair, the state last logged: a line when a breaker opens or closes, not when an open one is extended. */
+  const logged = new Map<string, SharedBreakerState['state']>();
+  function logChange(s: SharedBreakerState, learned: boolean) {
+    const key = pairKey(s.provider, s.model);
+    if ((logged.get(key) ?? 'closed') === s.state) return;
+    logged.set(key, s.state);
+    const fields = { provider: s.provider, model: s.model, reason: s.reason, until_ms: s.until_ms, learned_from_store: learned };
+    if (s.state === 'open') log.warn(fields, 'breaker opened');
+    else log.info(fields, 'breaker closed');
+  }
+
   function record(state: SharedBreakerState) {
+    logChange(state, false);
     inOrder(async () => {
       const version = await store.recordBreaker(state);
       if (version !== undefined) noteSeen(pairKey(state.provider, state.model), version);
@@ -78,6 +90,7 @@ export function createSharedHealth(deps: SharedHealthDeps): SharedHealth {
     noteSeen(key, row.version);
     const { provider, model, state, reason, since_ms, until_ms, opened_by, pinned } = row;
     health.adopt({ provider, model, state, reason, since_ms, until_ms, opened_by, pinned });
+    logChange({ provider, model, state, reason, since_ms, until_ms, opened_by, pinned }, true);
   }
 
   const sync = () => inOrder(async () => (await store.listBreakers()).forEach(adopt));
