@@ -163,8 +163,14 @@ export async function ensureApiKeys(store: Store, teams: TeamService, configured
     if (!defaultTeam) {
       defaultTeam = await store.findTeamByName(DEFAULT_TEAM);
       if (!defaultTeam) {
-        defaultTeam = await teams.createTeam(DEFAULT_TEAM);
-        audit(log, { action: 'team.created', actor: 'config', team_id: defaultTeam.id, fields: ['name'] });
+        // Replicas starting together on one database race to create it: the loser uses the winner's.
+        const created = await teams.createTeam(DEFAULT_TEAM).catch(async (err: unknown) => {
+          if (err instanceof ApiError && err.code === 'team_exists') return undefined;
+          throw err;
+        });
+        if (created) audit(log, { action: 'team.created', actor: 'config', team_id: created.id, fields: ['name'] });
+        defaultTeam = created ?? (await store.findTeamByName(DEFAULT_TEAM));
+        if (!defaultTeam) throw new Error(`the team '${DEFAULT_TEAM}' exists and cannot be read`);
       }
     }
     const { record, key } = await teams.addKey(defaultTeam.id, { name }, plainKey);
