@@ -3,6 +3,7 @@
 // requests at three replicas make one upstream job, and any replica serves a task another one made.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startFakeTasksApi, type FakeTasksApi } from './support/fake-tasks-api';
+import { KEY_A } from './support/gateway';
 import { mp4Renderer } from './support/mp4';
 import { newPostgresSchema, openPostgresStore, postgresUrl } from './support/postgres';
 import { admin, CREDITS_PER_TASK, SHAPE, startReplicas, taskBody, type Replica } from './support/replicas';
@@ -30,7 +31,8 @@ beforeAll(async () => {
   s3 = await startTestS3();
   cleanups.push(() => s3.close());
   schema = newPostgresSchema();
-  const started = await startReplicas({ postgresUrl: postgresUrl(), schema, s3, upstream }, REPLICAS);
+  // The replicas start together with the same configured key: they race to store it and its default team.
+  const started = await startReplicas({ postgresUrl: postgresUrl(), schema, s3, upstream, extraEnv: { VIDGATE_AUTH__API_KEYS: KEY_A } }, REPLICAS);
   replicas = started.replicas;
   cleanups.unshift(started.cleanup);
   store = await openPostgresStore(schema, 2);
@@ -69,6 +71,15 @@ async function waitTerminal(key: string, ids: string[], timeoutMs = 120_000): Pr
 }
 
 describe('three replicas on one PostgreSQL database and one bucket', () => {
+  it('started together, stores the configured key once, in one default team, and each replica accepts it', async () => {
+    const teams = await admin<{ data: { id: string; name: string }[] }>(replicas[0]!.url, 'GET', '/admin/teams');
+    const defaults = teams.data.filter((t) => t.name === 'default');
+    expect(defaults).toHaveLength(1);
+    const keys = await admin<{ data: { name: string }[] }>(replicas[2]!.url, 'GET', `/admin/teams/${defaults[0]!.id}/keys`);
+    expect(keys.data.map((k) => k.name)).toEqual(['configured']);
+    for (const r of replicas) expect((await fetch(`${r.url}/v1/usage`, { headers: headers(KEY_A) })).status).toBe(200);
+  });
+
   it('accepts exactly as many of 200 parallel submits, spread over the replicas, as the budget covers', async () => {
     const fits = 7;
     const team = await newTeam('budget', { credits_per_day: fits * CREDITS_PER_TASK, submits_per_minute: null, max_concurrent: null });

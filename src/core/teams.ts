@@ -179,7 +179,10 @@ export async function ensureApiKeys(store: Store, teams: TeamService, configured
   };
   for (const key of needed) {
     if (await store.findApiKeyByHash(hashApiKey(key))) continue;
-    await addToDefaultTeam('configured', key);
+    // A replica starting at the same time may store the same key first: then it is there, as wanted.
+    await addToDefaultTeam('configured', key).catch((err: unknown) => {
+      if (!(err instanceof UniqueViolation && err.constraint.endsWith('.key_hash'))) throw err;
+    });
   }
   if (needed.length > 0 || (await store.countApiKeys()) > 0) return {};
   return { devKey: await addToDefaultTeam('development') };
