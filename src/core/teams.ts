@@ -166,8 +166,14 @@ export async function ensureApiKeys(store: Store, teams: TeamService, configured
     if (!defaultTeam) {
       defaultTeam = await store.findTeamByName(DEFAULT_TEAM);
       if (!defaultTeam) {
-        defaultTeam = await teams.createTeam(DEFAULT_TEAM);
-        audit(log, { action: 'team.created', actor: 'config', team_id: defaultTeam.id, fields: ['name'] });
+        // Replicas starting together on one database race to create it: the loser uses the winner's.
+        const created = await teams.createTeam(DEFAULT_TEAM).catch(async (err: unknown) => {
+          if (err instanceof ApiError && err.code === 'team_exists') return undefined;
+          throw err;
+        });
+        if (created) audit(log, { action: 'team.created', actor: 'config', team_id: created.id, fields: ['name'] });
+        defaultTeam = created ?? (await store.findTeamByName(DEFAULT_TEAM));
+        if (!defaultTeam) throw new Error(`the team '${DEFAULT_TEAM}' exists and cannot be read`);
       }
     }
     const { record, key } = await teams.addKey(defaultTeam.id, { name }, plainKey);
@@ -176,7 +182,10 @@ export async function ensureApiKeys(store: Store, teams: TeamService, configured
   };
   for (const key of needed) {
     if (await store.findApiKeyByHash(hashApiKey(key))) continue;
-    await addToDefaultTeam('configured', key);
+    // A replica starting at the same time may store the same key first: then it is there, as wanted.
+    await addToDefaultTeam('configured', key).catch((err: unknown) => {
+      if (!(err instanceof UniqueViolation && err.constraint.endsWith('.key_hash'))) throw err;
+    });
   }
   if (needed.length > 0 || (await store.countApiKeys()) > 0) return {};
   return { devKey: await addToDefaultTeam('development') };
