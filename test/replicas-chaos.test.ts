@@ -2,7 +2,7 @@
 // with a webhook) to whichever replica is up while a seeded schedule SIGKILLs and restarts replicas 20 times.
 // Every accepted task completes exactly once, every webhook is delivered, and the ledger needs no correction.
 import { afterAll, expect, it } from 'vitest';
-import { startFakeTasksApi } from './support/fake-tasks-api';
+import { startFakeOpenAI } from './support/fake-openai';
 import { checkTeamLedger } from './support/ledger-check';
 import { mp4Renderer } from './support/mp4';
 import { newPostgresSchema, openPostgresStore, postgresUrl } from './support/postgres';
@@ -32,7 +32,7 @@ it('completes every accepted task exactly once, delivers every webhook and keeps
   const random = seededRandom(SEED);
   const mp4 = mp4Renderer('testsrc2');
   await mp4(SHAPE);
-  const upstream = await startFakeTasksApi({ mp4, durationMs: JOB_MS });
+  const upstream = await startFakeOpenAI({ mp4, jobDurationMs: JOB_MS, honoursIdempotencyKey: true });
   cleanups.push(() => upstream.close());
   const s3 = await startTestS3();
   cleanups.push(() => s3.close());
@@ -45,7 +45,7 @@ it('completes every accepted task exactly once, delivers every webhook and keeps
       postgresUrl: postgresUrl(),
       schema,
       s3,
-      upstream,
+      upstream: { kind: 'openai', fake: upstream },
       extraEnv: { VIDGATE_OUTBOUND__CA_FILE: receiver.caFile, VIDGATE_OUTBOUND__TRUSTED_ORIGINS: receiver.origin },
     },
     REPLICAS,
@@ -127,10 +127,10 @@ it('completes every accepted task exactly once, delivers every webhook and keeps
   const doubles = ids.filter((id) => completions.filter((c) => c === id).length !== 1);
   expect(doubles).toEqual([]);
 
-  // One upstream job per task: no failover (one provider), and the tasks-API adapter never sends a create again
-  // whose answer a kill may have lost (the upstream takes no idempotency key; src/providers/tasks-api/index.ts).
+  // One upstream job per task: no failover (one provider), and a create whose answer a kill lost is sent again under
+  // the task's idempotency key, which the upstream answers with the job it already made.
   const jobsByPrompt = new Map<string, number>();
-  for (const job of upstream.tasks.values()) jobsByPrompt.set(String(job.body.prompt), (jobsByPrompt.get(String(job.body.prompt)) ?? 0) + 1);
+  for (const job of upstream.jobs.values()) jobsByPrompt.set(job.prompt, (jobsByPrompt.get(job.prompt) ?? 0) + 1);
   const extraJobs = tasks.filter((t) => (jobsByPrompt.get(accepted.get(t.id)!) ?? 0) !== 1);
   expect(extraJobs.map((t) => `${t.id}: ${jobsByPrompt.get(accepted.get(t.id)!) ?? 0} jobs`)).toEqual([]);
 

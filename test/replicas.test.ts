@@ -32,7 +32,7 @@ beforeAll(async () => {
   cleanups.push(() => s3.close());
   schema = newPostgresSchema();
   // The replicas start together with the same configured key: they race to store it and its default team.
-  const started = await startReplicas({ postgresUrl: postgresUrl(), schema, s3, upstream, extraEnv: { VIDGATE_AUTH__API_KEYS: KEY_A } }, REPLICAS);
+  const started = await startReplicas({ postgresUrl: postgresUrl(), schema, s3, upstream: { kind: 'tasks-api', fake: upstream }, extraEnv: { VIDGATE_AUTH__API_KEYS: KEY_A } }, REPLICAS);
   replicas = started.replicas;
   cleanups.unshift(started.cleanup);
   store = await openPostgresStore(schema, 2);

@@ -1,9 +1,10 @@
 // Several real vidgate processes (replicas) on one PostgreSQL schema and one S3-compatible bucket (s3rver), with one
-// fake tasks-API upstream: what test/replicas.test.ts and test/replicas-chaos.test.ts start. Each replica has its
+// fake upstream (the tasks API, or the OpenAI shape honouring idempotency keys): what test/replicas.test.ts and test/replicas-chaos.test.ts start. Each replica has its
 // own data directory (scratch space only) and port; they share the store, the bucket and the webhook secrets key.
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import { ADMIN_TOKEN, tempDir } from './gateway';
+import type { FakeOpenAI } from './fake-openai';
 import type { FakeTasksApi } from './fake-tasks-api';
 import { freePort } from './free-port';
 import { startServerProcess, type ServerProcess } from './process';
@@ -19,7 +20,11 @@ export interface ReplicaSetup {
   postgresUrl: string;
   schema: string;
   s3: TestS3;
-  upstream: FakeTasksApi;
+  /**
+   * The one provider: a fake tasks API, or a fake OpenAI-shaped host that honours `Idempotency-Key` (so a create
+   * whose answer a kill lost is sent again under its key, and makes no second job).
+   */
+  upstream: { kind: 'tasks-api'; fake: FakeTasksApi } | { kind: 'openai'; fake: FakeOpenAI };
   /** Extra VIDGATE_ settings (e.g. the webhook receiver's CA), the same for every replica. */
   extraEnv?: Record<string, string>;
 }
@@ -65,9 +70,17 @@ export function replicaEnv(setup: ReplicaSetup, dataDir: string, port: number, s
     VIDGATE_WORKERS__LEASE_MS: '2000',
     VIDGATE_WEBHOOKS__POLL_INTERVAL_MS: '200',
     VIDGATE_WEBHOOKS__RETRY_SCHEDULE_MS: '[200, 400, 800, 1600, 3200]',
-    REPLICA_UPSTREAM_KEY: setup.upstream.apiKey,
+    REPLICA_UPSTREAM_KEY: setup.upstream.fake.apiKey,
     VIDGATE_PROVIDERS: JSON.stringify([
-      { id: 'upstream', kind: 'tasks-api', base_url: setup.upstream.url, api_key_env: 'REPLICA_UPSTREAM_KEY', timeout_ms: 10_000, models: [{ model: MODEL, usd_per_second: { standard: 0.25 } }] },
+      {
+        id: 'upstream',
+        kind: setup.upstream.kind,
+        base_url: setup.upstream.fake.url,
+        api_key_env: 'REPLICA_UPSTREAM_KEY',
+        timeout_ms: 10_000,
+        ...(setup.upstream.kind === 'openai' && { honours_idempotency_key: true }),
+        models: [{ model: MODEL, usd_per_second: { standard: 0.25 } }],
+      },
     ]),
     ...setup.extraEnv,
   };
