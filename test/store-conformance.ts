@@ -276,7 +276,7 @@ export function describeStoreConformance(name: string, makeStore: () => Promise<
         const fresh = await claimOnly(store, 'dispatch', T0 + LEASE_MS + 1);
         expect(fresh.lease_token).not.toBe(old.lease_token);
         expect(await store.renewLeases([{ id, lease_token: old.lease_token }], T0 + LEASE_MS * 5)).toBe(0);
-        expect(await store.startAttempt(id, old.lease_token, 'sim', { micro_usd: 400_000, credits: 8 }, T0 + LEASE_MS + 2)).toBe('lost');
+        expect(await store.startAttempt(id, old.lease_token, 'sim', { micro_usd: 400_000, credits: 8 }, T0 + LEASE_MS + 2)).toBe('lease_lost');
         expect(await store.markSubmitted(id, old.lease_token, 'up-old', T0 + LEASE_MS + 2)).not.toBe('done');
         expect(await store.requeue(id, old.lease_token, ERROR, T0, T0 + LEASE_MS + 2)).not.toBe('done');
         expect(await store.markFailed(id, old.lease_token, ERROR, T0 + LEASE_MS + 2)).toHaveProperty('refused');
@@ -380,7 +380,7 @@ export function describeStoreConformance(name: string, makeStore: () => Promise<
           next_run_at_ms: T0 + 50,
           updated_at_ms: T0 + 1,
         });
-        expect(await store.startAttempt(id, lease_token, 'sim', { micro_usd: 400_000, credits: 8 }, T0 + 2)).toBe('lost');
+        expect(await store.startAttempt(id, lease_token, 'sim', { micro_usd: 400_000, credits: 8 }, T0 + 2)).toBe('lease_lost');
         expect(await store.claimDue('dispatch', 10, LEASE_MS, T0 + 49)).toEqual([]);
         expect(await store.claimDue('dispatch', 10, LEASE_MS, T0 + 50)).toHaveLength(1);
       });
@@ -391,7 +391,8 @@ export function describeStoreConformance(name: string, makeStore: () => Promise<
         const store = await open();
         const { id } = (await store.createTask(newTask())).task;
         const { lease_token } = await claimOnly(store, 'dispatch', T0);
-        expect(await store.startAttempt(id, 'wrong', 'sim', { micro_usd: 400_000, credits: 8 }, T0 + 1)).toBe('lost');
+        expect(await store.startAttempt(id, 'wrong', 'sim', { micro_usd: 400_000, credits: 8 }, T0 + 1)).toBe('lease_lost');
+        expect(await store.startAttempt('nobody', lease_token, 'sim', { micro_usd: 400_000, credits: 8 }, T0 + 1)).toBe('not_found');
         expect(await store.startAttempt(id, lease_token, 'sim', { micro_usd: 400_000, credits: 8 }, T0 + 1)).toBe('started');
         expect(await store.startAttempt(id, lease_token, 'other', { micro_usd: 500_000, credits: 8 }, T0 + 2)).toBe('started');
         expect(await store.getTask(id)).toMatchObject({
@@ -406,7 +407,7 @@ export function describeStoreConformance(name: string, makeStore: () => Promise<
       it('startAttempt and markSubmitted refuse a processing task', async () => {
         const store = await open();
         const { id, lease_token } = await processingTask(store);
-        expect(await store.startAttempt(id, lease_token, 'sim', { micro_usd: 400_000, credits: 8 }, T0 + 10)).toBe('lost');
+        expect(await store.startAttempt(id, lease_token, 'sim', { micro_usd: 400_000, credits: 8 }, T0 + 10)).toBe('wrong_state');
         expect(await store.markSubmitted(id, lease_token, 'up-2', T0 + 10)).not.toBe('done');
         expect(await store.getTask(id)).toMatchObject({ status: 'processing', attempt: 1, upstream_id: 'up-1' });
       });

@@ -241,11 +241,11 @@ export function createWorkers(deps: WorkerDeps): Workers {
         return undefined;
       }
       if (outcome !== 'started') giveBack();
-      if (outcome === 'lost') return undefined;
       if (outcome === 'provider_full') {
         full.add(provider.id); // another worker took its last slot meanwhile
         continue;
       }
+      if (outcome !== 'started') return undefined; // the task is no longer ours to start
       if (credits > t.credits_reserved) {
         metrics.credits.inc({ kind: 'reserved', team: t.owner_id, provider: provider.id, model: t.model }, credits - t.credits_reserved);
         metrics.failoverSurcharge.inc({ team: t.owner_id, provider: provider.id, model: t.model }, credits - t.credits_reserved);

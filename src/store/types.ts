@@ -528,7 +528,7 @@ export interface Store {
    * When `credits` is more than is reserved, the reservation grows first; QuotaExceededError when the
    * quotas cannot cover it (nothing changes then). `provider_full` when the provider already runs
    * `max_concurrent` attempts. The other transitions end the running attempt: completed, failed,
-   * retried (requeue) or cancelled.
+   * retried (requeue) or cancelled. A RefusalReason when the task is gone, leased to another, or not pending.
    */
   startAttempt(
     id: string,
@@ -536,7 +536,7 @@ export interface Store {
     providerId: string,
     price: { micro_usd: number; credits: number; max_concurrent?: number },
     nowMs: number,
-  ): Promise<'started' | 'lost' | 'provider_full'>;
+  ): Promise<'started' | 'provider_full' | RefusalReason>;
   // A leader's transitions carry its followers along in the same transaction: processing, progress,
   // back to pending on a requeue, completed with its video (settled at their reservation) or failed.
 

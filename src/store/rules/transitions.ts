@@ -107,7 +107,7 @@ export function createTransitions(d: Dialect) {
     /** See Store.startAttempt. The provider is locked while its running attempts are counted and one is added. */
     async startAttempt(tx: Tx, p: { id: string; token: string; provider_id: string; micro_usd: number; credits: number; max_concurrent?: number; now: number }) {
       const before = await tx.get<TaskRow>(`SELECT * FROM tasks WHERE id = @id AND status = 'pending' AND lease_token = @token${d.forUpdate}`, p);
-      if (!before) return 'lost' as const;
+      if (!before) return refusal(tx, p.id, p.token);
       if (p.max_concurrent !== undefined) {
         await tx.lock(`provider:${p.provider_id}`);
         // provider_running is kept by triggers on task_attempts (the schema of each backend).
