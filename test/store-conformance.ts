@@ -1266,6 +1266,15 @@ export function describeStoreConformance(name: string, makeStore: () => Promise<
         expect(await a.recomputeUsage()).toBe(0);
       });
 
+      it('a recount while others reserve and settle corrects nothing, and leaves nothing to correct', async () => {
+        const [a, b] = [await open(), await open()];
+        const work = Array.from({ length: 16 }, (_, i) => (i % 2 ? a : b).createTask(newTask({ credits_reserved: 8 })));
+        const recounts = [a.recomputeUsage(), b.recomputeUsage(), a.recomputeUsage()];
+        await Promise.all(work);
+        expect(await Promise.all(recounts)).toEqual([0, 0, 0]);
+        expect(await b.recomputeUsage()).toBe(0);
+      });
+
       it('concurrent reservations never pass a credit quota', async () => {
         const [a, b] = [await open(), await open()];
         await a.createTeam(team('owner-a', { credits_per_day: 40 }));

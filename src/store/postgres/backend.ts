@@ -14,6 +14,7 @@ export const postgresDialect: Dialect = {
   jsonPairs: (param) => `(SELECT e ->> 0, e ->> 1 FROM jsonb_array_elements(CAST(${param} AS jsonb)) AS e)`,
   forUpdate: ' FOR UPDATE',
   skipLocked: ' FOR UPDATE SKIP LOCKED',
+  excludeWriters: (tables) => `LOCK TABLE ${tables.join(', ')} IN SHARE ROW EXCLUSIVE MODE`,
 };
 
 /** How many times a transaction is run when it keeps meeting serialization failures or deadlocks. */

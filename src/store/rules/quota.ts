@@ -140,9 +140,14 @@ export async function usage(sql: Sql, scope: Scope, nowMs: number): Promise<Omit
   };
 }
 
-/** Rebuild every counter from the ledger and the tasks; count the wrong ones. */
+/**
+ * Rebuild every counter from the ledger and the tasks; count the wrong ones. Charges that commit meanwhile are held
+ * off (they write the ledger and the counters), so the counters are rebuilt from one consistent picture.
+ */
 export async function recompute(backend: Backend): Promise<number> {
   return backend.transaction(async (tx) => {
+    const exclusive = backend.dialect.excludeWriters(['usage_counters', 'ledger']);
+    if (exclusive) await tx.run(exclusive);
     const expected = new Map<string, number>();
     const add = (scope: string, win: string, n: number) => expected.set(`${scope}\u0000${win}`, (expected.get(`${scope}\u0000${win}`) ?? 0) + n);
     const credits = await tx.all<{ team_id: string; key_id: string | null; day: string; credits: number }>(

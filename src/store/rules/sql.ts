@@ -42,6 +42,12 @@ export interface Dialect {
   readonly forUpdate: string;
   /** Appended to a claim's inner SELECT: skip rows another transaction is claiming (PostgreSQL) or nothing. */
   readonly skipLocked: string;
+  /**
+   * A statement that, run first in a transaction, holds off every other write to `tables` until it ends, so that
+   * what it reads of them stays true while it writes (PostgreSQL: LOCK TABLE ... IN SHARE ROW EXCLUSIVE MODE);
+   * undefined where a write transaction already does (SQLite).
+   */
+  excludeWriters(tables: readonly string[]): string | undefined;
 }
 
 /** A backend: reads outside transactions, transactions (retried by the backend when it must), and its dialect. */

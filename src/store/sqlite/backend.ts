@@ -17,6 +17,7 @@ export const sqliteDialect: Dialect = {
   jsonPairs: (param) => `(SELECT value ->> 0, value ->> 1 FROM json_each(${param}))`,
   forUpdate: '',
   skipLocked: '',
+  excludeWriters: () => undefined,
 };
 
 /** The turn-taking of this process's connections to one file. */
