@@ -8,51 +8,23 @@
 import * as bargauge from '@grafana/grafana-foundation-sdk/bargauge';
 import * as common from '@grafana/grafana-foundation-sdk/common';
 import * as dashboard from '@grafana/grafana-foundation-sdk/dashboard';
-import * as stat from '@grafana/grafana-foundation-sdk/stat';
-import * as timeseries from '@grafana/grafana-foundation-sdk/timeseries';
 import {
   ascendingThresholds,
   creditValueUsd,
   datasourceRef,
   datasourceVariable,
   labelVariable,
-  tableLegend,
   target,
+  seriesPanel,
+  statPanel,
   withTeamName,
 } from './panels';
 
+/** The cost dashboard's stat panels: three in a row. */
+const costStat = (title: string, description: string, expr: string, unit: string) => statPanel(title, description, expr, unit, 8);
+
 const teamModelProvider = 'team=~"$team", provider=~"$provider", model=~"$model"';
 const settled = `vidgate_credits_total{kind="settled", ${teamModelProvider}}`;
-
-/** A stat panel with one instant target. */
-function statPanel(title: string, description: string, expr: string, unit: string): stat.PanelBuilder {
-  return new stat.PanelBuilder()
-    .datasource(datasourceRef)
-    .title(title)
-    .description(description)
-    .unit(unit)
-    .span(8)
-    .height(4)
-    .graphMode(common.BigValueGraphMode.None)
-    .reduceOptions(new common.ReduceDataOptionsBuilder().calcs(['lastNotNull']).values(false))
-    .withTarget(target('A', expr, title, true));
-}
-
-/** A time series panel, one target per [refId, expr, legend]. */
-function seriesPanel(title: string, description: string, unit: string, targets: [string, string][]): timeseries.PanelBuilder {
-  const panel = new timeseries.PanelBuilder()
-    .datasource(datasourceRef)
-    .title(title)
-    .description(description)
-    .unit(unit)
-    .min(0)
-    .span(12)
-    .height(8)
-    .fillOpacity(10)
-    .legend(tableLegend());
-  targets.forEach(([expr, legend], i) => panel.withTarget(target(String.fromCharCode(65 + i), expr, legend)));
-  return panel;
-}
 
 /** A horizontal bar gauge with one instant target, one bar per series. */
 function barsPanel(title: string, description: string, unit: string, expr: string, legend: string): bargauge.PanelBuilder {
@@ -99,7 +71,7 @@ export function buildCostDashboard(): dashboard.DashboardBuilder {
 
     .withRow(new dashboard.RowBuilder('Spend'))
     .withPanel(
-      statPanel(
+      costStat(
         'Spend in USD (time range)',
         'Credits settled in the time range, times the USD value of a credit.',
         `sum(increase(${settled}[$__range])) * ${creditValueUsd}`,
@@ -107,7 +79,7 @@ export function buildCostDashboard(): dashboard.DashboardBuilder {
       ),
     )
     .withPanel(
-      statPanel(
+      costStat(
         'Spend in credits (time range)',
         'Credits settled in the time range (what teams were charged).',
         `sum(increase(${settled}[$__range]))`,
@@ -115,7 +87,7 @@ export function buildCostDashboard(): dashboard.DashboardBuilder {
       ),
     )
     .withPanel(
-      statPanel(
+      costStat(
         'Paid to providers in USD (time range)',
         "What the operator pays providers for completed jobs, from each provider's usd_per_second.",
         `sum(increase(vidgate_provider_cost_usd_total{provider=~"$provider", model=~"$model"}[$__range]))`,
@@ -232,7 +204,7 @@ export function buildCostDashboard(): dashboard.DashboardBuilder {
 
     .withRow(new dashboard.RowBuilder('Cache and coalescing'))
     .withPanel(
-      statPanel(
+      costStat(
         'Cache hit ratio (time range)',
         'Hits among the requests the cache looked up (hit, miss, coalesced); bypassed and disabled left out.',
         `sum(increase(vidgate_cache_requests_total{result="hit", team=~"$team", model=~"$model"}[$__range])) / sum(increase(vidgate_cache_requests_total{result=~"hit|miss|coalesced", team=~"$team", model=~"$model"}[$__range]))`,
@@ -240,7 +212,7 @@ export function buildCostDashboard(): dashboard.DashboardBuilder {
       ),
     )
     .withPanel(
-      statPanel(
+      costStat(
         'Coalesced requests (time range)',
         'Requests that joined an identical request already running instead of generating again.',
         `sum(increase(vidgate_cache_requests_total{result="coalesced", team=~"$team", model=~"$model"}[$__range]))`,
@@ -248,7 +220,7 @@ export function buildCostDashboard(): dashboard.DashboardBuilder {
       ),
     )
     .withPanel(
-      statPanel(
+      costStat(
         'Saved by cache and coalescing in USD (time range)',
         'Credits a generation would have cost, less what a hit or follower was charged, in USD.',
         `sum(increase(vidgate_cache_credits_saved_total{team=~"$team", model=~"$model"}[$__range])) * ${creditValueUsd}`,
@@ -276,7 +248,7 @@ export function buildCostDashboard(): dashboard.DashboardBuilder {
 
     .withRow(new dashboard.RowBuilder('Failover surcharge and unit price'))
     .withPanel(
-      statPanel(
+      costStat(
         'Failover surcharge in USD (time range)',
         'Credits reservations grew by when a failover went to a pricier provider, in USD.',
         `sum(increase(vidgate_failover_surcharge_credits_total{${teamModelProvider}}[$__range])) * ${creditValueUsd}`,
@@ -284,7 +256,7 @@ export function buildCostDashboard(): dashboard.DashboardBuilder {
       ),
     )
     .withPanel(
-      statPanel(
+      costStat(
         'Failover surcharge in credits (time range)',
         'Credits reservations grew by when a failover went to a pricier provider.',
         `sum(increase(vidgate_failover_surcharge_credits_total{${teamModelProvider}}[$__range]))`,
@@ -292,7 +264,7 @@ export function buildCostDashboard(): dashboard.DashboardBuilder {
       ),
     )
     .withPanel(
-      statPanel(
+      costStat(
         'Paid per video second in USD (time range)',
         'What the operator paid providers per second of video generated (cache hits excluded).',
         `sum(increase(vidgate_provider_cost_usd_total{provider=~"$provider", model=~"$model"}[$__range])) / sum(increase(vidgate_video_seconds_total{provider=~"$provider", model=~"$model"}[$__range]))`,

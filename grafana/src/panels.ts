@@ -7,6 +7,8 @@
 import * as common from '@grafana/grafana-foundation-sdk/common';
 import * as dashboard from '@grafana/grafana-foundation-sdk/dashboard';
 import * as prometheus from '@grafana/grafana-foundation-sdk/prometheus';
+import * as stat from '@grafana/grafana-foundation-sdk/stat';
+import * as timeseries from '@grafana/grafana-foundation-sdk/timeseries';
 
 /** The data source every panel and variable queries: the one picked in the `datasource` variable. */
 export const datasourceRef: common.DataSourceRef = { type: 'prometheus', uid: '${datasource}' };
@@ -90,4 +92,41 @@ export function labelVariable(name: string, label: string, query: string, regex?
     .allValue('.*')
     .current({ selected: true, text: ['All'], value: ['$__all'] });
   return regex === undefined ? variable : variable.regex(regex);
+}
+
+/** A stat panel with one instant target, `span` columns wide (of 24; four in a row by default). */
+export function statPanel(title: string, description: string, expr: string, unit: string, span = 6): stat.PanelBuilder {
+  return new stat.PanelBuilder()
+    .datasource(datasourceRef)
+    .title(title)
+    .description(description)
+    .unit(unit)
+    .span(span)
+    .height(4)
+    .graphMode(common.BigValueGraphMode.None)
+    .reduceOptions(new common.ReduceDataOptionsBuilder().calcs(['lastNotNull']).values(false))
+    .withTarget(target('A', expr, title, true));
+}
+
+/** A time series panel with the given targets (refIds A, B, …). */
+export function seriesPanel(
+  title: string,
+  description: string,
+  unit: string,
+  targets: [string, string][] | prometheus.DataqueryBuilder[],
+): timeseries.PanelBuilder {
+  const panel = new timeseries.PanelBuilder()
+    .datasource(datasourceRef)
+    .title(title)
+    .description(description)
+    .unit(unit)
+    .min(0)
+    .span(12)
+    .height(8)
+    .fillOpacity(10)
+    .legend(tableLegend());
+  targets.forEach((t, i) =>
+    panel.withTarget(Array.isArray(t) ? target(String.fromCharCode(65 + i), t[0], t[1]) : t),
+  );
+  return panel;
 }

@@ -5,12 +5,8 @@
  * Gauges read from the store (`vidgate_tasks_open`, `vidgate_provider_jobs_in_flight`, `vidgate_webhook_outbox_events`)
  * are the same on every instance sharing a store, so they are combined with max(), never sum().
  */
-import * as common from '@grafana/grafana-foundation-sdk/common';
 import * as dashboard from '@grafana/grafana-foundation-sdk/dashboard';
-import * as stat from '@grafana/grafana-foundation-sdk/stat';
 import * as statetimeline from '@grafana/grafana-foundation-sdk/statetimeline';
-import * as timeseries from '@grafana/grafana-foundation-sdk/timeseries';
-import type * as prometheus from '@grafana/grafana-foundation-sdk/prometheus';
 import {
   ascendingThresholds,
   datasourceRef,
@@ -18,7 +14,8 @@ import {
   descendingThresholds,
   labelVariable,
   quantileTargets,
-  tableLegend,
+  seriesPanel,
+  statPanel,
   target,
 } from './panels';
 
@@ -45,43 +42,6 @@ function availability(window: string): string {
     `sum(increase(vidgate_http_request_duration_seconds_count{status!~"5..", ${API}}[${window}]))` +
     ` / sum(increase(vidgate_http_request_duration_seconds_count{${API}}[${window}]))`
   );
-}
-
-/** A stat panel with one instant target. */
-function statPanel(title: string, description: string, expr: string, unit: string): stat.PanelBuilder {
-  return new stat.PanelBuilder()
-    .datasource(datasourceRef)
-    .title(title)
-    .description(description)
-    .unit(unit)
-    .span(6)
-    .height(4)
-    .graphMode(common.BigValueGraphMode.None)
-    .reduceOptions(new common.ReduceDataOptionsBuilder().calcs(['lastNotNull']).values(false))
-    .withTarget(target('A', expr, title, true));
-}
-
-/** A time series panel with the given targets (refIds A, B, …). */
-function seriesPanel(
-  title: string,
-  description: string,
-  unit: string,
-  targets: [string, string][] | prometheus.DataqueryBuilder[],
-): timeseries.PanelBuilder {
-  const panel = new timeseries.PanelBuilder()
-    .datasource(datasourceRef)
-    .title(title)
-    .description(description)
-    .unit(unit)
-    .min(0)
-    .span(12)
-    .height(8)
-    .fillOpacity(10)
-    .legend(tableLegend());
-  targets.forEach((t, i) =>
-    panel.withTarget(Array.isArray(t) ? target(String.fromCharCode(65 + i), t[0], t[1]) : t),
-  );
-  return panel;
 }
 
 /** Builds the uptime dashboard (uid `vidgate-uptime`). */
