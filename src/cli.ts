@@ -3,7 +3,7 @@
 // for scripts. Exit codes: see EXIT.
 import fs from 'node:fs';
 import Table from 'cli-table3';
-import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
+import { Command, CommanderError, InvalidArgumentError } from 'commander';
 import { CLI_USER_AGENT } from './core/audit';
 
 /** The exit codes, documented in the README. */
