@@ -6,7 +6,7 @@ import { startFakeOpenAI } from './support/fake-openai';
 import { checkTeamLedger } from './support/ledger-check';
 import { mp4Renderer } from './support/mp4';
 import { newPostgresSchema, openPostgresStore, postgresUrl } from './support/postgres';
-import { admin, completionsLogged, killReplica, restartReplica, SHAPE, startReplicas, taskBody, type Replica } from './support/replicas';
+import { admin, completionsLogged, killReplica, restartReplica, SHAPE, startReplicas, taskBody } from './support/replicas';
 import { startTestS3 } from './support/s3-server';
 import { seededRandom } from './support/seeded-random';
 import { startWebhookReceiver } from './support/webhook-receiver';
