@@ -463,6 +463,12 @@ describe('starting with assets.kind s3', () => {
     expect(err.message).toContain('UNSET_KEY_ID_VAR');
     expect(err.message).not.toContain('secret-value-0123');
   });
+
+  it('stops with a message naming a bucket that does not exist (never blaming a provider later)', async () => {
+    const err = (await startTestGateway({ assets: { kind: 's3', s3: { endpoint: s3.endpoint, bucket: 'no-such-bucket', force_path_style: true, access_key_id_env: 'K', secret_access_key_env: 'S' } } }, { env: { K: S3RVER_CREDENTIALS.accessKeyId, S: S3RVER_CREDENTIALS.secretAccessKey } }).catch((e: unknown) => e)) as Error;
+    expect(err.name).toBe('StartupError');
+    expect(err.message).toContain('bucket no-such-bucket does not exist');
+  });
 });
 
 /** A port on 127.0.0.1 where nothing listens (taken, then released). */

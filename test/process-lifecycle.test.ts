@@ -143,6 +143,24 @@ describe('start errors are one line saying what to do', () => {
     expect(message).toBe(`vidgate: cannot write to directory ${path.join(file, 'data')} (ENOTDIR): make it a writable directory, or set data_dir (VIDGATE_DATA_DIR) to one`);
   }, 60_000);
 
+  it('a PostgreSQL store that cannot be reached or does not exist: one line, the password never shown', async () => {
+    const holder = net.createServer();
+    await new Promise<void>((r) => holder.listen(0, '127.0.0.1', r));
+    const closedPort = (holder.address() as net.AddressInfo).port;
+    await new Promise<void>((r) => holder.close(() => r()));
+    for (const [url, says] of [
+      [`postgres://vidgate:s3cretPW@127.0.0.1:${closedPort}/vidgate`, 'ECONNREFUSED'],
+      ['postgres://postgres:s3cretPW@127.0.0.1:5432/vidgate_no_such_db', 'does not exist'],
+      ['not a url :s3cretPW@', 'not a valid URL'],
+    ]) {
+      const message = await failedStart({ VIDGATE_DATA_DIR: dataDir(), VIDGATE_STORE__KIND: 'postgres', DATABASE_URL: url! });
+      expect(message).toMatch(/^vidgate: cannot open the PostgreSQL store at .*: check store.url \(DATABASE_URL\) and that the server accepts connections$/);
+      expect(message).toContain(says);
+      expect(message).not.toContain('s3cretPW');
+      expect(message.split('\n')).toHaveLength(1);
+    }
+  });
+
   it('a data directory that cannot be written', async () => {
     // Root writes through permission bits, so as root use a file system that refuses new directories.
     let dir = '/sys/vidgate-test-data';

@@ -72,3 +72,16 @@ describe('postgres store', () => {
     await expect(createPostgresStore({ url: 'postgres://postgres@127.0.0.1:1/none' })).rejects.toBeInstanceOf(StoreUnavailable);
   });
 });
+
+describe("PostgreSQL's refusals as the store's vocabulary", () => {
+  it('a database that accepts no connections (55000), a server shutting down (57P01), a lost connection (08006) are StoreUnavailable', async () => {
+    const { translatePgError } = await import('../src/store/postgres/errors');
+    for (const code of ['55000', '57P01', '08006', '53300']) {
+      const err = Object.assign(new pg.DatabaseError('refused', 0, 'error'), { code });
+      expect(translatePgError(err), code).toBeInstanceOf(StoreUnavailable);
+    }
+    // Another object in a wrong state is not an outage.
+    const other = Object.assign(new pg.DatabaseError('in use', 0, 'error'), { code: '55006' });
+    expect(translatePgError(other)).toBe(other);
+  });
+});

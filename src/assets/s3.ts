@@ -7,7 +7,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { Transform, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { DeleteObjectsCommand, GetObjectCommand, HeadObjectCommand, ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
+import { DeleteObjectsCommand, GetObjectCommand, HeadBucketCommand, HeadObjectCommand, ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
 import { stageChecked } from './staging';
@@ -57,6 +57,8 @@ export function createS3AssetStore(options: S3AssetStoreOptions): AssetStore {
     } catch (err) {
       if (err instanceof AssetMissing || err instanceof AssetStoreError) throw err;
       const e = err as Error & { $metadata?: { httpStatusCode?: number } };
+      // A missing bucket is the settings' fault, never a missing file (nor the provider's).
+      if (e.name === 'NoSuchBucket') throw new AssetStoreError(`object store: bucket ${bucket} does not exist`);
       if (e.$metadata?.httpStatusCode === 404 || e.name === 'NoSuchKey' || e.name === 'NotFound') throw new AssetMissing(`no stored file ${objectKey(ref)}`);
       throw new AssetStoreError(`object store: ${what} ${bucket}/${objectKey(ref)} failed: ${e.name}: ${e.message}`);
     }
@@ -88,6 +90,16 @@ export function createS3AssetStore(options: S3AssetStoreOptions): AssetStore {
 
   return {
     kind: 's3',
+    async verify() {
+      try {
+        await client.send(new HeadBucketCommand({ Bucket: bucket }));
+      } catch (err) {
+        const status = (err as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode;
+        if (status === 404) throw new AssetStoreError(`object store: bucket ${bucket} does not exist (assets.s3.bucket)`);
+        if (status === 403) throw new AssetStoreError(`object store: access to bucket ${bucket} denied (check the credentials' permissions)`);
+        // Unreachable or failing: not a settings error; downloads wait for the store (see workers).
+      }
+    },
     async put(key, body, check) {
       const tmp = scratchFile();
       const bytes = await stageChecked(tmp, body, check);

@@ -57,6 +57,11 @@ export interface AssetStore {
   putDerived(key: string, name: string, file: string): Promise<void>;
   /** Removes the video and every file derived from it; nothing to remove is no error. */
   remove(key: string): Promise<void>;
+  /**
+   * Checks the settings once, at start. Throws AssetStoreError when the store answers that they are wrong (S3: no
+   * such bucket, or access denied); a store that does not answer is no error (it may come back: tasks wait for it).
+   */
+  verify?(): Promise<void>;
 }
 
 /** The file asked for does not exist (never stored, removed by retention, or removed since it was looked up). */

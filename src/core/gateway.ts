@@ -103,6 +103,30 @@ function assetStoreFromConfig(config: Config, env: NodeJS.ProcessEnv) {
   }
 }
 
+/**
+ * The store of `store.*`.
+ * @throws StartupError, one line naming the database (its URL without the password) and what went wrong.
+ */
+async function openConfiguredStore(config: Config): Promise<Store> {
+  try {
+    return await openStore(config.store);
+  } catch (err) {
+    if (config.store.kind !== 'postgres') throw err;
+    throw new StartupError(`cannot open the PostgreSQL store at ${withoutPassword(config.store.url)}: ${(err as Error).message}: check store.url (DATABASE_URL) and that the server accepts connections`);
+  }
+}
+
+/** A connection URL with its password masked; a URL that does not parse is not shown at all. */
+function withoutPassword(url: string | undefined): string {
+  try {
+    const parsed = new URL(url ?? '');
+    if (parsed.password) parsed.password = '***';
+    return parsed.toString();
+  } catch {
+    return '(store.url, which is not a valid URL)';
+  }
+}
+
 /** Where the key of the webhook secrets is kept: `webhooks.secrets_key_file`, else `<data_dir>/webhook-secrets.key`. */
 const secretsKeyFile = (config: Config) => config.webhooks.secrets_key_file ?? path.join(config.data_dir, 'webhook-secrets.key');
 
@@ -140,9 +164,12 @@ export async function createGateway(config: Config, options: GatewayOptions = {}
   ensureWritableDirs(config);
   const metricsToken = metricsBearerToken(config, env);
   const outbound = outboundFromConfig(config, options.resolve);
-  const store: Store = options.store ?? (await openStore(config.store));
+  const store: Store = options.store ?? (await openConfiguredStore(config));
   const metrics = createMetrics({ teamLabel: config.metrics.team_label, usdPerCredit: config.credits.usd_per_credit });
   const assets = assetStoreFromConfig(config, env);
+  await assets.verify?.().catch((err: Error) => {
+    throw new StartupError(`${err.message}: create it, or change assets.s3`);
+  });
   const built = providersFromConfig(config, env, outbound, (message, fields) => log.warn(fields, message));
   for (const p of built.disabled) log.warn({ provider: p.id, kind: p.kind, reason: p.reason }, 'provider left out');
   const { sync_interval_ms: syncIntervalMs, ...breaker } = config.routing.breaker;

@@ -10,8 +10,11 @@ export class TransactionConflict extends Error {
   }
 }
 
-/** SQLSTATE classes that mean "try again later": connection exceptions, resources, operator intervention. */
-const UNAVAILABLE = /^(08|53|57)/;
+/**
+ * SQLSTATEs that mean "try again later": classes 08 (connection exceptions), 53 (resources), 57 (operator
+ * intervention), and 55000 as PostgreSQL raises it for "database is not currently accepting connections".
+ */
+const UNAVAILABLE = /^(08|53|57|55000$)/;
 /** Node's socket errors when the server cannot be reached. */
 const NETWORK = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'ENOTFOUND', 'EHOSTUNREACH']);
 
