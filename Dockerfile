@@ -12,7 +12,7 @@ ENV VIDGATE_SERVER__HOST=0.0.0.0 \
     VIDGATE_SERVER__PORT=8080 \
     VIDGATE_DATA_DIR=/data
 # Run as the image's unprivileged user, owning only its data directory.
-RUN mkdir -p /data && chown node:node /data
+RUN mkdir -p /data /shared && chown node:node /data /shared
 USER node
 VOLUME /data
 EXPOSE 8080

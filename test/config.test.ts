@@ -147,3 +147,19 @@ describe('config', () => {
     fs.rmSync(dir, { recursive: true, force: true });
   });
 });
+
+describe('a simulated provider on a shared database', () => {
+  it('warns when its jobs would stay in one replica\'s data_dir, and not once it has a shared work_dir', async () => {
+    const { providersFromConfig } = await import('../src/core/providers-from-config');
+    const { createOutbound } = await import('../src/net/outbound');
+    const outbound = createOutbound({ trusted_origins: [] });
+    const warnings = (providers: object[]) => {
+      const said: string[] = [];
+      const config = parseConfig({ data_dir: tempDir(), store: { kind: 'postgres', url: 'postgres://127.0.0.1/x' }, providers });
+      providersFromConfig(config, {}, outbound, (message) => void said.push(message));
+      return said;
+    };
+    expect(warnings([{ id: 'sim', kind: 'simulated' }])).toEqual([expect.stringContaining('set one shared work_dir')]);
+    expect(warnings([{ id: 'sim', kind: 'simulated', work_dir: tempDir() }])).toEqual([]);
+  });
+});

@@ -33,6 +33,10 @@ export function providersFromConfig(config: Config, env: NodeJS.ProcessEnv, outb
   for (const p of config.providers) {
     const limits = p.max_concurrent === undefined ? {} : { max_concurrent: p.max_concurrent };
     if (p.kind === 'simulated') {
+      // Its jobs are files in work_dir: replicas sharing a database but not that directory lose each other's jobs.
+      if (config.store.kind === 'postgres' && p.work_dir === undefined) {
+        warn?.('a simulated provider keeps its jobs in <data_dir>/simulated: with several replicas, set one shared work_dir for it', { provider: p.id });
+      }
       const adapter = createSimulatedProvider({
         id: p.id,
         workDir: p.work_dir ?? path.join(config.data_dir, 'simulated', p.id),
