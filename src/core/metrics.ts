@@ -181,6 +181,10 @@ export function createMetrics(options: MetricsOptions) {
   };
 
   // --- known label sets ---
+  // Those that involve neither a provider nor a team: set once, here.
+  for (const outcome of DELIVERY_OUTCOMES) m.webhookDeliveries.inc({ outcome }, 0);
+  for (const outcome of ['success', 'failure']) m.webhookDeliveryDuration.zero({ outcome });
+
   const pairs: { provider: string; model: string }[] = [];
   const models = new Set<string>();
   const providers = new Set<string>();
@@ -204,8 +208,6 @@ export function createMetrics(options: MetricsOptions) {
     }
     for (const model of models) m.queueWait.zero({ model });
     for (const provider of providers) for (const result of ['success', 'failure']) m.healthChecks.inc({ provider, result }, 0);
-    for (const outcome of DELIVERY_OUTCOMES) m.webhookDeliveries.inc({ outcome }, 0);
-    for (const outcome of ['success', 'failure']) m.webhookDeliveryDuration.zero({ outcome });
     // Known teams get the sets of the providers known now; without team labels, one team stands for all.
     for (const team of options.teamLabel ? teams : ['']) initTeam(team);
   }
