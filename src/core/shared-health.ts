@@ -89,8 +89,9 @@ export function createSharedHealth(deps: SharedHealthDeps): SharedHealth {
     if (row.version <= (seen.get(key) ?? 0)) return;
     noteSeen(key, row.version);
     const { provider, model, state, reason, since_ms, until_ms, opened_by, pinned } = row;
-    health.adopt({ provider, model, state, reason, since_ms, until_ms, opened_by, pinned });
-    logChange({ provider, model, state, reason, since_ms, until_ms, opened_by, pinned }, true);
+    const adopted = { provider, model, state, reason, since_ms, until_ms, opened_by, pinned };
+    health.adopt(adopted);
+    logChange(adopted, true);
   }
 
   const sync = () => inOrder(async () => (await store.listBreakers()).forEach(adopt));
