@@ -73,7 +73,7 @@ const captured = captureLogger();
 const log = captured.log;
 
 beforeAll(async () => {
-  // As in production: without the check of responses, so the status poll takes its early route (src/http/early-route.ts).
+  // As in production: without the check of responses, so the status poll may be answered by the status-poll lane (src/http/status-poll.ts).
   h = await startTestGateway({ server: { headers_timeout_ms: 1000, request_timeout_ms: 1500 } }, { log, validateResponses: false });
 });
 afterAll(async () => {

@@ -47,7 +47,7 @@ beforeAll(async () => {
       return current.flatMap((s) => (s === undefined ? [] : [s.secret]));
     },
   });
-  // As in production: responses unchecked, so the status poll takes its early route (src/http/early-route.ts).
+  // As in production: responses unchecked, so the status poll may be answered by the status-poll lane (src/http/status-poll.ts).
   h = await startTestGateway(
     { outbound: { trusted_origins: [receiver.origin], ca_file: receiver.caFile }, webhooks: { poll_interval_ms: 50 } },
     { log: captured.log, validateResponses: false },
@@ -146,11 +146,11 @@ describe('access lines', () => {
     expect(captured.lines.filter((l) => l.includes('"request_id":"list-1"') && l.includes('"msg":"request"'))).toHaveLength(1);
   });
 
-  it('the status poll, answered by its early route, has its access line with the route', async () => {
+  it('the status poll, answered by the status-poll lane, has its access line with the route and the team', async () => {
     const task = await h.http.post('/v1/videos/generations').set(auth(KEY_A)).send({ model: 'sora-2', prompt: 'a short one', aspect_ratio: '16:9', duration: 4 });
     const res = await h.http.get(`/v1/tasks/${task.body.id}`).set(auth(KEY_A)).set('X-Request-Id', 'poll-1');
     expect(res.status).toBe(200);
-    expect(await accessLine('poll-1')).toMatchObject({ method: 'GET', path: `/v1/tasks/${task.body.id}`, route: '/v1/tasks/{id}', status: 200 });
+    expect(await accessLine('poll-1')).toMatchObject({ level: 'info', method: 'GET', path: `/v1/tasks/${task.body.id}`, route: '/v1/tasks/{id}', status: 200, team_id: expect.stringMatching(/^team_/) });
   });
 
   it('HEAD is logged as HEAD; the probes are logged at debug', async () => {

@@ -223,8 +223,9 @@ describe('metrics', () => {
     expect(value(text, 'vidgate_task_time_to_video_seconds_bucket', { provider: 'tasks', model: MODEL, le: '3600' })).toBe(1);
   });
 
-  it('labels requests refused before the route handler with the route template, the early status route too', async (ctx) => {
-    // Responses unchecked, as in production: GET /v1/tasks/{id} is then answered by the early route (early-route.ts).
+  it('labels requests refused before the route handler with the route template, the status poll too', async (ctx) => {
+    // Responses unchecked, as in production: a successful GET /v1/tasks/{id} is then answered by the status-poll lane
+    // (status-poll.ts), and the refused ones by the general path.
     const r = await rig(ctx, { teams: { default_quotas: { reads_per_minute: 3 } } }, {}, { validateResponses: false });
     expect((await r.h.http.post('/v1/videos/generations').set(auth(KEY_A)).send({ prompt: 42 })).status).toBe(400);
     expect((await r.h.http.get('/v1/tasks/task_whatever')).status).toBe(401);

@@ -2,6 +2,7 @@
 // spec validation, the one error mapper), with each front door mounted from its own folder.
 import crypto from 'node:crypto';
 import fs from 'node:fs';
+import type http from 'node:http';
 import { fileURLToPath } from 'node:url';
 import express, { type RequestHandler } from 'express';
 import * as OpenApiValidator from 'express-openapi-validator';
@@ -19,14 +20,14 @@ import { RAW_ANSWER_STATUS } from './server';
 import { errorHandler } from './error-handler';
 import { refuseInexactNumbers } from './exact-numbers';
 import { createImageLinkRoutes, type ImageLinkRoutesDeps } from './image-links';
-import { createNativeRoutes, getTaskHandler, type NativeRoutesDeps } from './native/routes';
-import { earlyRoute, pathParamsValidator } from './early-route';
+import { createNativeRoutes, type NativeRoutesDeps } from './native/routes';
 import { createOpenAIRoutes } from './openai/routes';
 import { createPlaygroundRoutes } from './playground';
 import { inSequence } from './in-sequence';
 import { sendJsonDirectly } from './send-json';
 import { createProviderWebhookRoutes, keepWebhookBody, type ProviderWebhookRoutesDeps } from './provider-webhooks';
 import { requestLogging } from './request-log';
+import { withStatusPollLane } from './status-poll';
 
 export const SPEC_PATH = fileURLToPath(new URL('../../openapi/vidgate.yaml', import.meta.url));
 /** The largest uploaded file accepted (413 above): above the 10 MB an image may have, so that one a little over gets a 400 saying why. */
@@ -47,9 +48,19 @@ export interface AppDeps extends NativeRoutesDeps, ImageLinkRoutesDeps, Provider
   validateResponses?: boolean;
 }
 
-export function createApp(deps: AppDeps): express.Express {
-  const { metrics } = deps;
+/**
+ * The gateway's request listener: the Express app, behind the status-poll lane of ./status-poll.ts (not while
+ * responses are checked against the spec: that check is express-openapi-validator's, on the general path).
+ */
+export function createApp(deps: AppDeps): http.RequestListener {
   const spec = YAML.parse(fs.readFileSync(SPEC_PATH, 'utf8'));
+  const app = createExpressApp(deps, spec);
+  return deps.validateResponses ? app : withStatusPollLane(spec, deps, app);
+}
+
+/** The Express app: every route of the spec, and the parts the doors share. */
+function createExpressApp(deps: AppDeps, spec: { paths: Record<string, unknown> }): express.Express {
+  const { metrics } = deps;
   const app = express();
   app.disable('x-powered-by');
   app.set('trust proxy', false);
@@ -62,11 +73,6 @@ export function createApp(deps: AppDeps): express.Express {
   app.use(recordLatency(metrics, routeOf));
   app.use(headAsGet);
   const apiKey = requireApiKey(deps.store, deps.now);
-  // The status poll, most of the traffic, ahead of the rest (see early-route.ts). Not while responses are checked
-  // against the spec: that check is express-openapi-validator's, on the general path.
-  if (!deps.validateResponses) {
-    app.get('/v1/tasks/:id', ...earlyRoute(pathParamsValidator(spec, '/v1/tasks/{id}', 'get'), apiKey, getTaskHandler(deps)));
-  }
   app.get('/healthz', (_req, res) => void res.json({ status: 'ok' }));
   app.get('/readyz', async (_req, res) => {
     if (deps.isDraining()) return void res.status(503).json({ status: 'draining' });
@@ -114,7 +120,7 @@ export function createApp(deps: AppDeps): express.Express {
 
 /**
  * Times every request into `vidgate_http_request_duration_seconds`, labelled with the spec's route template of its
- * path (`routeOf`), so a request refused by any stage (the early route, auth, rate limits, validation, the server's
+ * path (`routeOf`), so a request refused by any stage (auth, rate limits, validation, the server's
  * own 408 for a body not received in time) has its route. A request whose client went away unanswered is not counted.
  */
 function recordLatency(metrics: Metrics, routeOf: (path: string) => string): RequestHandler {

@@ -18,47 +18,69 @@ const requestKind = (method: string, path: string): RequestKind => (READ_METHODS
 const RESOURCE = { reads_per_minute: 'reads', submits_per_minute: 'submits' } as const;
 
 /**
- * The API-key middleware of /v1: sets `res.locals.caller` (a Caller), or fails with 401 `invalid_api_key`, or 429
- * `reads_per_minute_exceeded` / `submits_per_minute_exceeded` with Retry-After (seconds to the next UTC minute).
- * Sets X-RateLimit-Resource, -Limit, -Remaining and -Reset for the per-minute limit that counted the request.
+ * The caller of a request from its `Authorization` header at `nowMs`: the key (by its SHA-256) and its team in one
+ * store read, or the 401 `invalid_api_key` (ApiError) that refuses it: no `Bearer` key, an unknown key, a revoked or
+ * expired one. Reads only: nothing is counted.
+ */
+export async function identifyCaller(store: Store, authorization: string | undefined, now: () => number): Promise<Caller | ApiError> {
+  const match = /^Bearer\s+(\S+)$/i.exec(authorization ?? '');
+  if (!match) return unauthorized('missing API key: send "Authorization: Bearer <key>"');
+  const found = await store.findCaller(hashApiKey(match[1]!));
+  const t = now();
+  if (!found) return unauthorized('invalid API key');
+  const { key, team } = found;
+  if (key.revoked_at_ms !== null && key.revoked_at_ms <= t) return unauthorized('this API key was revoked');
+  if (key.expires_at_ms !== null && key.expires_at_ms <= t) return unauthorized('this API key has expired');
+  return { key, team, owner_id: team.id };
+}
+
+/** What counting one request against its per-minute limit decided: the headers to send, and the 429 if refused. */
+export interface Admission {
+  /** X-RateLimit-Resource, -Limit, -Remaining and -Reset of the limit that counted it; none without a limit. */
+  headers: Record<string, string>;
+  /** 429 `reads_per_minute_exceeded` / `submits_per_minute_exceeded` with Retry-After; a refused request counts nothing. */
+  refusal?: ApiError;
+}
+
+/** Counts a request of `method` on `path` (below /v1) against the caller's per-minute limits at `nowMs`. */
+export async function admitRequest(store: Store, caller: Caller, method: string, path: string, nowMs: number): Promise<Admission> {
+  const admission = await store.admitRequest(caller.key, caller.team, requestKind(method, path), nowMs);
+  const headers: Record<string, string> =
+    admission.limit === null
+      ? {}
+      : {
+          'X-RateLimit-Resource': RESOURCE[admission.quota],
+          'X-RateLimit-Limit': String(admission.limit),
+          'X-RateLimit-Remaining': String(admission.remaining),
+          'X-RateLimit-Reset': String(secondsToNextMinute(nowMs)),
+        };
+  if (admission.allowed) return { headers };
+  const refusal = new ApiError(
+    429,
+    'rate_limit_error',
+    `${admission.quota}_exceeded`,
+    admission.quota === 'reads_per_minute'
+      ? `over ${admission.limit} reads (GET, HEAD, estimates) per minute; submissions have a limit of their own`
+      : `over ${admission.limit} submissions (other POSTs, DELETE) per minute; reads have a limit of their own`,
+    null,
+    { 'Retry-After': String(secondsToNextMinute(nowMs)) },
+  );
+  return { headers, refusal };
+}
+
+/**
+ * The API-key middleware of /v1 (`identifyCaller`, then `admitRequest`): sets `res.locals.caller` (a Caller) and the
+ * X-RateLimit-* headers, or fails with the 401 or the 429.
  */
 export function requireApiKey(store: Store, now: () => number): RequestHandler {
   return async (req, res, next) => {
-    const match = /^Bearer\s+(\S+)$/i.exec(req.get('authorization') ?? '');
-    if (!match) return next(unauthorized('missing API key: send "Authorization: Bearer <key>"'));
-    const found = await store.findCaller(hashApiKey(match[1]!));
-    const t = now();
-    if (!found) return next(unauthorized('invalid API key'));
-    const { key, team } = found;
-    if (key.revoked_at_ms !== null && key.revoked_at_ms <= t) return next(unauthorized('this API key was revoked'));
-    if (key.expires_at_ms !== null && key.expires_at_ms <= t) return next(unauthorized('this API key has expired'));
-
+    const caller = await identifyCaller(store, req.get('authorization'), now);
+    if (caller instanceof ApiError) return next(caller);
     // Known before the rate check, so that a 429's access line names the team too.
-    res.locals.caller = { key, team, owner_id: team.id } satisfies Caller;
-    const admission = await store.admitRequest(key, team, requestKind(req.method, req.path), t);
-    if (admission.limit !== null) {
-      res.set({
-        'X-RateLimit-Resource': RESOURCE[admission.quota],
-        'X-RateLimit-Limit': String(admission.limit),
-        'X-RateLimit-Remaining': String(admission.remaining),
-        'X-RateLimit-Reset': String(secondsToNextMinute(t)),
-      });
-    }
-    if (!admission.allowed) {
-      return next(
-        new ApiError(
-          429,
-          'rate_limit_error',
-          `${admission.quota}_exceeded`,
-          admission.quota === 'reads_per_minute'
-            ? `over ${admission.limit} reads (GET, HEAD, estimates) per minute; submissions have a limit of their own`
-            : `over ${admission.limit} submissions (other POSTs, DELETE) per minute; reads have a limit of their own`,
-          null,
-          { 'Retry-After': String(secondsToNextMinute(t)) },
-        ),
-      );
-    }
-    next();
+    res.locals.caller = caller;
+    const { headers, refusal } = await admitRequest(store, caller, req.method, req.path, now());
+    res.set(headers);
+    next(refusal);
   };
 }
 

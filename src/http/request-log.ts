@@ -31,15 +31,50 @@ const keyIn = (text: string) => text.search(MADE_KEY) !== -1;
  */
 export const pathOf = (url: string | undefined): string => (url ?? '').split('?', 1)[0]!.replace(MADE_KEY, REDACTED);
 
+/** What an access line says of a request besides its response's status. */
+export interface AccessLine {
+  /** The method as sent (HEAD stays HEAD). */
+  method: string;
+  /** `pathOf` the request's URL. */
+  path: string;
+  /** The spec's route template of the path. */
+  route: string;
+  /** `performance.now()` when the request came in. */
+  startedMs: number;
+  teamId: string | undefined;
+  /** For a `log` that does not carry it already. */
+  requestId?: string;
+}
+
+/**
+ * Writes a request's access line once its response is done (at `close`) on `log` (which carries its `request_id`):
+ * at `info`, or `debug` for the probes; `aborted: true` when the client left first.
+ */
+export function writeAccessLine(log: Logger, res: http.ServerResponse, line: AccessLine): void {
+  log[PROBES.has(line.path) ? 'debug' : 'info'](
+    {
+      request_id: line.requestId, // undefined: left out of the line
+      method: line.method,
+      path: line.path,
+      route: line.route,
+      status: res.statusCode,
+      latency_ms: Math.round((performance.now() - line.startedMs) * 10) / 10,
+      team_id: line.teamId,
+      ...(!res.writableFinished && { aborted: true }),
+    },
+    'request',
+  );
+}
+
 /**
  * The first middleware of the app: gives the request its id (header set at once, so every answer has it), binds a
- * child logger with `request_id` to `res.locals.log` (read it with `requestLog`), and writes the access line when
- * the response is done (`close`): at `info`, or `debug` for the probes; `aborted: true` when the client left first.
- * `routeOf`: the spec's route template of a path (src/http/route-templates.ts), the same as the metrics' label.
+ * child logger with `request_id` to `res.locals.log` (read it with `requestLog`), and writes the access line
+ * (`writeAccessLine`) when the response is done. `routeOf`: the spec's route template of a path
+ * (src/http/route-templates.ts), the same as the metrics' label.
  */
 export function requestLogging(log: Logger, routeOf: (path: string) => string): RequestHandler {
   return (req, res, next) => {
-    const started = performance.now();
+    const startedMs = performance.now();
     const requestId = requestIdOf(req);
     const method = req.method; // before HEAD is served as GET
     const requestPath = pathOf(req.originalUrl);
@@ -48,18 +83,7 @@ export function requestLogging(log: Logger, routeOf: (path: string) => string): 
     res.setHeader(REQUEST_ID_HEADER, requestId);
     res.once('close', () => {
       const caller = res.locals.caller as { team: { id: string } } | undefined;
-      child[PROBES.has(requestPath) ? 'debug' : 'info'](
-        {
-          method,
-          path: requestPath,
-          route: routeOf(requestPath),
-          status: res.statusCode,
-          latency_ms: Math.round((performance.now() - started) * 10) / 10,
-          team_id: caller?.team.id,
-          ...(!res.writableFinished && { aborted: true }),
-        },
-        'request',
-      );
+      writeAccessLine(child, res, { method, path: requestPath, route: routeOf(requestPath), startedMs, teamId: caller?.team.id });
     });
     next();
   };

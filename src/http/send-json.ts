@@ -1,7 +1,8 @@
 // How every JSON answer is written: the body serialized once and sent with its length in one `end` call.
 import type express from 'express';
 
-const JSON_TYPE = 'application/json; charset=utf-8';
+/** The Content-Type of every JSON answer. */
+export const JSON_TYPE = 'application/json; charset=utf-8';
 
 /**
  * Replaces `res.json` for one app (through `app.response`, Express's per-app prototype of responses). Express's own

@@ -3,7 +3,6 @@
 import crypto from 'node:crypto';
 import http from 'node:http';
 import type { Duplex } from 'node:stream';
-import type express from 'express';
 import type { Config } from '../core/config';
 import { ApiError } from '../core/errors';
 import type { Logger } from '../core/logger';
@@ -49,7 +48,7 @@ export function rawErrorResponse(err: ApiError, requestId: string): string {
  * Such an answer carries an `X-Request-Id` and gets its access line like any other: the one of the request Express
  * was reading (a stalled body), whose line then has this status, else a new one logged here.
  */
-export function createHttpServer(app: express.Express, config: Pick<Config['server'], 'headers_timeout_ms' | 'request_timeout_ms'>, log: Logger): http.Server {
+export function createHttpServer(app: http.RequestListener, config: Pick<Config['server'], 'headers_timeout_ms' | 'request_timeout_ms'>, log: Logger): http.Server {
   const server = http.createServer(
     {
       headersTimeout: config.headers_timeout_ms,

@@ -21,35 +21,41 @@ export interface RequestRates {
 }
 
 export function createRequestRates(): RequestRates {
-  /** The minute counted (ms since the epoch / 60 000) and its counts by 'kind:scope:id'; older minutes are dropped. */
+  /** The minute counted (ms since the epoch / 60 000) and its counts by kind, scope and id; older minutes are dropped. */
   let minute = -1;
-  let counts = new Map<string, number>();
+  let counts = newCounts();
   const countsOf = (nowMs: number) => {
     const m = Math.floor(nowMs / MINUTE_MS);
-    if (m !== minute) [minute, counts] = [m, new Map()];
+    if (m !== minute) [minute, counts] = [m, newCounts()];
     return counts;
   };
 
   return {
     admit(key, team, kind, nowMs) {
       const quota = RATE_QUOTA[kind];
-      const current = countsOf(nowMs);
-      const scopes = [
-        { name: `${kind}:team:${team.id}`, limit: team[quota] },
-        { name: `${kind}:key:${key.id}`, limit: key[quota] },
-      ].map((s) => ({ ...s, used: current.get(s.name) ?? 0 }));
-      const allowed = scopes.every((s) => s.limit === null || s.used + 1 <= s.limit);
-      if (allowed) for (const s of scopes) current.set(s.name, ++s.used);
-      let tightest: { limit: number; remaining: number } | undefined;
-      for (const s of scopes) {
-        if (s.limit === null) continue;
-        const remaining = Math.max(0, s.limit - s.used);
-        if (!tightest || remaining < tightest.remaining) tightest = { limit: s.limit, remaining };
+      const { team: teams, key: keys } = countsOf(nowMs)[kind];
+      const teamLimit = team[quota];
+      const keyLimit = key[quota];
+      let teamUsed = teams.get(team.id) ?? 0;
+      let keyUsed = keys.get(key.id) ?? 0;
+      const allowed = (teamLimit === null || teamUsed < teamLimit) && (keyLimit === null || keyUsed < keyLimit);
+      if (allowed) {
+        teams.set(team.id, ++teamUsed);
+        keys.set(key.id, ++keyUsed);
       }
-      return { allowed, quota, limit: tightest?.limit ?? null, remaining: tightest?.remaining ?? null };
+      // The tightest limit: the one with the least left (the team's on a tie).
+      const teamLeft = teamLimit === null ? Infinity : Math.max(0, teamLimit - teamUsed);
+      const keyLeft = keyLimit === null ? Infinity : Math.max(0, keyLimit - keyUsed);
+      if (teamLimit === null && keyLimit === null) return { allowed, quota, limit: null, remaining: null };
+      return keyLeft < teamLeft ? { allowed, quota, limit: keyLimit, remaining: keyLeft } : { allowed, quota, limit: teamLimit, remaining: teamLeft };
     },
     used(scope, id, kind, nowMs) {
-      return Math.floor(nowMs / MINUTE_MS) === minute ? (counts.get(`${kind}:${scope}:${id}`) ?? 0) : 0;
+      return Math.floor(nowMs / MINUTE_MS) === minute ? (counts[kind][scope].get(id) ?? 0) : 0;
     },
   };
+}
+
+/** Empty counts of one minute: requests by kind, then by team id and by key id. */
+function newCounts(): Record<RequestKind, Record<'team' | 'key', Map<string, number>>> {
+  return { read: { team: new Map(), key: new Map() }, submit: { team: new Map(), key: new Map() } };
 }

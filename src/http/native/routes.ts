@@ -1,6 +1,8 @@
 // The native front door (the seed's unified task API): its wire format -> the task use cases -> its Task shape.
 // Mounted behind the shared middleware of ../app.ts (API key, spec validation, error mapper).
-import express, { type Request, type RequestHandler, type Response } from 'express';
+import type http from 'node:http';
+import type { TLSSocket } from 'node:tls';
+import express, { type Request, type Response } from 'express';
 import { asksForFreshTake } from '../cache-control';
 import type { components } from '../../generated/vidgate-api';
 import { describeCatalog } from '../../core/catalog';
@@ -15,7 +17,7 @@ import { usdOf } from '../../routing/quote';
 import type { Router } from '../../routing/router';
 import type { Store, TaskRecord, TaskStatus } from '../../store/types';
 import { normalizeGeneration } from './normalize';
-import { presentTask } from './present';
+import { presentTask, type Task } from './present';
 import type { WebhookService } from '../../core/webhooks';
 import { presentEvents } from '../webhook-events';
 import type { ContentSender } from '../asset-content';
@@ -40,18 +42,28 @@ export interface NativeRoutesDeps {
 
 const caller = (res: Response) => res.locals.caller as Caller;
 
-/** Tasks in the public shape, with their attempts. */
-async function present(deps: NativeRoutesDeps, req: Request, list: TaskRecord[]) {
-  const baseUrl = deps.publicUrl ?? `${req.protocol}://${req.get('host')}`;
+/**
+ * The base of the result links: `publicUrl` when set, else the request's own scheme and `Host` (as Express's
+ * `req.protocol` gives it without `trust proxy`: https only on a TLS socket).
+ */
+export function requestBaseUrl(publicUrl: string | undefined, req: http.IncomingMessage): string {
+  return publicUrl ?? `${(req.socket as TLSSocket).encrypted ? 'https' : 'http'}://${req.headers.host}`;
+}
+
+/** Tasks in the public shape, with their attempts; `baseUrl` from `requestBaseUrl`. */
+async function presentAll(deps: NativeRoutesDeps, baseUrl: string, list: TaskRecord[]): Promise<Task[]> {
   const attempts = await deps.tasks.attemptsOf(list);
   return list.map((t) => presentTask(t, attempts.get(t.id) ?? [], { baseUrl, retentionMs: deps.retentionMs }));
 }
+const present = (deps: NativeRoutesDeps, req: Request, list: TaskRecord[]) => presentAll(deps, requestBaseUrl(deps.publicUrl, req), list);
 
-/** `GET /v1/tasks/{id}` (the status poll), after the API key: also mounted early by ../app.ts. */
-export function getTaskHandler(deps: NativeRoutesDeps): RequestHandler {
-  return async (req, res) => {
-    res.json((await present(deps, req, [await deps.tasks.get(caller(res), String(req.params.id))]))[0]);
-  };
+/**
+ * The caller's task `id` in the public shape (the answer to `GET /v1/tasks/{id}`, on the general path and in the
+ * status-poll lane of ../status-poll.ts).
+ * @throws ApiError 404 `task_not_found` for another owner's task, a deleted one or none.
+ */
+export async function presentOwnTask(deps: NativeRoutesDeps, caller: Caller, id: string, baseUrl: string): Promise<Task> {
+  return (await presentAll(deps, baseUrl, [await deps.tasks.get(caller, id)]))[0]!;
 }
 
 /** The routes of the native door under /v1: generations, tasks, models, estimates, usage, providers. */
@@ -75,7 +87,9 @@ export function createNativeRoutes(deps: NativeRoutesDeps): express.Router {
     res.json({ object: 'list', data: await present(deps, req, page.tasks), has_more: page.nextCursor !== null, next_cursor: page.nextCursor });
   });
 
-  routes.get('/v1/tasks/:id', getTaskHandler(deps));
+  routes.get('/v1/tasks/:id', async (req, res) => {
+    res.json(await presentOwnTask(deps, caller(res), String(req.params.id), requestBaseUrl(deps.publicUrl, req)));
+  });
 
   routes.post('/v1/tasks/:id/cancel', async (req, res) => {
     res.json(await presentOne(req, await tasks.cancel(caller(res), req.params.id!)));

@@ -6,9 +6,22 @@ type KeyRow = Omit<ApiKeyRecord, 'allowed_models'> & { allowed_models: string | 
 /** A key's row with its team's columns, each prefixed with `t_`. */
 type CallerRow = KeyRow & { [K in Exclude<keyof TeamRecord, 'id'> as `t_${K}`]: TeamRecord[K] };
 
+/** Field by field: every request reads its key (see toTask in ./rows.ts). */
 const toKey = (row: KeyRow): ApiKeyRecord => ({
-  ...row,
+  id: row.id,
+  team_id: row.team_id,
+  name: row.name,
+  key_hash: row.key_hash,
+  prefix: row.prefix,
+  created_at_ms: row.created_at_ms,
+  expires_at_ms: row.expires_at_ms,
+  revoked_at_ms: row.revoked_at_ms,
   allowed_models: row.allowed_models === null ? null : (JSON.parse(row.allowed_models) as string[]),
+  credits_per_day: row.credits_per_day,
+  credits_per_month: row.credits_per_month,
+  max_concurrent: row.max_concurrent,
+  reads_per_minute: row.reads_per_minute,
+  submits_per_minute: row.submits_per_minute,
 });
 const fromKey = (key: Partial<ApiKeyRecord>) =>
   key.allowed_models === undefined ? key : { ...key, allowed_models: key.allowed_models && JSON.stringify(key.allowed_models) };
@@ -87,18 +100,17 @@ export function createTeamMethods({ read }: Backend): TeamMethods {
         { hash },
       );
       if (!row) return undefined;
-      const { t_name, t_created_at_ms, t_credits_per_day, t_credits_per_month, t_max_concurrent, t_reads_per_minute, t_submits_per_minute, ...key } = row;
       const team: TeamRecord = {
-        id: key.team_id,
-        name: t_name,
-        created_at_ms: t_created_at_ms,
-        credits_per_day: t_credits_per_day,
-        credits_per_month: t_credits_per_month,
-        max_concurrent: t_max_concurrent,
-        reads_per_minute: t_reads_per_minute,
-        submits_per_minute: t_submits_per_minute,
+        id: row.team_id,
+        name: row.t_name,
+        created_at_ms: row.t_created_at_ms,
+        credits_per_day: row.t_credits_per_day,
+        credits_per_month: row.t_credits_per_month,
+        max_concurrent: row.t_max_concurrent,
+        reads_per_minute: row.t_reads_per_minute,
+        submits_per_minute: row.t_submits_per_minute,
       };
-      return { key: toKey(key), team };
+      return { key: toKey(row), team };
     },
     getApiKey: getKey,
     async listApiKeys(teamId) {

@@ -1,0 +1,132 @@
+// The status-poll lane (src/http/status-poll.ts) answers as the general path does. On a gateway without response
+// validation (production's setting, where the lane is in front of Express), a poll of the common shape may be
+// answered by the lane, and the same request with an empty query string (`?`) always takes the general path: both
+// must give the same status, headers and body, for answers that succeed and for those that fail. Which requests
+// reached Express is counted at Express's own entry (`app.handle`), so the test knows which way each one went.
+import http from 'node:http';
+import express from 'express';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { KEY_A, KEY_B, auth, startTestGateway } from './support/gateway';
+
+type Harness = Awaited<ReturnType<typeof startTestGateway>>;
+let h: Harness;
+let taskId: string;
+/** Requests that reached the Express app, by URL. */
+const reachedExpress: string[] = [];
+const KEY_SLOW = 'test-key-two-reads-a-minute-0123';
+
+beforeAll(async () => {
+  // Every Express app made from here on copies `handle` from this prototype (Express's mixin).
+  type Handle = (this: unknown, req: http.IncomingMessage, ...rest: unknown[]) => unknown;
+  const application = express.application as unknown as { handle: Handle };
+  const handle = application.handle;
+  application.handle = function (req, ...rest) {
+    reachedExpress.push(req.url!);
+    return handle.call(this, req, ...rest);
+  };
+  // A clock that stands still in the middle of a minute: the per-minute counts and their headers do not move between
+  // the two ways of a request.
+  const midMinuteMs = Math.floor(Date.now() / 60_000) * 60_000 + 30_000;
+  h = await startTestGateway({}, { validateResponses: false, now: () => midMinuteMs });
+  await h.gateway.teams.addKey(h.teamB.id, { name: 'slow', reads_per_minute: 2 }, KEY_SLOW);
+  const res = await h.http.post('/v1/videos/generations').set(auth(KEY_A)).send({ model: 'sora-2', prompt: 'a kite over a beach', duration: 4 });
+  expect(res.status).toBe(202);
+  taskId = res.body.id;
+});
+afterAll(async () => {
+  await h.close();
+});
+
+/** The answer to a raw request (the path sent as given), with the headers that may differ between two removed. */
+function ask(method: string, path: string, headers: Record<string, string> = {}, body?: string) {
+  return new Promise<{ status: number; headers: Record<string, unknown>; body: string }>((resolve, reject) => {
+    const length = body === undefined ? {} : { 'Content-Length': String(Buffer.byteLength(body)) };
+    const req = http.request(h.url + '/', { method, path, headers: { ...headers, ...length } }, (res) => {
+      let text = '';
+      res.setEncoding('utf8').on('data', (chunk: string) => (text += chunk));
+      res.on('end', () => {
+        // Each answer has its own request id: that it has one is what both ways share.
+        const { date: _date, 'x-ratelimit-remaining': _left, 'keep-alive': _ka, connection: _c, 'x-request-id': id, ...rest } = res.headers;
+        resolve({ status: res.statusCode!, headers: { ...rest, 'x-request-id': typeof id === 'string' && id.length > 0 }, body: text });
+      });
+    });
+    req.on('error', reject).end(body);
+  });
+}
+
+describe('the status-poll lane of GET /v1/tasks/{id}', () => {
+  it('answers a successful poll without Express, and hands every other case to it', async () => {
+    const polls = async (method: string) => {
+      const text = await (await fetch(`${h.url}/metrics`)).text();
+      const line = text.split('\n').find((l) => l.startsWith(`vidgate_http_request_duration_seconds_count{method="${method}",route="/v1/tasks/{id}",status="200"}`));
+      return Number(line?.split(' ')[1] ?? 0);
+    };
+    const [gets, heads] = [await polls('GET'), await polls('HEAD')];
+    const before = reachedExpress.length;
+    expect((await ask('GET', `/v1/tasks/${taskId}`, auth(KEY_A))).status).toBe(200);
+    expect((await ask('HEAD', `/v1/tasks/${taskId}`, auth(KEY_A))).status).toBe(200);
+    const named = await fetch(`${h.url}/v1/tasks/${taskId}`, { headers: { ...auth(KEY_A), 'X-Request-Id': 'poll-7' } });
+    expect(named.headers.get('x-request-id')).toBe('poll-7');
+    expect(reachedExpress.length).toBe(before);
+    // Timed like every other request, HEAD as HEAD.
+    expect([await polls('GET'), await polls('HEAD')]).toEqual([gets + 2, heads + 1]);
+    for (const [path, headers] of [
+      [`/v1/tasks/${taskId}`, auth(KEY_B)], // another team's
+      ['/v1/tasks/task_unknown', auth(KEY_A)],
+      [`/v1/tasks/${taskId}`, {}],
+      [`/v1/tasks/${taskId}?`, auth(KEY_A)],
+      [`/v1/tasks/${taskId}/`, auth(KEY_A)],
+      ['/v1/tasks/task%5Fx', auth(KEY_A)],
+      ['/v1/tasks', auth(KEY_A)],
+    ] as const) {
+      await ask('GET', path, headers);
+      expect(reachedExpress.at(-1), path).toBe(path);
+    }
+  });
+
+  it('answers every case as the general path does', async () => {
+    const cases: [string, string, Record<string, string>, string?][] = [
+      ['GET', `/v1/tasks/${taskId}`, auth(KEY_A)],
+      ['HEAD', `/v1/tasks/${taskId}`, auth(KEY_A)],
+      ['GET', `/v1/tasks/${taskId}`, auth(KEY_B)], // another team's: 404
+      ['GET', '/v1/tasks/task_unknown', auth(KEY_A)],
+      ['GET', `/v1/tasks/${taskId}`, {}], // no key: 401
+      ['GET', `/v1/tasks/${taskId}`, { Authorization: 'Bearer not-a-key' }],
+      ['GET', `/v1/tasks/${'x'.repeat(101)}`, auth(KEY_A)], // over the spec's maxLength: 400
+      ['GET', '/v1/tasks/%E0%A4%A', auth(KEY_A)], // malformed percent-encoding: 400
+      ['GET', `/v1/tasks/${taskId}`, { ...auth(KEY_A), 'Content-Type': 'application/json' }, '{"not json'],
+      ['GET', `/v1/tasks/${taskId}`, { ...auth(KEY_A), 'X-Request-Id': 'poll-7' }],
+    ];
+    for (const [method, path, headers, body] of cases) {
+      const early = await ask(method, path, headers, body);
+      const general = await ask(method, `${path}?`, headers, body);
+      expect({ method, path, ...early }).toEqual({ method, path, ...general });
+      expect(early.status, `${method} ${path}`).toBeLessThan(500);
+    }
+    const ok = await ask('GET', `/v1/tasks/${taskId}`, auth(KEY_A));
+    expect(ok.status).toBe(200);
+    expect(JSON.parse(ok.body)).toMatchObject({ id: taskId, object: 'video.generation.task' });
+    expect(ok.headers['content-type']).toBe('application/json; charset=utf-8');
+    expect(ok.headers['content-length']).toBe(String(Buffer.byteLength(ok.body)));
+  });
+
+  it('counts a poll against the per-minute limit once, whichever way it goes, and refuses past it alike', async () => {
+    const own = await h.http.post('/v1/videos/generations').set(auth(KEY_B)).send({ model: 'sora-2', prompt: 'a lantern in fog', duration: 4 });
+    const path = `/v1/tasks/${own.body.id}`;
+    const first = await ask('GET', path, auth(KEY_SLOW)); // the lane: 1 of 2
+    const second = await ask('GET', `${path}?`, auth(KEY_SLOW)); // the general path: 2 of 2
+    expect([first.status, second.status]).toEqual([200, 200]);
+    expect([first.headers['x-ratelimit-limit'], second.headers['x-ratelimit-limit']]).toEqual(['2', '2']);
+    const refused = await ask('GET', path, auth(KEY_SLOW));
+    const refusedGeneral = await ask('GET', `${path}?`, auth(KEY_SLOW));
+    expect(refused.status).toBe(429);
+    expect(refused).toEqual(refusedGeneral);
+    expect(JSON.parse(refused.body).error.code).toBe('reads_per_minute_exceeded');
+  });
+
+  it('leaves a request with a query string to the general path and its validation', async () => {
+    const res = await ask('GET', `/v1/tasks/${taskId}?verbose=1`, auth(KEY_A));
+    expect(res.status).toBe(400);
+    expect(JSON.parse(res.body)).toMatchObject({ error: { type: 'invalid_request_error' } });
+  });
+});
