@@ -6,7 +6,7 @@
 import http from 'node:http';
 import express from 'express';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { KEY_A, KEY_B, auth, startTestGateway } from './support/gateway';
+import { KEY_A, KEY_B, auth, startTestGateway, waitFor } from './support/gateway';
 
 type Harness = Awaited<ReturnType<typeof startTestGateway>>;
 let h: Harness;
@@ -24,14 +24,17 @@ beforeAll(async () => {
     reachedExpress.push(req.url!);
     return handle.call(this, req, ...rest);
   };
-  // A clock that stands still in the middle of a minute: the per-minute counts and their headers do not move between
-  // the two ways of a request.
-  const midMinuteMs = Math.floor(Date.now() / 60_000) * 60_000 + 30_000;
-  h = await startTestGateway({}, { validateResponses: false, now: () => midMinuteMs });
+  // The real clock until the task below has finished, then one that stands still: the per-minute counts and their
+  // headers do not move between the two ways of a request.
+  let frozenMs: number | undefined;
+  h = await startTestGateway({}, { validateResponses: false, now: () => frozenMs ?? Date.now() });
   await h.gateway.teams.addKey(h.teamB.id, { name: 'slow', reads_per_minute: 2 }, KEY_SLOW);
   const res = await h.http.post('/v1/videos/generations').set(auth(KEY_A)).send({ model: 'sora-2', prompt: 'a kite over a beach', duration: 4 });
   expect(res.status).toBe(202);
   taskId = res.body.id;
+  // A finished task, whose answer no longer changes between two polls.
+  await waitFor(async () => ((await h.http.get(`/v1/tasks/${taskId}`).set(auth(KEY_A))).body.status === 'completed' ? true : undefined));
+  frozenMs = Date.now();
 });
 afterAll(async () => {
   await h.close();

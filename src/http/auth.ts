@@ -70,10 +70,12 @@ export async function admitRequest(store: Store, caller: Caller, method: string,
 
 /**
  * The API-key middleware of /v1 (`identifyCaller`, then `admitRequest`): sets `res.locals.caller` (a Caller) and the
- * X-RateLimit-* headers, or fails with the 401 or the 429.
+ * X-RateLimit-* headers, or fails with the 401 or the 429. A request it let through already on its way (the early
+ * submission route, then the general path) is not identified nor counted again.
  */
 export function requireApiKey(store: Store, now: () => number): RequestHandler {
   return async (req, res, next) => {
+    if (res.locals.caller !== undefined) return next();
     const caller = await identifyCaller(store, req.get('authorization'), now);
     if (caller instanceof ApiError) return next(caller);
     // Known before the rate check, so that a 429's access line names the team too.

@@ -8,7 +8,6 @@
 // untouched: nothing counted, no header set, so the general path answers it exactly as it would have (every error
 // of the spec's validation included).
 import type http from 'node:http';
-import Ajv from 'ajv';
 import { ApiError } from '../core/errors';
 import type { Logger } from '../core/logger';
 import type { Metrics } from '../core/metrics';
@@ -17,43 +16,7 @@ import { admitRequest, identifyCaller } from './auth';
 import { presentOwnTask, requestBaseUrl, type NativeRoutesDeps } from './native/routes';
 import { REQUEST_ID_HEADER, pathOf, requestIdOf, writeAccessLine } from './request-log';
 import { JSON_TYPE } from './send-json';
-
-/** The spec's parts read here (OpenAPI 3.1). */
-interface Parameter {
-  name: string;
-  in: string;
-  required?: boolean;
-  schema: object;
-  $ref?: string;
-}
-interface Spec {
-  paths: Record<string, Record<string, { parameters?: Parameter[]; requestBody?: unknown } | Parameter[]>>;
-  components: { parameters: Record<string, Parameter> };
-}
-
-const resolve = (spec: Spec, p: Parameter): Parameter =>
-  p.$ref ? spec.components.parameters[p.$ref.replace('#/components/parameters/', '')]! : p;
-
-/**
- * A validator of the path parameters of the operation `method path` of the spec (its own and its path's parameters,
- * `$ref`s resolved), compiled once with ajv: `(params) => boolean`. Throws at startup if the operation has a request
- * body or a parameter outside the path, which a lane in front of the spec's validation does not check.
- */
-export function pathParamsValidator(spec: Spec, specPath: string, method: string): (params: object) => boolean {
-  const item = spec.paths[specPath];
-  const operation = item?.[method] as { parameters?: Parameter[]; requestBody?: unknown } | undefined;
-  if (!item || !operation) throw new Error(`no operation ${method.toUpperCase()} ${specPath} in the spec`);
-  if (operation.requestBody) throw new Error(`${method.toUpperCase()} ${specPath} has a body: not for the status-poll lane`);
-  const parameters = [...((item.parameters as Parameter[] | undefined) ?? []), ...(operation.parameters ?? [])].map((p) => resolve(spec, p));
-  const outside = parameters.find((p) => p.in !== 'path');
-  if (outside) throw new Error(`${method.toUpperCase()} ${specPath} has the ${outside.in} parameter ${outside.name}: not for the status-poll lane`);
-  const schema = {
-    type: 'object',
-    properties: Object.fromEntries(parameters.map((p) => [p.name, p.schema])),
-    required: parameters.filter((p) => p.required).map((p) => p.name),
-  };
-  return new Ajv({ strict: false }).compile(schema);
-}
+import { operationValidators, type Spec } from './spec-validators';
 
 export interface StatusPollDeps extends NativeRoutesDeps {
   store: Store;
@@ -68,10 +31,12 @@ const ROUTE = '/v1/tasks/{id}';
 /**
  * A request listener: `GET` or `HEAD /v1/tasks/{id}` with no query string, no body and an `id` (not percent-encoded)
  * that the spec's schema accepts is answered here when it succeeds; everything else goes to `general` (the Express
- * app). Throws at startup if the spec's operation is not one this lane can check (see `pathParamsValidator`).
+ * app), as does one with a header parameter of the operation that the spec refuses. Throws at startup if the
+ * spec's operation is not one this lane can check (see `operationValidators`).
  */
 export function withStatusPollLane(spec: Spec, deps: StatusPollDeps, general: http.RequestListener): http.RequestListener {
-  const validParams = pathParamsValidator(spec, ROUTE, 'get');
+  const valid = operationValidators(spec, ROUTE, 'get');
+  if (valid.jsonBody) throw new Error(`GET ${ROUTE} takes a body: not for the status-poll lane`);
   const { store, metrics, log, now } = deps;
 
   /** The task's id when the request has the lane's shape, else undefined. */
@@ -80,7 +45,7 @@ export function withStatusPollLane(spec: Spec, deps: StatusPollDeps, general: ht
     const url = req.url!;
     if (!url.startsWith(PREFIX) || req.headers['transfer-encoding'] !== undefined || req.headers['content-length'] !== undefined) return undefined;
     const id = url.slice(PREFIX.length);
-    if (/[/?%]/.test(id) || !validParams({ id })) return undefined;
+    if (/[/?%]/.test(id) || !valid.path({ id }) || !valid.headers(req.headers)) return undefined;
     return id;
   };
 

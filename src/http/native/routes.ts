@@ -2,7 +2,7 @@
 // Mounted behind the shared middleware of ../app.ts (API key, spec validation, error mapper).
 import type http from 'node:http';
 import type { TLSSocket } from 'node:tls';
-import express, { type Request, type Response } from 'express';
+import express, { type Request, type RequestHandler, type Response } from 'express';
 import { asksForFreshTake } from '../cache-control';
 import type { components } from '../../generated/vidgate-api';
 import { describeCatalog } from '../../core/catalog';
@@ -66,20 +66,25 @@ export async function presentOwnTask(deps: NativeRoutesDeps, caller: Caller, id:
   return (await presentAll(deps, baseUrl, [await deps.tasks.get(caller, id)]))[0]!;
 }
 
+/** `POST /v1/videos/generations`, after the API key and the spec's checks: also mounted early by ../app.ts. */
+export function createGenerationHandler(deps: NativeRoutesDeps): RequestHandler {
+  return async (req, res) => {
+    const generation = await normalizeGeneration(req.body as components['schemas']['GenerationRequest'], deps.router, deps.outbound);
+    if (asksForFreshTake(req)) generation.cache = false;
+    const idempotencyKey = req.get('idempotency-key');
+    if (idempotencyKey !== undefined) generation.idempotency_key = idempotencyKey;
+    const task = await deps.tasks.submit(caller(res), generation);
+    res.status(task.cache_status === 'hit' ? 200 : 202).json((await present(deps, req, [task]))[0]);
+  };
+}
+
 /** The routes of the native door under /v1: generations, tasks, models, estimates, usage, providers. */
 export function createNativeRoutes(deps: NativeRoutesDeps): express.Router {
   const { tasks } = deps;
   const routes = express.Router();
   const presentOne = async (req: Request, t: TaskRecord) => (await present(deps, req, [t]))[0];
 
-  routes.post('/v1/videos/generations', async (req, res) => {
-    const generation = await normalizeGeneration(req.body as components['schemas']['GenerationRequest'], deps.router, deps.outbound);
-    if (asksForFreshTake(req)) generation.cache = false;
-    const idempotencyKey = req.get('idempotency-key');
-    if (idempotencyKey !== undefined) generation.idempotency_key = idempotencyKey;
-    const task = await tasks.submit(caller(res), generation);
-    res.status(task.cache_status === 'hit' ? 200 : 202).json(await presentOne(req, task));
-  });
+  routes.post('/v1/videos/generations', createGenerationHandler(deps));
 
   routes.get('/v1/tasks', async (req, res) => {
     const query = req.query as { status?: TaskStatus; limit?: number; after?: string };
