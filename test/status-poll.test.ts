@@ -57,7 +57,7 @@ function ask(method: string, path: string, headers: Record<string, string> = {},
   });
 }
 
-describe('the status-poll lane of GET /v1/tasks/{id}', () => {
+describe('the status-poll lane of GET /v1/tasks/{id} and GET /v1/videos/{id}', () => {
   it('answers a successful poll without Express, and hands every other case to it', async () => {
     const polls = async (method: string) => {
       const text = await (await fetch(`${h.url}/metrics`)).text();
@@ -68,6 +68,8 @@ describe('the status-poll lane of GET /v1/tasks/{id}', () => {
     const before = reachedExpress.length;
     expect((await ask('GET', `/v1/tasks/${taskId}`, auth(KEY_A))).status).toBe(200);
     expect((await ask('HEAD', `/v1/tasks/${taskId}`, auth(KEY_A))).status).toBe(200);
+    const video = await ask('GET', `/v1/videos/${taskId}`, auth(KEY_A));
+    expect([video.status, video.headers['openai-poll-after-ms'], JSON.parse(video.body).object]).toEqual([200, '1000', 'video']);
     const named = await fetch(`${h.url}/v1/tasks/${taskId}`, { headers: { ...auth(KEY_A), 'X-Request-Id': 'poll-7' } });
     expect(named.headers.get('x-request-id')).toBe('poll-7');
     expect(reachedExpress.length).toBe(before);
@@ -81,6 +83,8 @@ describe('the status-poll lane of GET /v1/tasks/{id}', () => {
       [`/v1/tasks/${taskId}/`, auth(KEY_A)],
       ['/v1/tasks/task%5Fx', auth(KEY_A)],
       ['/v1/tasks', auth(KEY_A)],
+      [`/v1/videos/${taskId}/content`, auth(KEY_A)],
+      ['/v1/videos', auth(KEY_A)],
     ] as const) {
       await ask('GET', path, headers);
       expect(reachedExpress.at(-1), path).toBe(path);
@@ -99,6 +103,12 @@ describe('the status-poll lane of GET /v1/tasks/{id}', () => {
       ['GET', '/v1/tasks/%E0%A4%A', auth(KEY_A)], // malformed percent-encoding: 400
       ['GET', `/v1/tasks/${taskId}`, { ...auth(KEY_A), 'Content-Type': 'application/json' }, '{"not json'],
       ['GET', `/v1/tasks/${taskId}`, { ...auth(KEY_A), 'X-Request-Id': 'poll-7' }],
+      // The OpenAI door's poll (the SDK's videos.retrieve), with its openai-poll-after-ms header.
+      ['GET', `/v1/videos/${taskId}`, auth(KEY_A)],
+      ['HEAD', `/v1/videos/${taskId}`, auth(KEY_A)],
+      ['GET', `/v1/videos/${taskId}`, auth(KEY_B)],
+      ['GET', '/v1/videos/video_unknown', auth(KEY_A)],
+      ['GET', `/v1/videos/${taskId}`, {}],
     ];
     for (const [method, path, headers, body] of cases) {
       const early = await ask(method, path, headers, body);

@@ -1,9 +1,10 @@
-// The status poll in front of Express. Clients poll every running video about once a second, so
-// `GET /v1/tasks/{id}` is most of a gateway's traffic; through Express it walks every layer of the app (the router's
-// matching, the docs and health routes, the body parsers, express-openapi-validator, the door's router), which cost
-// four times what the poll itself does. A poll of the common shape is answered here, on node:http's own request and
-// response, by the same steps as the general path (identifyCaller, the task read, admitRequest, the door's Task
-// shape) with the same answer, request id, access line and latency metric. Any other request, and any poll that is
+// The status polls in front of Express. Clients poll every running video about once a second (`GET /v1/tasks/{id}`,
+// or the OpenAI SDK's `GET /v1/videos/{id}`), so polls are most of a gateway's traffic; through Express each walks
+// every layer of the app (the router's matching, the docs and health routes, the body parsers,
+// express-openapi-validator, the door's router), which cost four times what the poll itself does. A poll of the
+// common shape is answered here, on node:http's own request and response, by the same steps as the general path
+// (identifyCaller, the task read, admitRequest, the door's presenter and headers) with the same answer, request id,
+// access line and latency metric. Any other request, and any poll that is
 // not a plain success (no key or a refused one, an unknown task, a 429, an error), is handed to the Express app
 // untouched: nothing counted, no header set, so the general path answers it exactly as it would have (every error
 // of the spec's validation included).
@@ -14,68 +15,92 @@ import type { Metrics } from '../core/metrics';
 import type { Store } from '../store/types';
 import { admitRequest, identifyCaller } from './auth';
 import { presentOwnTask, requestBaseUrl, type NativeRoutesDeps } from './native/routes';
+import { pollHeaders, presentOwnVideo, type OpenAIRoutesDeps } from './openai/routes';
 import { REQUEST_ID_HEADER, pathOf, requestIdOf, writeAccessLine } from './request-log';
 import { JSON_TYPE } from './send-json';
-import { operationValidators, type Spec } from './spec-validators';
+import { operationValidators, type OperationValidators, type Spec } from './spec-validators';
+import type { Caller } from '../core/teams';
 
-export interface StatusPollDeps extends NativeRoutesDeps {
+export interface StatusPollDeps extends NativeRoutesDeps, OpenAIRoutesDeps {
   store: Store;
   metrics: Metrics;
   log: Logger;
   now: () => number;
 }
 
-const PREFIX = '/v1/tasks/';
-const ROUTE = '/v1/tasks/{id}';
+/** A poll route of a door: its spec route, and its answer to the caller's task `id`. */
+interface PollRoute {
+  /** The spec's route template, `/v1/<collection>/{id}`. */
+  route: string;
+  /** The door's body for the caller's task. @throws ApiError 404 when the caller has no such task. */
+  present: (caller: Caller, id: string, req: http.IncomingMessage) => Promise<unknown>;
+  /** The door's own headers on a success, after the rate-limit headers (as its route sets them). */
+  headers: Record<string, string>;
+  /** Checks of the operation's path and header parameters, from the spec. */
+  valid: OperationValidators;
+}
 
 /**
- * A request listener: `GET` or `HEAD /v1/tasks/{id}` with no query string, no body and an `id` (not percent-encoded)
- * that the spec's schema accepts is answered here when it succeeds; everything else goes to `general` (the Express
- * app), as does one with a header parameter of the operation that the spec refuses. Throws at startup if the
- * spec's operation is not one this lane can check (see `operationValidators`).
+ * A request listener: `GET` or `HEAD /v1/tasks/{id}` or `/v1/videos/{id}` with no query string, no body and an `id`
+ * (not percent-encoded) that the spec's schema accepts is answered here when it succeeds; everything else goes to
+ * `general` (the Express app), as does one with a header parameter of the operation that the spec refuses. Throws at
+ * startup if a spec operation is not one this lane can check (see `operationValidators`).
  */
 export function withStatusPollLane(spec: Spec, deps: StatusPollDeps, general: http.RequestListener): http.RequestListener {
-  const valid = operationValidators(spec, ROUTE, 'get');
-  if (valid.jsonBody) throw new Error(`GET ${ROUTE} takes a body: not for the status-poll lane`);
   const { store, metrics, log, now } = deps;
+  const routes = new Map<string, PollRoute>(
+    (
+      [
+        ['/v1/tasks/{id}', (caller, id, req) => presentOwnTask(deps, caller, id, requestBaseUrl(deps.publicUrl, req)), {}],
+        ['/v1/videos/{id}', (caller, id) => presentOwnVideo(deps, caller, id), pollHeaders],
+      ] satisfies [string, PollRoute['present'], PollRoute['headers']][]
+    ).map(([route, present, headers]) => {
+      const valid = operationValidators(spec, route, 'get');
+      if (valid.jsonBody) throw new Error(`GET ${route} takes a body: not for the status-poll lane`);
+      return [route.slice(0, -'{id}'.length), { route, present, headers, valid }];
+    }),
+  );
 
-  /** The task's id when the request has the lane's shape, else undefined. */
-  const pollTarget = (req: http.IncomingMessage): string | undefined => {
+  /** The route and the task's id when the request has the lane's shape, else undefined. */
+  const pollTarget = (req: http.IncomingMessage): [PollRoute, string] | undefined => {
     if (req.method !== 'GET' && req.method !== 'HEAD') return undefined;
+    if (req.headers['transfer-encoding'] !== undefined || req.headers['content-length'] !== undefined) return undefined;
     const url = req.url!;
-    if (!url.startsWith(PREFIX) || req.headers['transfer-encoding'] !== undefined || req.headers['content-length'] !== undefined) return undefined;
-    const id = url.slice(PREFIX.length);
-    if (/[/?%]/.test(id) || !valid.path({ id }) || !valid.headers(req.headers)) return undefined;
-    return id;
+    const cut = url.lastIndexOf('/') + 1;
+    const poll = routes.get(url.slice(0, cut));
+    const id = url.slice(cut);
+    if (!poll || /[?%]/.test(id) || !poll.valid.path({ id }) || !poll.valid.headers(req.headers)) return undefined;
+    return [poll, id];
   };
 
   /** Answers a successful poll and returns true; returns false, having written and counted nothing, otherwise. */
-  async function answer(req: http.IncomingMessage, res: http.ServerResponse, id: string, startedMs: number): Promise<boolean> {
+  async function answer(req: http.IncomingMessage, res: http.ServerResponse, poll: PollRoute, id: string, startedMs: number): Promise<boolean> {
     const caller = await identifyCaller(store, req.headers.authorization, now);
     if (caller instanceof ApiError) return false;
-    let task;
+    let view;
     try {
-      task = await presentOwnTask(deps, caller, id, requestBaseUrl(deps.publicUrl, req));
+      view = await poll.present(caller, id, req);
     } catch (err) {
       if (err instanceof ApiError) return false; // 404: the general path answers it
       throw err;
     }
-    const { headers, refusal } = await admitRequest(store, caller, req.method!, `/tasks/${id}`, now());
+    const { headers, refusal } = await admitRequest(store, caller, req.method!, req.url!.slice('/v1'.length), now());
     if (refusal) return false; // a refused request counted nothing
     const requestId = requestIdOf(req);
-    const body = JSON.stringify(task);
+    const body = JSON.stringify(view);
+    const { route } = poll;
     // As on the general path: the latency of answered requests, and an access line for every one.
-    res.once('finish', () => metrics.httpRequestDuration.observe({ method: req.method!, route: ROUTE, status: '200' }, (performance.now() - startedMs) / 1000));
-    res.once('close', () => writeAccessLine(log, res, { method: req.method!, path: pathOf(req.url), route: ROUTE, startedMs, teamId: caller.team.id, requestId }));
-    res.writeHead(200, { [REQUEST_ID_HEADER]: requestId, ...headers, 'Content-Type': JSON_TYPE, 'Content-Length': Buffer.byteLength(body) });
+    res.once('finish', () => metrics.httpRequestDuration.observe({ method: req.method!, route, status: '200' }, (performance.now() - startedMs) / 1000));
+    res.once('close', () => writeAccessLine(log, res, { method: req.method!, path: pathOf(req.url), route, startedMs, teamId: caller.team.id, requestId }));
+    res.writeHead(200, { [REQUEST_ID_HEADER]: requestId, ...headers, ...poll.headers, 'Content-Type': JSON_TYPE, 'Content-Length': Buffer.byteLength(body) });
     res.end(body);
     return true;
   }
 
   return (req, res) => {
-    const id = pollTarget(req);
-    if (id === undefined) return general(req, res);
-    answer(req, res, id, performance.now()).then(
+    const target = pollTarget(req);
+    if (target === undefined) return general(req, res);
+    answer(req, res, ...target, performance.now()).then(
       (answered) => answered || general(req, res),
       () => general(req, res), // a store error: the general path meets it too, and answers it in the error shape
     );

@@ -32,13 +32,24 @@ type ListQuery = { after?: string; limit?: number; order?: 'asc' | 'desc' };
 /** What multer puts in `req.files` (memory storage). */
 type UploadedFile = { fieldname: string; buffer: Buffer };
 
+/** The headers of every Video answer: when to poll again, as OpenAI's API sends them. */
+export const pollHeaders = { 'openai-poll-after-ms': String(POLL_AFTER_MS) } as const;
+
+/**
+ * The caller's task `id` as a Video (the answer to `GET /v1/videos/{id}`, on the general path and in the status-poll
+ * lane of ../status-poll.ts).
+ * @throws ApiError 404 `task_not_found` for another owner's task, a deleted one or none.
+ */
+export async function presentOwnVideo(deps: Pick<OpenAIRoutesDeps, 'tasks' | 'retentionMs'>, caller: Caller, id: string) {
+  return presentVideo(await deps.tasks.get(caller, id), deps.retentionMs);
+}
+
 /** The routes of the OpenAI door under /v1/videos. */
 export function createOpenAIRoutes(deps: OpenAIRoutesDeps): express.Router {
   const { tasks } = deps;
   const routes = express.Router();
   const caller = (res: Response) => res.locals.caller as Caller;
-  const sendVideo = (res: Response, t: TaskRecord) =>
-    void res.set('openai-poll-after-ms', String(POLL_AFTER_MS)).json(presentVideo(t, deps.retentionMs));
+  const sendVideo = (res: Response, t: TaskRecord) => void res.set(pollHeaders).json(presentVideo(t, deps.retentionMs));
   const idempotencyKey = (value: string | undefined) => (value === undefined ? {} : { idempotency_key: value });
 
   routes.post('/v1/videos', async (req, res) => {
@@ -58,7 +69,7 @@ export function createOpenAIRoutes(deps: OpenAIRoutesDeps): express.Router {
   });
 
   routes.get('/v1/videos/:id', async (req, res) => {
-    sendVideo(res, await tasks.get(caller(res), req.params.id!));
+    res.set(pollHeaders).json(await presentOwnVideo(deps, caller(res), req.params.id!));
   });
 
   routes.delete('/v1/videos/:id', async (req, res) => {
