@@ -9,17 +9,18 @@
 //      job, as the upstream saw it (target: none above max(15 s, the poll-after hint)); polls per second; the
 //      gateway's CPU, RSS (target: at most 200 MB) and V8 heap.
 //   4. completions: --complete jobs finish upstream at once; the time until each is stored completed (target:
-//      within its poll interval at that moment, from src/core/poll-schedule.ts, plus 2 s).
+//      within the promised poll interval, max(15 s, the hint), plus 2 s), split into the wait for the poll that
+//      saw it and the handling (download, probe, store); the other jobs' poll gaps meanwhile.
 // Two variants, interleaved in rounds (A, B, A, B, ...), since the machine is shared and absolute figures drift:
 //   A: an empty store;  B: the same with --finished completed tasks in it (target: no figure worse by 20 %).
 // The finished tasks are written straight into the store's tables (tasks, attempts, ledger rows) before the
 // gateway opens it: seeding them through the API would take longer than the bench.
-// The gateway's RSS is read from /proc/<pid>/status every 250 ms (peak per phase); its CPU and heap it reports
-// itself over the IPC channel.
+// The gateway's RSS is read from /proc/<pid>/status every 250 ms (peak per phase); its CPU, heap and event-loop
+// delay it reports itself over the IPC channel.
 //
 //   node --import tsx bench/in-flight.ts [--tasks 10000] [--finished 100000] [--rounds 3] [--window-s 45]
 //       [--idle-s 8] [--complete 200] [--connections 20] [--poll-after-ms N] [--only A|B] [--backlog] [--json FILE]
-//       [--runtime tsx|bundle] [--heap-snapshot DIR] [--gateway-flags '--max-semi-space-size=4 ...']
+//       [--runtime tsx|bundle] [--heap-snapshot DIR] [--gateway-flags=--max-old-space-size=128]
 // --runtime: the gateway under tsx (as `npm start` runs it; the default), or bundled by esbuild beforehand and run
 // by plain node (what tsx itself costs). --heap-snapshot: the gateway writes a V8 heap snapshot into DIR at the end
 // of each following window.
