@@ -5,6 +5,8 @@
 //   POST /control/window   start measuring poll gaps now (every job's last poll counts from now)
 //   GET  /control/stats    poll gaps since the window started: per job, the longest (an open gap counts to now)
 //   POST /control/complete?n=N   complete N running jobs now; answers [{id, completed_at_ms}]
+//   GET  /control/completed  per completed job: {id, completed_at_ms, last_poll_before_ms (its last poll while
+//                            running), seen_ms (the first poll answering completed), content_ms (the first download)}
 //
 //   node --import tsx bench/support/long-jobs-upstream.ts --mp4 FILE [--poll-after-ms N]
 // prints `listening <url>` on stdout once ready.
@@ -25,6 +27,8 @@ interface Job {
   last_poll_ms: number;
   longest_gap_ms: number;
   polls: number;
+  seen_ms: number | null;
+  content_ms: number | null;
 }
 const jobs = new Map<string, Job>();
 let nextId = 1;
@@ -53,21 +57,24 @@ const server = http.createServer((req, res) => {
     if (req.headers.authorization !== `Bearer ${API_KEY}`) return json(res, 401, { error: { message: 'bad key', type: 'invalid_request_error', param: null, code: 'invalid_api_key' } });
     const m = /^\/v1\/videos(?:\/([^/]+)(\/content)?)?$/.exec(url.pathname);
     if (m && req.method === 'POST' && !m[1]) {
-      const job: Job = { id: `video_${nextId++}`, created_s: Math.floor(now / 1000), completed_at_ms: null, last_poll_ms: now, longest_gap_ms: 0, polls: 0 };
+      const job: Job = { id: `video_${nextId++}`, created_s: Math.floor(now / 1000), completed_at_ms: null, last_poll_ms: now, longest_gap_ms: 0, polls: 0, seen_ms: null, content_ms: null };
       jobs.set(job.id, job);
       return json(res, 200, video(job));
     }
     const job = m?.[1] ? jobs.get(m[1]) : undefined;
     if (!job || req.method !== 'GET') return json(res, 404, { error: { message: 'not found', type: 'invalid_request_error', param: null, code: 'not_found' } });
     if (m![2]) {
+      job.content_ms ??= now;
       res.writeHead(200, { 'Content-Type': 'video/mp4', 'Content-Length': String(mp4.length) });
       return res.end(mp4);
     }
     polls++;
     job.polls++;
-    job.longest_gap_ms = Math.max(job.longest_gap_ms, now - Math.max(job.last_poll_ms, windowStartMs));
-    job.last_poll_ms = now;
     const running = job.completed_at_ms === null;
+    if (running) {
+      job.longest_gap_ms = Math.max(job.longest_gap_ms, now - Math.max(job.last_poll_ms, windowStartMs));
+      job.last_poll_ms = now;
+    } else job.seen_ms ??= now;
     json(res, 200, video(job), running && pollAfterMs !== undefined ? { 'openai-poll-after-ms': String(pollAfterMs) } : {});
   });
 });
@@ -86,6 +93,10 @@ function control(url: URL, res: http.ServerResponse, now: number) {
       gaps.push(Math.max(j.longest_gap_ms, now - Math.max(j.last_poll_ms, windowStartMs)));
     }
     return json(res, 200, { window_ms: now - windowStartMs, polls, running: gaps.length, gaps_ms: gaps });
+  }
+  if (url.pathname === '/control/completed') {
+    const done = [...jobs.values()].filter((j) => j.completed_at_ms !== null);
+    return json(res, 200, done.map((j) => ({ id: j.id, completed_at_ms: j.completed_at_ms, last_poll_before_ms: j.last_poll_ms, seen_ms: j.seen_ms, content_ms: j.content_ms })));
   }
   if (url.pathname === '/control/complete') {
     const n = Number(url.searchParams.get('n') ?? 0);
