@@ -1,7 +1,6 @@
 // The asset store named by the config's `assets` section.
 import type { Config } from '../core/config';
 import { createLocalAssetStore } from './local';
-import { createS3AssetStore } from './s3';
 import type { AssetStore } from './types';
 
 /** A setting of `assets` that the environment does not fulfil (a credentials variable not set). */
@@ -12,9 +11,10 @@ export class AssetConfigError extends Error {
 /**
  * `assets.kind` local: a store in `assets.dir`; s3: a store over `assets.s3.bucket`, with `assets.dir` as scratch
  * space, and its credentials read from the variables `assets.s3.*_env` name in `env` (their values never logged).
+ * The AWS SDK is loaded only then (about 20 MB of memory a local store does not need).
  * @throws AssetConfigError naming a credentials variable that is not set.
  */
-export function createAssetStore(assets: Config['assets'], env: NodeJS.ProcessEnv): AssetStore {
+export async function createAssetStore(assets: Config['assets'], env: NodeJS.ProcessEnv): Promise<AssetStore> {
   if (assets.kind === 'local' || !assets.s3) return createLocalAssetStore(assets.dir);
   const s3 = assets.s3;
   const secret = (name: string | undefined, setting: string) => {
@@ -24,6 +24,7 @@ export function createAssetStore(assets: Config['assets'], env: NodeJS.ProcessEn
   };
   const accessKeyId = secret(s3.access_key_id_env, 'access_key_id_env');
   const secretAccessKey = secret(s3.secret_access_key_env, 'secret_access_key_env');
+  const { createS3AssetStore } = await import('./s3');
   return createS3AssetStore({
     endpoint: s3.endpoint,
     bucket: s3.bucket,

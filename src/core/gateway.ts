@@ -94,9 +94,9 @@ function outboundFromConfig(config: Config, resolve: Resolver | undefined): Outb
  * The asset store of `assets.*` (local disk, or an S3-compatible bucket).
  * @throws StartupError when a credentials variable that `assets.s3` names is not set.
  */
-function assetStoreFromConfig(config: Config, env: NodeJS.ProcessEnv) {
+async function assetStoreFromConfig(config: Config, env: NodeJS.ProcessEnv) {
   try {
-    return createAssetStore(config.assets, env);
+    return await createAssetStore(config.assets, env);
   } catch (err) {
     if (err instanceof AssetConfigError) throw new StartupError(`${err.message}: set it, or change the setting`);
     throw err;
@@ -166,7 +166,7 @@ export async function createGateway(config: Config, options: GatewayOptions = {}
   const outbound = outboundFromConfig(config, options.resolve);
   const store: Store = options.store ?? (await openConfiguredStore(config));
   const metrics = createMetrics({ teamLabel: config.metrics.team_label, usdPerCredit: config.credits.usd_per_credit });
-  const assets = assetStoreFromConfig(config, env);
+  const assets = await assetStoreFromConfig(config, env);
   await assets.verify?.().catch((err: Error) => {
     throw new StartupError(`${err.message}: create it, or change assets.s3`);
   });
