@@ -108,8 +108,12 @@ export function createWorkers(deps: WorkerDeps): Workers {
   async function upstream<T>(adapter: ProviderAdapter, operation: 'submit' | 'poll' | 'download' | 'cancel', call: (signal: AbortSignal) => Promise<T>, graceMs = 0): Promise<T> {
     const end = metrics.upstreamDuration.startTimer({ provider: adapter.id, operation });
     const timeoutMs = operation === 'download' ? config.download_timeout_ms : config.upstream_timeout_ms;
+    // Not AbortSignal.timeout: its timer would outlive the call by up to timeoutMs, thousands of them at once when
+    // following thousands of jobs.
+    const deadline = new AbortController();
+    const timer = setTimeout(() => deadline.abort(new DOMException('The operation timed out', 'TimeoutError')), timeoutMs + graceMs);
     try {
-      const result = await call(AbortSignal.timeout(timeoutMs + graceMs));
+      const result = await call(deadline.signal);
       end({ outcome: 'ok' });
       return result;
     } catch (err) {
@@ -120,6 +124,8 @@ export function createWorkers(deps: WorkerDeps): Workers {
       const error = asProviderError(err);
       end({ outcome: error.retryable ? 'retryable_error' : 'terminal_error' });
       throw error;
+    } finally {
+      clearTimeout(timer); // every call's result is complete when it returns (a download is stored by then)
     }
   }
 
