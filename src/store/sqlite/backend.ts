@@ -18,7 +18,46 @@ export const sqliteDialect: Dialect = {
   forUpdate: '',
   skipLocked: '',
   excludeWriters: () => undefined,
+  readBackInserts: true,
 };
+
+/** A prepared statement; one that returns rows is in raw mode (a row is an array), `decode` makes it an object. */
+interface Prepared {
+  stmt: Database.Statement;
+  decode: (row: unknown[]) => Record<string, unknown>;
+}
+
+/**
+ * Prepares `sql`. A statement's rows are read as arrays and made objects by an object literal compiled for its
+ * columns: the same keys, key order and values as better-sqlite3's own objects (a repeated name keeps its first
+ * place and its last value, as there), which it builds property by property from C++ (a SELECT of one 34-column task
+ * by id: about 10 µs in objects, 5.5 µs in arrays and a literal). Should
+ * the columns change under the statement (SQLite recompiles it after another connection's migration), a row of
+ * another width recompiles the literal.
+ */
+function prepareStatement(db: Database.Database, sql: string): Prepared {
+  const stmt = db.prepare(sql);
+  if (!stmt.reader) return { stmt, decode: (row) => row as unknown as Record<string, unknown> };
+  stmt.raw(true);
+  let width = -1;
+  let literal: Prepared['decode'] = () => ({});
+  const compile = () => {
+    const names = stmt.columns().map((c) => c.name);
+    width = names.length;
+    const fields = names.map((name, i) => `${JSON.stringify(name)}: row[${i}]`).join(', ');
+    // `"__proto__": value` in a literal sets the prototype rather than a key: such rows are built key by key.
+    literal = names.includes('__proto__')
+      ? (row) => Object.fromEntries(names.map((name, i) => [name, row[i]]))
+      : (new Function('row', `return { ${fields} };`) as Prepared['decode']);
+  };
+  return {
+    stmt,
+    decode: (row) => {
+      if (row.length !== width) compile();
+      return literal(row);
+    },
+  };
+}
 
 /** The turn-taking of this process's connections to one file. */
 interface Gate {
@@ -37,11 +76,11 @@ export function createSqliteBackend(db: Database.Database, file: string, onClose
   let gate = gates.get(key);
   if (!gate) gates.set(key, (gate = { queue: Promise.resolve(), open: false }));
   const shared = gate;
-  const statements = new Map<string, Database.Statement>();
-  const prepare = (sql: string) => {
-    let stmt = statements.get(sql);
-    if (!stmt) statements.set(sql, (stmt = db.prepare(sql)));
-    return stmt;
+  const statements = new Map<string, Prepared>();
+  const prepare = (sql: string): Prepared => {
+    let prepared = statements.get(sql);
+    if (!prepared) statements.set(sql, (prepared = prepareStatement(db, sql)));
+    return prepared;
   };
   const call = <T>(fn: () => T): T => {
     try {
@@ -51,9 +90,18 @@ export function createSqliteBackend(db: Database.Database, file: string, onClose
     }
   };
   const direct = {
-    get: <T>(sql: string, params?: Params) => call(() => (params ? prepare(sql).get(params) : prepare(sql).get()) as T | undefined),
-    all: <T>(sql: string, params?: Params) => call(() => (params ? prepare(sql).all(params) : prepare(sql).all()) as T[]),
-    run: (sql: string, params?: Params) => call(() => (params ? prepare(sql).run(params) : prepare(sql).run()).changes),
+    get: <T>(sql: string, params?: Params) =>
+      call(() => {
+        const { stmt, decode } = prepare(sql);
+        const row = (params ? stmt.get(params) : stmt.get()) as unknown[] | undefined;
+        return (row && decode(row)) as T | undefined;
+      }),
+    all: <T>(sql: string, params?: Params) =>
+      call(() => {
+        const { stmt, decode } = prepare(sql);
+        return ((params ? stmt.all(params) : stmt.all()) as unknown[][]).map(decode) as T[];
+      }),
+    run: (sql: string, params?: Params) => call(() => (params ? prepare(sql).stmt.run(params) : prepare(sql).stmt.run()).changes),
   };
 
   /** Runs `fn` after everything queued before it. */
