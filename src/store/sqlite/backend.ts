@@ -4,10 +4,14 @@
 // connection that waited synchronously for the write lock held by another across an await would block the thread
 // that must finish it (until busy_timeout). A write transaction begins IMMEDIATE (it takes the write lock at once),
 // so other processes on the file serialize with it as well; Tx.lock has nothing to add.
+//
+// Group commit: the transactions waiting in the queue run in one physical transaction (BEGIN IMMEDIATE ... COMMIT),
+// each in a savepoint of its own, so that the WAL pages they share are written once (see group-commit.ts).
 import path from 'node:path';
 import Database from 'better-sqlite3';
 import type { Backend, Dialect, Params, Sql, Tx } from '../rules/sql';
 import { translateSqliteError } from './errors';
+import { createQueue, type Connection, type Queue } from './group-commit';
 
 export const sqliteDialect: Dialect = {
   greatest: (a, b) => `max(${a}, ${b})`,
@@ -59,13 +63,8 @@ function prepareStatement(db: Database.Database, sql: string): Prepared {
   };
 }
 
-/** The turn-taking of this process's connections to one file. */
-interface Gate {
-  queue: Promise<unknown>;
-  /** Whether one of them has a transaction open. */
-  open: boolean;
-}
-const gates = new Map<string, Gate>();
+/** The queue of this process's connections to each file, by resolved path. */
+const queues = new Map<string, Queue>();
 
 /**
  * A backend over an open connection to `file` (its resolved path names the queue it shares); `close` runs `onClose`
@@ -73,9 +72,9 @@ const gates = new Map<string, Gate>();
  */
 export function createSqliteBackend(db: Database.Database, file: string, onClose: () => Promise<void>): Backend {
   const key = path.resolve(file);
-  let gate = gates.get(key);
-  if (!gate) gates.set(key, (gate = { queue: Promise.resolve(), open: false }));
-  const shared = gate;
+  let queue = queues.get(key);
+  if (!queue) queues.set(key, (queue = createQueue()));
+  const shared = queue;
   const statements = new Map<string, Prepared>();
   const prepare = (sql: string): Prepared => {
     let prepared = statements.get(sql);
@@ -104,14 +103,8 @@ export function createSqliteBackend(db: Database.Database, file: string, onClose
     run: (sql: string, params?: Params) => call(() => (params ? prepare(sql).stmt.run(params) : prepare(sql).stmt.run()).changes),
   };
 
-  /** Runs `fn` after everything queued before it. */
-  function enqueue<T>(fn: () => Promise<T> | T): Promise<T> {
-    const turn = shared.queue.then(fn);
-    shared.queue = turn.catch(() => undefined);
-    return turn;
-  }
   /** A statement outside transactions: at once when none is open, else after it. */
-  const outside = <T>(fn: () => T): Promise<T> => (shared.open ? enqueue(fn) : new Promise<T>((resolve) => resolve(fn())));
+  const outside = <T>(fn: () => T): Promise<T> => (shared.open ? shared.after(fn) : new Promise<T>((resolve) => resolve(fn())));
 
   const read: Sql = {
     get: (sql, params) => outside(() => direct.get(sql, params)),
@@ -119,8 +112,6 @@ export function createSqliteBackend(db: Database.Database, file: string, onClose
     run: (sql, params) => outside(() => direct.run(sql, params)),
   };
 
-  const begin = db.prepare('BEGIN IMMEDIATE');
-  const commit = db.prepare('COMMIT');
   let savepoints = 0;
   const tx: Tx = {
     get: async (sql, params) => direct.get(sql, params),
@@ -142,24 +133,25 @@ export function createSqliteBackend(db: Database.Database, file: string, onClose
     },
   };
 
+  const prepared = (sql: string) => {
+    const stmt = db.prepare(sql);
+    return () => call(() => stmt.run());
+  };
+  const connection: Connection<Tx> = {
+    tx,
+    begin: prepared('BEGIN IMMEDIATE'),
+    commit: prepared('COMMIT'),
+    rollback: prepared('ROLLBACK'),
+    savepoint: prepared('SAVEPOINT member'),
+    release: prepared('RELEASE member'),
+    rollbackTo: prepared('ROLLBACK TO member'),
+    inTransaction: () => db.inTransaction,
+  };
+
   return {
     dialect: sqliteDialect,
     read,
-    transaction: (fn) =>
-      enqueue(async () => {
-        call(() => begin.run());
-        shared.open = true;
-        try {
-          const result = await fn(tx);
-          call(() => commit.run());
-          return result;
-        } catch (err) {
-          if (db.inTransaction) db.exec('ROLLBACK');
-          throw err;
-        } finally {
-          shared.open = false;
-        }
-      }),
-    close: () => enqueue(onClose),
+    transaction: (fn) => shared.transaction(connection, fn),
+    close: () => shared.after(onClose),
   };
 }
