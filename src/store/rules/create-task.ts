@@ -21,11 +21,10 @@ const INSERT_TASK = `INSERT INTO tasks (id, owner_id, key_id, status, progress, 
     updated_at_ms, completed_at_ms, next_run_at_ms, cache_key, cache_status, source_id)
   VALUES (@id, @owner_id, @key_id, @status, @progress, @model, @request_json, @callback_url, @door, @credits_reserved,
     @credits_settled, @quota_day, @quota_month, 0, @provider_id, @asset_key, @asset_stored_at_ms, @created_at_ms,
-    @created_at_ms, @completed_at_ms, @created_at_ms, @cache_key, @cache_status, @source_id)
-  RETURNING *`;
+    @created_at_ms, @completed_at_ms, @created_at_ms, @cache_key, @cache_status, @source_id)`;
 
 /** A new task row of any kind, in its quota windows; the caller charges the quotas. */
-async function insertTask(tx: Tx, { idempotency: _idempotency, ...task }: NewTask, row: Partial<InsertParams> = {}): Promise<TaskRow> {
+async function insertTask(tx: Tx, d: Dialect, { idempotency: _idempotency, ...task }: NewTask, row: Partial<InsertParams> = {}): Promise<TaskRow> {
   const params: InsertParams = {
     ...task,
     door: task.door ?? 'native',
@@ -41,7 +40,9 @@ async function insertTask(tx: Tx, { idempotency: _idempotency, ...task }: NewTas
     quota_month: utcMonth(task.created_at_ms),
     ...row,
   };
-  return (await tx.get<TaskRow>(INSERT_TASK, params))!;
+  if (!d.readBackInserts) return (await tx.get<TaskRow>(`${INSERT_TASK} RETURNING *`, params))!;
+  await tx.run(INSERT_TASK, params);
+  return (await tx.get<TaskRow>('SELECT * FROM tasks WHERE id = @id', { id: params.id }))!;
 }
 
 /** A hit serves the source's video; a follower shares the leader's generation; else a task of its own. See Store.createTask. */
@@ -91,7 +92,7 @@ async function createFresh(tx: Tx, d: Dialect, task: NewTask, lookup?: CacheLook
       (query.hint !== null ? await tx.get<TaskRow>(`SELECT * FROM tasks WHERE id = @hint AND ${FRESH_SOURCE}`, query) : undefined) ??
       (await tx.get<TaskRow>(`SELECT * FROM tasks WHERE ${FRESH_SOURCE} ORDER BY completed_at_ms DESC LIMIT 1`, query));
     if (source) {
-      const hit = await insertTask(tx, task, {
+      const hit = await insertTask(tx, d, task, {
         status: 'completed',
         progress: 100,
         credits_reserved: lookup.hit_credits,
@@ -107,7 +108,7 @@ async function createFresh(tx: Tx, d: Dialect, task: NewTask, lookup?: CacheLook
     }
     const leader = await tx.get<TaskRow>(`${RUNNING_LEADER}${d.forUpdate}`, query);
     if (leader) {
-      const follower = await insertTask(tx, task, {
+      const follower = await insertTask(tx, d, task, {
         status: leader.status,
         progress: leader.progress,
         credits_reserved: lookup.hit_credits,
@@ -118,7 +119,7 @@ async function createFresh(tx: Tx, d: Dialect, task: NewTask, lookup?: CacheLook
       return created(follower);
     }
   }
-  const row = await insertTask(tx, task);
+  const row = await insertTask(tx, d, task);
   await quota.reserveNew(tx, row, now);
   return created(row);
 }

@@ -30,7 +30,9 @@ const ADD = `INSERT INTO usage_counters (scope, win, used) SELECT CAST(@scope AS
 const USED = 'SELECT used FROM usage_counters WHERE scope = @scope AND win = @win';
 const LIMIT_COLUMNS = 'credits_per_day, credits_per_month, max_concurrent, reads_per_minute, submits_per_minute';
 const LEDGER = `INSERT INTO ledger (team_id, key_id, task_id, attempt, kind, credits, day, model, provider_id, note, created_at_ms)
-  VALUES (@team_id, @key_id, @task_id, @attempt, @kind, @credits, @day, @model, @provider_id, @note, @now) RETURNING id`;
+  VALUES (@team_id, @key_id, @task_id, @attempt, @kind, @credits, @day, @model, @provider_id, @note, @now)`;
+// RETURNING only where the id is wanted: SQLite's RETURNING costs more than the insert itself.
+const LEDGER_RETURNING_ID = `${LEDGER} RETURNING id`;
 
 const scopeKey = (s: Scope) => `${s.kind}:${s.id}`;
 const scopesOf = (t: TaskQuotaRow): Scope[] => [{ kind: 'team', id: t.owner_id }, { kind: 'key', id: t.key_id }];
@@ -72,7 +74,7 @@ async function charge(tx: Tx, scopes: Scope[], changes: Change[]): Promise<void>
 }
 
 async function record(tx: Tx, t: TaskQuotaRow, kind: LedgerKind, credits: number, nowMs: number, note: string | null = null): Promise<void> {
-  await tx.get(LEDGER, {
+  await tx.run(LEDGER, {
     team_id: t.owner_id,
     key_id: t.key_id,
     task_id: t.id,
@@ -126,7 +128,7 @@ export async function adjust(backend: Backend, teamId: string, credits: number, 
     const day = utcDay(nowMs);
     for (const win of [`day:${day}`, `month:${day.slice(0, 7)}`]) await tx.run(ADD, { scope: `team:${teamId}`, win, delta: credits, lim: null });
     const row = { team_id: teamId, key_id: null, task_id: null, attempt: null, kind: 'adjust' as const, credits, day, model: null, provider_id: null, note };
-    const { id } = (await tx.get<{ id: number }>(LEDGER, { ...row, now: nowMs }))!;
+    const { id } = (await tx.get<{ id: number }>(LEDGER_RETURNING_ID, { ...row, now: nowMs }))!;
     return { id, ...row, created_at_ms: nowMs };
   });
 }

@@ -48,6 +48,11 @@ export interface Dialect {
    * undefined where a write transaction already does (SQLite).
    */
   excludeWriters(tables: readonly string[]): string | undefined;
+  /**
+   * Whether a new row is cheaper read back by a second statement than returned by its INSERT (SQLite, whose RETURNING
+   * costs more than the insert itself); absent: false (PostgreSQL, where a second statement is a round trip).
+   */
+  readonly readBackInserts?: boolean;
 }
 
 /** A backend: reads outside transactions, transactions (retried by the backend when it must), and its dialect. */

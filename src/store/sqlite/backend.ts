@@ -4,10 +4,14 @@
 // connection that waited synchronously for the write lock held by another across an await would block the thread
 // that must finish it (until busy_timeout). A write transaction begins IMMEDIATE (it takes the write lock at once),
 // so other processes on the file serialize with it as well; Tx.lock has nothing to add.
+//
+// Group commit: the transactions waiting in the queue run in one physical transaction (BEGIN IMMEDIATE ... COMMIT),
+// each in a savepoint of its own, so that the WAL pages they share are written once (see group-commit.ts).
 import path from 'node:path';
 import Database from 'better-sqlite3';
 import type { Backend, Dialect, Params, Sql, Tx } from '../rules/sql';
 import { translateSqliteError } from './errors';
+import { createQueue, type Connection, type Queue } from './group-commit';
 
 export const sqliteDialect: Dialect = {
   greatest: (a, b) => `max(${a}, ${b})`,
@@ -18,15 +22,49 @@ export const sqliteDialect: Dialect = {
   forUpdate: '',
   skipLocked: '',
   excludeWriters: () => undefined,
+  readBackInserts: true,
 };
 
-/** The turn-taking of this process's connections to one file. */
-interface Gate {
-  queue: Promise<unknown>;
-  /** Whether one of them has a transaction open. */
-  open: boolean;
+/** A prepared statement; one that returns rows is in raw mode (a row is an array), `decode` makes it an object. */
+interface Prepared {
+  stmt: Database.Statement;
+  decode: (row: unknown[]) => Record<string, unknown>;
 }
-const gates = new Map<string, Gate>();
+
+/**
+ * Prepares `sql`. A statement's rows are read as arrays and made objects by an object literal compiled for its
+ * columns: the same keys, key order and values as better-sqlite3's own objects (a repeated name keeps its first
+ * place and its last value, as there), which it builds property by property from C++ (a SELECT of one 34-column task
+ * by id: about 10 µs in objects, 5.5 µs in arrays and a literal). Should
+ * the columns change under the statement (SQLite recompiles it after another connection's migration), a row of
+ * another width recompiles the literal.
+ */
+function prepareStatement(db: Database.Database, sql: string): Prepared {
+  const stmt = db.prepare(sql);
+  if (!stmt.reader) return { stmt, decode: (row) => row as unknown as Record<string, unknown> };
+  stmt.raw(true);
+  let width = -1;
+  let literal: Prepared['decode'] = () => ({});
+  const compile = () => {
+    const names = stmt.columns().map((c) => c.name);
+    width = names.length;
+    const fields = names.map((name, i) => `${JSON.stringify(name)}: row[${i}]`).join(', ');
+    // `"__proto__": value` in a literal sets the prototype rather than a key: such rows are built key by key.
+    literal = names.includes('__proto__')
+      ? (row) => Object.fromEntries(names.map((name, i) => [name, row[i]]))
+      : (new Function('row', `return { ${fields} };`) as Prepared['decode']);
+  };
+  return {
+    stmt,
+    decode: (row) => {
+      if (row.length !== width) compile();
+      return literal(row);
+    },
+  };
+}
+
+/** The queue of this process's connections to each file, by resolved path. */
+const queues = new Map<string, Queue>();
 
 /**
  * A backend over an open connection to `file` (its resolved path names the queue it shares); `close` runs `onClose`
@@ -34,14 +72,14 @@ const gates = new Map<string, Gate>();
  */
 export function createSqliteBackend(db: Database.Database, file: string, onClose: () => Promise<void>): Backend {
   const key = path.resolve(file);
-  let gate = gates.get(key);
-  if (!gate) gates.set(key, (gate = { queue: Promise.resolve(), open: false }));
-  const shared = gate;
-  const statements = new Map<string, Database.Statement>();
-  const prepare = (sql: string) => {
-    let stmt = statements.get(sql);
-    if (!stmt) statements.set(sql, (stmt = db.prepare(sql)));
-    return stmt;
+  let queue = queues.get(key);
+  if (!queue) queues.set(key, (queue = createQueue()));
+  const shared = queue;
+  const statements = new Map<string, Prepared>();
+  const prepare = (sql: string): Prepared => {
+    let prepared = statements.get(sql);
+    if (!prepared) statements.set(sql, (prepared = prepareStatement(db, sql)));
+    return prepared;
   };
   const call = <T>(fn: () => T): T => {
     try {
@@ -51,19 +89,22 @@ export function createSqliteBackend(db: Database.Database, file: string, onClose
     }
   };
   const direct = {
-    get: <T>(sql: string, params?: Params) => call(() => (params ? prepare(sql).get(params) : prepare(sql).get()) as T | undefined),
-    all: <T>(sql: string, params?: Params) => call(() => (params ? prepare(sql).all(params) : prepare(sql).all()) as T[]),
-    run: (sql: string, params?: Params) => call(() => (params ? prepare(sql).run(params) : prepare(sql).run()).changes),
+    get: <T>(sql: string, params?: Params) =>
+      call(() => {
+        const { stmt, decode } = prepare(sql);
+        const row = (params ? stmt.get(params) : stmt.get()) as unknown[] | undefined;
+        return (row && decode(row)) as T | undefined;
+      }),
+    all: <T>(sql: string, params?: Params) =>
+      call(() => {
+        const { stmt, decode } = prepare(sql);
+        return ((params ? stmt.all(params) : stmt.all()) as unknown[][]).map(decode) as T[];
+      }),
+    run: (sql: string, params?: Params) => call(() => (params ? prepare(sql).stmt.run(params) : prepare(sql).stmt.run()).changes),
   };
 
-  /** Runs `fn` after everything queued before it. */
-  function enqueue<T>(fn: () => Promise<T> | T): Promise<T> {
-    const turn = shared.queue.then(fn);
-    shared.queue = turn.catch(() => undefined);
-    return turn;
-  }
   /** A statement outside transactions: at once when none is open, else after it. */
-  const outside = <T>(fn: () => T): Promise<T> => (shared.open ? enqueue(fn) : new Promise<T>((resolve) => resolve(fn())));
+  const outside = <T>(fn: () => T): Promise<T> => (shared.open ? shared.after(fn) : new Promise<T>((resolve) => resolve(fn())));
 
   const read: Sql = {
     get: (sql, params) => outside(() => direct.get(sql, params)),
@@ -71,8 +112,6 @@ export function createSqliteBackend(db: Database.Database, file: string, onClose
     run: (sql, params) => outside(() => direct.run(sql, params)),
   };
 
-  const begin = db.prepare('BEGIN IMMEDIATE');
-  const commit = db.prepare('COMMIT');
   let savepoints = 0;
   const tx: Tx = {
     get: async (sql, params) => direct.get(sql, params),
@@ -94,24 +133,25 @@ export function createSqliteBackend(db: Database.Database, file: string, onClose
     },
   };
 
+  const prepared = (sql: string) => {
+    const stmt = db.prepare(sql);
+    return () => call(() => stmt.run());
+  };
+  const connection: Connection<Tx> = {
+    tx,
+    begin: prepared('BEGIN IMMEDIATE'),
+    commit: prepared('COMMIT'),
+    rollback: prepared('ROLLBACK'),
+    savepoint: prepared('SAVEPOINT member'),
+    release: prepared('RELEASE member'),
+    rollbackTo: prepared('ROLLBACK TO member'),
+    inTransaction: () => db.inTransaction,
+  };
+
   return {
     dialect: sqliteDialect,
     read,
-    transaction: (fn) =>
-      enqueue(async () => {
-        call(() => begin.run());
-        shared.open = true;
-        try {
-          const result = await fn(tx);
-          call(() => commit.run());
-          return result;
-        } catch (err) {
-          if (db.inTransaction) db.exec('ROLLBACK');
-          throw err;
-        } finally {
-          shared.open = false;
-        }
-      }),
-    close: () => enqueue(onClose),
+    transaction: (fn) => shared.transaction(connection, fn),
+    close: () => shared.after(onClose),
   };
 }
