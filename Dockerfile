@@ -19,4 +19,4 @@ EXPOSE 8080
 HEALTHCHECK --interval=10s --timeout=3s --start-period=30s CMD node -e "fetch('http://127.0.0.1:8080/readyz').then((r) => process.exit(r.ok ? 0 : 1), () => process.exit(1))"
 
 # node as PID 1 handles SIGTERM and SIGINT itself and drains (README, "Starting and stopping").
-CMD ["node", "--import", "tsx", "src/main.ts"]
+CMD ["node", "--heap-growing-percent=50", "--import", "tsx", "src/main.ts"]

@@ -25,6 +25,7 @@ import { parseArgs } from 'node:util';
 import type { Gateway } from '../src/core/gateway';
 import { createLogger } from '../src/core/logger';
 import type { Quotas } from '../src/store/types';
+import { START_NODE_FLAGS } from './support/start-flags';
 
 const usage = `usage: node --import tsx bench/http.ts [options]
   --seconds N       measured seconds per run (default 5)
@@ -212,7 +213,8 @@ const self = fileURLToPath(import.meta.url);
 const children = new Set<ChildProcess>();
 
 function startChild(args: string[], profileDir?: string): Promise<{ child: ChildProcess; ready: Ready }> {
-  const execArgv = [...process.execArgv, ...(profileDir ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : [])];
+  // The gateway child runs with `npm start`'s node flags, as a started gateway does.
+  const execArgv = [...process.execArgv, ...START_NODE_FLAGS, ...(profileDir ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : [])];
   const child = fork(self, ['--child', ...args], { execArgv, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
   children.add(child);
   child.on('exit', () => children.delete(child));

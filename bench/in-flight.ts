@@ -24,7 +24,8 @@
 // --runtime: the gateway under tsx (as `npm start` runs it; the default), or bundled by esbuild beforehand and run
 // by plain node (what tsx itself costs). --heap-snapshot: the gateway writes a V8 heap snapshot into DIR at the end
 // of each following window.
-// --gateway-flags: node options of the gateway's process (V8's heap settings, to see what they change).
+// --gateway-flags: node options of the gateway's process (V8's heap settings, to see what they change); by default
+// those of `npm start` (bench/support/start-flags.ts).
 // --backlog: the loops are stopped while the tasks are created, then started: the dispatcher's own throughput
 // (tasks submitted per second, draining a backlog of --tasks), whatever the request path's speed. Its dispatch
 // latencies then count the wait, and are not the target's.
@@ -40,6 +41,7 @@ import { createSqliteStore } from '../src/store/sqlite';
 import { mp4Renderer } from '../test/support/mp4';
 import { bundleGateway, forkGateway, type GatewayProcess, type Runtime } from './support/gateway-process';
 import type { GatewayUsage } from './support/in-flight-gateway';
+import { START_NODE_FLAGS } from './support/start-flags';
 
 const DEFAULTS = { tasks: 10_000, finished: 100_000, rounds: 3, 'window-s': 45, 'idle-s': 8, complete: 200, connections: 20 };
 const { values: v } = parseArgs({
@@ -195,7 +197,7 @@ async function round(variant: 'A' | 'B', n: number, mp4File: string, bundle: str
     providers: [{ id: 'long', kind: 'openai', base_url: upstream.url, api_key_env: 'LONG_KEY', models: [{ model: 'sora-2', usd_per_second: { standard: 0.1 } }] }],
   };
   const config = parseConfig(raw);
-  const gateway = await forkGateway(raw, { LONG_KEY: UPSTREAM_KEY, VIDGATE_ADMIN_TOKEN: 'bench-admin-token-0123456789' }, bundle, v['gateway-flags']?.split(' ').filter(Boolean));
+  const gateway = await forkGateway(raw, { LONG_KEY: UPSTREAM_KEY, VIDGATE_ADMIN_TOKEN: 'bench-admin-token-0123456789' }, bundle, v['gateway-flags']?.split(' ').filter(Boolean) ?? START_NODE_FLAGS);
   const base = gateway.url;
   const reader = new Database(dbFile, { readonly: true });
   let rssPeak = 0;
@@ -333,7 +335,7 @@ function line(r: RoundResult): string {
 
 async function main() {
   console.log(`bench/in-flight: ${os.cpus().length} CPUs (${os.cpus()[0]?.model.trim()}), Node ${process.version}; shared machine: other runs may load it`);
-  console.log(`${O.tasks} tasks in flight, A: empty store, B: ${O.finished} finished tasks; ${O.rounds} rounds A/B interleaved; window ${O.windowS} s; poll-after hint ${O.pollAfterMs ?? 'none'}; gateway runtime ${RUNTIME}${v['gateway-flags'] ? ` with ${v['gateway-flags']}` : ''}\n`);
+  console.log(`${O.tasks} tasks in flight, A: empty store, B: ${O.finished} finished tasks; ${O.rounds} rounds A/B interleaved; window ${O.windowS} s; poll-after hint ${O.pollAfterMs ?? 'none'}; gateway runtime ${RUNTIME} with ${v['gateway-flags'] ?? START_NODE_FLAGS.join(' ')}\n`);
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'vidgate-bench-mp4-'));
   const mp4File = path.join(dir, 'v.mp4');
   fs.writeFileSync(mp4File, await mp4Renderer()({ size: '1280x720', seconds: 4 }));
