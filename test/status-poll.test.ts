@@ -6,7 +6,11 @@
 import http from 'node:http';
 import express from 'express';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { KEY_A, KEY_B, auth, startTestGateway, waitFor } from './support/gateway';
+import path from 'node:path';
+import { createSqliteStore } from '../src/store/sqlite';
+import type { Store } from '../src/store/types';
+import { KEY_A, KEY_B, auth, startTestGateway, tempDir, waitFor } from './support/gateway';
+import { captureLogger } from './support/log-capture';
 
 type Harness = Awaited<ReturnType<typeof startTestGateway>>;
 let h: Harness;
@@ -141,5 +145,67 @@ describe('the status-poll lane of GET /v1/tasks/{id} and GET /v1/videos/{id}', (
     const res = await ask('GET', `/v1/tasks/${taskId}?verbose=1`, auth(KEY_A));
     expect(res.status).toBe(400);
     expect(JSON.parse(res.body)).toMatchObject({ error: { type: 'invalid_request_error' } });
+  });
+});
+
+describe('the status-poll lane over a store that answers slowly (as a remote database does)', () => {
+  type Gate = { held: boolean; release: () => void; wait: Promise<void> };
+  const gate: Gate = { held: false, release: () => {}, wait: Promise.resolve() };
+  const hold = () => {
+    gate.held = true;
+    gate.wait = new Promise((resolve) => (gate.release = resolve));
+  };
+  let callerReads = 0;
+  let s: Harness;
+  const captured = captureLogger('info');
+  let id: string;
+
+  beforeAll(async () => {
+    const dir = tempDir();
+    const store = createSqliteStore(path.join(dir, 'vidgate.db'));
+    // The key lookup waits for the test while it is held; every lookup is counted.
+    const slow: Store = { ...store, findCaller: async (hash) => (callerReads++, gate.held && (await gate.wait), store.findCaller(hash)) };
+    s = await startTestGateway({}, { validateResponses: false, store: slow, log: captured.log });
+    id = (await s.http.post('/v1/videos/generations').set(auth(KEY_A)).send({ prompt: 'a slow store', duration: 4 })).body.id;
+  });
+  afterAll(async () => {
+    gate.release();
+    await s.close();
+  });
+
+  const accessLines = (requestId: string) => captured.entries().filter((e) => e.msg === 'request' && e.request_id === requestId);
+
+  it('logs a poll whose client leaves while the lane reads, once, as aborted', async () => {
+    callerReads = 0;
+    hold();
+    const req = http.request(`${s.url}/v1/tasks/${id}`, { headers: { ...auth(KEY_A), 'X-Request-Id': 'left-early' } });
+    req.on('error', () => undefined).end();
+    await waitFor(async () => (callerReads > 0 ? true : undefined));
+    req.destroy();
+    await waitFor(async () => (accessLines('left-early').length > 0 ? true : undefined));
+    gate.release();
+    gate.held = false;
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    expect(accessLines('left-early')).toEqual([expect.objectContaining({ path: `/v1/tasks/${id}`, route: '/v1/tasks/{id}', aborted: true })]);
+  });
+
+  it('hands a poll it declines to the general path without reading the key again, timed from its arrival', async () => {
+    for (const [requestId, path, key, status] of [
+      ['declined-404', '/v1/tasks/task_missing', KEY_A, 404],
+      ['declined-401', `/v1/tasks/${id}`, 'not-a-key-0123456789', 401],
+    ] as const) {
+      callerReads = 0;
+      hold();
+      const answer = fetch(`${s.url}${path}`, { headers: { ...auth(key), 'X-Request-Id': requestId } });
+      await waitFor(async () => (callerReads > 0 ? true : undefined));
+      await new Promise((resolve) => setTimeout(resolve, 150)); // the lane waits on the key for 150 ms at least
+      gate.release();
+      gate.held = false;
+      expect((await answer).status).toBe(status);
+      expect(callerReads, requestId).toBe(1);
+      const [line] = accessLines(requestId);
+      expect(line).toMatchObject({ status, route: '/v1/tasks/{id}' });
+      expect(line!.latency_ms as number).toBeGreaterThanOrEqual(150);
+    }
   });
 });

@@ -28,7 +28,7 @@ import { createPlaygroundRoutes } from './playground';
 import { inSequence } from './in-sequence';
 import { sendJsonDirectly } from './send-json';
 import { createProviderWebhookRoutes, keepWebhookBody, type ProviderWebhookRoutesDeps } from './provider-webhooks';
-import { requestLogging } from './request-log';
+import { requestLogging, requestStartedMs } from './request-log';
 import { withStatusPollLane } from './status-poll';
 
 export const SPEC_PATH = fileURLToPath(new URL('../../openapi/vidgate.yaml', import.meta.url));
@@ -135,13 +135,15 @@ function createExpressApp(deps: AppDeps, spec: Spec): express.Express {
  */
 function recordLatency(metrics: Metrics, routeOf: (path: string) => string): RequestHandler {
   return (req, res, next) => {
-    const end = metrics.httpRequestDuration.startTimer({ method: req.method });
+    const startedMs = requestStartedMs(req);
+    const { method } = req;
     // The path as it came: the routers below rewrite req.url while they run.
     const url = req.originalUrl;
-    res.on('finish', () => end({ route: routeOf(url), status: String(res.statusCode) }));
+    const end = (status: number) => metrics.httpRequestDuration.observe({ method, route: routeOf(url), status: String(status) }, (performance.now() - startedMs) / 1000);
+    res.on('finish', () => end(res.statusCode));
     res.on('close', () => {
       const raw = (res as typeof res & { [RAW_ANSWER_STATUS]?: number })[RAW_ANSWER_STATUS];
-      if (!res.writableFinished && raw !== undefined) end({ route: routeOf(url), status: String(raw) });
+      if (!res.writableFinished && raw !== undefined) end(raw);
     });
     next();
   };

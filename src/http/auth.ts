@@ -4,6 +4,7 @@
 // reads (GET, HEAD, and POST /v1/estimates, which changes nothing) and submissions (every other POST, DELETE) have
 // limits of their own, so polling or estimating cannot starve submission.
 import crypto from 'node:crypto';
+import type { IncomingMessage } from 'node:http';
 import type { RequestHandler } from 'express';
 import type { RequestKind, Store } from '../store/types';
 import { ApiError, unauthorized } from '../core/errors';
@@ -32,6 +33,18 @@ export async function identifyCaller(store: Store, authorization: string | undef
   if (key.revoked_at_ms !== null && key.revoked_at_ms <= t) return unauthorized('this API key was revoked');
   if (key.expires_at_ms !== null && key.expires_at_ms <= t) return unauthorized('this API key has expired');
   return { key, team, owner_id: team.id };
+}
+
+const identified = new WeakMap<IncomingMessage, Caller | ApiError>();
+
+/**
+ * `identifyCaller` once per request: what the status-poll lane found is reused by the general path when the lane
+ * hands the request over, so a declined poll does not read its key twice.
+ */
+export async function identifyOnce(store: Store, req: IncomingMessage, now: () => number): Promise<Caller | ApiError> {
+  let found = identified.get(req);
+  if (found === undefined) identified.set(req, (found = await identifyCaller(store, req.headers.authorization, now)));
+  return found;
 }
 
 /** What counting one request against its per-minute limit decided: the headers to send, and the 429 if refused. */
@@ -69,14 +82,14 @@ export async function admitRequest(store: Store, caller: Caller, method: string,
 }
 
 /**
- * The API-key middleware of /v1 (`identifyCaller`, then `admitRequest`): sets `res.locals.caller` (a Caller) and the
+ * The API-key middleware of /v1 (`identifyOnce`, then `admitRequest`): sets `res.locals.caller` (a Caller) and the
  * X-RateLimit-* headers, or fails with the 401 or the 429. A request it let through already on its way (the early
  * submission route, then the general path) is not identified nor counted again.
  */
 export function requireApiKey(store: Store, now: () => number): RequestHandler {
   return async (req, res, next) => {
     if (res.locals.caller !== undefined) return next();
-    const caller = await identifyCaller(store, req.get('authorization'), now);
+    const caller = await identifyOnce(store, req, now);
     if (caller instanceof ApiError) return next(caller);
     // Known before the rate check, so that a 429's access line names the team too.
     res.locals.caller = caller;

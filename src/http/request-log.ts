@@ -31,6 +31,18 @@ const keyIn = (text: string) => text.search(MADE_KEY) !== -1;
  */
 export const pathOf = (url: string | undefined): string => (url ?? '').split('?', 1)[0]!.replace(MADE_KEY, REDACTED);
 
+const startTimes = new WeakMap<http.IncomingMessage, number>();
+
+/**
+ * When the request came in (`performance.now()`): the first call for a request fixes it. The status-poll lane calls
+ * it on arrival, so a poll it hands to Express is timed and logged from then, not from Express's entry.
+ */
+export function requestStartedMs(req: http.IncomingMessage): number {
+  let ms = startTimes.get(req);
+  if (ms === undefined) startTimes.set(req, (ms = performance.now()));
+  return ms;
+}
+
 /** What an access line says of a request besides its response's status. */
 export interface AccessLine {
   /** The method as sent (HEAD stays HEAD). */
@@ -74,7 +86,7 @@ export function writeAccessLine(log: Logger, res: http.ServerResponse, line: Acc
  */
 export function requestLogging(log: Logger, routeOf: (path: string) => string): RequestHandler {
   return (req, res, next) => {
-    const startedMs = performance.now();
+    const startedMs = requestStartedMs(req);
     const requestId = requestIdOf(req);
     const method = req.method; // before HEAD is served as GET
     const requestPath = pathOf(req.originalUrl);

@@ -13,10 +13,10 @@ import { ApiError } from '../core/errors';
 import type { Logger } from '../core/logger';
 import type { Metrics } from '../core/metrics';
 import type { Store } from '../store/types';
-import { admitRequest, identifyCaller } from './auth';
+import { admitRequest, identifyOnce } from './auth';
 import { presentOwnTask, requestBaseUrl, type NativeRoutesDeps } from './native/routes';
 import { pollHeaders, presentOwnVideo, type OpenAIRoutesDeps } from './openai/routes';
-import { REQUEST_ID_HEADER, pathOf, requestIdOf, writeAccessLine } from './request-log';
+import { REQUEST_ID_HEADER, pathOf, requestIdOf, requestStartedMs, writeAccessLine } from './request-log';
 import { JSON_TYPE } from './send-json';
 import { operationValidators, type OperationValidators, type Spec } from './spec-validators';
 import type { Caller } from '../core/teams';
@@ -73,10 +73,28 @@ export function withStatusPollLane(spec: Spec, deps: StatusPollDeps, general: ht
     return [poll, id];
   };
 
-  /** Answers a successful poll and returns true; returns false, having written and counted nothing, otherwise. */
-  async function answer(req: http.IncomingMessage, res: http.ServerResponse, poll: PollRoute, id: string, startedMs: number): Promise<boolean> {
-    const caller = await identifyCaller(store, req.headers.authorization, now);
+  /** What the lane knows of a request while it decides. */
+  interface Poll {
+    req: http.IncomingMessage;
+    res: http.ServerResponse;
+    route: PollRoute;
+    id: string;
+    startedMs: number;
+    requestId: string;
+    teamId?: string;
+    /** Handed to Express, which then logs and times it. */
+    handed: boolean;
+  }
+
+  /**
+   * Answers a successful poll and returns true; returns false, having written and counted nothing, otherwise. A poll
+   * whose client left before the answer is dropped (true): its access line is written at `close`.
+   */
+  async function answer(p: Poll): Promise<boolean> {
+    const { req, res, route: poll, id } = p;
+    const caller = await identifyOnce(store, req, now);
     if (caller instanceof ApiError) return false;
+    p.teamId = caller.team.id;
     let view;
     try {
       view = await poll.present(caller, id, req);
@@ -84,15 +102,14 @@ export function withStatusPollLane(spec: Spec, deps: StatusPollDeps, general: ht
       if (err instanceof ApiError) return false; // 404: the general path answers it
       throw err;
     }
+    if (res.destroyed) return true; // nobody to answer nor count
     const { headers, refusal } = await admitRequest(store, caller, req.method!, req.url!.slice('/v1'.length), now());
     if (refusal) return false; // a refused request counted nothing
-    const requestId = requestIdOf(req);
     const body = JSON.stringify(view);
     const { route } = poll;
-    // As on the general path: the latency of answered requests, and an access line for every one.
-    res.once('finish', () => metrics.httpRequestDuration.observe({ method: req.method!, route, status: '200' }, (performance.now() - startedMs) / 1000));
-    res.once('close', () => writeAccessLine(log, res, { method: req.method!, path: pathOf(req.url), route, startedMs, teamId: caller.team.id, requestId }));
-    res.writeHead(200, { [REQUEST_ID_HEADER]: requestId, ...headers, ...poll.headers, 'Content-Type': JSON_TYPE, 'Content-Length': Buffer.byteLength(body) });
+    // As on the general path: the latency of answered requests (the access line is written at close).
+    res.once('finish', () => metrics.httpRequestDuration.observe({ method: req.method!, route, status: '200' }, (performance.now() - p.startedMs) / 1000));
+    res.writeHead(200, { [REQUEST_ID_HEADER]: p.requestId, ...headers, ...poll.headers, 'Content-Type': JSON_TYPE, 'Content-Length': Buffer.byteLength(body) });
     res.end(body);
     return true;
   }
@@ -100,9 +117,19 @@ export function withStatusPollLane(spec: Spec, deps: StatusPollDeps, general: ht
   return (req, res) => {
     const target = pollTarget(req);
     if (target === undefined) return general(req, res);
-    answer(req, res, ...target, performance.now()).then(
-      (answered) => answered || general(req, res),
-      () => general(req, res), // a store error: the general path meets it too, and answers it in the error shape
+    const [route, id] = target;
+    const p: Poll = { req, res, route, id, startedMs: requestStartedMs(req), requestId: requestIdOf(req), handed: false };
+    // Every request the lane keeps has its access line, also one whose client leaves while the lane reads.
+    res.once('close', () => {
+      if (!p.handed) writeAccessLine(log, res, { method: req.method!, path: pathOf(req.url), route: route.route, startedMs: p.startedMs, teamId: p.teamId, requestId: p.requestId });
+    });
+    const handOver = () => {
+      p.handed = true;
+      if (!res.destroyed) general(req, res);
+    };
+    answer(p).then(
+      (answered) => answered || handOver(),
+      handOver, // a store error: the general path meets it too, and answers it in the error shape
     );
   };
 }
