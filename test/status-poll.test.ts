@@ -4,6 +4,7 @@
 // must give the same status, headers and body, for answers that succeed and for those that fail. Which requests
 // reached Express is counted at Express's own entry (`app.handle`), so the test knows which way each one went.
 import http from 'node:http';
+import net from 'node:net';
 import express from 'express';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import path from 'node:path';
@@ -206,6 +207,28 @@ describe('the status-poll lane over a store that answers slowly (as a remote dat
       const [line] = accessLines(requestId);
       expect(line).toMatchObject({ status, route: '/v1/tasks/{id}' });
       expect(line!.latency_ms as number).toBeGreaterThanOrEqual(150);
+    }
+  });
+});
+
+describe('links of an HTTP/1.0 poll without a Host header', () => {
+  it('name the address the request reached, on both ways', async () => {
+    const h10 = await startTestGateway({}, { validateResponses: false });
+    try {
+      const created = await h10.http.post('/v1/videos/generations').set(auth(KEY_A)).send({ prompt: 'no host', duration: 4 });
+      await waitFor(async () => ((await h10.http.get(`/v1/tasks/${created.body.id}`).set(auth(KEY_A))).body.status === 'completed' ? true : undefined));
+      const { port } = new URL(h10.url);
+      for (const target of [`/v1/tasks/${created.body.id}`, `/v1/tasks/${created.body.id}?`]) {
+        const raw = await new Promise<string>((resolve, reject) => {
+          const socket = net.connect(Number(port), '127.0.0.1', () => socket.end(`GET ${target} HTTP/1.0\r\nAuthorization: Bearer ${KEY_A}\r\n\r\n`));
+          let text = '';
+          socket.setEncoding('utf8').on('data', (chunk: string) => (text += chunk)).on('end', () => resolve(text)).on('error', reject);
+        });
+        const task = JSON.parse(raw.slice(raw.indexOf('\r\n\r\n') + 4)) as { results?: string[] };
+        expect(task.results?.[0], target).toMatch(new RegExp(`^http://127\\.0\\.0\\.1:${port}/v1/tasks/`));
+      }
+    } finally {
+      await h10.close();
     }
   });
 });

@@ -44,10 +44,14 @@ const caller = (res: Response) => res.locals.caller as Caller;
 
 /**
  * The base of the result links: `publicUrl` when set, else the request's own scheme and `Host` (as Express's
- * `req.protocol` gives it without `trust proxy`: https only on a TLS socket).
+ * `req.protocol` gives it without `trust proxy`: https only on a TLS socket); an HTTP/1.0 request without `Host`
+ * gets the address and port it reached.
  */
 export function requestBaseUrl(publicUrl: string | undefined, req: http.IncomingMessage): string {
-  return publicUrl ?? `${(req.socket as TLSSocket).encrypted ? 'https' : 'http'}://${req.headers.host}`;
+  if (publicUrl !== undefined) return publicUrl;
+  const { localAddress = '', localPort } = req.socket;
+  const host = req.headers.host ?? `${localAddress.includes(':') ? `[${localAddress}]` : localAddress}:${localPort}`;
+  return `${(req.socket as TLSSocket).encrypted ? 'https' : 'http'}://${host}`;
 }
 
 /** Tasks in the public shape, with their attempts; `baseUrl` from `requestBaseUrl`. */
