@@ -49,9 +49,13 @@ const caller = (res: Response) => res.locals.caller as Caller;
  */
 export function requestBaseUrl(publicUrl: string | undefined, req: http.IncomingMessage): string {
   if (publicUrl !== undefined) return publicUrl;
-  const { localAddress = '', localPort } = req.socket;
-  const host = req.headers.host ?? `${localAddress.includes(':') ? `[${localAddress}]` : localAddress}:${localPort}`;
-  return `${(req.socket as TLSSocket).encrypted ? 'https' : 'http'}://${host}`;
+  return `${(req.socket as TLSSocket).encrypted ? 'https' : 'http'}://${req.headers.host ?? reachedAt(req.socket)}`;
+}
+
+/** `address:port` of the socket's own end (each a call into the socket: only when there is no Host). */
+function reachedAt(socket: http.IncomingMessage['socket']): string {
+  const address = socket.localAddress ?? '';
+  return `${address.includes(':') ? `[${address}]` : address}:${socket.localPort}`;
 }
 
 /** Tasks in the public shape, with their attempts; `baseUrl` from `requestBaseUrl`. */
