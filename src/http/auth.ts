@@ -35,16 +35,16 @@ export async function identifyCaller(store: Store, authorization: string | undef
   return { key, team, owner_id: team.id };
 }
 
-const identified = new WeakMap<IncomingMessage, Caller | ApiError>();
+/** On a request: what `identifyCaller` found (a property: see STARTED_MS in ./request-log.ts). */
+const IDENTIFIED = Symbol('vidgate.identified');
 
 /**
  * `identifyCaller` once per request: what the status-poll lane found is reused by the general path when the lane
  * hands the request over, so a declined poll does not read its key twice.
  */
 export async function identifyOnce(store: Store, req: IncomingMessage, now: () => number): Promise<Caller | ApiError> {
-  let found = identified.get(req);
-  if (found === undefined) identified.set(req, (found = await identifyCaller(store, req.headers.authorization, now)));
-  return found;
+  const r = req as IncomingMessage & { [IDENTIFIED]?: Caller | ApiError };
+  return (r[IDENTIFIED] ??= await identifyCaller(store, req.headers.authorization, now));
 }
 
 /** What counting one request against its per-minute limit decided: the headers to send, and the 429 if refused. */

@@ -31,16 +31,16 @@ const keyIn = (text: string) => text.search(MADE_KEY) !== -1;
  */
 export const pathOf = (url: string | undefined): string => (url ?? '').split('?', 1)[0]!.replace(MADE_KEY, REDACTED);
 
-const startTimes = new WeakMap<http.IncomingMessage, number>();
+/** On a request: when it came in (a property, not a WeakMap: one entry per request would weigh on every collection). */
+const STARTED_MS = Symbol('vidgate.startedMs');
 
 /**
  * When the request came in (`performance.now()`): the first call for a request fixes it. The status-poll lane calls
  * it on arrival, so a poll it hands to Express is timed and logged from then, not from Express's entry.
  */
 export function requestStartedMs(req: http.IncomingMessage): number {
-  let ms = startTimes.get(req);
-  if (ms === undefined) startTimes.set(req, (ms = performance.now()));
-  return ms;
+  const r = req as http.IncomingMessage & { [STARTED_MS]?: number };
+  return (r[STARTED_MS] ??= performance.now());
 }
 
 /** What an access line says of a request besides its response's status. */

@@ -80,7 +80,8 @@ export function withStatusPollLane(spec: Spec, deps: StatusPollDeps, general: ht
     route: PollRoute;
     id: string;
     startedMs: number;
-    requestId: string;
+    /** Made when first needed (the answer, or the access line of a client that left). */
+    requestId?: string;
     teamId?: string;
     /** Handed to Express, which then logs and times it. */
     handed: boolean;
@@ -109,7 +110,7 @@ export function withStatusPollLane(spec: Spec, deps: StatusPollDeps, general: ht
     const { route } = poll;
     // As on the general path: the latency of answered requests (the access line is written at close).
     res.once('finish', () => metrics.httpRequestDuration.observe({ method: req.method!, route, status: '200' }, (performance.now() - p.startedMs) / 1000));
-    res.writeHead(200, { [REQUEST_ID_HEADER]: p.requestId, ...headers, ...poll.headers, 'Content-Type': JSON_TYPE, 'Content-Length': Buffer.byteLength(body) });
+    res.writeHead(200, { [REQUEST_ID_HEADER]: (p.requestId = requestIdOf(req)), ...headers, ...poll.headers, 'Content-Type': JSON_TYPE, 'Content-Length': Buffer.byteLength(body) });
     res.end(body);
     return true;
   }
@@ -118,10 +119,10 @@ export function withStatusPollLane(spec: Spec, deps: StatusPollDeps, general: ht
     const target = pollTarget(req);
     if (target === undefined) return general(req, res);
     const [route, id] = target;
-    const p: Poll = { req, res, route, id, startedMs: requestStartedMs(req), requestId: requestIdOf(req), handed: false };
+    const p: Poll = { req, res, route, id, startedMs: requestStartedMs(req), handed: false };
     // Every request the lane keeps has its access line, also one whose client leaves while the lane reads.
     res.once('close', () => {
-      if (!p.handed) writeAccessLine(log, res, { method: req.method!, path: pathOf(req.url), route: route.route, startedMs: p.startedMs, teamId: p.teamId, requestId: p.requestId });
+      if (!p.handed) writeAccessLine(log, res, { method: req.method!, path: pathOf(req.url), route: route.route, startedMs: p.startedMs, teamId: p.teamId, requestId: p.requestId ?? requestIdOf(req) });
     });
     const handOver = () => {
       p.handed = true;
