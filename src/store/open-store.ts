@@ -1,5 +1,4 @@
 // The store the configuration names: the SQLite file, or a PostgreSQL database.
-import { createPostgresStore } from './postgres';
 import { createSqliteStore } from './sqlite';
 import type { Store } from './types';
 
@@ -14,9 +13,12 @@ export interface StoreSettings {
 
 /**
  * Opens the configured store, migrating its schema. Throws StoreUnavailable when PostgreSQL cannot be reached, an
- * Error when the schema is newer than this build.
+ * Error when the schema is newer than this build. The PostgreSQL driver is loaded only for a PostgreSQL store.
  */
 export async function openStore(settings: StoreSettings): Promise<Store> {
-  if (settings.kind === 'postgres') return createPostgresStore({ url: settings.url!, schema: settings.schema, pool_size: settings.pool_size });
+  if (settings.kind === 'postgres') {
+    const { createPostgresStore } = await import('./postgres');
+    return createPostgresStore({ url: settings.url!, schema: settings.schema, pool_size: settings.pool_size });
+  }
   return createSqliteStore(settings.sqlite_path);
 }
