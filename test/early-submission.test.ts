@@ -7,7 +7,8 @@
 import { createRequire } from 'node:module';
 import http from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { KEY_A, auth, startTestGateway } from './support/gateway';
+import { KEY_A, auth, startTestGateway, waitFor } from './support/gateway';
+import { checkTeamLedger } from './support/ledger-check';
 
 type Harness = Awaited<ReturnType<typeof startTestGateway>>;
 let h: Harness;
@@ -126,5 +127,32 @@ describe('the early submission route of POST /v1/videos/generations', () => {
     const thirdGeneral = await ask(`${PATH}?`, json(KEY_SLOW), JSON.stringify({ prompt: 'one too many' }));
     expect(third.status).toBe(429);
     expect(sameShape(third)).toEqual(sameShape(thirdGeneral));
+  });
+});
+
+describe('the early submission route under concurrency against a budget', () => {
+  it('60 creates at once against a team budget of 7 tasks: exactly 7 accepted, the rest 402, none through the library; the ledger adds up', async () => {
+    const g = await startTestGateway({}, { validateResponses: false });
+    try {
+      const team = await g.gateway.teams.createTeam('budget of 7', { credits_per_day: 7 * 40 });
+      const { key } = await g.gateway.teams.addKey(team.id, { name: 'racer' });
+      const before = libraryMatches;
+      const answers = await Promise.all(
+        Array.from({ length: 60 }, (_, i) =>
+          fetch(`${g.url}${PATH}`, { method: 'POST', headers: json(key), body: JSON.stringify({ prompt: `race ${i}`, aspect_ratio: '16:9', duration: 4 }) }),
+        ),
+      );
+      expect(libraryMatches).toBe(before);
+      const statuses = answers.map((a) => a.status);
+      expect(statuses.filter((s) => s === 202)).toHaveLength(7);
+      expect(statuses.filter((s) => s === 402)).toHaveLength(53);
+      await waitFor(async () => {
+        const tasks = await g.gateway.store.listTasks({ owner_id: team.id, limit: 100 });
+        return tasks.length === 7 && tasks.every((t) => t.status === 'completed') ? true : undefined;
+      });
+      expect((await checkTeamLedger(g.gateway.store, team.id)).problems).toEqual([]);
+    } finally {
+      await g.close();
+    }
   });
 });
