@@ -23,7 +23,7 @@ const RESOURCE = { reads_per_minute: 'reads', submits_per_minute: 'submits' } as
  * store read, or the 401 `invalid_api_key` (ApiError) that refuses it: no `Bearer` key, an unknown key, a revoked or
  * expired one. Reads only: nothing is counted.
  */
-export async function identifyCaller(store: Store, authorization: string | undefined, now: () => number): Promise<Caller | ApiError> {
+async function identifyCaller(store: Store, authorization: string | undefined, now: () => number): Promise<Caller | ApiError> {
   const match = /^Bearer\s+(\S+)$/i.exec(authorization ?? '');
   if (!match) return unauthorized('missing API key: send "Authorization: Bearer <key>"');
   const found = await store.findCaller(hashApiKey(match[1]!));

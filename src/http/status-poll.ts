@@ -3,7 +3,7 @@
 // every layer of the app (the router's matching, the docs and health routes, the body parsers,
 // express-openapi-validator, the door's router), which cost four times what the poll itself does. A poll of the
 // common shape is answered here, on node:http's own request and response, by the same steps as the general path
-// (identifyCaller, the task read, admitRequest, the door's presenter and headers) with the same answer, request id,
+// (identifyOnce, the task read, admitRequest, the door's presenter and headers) with the same answer, request id,
 // access line and latency metric. Any other request, and any poll that is
 // not a plain success (no key or a refused one, an unknown task, a 429, an error), is handed to the Express app
 // untouched: nothing counted, no header set, so the general path answers it exactly as it would have (every error
@@ -62,7 +62,7 @@ export function withStatusPollLane(spec: Spec, deps: StatusPollDeps, general: ht
   );
 
   /** The route and the task's id when the request has the lane's shape, else undefined. */
-  const pollTarget = (req: http.IncomingMessage): [PollRoute, string] | undefined => {
+  const pollTarget = (req: http.IncomingMessage): { target: PollRoute; id: string } | undefined => {
     if (req.method !== 'GET' && req.method !== 'HEAD') return undefined;
     if (req.headers['transfer-encoding'] !== undefined || req.headers['content-length'] !== undefined) return undefined;
     const url = req.url!;
@@ -70,14 +70,14 @@ export function withStatusPollLane(spec: Spec, deps: StatusPollDeps, general: ht
     const poll = routes.get(url.slice(0, cut));
     const id = url.slice(cut);
     if (!poll || /[?%]/.test(id) || !poll.valid.path({ id }) || !poll.valid.headers(req.headers)) return undefined;
-    return [poll, id];
+    return { target: poll, id };
   };
 
   /** What the lane knows of a request while it decides. */
   interface Poll {
     req: http.IncomingMessage;
     res: http.ServerResponse;
-    route: PollRoute;
+    target: PollRoute;
     id: string;
     startedMs: number;
     /** Made when first needed (the answer, or the access line of a client that left). */
@@ -92,13 +92,13 @@ export function withStatusPollLane(spec: Spec, deps: StatusPollDeps, general: ht
    * whose client left before the answer is dropped (true): its access line is written at `close`.
    */
   async function answer(p: Poll): Promise<boolean> {
-    const { req, res, route: poll, id } = p;
+    const { req, res, target, id } = p;
     const caller = await identifyOnce(store, req, now);
     if (caller instanceof ApiError) return false;
     p.teamId = caller.team.id;
     let view;
     try {
-      view = await poll.present(caller, id, req);
+      view = await target.present(caller, id, req);
     } catch (err) {
       if (err instanceof ApiError) return false; // 404: the general path answers it
       throw err;
@@ -107,22 +107,20 @@ export function withStatusPollLane(spec: Spec, deps: StatusPollDeps, general: ht
     const { headers, refusal } = await admitRequest(store, caller, req.method!, req.url!.slice('/v1'.length), now());
     if (refusal) return false; // a refused request counted nothing
     const body = JSON.stringify(view);
-    const { route } = poll;
     // As on the general path: the latency of answered requests (the access line is written at close).
-    res.once('finish', () => metrics.httpRequestDuration.observe({ method: req.method!, route, status: '200' }, (performance.now() - p.startedMs) / 1000));
-    res.writeHead(200, { [REQUEST_ID_HEADER]: (p.requestId = requestIdOf(req)), ...headers, ...poll.headers, 'Content-Type': JSON_TYPE, 'Content-Length': Buffer.byteLength(body) });
+    res.once('finish', () => metrics.httpRequestDuration.observe({ method: req.method!, route: target.route, status: '200' }, (performance.now() - p.startedMs) / 1000));
+    res.writeHead(200, { [REQUEST_ID_HEADER]: (p.requestId = requestIdOf(req)), ...headers, ...target.headers, 'Content-Type': JSON_TYPE, 'Content-Length': Buffer.byteLength(body) });
     res.end(body);
     return true;
   }
 
   return (req, res) => {
-    const target = pollTarget(req);
-    if (target === undefined) return general(req, res);
-    const [route, id] = target;
-    const p: Poll = { req, res, route, id, startedMs: requestStartedMs(req), handed: false };
+    const shape = pollTarget(req);
+    if (shape === undefined) return general(req, res);
+    const p: Poll = { req, res, ...shape, startedMs: requestStartedMs(req), handed: false };
     // Every request the lane keeps has its access line, also one whose client leaves while the lane reads.
     res.once('close', () => {
-      if (!p.handed) writeAccessLine(log, res, { method: req.method!, path: pathOf(req.url), route: route.route, startedMs: p.startedMs, teamId: p.teamId, requestId: p.requestId ?? requestIdOf(req) });
+      if (!p.handed) writeAccessLine(log, res, { method: req.method!, path: pathOf(req.url), route: p.target.route, startedMs: p.startedMs, teamId: p.teamId, requestId: p.requestId ?? requestIdOf(req) });
     });
     const handOver = () => {
       p.handed = true;

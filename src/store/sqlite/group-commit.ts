@@ -1,8 +1,9 @@
 // The queue of one SQLite file's transactions in this process, with group commit: the transactions waiting when one
 // physical transaction begins, and those that join while it runs, share it (BEGIN IMMEDIATE ... COMMIT), each after
 // the first in a savepoint of its own. A transaction that throws is rolled back to its savepoint (the first: the
-// whole physical transaction, which holds nothing else yet) and its caller gets its error; the others go on. Every caller hears its outcome only after the COMMIT: nothing is acknowledged before it is in the
-// WAL, and when the COMMIT fails every caller whose transaction succeeded gets that error. A batch is bounded
+// whole physical transaction, which holds nothing else yet) and its caller gets its error; the others go on. Every
+// caller hears its outcome only after the COMMIT: nothing is acknowledged before it is in the WAL, and when the
+// COMMIT fails every caller whose transaction succeeded gets that error. A batch is bounded
 // (MAX_BATCH transactions, MAX_BATCH_MS of work) so that a caller's wait stays short.
 //
 // What it saves: a commit writes every page the transaction changed to the WAL, and most creates change the same
