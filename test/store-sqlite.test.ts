@@ -92,8 +92,10 @@ describe('sqlite store', () => {
     db.close();
     const store = createSqliteStore(file);
     expect(await store.countActiveByProvider()).toEqual(new Map([['a', 2], ['b', 1]]));
-    // Every way an attempt can change, written as SQL so that the triggers alone are tested.
+    // Every way an attempt can change, written as SQL so that the triggers alone are tested. `raw` stands for another
+    // process: the store sees its commits from the next turn of the event loop (see src/store/sqlite/backend.ts).
     const raw = new Database(file);
+    const nextTurn = () => new Promise((resolve) => setImmediate(resolve));
     raw.exec(`
       UPDATE task_attempts SET outcome = 'completed' WHERE task_id = 't1';
       UPDATE task_attempts SET provider_id = 'c' WHERE task_id = 't3';
@@ -101,8 +103,10 @@ describe('sqlite store', () => {
       INSERT INTO task_attempts (task_id, n, provider_id, micro_usd, credits, started_at_ms, outcome) VALUES ('t1', 2, 'c', 1, 40, 2, 'running');
       UPDATE task_attempts SET started_at_ms = 3 WHERE task_id = 't2';
     `);
+    await nextTurn();
     expect(await store.countActiveByProvider()).toEqual(new Map([['a', 1], ['b', 1], ['c', 2]]));
     raw.exec(`DELETE FROM task_attempts WHERE outcome = 'running'`);
+    await nextTurn();
     expect(await store.countActiveByProvider()).toEqual(new Map());
     raw.close();
     await store.close();
@@ -132,6 +136,64 @@ describe('sqlite store', () => {
     expect(await store.getTeam('t')).not.toHaveProperty('requests_per_minute');
     expect(await store.quotaUsage('team', 't', Date.parse('2026-11-24T10:00:30Z'))).toMatchObject({ credits_day: 120, reads_minute: 0, submits_minute: 0 });
     await store.close();
+  });
+
+  describe('read snapshots: the reads of one event-loop turn share one read transaction', () => {
+    const NO_LIMITS = { credits_per_day: null, credits_per_month: null, max_concurrent: null, reads_per_minute: null, submits_per_minute: null };
+    const newTeam = (id: string) => ({ id, name: 'before', created_at_ms: 1, ...NO_LIMITS });
+    const nextTurn = () => new Promise((resolve) => setImmediate(resolve));
+
+    it('another process\'s commit is seen from the next turn on; within a turn the reads agree with each other', async () => {
+      const store = createSqliteStore(file);
+      await store.createTeam(newTeam('t1'));
+      const other = new Database(file); // stands for another process (a connection this process's store does not know)
+      try {
+        expect((await store.getTeam('t1'))!.name).toBe('before'); // opens this turn's snapshot
+        other.prepare("UPDATE teams SET name = 'after' WHERE id = 't1'").run();
+        expect((await store.getTeam('t1'))!.name).toBe('before'); // same turn: the same snapshot
+        await nextTurn();
+        expect((await store.getTeam('t1'))!.name).toBe('after');
+      } finally {
+        other.close();
+        await store.close();
+      }
+    });
+
+    it("this process's writes end every snapshot first: a read right after a write sees it, on any of its connections", async () => {
+      const a = createSqliteStore(file);
+      const b = createSqliteStore(file);
+      try {
+        await a.createTeam(newTeam('t1'));
+        await nextTurn();
+        expect((await a.getTeam('t1'))!.name).toBe('before'); // opens a's snapshot
+        expect((await b.getTeam('t1'))!.name).toBe('before'); // and b's
+        await b.updateTeam('t1', { name: 'by b' }); // a transaction on b's connection
+        expect((await a.getTeam('t1'))!.name).toBe('by b');
+        expect((await b.getTeam('t1'))!.name).toBe('by b');
+        await a.renewLeases([{ id: 'none', lease_token: 'none' }], 5); // a statement that writes, outside transactions
+        await b.createTeam(newTeam('t2'));
+        expect((await a.getTeam('t2'))?.id).toBe('t2');
+      } finally {
+        await a.close();
+        await b.close();
+      }
+    });
+
+    it('a snapshot never outlives its turn: a writer in another process is not held up, and the WAL checkpoints whole', async () => {
+      const store = createSqliteStore(file);
+      await store.createTeam(newTeam('t1'));
+      const other = new Database(file);
+      try {
+        for (let i = 0; i < 20; i++) await store.getTeam('t1');
+        await nextTurn();
+        other.prepare("UPDATE teams SET name = 'after' WHERE id = 't1'").run();
+        // A reader inside the WAL would leave frames behind (busy = 1): no snapshot is open between turns.
+        expect(other.pragma('wal_checkpoint(TRUNCATE)')).toEqual([{ busy: 0, log: 0, checkpointed: 0 }]);
+      } finally {
+        other.close();
+        await store.close();
+      }
+    });
   });
 
   it('refuses a database migrated by a newer build', () => {

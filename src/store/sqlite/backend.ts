@@ -7,6 +7,13 @@
 //
 // Group commit: the transactions waiting in the queue run in one physical transaction (BEGIN IMMEDIATE ... COMMIT),
 // each in a savepoint of its own, so that the WAL pages they share are written once (see group-commit.ts).
+//
+// Read snapshots: the reads outside transactions in one turn of the event loop share one read transaction (BEGIN ...
+// COMMIT at the end of the turn, on setImmediate). Each statement on its own would begin and end a read transaction,
+// taking and dropping a lock on the WAL index (two fcntl calls) each time: a status poll makes three reads, and those
+// six system calls cost as much as the reads. Before any write of this process to the file (a transaction, or a
+// statement that is not read-only) every connection's snapshot ends, so a read always sees what this process wrote
+// before it. What another process commits is seen from the next turn on (as if it had committed a moment later).
 import path from 'node:path';
 import Database from 'better-sqlite3';
 import type { Backend, Dialect, Params, Sql, Tx } from '../rules/sql';
@@ -63,8 +70,13 @@ function prepareStatement(db: Database.Database, sql: string): Prepared {
   };
 }
 
-/** The queue of this process's connections to each file, by resolved path. */
-const queues = new Map<string, Queue>();
+/** What this process's connections to one file share: the queue, and how to end each connection's read snapshot. */
+interface FileShare {
+  queue: Queue;
+  snapshotEnds: Set<() => void>;
+}
+/** By resolved path. */
+const files = new Map<string, FileShare>();
 
 /**
  * A backend over an open connection to `file` (its resolved path names the queue it shares); `close` runs `onClose`
@@ -72,9 +84,9 @@ const queues = new Map<string, Queue>();
  */
 export function createSqliteBackend(db: Database.Database, file: string, onClose: () => Promise<void>): Backend {
   const key = path.resolve(file);
-  let queue = queues.get(key);
-  if (!queue) queues.set(key, (queue = createQueue()));
-  const shared = queue;
+  let share = files.get(key);
+  if (!share) files.set(key, (share = { queue: createQueue(), snapshotEnds: new Set() }));
+  const { queue: shared, snapshotEnds } = share;
   const statements = new Map<string, Prepared>();
   const prepare = (sql: string): Prepared => {
     let prepared = statements.get(sql);
@@ -88,6 +100,33 @@ export function createSqliteBackend(db: Database.Database, file: string, onClose
       throw translateSqliteError(err);
     }
   };
+  // This connection's read snapshot (see the top of the file).
+  let snapshot = false;
+  const beginRead = db.prepare('BEGIN');
+  const commitRead = db.prepare('COMMIT');
+  const rollbackRead = db.prepare('ROLLBACK');
+  const endSnapshot = () => {
+    if (!snapshot) return;
+    snapshot = false;
+    if (!db.open || !db.inTransaction) return;
+    try {
+      commitRead.run();
+    } catch {
+      rollbackRead.run(); // a read transaction has nothing to lose
+    }
+  };
+  snapshotEnds.add(endSnapshot);
+  const beforeWrite = () => snapshotEnds.forEach((end) => end());
+  /** Before `sql` runs outside transactions: joins (or opens) the turn's snapshot, or ends the snapshots to write. */
+  const enter = (sql: string) =>
+    call(() => {
+      if (!prepare(sql).stmt.readonly) return beforeWrite();
+      if (snapshot) return;
+      beginRead.run();
+      snapshot = true;
+      setImmediate(endSnapshot);
+    });
+
   const direct = {
     get: <T>(sql: string, params?: Params) =>
       call(() => {
@@ -107,9 +146,9 @@ export function createSqliteBackend(db: Database.Database, file: string, onClose
   const outside = <T>(fn: () => T): Promise<T> => (shared.open ? shared.after(fn) : new Promise<T>((resolve) => resolve(fn())));
 
   const read: Sql = {
-    get: (sql, params) => outside(() => direct.get(sql, params)),
-    all: (sql, params) => outside(() => direct.all(sql, params)),
-    run: (sql, params) => outside(() => direct.run(sql, params)),
+    get: (sql, params) => outside(() => (enter(sql), direct.get(sql, params))),
+    all: (sql, params) => outside(() => (enter(sql), direct.all(sql, params))),
+    run: (sql, params) => outside(() => (beforeWrite(), direct.run(sql, params))),
   };
 
   let savepoints = 0;
@@ -139,7 +178,7 @@ export function createSqliteBackend(db: Database.Database, file: string, onClose
   };
   const connection: Connection<Tx> = {
     tx,
-    begin: prepared('BEGIN IMMEDIATE'),
+    begin: ((begin) => () => (beforeWrite(), begin()))(prepared('BEGIN IMMEDIATE')),
     commit: prepared('COMMIT'),
     rollback: prepared('ROLLBACK'),
     savepoint: prepared('SAVEPOINT member'),
@@ -152,6 +191,11 @@ export function createSqliteBackend(db: Database.Database, file: string, onClose
     dialect: sqliteDialect,
     read,
     transaction: (fn) => shared.transaction(connection, fn),
-    close: () => shared.after(onClose),
+    close: () =>
+      shared.after(async () => {
+        endSnapshot();
+        snapshotEnds.delete(endSnapshot);
+        await onClose();
+      }),
   };
 }
