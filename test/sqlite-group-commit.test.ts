@@ -129,4 +129,22 @@ describe('SQLite group commit', () => {
     visibleAtStart.forEach((visible, i) => expect(visible).toBeGreaterThanOrEqual(i - MAX_BATCH + 1));
     expect(committed(other)).toHaveLength(n);
   });
+
+  it('never starves the event loop: a timer fires while writers queue their next transaction as soon as they hear back', async () => {
+    const { backend, other } = open();
+    let fired = false;
+    setTimeout(() => (fired = true), 1);
+    let n = 0;
+    // Ten writers, each until the timer has fired (or a bound far past it, should it never fire).
+    const writer = async () => {
+      while (!fired && n < 20_000) {
+        const v = ++n;
+        await backend.transaction((tx) => tx.run('INSERT INTO t (n) VALUES (@v)', { v }));
+      }
+    };
+    await Promise.all(Array.from({ length: 10 }, writer));
+    expect(fired).toBe(true);
+    expect(n).toBeLessThan(20_000);
+    expect(committed(other)).toHaveLength(n);
+  });
 });

@@ -78,11 +78,18 @@ interface FileShare {
 /** By resolved path. */
 const files = new Map<string, FileShare>();
 
+/** The shared Backend, and what the checkpointer needs of the queue. */
+export interface SqliteBackend extends Backend {
+  /** Runs `fn` once the transactions queued before it have committed; no transaction of this process begins until it
+   * settles (single statements outside transactions still run). */
+  betweenWrites<T>(fn: () => Promise<T>): Promise<T>;
+}
+
 /**
  * A backend over an open connection to `file` (its resolved path names the queue it shares); `close` runs `onClose`
  * once the queue is empty.
  */
-export function createSqliteBackend(db: Database.Database, file: string, onClose: () => Promise<void>): Backend {
+export function createSqliteBackend(db: Database.Database, file: string, onClose: () => Promise<void>): SqliteBackend {
   const key = path.resolve(file);
   let share = files.get(key);
   if (!share) files.set(key, (share = { queue: createQueue(), snapshotEnds: new Set() }));
@@ -191,6 +198,7 @@ export function createSqliteBackend(db: Database.Database, file: string, onClose
     dialect: sqliteDialect,
     read,
     transaction: (fn) => shared.transaction(connection, fn),
+    betweenWrites: (fn) => shared.after(fn),
     close: () =>
       shared.after(async () => {
         endSnapshot();

@@ -5,35 +5,106 @@
 // `intervalMs`, and the request connection's own automatic checkpoint is kept only as a far bound on the WAL's size,
 // should the worker fall behind or die. (See https://www.sqlite.org/wal.html#ckpt and better-sqlite3's
 // docs/performance.md, "Checkpoint starvation".)
+//
+// A checkpoint alone does not keep the WAL short: the WAL starts over from its beginning only when a write begins
+// after a checkpoint copied every frame, and under a steady stream of commits new frames always arrive while the
+// checkpoint runs. The WAL then grew to the far bound (20 000 pages, 80 MB) and the request connection checkpointed
+// it inline, fsyncs and all, stalling every request for 50-100 ms. So each round has two passes: the first copies
+// whatever is there while writes go on; if frames arrived meanwhile, the second copies those while this process's
+// writes wait (`betweenWrites`, asynchronously: the event loop and the reads go on), which is short since few frames
+// arrived, and the next write then restarts the WAL.
+
 import { createRequire } from 'node:module';
 import { Worker } from 'node:worker_threads';
 
 /** WAL pages after which a commit on the request connection checkpoints anyway (4 KiB pages: about 80 MB). */
 export const FALLBACK_AUTOCHECKPOINT_PAGES = 20_000;
+/** A second pass that takes longer than this no longer holds this process's writes back (it goes on regardless). */
+const MAX_WRITE_PAUSE_MS = 2000;
 
 const WORKER_SOURCE = `
 const { parentPort, workerData } = require('node:worker_threads');
 const Database = require(workerData.driver);
 const db = new Database(workerData.file);
 db.pragma('busy_timeout = 5000');
-setInterval(() => {
-  try { db.pragma('wal_checkpoint(PASSIVE)'); } catch (err) { parentPort.postMessage(String(err && err.message)); }
-}, workerData.intervalMs);
+parentPort.on('message', () => {
+  try { parentPort.postMessage(db.pragma('wal_checkpoint(PASSIVE)')[0]); }
+  catch (err) { parentPort.postMessage({ error: String(err && err.message) }); }
+});
 `;
 
+/** What `PRAGMA wal_checkpoint` reports: frames in the WAL (`log`) and frames copied into the database. */
+interface CheckpointResult {
+  busy: number;
+  log: number;
+  checkpointed: number;
+}
+
 /**
- * Starts the checkpointing thread for the SQLite file `file` (already in WAL mode). Returns `stop`, which ends the
- * thread (better-sqlite3 closes a thread's connections when the thread ends; a checkpoint cut short is harmless).
- * `onError` hears a checkpoint that failed (the next one tries again).
+ * Starts the checkpointing of the SQLite file `file` (already in WAL mode): a thread of its own, a round every
+ * `intervalMs`. `betweenWrites(fn)` runs `fn` while this process writes nothing to the file (the store's queue).
+ * Returns `stop`, which ends the rounds and the thread (better-sqlite3 closes a thread's connections when the thread
+ * ends; a checkpoint cut short is harmless). `onError` hears a checkpoint that failed (the next round tries again).
  */
-export function startCheckpointer(file: string, intervalMs: number, onError: (message: string) => void): { stop: () => Promise<void> } {
+export function startCheckpointer(
+  file: string,
+  intervalMs: number,
+  betweenWrites: (fn: () => Promise<unknown>) => Promise<unknown>,
+  onError: (message: string) => void,
+): { stop: () => Promise<void> } {
   const driver = createRequire(import.meta.url).resolve('better-sqlite3');
-  const worker = new Worker(WORKER_SOURCE, { eval: true, workerData: { file, intervalMs, driver } });
-  worker.on('message', onError);
-  worker.on('error', (err) => onError(err.message));
+  const worker = new Worker(WORKER_SOURCE, { eval: true, workerData: { file, driver } });
+  let stopped = false;
+  /** The answer awaited from the thread (one pass at a time). */
+  let answer: ((result: CheckpointResult | undefined) => void) | undefined;
+  const settle = (result: CheckpointResult | undefined) => {
+    const resolve = answer;
+    answer = undefined;
+    resolve?.(result);
+  };
+  worker.on('message', (m: CheckpointResult | { error: string }) => {
+    if ('error' in m) {
+      onError(m.error);
+      settle(undefined);
+    } else settle(m);
+  });
+  worker.on('error', (err) => {
+    onError(err.message);
+    settle(undefined);
+  });
+  worker.on('exit', () => settle(undefined));
   worker.unref(); // never what keeps the process alive (after the listeners: a 'message' listener refs it again)
+
+  const pass = (): Promise<CheckpointResult | undefined> =>
+    stopped
+      ? Promise.resolve(undefined)
+      : new Promise((resolve) => {
+          answer = resolve;
+          worker.postMessage(null);
+        });
+  /** `pending`, or nothing once it has taken MAX_WRITE_PAUSE_MS. */
+  const bounded = (pending: Promise<unknown>) => {
+    let timer: NodeJS.Timeout | undefined;
+    const bound = new Promise<void>((resolve) => (timer = setTimeout(resolve, MAX_WRITE_PAUSE_MS)));
+    return Promise.race([pending, bound]).finally(() => clearTimeout(timer));
+  };
+
+  let timer: NodeJS.Timeout | undefined;
+  const round = async () => {
+    const first = await pass();
+    if (first && first.log > 0) {
+      let second: Promise<unknown> | undefined;
+      await betweenWrites(() => bounded((second = pass())));
+      await second; // one pass at a time, even one that outlasted the pause
+    }
+    if (!stopped) timer = setTimeout(round, intervalMs).unref();
+  };
+  timer = setTimeout(round, intervalMs).unref();
+
   return {
     async stop() {
+      stopped = true;
+      clearTimeout(timer);
       await worker.terminate();
     },
   };

@@ -68,8 +68,12 @@ export function createQueue(): Queue {
 
   async function drain(): Promise<void> {
     for (let job = jobs.shift(); job; job = jobs.shift()) {
-      if (job.kind === 'tx') await batch(job);
-      else {
+      if (job.kind === 'tx') {
+        await batch(job);
+        // The next batch in a later turn: callers that queue their next transaction as soon as they hear back would
+        // otherwise keep this loop in microtasks and starve the event loop (requests, timers, I/O).
+        if (jobs.length > 0) return void setImmediate(drain);
+      } else {
         try {
           job.resolve(await job.fn());
         } catch (err) {

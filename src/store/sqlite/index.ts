@@ -36,11 +36,10 @@ export function createSqliteStore(file: string): Store {
     throw error;
   }
 
-  const checkpointer = startCheckpointer(file, CHECKPOINT_INTERVAL_MS, (message) => process.emitWarning(`WAL checkpoint failed: ${message}`));
-  return createStore(
-    createSqliteBackend(db, file, async () => {
-      await checkpointer.stop();
-      db.close();
-    }),
-  );
+  const backend = createSqliteBackend(db, file, async () => {
+    await checkpointer.stop();
+    db.close();
+  });
+  const checkpointer = startCheckpointer(file, CHECKPOINT_INTERVAL_MS, backend.betweenWrites, (message) => process.emitWarning(`WAL checkpoint failed: ${message}`));
+  return createStore(backend);
 }
