@@ -5,8 +5,8 @@ WORKDIR /app
 COPY package.json package-lock.json ./
 RUN npm ci --no-audit --no-fund
 COPY . .
-# What `npm start` runs before starting: bundle the playground page into dist/playground/.
-RUN node --import tsx web/build-playground.ts
+# What `npm start` runs before starting: the playground page into dist/playground/, the server into dist/server/.
+RUN node --import tsx scripts/build.ts
 # Listen on every interface of the container (the default, 127.0.0.1, is unreachable from outside it).
 ENV VIDGATE_SERVER__HOST=0.0.0.0 \
     VIDGATE_SERVER__PORT=8080 \
@@ -19,4 +19,4 @@ EXPOSE 8080
 HEALTHCHECK --interval=10s --timeout=3s --start-period=30s CMD node -e "fetch('http://127.0.0.1:8080/readyz').then((r) => process.exit(r.ok ? 0 : 1), () => process.exit(1))"
 
 # node as PID 1 handles SIGTERM and SIGINT itself and drains (README, "Starting and stopping").
-CMD ["node", "--heap-growing-percent=50", "--import", "tsx", "src/main.ts"]
+CMD ["node", "--heap-growing-percent=50", "--max-semi-space-size=8", "dist/server/main.mjs"]

@@ -20,9 +20,9 @@
 //
 //   node --import tsx bench/in-flight.ts [--tasks 10000] [--finished 100000] [--rounds 3] [--window-s 45]
 //       [--idle-s 8] [--complete 200] [--connections 20] [--poll-after-ms N] [--only A|B] [--backlog] [--json FILE]
-//       [--runtime tsx|bundle] [--heap-snapshot DIR] [--gateway-flags=--max-old-space-size=128]
-// --runtime: the gateway under tsx (as `npm start` runs it; the default), or bundled by esbuild beforehand and run
-// by plain node (what tsx itself costs). --heap-snapshot: the gateway writes a V8 heap snapshot into DIR at the end
+//       [--runtime bundle|tsx] [--heap-snapshot DIR] [--gateway-flags=--max-old-space-size=128]
+// --runtime: the gateway bundled by esbuild beforehand and run by plain node (as `npm start` runs dist/server/; the
+// default), or under tsx (what tsx itself costs). --heap-snapshot: the gateway writes a V8 heap snapshot into DIR at the end
 // of each following window.
 // --gateway-flags: node options of the gateway's process (V8's heap settings, to see what they change); by default
 // those of `npm start` (bench/support/start-flags.ts).
@@ -51,7 +51,7 @@ const { values: v } = parseArgs({
     only: { type: 'string' },
     backlog: { type: 'boolean' },
     json: { type: 'string' },
-    runtime: { type: 'string', default: 'tsx' },
+    runtime: { type: 'string', default: 'bundle' },
     'heap-snapshot': { type: 'string' },
     'gateway-flags': { type: 'string' },
   },

@@ -5,6 +5,7 @@ import fs from 'node:fs';
 import Table from 'cli-table3';
 import { Command, CommanderError, InvalidArgumentError } from 'commander';
 import { CLI_USER_AGENT } from './core/audit';
+import { projectPath } from './project-root';
 
 /** The exit codes, documented in the README. */
 export const EXIT = {
@@ -18,7 +19,7 @@ export const EXIT = {
 } as const;
 
 const DEFAULT_URL = 'http://127.0.0.1:8080';
-const VERSION = (JSON.parse(fs.readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version;
+const VERSION = (JSON.parse(fs.readFileSync(projectPath('package.json'), 'utf8')) as { version: string }).version;
 const REQUEST_TIMEOUT_MS = 30_000;
 
 export interface CliIo {

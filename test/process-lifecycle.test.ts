@@ -75,7 +75,13 @@ describe('stopping', () => {
     const s = await start({ VIDGATE_DATA_DIR: dataDir() }, 'npm');
     const nodePids = execFileSync('ps', ['-o', 'pid=', '--ppid', String(s.child.pid)], { encoding: 'utf8' }).trim().split(/\s+/).map(Number);
     expect(nodePids).toHaveLength(1);
-    expect(fs.readFileSync(`/proc/${nodePids[0]}/cmdline`, 'utf8')).toContain('src/main.ts');
+    expect(fs.readFileSync(`/proc/${nodePids[0]}/cmdline`, 'utf8')).toContain('dist/server/main.mjs');
+    // The bundle finds the project's files: the spec (its route and its validation), the page, the reference's script.
+    expect(((await (await fetch(`${s.url}/openapi.json`)).json()) as { openapi: string }).openapi).toMatch(/^3\./);
+    const refused = await fetch(`${s.url}/v1/videos/generations`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"model": 7}' });
+    expect([refused.status, ((await refused.json()) as { error: { type: string } }).error.type]).toEqual([401, 'authentication_error']);
+    expect((await fetch(`${s.url}/playground/`)).status).toBe(200);
+    expect((await fetch(`${s.url}/docs/redoc.standalone.js`)).status).toBe(200);
     s.child.kill('SIGTERM');
     await s.exited;
     expect(s.output()).toContain('SIGTERM: draining');

@@ -7,7 +7,7 @@ import type { GatewayRequest, GatewayUsage } from './in-flight-gateway';
 
 const ENTRY = path.join(import.meta.dirname, 'in-flight-gateway.ts');
 
-/** How the gateway's TypeScript is run: through tsx (as `npm start` does), or bundled by esbuild, by plain node. */
+/** How the gateway's TypeScript is run: bundled by esbuild, by plain node (as `npm start` runs dist/server/), or through tsx. */
 export type Runtime = 'tsx' | 'bundle';
 
 export interface GatewayProcess {

@@ -4,7 +4,7 @@ import fs from 'node:fs';
 
 const pkg = JSON.parse(fs.readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { scripts: { start: string } };
 
-/** E.g. `['--heap-growing-percent=50']`; `--import tsx` is left out (each bench loads tsx its own way). */
+/** E.g. `['--heap-growing-percent=50', '--enable-source-maps']`; `--import tsx` (if any) is left out (each bench loads the gateway its own way). */
 export const START_NODE_FLAGS: string[] = pkg.scripts.start
   .replace(/^exec\s+/, '')
   .split(/\s+/)

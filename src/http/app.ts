@@ -3,10 +3,10 @@
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import type http from 'node:http';
-import { fileURLToPath } from 'node:url';
 import express, { type RequestHandler } from 'express';
 import * as OpenApiValidator from 'express-openapi-validator';
 import YAML from 'yaml';
+import { projectPath } from '../project-root';
 import type { Logger } from '../core/logger';
 import type { Metrics } from '../core/metrics';
 import type { TeamService } from '../core/teams';
@@ -31,7 +31,7 @@ import { createProviderWebhookRoutes, keepWebhookBody, type ProviderWebhookRoute
 import { requestLogging, requestStartedMs } from './request-log';
 import { withStatusPollLane } from './status-poll';
 
-export const SPEC_PATH = fileURLToPath(new URL('../../openapi/vidgate.yaml', import.meta.url));
+export const SPEC_PATH = projectPath('openapi/vidgate.yaml');
 /** The largest uploaded file accepted (413 above): above the 10 MB an image may have, so that one a little over gets a 400 saying why. */
 const MAX_UPLOAD_BYTES = 25 * 1024 * 1024;
 

@@ -2,12 +2,12 @@
 // dist/playground/, served with a Content-Security-Policy that lets it load and call nothing but this origin.
 import fs from 'node:fs';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import express from 'express';
 import { ApiError } from '../core/errors';
+import { projectPath } from '../project-root';
 
 /** Where `npm run build:web` (and `npm start`, before it starts) puts the page. */
-export const PLAYGROUND_DIR = fileURLToPath(new URL('../../dist/playground/', import.meta.url));
+export const PLAYGROUND_DIR = projectPath('dist/playground/');
 
 /**
  * Only this origin: its script and style sheet, its API (connect), and the blob: URLs the page makes of a chosen

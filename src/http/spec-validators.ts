@@ -3,7 +3,7 @@
 // the library's own request settings (JSON Schema 2020-12 for OpenAPI 3.1, defaults filled in, numbers strict) and
 // ajv-formats' full formats, so that what they accept the library accepts too; what they refuse is handed to the
 // library, which answers it.
-import Ajv2020 from 'ajv/dist/2020';
+import Ajv2020 from 'ajv/dist/2020.js';
 import addFormats from 'ajv-formats';
 
 /** The spec's parts read here (OpenAPI 3.1). */
