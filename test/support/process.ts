@@ -6,6 +6,7 @@ export interface ServerProcess {
   url: string;
   /** Everything the process wrote to stdout and stderr so far. */
   output: () => string;
+  /** The exit code, once the process has exited and its output has been read to the end. */
   exited: Promise<number | null>;
 }
 
@@ -22,7 +23,12 @@ export async function startServerProcess(env: Record<string, string>, via: 'node
   let output = '';
   child.stdout!.on('data', (c: Buffer) => (output += c.toString()));
   child.stderr!.on('data', (c: Buffer) => (output += c.toString()));
-  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  // Once the process has exited and its output has been read to the end ('close'): lines it wrote just before a
+  // SIGKILL may still be in the pipe at 'exit'. A grandchild holding the pipe open cannot delay it past 5 s.
+  const exited = new Promise<number | null>((resolve) => {
+    child.once('close', (code) => resolve(code));
+    child.once('exit', (code) => setTimeout(() => resolve(code), 5000).unref());
+  });
   const url = await new Promise<string>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`server did not start:\n${output}`)), 30_000);
     const onData = () => {
