@@ -101,10 +101,11 @@ describe('crash and restart', () => {
     const jobs = await listJobs(path.join(dataDir, 'simulated', 'simulated'));
     expect(jobs.map((j) => j.idempotency_key).sort()).toEqual(ids.map((id) => `${id}.1`).sort());
 
-    // Each task was marked completed by exactly one process.
+    // Each task was marked completed by one process: at most one `task completed` line (a process killed between
+    // its COMMIT and its log line writes none; the single completed attempt above proves the completion itself).
     const all = outputs.join('\n');
     const completions = all.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as { msg: string; task_id?: string }).filter((e) => e.msg === 'task completed');
-    for (const id of ids) expect(completions.filter((e) => e.task_id === id)).toHaveLength(1);
+    for (const id of ids) expect(completions.filter((e) => e.task_id === id).length).toBeLessThanOrEqual(1);
 
     // And every stored video plays at the requested size and duration.
     for (const [i, id] of ids.entries()) {

@@ -122,9 +122,11 @@ it('completes every accepted task exactly once, delivers every webhook and keeps
   }
   expect(tasks.map((t) => t.status)).toEqual(ids.map(() => 'completed'));
 
-  // Completed exactly once: one `task completed` line over every process the replicas ran.
+  // Completed by one process: at most one `task completed` line over every process the replicas ran (a process
+  // killed between its COMMIT and its log line writes none; the statuses above and the ledger below prove the
+  // completion itself).
   const completions = completionsLogged(replicas);
-  const doubles = ids.filter((id) => completions.filter((c) => c === id).length !== 1);
+  const doubles = ids.filter((id) => completions.filter((c) => c === id).length > 1);
   expect(doubles).toEqual([]);
 
   // One upstream job per task: no failover (one provider), and a create whose answer a kill lost is sent again under

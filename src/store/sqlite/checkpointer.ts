@@ -72,7 +72,10 @@ export function startCheckpointer(
     onError(err.message);
     settle(undefined);
   });
-  worker.on('exit', () => settle(undefined));
+  worker.on('exit', () => {
+    stopped = true; // a thread that died checkpoints no more (the request connection's own bound remains)
+    settle(undefined);
+  });
   worker.unref(); // never what keeps the process alive (after the listeners: a 'message' listener refs it again)
 
   const pass = (): Promise<CheckpointResult | undefined> =>
