@@ -183,9 +183,13 @@ export function createSqliteBackend(db: Database.Database, file: string, onClose
     const stmt = db.prepare(sql);
     return () => call(() => stmt.run());
   };
+  const beginImmediate = prepared('BEGIN IMMEDIATE');
   const connection: Connection<Tx> = {
     tx,
-    begin: ((begin) => () => (beforeWrite(), begin()))(prepared('BEGIN IMMEDIATE')),
+    begin: () => {
+      beforeWrite();
+      beginImmediate();
+    },
     commit: prepared('COMMIT'),
     rollback: prepared('ROLLBACK'),
     savepoint: prepared('SAVEPOINT member'),

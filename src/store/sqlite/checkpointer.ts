@@ -10,9 +10,9 @@
 // after a checkpoint copied every frame, and under a steady stream of commits new frames always arrive while the
 // checkpoint runs. The WAL then grew to the far bound (20 000 pages, 80 MB) and the request connection checkpointed
 // it inline, fsyncs and all, stalling every request for 50-100 ms. So each round has two passes: the first copies
-// whatever is there while writes go on; if frames arrived meanwhile, the second copies those while this process's
-// writes wait (`betweenWrites`, asynchronously: the event loop and the reads go on), which is short since few frames
-// arrived, and the next write then restarts the WAL.
+// whatever is there while writes go on; when the WAL had frames (a pass cannot tell whether more arrived while it
+// ran), the second copies those that did while this process's transactions wait (`betweenWrites`, asynchronously:
+// the event loop and the reads go on), which is short since few arrived, and the next write restarts the WAL.
 
 import { createRequire } from 'node:module';
 import { Worker } from 'node:worker_threads';
