@@ -79,3 +79,41 @@ it('logs a failed step at error with the fields that name its item (a task id, s
     expect.objectContaining({ level: 'error', msg: 'worker step failed', loop: 'dispatcher', task_id: 'task_1', error: 'the store is gone' }),
   ]);
 });
+
+it('claims past an item whose step freed its slot, renews its lease until the step ends, and waits for it on stop', async () => {
+  const due = Array.from({ length: 3 }, (_, i): Leased => ({ id: `t${i}`, lease_token: `l${i}` }));
+  const renewed: string[][] = [];
+  let finishFirst!: () => void;
+  const firstDone = new Promise<void>((r) => (finishFirst = r));
+  const started: string[] = [];
+  const loop = createLeasedLoop<Leased>({
+    name: 'test',
+    claim: async (limit) => due.splice(0, limit),
+    renew: async (items) => void renewed.push(items.map((i) => i.id)),
+    step: async (item, freeSlot) => {
+      started.push(item.id);
+      if (item.id !== 't0') return;
+      freeSlot();
+      freeSlot(); // a second call changes nothing
+      await firstDone;
+    },
+    concurrency: 1,
+    interval_ms: 20,
+    lease_ms: 60, // a heartbeat every 20 ms
+    now: () => 0,
+    log: createLogger('silent'),
+  });
+  loop.start();
+  const deadline = Date.now() + 20_000;
+  while (started.length < 3 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+  // t0 still runs, out of the one slot: the others were claimed and worked one at a time meanwhile.
+  expect(started).toEqual(['t0', 't1', 't2']);
+  await new Promise((r) => setTimeout(r, 100));
+  expect(renewed.at(-1)).toEqual(['t0']);
+  let stopped = false;
+  const stopping = loop.stop(10_000).then(() => (stopped = true));
+  await new Promise((r) => setTimeout(r, 50));
+  expect(stopped).toBe(false);
+  finishFirst();
+  await stopping;
+});

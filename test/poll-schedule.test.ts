@@ -98,6 +98,24 @@ describe('the poller', () => {
     expect(plain.requestsTo('retrieve')).toHaveLength(2);
   });
 
+  it("downloads a completed job outside the poller's slots: a hanging download holds up no other job's poll, and downloads stay within poll_concurrency", async (ctx) => {
+    // Jobs done by their first poll: a poller whose one slot was just claimed full waits long between polls (backlogged).
+    const { h, plain } = await rig(ctx, { plain: { jobDurationMs: 1, mp4: mp4Renderer() }, providers: [{}, { poll_concurrency: 1 }] });
+    plain.setMode('hang', { route: 'content' });
+    const first = await submit(h, 'sora-2', 'first');
+    await waitFor(async () => (plain.requestsTo('content').length === 1 ? true : undefined));
+    const later = [await submit(h, 'sora-2', 'second'), await submit(h, 'sora-2', 'third')];
+    const upstreamIds = await Promise.all(later.map((id) => waitFor(async () => (await h.gateway.store.getTask(id))?.upstream_id ?? undefined)));
+    // With one slot, the first job's download would have held it (up to upstream_timeout_ms, 30 s): the later jobs
+    // are polled (and found done) meanwhile.
+    const polledDone = (upstreamId: string) => plain.requestsTo('retrieve').some((r) => r.path === `/v1/videos/${upstreamId}`);
+    await waitFor(async () => (upstreamIds.every(polledDone) ? true : undefined));
+    // Their downloads wait their turn: one download at a time, as one poll at a time.
+    await new Promise((r) => setTimeout(r, 300));
+    expect(plain.requestsTo('content')).toHaveLength(1);
+    for (const id of [first, ...later]) expect((await h.gateway.store.getTask(id))?.status).toBe('processing');
+  });
+
   it("polls one provider's jobs at most poll_concurrency at once, and a stalled provider does not hold up another's", async (ctx) => {
     const { h, hinted: stalled, plain: healthy } = await rig(ctx, {
       hinted: { jobDurationMs: 100 },

@@ -1,6 +1,7 @@
 // One background loop over leased work: claim what is due, work each item while keeping its lease alive, and
 // claim again at the next tick, or as soon as a quarter of its room is free while a claim came back full (a
-// backlog is drained at the pace of the work, not of the ticks). The dispatcher, the pollers and the deliverer are
+// backlog is drained at the pace of the work, not of the ticks). A step may give its slot back for the tail of its
+// work (the poller's downloads), keeping its lease. The dispatcher, the pollers and the deliverer are
 // each one such loop; the lease (with its fencing token) is what makes an item whose worker died be taken up again
 // by another.
 import type { Logger } from './logger';
@@ -18,9 +19,13 @@ export interface LeasedLoopOptions<T extends Leased> {
   claim(limit: number, leaseMs: number, nowMs: number): Promise<T[]>;
   /** Extend the leases of the items being worked, until `leaseUntilMs`: one call for all of them. */
   renew(items: readonly Leased[], leaseUntilMs: number): Promise<void>;
-  /** Work one item. A throw is logged; the item's lease then lapses and it is claimed again. */
-  step(item: T): Promise<void>;
-  /** Most items worked at once by this process; also the most one claim asks for. */
+  /**
+   * Work one item. `freeSlot()` gives the item's place in `concurrency` back while the step goes on (its lease is
+   * still renewed until the step ends): for a tail of work that should not hold up the next claims. A throw is
+   * logged; the item's lease then lapses and it is claimed again.
+   */
+  step(item: T, freeSlot: () => void): Promise<void>;
+  /** Most items worked at once by this process, less those whose step freed its slot; also the most one claim asks for. */
   concurrency: number;
   /** Time between ticks, in ms. */
   interval_ms: number;
@@ -47,6 +52,8 @@ export interface LeasedLoop {
 export function createLeasedLoop<T extends Leased>(options: LeasedLoopOptions<T>): LeasedLoop {
   const { log, now } = options;
   const working = new Map<string, { item: Leased; done: Promise<void> }>();
+  /** Items being worked whose step gave its slot back (freeSlot). */
+  let freed = 0;
   let timer: NodeJS.Timeout | undefined;
   let heartbeat: NodeJS.Timeout | undefined;
   let stopping = true;
@@ -54,7 +61,7 @@ export function createLeasedLoop<T extends Leased>(options: LeasedLoopOptions<T>
   let backlog = false;
   /** Free room worth a claim while there is a backlog: a claim is a write, not made for every finished item. */
   const refillAt = Math.max(1, Math.floor(options.concurrency / 4));
-  const room = () => options.concurrency - working.size;
+  const room = () => options.concurrency - (working.size - freed);
 
   function renewAll() {
     if (working.size === 0) return;
@@ -63,14 +70,23 @@ export function createLeasedLoop<T extends Leased>(options: LeasedLoopOptions<T>
   }
 
   function run(item: T) {
-    const done = options
-      .step(item)
+    let holdsSlot = true;
+    const freeSlot = () => {
+      if (!holdsSlot) return;
+      holdsSlot = false;
+      freed++;
+      refill();
+    };
+    const entry = { item, done: Promise.resolve() };
+    working.set(item.id, entry); // before the step starts: it may free its slot at once
+    entry.done = options
+      .step(item, freeSlot)
       .catch((err: Error) => log.error({ loop: options.name, ...(options.logFields?.(item) ?? { id: item.id }), error: err.message }, 'worker step failed'))
       .finally(() => {
         working.delete(item.id);
+        if (!holdsSlot) freed--;
         refill();
       });
-    working.set(item.id, { item, done });
   }
 
   async function tick(): Promise<void> {

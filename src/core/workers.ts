@@ -6,6 +6,7 @@ import type { FailureStage } from '../routing/health';
 import type { Router } from '../routing/router';
 import { creditsFor } from '../routing/quote';
 import { QuotaExceededError, type AttemptRecord, type ClaimedTask, type ProviderScope, type Store, type WorkPhase } from '../store/types';
+import pLimit, { type LimitFunction } from 'p-limit';
 import { verifyVideo } from '../media/probe-video';
 import { fitImage } from '../media/fit-image';
 import { AssetStoreError, type AssetStore } from '../assets/types';
@@ -404,7 +405,8 @@ export function createWorkers(deps: WorkerDeps): Workers {
     }
   }
 
-  async function poll(t: ClaimedTask): Promise<void> {
+  /** Polls one running job; a completed one is downloaded outside the poller's slot (`freeSlot`, see `downloads`). */
+  async function poll(t: ClaimedTask, freeSlot: () => void): Promise<void> {
     const request = JSON.parse(t.request_json) as NormalizedRequest;
     const adapter = t.provider_id ? router.provider(t.provider_id) : undefined;
     const upstreamId = t.upstream_id;
@@ -439,7 +441,8 @@ export function createWorkers(deps: WorkerDeps): Workers {
         taskLog(log, t).debug({ provider: adapter.id, progress: result.progress, next_poll_in_ms: nextAtMs - sentAt }, 'task polled');
         return;
       }
-      await download(t, request, adapter, upstreamId);
+      freeSlot();
+      await downloads(adapter.id)(() => download(t, request, adapter, upstreamId));
     } catch (err) {
       const error = asProviderError(err);
       if (error.code === 'resource_not_found') {
@@ -495,7 +498,7 @@ export function createWorkers(deps: WorkerDeps): Workers {
   }
 
   /** One leased loop over the due tasks of a phase (of some providers only, with `providers`). */
-  const loop = (name: string, phase: WorkPhase, step: (t: ClaimedTask) => Promise<void>, concurrency: number, providers?: ProviderScope, intervalMs = config.poll_interval_ms) =>
+  const loop = (name: string, phase: WorkPhase, step: (t: ClaimedTask, freeSlot: () => void) => Promise<void>, concurrency: number, providers?: ProviderScope, intervalMs = config.poll_interval_ms) =>
     createLeasedLoop<ClaimedTask>({
       name,
       claim: (limit, leaseMs, nowMs) => store.claimDue(phase, limit, leaseMs, nowMs, providers),
@@ -512,9 +515,13 @@ export function createWorkers(deps: WorkerDeps): Workers {
   // polls; and one for the jobs of providers no longer configured (found after a restart with another config:
   // they are failed over, so it rarely has work and ticks once per lease).
   const configured = router.providers.map((p) => p.id);
-  const pollers = new Map<string, LeasedLoop>(
-    configured.map((id) => [id, loop(`poller:${id}`, 'poll', poll, deps.pollConcurrency?.get(id) ?? config.poll_concurrency, { only: id })]),
-  );
+  const pollConcurrency = (id: string) => deps.pollConcurrency?.get(id) ?? config.poll_concurrency;
+  const pollers = new Map<string, LeasedLoop>(configured.map((id) => [id, loop(`poller:${id}`, 'poll', poll, pollConcurrency(id), { only: id })]));
+  // A completed job's download, probe and store (hundreds of ms when many finish at once) run outside the poller's
+  // slots, so that a burst of completions does not hold up the other jobs' polls; at most as many at once per
+  // provider as its polls. The task's lease is renewed by its poller meanwhile.
+  const downloadLimits = new Map<string, LimitFunction>(configured.map((id) => [id, pLimit(pollConcurrency(id))]));
+  const downloads = (providerId: string) => downloadLimits.get(providerId)!;
   const dispatcher = loop('dispatcher', 'dispatch', dispatch, config.batch_size);
   const loops = [
     dispatcher,
