@@ -22,6 +22,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { parseArgs } from 'node:util';
+import { monitorEventLoopDelay, PerformanceObserver } from 'node:perf_hooks';
 import type { Gateway } from '../src/core/gateway';
 import { createLogger } from '../src/core/logger';
 import type { Quotas } from '../src/store/types';
@@ -54,13 +55,35 @@ interface Ready {
 // ---------------------------------------------------------------------------------------------------------
 // Children
 
-/** Answers {type: 'cpu'} with this process's CPU time so far (user + system, µs). */
+/** What a child measured between two {type: 'cpu'} messages. */
+interface Usage {
+  /** CPU time (user + system) since the child started, µs. */
+  us: number;
+  /** The event loop's longest delay since the last message, ms (perf_hooks.monitorEventLoopDelay, 10 ms resolution). */
+  loop_max_ms: number;
+  /** Garbage collection pauses since the last message: their sum and the longest, ms ('gc' performance entries). */
+  gc_ms: number;
+  gc_max_ms: number;
+}
+
+/** Answers {type: 'cpu'} with this process's CPU time so far, and the loop delays and GC pauses since the last time. */
 function answerCpu() {
-  process.on('message', (m: { type: string }) => {
-    if (m.type === 'cpu') {
-      const { user, system } = process.cpuUsage();
-      process.send!({ type: 'cpu', us: user + system });
+  const loop = monitorEventLoopDelay({ resolution: 10 });
+  loop.enable();
+  let gc_ms = 0;
+  let gc_max_ms = 0;
+  new PerformanceObserver((list) => {
+    for (const entry of list.getEntries()) {
+      gc_ms += entry.duration;
+      gc_max_ms = Math.max(gc_max_ms, entry.duration);
     }
+  }).observe({ entryTypes: ['gc'] });
+  process.on('message', (m: { type: string }) => {
+    if (m.type !== 'cpu') return;
+    const { user, system } = process.cpuUsage();
+    process.send!({ type: 'cpu', us: user + system, loop_max_ms: loop.max / 1e6, gc_ms, gc_max_ms } satisfies Usage & { type: 'cpu' });
+    loop.reset();
+    gc_ms = gc_max_ms = 0;
   });
 }
 
@@ -158,6 +181,8 @@ interface WrkResult {
   rps: number;
   /** The server process's CPU time per request answered (µs), when known. */
   cpu_us?: number;
+  /** The server's usage over the measured run, when known. */
+  usage?: Usage;
   p50_ms: number;
   p99_ms: number;
   requests: number;
@@ -231,12 +256,12 @@ async function stopChild(child: ChildProcess) {
   await exited;
 }
 
-function cpuOf(child: ChildProcess): Promise<number> {
+function usageOf(child: ChildProcess): Promise<Usage> {
   return new Promise((resolve) => {
-    const listen = (m: { type: string; us: number }) => {
+    const listen = (m: Usage & { type: string }) => {
       if (m.type !== 'cpu') return;
       child.off('message', listen);
-      resolve(m.us);
+      resolve(m);
     };
     child.on('message', listen);
     child.send({ type: 'cpu' });
@@ -248,6 +273,7 @@ const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.len
 const fmt = (r: WrkResult) =>
   `${r.rps.toFixed(0).padStart(7)} req/s  p50 ${r.p50_ms.toFixed(2).padStart(6)} ms  p99 ${r.p99_ms.toFixed(2).padStart(6)} ms` +
   (r.cpu_us === undefined ? '' : `  cpu ${r.cpu_us.toFixed(0).padStart(4)} µs/req`) +
+  (r.usage === undefined ? '' : `  loop max ${r.usage.loop_max_ms.toFixed(0).padStart(3)} ms  gc ${r.usage.gc_ms.toFixed(0).padStart(4)} ms (max ${r.usage.gc_max_ms.toFixed(1)})`) +
   (r.non2xx || r.errors ? `  (non-2xx ${r.non2xx}, socket errors ${r.errors})` : '');
 
 /** Fetches a response's exact bytes and headers once, for the bare server to answer with. */
@@ -288,10 +314,10 @@ async function main() {
   const run = async (label: string, url: string, c: number, script: () => string, server: ChildProcess) => {
     const before = loadavg();
     if (warmup > 0) await wrk(url, c, warmup, script());
-    const cpu0 = await cpuOf(server);
+    const before_usage = await usageOf(server);
     const r = await wrk(url, c, seconds, script());
-    r.cpu_us = (await cpuOf(server)) - cpu0;
-    r.cpu_us /= r.requests || 1;
+    r.usage = await usageOf(server);
+    r.cpu_us = (r.usage.us - before_usage.us) / (r.requests || 1);
     console.log(`  ${label.padEnd(22)} load ${before}  ${fmt(r)}`);
     if (r.errors > 0 || r.non2xx > 0) failed = true;
     return r;
