@@ -3,7 +3,7 @@ import os from 'node:os';
 import path from 'node:path';
 import Database from 'better-sqlite3';
 import { afterEach, beforeEach, expect, it } from 'vitest';
-import { startCheckpointer } from '../src/store/sqlite/checkpointer';
+import { nextRoundDelayMs, ROUND_PAGES, startCheckpointer } from '../src/store/sqlite/checkpointer';
 
 let dir: string;
 let db: Database.Database;
@@ -68,4 +68,13 @@ it('a round with an empty WAL holds no write back', async () => {
   } finally {
     await checkpointer.stop();
   }
+});
+
+it('paces its rounds by how fast the WAL grew: the interval when slow, sooner when fast, never past it', () => {
+  expect(nextRoundDelayMs(0, 1000, 1000)).toBe(1000);
+  expect(nextRoundDelayMs(500, 1000, 1000)).toBe(1000); // 500 frames a second: ROUND_PAGES in 4 s
+  // 20 000 frames a second (4 000 creates a second): ROUND_PAGES in 100 ms.
+  expect(nextRoundDelayMs(20_000, 1000, 1000)).toBe(ROUND_PAGES / 20);
+  expect(nextRoundDelayMs(2_000, 100, 1000)).toBe(ROUND_PAGES / 20);
+  expect(nextRoundDelayMs(2_000, 0, 1000)).toBe(1); // no time at all counts as 1 ms
 });

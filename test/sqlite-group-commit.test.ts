@@ -7,9 +7,8 @@ import os from 'node:os';
 import path from 'node:path';
 import Database from 'better-sqlite3';
 import { afterEach, describe, expect, it } from 'vitest';
-import { createSqliteBackend } from '../src/store/sqlite/backend';
+import { createSqliteBackend, type SqliteBackend } from '../src/store/sqlite/backend';
 import { MAX_BATCH } from '../src/store/sqlite/group-commit';
-import type { Backend } from '../src/store/rules/sql';
 
 const closers: (() => Promise<void>)[] = [];
 afterEach(async () => {
@@ -17,7 +16,7 @@ afterEach(async () => {
 });
 
 /** A backend over a new file with a table `t (n)` and a table `child` whose key to `t` is checked at COMMIT. */
-function open(): { backend: Backend; file: string; other: Database.Database } {
+function open(): { backend: SqliteBackend; file: string; other: Database.Database } {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'vidgate-gc-'));
   const file = path.join(dir, 'gc.db');
   const db = new Database(file);
@@ -146,5 +145,27 @@ describe('SQLite group commit', () => {
     expect(fired).toBe(true);
     expect(n).toBeLessThan(20_000);
     expect(committed(other)).toHaveLength(n);
+  });
+
+  it('holds every write back while betweenWrites runs, those outside transactions too (UPDATE ... RETURNING included); reads go on', async () => {
+    const { backend, other } = open();
+    await backend.transaction((tx) => tx.run('INSERT INTO t (n) VALUES (1)'));
+    let resume!: () => void;
+    const paused = backend.betweenWrites(() => new Promise<void>((resolve) => (resume = resolve)));
+    await new Promise((r) => setImmediate(r)); // the pause has begun
+    const done: string[] = [];
+    const writes = [
+      backend.read.run('INSERT INTO t (n) VALUES (2)').then(() => done.push('run')),
+      backend.read.get('UPDATE t SET n = 3 WHERE n = 2 RETURNING n').then(() => done.push('returning')),
+      backend.transaction((tx) => tx.run('INSERT INTO t (n) VALUES (4)')).then(() => done.push('transaction')),
+    ];
+    expect(await backend.read.all('SELECT n FROM t')).toEqual([{ n: 1 }]);
+    await new Promise((r) => setTimeout(r, 50));
+    expect(done).toEqual([]);
+    expect(committed(other)).toEqual([1]);
+    resume();
+    await Promise.all([paused, ...writes]);
+    expect(done).toEqual(['run', 'returning', 'transaction']);
+    expect(committed(other)).toEqual([1, 3, 4]);
   });
 });

@@ -1,6 +1,6 @@
 // The rules' primitives (../rules/sql.ts) over one better-sqlite3 connection. The rules are async, so a transaction
-// spans awaits during which other calls would run: every transaction, and every statement issued while one is open,
-// waits its turn in one queue. The queue is shared by every connection of this process to the same file, because a
+// spans awaits during which other calls would run: every transaction, every write, and every read issued while a
+// transaction is open, waits its turn in one queue. The queue is shared by every connection of this process to the same file, because a
 // connection that waited synchronously for the write lock held by another across an await would block the thread
 // that must finish it (until busy_timeout). A write transaction begins IMMEDIATE (it takes the write lock at once),
 // so other processes on the file serialize with it as well; Tx.lock has nothing to add.
@@ -80,8 +80,8 @@ const files = new Map<string, FileShare>();
 
 /** The shared Backend, and what the checkpointer needs of the queue. */
 export interface SqliteBackend extends Backend {
-  /** Runs `fn` once the transactions queued before it have committed; no transaction of this process begins until it
-   * settles (single statements outside transactions still run). */
+  /** Runs `fn` once the transactions queued before it have committed; no transaction or write of this process begins
+   * until it settles (reads still run). */
   betweenWrites<T>(fn: () => Promise<T>): Promise<T>;
 }
 
@@ -124,15 +124,13 @@ export function createSqliteBackend(db: Database.Database, file: string, onClose
   };
   snapshotEnds.add(endSnapshot);
   const beforeWrite = () => snapshotEnds.forEach((end) => end());
-  /** Before `sql` runs outside transactions: joins (or opens) the turn's snapshot, or ends the snapshots to write. */
-  const enter = (sql: string) =>
-    call(() => {
-      if (!prepare(sql).stmt.readonly) return beforeWrite();
-      if (snapshot) return;
-      beginRead.run();
-      snapshot = true;
-      setImmediate(endSnapshot);
-    });
+  /** Before a read outside transactions: joins (or opens) the turn's snapshot. */
+  const enterSnapshot = () => {
+    if (snapshot) return;
+    beginRead.run();
+    snapshot = true;
+    setImmediate(endSnapshot);
+  };
 
   const direct = {
     get: <T>(sql: string, params?: Params) =>
@@ -149,13 +147,27 @@ export function createSqliteBackend(db: Database.Database, file: string, onClose
     run: (sql: string, params?: Params) => call(() => (params ? prepare(sql).stmt.run(params) : prepare(sql).stmt.run()).changes),
   };
 
-  /** A statement outside transactions: at once when none is open, else after it. */
-  const outside = <T>(fn: () => T): Promise<T> => (shared.open ? shared.after(fn) : new Promise<T>((resolve) => resolve(fn())));
+  /**
+   * `sql` outside transactions, run by `fn`: a read at once in the turn's snapshot (after the open transaction, if
+   * any); a write (any statement that is not read-only) always waits its turn in the queue, so that none runs while
+   * the checkpointer holds this process's writes back (betweenWrites), and ends the snapshots first.
+   */
+  const outside = <T>(sql: string, fn: () => T): Promise<T> => {
+    let write: boolean;
+    try {
+      write = !prepare(sql).stmt.readonly;
+    } catch (err) {
+      return Promise.reject(translateSqliteError(err));
+    }
+    if (write) return shared.after(() => (beforeWrite(), fn()));
+    const read = () => (call(enterSnapshot), fn());
+    return shared.open ? shared.after(read) : new Promise<T>((resolve) => resolve(read()));
+  };
 
   const read: Sql = {
-    get: (sql, params) => outside(() => (enter(sql), direct.get(sql, params))),
-    all: (sql, params) => outside(() => (enter(sql), direct.all(sql, params))),
-    run: (sql, params) => outside(() => (beforeWrite(), direct.run(sql, params))),
+    get: (sql, params) => outside(sql, () => direct.get(sql, params)),
+    all: (sql, params) => outside(sql, () => direct.all(sql, params)),
+    run: (sql, params) => outside(sql, () => direct.run(sql, params)),
   };
 
   let savepoints = 0;

@@ -29,6 +29,9 @@ export function createSqliteStore(file: string): Store {
   db.pragma(`wal_autocheckpoint = ${FALLBACK_AUTOCHECKPOINT_PAGES}`);
   db.pragma('busy_timeout = 5000');
   db.pragma('foreign_keys = ON');
+  // A group commit's members each run under a savepoint, whose sub-journal is a temporary file by default (a file
+  // created, written and deleted per batch): in memory instead (https://www.sqlite.org/tempfiles.html).
+  db.pragma('temp_store = MEMORY');
   try {
     migrate(db);
   } catch (error) {
