@@ -176,6 +176,13 @@ describe('bad input', () => {
     const res = await h.http.post('/v1/videos/generations').set(auth(KEY_A)).set('Content-Type', 'application/json').send('{"prompt": "x",');
     expectError(res, 400, 'invalid_request_error', 'invalid_json', null);
   });
+  it('JSON that is not an object: the same answer as for an array', async () => {
+    for (const body of ['null', '1', '"a video"', 'true', '[]']) {
+      const res = await h.http.post('/v1/videos/generations').set(auth(KEY_A)).set('Content-Type', 'application/json').send(body);
+      expectError(res, 400, 'invalid_request_error', 'invalid_value', 'body');
+      expect(res.body.error.message, body).toBe('body: must be object');
+    }
+  });
   it('a body that is not JSON', async () => {
     const res = await h.http.post('/v1/videos/generations').set(auth(KEY_A)).set('Content-Type', 'text/plain').send('make a video');
     expectError(res, 415, 'unsupported_media_type_error', 'unsupported_media_type', null);

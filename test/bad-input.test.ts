@@ -249,7 +249,9 @@ describe('methods and paths', () => {
     }
     // Malformed percent-encoding in a path parameter, on every route that has one, with a key and without.
     for (const url of ['/v1/tasks/%E0%A4%A', '/v1/tasks/%ZZ', '/v1/tasks/%ZZ/content', '/v1/videos/%ZZ', '/v1/videos/%ZZ/content']) {
-      expectErrorShape(await h.http.get(url).set(auth(KEY_A)), 400);
+      const res = await h.http.get(url).set(auth(KEY_A));
+      expectErrorShape(res, 400, 'invalid_value');
+      expect(res.body.error, url).toMatchObject({ message: 'a path parameter is not valid percent-encoding', param: null });
       expect((await h.http.head(url).set(auth(KEY_A))).status).toBe(400);
       expect([400, 401]).toContain((await h.http.get(url)).status);
     }

@@ -9,6 +9,8 @@ import { StoreUnavailable, UniqueViolation } from '../store/types';
 
 type HttpLikeError = Error & {
   status?: number;
+  /** body-parser's: the raw body that did not parse. */
+  body?: unknown;
   type?: string;
   code?: string;
   expose?: boolean;
@@ -33,6 +35,8 @@ export function toApiError(err: HttpLikeError, multipart = false): ApiError {
     return new ApiError(413, 'request_too_large_error', 'body_too_large', 'the request body is over the size limit');
   }
   if (err.type === 'entity.parse.failed') {
+    // The JSON parser takes only objects and arrays: `null`, `1` or `"x"` are JSON, the wrong kind of body.
+    if (isJson(err.body)) return new ApiError(400, 'invalid_request_error', 'invalid_value', 'body: must be object', 'body');
     return new ApiError(400, 'invalid_request_error', 'invalid_json', 'the request body is not valid JSON');
   }
   if (err.type === 'charset.unsupported' || err.type === 'encoding.unsupported') {
@@ -56,9 +60,7 @@ export function toApiError(err: HttpLikeError, multipart = false): ApiError {
   }
   if (Array.isArray(err.errors) && typeof err.status === 'number') return fromValidationError(err);
   // The router decodes a route's path parameters before any handler runs: `%ZZ` is the URL's fault.
-  if (err instanceof URIError && err.status === 400) {
-    return new ApiError(400, 'invalid_request_error', 'invalid_value', 'a path parameter is not valid percent-encoding');
-  }
+  if (err instanceof URIError && err.status === 400) return malformedPathParameter();
   // Any other client error from the HTTP stack (http-errors with `expose`), e.g. a malformed URL or Content-Length.
   if (err.expose && err.status && err.status >= 400 && err.status < 500) {
     return new ApiError(err.status, 'invalid_request_error', 'bad_request', err.message);
@@ -80,6 +82,21 @@ function fromMultipartError(err: HttpLikeError): ApiError | undefined {
   return undefined;
 }
 
+/** Where express-openapi-validator's errors about a field point (the first segment of an error's path). */
+const REQUEST_PARTS = new Set(['body', 'query', 'path', 'headers', 'cookies']);
+
+const malformedPathParameter = () => new ApiError(400, 'invalid_request_error', 'invalid_value', 'a path parameter is not valid percent-encoding');
+
+const isJson = (text: unknown) => {
+  if (typeof text !== 'string') return false;
+  try {
+    JSON.parse(text);
+    return true;
+  } catch {
+    return false;
+  }
+};
+
 function fromValidationError(err: HttpLikeError): ApiError {
   const first = err.errors?.[0];
   switch (err.status) {
@@ -95,6 +112,10 @@ function fromValidationError(err: HttpLikeError): ApiError {
   if (err.status !== 400 || !first) return internalError();
   // Paths look like "/body/duration", "/query/limit" or "/body/image_urls/0".
   const [, where, ...rest] = first.path.split('/');
+  // An error about the request as a whole names the request's URL path instead (e.g. "/v1/tasks/%E0%A4%A").
+  if (!REQUEST_PARTS.has(where ?? '')) {
+    return /malformed uri/i.test(first.message) ? malformedPathParameter() : new ApiError(400, 'invalid_request_error', 'bad_request', first.message);
+  }
   const param = rest.length ? rest.join('.') : (where ?? null);
   const code = first.errorCode?.startsWith('required') ? 'missing_field' : first.errorCode?.startsWith('additionalProperties') ? 'unknown_field' : 'invalid_value';
   return new ApiError(400, 'invalid_request_error', code, `${param ?? 'request'}: ${first.message}`, param);
