@@ -239,7 +239,7 @@ const children = new Set<ChildProcess>();
 
 function startChild(args: string[], profileDir?: string): Promise<{ child: ChildProcess; ready: Ready }> {
   // The gateway child runs with `npm start`'s node flags, as a started gateway does.
-  const execArgv = [...process.execArgv, ...START_NODE_FLAGS, ...(profileDir ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : [])];
+  const execArgv = [...process.execArgv, ...START_NODE_FLAGS, ...(profileDir ? ['--cpu-prof', '--cpu-prof-interval=200', `--cpu-prof-dir=${profileDir}`] : [])];
   const child = fork(self, ['--child', ...args], { execArgv, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
   children.add(child);
   child.on('exit', () => children.delete(child));
