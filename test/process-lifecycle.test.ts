@@ -2,6 +2,7 @@
 // deadline, one-line start errors, and no ffmpeg or temp file outliving a SIGKILL. Linux: reads /proc.
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
+import http from 'node:http';
 import net from 'node:net';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -105,6 +106,37 @@ describe('stopping', () => {
     expect(elapsed).toBeGreaterThanOrEqual(drainMs - 200); // the request was given its time...
     expect(elapsed).toBeLessThan(drainMs + 15_000); // ...and no more (Node's own request timeout is 300 s)
     await socketClosed;
+  }, 90_000);
+
+  it('once the listener is closed, a kept-alive connection is closed after the request it brings: a busy client sends no more work', async () => {
+    const s = await start({ VIDGATE_DATA_DIR: dataDir(), VIDGATE_SERVER__DRAIN_READINESS_DELAY_MS: '200', VIDGATE_SERVER__DRAIN_TIMEOUT_MS: '20000' });
+    const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+    const body = JSON.stringify({ model: 'sora-2', prompt: 'a busy client', aspect_ratio: '16:9', duration: 4 });
+    /** A create on the agent's one connection; `hold` keeps its body unfinished until it resolves. */
+    const create = (hold?: Promise<void>) =>
+      new Promise<{ status: number; connection?: string; reused: boolean }>((resolve, reject) => {
+        const req = http.request(`${s.url}/v1/videos/generations`, { method: 'POST', agent, headers: { ...auth(KEY_A), 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(body) } });
+        req.on('response', (res) => {
+          res.resume();
+          res.on('end', () => resolve({ status: res.statusCode!, connection: res.headers.connection, reused: req.reusedSocket }));
+        });
+        req.on('error', reject);
+        req.write(body.slice(0, 10));
+        void (hold ?? Promise.resolve()).then(() => req.end(body.slice(10)));
+      });
+    expect((await create()).status).toBe(202);
+    // A create under way when the drain begins keeps the connection busy past the listener's close.
+    let finish!: () => void;
+    const inFlight = create(new Promise<void>((r) => (finish = r)));
+    s.child.kill('SIGTERM');
+    await waitFor(async () => (await fetch(`${s.url}/healthz`).then(() => undefined, () => true)), 10_000); // the listener is closed
+    finish();
+    expect(await inFlight).toMatchObject({ status: 202, reused: true });
+    // The next request on that connection is answered, and says that the connection ends there.
+    expect(await create()).toEqual({ status: 202, connection: 'close', reused: true });
+    await expect(create()).rejects.toThrow(/ECONNREFUSED/);
+    agent.destroy();
+    expect(await s.exited).toBe(0);
   }, 90_000);
 
   it('/readyz answers 503 during the readiness delay, while the server still answers, then the process exits', async () => {

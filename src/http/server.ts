@@ -46,7 +46,8 @@ export function rawErrorResponse(err: ApiError, requestId: string): string {
  * refuses before Express (431 over its 16 KB header limit, 400 unparsable, 408), per the `clientError` event's
  * contract (https://nodejs.org/api/http.html#event-clienterror): write on the socket unless a response has begun.
  * Such an answer carries an `X-Request-Id` and gets its access line like any other: the one of the request Express
- * was reading (a stalled body), whose line then has this status, else a new one logged here.
+ * was reading (a stalled body), whose line then has this status, else a new one logged here. After `close()`, every
+ * answer carries `Connection: close`.
  */
 export function createHttpServer(app: http.RequestListener, config: Pick<Config['server'], 'headers_timeout_ms' | 'request_timeout_ms'>, log: Logger): http.Server {
   const server = http.createServer(
@@ -57,6 +58,12 @@ export function createHttpServer(app: http.RequestListener, config: Pick<Config[
     },
     app,
   );
+  // Once the listener is closed (a drain), Node still serves the requests that come on kept-alive connections: a
+  // busy client would go on sending work until the drain's deadline. Each such request is answered, and its
+  // connection closed after it.
+  server.prependListener('request', (_req: http.IncomingMessage, res: http.ServerResponse) => {
+    if (!server.listening) res.setHeader('Connection', 'close');
+  });
   server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex & { _httpMessage?: http.ServerResponse }) => {
     const res = socket._httpMessage;
     if (err.code === 'ECONNRESET' || !socket.writable || res?.headersSent) return void socket.destroy();
