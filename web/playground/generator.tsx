@@ -141,8 +141,10 @@ export function Generator({ apiKey, catalog, onCreated, historyVersion, focusOnM
 
   // The cache can only be known for the prompt typed, and for an image whose bytes were hashed.
   const cacheKnown = !blankPrompt && (!image || image.sha256 !== null);
-  const estimate = estimated?.estimate ?? null;
-  const updating = estimated !== null && estimated.for !== requestKey;
+  // A prompt too long has no price from its first render on (the effect that forgets the last estimate runs after it).
+  const shown = tooLong ? null : estimated;
+  const estimate = shown?.estimate ?? null;
+  const updating = shown !== null && shown.for !== requestKey;
   const cached = cacheKnown ? estimate?.cache : undefined;
   const charge = cached ?? (estimate && estimate.credits !== null ? { credits: estimate.credits, usd: estimate.usd ?? 0 } : null);
 
