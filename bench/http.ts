@@ -67,7 +67,7 @@ interface Usage {
 }
 
 /** Answers {type: 'cpu'} with this process's CPU time so far, and the loop delays and GC pauses since the last time. */
-function answerCpu() {
+function answerUsage() {
   const loop = monitorEventLoopDelay({ resolution: 10 });
   loop.enable();
   let gc_ms = 0;
@@ -98,7 +98,7 @@ async function bareChild(status: number, contentType: string, bodyFile: string) 
     });
   });
   server.keepAliveTimeout = 60_000;
-  answerCpu();
+  answerUsage();
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const { port } = server.address() as { port: number };
   process.send!({ url: `http://127.0.0.1:${port}` } satisfies Ready);
@@ -161,7 +161,7 @@ async function gatewayChild(store: Store, inflight: number, finished: number) {
     body: SUBMIT_BODY,
   });
   const task = (await res.json()) as { id: string };
-  answerCpu();
+  answerUsage();
   process.on('message', async (m: { type: string }) => {
     if (m.type !== 'check') return;
     const ledger = await gw.store.listLedger(team.id);

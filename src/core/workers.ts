@@ -1,12 +1,12 @@
 // The background loops: the dispatcher submits pending tasks to a provider, the poller follows
 // processing ones to completion. Both claim tasks through leases in the store, and every transition
 // carries the lease token, so a task whose worker died is picked up again and finishes exactly once.
+import pLimit from 'p-limit';
 import { ProviderError, type CallContext, type NormalizedRequest, type ProviderAdapter } from '../providers/types';
 import type { FailureStage } from '../routing/health';
 import type { Router } from '../routing/router';
 import { creditsFor } from '../routing/quote';
 import { QuotaExceededError, type AttemptRecord, type ClaimedTask, type ProviderScope, type Store, type WorkPhase } from '../store/types';
-import pLimit, { type LimitFunction } from 'p-limit';
 import { verifyVideo } from '../media/probe-video';
 import { fitImage } from '../media/fit-image';
 import { AssetStoreError, type AssetStore } from '../assets/types';
@@ -442,7 +442,7 @@ export function createWorkers(deps: WorkerDeps): Workers {
         return;
       }
       freeSlot();
-      await downloads(adapter.id)(() => download(t, request, adapter, upstreamId));
+      await downloads.get(adapter.id)!(() => download(t, request, adapter, upstreamId));
     } catch (err) {
       const error = asProviderError(err);
       if (error.code === 'resource_not_found') {
@@ -520,8 +520,7 @@ export function createWorkers(deps: WorkerDeps): Workers {
   // A completed job's download, probe and store (hundreds of ms when many finish at once) run outside the poller's
   // slots, so that a burst of completions does not hold up the other jobs' polls; at most as many at once per
   // provider as its polls. The task's lease is renewed by its poller meanwhile.
-  const downloadLimits = new Map<string, LimitFunction>(configured.map((id) => [id, pLimit(pollConcurrency(id))]));
-  const downloads = (providerId: string) => downloadLimits.get(providerId)!;
+  const downloads = new Map(configured.map((id) => [id, pLimit(pollConcurrency(id))]));
   const dispatcher = loop('dispatcher', 'dispatch', dispatch, config.batch_size);
   const loops = [
     dispatcher,
